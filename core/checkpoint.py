@@ -1,0 +1,242 @@
+"""Self-describing, atomically written checkpoints that never unpickle arbitrary objects.
+
+Model weights go to a ``.safetensors`` file whose header metadata holds, as JSON, the format version,
+the model kind, the model's config and the metrics at save time, so ``load_model(path)`` rebuilds the
+model with no other file. Training state needed to resume a stopped stage (optimiser, scheduler, epoch,
+CMA-ES state, RNG) goes to a sibling ``.resume.pt`` loaded with ``torch.load(weights_only=True)``.
+Every write goes to a temporary file in the same directory and is then renamed over the target.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from core.errors import CheckpointError
+
+FORMAT_VERSION = 1
+_META_KEY = "dream_explorer"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The contents of a model checkpoint.
+
+    Attributes:
+        kind: model kind, e.g. ``"conv_vae"``, ``"dds_vae"``, ``"mdnrnn"``, ``"controller"``.
+        config: the model config as a plain dict (the fields of its config dataclass).
+        metrics: scalar metrics recorded at save time (namespaced keys).
+        state_dict: weights as float32 CPU tensors (fp16 storage is upcast on load).
+        extra: other JSON metadata (e.g. the vision/memory checkpoints a controller was trained with).
+        format_version: the file's format version.
+    """
+
+    kind: str
+    config: dict[str, Any]
+    metrics: dict[str, float]
+    state_dict: dict[str, torch.Tensor]
+    extra: dict[str, Any]
+    format_version: int
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.chmod(tmp_path, 0o644)
+        os.replace(tmp_path, target)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: nn.Module,
+    *,
+    kind: str,
+    config: Any,
+    metrics: dict[str, float] | None = None,
+    extra: dict[str, Any] | None = None,
+    half: bool = False,
+) -> Path:
+    """Write ``model``'s weights and self-description to ``path`` (a ``.safetensors`` file), atomically.
+
+    Args:
+        path: destination file.
+        model: the module whose ``state_dict()`` is saved.
+        kind: model kind registered in ``MODEL_KINDS``.
+        config: the model's config dataclass (or a dict of its fields).
+        metrics: scalar metrics to record.
+        extra: other JSON-serialisable metadata.
+        half: store floating tensors as float16 (halves the size; upcast to float32 on load).
+
+    Returns:
+        The path written.
+    """
+    config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    tensors: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().to("cpu").contiguous()
+        if half and t.is_floating_point():
+            t = t.half()
+        tensors[name] = t.clone()
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "config": config_dict,
+        "metrics": {k: float(v) for k, v in (metrics or {}).items()},
+        "extra": extra or {},
+    }
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    return target
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: the file is missing, truncated, not a Dream Explorer checkpoint, or of a newer format.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(p))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read checkpoint {p}: not a valid safetensors file ({first})") from None
+    if _META_KEY not in header:
+        raise CheckpointError(f"{p} is a safetensors file but not a Dream Explorer checkpoint (no metadata)")
+    try:
+        meta = json.loads(header[_META_KEY])
+        version = int(meta["format_version"])
+        kind = str(meta["kind"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"{p}: checkpoint metadata is corrupt") from None
+    if version > FORMAT_VERSION:
+        raise CheckpointError(f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return Checkpoint(
+        kind=kind,
+        config=dict(meta.get("config", {})),
+        metrics=dict(meta.get("metrics", {})),
+        state_dict=state,
+        extra=dict(meta.get("extra", {})),
+        format_version=version,
+    )
+
+
+def _model_kinds() -> dict[str, tuple[type, Callable[[Any], nn.Module]]]:
+    from core.models import MODEL_KINDS
+
+    return MODEL_KINDS
+
+
+def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
+    """Build an untrained model of ``kind`` from a config dict.
+
+    Raises:
+        CheckpointError: unknown kind, or the config has unknown or invalid fields.
+    """
+    kinds = _model_kinds()
+    if kind not in kinds:
+        raise CheckpointError(f"unknown model kind {kind!r} (known: {', '.join(sorted(kinds))})")
+    config_cls, model_cls = kinds[kind]
+    names = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(config) - names
+    if unknown:
+        raise CheckpointError(f"config of {kind!r} has unknown fields: {', '.join(sorted(unknown))}")
+    try:
+        cfg = config_cls(**config)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"config of {kind!r} is invalid: {exc}") from None
+    return model_cls(cfg)
+
+
+def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None = None) -> nn.Module:
+    """Rebuild a model from its checkpoint alone, in eval mode, on the CPU.
+
+    Args:
+        path: a ``.safetensors`` checkpoint written by :func:`save_checkpoint`.
+        kind: the expected kind(s); ``None`` accepts any registered kind.
+
+    Returns:
+        The model; its ``checkpoint_metrics`` and ``checkpoint_extra`` attributes hold the saved metadata
+        and ``checkpoint_path`` the file it came from.
+
+    Raises:
+        CheckpointError: unreadable file, unexpected kind, or weights that do not fit the config.
+    """
+    ckpt = read_checkpoint(path)
+    wanted = (kind,) if isinstance(kind, str) else kind
+    if wanted is not None and ckpt.kind not in wanted:
+        raise CheckpointError(f"{path}: holds a {ckpt.kind!r} model, expected {' or '.join(wanted)}")
+    model = build_model(ckpt.kind, ckpt.config)
+    try:
+        model.load_state_dict(ckpt.state_dict, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the {ckpt.kind!r} config ({first})") from None
+    model.eval()
+    model.checkpoint_metrics = ckpt.metrics  # type: ignore[attr-defined]
+    model.checkpoint_extra = ckpt.extra  # type: ignore[attr-defined]
+    model.checkpoint_path = str(path)  # type: ignore[attr-defined]
+    return model
+
+
+def resume_path(path: str | os.PathLike[str]) -> Path:
+    """The training-state file that goes with checkpoint ``path``: ``x.safetensors`` -> ``x.resume.pt``."""
+    p = Path(path)
+    return p.with_name(p.name.removesuffix(".safetensors") + ".resume.pt")
+
+
+def save_resume_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
+    """Atomically write training state (tensors, numbers, strings, lists, dicts only) for resuming."""
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        torch.save(state, tmp)
+    return target
+
+
+def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read training state written by :func:`save_resume_state` without unpickling arbitrary objects.
+
+    Raises:
+        CheckpointError: missing, truncated or foreign file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"resume state not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for a bad file
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"cannot read resume state {p}: {first[:200]}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{p}: resume state is not a dict")
+    return state

@@ -1,0 +1,171 @@
+"""Stage configs: frozen dataclasses with a docstring per field. The CLI (tyro) and the GUI edit these objects.
+
+Invalid values raise :class:`core.errors.ConfigError` at construction, with a one-line message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from core.errors import ConfigError
+
+VisionKind = Literal["conv-vae", "dds-vae"]
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Record real CarRacing-v3 episodes."""
+
+    out_dir: Path = Path("data/episodes")
+    """Directory of episode files (created if missing; existing episodes are kept and skipped)."""
+    episodes: int = 100
+    """Number of episodes (track seeds seed .. seed + episodes - 1)."""
+    seed: int = 0
+    """First track seed; use a new range to append more episodes."""
+    max_steps: int = 1000
+    """Steps per episode at most (CarRacing's own limit is 1000)."""
+    workers: int = 2
+    """Worker processes stepping envs in parallel (one per core is fastest)."""
+
+    def __post_init__(self) -> None:
+        _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class VisionTrainConfig:
+    """Train the vision model (V) on episode frames."""
+
+    data_dir: Path = Path("data/episodes")
+    """Directory of episode files."""
+    out: Path = Path("runs/vision.safetensors")
+    """Checkpoint to write (the resume state goes next to it as .resume.pt)."""
+    model: VisionKind = "conv-vae"
+    """Vision model: Ha's ConvVAE (64x64) or the DDS+VAE (96x96)."""
+    phase: int = 1
+    """DDS+VAE only: 1 trains the DDS, U-Nets and scaling nets; 2 trains the mini-VAE (needs a phase-1 --out)."""
+    epochs: int = 10
+    """Passes over the training frames."""
+    batch_size: int = 128
+    """Frames per optimiser step."""
+    lr: float | None = None
+    """Peak learning rate, cosine-annealed to a tenth (None: the recipe's: ConvVAE 1e-3 Adam; DDS+VAE phase 1
+    1e-2 and phase 2 1e-3 AdamW, as the seed work)."""
+    val_fraction: float = 0.1
+    """Share of episodes held out for validation (split by episode)."""
+    frame_stride: int = 1
+    """Use every n-th frame of each episode (1 = all)."""
+    max_episodes: int = 0
+    """Use at most this many episodes (0 = all)."""
+    bf16: bool = True
+    """bfloat16 autocast + channels_last on the CPU (faster; reconstruction checked equal)."""
+    seed: int = 0
+    """Seed of the split, init and batch order."""
+    resume: bool = False
+    """Continue from the checkpoint at --out and its resume state."""
+
+    def __post_init__(self) -> None:
+        _check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
+        _check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        _check(self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}")
+        _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    """Encode every frame of every episode to (mu, logvar) with a trained vision model."""
+
+    data_dir: Path = Path("data/episodes")
+    """Directory of episode files."""
+    vision: Path = Path("runs/vision.safetensors")
+    """Vision checkpoint (ConvVAE or DDS+VAE)."""
+    out: Path = Path("runs/latents.npz")
+    """Latent file to write."""
+    batch_size: int = 256
+    """Frames per forward pass."""
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class MemoryTrainConfig:
+    """Train the MDN-RNN (M) on encoded episodes."""
+
+    latents: Path = Path("runs/latents.npz")
+    """Latent file written by `encode`."""
+    out: Path = Path("runs/memory.safetensors")
+    """Checkpoint to write."""
+    epochs: int = 20
+    """Passes over the training sequences."""
+    seq_len: int = 100
+    """Steps per training sequence (windows cut at random offsets)."""
+    batch_size: int = 32
+    """Sequences per optimiser step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value."""
+    hidden_dim: int = 256
+    """LSTM size."""
+    n_gaussians: int = 5
+    """Mixture components per latent dimension."""
+    val_fraction: float = 0.1
+    """Share of episodes held out for validation."""
+    seed: int = 0
+    """Seed of the split, init, z sampling and batch order."""
+    resume: bool = False
+    """Continue from the checkpoint at --out and its resume state."""
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
+        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+
+
+@dataclass(frozen=True)
+class DreamVideoConfig:
+    """Dream from a real frame and write the decoded dream to an MP4."""
+
+    vision: Path = Path("runs/vision.safetensors")
+    """Vision checkpoint."""
+    memory: Path = Path("runs/memory.safetensors")
+    """MDN-RNN checkpoint."""
+    controller: Path | None = None
+    """Controller checkpoint that drives the dream (default: random exploration actions)."""
+    out: Path = Path("runs/dream.mp4")
+    """Video file to write."""
+    steps: int = 300
+    """Dream steps."""
+    tau: float = 1.0
+    """MDN temperature (0 = deterministic)."""
+    seed: int = 0
+    """Track seed of the real starting frame, and dream RNG seed."""
+    warmup: int = 50
+    """Real steps driven before the dream starts (skips CarRacing's zoom-in)."""
+    fps: int = 50
+    """Frames per second of the video."""
+    side_by_side: bool = True
+    """Show reality (same actions) next to the dream."""
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
+        _check(self.fps >= 1, f"fps must be >= 1, got {self.fps}")
+        _check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")

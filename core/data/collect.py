@@ -1,0 +1,143 @@
+"""The ``collect`` stage: real CarRacing-v3 rollouts in parallel worker processes, one file per episode."""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from core.config import CollectConfig
+from core.data.episodes import Episode, episode_path, read_episode, write_episode
+from core.data.policies import PolicyFactory, RandomPolicyFactory
+from core.errors import EpisodeError
+from core.progress import Progress, ProgressFn, never_stop, no_progress
+
+_worker_env = None
+
+
+def _worker_init() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    """What a collected episode was: its track seed, length, return and file."""
+
+    seed: int
+    steps: int
+    episode_return: float
+    path: str
+
+
+def run_episode(env, policy, seed: int, max_steps: int, policy_name: str) -> Episode:  # type: ignore[no-untyped-def]
+    """Drive ``policy`` for one episode on track ``seed`` (at most ``max_steps`` steps) and record it."""
+    frame, _ = env.reset(seed=seed)
+    policy.reset(seed)
+    frames = [frame]
+    actions, rewards, terminated, truncated = [], [], [], []
+    for t in range(max_steps):
+        action = np.asarray(policy.act(frame), dtype=np.float32)
+        frame, reward, term, trunc, _ = env.step(action)
+        trunc = trunc or t == max_steps - 1
+        frames.append(frame)
+        actions.append(action)
+        rewards.append(reward)
+        terminated.append(term)
+        truncated.append(trunc and not term)
+        if term or trunc:
+            break
+    return Episode(
+        frames=np.stack(frames),
+        actions=np.stack(actions),
+        rewards=np.asarray(rewards, np.float32),
+        terminated=np.asarray(terminated, bool),
+        truncated=np.asarray(truncated, bool),
+        seed=seed,
+        policy=policy_name,
+    )
+
+
+def _collect_one(out_dir: str, seed: int, max_steps: int, factory: PolicyFactory) -> EpisodeSummary:
+    global _worker_env
+    from core.envs.car_racing import make_real_env
+
+    if _worker_env is None:
+        _worker_env = make_real_env()
+    episode = run_episode(_worker_env, factory.make(), seed, max_steps, factory.name)
+    path = write_episode(episode_path(out_dir, seed), episode)
+    return EpisodeSummary(seed, episode.steps, episode.episode_return, str(path))
+
+
+def _is_complete(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        read_episode(path, frames=False)
+    except EpisodeError:
+        return False
+    return True
+
+
+def collect(
+    config: CollectConfig,
+    policy: PolicyFactory | None = None,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> list[EpisodeSummary]:
+    """Record ``config.episodes`` real episodes on track seeds ``config.seed, config.seed + 1, ...``.
+
+    Episodes whose file already exists and validates are skipped (resume; append with a new seed range).
+    Workers are separate processes with one torch thread each; a stopped run keeps every finished episode.
+
+    Args:
+        config: the stage config.
+        policy: a picklable factory of the driving policy; default the random exploration policy.
+        on_progress: called after each episode with ``collect/return`` and ``collect/steps``.
+        should_stop: when set, no new episode starts and the finished ones are returned.
+
+    Returns:
+        Summaries of the episodes recorded by this call (skipped ones excluded), in seed order.
+    """
+    factory = policy or RandomPolicyFactory()
+    stop = should_stop or never_stop()
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    seeds = [config.seed + i for i in range(config.episodes)]
+    todo = [s for s in seeds if not _is_complete(episode_path(out_dir, s))]
+    done_before = len(seeds) - len(todo)
+    summaries: list[EpisodeSummary] = []
+    on_progress(Progress("collect", done_before, len(seeds), message=f"{done_before} episodes already present"))
+    if not todo:
+        return summaries
+    workers = max(1, min(config.workers, len(todo)))
+    ctx = get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
+        pending: set[Future[EpisodeSummary]] = set()
+        queue = list(todo)
+        while queue or pending:
+            while queue and len(pending) < workers * 2 and not stop.is_set():
+                pending.add(pool.submit(_collect_one, str(out_dir), queue.pop(0), config.max_steps, factory))
+            if not pending:
+                break
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                s = fut.result()
+                summaries.append(s)
+                metrics = {"collect/return": s.episode_return, "collect/steps": float(s.steps)}
+                on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
+            if stop.is_set():
+                queue.clear()
+    return sorted(summaries, key=lambda s: s.seed)
+
+
+def default_workers() -> int:
+    """One worker per core."""
+    return max(1, os.cpu_count() or 1)

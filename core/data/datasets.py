@@ -1,0 +1,180 @@
+"""In-memory datasets for V (preprocessed frames) and M (latent sequences)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.checkpoint import atomic_path
+from core.envs.car_racing import preprocess_frames
+from core.errors import EpisodeError
+from core.data.episodes import read_episode
+
+
+def load_frames(files: list[Path], size: int, stride: int = 1, threads: int = 2) -> Tensor:
+    """Read, HUD-crop and resize every ``stride``-th frame of ``files``.
+
+    Returns:
+        uint8 tensor (N, 3, size, size).
+
+    Raises:
+        EpisodeError: a file is corrupt, or no frames at all.
+    """
+
+    def one(path: Path) -> np.ndarray:
+        return preprocess_frames(read_episode(path).frames[::stride], size)
+
+    if not files:
+        raise EpisodeError("no episodes to load frames from")
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        parts = list(pool.map(one, files))
+    return torch.from_numpy(np.concatenate(parts))
+
+
+@dataclass(frozen=True)
+class LatentEpisodes:
+    """Encoded episodes as written by the ``encode`` stage.
+
+    Attributes:
+        mu, logvar: float32 (sum of (T_i + 1), z_dim), episodes back to back.
+        actions: float32 (sum T_i, 3); rewards, terminated: float32 (sum T_i,).
+        starts: int64 (E + 1,) offsets into mu/logvar; episode i is mu[starts[i]:starts[i+1]].
+        seeds: int64 (E,) track seeds.
+        vision_kind: which vision model made the latents; vision_sha256: hash of its checkpoint file.
+    """
+
+    mu: np.ndarray
+    logvar: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    starts: np.ndarray
+    seeds: np.ndarray
+    vision_kind: str
+    vision_sha256: str
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def z_dim(self) -> int:
+        return int(self.mu.shape[1])
+
+    def episode(self, i: int) -> dict[str, np.ndarray]:
+        """Arrays of episode ``i``: ``mu``/``logvar`` (T+1, z_dim), ``action`` (T, 3), ``reward``/``done`` (T,)."""
+        a, b = int(self.starts[i]), int(self.starts[i + 1])
+        sa, sb = a - i, b - i - 1  # step arrays have one entry fewer per episode
+        return {
+            "mu": self.mu[a:b],
+            "logvar": self.logvar[a:b],
+            "action": self.actions[sa:sb],
+            "reward": self.rewards[sa:sb],
+            "done": self.terminated[sa:sb],
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write atomically to an ``.npz`` file."""
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            with open(tmp, "wb") as f:
+                np.savez(
+                    f,
+                    mu=self.mu, logvar=self.logvar, actions=self.actions, rewards=self.rewards,
+                    terminated=self.terminated, starts=self.starts, seeds=self.seeds,
+                    vision_kind=np.array(self.vision_kind), vision_sha256=np.array(self.vision_sha256),
+                )  # fmt: skip
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> LatentEpisodes:
+        """Read a latent file. Raises EpisodeError when missing, truncated or inconsistent."""
+        p = Path(path)
+        if not p.is_file():
+            raise EpisodeError(f"latent file not found: {p} (run `dream-explorer encode` first)")
+        try:
+            with np.load(p, allow_pickle=False) as d:
+                out = cls(
+                    mu=d["mu"], logvar=d["logvar"], actions=d["actions"], rewards=d["rewards"],
+                    terminated=d["terminated"], starts=d["starts"], seeds=d["seeds"],
+                    vision_kind=str(d["vision_kind"]), vision_sha256=str(d["vision_sha256"]),
+                )  # fmt: skip
+        except Exception as exc:  # numpy raises many types for a bad file
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise EpisodeError(f"corrupt or truncated latent file {p} ({msg[:120]})") from None
+        e = len(out.seeds)
+        if e < 1 or len(out.starts) != e + 1 or out.starts[-1] != len(out.mu) or len(out.actions) != len(out.mu) - e:
+            raise EpisodeError(f"latent file {p} is inconsistent (episode offsets do not match the arrays)")
+        return out
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class SequenceSampler:
+    """Random windows of ``seq_len`` steps from encoded episodes, for MDN-RNN training.
+
+    Each call samples z ~ N(mu, exp(logvar)) afresh (Ha's data augmentation). Episodes shorter than the
+    window are zero-padded and masked.
+    """
+
+    def __init__(self, latents: LatentEpisodes, episodes: list[int], seq_len: int, seed: int) -> None:
+        if not episodes:
+            raise EpisodeError("no episodes for the MDN-RNN")
+        self.latents, self.episodes, self.seq_len = latents, episodes, seq_len
+        self.rng = np.random.default_rng(seed)
+        self.data = [latents.episode(i) for i in episodes]
+        self.total_steps = sum(len(d["action"]) for d in self.data)
+
+    def batch(self, batch_size: int, sample_z: bool = True) -> dict[str, Tensor]:
+        """A batch: ``z`` (B, L+1, z_dim), ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L)."""
+        L, zd = self.seq_len, self.latents.z_dim
+        z = np.zeros((batch_size, L + 1, zd), np.float32)
+        action = np.zeros((batch_size, L, 3), np.float32)
+        reward = np.zeros((batch_size, L), np.float32)
+        done = np.zeros((batch_size, L), np.float32)
+        mask = np.zeros((batch_size, L), np.float32)
+        for b in range(batch_size):
+            d = self.data[self.rng.integers(len(self.data))]
+            t = len(d["action"])
+            start = int(self.rng.integers(0, max(1, t - L + 1)))
+            n = min(L, t - start)
+            mu, logvar = d["mu"][start : start + n + 1], d["logvar"][start : start + n + 1]
+            eps = self.rng.standard_normal(mu.shape).astype(np.float32) if sample_z else 0.0
+            z[b, : n + 1] = mu + np.exp(0.5 * logvar) * eps
+            action[b, :n] = d["action"][start : start + n]
+            reward[b, :n] = d["reward"][start : start + n]
+            done[b, :n] = d["done"][start : start + n]
+            mask[b, :n] = 1.0
+        return {
+            "z": torch.from_numpy(z),
+            "action": torch.from_numpy(action),
+            "reward": torch.from_numpy(reward),
+            "done": torch.from_numpy(done),
+            "mask": torch.from_numpy(mask),
+        }
+
+    def full_episodes(self) -> list[dict[str, Tensor]]:
+        """Every episode whole, with z = mu (for validation), each as a batch of one."""
+        out = []
+        for d in self.data:
+            out.append({
+                "z": torch.from_numpy(d["mu"]).unsqueeze(0),
+                "action": torch.from_numpy(d["action"]).unsqueeze(0),
+                "reward": torch.from_numpy(d["reward"]).unsqueeze(0),
+                "done": torch.from_numpy(d["done"].astype(np.float32)).unsqueeze(0),
+            })  # fmt: skip
+        return out

@@ -1,0 +1,64 @@
+"""The real environment, Gymnasium's ``CarRacing-v3``, and the frame preprocessing every model shares."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+ENV_ID = "CarRacing-v3"
+FRAME_SHAPE = (96, 96, 3)
+HUD_ROWS = 12
+"""Rows at the bottom of a CarRacing frame that hold the HUD (speed, ABS, steering, gyro bars)."""
+
+
+def make_real_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
+    """``gymnasium.make("CarRacing-v3")`` with continuous actions [steer -1..1, gas 0..1, brake 0..1].
+
+    Observations are uint8 (96, 96, 3) RGB frames.
+    """
+    return gym.make(ENV_ID, render_mode=render_mode, continuous=True, **kwargs)
+
+
+def preprocess_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Crop the HUD and resize, as every vision model here expects.
+
+    The bottom 12 HUD rows are cropped (96x96 -> 84x96) and the rest is resized to ``size`` x ``size``
+    with area interpolation (64 for Ha's ConvVAE, 96 for the DDS+VAE, as in the seed work).
+
+    Args:
+        frames: uint8 (96, 96, 3) or (B, 96, 96, 3) RGB.
+        size: output side in pixels.
+
+    Returns:
+        uint8 (3, size, size) or (B, 3, size, size), channels first.
+
+    Raises:
+        ValueError: frames are not uint8 96x96x3.
+    """
+    single = frames.ndim == 3
+    batch = frames[None] if single else frames
+    if batch.dtype != np.uint8 or batch.shape[1:] != FRAME_SHAPE:
+        raise ValueError(f"expected uint8 frames of shape (B, 96, 96, 3), got {batch.dtype} {batch.shape}")
+    cropped = batch[:, : 96 - HUD_ROWS]
+    out = np.empty((len(batch), size, size, 3), dtype=np.uint8)
+    for i, frame in enumerate(cropped):
+        out[i] = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+    out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    return out[0] if single else out
+
+
+def to_tensor(frames_chw: np.ndarray | Tensor) -> Tensor:
+    """uint8 (..., 3, S, S) -> float32 in [0, 1]."""
+    t = torch.as_tensor(frames_chw)
+    return t.float().div_(255.0)
+
+
+def to_uint8_hwc(x: Tensor) -> np.ndarray:
+    """float (3, S, S) or (B, 3, S, S) in [0, 1] -> uint8 (S, S, 3) or (B, S, S, 3) for display."""
+    t = x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+    return t.movedim(-3, -1).cpu().numpy()

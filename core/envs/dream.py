@@ -1,0 +1,281 @@
+"""The dream: CarRacing as the MDN-RNN imagines it (Ha & Schmidhuber, 2018, sec. 4).
+
+:class:`BatchedDream` steps N dreams as one tensor (for CMA-ES and for the explorer's futures grid);
+:class:`DreamEnv` is a ``gymnasium.Env`` over one of them, registered as ``DreamCarRacing-v0``.
+
+Each rollout owns a random stream (a ``torch.Generator`` seeded with its seed) from which it draws its
+sampling noise in fixed chunks of ``NOISE_CHUNK`` steps, so a rollout's dream depends only on its seed,
+its actions and tau, not on how many other rollouts are batched with it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor
+
+from core.envs.world_model import WorldModel
+from core.models.mdnrnn import MDNRNN, LSTMState
+
+NOISE_CHUNK = 32
+"""Steps of sampling noise drawn at once per rollout stream."""
+DONE_THRESHOLD = 0.5
+"""A dream ends when the done head's probability exceeds this."""
+ACTION_LOW = np.array([-1.0, 0.0, 0.0], np.float32)
+ACTION_HIGH = np.array([1.0, 1.0, 1.0], np.float32)
+
+
+class BatchedDream:
+    """N dreams stepped together through the MDN-RNN; no decoding (cheap enough for training controllers).
+
+    State per rollout: ``z`` (N, z_dim), LSTM ``(h, c)`` (1, N, hidden_dim), step count, done flag.
+    After a rollout is done its reward is 0 and its state stops changing.
+
+    Args:
+        memory: the MDN-RNN (its weights are used as-is, in eval mode, without gradients).
+        n: number of rollouts.
+        tau: MDN temperature (>= 0); settable between steps.
+        max_steps: a rollout is truncated after this many steps.
+    """
+
+    def __init__(self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000) -> None:
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self.memory = memory.eval()
+        self.n = n
+        self.tau = tau
+        self.max_steps = max_steps
+        cfg = memory.config
+        self.z_dim, self.hidden_dim, self.k = cfg.z_dim, cfg.hidden_dim, cfg.n_gaussians
+        lstm = memory.lstm
+        self._w_ih, self._w_hh = lstm.weight_ih_l0.detach(), lstm.weight_hh_l0.detach()
+        self._b_ih, self._b_hh = lstm.bias_ih_l0.detach(), lstm.bias_hh_l0.detach()
+        self.z = torch.zeros(n, self.z_dim)
+        self.h = torch.zeros(n, self.hidden_dim)
+        self.c = torch.zeros(n, self.hidden_dim)
+        self.steps = 0
+        self.done = torch.zeros(n, dtype=torch.bool)
+        self._generators: list[torch.Generator] = []
+        self._uniform = torch.empty(0)
+        self._normal = torch.empty(0)
+        self._chunk_pos = NOISE_CHUNK
+
+    # -- random streams -------------------------------------------------------------------------
+    def _refill(self) -> None:
+        d, k = self.z_dim, self.k
+        uniform = torch.empty(self.n, NOISE_CHUNK, d, k)
+        normal = torch.empty(self.n, NOISE_CHUNK, d)
+        for i, g in enumerate(self._generators):
+            uniform[i] = torch.rand(NOISE_CHUNK, d, k, generator=g)
+            normal[i] = torch.randn(NOISE_CHUNK, d, generator=g)
+        self._uniform, self._normal, self._chunk_pos = uniform, normal, 0
+
+    def _noise(self) -> tuple[Tensor, Tensor]:
+        if self._chunk_pos >= NOISE_CHUNK:
+            self._refill()
+        i = self._chunk_pos
+        self._chunk_pos += 1
+        return self._uniform[:, i], self._normal[:, i]
+
+    # -- API ------------------------------------------------------------------------------------
+    def reset(
+        self,
+        seeds: list[int] | np.ndarray,
+        z: Tensor | None = None,
+        state: LSTMState | None = None,
+    ) -> Tensor:
+        """Start N rollouts.
+
+        Args:
+            seeds: one integer seed per rollout (its random stream).
+            z: float32 (N, z_dim) or (z_dim,) starting latents; default z ~ N(0, I) drawn from each stream.
+            state: optional LSTM ``(h, c)``, each (1, N, hidden_dim) or (1, 1, hidden_dim); default zeros.
+
+        Returns:
+            The observations ``[z, h]``, float32 (N, z_dim + hidden_dim).
+        """
+        if len(seeds) != self.n:
+            raise ValueError(f"need {self.n} seeds, got {len(seeds)}")
+        self._generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self._chunk_pos = NOISE_CHUNK
+        if z is None:
+            self.z = torch.stack([torch.randn(self.z_dim, generator=g) for g in self._generators])
+        else:
+            self.z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim).expand(self.n, -1).clone()
+        if state is None:
+            self.h = torch.zeros(self.n, self.hidden_dim)
+            self.c = torch.zeros(self.n, self.hidden_dim)
+        else:
+            self.h = state[0].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+            self.c = state[1].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+        self.steps = 0
+        self.done = torch.zeros(self.n, dtype=torch.bool)
+        return self.observation()
+
+    def observation(self) -> Tensor:
+        """``[z, h]``, float32 (N, z_dim + hidden_dim)."""
+        return torch.cat([self.z, self.h], dim=1)
+
+    @torch.no_grad()
+    def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Advance every rollout one step.
+
+        Args:
+            action: float32 (N, 3), clipped to the CarRacing action box.
+
+        Returns:
+            ``(obs, reward, terminated, truncated)``: obs float32 (N, z_dim + hidden_dim); reward float32 (N,)
+            (0 for rollouts already done); terminated, truncated bool (N,) for this step.
+        """
+        a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
+        a = torch.maximum(torch.minimum(a, torch.from_numpy(ACTION_HIGH)), torch.from_numpy(ACTION_LOW))
+        x = torch.cat([self.z, a], dim=1)
+        h, c = torch.lstm_cell(x, (self.h, self.c), self._w_ih, self._w_hh, self._b_ih, self._b_hh)
+        out = self.memory._heads(h)
+        uniform, normal = self._noise()
+        z_next = _sample_with_noise(out.log_pi, out.mu, out.log_sigma, self.tau, uniform, normal)
+        live = ~self.done
+        reward = torch.where(live, out.reward, torch.zeros_like(out.reward))
+        terminated = live & (torch.sigmoid(out.done_logit) > DONE_THRESHOLD)
+        self.steps += 1
+        truncated = live & ~terminated & (self.steps >= self.max_steps)
+        keep = live.unsqueeze(1)
+        self.z = torch.where(keep, z_next, self.z)
+        self.h = torch.where(keep, h, self.h)
+        self.c = torch.where(keep, c, self.c)
+        self.done = self.done | terminated | truncated
+        return self.observation(), reward, terminated, truncated
+
+    @property
+    def state(self) -> LSTMState:
+        """LSTM state ``(h, c)``, each float32 (1, N, hidden_dim)."""
+        return self.h.unsqueeze(0), self.c.unsqueeze(0)
+
+
+def _sample_with_noise(
+    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, uniform: Tensor, normal: Tensor
+) -> Tensor:
+    """Temperature sampling (see :func:`core.models.mdnrnn.sample_mdn`) with pre-drawn noise.
+
+    uniform: (N, D, K) in [0, 1) for the Gumbel-max choice; normal: (N, D) standard normal.
+    """
+    if tau <= 0:
+        k = log_pi.argmax(dim=-1, keepdim=True)
+        return mu.gather(-1, k).squeeze(-1)
+    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
+    k = (log_pi / tau + gumbel).argmax(dim=-1, keepdim=True)
+    mu_k = mu.gather(-1, k).squeeze(-1)
+    sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
+    return mu_k + sigma_k * normal * math.sqrt(tau)
+
+
+class DreamEnv(gym.Env):
+    """A gymnasium env driven by the MDN-RNN: CarRacing as dreamt, one rollout.
+
+    Observation: ``z`` (float32, z_dim) or ``[z, h]`` (z_dim + hidden_dim) with ``obs="zh"``.
+    Action: CarRacing's Box([-1, 0, 0], [1, 1, 1]). Reward: the reward head's prediction of r_{t+1}.
+    Terminated: the done head's probability > 0.5. Truncated: after ``max_steps`` steps.
+    ``render()`` (``render_mode="rgb_array"``) decodes z through V: uint8 (S, S, 3), S = V's input size.
+
+    ``reset(seed=..., options=...)`` options (at most one start):
+        ``"frame"``: a real uint8 (96, 96, 3) frame, encoded to its posterior mean;
+        ``"z"``: a latent (z_dim,);
+        ``"state"``: an LSTM ``(h, c)`` to continue from (e.g. where reality stands), with ``"z"`` or ``"frame"``;
+        none of them: z ~ N(0, I).
+
+    Args:
+        world_model: a :class:`WorldModel` with memory, or None to load ``vision``/``memory`` paths.
+        vision, memory: checkpoint paths (used when ``world_model`` is None).
+        tau: temperature (>= 0); the ``tau`` attribute can be changed between steps.
+        obs: ``"z"`` or ``"zh"``.
+        max_steps: truncation horizon.
+        render_mode: None or ``"rgb_array"``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+
+    def __init__(
+        self,
+        world_model: WorldModel | None = None,
+        *,
+        vision: str | os.PathLike[str] | None = None,
+        memory: str | os.PathLike[str] | None = None,
+        tau: float = 1.0,
+        obs: str = "zh",
+        max_steps: int = 1000,
+        render_mode: str | None = None,
+    ) -> None:
+        if world_model is None:
+            if vision is None or memory is None:
+                from core.assets import default_paths
+
+                paths = default_paths()
+                vision, memory = vision or paths.vision, memory or paths.memory
+            world_model = WorldModel.load(vision, memory)
+        if obs not in ("z", "zh"):
+            raise ValueError(f"obs must be 'z' or 'zh', got {obs!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
+        self.world_model = world_model
+        self.obs_mode = obs
+        self.render_mode = render_mode
+        self._dream = BatchedDream(world_model.require_memory(), 1, tau=tau, max_steps=max_steps)
+        dim = world_model.z_dim + (world_model.hidden_dim if obs == "zh" else 0)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self.action_space = gym.spaces.Box(ACTION_LOW, ACTION_HIGH, dtype=np.float32)
+
+    @property
+    def tau(self) -> float:
+        return self._dream.tau
+
+    @tau.setter
+    def tau(self, value: float) -> None:
+        if value < 0:
+            raise ValueError(f"tau must be >= 0, got {value}")
+        self._dream.tau = float(value)
+
+    @property
+    def z(self) -> Tensor:
+        """Current latent, float32 (z_dim,)."""
+        return self._dream.z[0].clone()
+
+    @property
+    def state(self) -> LSTMState:
+        return self._dream.state
+
+    def _obs(self) -> np.ndarray:
+        full = self._dream.observation()[0]
+        return (full if self.obs_mode == "zh" else full[: self.world_model.z_dim]).numpy().astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        super().reset(seed=seed)
+        options = options or {}
+        stream_seed = int(self.np_random.integers(0, 2**62))
+        z = None
+        if options.get("frame") is not None:
+            z = self.world_model.encode(np.asarray(options["frame"], np.uint8))[0]
+        elif options.get("z") is not None:
+            z = torch.as_tensor(np.asarray(options["z"], np.float32))
+        self._dream.reset([stream_seed], z=z, state=options.get("state"))
+        return self._obs(), {"stream_seed": stream_seed}
+
+    def step(self, action: np.ndarray):  # type: ignore[override]
+        a = torch.as_tensor(np.asarray(action, np.float32)).view(1, 3)
+        _, reward, terminated, truncated = self._dream.step(a)
+        return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
+        if self.render_mode != "rgb_array":
+            return None
+        return self.world_model.decode_uint8(self._dream.z[:1])[0]
+
+
+def register_dream_env() -> None:
+    """Register ``DreamCarRacing-v0`` (idempotent). Keyword args of ``gym.make`` go to :class:`DreamEnv`."""
+    if "DreamCarRacing-v0" not in gym.registry:
+        gym.register(id="DreamCarRacing-v0", entry_point="core.envs.dream:DreamEnv")

@@ -1,0 +1,147 @@
+"""The world model bundle (V, M, optional C) and the real env seen through it as ``[z, h]``.
+
+Ha's loop (Ha & Schmidhuber, 2018, sec. 2.3): ``z_t = V(o_t)``, ``a_t = C([z_t, h_t])``,
+``h_{t+1} = M(z_t, a_t, h_t)``. The wrapper below gives the real env the same observation as the dream.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from core.checkpoint import load_model
+from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
+from core.errors import CheckpointError
+from core.models import VISION_KINDS
+from core.models.controller import Controller
+from core.models.mdnrnn import MDNRNN, LSTMState
+
+PathLike = str | os.PathLike[str]
+
+
+def load_vision(path: PathLike) -> nn.Module:
+    """Load a ConvVAE or DDS+VAE checkpoint (eval mode). Raises CheckpointError."""
+    return load_model(path, VISION_KINDS)
+
+
+class WorldModel:
+    """V (a ConvVAE or DDS+VAE), M (an MDN-RNN) and optionally C (a linear controller), on the CPU.
+
+    Args:
+        vision: a vision model with ``encode``, ``decode``, ``input_size``, ``z_dim``.
+        memory: an :class:`MDNRNN` whose ``z_dim`` equals the vision model's.
+        controller: optional :class:`Controller`.
+
+    Raises:
+        CheckpointError: the models' latent or hidden sizes disagree.
+    """
+
+    def __init__(self, vision: nn.Module, memory: MDNRNN | None = None, controller: Controller | None = None):
+        self.vision = vision.eval()
+        self.memory = memory.eval() if memory is not None else None
+        self.controller = controller.eval() if controller is not None else None
+        self.z_dim: int = int(vision.z_dim)  # type: ignore[arg-type]
+        self.size: int = int(vision.input_size)  # type: ignore[arg-type]
+        if memory is not None and memory.config.z_dim != self.z_dim:
+            raise CheckpointError(f"memory z_dim {memory.config.z_dim} does not match vision z_dim {self.z_dim}")
+        if controller is not None:
+            cc = controller.config
+            hidden = memory.config.hidden_dim if memory is not None else 0
+            if cc.z_dim != self.z_dim or cc.hidden_dim not in (0, hidden):
+                raise CheckpointError(
+                    f"controller expects z {cc.z_dim} + h {cc.hidden_dim}, world model gives z {self.z_dim} + h {hidden}"
+                )
+
+    @classmethod
+    def load(
+        cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None
+    ) -> WorldModel:
+        """Load from checkpoint paths. Raises CheckpointError with a one-line message."""
+        v = load_vision(vision)
+        m = load_model(memory, "mdnrnn") if memory is not None else None
+        c = load_model(controller, "controller") if controller is not None else None
+        return cls(v, m, c)  # type: ignore[arg-type]
+
+    @property
+    def vision_kind(self) -> str:
+        return str(self.vision.kind)
+
+    @property
+    def hidden_dim(self) -> int:
+        return self.memory.config.hidden_dim if self.memory is not None else 0
+
+    def preprocess(self, frames: np.ndarray) -> Tensor:
+        """uint8 (96, 96, 3) or (B, 96, 96, 3) real frames -> float32 (B, 3, S, S) in [0, 1]."""
+        chw = preprocess_frames(frames if frames.ndim == 4 else frames[None], self.size)
+        return to_tensor(chw)
+
+    @torch.no_grad()
+    def encode(self, frames: np.ndarray) -> tuple[Tensor, Tensor]:
+        """Real frames uint8 (B, 96, 96, 3) or (96, 96, 3) -> ``(mu, logvar)`` float32 (B, z_dim)."""
+        return self.vision.encode(self.preprocess(frames))
+
+    @torch.no_grad()
+    def decode(self, z: Tensor) -> Tensor:
+        """z float32 (B, z_dim) -> frames float32 (B, 3, S, S) in [0, 1]."""
+        return self.vision.decode(z)
+
+    def decode_uint8(self, z: Tensor) -> np.ndarray:
+        """z float32 (B, z_dim) -> uint8 (B, S, S, 3) frames for display."""
+        return to_uint8_hwc(self.decode(z))
+
+    def initial_state(self, batch: int = 1) -> LSTMState:
+        """Zero LSTM state for ``batch`` rollouts. Raises CheckpointError without a memory model."""
+        return self.require_memory().initial_state(batch)
+
+    def require_memory(self) -> MDNRNN:
+        if self.memory is None:
+            raise CheckpointError("this world model has no memory (MDN-RNN) checkpoint loaded")
+        return self.memory
+
+
+class WorldModelObservation(gym.Wrapper):
+    """Real CarRacing seen through V and M: observations ``[z_t, h_t]`` (float32, z_dim + hidden_dim).
+
+    ``z_t`` is the posterior mean of the current frame; ``h_t`` the MDN-RNN state after ``(z_{t-1}, a_{t-1})``
+    (zeros at reset). With ``include_h=False`` (or no memory) the observation is ``z_t`` alone (the V-only agent).
+    ``info`` carries the raw ``frame`` (uint8 96x96x3) each step.
+    """
+
+    def __init__(self, env: gym.Env, world_model: WorldModel, include_h: bool = True) -> None:
+        super().__init__(env)
+        self.world_model = world_model
+        self.include_h = include_h and world_model.memory is not None
+        dim = world_model.z_dim + (world_model.hidden_dim if self.include_h else 0)
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
+        self._z = torch.zeros(1, world_model.z_dim)
+        self._state: LSTMState | None = None
+
+    def _obs(self) -> np.ndarray:
+        parts = [self._z[0]]
+        if self.include_h:
+            assert self._state is not None
+            parts.append(self._state[0][0, 0])
+        return torch.cat(parts).numpy().astype(np.float32)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+        frame, info = self.env.reset(seed=seed, options=options)
+        self._z = self.world_model.encode(frame)[0]
+        if self.include_h:
+            self._state = self.world_model.initial_state(1)
+        info = dict(info, frame=frame)
+        return self._obs(), info
+
+    def step(self, action: np.ndarray):  # type: ignore[override]
+        if self.include_h:
+            a = torch.as_tensor(np.asarray(action, np.float32)).view(1, -1)
+            with torch.no_grad():
+                _, self._state = self.world_model.require_memory().step(self._z, a, self._state)
+        frame, reward, terminated, truncated, info = self.env.step(action)
+        self._z = self.world_model.encode(frame)[0]
+        info = dict(info, frame=frame)
+        return self._obs(), float(reward), terminated, truncated, info

@@ -1,0 +1,23 @@
+"""Errors that reach a user as one clear line (the CLI prints them without a traceback, the GUI shows them)."""
+
+from __future__ import annotations
+
+
+class DreamExplorerError(Exception):
+    """Base class of every error caused by bad input: a file, a config value, an empty dataset."""
+
+
+class ConfigError(DreamExplorerError, ValueError):
+    """A configuration field holds a value outside its documented range."""
+
+
+class CheckpointError(DreamExplorerError):
+    """A checkpoint is missing, truncated, foreign, of the wrong kind, or of an unknown format version."""
+
+
+class EpisodeError(DreamExplorerError):
+    """An episode file is missing, truncated or inconsistent, or a dataset directory holds no episodes."""
+
+
+class StageCancelled(DreamExplorerError):
+    """A stage was stopped by its stop flag; the last checkpoint written can be resumed."""

@@ -1,0 +1,437 @@
+"""DDS+VAE: Dynamic Data Selection in front of a hierarchical autoencoder with an internal perceptual loss.
+
+The seed work ("Perceptual Latent Representations: Improving Visual Fidelity and Autonomous Control in World
+Models", B. Corcuera, Universidade da Coruna; seed README ``000_5b46920e2e15b09c``), read off its code:
+
+    x (3x96x96) -> UNet1 scores u -> DDS: keep the top-k gates, gated = x * mask * g
+      -> downscaling encoder -> mini mask (4x16x16) -> mini-VAE encoder -> mu, logvar (32)
+    z (32) -> mini-VAE decoder -> mini mask -> upscaling decoder (3x96x96) -> UNet2, sigmoid -> frame
+
+Phase 1 trains UNet1, the scaling nets and UNet2 end to end with the mini-VAE bypassed (MSE + L1). Phase 2
+freezes them and trains a fresh mini-VAE on the frozen mini masks with the internal perceptual loss (MSE
+between the frozen upscaling decoder's activations on the predicted and on the target mini mask) plus a
+free-bits KL. 4,039,089 parameters at the default config.
+
+The DDS gate is the binary concrete relaxation (Maddison et al., 2017, "The Concrete Distribution", eq. 12;
+Jang et al., 2017, "Categorical Reparameterization with Gumbel-Softmax") as used for L0 gates by Louizos et
+al., 2018 ("Learning Sparse Neural Networks through L0 Regularization", eq. 10), with the stretch interval
+left at [0, 1], so the hard-concrete clamp is the identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.errors import ConfigError
+from core.models.vae import gaussian_kl, reparameterize
+
+IMAGE_SHAPE = (3, 96, 96)
+"""Input and reconstruction shape (C, H, W)."""
+MINI_MASK_SHAPE = (4, 16, 16)
+"""Shape (C, H, W) of the mini mask between the scaling nets and the mini-VAE."""
+BASE_CHANNELS = 16
+"""Width of the first U-Net and scaling-net stage (the seed's ``base_ch``)."""
+SCORE_OFFSET = 1.0
+"""Added to the UNet1 scores before gating, as in the seed's DDS: at init the gates sit near sigmoid(1.5)."""
+UNIFORM_EPS = 1e-6
+"""U ~ Uniform(0, 1) is clamped to [eps, 1 - eps] before the logit."""
+
+
+@dataclass(frozen=True)
+class DDSVAEConfig:
+    """Shape, gate and loss settings of the DDS+VAE. The training phase is not stored here (the trainer
+    sets it with :meth:`DDSVAE.set_phase`)."""
+
+    z_dim: int = 32
+    """Latent size of the mini-VAE."""
+    keep_fraction: float = 0.03
+    """Fraction of the 3*96*96 input values the DDS keeps: k = int(keep_fraction * 27648) (0.03 -> 829)."""
+    gate_alpha: float = 1.0
+    """Scale of the logistic noise logit(U) in the training gate (alpha)."""
+    gate_temperature: float = 2 / 3
+    """Temperature T of the concrete gate sigmoid((alpha * logit(U) + u) / T)."""
+    explore_prob: float = 0.1
+    """Probability delta, per sample and in training only, that the DDS mask is all ones (exploration)."""
+    free_bits: float = 0.01
+    """Phase 2: each sample's per-dimension KL is clamped below at this many nats."""
+    l1_weight: float = 0.01
+    """Phase 1: weight of the L1 term next to the pixel MSE."""
+    kl_weight: float = 1.0
+    """Phase 2: weight of the free-bits KL next to the internal perceptual loss."""
+
+    def __post_init__(self) -> None:
+        if self.z_dim < 1:
+            raise ConfigError(f"z_dim must be >= 1, got {self.z_dim}")
+        if not 0.0 < self.keep_fraction <= 1.0 or self.keep_count < 1:
+            raise ConfigError(f"keep_fraction must be in (0, 1] and keep >= 1 value: {self.keep_fraction}")
+        if self.gate_alpha < 0:
+            raise ConfigError(f"gate_alpha must be >= 0, got {self.gate_alpha}")
+        if self.gate_temperature <= 0:
+            raise ConfigError(f"gate_temperature must be > 0, got {self.gate_temperature}")
+        if not 0.0 <= self.explore_prob <= 1.0:
+            raise ConfigError(f"explore_prob must be in [0, 1], got {self.explore_prob}")
+        for name in ("free_bits", "l1_weight", "kl_weight"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def keep_count(self) -> int:
+        """k, the number of input values the DDS keeps per sample."""
+        return int(self.keep_fraction * IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2])
+
+
+class DDSMaskOutput(NamedTuple):
+    """What the DDS selects from a batch of frames.
+
+    mask: float32 (B, 3, 96, 96), exactly 0 or 1; k ones per sample (all ones for exploring training samples).
+    gated: float32 (B, 3, 96, 96) in [0, 1], ``x * mask * g``: the kept input values scaled by their gates.
+    mini_mask: float32 (B, 4, 16, 16) in (0, 1), the downscaling encoder's code of ``gated``.
+    """
+
+    mask: Tensor
+    gated: Tensor
+    mini_mask: Tensor
+
+
+def conv_block(in_ch: int, out_ch: int) -> nn.Sequential:
+    """3x3 conv (no bias, padding 1) + BatchNorm + SiLU; keeps H and W."""
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False), nn.BatchNorm2d(out_ch), nn.SiLU(inplace=True)
+    )
+
+
+class UNetUp(nn.Module):
+    """U-Net decoder stage: 2x2 stride-2 transposed conv (in_ch -> out_ch), concat the skip, conv block."""
+
+    def __init__(self, in_ch: int, out_ch: int) -> None:
+        super().__init__()
+        self.up = nn.ConvTranspose2d(in_ch, out_ch, 2, stride=2)
+        self.block = conv_block(2 * out_ch, out_ch)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        """(B, in_ch, H, W) and skip (B, out_ch, 2H, 2W) -> (B, out_ch, 2H, 2W)."""
+        return self.block(torch.cat([skip, self.up(x)], dim=1))
+
+
+class UNet(nn.Module):
+    """U-Net (Ronneberger et al., 2015) 3 -> 3 channels on 96x96, widths 16/32/64/128/256 (96 -> 6 -> 96).
+
+    Encoder: a conv block, then 4 x (max-pool 2 + conv block). Decoder: 4 :class:`UNetUp`, then a 1x1 conv.
+    Output: unbounded float32 (B, 3, 96, 96).
+    """
+
+    def __init__(self, in_ch: int = 3, out_ch: int = 3, base_ch: int = BASE_CHANNELS) -> None:
+        super().__init__()
+        widths = [base_ch * 2**i for i in range(5)]
+        self.stem = conv_block(in_ch, widths[0])
+        stages = list(pairwise(widths))
+        self.down = nn.ModuleList(nn.Sequential(nn.MaxPool2d(2), conv_block(a, b)) for a, b in stages)
+        self.up = nn.ModuleList(UNetUp(b, a) for a, b in reversed(stages))
+        self.head = nn.Conv2d(widths[0], out_ch, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """(B, in_ch, 96, 96) -> (B, out_ch, 96, 96)."""
+        skips = [self.stem(x)]
+        for down in self.down:
+            skips.append(down(skips[-1]))
+        h = skips.pop()
+        for up in self.up:
+            h = up(h, skips.pop())
+        return self.head(h)
+
+
+class DDS(nn.Module):
+    """Dynamic Data Selection: a top-k binary mask and concrete gates from per-value scores. No weights.
+
+    Training: ``g = sigmoid((alpha * logit(U) + u) / T)``, U ~ Uniform(0, 1); the mask keeps the k largest
+    noisy gates, and with probability ``explore_prob`` per sample the mask is all ones. Evaluation:
+    ``g = sigmoid(u / T)`` and the mask keeps the k largest scores (deterministic). ``u`` is the score plus
+    :data:`SCORE_OFFSET`. Gradients flow through ``g``; the mask itself is a constant.
+    """
+
+    def __init__(self, config: DDSVAEConfig) -> None:
+        super().__init__()
+        self.keep_count = config.keep_count
+        self.alpha = config.gate_alpha
+        self.temperature = config.gate_temperature
+        self.explore_prob = config.explore_prob
+
+    def forward(self, scores: Tensor) -> tuple[Tensor, Tensor]:
+        """Scores float (B, C, H, W) -> ``(mask, g)``, both (B, C, H, W); mask in {0, 1}, g in (0, 1)."""
+        u = scores.flatten(1) + SCORE_OFFSET
+        if self.training:
+            noise = torch.logit(torch.rand_like(u), eps=UNIFORM_EPS)
+            logits = (self.alpha * noise + u) / self.temperature
+        else:
+            logits = u / self.temperature
+        gate = torch.sigmoid(logits)
+        # top-k on the logits: same order as the gates, without ties where the sigmoid saturates
+        keep = logits.detach().topk(self.keep_count, dim=1).indices
+        mask = torch.zeros_like(u).scatter_(1, keep, 1.0)
+        if self.training and self.explore_prob > 0:
+            explore = torch.rand(u.shape[0], 1, device=u.device) < self.explore_prob
+            mask = mask.masked_fill(explore, 1.0)
+        return mask.view_as(scores), gate.view_as(scores)
+
+
+class DownscalingEncoder(nn.Module):
+    """Gated frame (B, 3, 96, 96) -> mini mask (B, 4, 16, 16) in (0, 1).
+
+    block(3, 16) -> 2x2 stride-2 conv + ReLU (48) -> block(16, 32) -> 2x2 stride-2 conv + ReLU (24)
+    -> block(32, 64) -> adaptive average pool to 16x16 -> 1x1 conv to 4 channels -> sigmoid.
+    """
+
+    def __init__(self, base_ch: int = BASE_CHANNELS) -> None:
+        super().__init__()
+        c = base_ch
+        self.net = nn.Sequential(
+            conv_block(IMAGE_SHAPE[0], c),
+            nn.Conv2d(c, c, 2, stride=2), nn.ReLU(inplace=True),
+            conv_block(c, 2 * c),
+            nn.Conv2d(2 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
+            conv_block(2 * c, 4 * c),
+            nn.AdaptiveAvgPool2d(MINI_MASK_SHAPE[1:]),
+            nn.Conv2d(4 * c, MINI_MASK_SHAPE[0], 1),
+            nn.Sigmoid(),
+        )  # fmt: skip
+
+    def forward(self, gated: Tensor) -> Tensor:
+        """(B, 3, 96, 96) -> (B, 4, 16, 16)."""
+        return self.net(gated)
+
+
+class UpscalingDecoder(nn.Module):
+    """Mini mask (B, 4, 16, 16) -> (B, 3, 96, 96) in (0, 1), in seven stages whose outputs feed the
+    internal perceptual loss.
+
+    block(4, 32) -> bilinear to 24x24 -> block(32, 64) -> 2x2 stride-2 transposed conv + ReLU (48)
+    -> block(64, 64) -> 2x2 stride-2 transposed conv + ReLU (96) -> 1x1 conv to 3 channels + sigmoid.
+    """
+
+    def __init__(self, base_ch: int = BASE_CHANNELS) -> None:
+        super().__init__()
+        c = base_ch
+        self.stages = nn.ModuleList([
+            conv_block(MINI_MASK_SHAPE[0], 2 * c),
+            nn.Upsample(size=(24, 24), mode="bilinear", align_corners=True),
+            conv_block(2 * c, 4 * c),
+            nn.Sequential(nn.ConvTranspose2d(4 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True)),
+            conv_block(4 * c, 4 * c),
+            nn.Sequential(nn.ConvTranspose2d(4 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True)),
+            nn.Sequential(nn.Conv2d(4 * c, IMAGE_SHAPE[0], 1), nn.Sigmoid()),
+        ])  # fmt: skip
+
+    def activations(self, mini_mask: Tensor) -> list[Tensor]:
+        """The output of every stage, in order; the last is the (B, 3, 96, 96) result."""
+        out = []
+        h = mini_mask
+        for stage in self.stages:
+            h = stage(h)
+            out.append(h)
+        return out
+
+    def forward(self, mini_mask: Tensor) -> Tensor:
+        """(B, 4, 16, 16) -> (B, 3, 96, 96)."""
+        return self.activations(mini_mask)[-1]
+
+
+class MiniVAE(nn.Module):
+    """VAE (Kingma & Welling, 2014) on the mini mask: (B, 4, 16, 16) <-> (mu, logvar) (B, z_dim).
+
+    Encoder: 3x3 conv 4 -> 64, 2x2 stride-2 conv 64 -> 128 (8x8), 3x3 conv 128 -> 128, 2x2 stride-2 conv
+    128 -> 256 (4x4), 3x3 conv 256 -> 256, each + ReLU; flatten (4096) -> linear mu, logvar.
+    Decoder: linear z -> 4096 as 256x4x4, 2x2 stride-2 transposed conv 256 -> 256 (8x8), 3x3 conv
+    256 -> 128, 2x2 stride-2 transposed conv 128 -> 128 (16x16), 3x3 conv 128 -> 64, each + ReLU; 3x3 conv
+    64 -> 4, sigmoid.
+    """
+
+    def __init__(self, z_dim: int, width: int = 4 * BASE_CHANNELS) -> None:
+        super().__init__()
+        c, m = width, MINI_MASK_SHAPE[0]
+        flat = 4 * c * 4 * 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(m, c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.fc_mu = nn.Linear(flat, z_dim)
+        self.fc_logvar = nn.Linear(flat, z_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(z_dim, flat), nn.Unflatten(1, (4 * c, 4, 4)),
+            nn.ConvTranspose2d(4 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c, m, 3, padding=1), nn.Sigmoid(),
+        )  # fmt: skip
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fresh weights as the seed's phase 2 draws them: Kaiming-uniform (ReLU gain) for convs and linears,
+        Xavier-uniform for transposed convs, zero biases. Uses the global torch RNG."""
+        for layer in self.modules():
+            if isinstance(layer, nn.ConvTranspose2d):
+                nn.init.xavier_uniform_(layer.weight)
+            elif isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            else:
+                continue
+            nn.init.zeros_(layer.bias)
+
+    def encode(self, mini_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 4, 16, 16) -> ``(mu, logvar)``, each (B, z_dim)."""
+        h = self.encoder(mini_mask)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, z_dim) -> mini mask (B, 4, 16, 16) in (0, 1)."""
+        return self.decoder(z)
+
+
+class DDSVAE(nn.Module):
+    """The DDS+VAE vision model: frames float32 (B, 3, 96, 96) in [0, 1] <-> z (B, z_dim).
+
+    Parts: ``unet1`` (scores), ``dds`` (top-k mask and gates), ``downscaling`` (-> mini mask), ``mini_vae``,
+    ``upscaling`` (mini mask -> 3x96x96), ``unet2`` (+ sigmoid -> frame). ``phase`` (1 or 2) selects what
+    :meth:`forward` and :meth:`loss` do; change it with :meth:`set_phase` only.
+    """
+
+    kind = "dds_vae"
+    input_size = 96
+
+    def __init__(self, config: DDSVAEConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or DDSVAEConfig()
+        self.z_dim = self.config.z_dim
+        self.phase = 1
+        self.unet1 = UNet()
+        self.dds = DDS(self.config)
+        self.downscaling = DownscalingEncoder()
+        self.mini_vae = MiniVAE(self.z_dim)
+        self.upscaling = UpscalingDecoder()
+        self.unet2 = UNet()
+
+    def _phase1_parts(self) -> list[nn.Module]:
+        return [self.unet1, self.dds, self.downscaling, self.upscaling, self.unet2]
+
+    def set_phase(self, phase: int) -> None:
+        """Switch the training phase.
+
+        1: UNet1, the scaling nets and UNet2 are trainable and follow :meth:`train`/:meth:`eval`; the mini-VAE
+        is bypassed by :meth:`forward` and :meth:`loss`.
+        2: the mini-VAE is re-initialised (:meth:`MiniVAE.reset_parameters`); every other part gets
+        ``requires_grad=False`` and stays in eval mode even under ``model.train()``, so its weights and
+        BatchNorm statistics stay bit-identical and the DDS gates are deterministic. To resume a phase-2
+        checkpoint, call ``set_phase(2)`` before ``load_state_dict``.
+
+        Raises:
+            ConfigError: ``phase`` is not 1 or 2.
+        """
+        if phase not in (1, 2):
+            raise ConfigError(f"phase must be 1 or 2, got {phase}")
+        self.phase = phase
+        for part in self._phase1_parts():
+            part.requires_grad_(phase == 1)
+        if phase == 2:
+            self.mini_vae.reset_parameters()
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> DDSVAE:
+        """Set train/eval mode; in phase 2 only the mini-VAE follows ``mode``, frozen parts stay in eval."""
+        super().train(mode)
+        if self.phase == 2:
+            for part in self._phase1_parts():
+                part.train(False)
+        return self
+
+    def mask(self, x: Tensor) -> DDSMaskOutput:
+        """Run UNet1, the DDS and the downscaling encoder (in the current train/eval mode).
+
+        Args:
+            x: float32 (B, 3, 96, 96) in [0, 1].
+
+        Returns:
+            :class:`DDSMaskOutput` with the binary mask, the gated frame ``x * mask * g`` and the mini mask.
+        """
+        mask, gate = self.dds(self.unet1(x))
+        gated = x * (mask * gate)
+        return DDSMaskOutput(mask, gated, self.downscaling(gated))
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Frames -> posterior parameters via UNet1, the DDS, the downscaling and the mini-VAE encoders.
+
+        Args:
+            x: float32 (B, 3, 96, 96) in [0, 1].
+
+        Returns:
+            ``(mu, logvar)``, each float32 (B, z_dim).
+        """
+        return self.mini_vae.encode(self.mask(x).mini_mask)
+
+    def _reconstruct(self, mini_mask: Tensor) -> Tensor:
+        """Mini mask (B, 4, 16, 16) -> frame (B, 3, 96, 96) in (0, 1) via the upscaling decoder and UNet2."""
+        return torch.sigmoid(self.unet2(self.upscaling(mini_mask)))
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Latents float32 (B, z_dim) -> frames float32 (B, 3, 96, 96) in (0, 1)."""
+        return self._reconstruct(self.mini_vae.decode(z))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Frames float32 (B, 3, 96, 96) in [0, 1] -> ``(reconstruction, mu, logvar)``.
+
+        Phase 1 bypasses the mini-VAE (frame -> mini mask -> frame); ``mu`` and ``logvar`` are then zeros
+        (B, z_dim). Phase 2 encodes, samples z when training (mu otherwise) and decodes.
+        """
+        if self.phase == 1:
+            zeros = x.new_zeros(x.shape[0], self.z_dim)
+            return self._reconstruct(self.mask(x).mini_mask), zeros, zeros
+        mu, logvar = self.encode(x)
+        z = reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z), mu, logvar
+
+    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
+        """The loss of the current phase on a batch of frames.
+
+        Phase 1: ``MSE + l1_weight * L1`` of the reconstruction vs ``x``. Metrics: ``recon`` (MSE per pixel
+        value, in [0, 1]) and ``l1`` (mean absolute error per pixel value).
+        Phase 2: internal perceptual loss (the mean, over the seven stage outputs of the frozen upscaling
+        decoder, of the MSE between its activations on the predicted and on the target mini mask; target
+        mini masks computed without gradient) + ``kl_weight`` * free-bits KL (per sample and dimension
+        clamped below at ``free_bits``, then averaged). Metrics: ``perceptual``, ``kl`` (nats per frame
+        summed over z, before the clamp) and ``recon`` (pixel MSE of the full decode vs ``x``, no gradient).
+
+        Args:
+            x: float32 (B, 3, 96, 96) in [0, 1].
+
+        Returns:
+            ``(loss, metrics)``: a scalar tensor and plain floats.
+        """
+        if self.phase == 1:
+            recon = self(x)[0].float()
+            mse = F.mse_loss(recon, x)
+            l1 = F.l1_loss(recon, x)
+            return mse + self.config.l1_weight * l1, {"recon": mse.item(), "l1": l1.item()}
+
+        with torch.no_grad():
+            target_mini_mask = self.mask(x).mini_mask
+            target = self.upscaling.activations(target_mini_mask)
+        mu, logvar = self.mini_vae.encode(target_mini_mask)
+        z = reparameterize(mu, logvar) if self.training else mu
+        pred = self.upscaling.activations(self.mini_vae.decode(z))
+        pairs = zip(pred, target, strict=True)
+        perceptual = torch.stack([F.mse_loss(p.float(), t.float()) for p, t in pairs]).mean()
+        kl = gaussian_kl(mu.float(), logvar.float())
+        loss = perceptual + self.config.kl_weight * kl.clamp(min=self.config.free_bits).mean()
+        with torch.no_grad():
+            recon_mse = F.mse_loss(torch.sigmoid(self.unet2(pred[-1])).float(), x)
+        metrics = {"perceptual": perceptual.item(), "kl": kl.sum(1).mean().item(), "recon": recon_mse.item()}
+        return loss, metrics

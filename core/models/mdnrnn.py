@@ -1,0 +1,209 @@
+"""MDN-RNN (Ha & Schmidhuber, 2018, sec. 2.2 and app. A.2; Graves, 2013, sec. 4; Bishop, 1994).
+
+An LSTM over ``[z_t, a_t]`` whose head gives, for every latent dimension independently, a mixture of K
+Gaussians over ``z_{t+1}``, plus a reward head (``r_{t+1}``) and a done head (``terminated_{t+1}``, as Ha's
+Doom model had). The same module trains on sequences (``forward``) and dreams one step at a time (``step``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.errors import ConfigError
+
+LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass(frozen=True)
+class MDNRNNConfig:
+    """Sizes and loss weights of the MDN-RNN."""
+
+    z_dim: int = 32
+    """Latent size of the vision model."""
+    action_dim: int = 3
+    """Action size (CarRacing: steer, gas, brake)."""
+    hidden_dim: int = 256
+    """LSTM state size (Ha: 256)."""
+    n_gaussians: int = 5
+    """Mixture components per latent dimension (Ha: 5)."""
+    reward_weight: float = 1.0
+    """Weight of the reward MSE in the loss."""
+    done_weight: float = 1.0
+    """Weight of the done BCE in the loss."""
+
+    def __post_init__(self) -> None:
+        for name in ("z_dim", "action_dim", "hidden_dim", "n_gaussians"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.reward_weight < 0 or self.done_weight < 0:
+            raise ConfigError("reward_weight and done_weight must be >= 0")
+
+
+class MDNOutput(NamedTuple):
+    """Head outputs; leading dims ``...`` are (B, T) for sequences and (B,) for one step.
+
+    log_pi: float32 (..., z_dim, K) log mixture weights (log-softmax over K).
+    mu: float32 (..., z_dim, K) component means of z_{t+1}.
+    log_sigma: float32 (..., z_dim, K) component log standard deviations.
+    reward: float32 (...) predicted reward r_{t+1} (CarRacing units: -0.1 per frame, +1000/N per tile).
+    done_logit: float32 (...) logit of P(terminated_{t+1}).
+    """
+
+    log_pi: Tensor
+    mu: Tensor
+    log_sigma: Tensor
+    reward: Tensor
+    done_logit: Tensor
+
+
+LSTMState = tuple[Tensor, Tensor]
+
+
+def mdn_nll(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, target: Tensor) -> Tensor:
+    """Negative log-likelihood of ``target`` under per-dimension Gaussian mixtures, via log-sum-exp.
+
+    ``-log sum_k pi_k N(target; mu_k, sigma_k^2)`` (Bishop, 1994, eq. 29; Ha & Schmidhuber, 2018, app. A.2).
+
+    Args:
+        log_pi, mu, log_sigma: float (..., D, K).
+        target: float (..., D).
+
+    Returns:
+        float (..., D): the NLL per dimension, in nats.
+    """
+    t = target.unsqueeze(-1)
+    log_prob = -0.5 * ((t - mu) * torch.exp(-log_sigma)).pow(2) - log_sigma - LOG_SQRT_2PI
+    return -torch.logsumexp(log_pi + log_prob, dim=-1)
+
+
+def sample_mdn(
+    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Sample z_{t+1} from per-dimension mixtures at temperature ``tau``.
+
+    As in Ha's code: the mixture logits are divided by ``tau`` before the softmax and the Gaussian noise is
+    scaled by ``sqrt(tau)``. ``tau == 0`` picks the most likely component and returns its mean
+    (deterministic, mode seeking). Components are drawn with the Gumbel-max trick (Gumbel, 1954;
+    Maddison et al., 2014), which equals categorical sampling from ``softmax(log_pi / tau)``.
+
+    Args:
+        log_pi, mu, log_sigma: float32 (..., D, K).
+        tau: temperature >= 0.
+        generator: optional torch RNG for reproducible dreams.
+
+    Returns:
+        float32 (..., D).
+
+    Raises:
+        ValueError: ``tau`` < 0.
+    """
+    if tau < 0:
+        raise ValueError(f"tau must be >= 0, got {tau}")
+    if tau == 0:
+        k = log_pi.argmax(dim=-1, keepdim=True)
+        return mu.gather(-1, k).squeeze(-1)
+    u = torch.rand(log_pi.shape, generator=generator, dtype=log_pi.dtype, device=log_pi.device)
+    gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
+    k = (log_pi / tau + gumbel).argmax(dim=-1, keepdim=True)
+    mu_k = mu.gather(-1, k).squeeze(-1)
+    sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
+    eps = torch.randn(mu_k.shape, generator=generator, dtype=mu_k.dtype, device=mu_k.device)
+    return mu_k + sigma_k * eps * math.sqrt(tau)
+
+
+def mixture_mean(log_pi: Tensor, mu: Tensor) -> Tensor:
+    """Expected value of each per-dimension mixture: ``sum_k pi_k mu_k``, (..., D, K) -> (..., D)."""
+    return (log_pi.exp() * mu).sum(-1)
+
+
+class MDNRNN(nn.Module):
+    """LSTM(z_dim + action_dim -> hidden_dim) + MDN head (z_{t+1}) + reward head + done head."""
+
+    kind = "mdnrnn"
+
+    def __init__(self, config: MDNRNNConfig | None = None) -> None:
+        super().__init__()
+        self.config = cfg = config or MDNRNNConfig()
+        self.lstm = nn.LSTM(cfg.z_dim + cfg.action_dim, cfg.hidden_dim, batch_first=True)
+        self.n_mdn = cfg.z_dim * cfg.n_gaussians
+        self.head = nn.Linear(cfg.hidden_dim, 3 * self.n_mdn + 2)
+
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
+        """Zero LSTM state ``(h, c)``, each float32 (1, batch, hidden_dim)."""
+        shape = (1, batch, self.config.hidden_dim)
+        return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
+
+    def _heads(self, out: Tensor) -> MDNOutput:
+        cfg = self.config
+        y = self.head(out)
+        lead = y.shape[:-1]
+        mdn = y[..., : 3 * self.n_mdn].reshape(*lead, 3, cfg.z_dim, cfg.n_gaussians)
+        log_pi = F.log_softmax(mdn[..., 0, :, :], dim=-1)
+        mu = mdn[..., 1, :, :]
+        log_sigma = mdn[..., 2, :, :].clamp(-7.0, 5.0)
+        return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
+
+    def forward(
+        self, z: Tensor, action: Tensor, state: LSTMState | None = None
+    ) -> tuple[MDNOutput, LSTMState]:
+        """Run over sequences.
+
+        Args:
+            z: float32 (B, T, z_dim) latents z_0..z_{T-1}.
+            action: float32 (B, T, action_dim) actions a_0..a_{T-1}.
+            state: optional LSTM state, each (1, B, hidden_dim).
+
+        Returns:
+            ``(out, state)``; ``out`` fields are (B, T, ...) predictions for step t+1.
+        """
+        out, new_state = self.lstm(torch.cat([z, action], dim=-1), state)
+        return self._heads(out), new_state
+
+    def hidden_sequence(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> Tensor:
+        """LSTM outputs h_1..h_T, float32 (B, T, hidden_dim), for the same inputs as :meth:`forward`."""
+        return self.lstm(torch.cat([z, action], dim=-1), state)[0]
+
+    def step(self, z: Tensor, action: Tensor, state: LSTMState | None) -> tuple[MDNOutput, LSTMState]:
+        """One dream step with the same weights as :meth:`forward`.
+
+        Args:
+            z: float32 (B, z_dim); action: float32 (B, action_dim); state: ``(h, c)`` each (1, B, hidden_dim).
+
+        Returns:
+            ``(out, state)``; ``out`` fields are (B, ...) and ``state[0][0]`` is the new h (B, hidden_dim).
+        """
+        out, new_state = self.forward(z.unsqueeze(1), action.unsqueeze(1), state)
+        return MDNOutput(*(t.squeeze(1) for t in out)), new_state
+
+    def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Training loss on a batch of sequences.
+
+        Args:
+            batch: ``z`` float32 (B, T+1, z_dim) (z_0..z_T), ``action`` (B, T, action_dim),
+                ``reward`` (B, T) (r_1..r_T), ``done`` (B, T) in {0, 1} (terminated_1..T),
+                optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps.
+
+        Returns:
+            ``(loss, metrics)``: loss = NLL per latent dimension + reward_weight * reward MSE
+            + done_weight * done BCE; metrics ``nll`` (nats per dimension), ``reward_mse``, ``done_bce``.
+        """
+        z, action = batch["z"], batch["action"]
+        out, _ = self(z[:, :-1], action)
+        target = z[:, 1:]
+        mask = batch.get("mask")
+        if mask is None:
+            mask = torch.ones(target.shape[:2], device=z.device)
+        n = mask.sum().clamp(min=1.0)
+        nll = (mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1) * mask).sum() / n
+        reward_mse = ((out.reward - batch["reward"]).pow(2) * mask).sum() / n
+        done_bce = (
+            F.binary_cross_entropy_with_logits(out.done_logit, batch["done"], reduction="none") * mask
+        ).sum() / n
+        loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
+        return loss, {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}

@@ -1,0 +1,75 @@
+"""The ``encode`` stage: every frame of every episode -> (mu, logvar) with a trained vision model."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import torch
+
+from core.config import EncodeConfig
+from core.data.datasets import LatentEpisodes, file_sha256
+from core.data.episodes import list_episodes, read_episode
+from core.envs.car_racing import preprocess_frames, to_tensor
+from core.envs.world_model import load_vision
+from core.errors import StageCancelled
+from core.progress import Progress, ProgressFn, never_stop, no_progress
+from core.train.loop import StageResult
+
+
+def train_encode(
+    config: EncodeConfig,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> StageResult:
+    """Encode all episodes of ``config.data_dir`` with ``config.vision`` and write ``config.out``.
+
+    The latent file holds, per episode, ``mu``/``logvar`` float32 (T+1, z_dim) and the actions, rewards and
+    terminated flags, plus the vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`).
+
+    Raises:
+        EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
+        StageCancelled: the stop flag was set (nothing is written).
+    """
+    import time
+
+    t0 = time.perf_counter()
+    stop = should_stop or never_stop()
+    files = list_episodes(config.data_dir)
+    vision = load_vision(config.vision)
+    size = int(vision.input_size)  # type: ignore[arg-type]
+    mus, logvars, actions, rewards, terminated, seeds, starts = [], [], [], [], [], [], [0]
+    for i, path in enumerate(files):
+        if stop.is_set():
+            raise StageCancelled("encode stopped; nothing written")
+        ep = read_episode(path)
+        chw = preprocess_frames(ep.frames, size)
+        mu_parts, lv_parts = [], []
+        with torch.no_grad():
+            for j in range(0, len(chw), config.batch_size):
+                mu, logvar = vision.encode(to_tensor(chw[j : j + config.batch_size]))
+                mu_parts.append(mu.numpy())
+                lv_parts.append(logvar.numpy())
+        mus.append(np.concatenate(mu_parts))
+        logvars.append(np.concatenate(lv_parts))
+        actions.append(ep.actions.astype(np.float32))
+        rewards.append(ep.rewards.astype(np.float32))
+        terminated.append(ep.terminated.astype(np.float32))
+        seeds.append(ep.seed)
+        starts.append(starts[-1] + len(ep.frames))
+        on_progress(Progress("encode", i + 1, len(files), {"encode/frames": float(starts[-1])}))
+    latents = LatentEpisodes(
+        mu=np.concatenate(mus),
+        logvar=np.concatenate(logvars),
+        actions=np.concatenate(actions),
+        rewards=np.concatenate(rewards),
+        terminated=np.concatenate(terminated),
+        starts=np.asarray(starts, np.int64),
+        seeds=np.asarray(seeds, np.int64),
+        vision_kind=str(vision.kind),
+        vision_sha256=file_sha256(config.vision),
+    )
+    path = latents.save(config.out)
+    metrics = {"encode/episodes": float(len(files)), "encode/frames": float(starts[-1])}
+    return StageResult(path, metrics, False, time.perf_counter() - t0)

@@ -1,0 +1,117 @@
+"""The ``train-memory`` stage: the MDN-RNN on encoded episodes, with reward and done heads."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.config import MemoryTrainConfig
+from core.data.datasets import LatentEpisodes, SequenceSampler
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
+from core.progress import ProgressFn, never_stop, no_progress
+from core.train.loop import EpochLoop, StageResult, seed_everything
+
+
+@torch.no_grad()
+def evaluate_memory(model: MDNRNN, episodes: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Held-out metrics of the MDN-RNN on whole episodes with z = mu.
+
+    Returns ``memory/val/nll`` (nats per latent dimension), ``memory/val/mse_mean`` (MSE of the mixture
+    mean of z_{t+1}), ``memory/val/mse_copy`` (MSE of predicting z_{t+1} = z_t, the baseline),
+    ``memory/val/reward_mse`` and ``memory/val/done_acc``.
+    """
+    model.eval()
+    nll = mse_mean = mse_copy = reward_mse = done_hits = 0.0
+    n = 0
+    for ep in episodes:
+        z, a = ep["z"], ep["action"]
+        out, _ = model(z[:, :-1], a)
+        target = z[:, 1:]
+        steps = target.shape[1]
+        nll += mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1).sum().item()
+        mse_mean += (mixture_mean(out.log_pi, out.mu) - target).pow(2).mean(-1).sum().item()
+        mse_copy += (z[:, :-1] - target).pow(2).mean(-1).sum().item()
+        reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
+        done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
+        n += steps
+    n = max(n, 1)
+    return {
+        "memory/val/nll": nll / n,
+        "memory/val/mse_mean": mse_mean / n,
+        "memory/val/mse_copy": mse_copy / n,
+        "memory/val/reward_mse": reward_mse / n,
+        "memory/val/done_acc": done_hits / n,
+    }
+
+
+def train_memory(
+    config: MemoryTrainConfig,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> StageResult:
+    """Train the MDN-RNN (M) on ``config.latents`` and write ``config.out``.
+
+    Each epoch draws enough random windows of ``seq_len`` steps to cover the training steps once, with
+    z ~ N(mu, exp(logvar)) sampled afresh; Adam with global gradient-norm clipping.
+
+    Raises:
+        EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state.
+    """
+    stop = should_stop or never_stop()
+    seed_everything(config.seed)
+    latents = LatentEpisodes.load(config.latents)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(latents.n_episodes)
+    n_val = min(latents.n_episodes - 1, max(1 if latents.n_episodes > 1 else 0, round(config.val_fraction * latents.n_episodes)))
+    val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
+    sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed)
+    val_episodes = SequenceSampler(latents, val_ids or train_ids[:1], config.seq_len, config.seed).full_episodes()
+
+    start_epoch = 0
+    if config.resume:
+        model = load_model(config.out, "mdnrnn")
+        assert isinstance(model, MDNRNN)
+    else:
+        model = MDNRNN(
+            MDNRNNConfig(
+                z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians
+            )
+        )
+    steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    if config.resume:
+        state = load_resume_state(resume_path(config.out))
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        sampler.rng = np.random.default_rng([config.seed, start_epoch])
+
+    def batches(epoch: int):
+        for _ in range(steps_per_epoch):
+            yield sampler.batch(config.batch_size)
+
+    def save(epochs_done: int, metrics: dict[str, float]) -> Path:
+        path = save_checkpoint(
+            config.out, model, kind="mdnrnn", config=model.config, metrics=metrics,
+            extra={
+                "epochs_done": epochs_done,
+                "vision_kind": latents.vision_kind,
+                "vision_sha256": latents.vision_sha256,
+                "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
+            },
+        )  # fmt: skip
+        save_resume_state(resume_path(config.out), {"epoch": epochs_done, "optimizer": optimizer.state_dict()})
+        return path
+
+    loop = EpochLoop(
+        stage="memory", prefix="memory", model=model, optimizer=optimizer, scheduler=None,
+        epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches,
+        evaluate=lambda: evaluate_memory(model, val_episodes), save=save, on_progress=on_progress,
+        should_stop=stop, start_epoch=start_epoch, grad_clip=config.grad_clip,
+    )  # fmt: skip
+    return loop.run()

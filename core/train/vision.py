@@ -1,0 +1,175 @@
+"""The ``train-vision`` stage: a ConvVAE, or a DDS+VAE in two phases, on episode frames."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.config import VisionTrainConfig
+from core.data.datasets import load_frames
+from core.data.episodes import list_episodes, split_episodes
+from core.errors import CheckpointError, ConfigError
+from core.models import MODEL_KINDS
+from core.progress import Progress, ProgressFn, never_stop, no_progress
+from core.train.loop import EpochLoop, StageResult, seed_everything
+
+KIND_OF = {"conv-vae": "conv_vae", "dds-vae": "dds_vae"}
+
+
+def recipe(config: VisionTrainConfig) -> tuple[str, float, float, float]:
+    """Optimiser recipe ``(optimizer, lr, final_lr, weight_decay)`` for the model and phase.
+
+    ConvVAE: Adam 1e-3 cosine to 1e-4. DDS+VAE (seed work): phase 1 AdamW 1e-2 -> 5e-5, wd 1e-5;
+    phase 2 AdamW 1e-3 -> 1e-4, wd 1e-5. ``config.lr`` overrides the peak (final = peak / 10).
+    """
+    if config.model == "conv-vae":
+        opt, lr, final, wd = "adam", 1e-3, 1e-4, 0.0
+    elif config.phase == 1:
+        opt, lr, final, wd = "adamw", 1e-2, 5e-5, 1e-5
+    else:
+        opt, lr, final, wd = "adamw", 1e-3, 1e-4, 1e-5
+    if config.lr is not None:
+        lr, final = config.lr, config.lr / 10
+    return opt, lr, final, wd
+
+
+@torch.no_grad()
+def reconstruction_mse(model: nn.Module, frames: Tensor, batch_size: int = 256) -> float:
+    """Mean squared error per pixel value (in [0, 1] units) of ``decode(mu)`` against ``frames``.
+
+    Args:
+        frames: uint8 (N, 3, S, S) at the model's input size.
+    """
+    model.eval()
+    total, count = 0.0, 0
+    for i in range(0, len(frames), batch_size):
+        x = frames[i : i + batch_size].float().div_(255.0)
+        mu, _ = model.encode(x)
+        total += (model.decode(mu) - x).pow(2).sum().item()
+        count += x.numel()
+    return total / max(1, count)
+
+
+def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
+    """The model to train and the number of epochs already done (resume / phase 2)."""
+    kind = KIND_OF[config.model]
+    if kind not in MODEL_KINDS:
+        raise ConfigError(f"vision model {config.model!r} is not available in this build")
+    out = Path(config.out)
+    if config.resume:
+        model = load_model(out, kind)
+        state = load_resume_state(resume_path(out))
+        if int(state.get("phase", 1)) != config.phase:
+            raise CheckpointError(f"{out}: resume state is of phase {state.get('phase')}, not {config.phase}")
+        if hasattr(model, "set_phase"):
+            model.set_phase(config.phase)
+        return model, int(state["epoch"])
+    if kind == "dds_vae" and config.phase == 2:
+        if not out.is_file():
+            raise CheckpointError(f"phase 2 needs the phase-1 checkpoint at {out} (run --phase 1 first)")
+        model = load_model(out, kind)
+        if int(model.checkpoint_extra.get("phase", 1)) != 1:  # type: ignore[union-attr]
+            raise CheckpointError(f"{out}: phase 2 starts from a phase-1 checkpoint, this one is phase 2")
+        model.set_phase(2)  # type: ignore[operator]
+        return model, 0
+    config_cls, model_cls = MODEL_KINDS[kind]
+    model = model_cls(config_cls())
+    if hasattr(model, "set_phase"):
+        model.set_phase(1)
+    return model, 0
+
+
+def train_vision(
+    config: VisionTrainConfig,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> StageResult:
+    """Train a vision model (V) on the frames of ``config.data_dir`` and write ``config.out``.
+
+    Reports ``vision/train/{loss,recon,kl,...}`` every 10 steps and ``vision/val/recon`` (MSE per pixel value
+    of decode(mu) on held-out episodes, at the model's own resolution) after every epoch; a checkpoint and
+    resume state are written after every epoch and when stopped.
+
+    Raises:
+        EpisodeError: no or corrupt episodes. CheckpointError: bad resume / phase-1 checkpoint.
+        ConfigError: a model that is not available.
+    """
+    stop = should_stop or never_stop()
+    seed_everything(config.seed)
+    files = list_episodes(config.data_dir)
+    if config.max_episodes:
+        files = files[: config.max_episodes]
+    model, start_epoch = _build(config)
+    kind = KIND_OF[config.model]
+    size = int(model.input_size)  # type: ignore[arg-type]
+    train_files, val_files = split_episodes(files, config.val_fraction, config.seed)
+    on_progress(Progress("vision", 0, 1, message=f"loading {len(files)} episodes at {size}x{size}"))
+    train_frames = load_frames(train_files, size, config.frame_stride)
+    val_frames = load_frames(val_files, size, max(config.frame_stride, 4)) if val_files else train_frames[:512]
+    steps_per_epoch = max(1, len(train_frames) // config.batch_size)
+
+    opt_name, lr, final_lr, wd = recipe(config)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer: torch.optim.Optimizer
+    if opt_name == "adam":
+        optimizer = torch.optim.Adam(params, lr=lr)
+    else:
+        optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=wd)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=config.epochs * steps_per_epoch, eta_min=final_lr
+    )
+    if config.resume:
+        state = load_resume_state(resume_path(config.out))
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    if config.bf16:
+        model = model.to(memory_format=torch.channels_last)
+
+    def batches(epoch: int):
+        g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
+        order = torch.randperm(len(train_frames), generator=g)
+        for i in range(steps_per_epoch):
+            x = train_frames[order[i * config.batch_size : (i + 1) * config.batch_size]].float().div_(255.0)
+            yield x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
+
+    def evaluate() -> dict[str, float]:
+        return {"vision/val/recon": reconstruction_mse(model, val_frames)}
+
+    def save(epochs_done: int, metrics: dict[str, float]) -> Path:
+        path = save_checkpoint(
+            config.out,
+            model,
+            kind=kind,
+            config=model.config,  # type: ignore[arg-type]
+            metrics=metrics,
+            extra={
+                "phase": config.phase,
+                "epochs_done": epochs_done,
+                "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
+                "train_episodes": len(train_files),
+                "val_episodes": len(val_files),
+            },
+        )
+        save_resume_state(
+            resume_path(config.out),
+            {
+                "epoch": epochs_done,
+                "phase": config.phase,
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+            },
+        )
+        return path
+
+    loop = EpochLoop(
+        stage="vision", prefix="vision", model=model, optimizer=optimizer, scheduler=scheduler,
+        epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches, evaluate=evaluate,
+        save=save, on_progress=on_progress, should_stop=stop, start_epoch=start_epoch, bf16=config.bf16,
+    )  # fmt: skip
+    return loop.run()
