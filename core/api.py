@@ -1,0 +1,37 @@
+"""The public surface of the training package: what the explorer and the CLI call.
+
+Every stage is a plain function ``stage(config, *, on_progress, should_stop) -> result``; configs are frozen
+dataclasses; models load from self-describing checkpoints.
+"""
+
+from __future__ import annotations
+
+from core.assets import ASSETS_DIR, AssetPaths, default_paths, verify_assets
+from core.checkpoint import load_model, read_checkpoint, save_checkpoint
+from core.config import CollectConfig, DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+from core.data.collect import collect
+from core.data.episodes import Episode, list_episodes, read_episode, write_episode
+from core.data.policies import RandomExplorationPolicy, RandomPolicyFactory
+from core.envs.car_racing import make_real_env, preprocess_frames, to_uint8_hwc
+from core.envs.dream import BatchedDream, DreamEnv
+from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
+from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
+from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
+from core.models.mdnrnn import mixture_mean, sample_mdn
+from core.progress import Progress, ProgressFn
+from core.train.encode import train_encode
+from core.train.loop import StageResult
+from core.train.memory import train_memory
+from core.train.vision import train_vision
+from core.video import record_dream, write_video
+
+__all__ = [
+    "ASSETS_DIR", "AssetPaths", "default_paths", "verify_assets",
+    "load_model", "read_checkpoint", "save_checkpoint",
+    "CollectConfig", "DreamVideoConfig", "EncodeConfig", "MemoryTrainConfig", "VisionTrainConfig", "EvaluateConfig",
+    "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",
+    "Episode", "list_episodes", "read_episode", "write_episode", "RandomExplorationPolicy", "RandomPolicyFactory",
+    "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
+    "WorldModelObservation", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
+    "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
+]  # fmt: skip

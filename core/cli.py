@@ -1,0 +1,168 @@
+"""The ``dream-explorer`` command: with no subcommand it opens the explorer; subcommands run the stages."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import tyro
+from tqdm import tqdm
+
+from core.errors import DreamExplorerError
+from core.progress import Progress
+
+STAGES = ("collect", "train-vision", "encode", "train-memory", "dream", "evaluate", "bench")
+
+
+class TqdmProgress:
+    """Feeds :class:`Progress` reports to a tqdm bar (on stderr) and prints stage messages."""
+
+    def __init__(self, desc: str) -> None:
+        self.desc = desc
+        self.bar: tqdm | None = None
+
+    def __call__(self, p: Progress) -> None:
+        if self.bar is None or self.bar.total != p.total:
+            if self.bar is not None:
+                self.bar.close()
+            self.bar = tqdm(total=p.total, desc=self.desc, dynamic_ncols=True, file=sys.stderr)
+        self.bar.n = p.step
+        if p.metrics:
+            short = {k.rsplit("/", 1)[-1] if k.count("/") < 2 else k.split("/", 1)[1]: v for k, v in p.metrics.items()}
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(short.items())[:5]}, refresh=False)
+        self.bar.refresh()
+        if p.message:
+            self.bar.write(f"[{p.stage}] {p.message}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
+    bar = TqdmProgress(name)
+    stop = threading.Event()
+    try:
+        return fn(config, on_progress=bar, should_stop=stop)
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        bar.close()
+
+
+def _print_metrics(result: Any) -> None:
+    if getattr(result, "checkpoint", None):
+        print(f"wrote {result.checkpoint}")
+    for k, v in sorted(getattr(result, "metrics", {}).items()):
+        print(f"  {k} = {v:.6g}")
+    if getattr(result, "seconds", 0):
+        print(f"  time = {result.seconds:.1f} s")
+
+
+def cmd_collect(config: Any) -> None:
+    from core.data.collect import collect
+
+    summaries = _run_stage("collect", collect, config)
+    n = len(summaries)
+    if n:
+        mean = sum(s.episode_return for s in summaries) / n
+        steps = sum(s.steps for s in summaries)
+        print(f"recorded {n} episodes ({steps} steps, mean return {mean:.1f}) in {config.out_dir}")
+    else:
+        print(f"nothing to do: all {config.episodes} episodes already in {config.out_dir}")
+
+
+def cmd_train_vision(config: Any) -> None:
+    from core.train.vision import train_vision
+
+    _print_metrics(_run_stage("train-vision", train_vision, config))
+
+
+def cmd_encode(config: Any) -> None:
+    from core.train.encode import train_encode
+
+    _print_metrics(_run_stage("encode", train_encode, config))
+
+
+def cmd_train_memory(config: Any) -> None:
+    from core.train.memory import train_memory
+
+    _print_metrics(_run_stage("train-memory", train_memory, config))
+
+
+def cmd_dream(config: Any) -> None:
+    from core.video import record_dream
+
+    _print_metrics(_run_stage("dream", record_dream, config))
+
+
+def cmd_evaluate(config: Any) -> None:
+    from core.evaluate import evaluate, histogram
+
+    result = _run_stage("evaluate", evaluate, config)
+    if config.json:
+        print(json.dumps(result.as_json()))
+        return
+    r = result.returns
+    print(f"{len(r)} held-out tracks (seeds {result.seeds[0]}..{result.seeds[-1]}) in {result.seconds:.0f} s")
+    print(f"return {result.mean:.1f} +- {result.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
+    print(histogram(r))
+
+
+def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
+    from core.config import CollectConfig, DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+    from core.evaluate import EvaluateConfig
+
+    return {
+        "collect": (CollectConfig, cmd_collect, "Record real CarRacing-v3 episodes (random exploration policy)."),
+        "train-vision": (VisionTrainConfig, cmd_train_vision, "Train the vision model (ConvVAE or DDS+VAE)."),
+        "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),
+        "train-memory": (MemoryTrainConfig, cmd_train_memory, "Train the MDN-RNN on encoded episodes."),
+        "dream": (DreamVideoConfig, cmd_dream, "Dream from a real frame and write an MP4."),
+        "evaluate": (EvaluateConfig, cmd_evaluate, "Evaluate a controller on held-out real tracks."),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``dream-explorer``. Returns the process exit code (2 on bad input)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = _commands()
+    if args and args[0] == "bench":
+        from core.bench import main as bench_main
+
+        return bench_main(args[1:])
+    if not args or args[0] not in commands and args[0] not in ("-h", "--help"):
+        from explorer.app import main as app_main
+
+        try:
+            return app_main(args)
+        except DreamExplorerError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if args[0] in ("-h", "--help"):
+        print("usage: dream-explorer [APP FLAGS] | dream-explorer {" + ",".join(STAGES) + "} [--help]\n")
+        print("With no subcommand, opens the explorer app (see `dream-explorer app-help`).\n\nsubcommands:")
+        for name, (_, _, doc) in commands.items():
+            print(f"  {name:14s} {doc}")
+        print(f"  {'bench':14s} Print throughput figures (env, VAE, MDN-RNN, dream, decode).")
+        return 0
+    name = args[0]
+    config_cls, fn, doc = commands[name]
+    try:
+        config = tyro.cli(config_cls, args=args[1:], prog=f"dream-explorer {name}", description=doc)
+        fn(config)
+    except DreamExplorerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

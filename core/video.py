@@ -1,0 +1,98 @@
+"""Video output (OpenCV) and the ``dream`` stage: a dream seeded from a real frame, written to an MP4."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from core.checkpoint import atomic_path
+from core.config import DreamVideoConfig
+from core.data.policies import RandomExplorationPolicy
+from core.envs.car_racing import make_real_env
+from core.envs.dream import DreamEnv
+from core.envs.world_model import WorldModel
+from core.errors import DreamExplorerError, StageCancelled
+from core.progress import Progress, ProgressFn, never_stop, no_progress
+from core.train.loop import StageResult
+
+
+def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 50) -> Path:
+    """Write RGB uint8 frames (H, W, 3), all the same size, to an MP4 (``mp4v``) atomically.
+
+    Raises:
+        DreamExplorerError: no frames, or OpenCV cannot open a writer for the path.
+    """
+    if not frames:
+        raise DreamExplorerError("no frames to write")
+    target = Path(path)
+    h, w = frames[0].shape[:2]
+    with atomic_path(target) as tmp:
+        tmp_mp4 = tmp.with_suffix(".mp4")
+        writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        if not writer.isOpened():
+            raise DreamExplorerError(f"OpenCV cannot write video to {target}")
+        for f in frames:
+            writer.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+        writer.release()
+        tmp_mp4.replace(tmp)
+    return target
+
+
+def _upscale(frame: np.ndarray, side: int) -> np.ndarray:
+    return cv2.resize(frame, (side, side), interpolation=cv2.INTER_NEAREST)
+
+
+def record_dream(
+    config: DreamVideoConfig,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> StageResult:
+    """Drive ``config.warmup`` real steps, encode the frame, then dream ``config.steps`` steps and save a video.
+
+    The same actions drive reality alongside (left: real, right: dream) when ``side_by_side``. Actions come
+    from the controller when given, else the random exploration policy.
+
+    Raises:
+        CheckpointError: bad checkpoints. StageCancelled: stopped (nothing written).
+    """
+    t0 = time.perf_counter()
+    stop = should_stop or never_stop()
+    wm = WorldModel.load(config.vision, config.memory, config.controller)
+    real = make_real_env()
+    frame, _ = real.reset(seed=config.seed)
+    policy = RandomExplorationPolicy()
+    policy.reset(config.seed)
+    for _ in range(config.warmup):
+        frame, *_ = real.step(policy.act(frame))
+    dream = DreamEnv(wm, tau=config.tau, render_mode="rgb_array", max_steps=config.steps)
+    obs, _ = dream.reset(seed=config.seed, options={"frame": frame})
+    side = 256
+    frames: list[np.ndarray] = []
+    total_reward = 0.0
+    for t in range(config.steps):
+        if stop.is_set():
+            raise StageCancelled("dream video stopped; nothing written")
+        if wm.controller is not None:
+            action = wm.controller.act(obs)
+        else:
+            action = policy.act(frame)
+        dream_frame = _upscale(dream.render(), side)  # type: ignore[arg-type]
+        if config.side_by_side:
+            frames.append(np.concatenate([_upscale(frame, side), dream_frame], axis=1))
+            frame, *_ = real.step(action)
+        else:
+            frames.append(dream_frame)
+        obs, reward, terminated, truncated, _ = dream.step(action)
+        total_reward += reward
+        on_progress(Progress("dream", t + 1, config.steps, {"dream/return": total_reward}))
+        if terminated or truncated:
+            break
+    real.close()
+    path = write_video(config.out, frames, config.fps)
+    return StageResult(path, {"dream/return": total_reward, "dream/steps": float(len(frames))}, False,
+                       time.perf_counter() - t0)
