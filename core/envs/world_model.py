@@ -104,7 +104,7 @@ class WorldModel:
         return self.memory
 
 
-class WorldModelObservation(gym.Wrapper):
+class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Real CarRacing seen through V and M: observations ``[z_t, h_t]`` (float32, z_dim + hidden_dim).
 
     ``z_t`` is the posterior mean of the current frame; ``h_t`` the MDN-RNN state after ``(z_{t-1}, a_{t-1})``
@@ -113,7 +113,8 @@ class WorldModelObservation(gym.Wrapper):
     """
 
     def __init__(self, env: gym.Env, world_model: WorldModel, include_h: bool = True) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, world_model=world_model, include_h=include_h)
+        gym.Wrapper.__init__(self, env)
         self.world_model = world_model
         self.include_h = include_h and world_model.memory is not None
         dim = world_model.z_dim + (world_model.hidden_dim if self.include_h else 0)

@@ -375,7 +375,18 @@ class DDSVAE(nn.Module):
         Returns:
             ``(mu, logvar)``, each float32 (B, z_dim).
         """
-        return self.mini_vae.encode(self.mask(x).mini_mask)
+        mu, logvar, _ = self.encode_with_mask(x)
+        return mu, logvar
+
+    def encode_with_mask(self, x: Tensor) -> tuple[Tensor, Tensor, DDSMaskOutput]:
+        """:meth:`encode` and :meth:`mask` in one pass (one UNet1 run): ``(mu, logvar, mask_output)``.
+
+        Args:
+            x: float32 (B, 3, 96, 96) in [0, 1].
+        """
+        selected = self.mask(x)
+        mu, logvar = self.mini_vae.encode(selected.mini_mask)
+        return mu, logvar, selected
 
     def _reconstruct(self, mini_mask: Tensor) -> Tensor:
         """Mini mask (B, 4, 16, 16) -> frame (B, 3, 96, 96) in (0, 1) via the upscaling decoder and UNet2."""

@@ -1,0 +1,1 @@
+"""Evaluation metrics over frames and clips (Frechet distances: FID, FVD)."""

@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny real CarRacing episodes and tiny untrained checkpoints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def real_episodes(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Three short real CarRacing-v3 episodes (random exploration policy, 60 steps each)."""
+    from core.config import CollectConfig
+    from core.data.collect import collect
+
+    out = tmp_path_factory.mktemp("episodes")
+    collect(CollectConfig(out_dir=out, episodes=3, max_steps=60, workers=2, seed=7))
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_world_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Untrained ConvVAE, MDN-RNN and controller checkpoints (seeded)."""
+    from core.checkpoint import save_checkpoint
+    from core.models import MDNRNN, Controller, ControllerConfig, ConvVAE, MDNRNNConfig, VAEConfig
+
+    torch.manual_seed(0)
+    d = tmp_path_factory.mktemp("wm")
+    vae, mdn, ctrl = ConvVAE(VAEConfig()), MDNRNN(MDNRNNConfig()), Controller(ControllerConfig())
+    paths = {
+        "vision": save_checkpoint(d / "vision.safetensors", vae, kind="conv_vae", config=vae.config),
+        "memory": save_checkpoint(d / "memory.safetensors", mdn, kind="mdnrnn", config=mdn.config),
+    }
+    paths["controller"] = save_checkpoint(
+        d / "controller.safetensors", ctrl, kind="controller", config=ctrl.config,
+        extra={"vision": str(paths["vision"]), "memory": str(paths["memory"])},
+    )  # fmt: skip
+    return paths

@@ -1,0 +1,143 @@
+"""DDS+VAE: size, the DDS mask and gate, the two training phases, shapes and determinism."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from core.errors import ConfigError
+from core.models.dds_vae import DDSVAE, DDSVAEConfig
+
+K = 829  # int(0.03 * 3 * 96 * 96)
+
+
+@pytest.fixture
+def frames() -> torch.Tensor:
+    torch.manual_seed(0)
+    return torch.rand(2, 3, 96, 96)
+
+
+def _model(**config: float) -> DDSVAE:
+    torch.manual_seed(0)
+    return DDSVAE(DDSVAEConfig(**config))
+
+
+def test_parameter_count_matches_the_seed() -> None:
+    n = sum(p.numel() for p in DDSVAE().parameters())
+    assert abs(n - 4_039_089) <= 0.01 * 4_039_089
+    assert DDSVAEConfig().keep_count == K
+
+
+def test_eval_mask_keeps_exactly_k_values(frames: torch.Tensor) -> None:
+    model = _model().eval()
+    with torch.no_grad():
+        out = model.mask(frames)
+    assert out.mask.shape == out.gated.shape == (2, 3, 96, 96)
+    assert out.mini_mask.shape == (2, 4, 16, 16)
+    assert set(out.mask.unique().tolist()) <= {0.0, 1.0}
+    assert out.mask.flatten(1).sum(1).tolist() == [K] * 2
+    assert bool((out.gated[out.mask == 0] == 0).all())
+    assert bool((out.gated <= frames).all()) and bool((out.gated >= 0).all())
+
+
+def test_training_mask_keeps_k_values_without_exploration(frames: torch.Tensor) -> None:
+    model = _model(explore_prob=0.0).train()
+    with torch.no_grad():
+        out = model.mask(frames)
+    assert out.mask.flatten(1).sum(1).tolist() == [K] * 2
+
+
+def test_all_ones_exploration_mask_only_in_training(frames: torch.Tensor) -> None:
+    model = _model(explore_prob=1.0)
+    with torch.no_grad():
+        assert bool((model.train().mask(frames).mask == 1).all())
+        assert model.eval().mask(frames).mask.flatten(1).sum(1).tolist() == [K] * 2
+
+
+def test_gradients_reach_unet1_through_the_gate(frames: torch.Tensor) -> None:
+    model = _model(explore_prob=0.0).train()
+    loss, metrics = model.loss(frames)
+    loss.backward()
+    assert set(metrics) == {"recon", "l1"}
+    for name, p in model.unet1.named_parameters():
+        assert p.grad is not None and bool(p.grad.abs().sum() > 0), name
+    assert all(p.grad is None for p in model.mini_vae.parameters())  # bypassed in phase 1
+
+
+def test_phase2_trains_only_the_mini_vae_and_keeps_the_rest_bit_identical(frames: torch.Tensor) -> None:
+    model = _model()
+    model.set_phase(2)
+    model.train()  # the frozen parts must stay in eval mode anyway
+    assert not model.unet1.training and not model.downscaling.training and not model.unet2.training
+    assert model.mini_vae.training
+
+    frozen = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("mini_vae.")}
+    mini_before = {k: v.clone() for k, v in model.mini_vae.state_dict().items()}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        loss, metrics = model.loss(frames)
+        loss.backward()
+        optimizer.step()
+    assert set(metrics) == {"perceptual", "kl", "recon"}
+
+    after = model.state_dict()
+    assert {"unet1.stem.1.running_var", "unet2.stem.1.num_batches_tracked"} <= set(frozen)
+    for k, v in frozen.items():
+        assert torch.equal(v, after[k]), k
+    assert any(not torch.equal(v, model.mini_vae.state_dict()[k]) for k, v in mini_before.items())
+    assert all(not p.requires_grad for n, p in model.named_parameters() if not n.startswith("mini_vae."))
+
+
+def test_set_phase2_reinitialises_the_mini_vae_and_resumes_via_load_state_dict(frames: torch.Tensor) -> None:
+    model = _model()
+    before = model.mini_vae.fc_mu.weight.clone()
+    model.set_phase(2)
+    assert not torch.equal(before, model.mini_vae.fc_mu.weight)
+
+    resumed = _model()
+    resumed.set_phase(2)  # before load_state_dict, as the trainer does
+    resumed.load_state_dict(model.state_dict())
+    model.eval()
+    resumed.eval()
+    with torch.no_grad():
+        assert torch.equal(model.encode(frames)[0], resumed.encode(frames)[0])
+
+    with pytest.raises(ConfigError):
+        model.set_phase(3)
+
+
+def test_shapes_and_ranges_of_encode_decode_forward(frames: torch.Tensor) -> None:
+    model = _model().eval()
+    with torch.no_grad():
+        mu, logvar = model.encode(frames)
+        assert mu.shape == logvar.shape == (2, 32)
+        recon = model.decode(mu)
+        assert recon.shape == (2, 3, 96, 96) and recon.dtype == torch.float32
+        assert bool((recon >= 0).all() and (recon <= 1).all())
+        recon1, mu1, logvar1 = model(frames)  # phase 1: mini-VAE bypassed, zero placeholders
+        assert recon1.shape == (2, 3, 96, 96) and mu1.shape == logvar1.shape == (2, 32)
+        model.set_phase(2)
+        recon2, mu2, _ = model(frames)
+        assert recon2.shape == (2, 3, 96, 96) and mu2.shape == (2, 32)
+        mu3, _, selected = model.encode_with_mask(frames)
+        assert torch.equal(mu3, mu2) and torch.equal(selected.mini_mask, model.mask(frames).mini_mask)
+    assert (model.kind, model.input_size, model.z_dim, model.phase) == ("dds_vae", 96, 32, 2)
+
+
+def test_eval_is_deterministic(frames: torch.Tensor) -> None:
+    model = _model().eval()
+    with torch.no_grad():
+        a, b = model.mask(frames), model.mask(frames)
+        assert torch.equal(a.mask, b.mask) and torch.equal(a.gated, b.gated)
+        assert torch.equal(model.encode(frames)[0], model.encode(frames)[0])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("z_dim", 0), ("keep_fraction", 0.0), ("keep_fraction", 1.5), ("gate_temperature", 0.0),
+     ("explore_prob", 1.1), ("free_bits", -1.0), ("gate_alpha", -1.0)],
+)  # fmt: skip
+def test_config_rejects_bad_values(field: str, value: float) -> None:
+    with pytest.raises(ConfigError):
+        DDSVAEConfig(**{field: value})

@@ -1,0 +1,94 @@
+"""Env API: both the real env through the [z, h] wrapper and the dream pass gymnasium's check_env."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+
+import core  # noqa: F401  (registers DreamCarRacing-v0)
+from core.envs.car_racing import make_real_env
+from core.envs.dream import BatchedDream, DreamEnv
+from core.envs.world_model import WorldModel, WorldModelObservation
+
+
+@pytest.fixture(scope="module")
+def wm(tiny_world_model: dict[str, Path]) -> WorldModel:
+    return WorldModel.load(tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"])
+
+
+def test_dream_env_passes_check_env(wm: WorldModel) -> None:
+    env = DreamEnv(wm, render_mode="rgb_array")
+    check_env(env, skip_render_check=False)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (288,) and obs.dtype == np.float32
+    frame = env.render()
+    assert frame.shape == (64, 64, 3) and frame.dtype == np.uint8
+
+
+def test_real_env_through_world_model_wrapper_passes_check_env(wm: WorldModel) -> None:
+    env = WorldModelObservation(make_real_env(), wm)
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    assert obs.shape == (288,) and info["frame"].shape == (96, 96, 3)
+    assert np.allclose(obs[32:], 0)  # h_0 = 0
+    obs2, reward, terminated, truncated, info = env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert not np.allclose(obs2[32:], 0)  # h moved
+    z_direct = wm.encode(info["frame"])[0][0].numpy()
+    np.testing.assert_allclose(obs2[:32], z_direct, atol=1e-5)
+    env.close()
+
+
+def test_registered_dream_env(tiny_world_model: dict[str, Path]) -> None:
+    env = gym.make(
+        "DreamCarRacing-v0", vision=tiny_world_model["vision"], memory=tiny_world_model["memory"], obs="z"
+    )
+    obs, _ = env.reset(seed=1)
+    assert obs.shape == (32,)
+    env.close()
+
+
+def test_dream_is_seeded_and_tau_zero_is_deterministic(wm: WorldModel) -> None:
+    env = DreamEnv(wm, tau=1.0)
+    a = np.array([0.1, 0.5, 0.0], np.float32)
+
+    def run(seed: int, tau: float) -> np.ndarray:
+        env.tau = tau
+        obs, _ = env.reset(seed=seed, options={"z": np.zeros(32, np.float32)})
+        return np.stack([env.step(a)[0] for _ in range(40)])
+
+    np.testing.assert_array_equal(run(5, 1.0), run(5, 1.0))
+    assert not np.allclose(run(5, 1.0), run(6, 1.0))
+    np.testing.assert_array_equal(run(5, 0.0), run(6, 0.0))
+
+
+def test_dream_starts_from_real_frame(wm: WorldModel) -> None:
+    real = make_real_env()
+    frame, _ = real.reset(seed=0)
+    env = DreamEnv(wm)
+    obs, _ = env.reset(seed=0, options={"frame": frame})
+    np.testing.assert_allclose(obs[:32], wm.encode(frame)[0][0].numpy(), atol=1e-6)
+    real.close()
+
+
+def test_batched_dream_matches_single_rollouts(wm: WorldModel) -> None:
+    seeds = [11, 12, 13, 14]
+    torch.manual_seed(0)
+    actions = torch.rand(60, 4, 3) * torch.tensor([2.0, 1.0, 1.0]) - torch.tensor([1.0, 0.0, 0.0])
+    batched = BatchedDream(wm.require_memory(), 4, tau=1.2, max_steps=60)
+    batched.reset(seeds)
+    returns_batched = torch.zeros(4)
+    for t in range(60):
+        _, r, _, _ = batched.step(actions[t])
+        returns_batched += r
+    for i, s in enumerate(seeds):
+        single = BatchedDream(wm.require_memory(), 1, tau=1.2, max_steps=60)
+        single.reset([s])
+        total = 0.0
+        for t in range(60):
+            total += float(single.step(actions[t, i : i + 1])[1][0])
+        assert total == pytest.approx(float(returns_batched[i]), abs=1e-3)

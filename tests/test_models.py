@@ -1,0 +1,142 @@
+"""Model facts: shapes, parameter counts, the MDN likelihood against a known mixture, temperature."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from core.models import MDNRNN, Controller, ControllerConfig, ConvVAE, MDNRNNConfig, VAEConfig
+from core.models.mdnrnn import mdn_nll, mixture_mean, sample_mdn
+
+
+def n_params(m: torch.nn.Module) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def test_convvae_parameter_count_and_shapes() -> None:
+    vae = ConvVAE(VAEConfig())
+    assert n_params(vae) == 4_348_547
+    x = torch.rand(5, 3, 64, 64)
+    mu, logvar = vae.encode(x)
+    assert mu.shape == logvar.shape == (5, 32)
+    recon = vae.decode(mu)
+    assert recon.shape == (5, 3, 64, 64)
+    assert float(recon.min()) >= 0.0 and float(recon.max()) <= 1.0
+
+
+def test_convvae_loss_reports_pixel_mse_and_learns() -> None:
+    torch.manual_seed(0)
+    vae = ConvVAE(VAEConfig())
+    x = torch.rand(8, 3, 64, 64) * 0.2 + 0.4
+    _, m0 = vae.loss(x)
+    opt = torch.optim.Adam(vae.parameters(), 1e-3)
+    for _ in range(30):
+        loss, m = vae.loss(x)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert 0.0 <= m["recon"] < m0["recon"]
+    vae.eval()
+    with torch.no_grad():
+        mu, _ = vae.encode(x)
+        assert abs(float((vae.decode(mu) - x).pow(2).mean()) - vae.loss(x)[1]["recon"]) < 1e-6
+
+
+def test_controller_has_867_parameters_and_action_ranges() -> None:
+    c = Controller(ControllerConfig())
+    assert c.n_params == 867
+    torch.nn.init.normal_(c.fc.weight, std=10.0)
+    a = c(torch.randn(1000, 288) * 5)
+    assert a.shape == (1000, 3)
+    assert a[:, 0].min() >= -1 and a[:, 0].max() <= 1
+    assert a[:, 1:].min() >= 0 and a[:, 1:].max() <= 1
+    assert (a[:, 2] == 0).any() and (a[:, 0] < -0.9).any() and (a[:, 0] > 0.9).any()
+    flat = np.arange(867, dtype=np.float64) / 1000
+    c.set_flat(flat)
+    np.testing.assert_allclose(c.get_flat(), flat, atol=1e-6)
+    with pytest.raises(ValueError):
+        c.set_flat(np.zeros(10))
+
+
+def test_mdn_nll_matches_known_mixture() -> None:
+    # One dimension, two components: 0.3 N(-1, 0.5^2) + 0.7 N(2, 1.5^2)
+    pi = torch.tensor([0.3, 0.7])
+    mu = torch.tensor([-1.0, 2.0])
+    sigma = torch.tensor([0.5, 1.5])
+    for x in (-1.0, 0.0, 2.0, 10.0, -30.0):
+        density = sum(
+            p * math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
+            for p, m, s in zip(pi.tolist(), mu.tolist(), sigma.tolist(), strict=True)
+        )
+        got = mdn_nll(pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[x]]))
+        expected = -math.log(density) if density > 0 else None
+        assert torch.isfinite(got).all()
+        if expected is not None and math.isfinite(expected):
+            assert float(got) == pytest.approx(expected, rel=1e-5)
+    # far in the tail the direct formula underflows; log-sum-exp must not
+    got = mdn_nll(pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[1e3]]))
+    assert torch.isfinite(got).all() and float(got) > 1e4
+
+
+def test_mixture_mean() -> None:
+    log_pi = torch.tensor([[0.25, 0.75]]).log()
+    mu = torch.tensor([[4.0, 0.0]])
+    assert float(mixture_mean(log_pi, mu)) == pytest.approx(1.0)
+
+
+def test_temperature_zero_is_deterministic_mode() -> None:
+    log_pi = torch.log_softmax(torch.randn(16, 32, 5), -1)
+    mu, log_sigma = torch.randn(16, 32, 5), torch.randn(16, 32, 5)
+    a = sample_mdn(log_pi, mu, log_sigma, 0.0)
+    b = sample_mdn(log_pi, mu, log_sigma, 0.0)
+    assert torch.equal(a, b)
+    assert torch.equal(a, mu.gather(-1, log_pi.argmax(-1, keepdim=True)).squeeze(-1))
+    with pytest.raises(ValueError):
+        sample_mdn(log_pi, mu, log_sigma, -1.0)
+
+
+def test_temperature_scales_spread() -> None:
+    g = torch.Generator().manual_seed(0)
+    log_pi = torch.log(torch.tensor([0.5, 0.5])).expand(20000, 1, 2)
+    mu = torch.tensor([-1.0, 1.0]).expand(20000, 1, 2)
+    log_sigma = torch.zeros(20000, 1, 2)
+    low = sample_mdn(log_pi, mu, log_sigma, 0.1, g).std()
+    high = sample_mdn(log_pi, mu, log_sigma, 2.0, g).std()
+    # variance = 1 (mixture of +-1) + tau * sigma^2
+    assert float(low) ** 2 == pytest.approx(1.1, rel=0.05)
+    assert float(high) ** 2 == pytest.approx(3.0, rel=0.05)
+
+
+def test_mdnrnn_sequence_and_step_agree() -> None:
+    torch.manual_seed(0)
+    m = MDNRNN(MDNRNNConfig()).eval()
+    z, a = torch.randn(2, 7, 32), torch.rand(2, 7, 3)
+    with torch.no_grad():
+        seq, _ = m(z, a)
+        state = m.initial_state(2)
+        for t in range(7):
+            out, state = m.step(z[:, t], a[:, t], state)
+            torch.testing.assert_close(out.mu, seq.mu[:, t], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(out.reward, seq.reward[:, t], atol=1e-5, rtol=1e-5)
+    assert seq.log_pi.shape == (2, 7, 32, 5)
+    torch.testing.assert_close(seq.log_pi.exp().sum(-1), torch.ones(2, 7, 32))
+
+
+def test_mdnrnn_loss_fits_a_predictable_sequence() -> None:
+    torch.manual_seed(0)
+    m = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=32, n_gaussians=3))
+    t = torch.arange(21).float() / 10
+    z = torch.stack([torch.sin(t + k) for k in range(4)], -1).unsqueeze(0).repeat(4, 1, 1)
+    batch = {"z": z, "action": torch.zeros(4, 20, 3), "reward": torch.full((4, 20), -0.1), "done": torch.zeros(4, 20)}
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    first = m.loss(batch)[1]["nll"]
+    for _ in range(150):
+        loss, metrics = m.loss(batch)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert metrics["nll"] < first - 2.0
+    assert metrics["reward_mse"] < 1e-3

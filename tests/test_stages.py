@@ -1,0 +1,149 @@
+"""Tiny real runs of every stage on short real CarRacing episodes, resume, stop flag, CLI errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from core.checkpoint import load_model, load_resume_state, resume_path
+from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+from core.data.datasets import LatentEpisodes
+from core.errors import CheckpointError, ConfigError
+from core.evaluate import EvaluateConfig, evaluate
+from core.progress import Progress
+from core.train.encode import train_encode
+from core.train.memory import train_memory
+from core.train.vision import train_vision
+from core.video import record_dream
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pipeline(real_episodes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("run")
+    reports: list[Progress] = []
+    vcfg = VisionTrainConfig(data_dir=real_episodes, out=d / "v.safetensors", epochs=2, batch_size=32, seed=0)
+    v = train_vision(vcfg, on_progress=reports.append)
+    assert v.checkpoint == d / "v.safetensors" and not v.cancelled
+    assert reports[-1].step == reports[-1].total and "vision/val/recon" in reports[-1].metrics
+    train_encode(EncodeConfig(data_dir=real_episodes, vision=d / "v.safetensors", out=d / "lat.npz"))
+    m = train_memory(
+        MemoryTrainConfig(latents=d / "lat.npz", out=d / "m.safetensors", epochs=2, seq_len=16, batch_size=4)
+    )
+    assert m.checkpoint is not None
+    return {"dir": d, "vision": d / "v.safetensors", "latents": d / "lat.npz", "memory": d / "m.safetensors"}
+
+
+def test_vision_learns_on_real_frames(pipeline: dict[str, Path]) -> None:
+    vae = load_model(pipeline["vision"], "conv_vae")
+    metrics = vae.checkpoint_metrics  # type: ignore[attr-defined]
+    assert 0 < metrics["vision/val/recon"] < 0.1
+    assert vae.checkpoint_extra["epochs_done"] == 2  # type: ignore[attr-defined]
+
+
+def test_encode_writes_latents_for_every_frame(pipeline: dict[str, Path]) -> None:
+    lat = LatentEpisodes.load(pipeline["latents"])
+    assert lat.n_episodes == 3 and lat.mu.shape == (3 * 61, 32)
+    assert lat.vision_kind == "conv_vae" and len(lat.vision_sha256) == 64
+    ep = lat.episode(1)
+    assert ep["mu"].shape == (61, 32) and ep["action"].shape == (60, 3)
+
+
+def test_memory_checkpoint_records_metrics(pipeline: dict[str, Path]) -> None:
+    m = load_model(pipeline["memory"], "mdnrnn")
+    metrics = m.checkpoint_metrics  # type: ignore[attr-defined]
+    assert np.isfinite(metrics["memory/val/nll"]) and "memory/val/mse_copy" in metrics
+
+
+def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:
+    stop = threading.Event()
+    out = tmp_path / "v.safetensors"
+
+    def stop_at_step_3(p: Progress) -> None:
+        if p.step >= 3:
+            stop.set()
+
+    cfg = VisionTrainConfig(data_dir=real_episodes, out=out, epochs=2, batch_size=16, seed=0)
+    first = train_vision(cfg, on_progress=stop_at_step_3, should_stop=stop)
+    assert first.cancelled and out.is_file()
+    assert load_resume_state(resume_path(out))["epoch"] == 0
+    resumed = train_vision(VisionTrainConfig(**{**cfg.__dict__, "resume": True}))
+    assert not resumed.cancelled
+    assert load_resume_state(resume_path(out))["epoch"] == 2
+
+
+def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "m.safetensors"
+    cfg = MemoryTrainConfig(latents=pipeline["latents"], out=out, epochs=1, seq_len=16, batch_size=4)
+    train_memory(cfg)
+    train_memory(MemoryTrainConfig(**{**cfg.__dict__, "epochs": 2, "resume": True}))
+    assert load_model(out).checkpoint_extra["epochs_done"] == 2  # type: ignore[attr-defined]
+
+
+def test_dream_video_is_written(pipeline: dict[str, Path]) -> None:
+    out = pipeline["dir"] / "dream.mp4"
+    r = record_dream(
+        DreamVideoConfig(vision=pipeline["vision"], memory=pipeline["memory"], out=out, steps=20, warmup=5)
+    )
+    assert r.checkpoint == out
+    cap = cv2.VideoCapture(str(out))
+    n = 0
+    ok, frame = cap.read()
+    while ok:
+        n += 1
+        assert frame.shape == (256, 512, 3)
+        ok, frame = cap.read()
+    assert 1 <= n <= 20 and n == r.metrics["dream/steps"]
+
+
+def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path]) -> None:
+    with pytest.raises(ConfigError, match="held out"):
+        EvaluateConfig(controller=tiny_world_model["controller"], seed=5)
+    r = evaluate(EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30))
+    assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
+    assert set(r.as_json()) == {"return_mean", "return_std", "episodes", "seeds"}
+
+
+def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
+    with pytest.raises((CheckpointError, ConfigError)):
+        train_vision(VisionTrainConfig(data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_bad_input_is_one_line_and_overwrites_nothing(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    # empty dataset directory
+    r = _cli("train-vision", "--data-dir", str(tmp_path), "--out", str(tmp_path / "v.safetensors"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no episode files" in r.stderr
+    assert not (tmp_path / "v.safetensors").exists()
+    # truncated checkpoint given to encode: error, and the existing latent file is untouched
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(pipeline["vision"].read_bytes()[:1000])
+    before = pipeline["latents"].read_bytes()
+    r = _cli("encode", "--data-dir", str(pipeline["dir"]), "--vision", str(bad), "--out", str(pipeline["latents"]))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert pipeline["latents"].read_bytes() == before
+    # wrong config value
+    r = _cli("train-memory", "--seq-len", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "seq_len" in r.stderr
+    # evaluate --json prints one JSON object
+    r = _cli("evaluate", "--controller", str(bad), "--json")
+    assert r.returncode == 2 and "cannot read checkpoint" in r.stderr
+
+
+def test_cli_help_lists_stages() -> None:
+    r = _cli("--help")
+    assert r.returncode == 0
+    for stage in ("collect", "train-vision", "encode", "train-memory", "dream", "evaluate"):
+        assert stage in r.stdout
