@@ -33,12 +33,23 @@ class CollectConfig:
     """Steps per episode at most (CarRacing's own limit is 1000)."""
     workers: int = 2
     """Worker processes stepping envs in parallel (one per core is fastest)."""
+    executor: Literal["local", "ray"] = "local"
+    """Where episodes run: "local" worker processes or a "ray" cluster."""
+    ray_address: str | None = None
+    """Ray cluster to join with --executor ray ("auto", "host:6379", "ray://host:10001"; default: start a
+    local Ray instance)."""
 
     def __post_init__(self) -> None:
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        _check(
+            self.seed + self.episodes <= 1_000_000,
+            f"collection seeds must stay below 1,000,000 (held-out evaluation tracks), got {self.seed}.."
+            f"{self.seed + self.episodes - 1}",
+        )
+        _check(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from core.errors import ConfigError
+from core.errors import CheckpointError, ConfigError
+from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
+from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
 EVAL_SEED_START = 1_000_000
 """Held-out track seeds start here; training and collection seeds stay below it."""
+STEP_REWARD = -0.1
+"""CarRacing's reward for a step that visits no new tile."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,14 @@ class EvaluateConfig:
     """Steps per episode at most."""
     json: bool = False
     """Print one JSON object instead of the report."""
+    v_only: Path | None = None
+    """Also evaluate this V-only controller (z without h, from `train-controller --v-only`) on the same tracks
+    and report it as the baseline (Ha's V-only agent)."""
+    executor: ExecutorKind = "local"
+    """Where episodes run: "local" worker processes or a "ray" cluster."""
+    ray_address: str | None = None
+    """Ray cluster to join with --executor ray ("auto", "host:6379", "ray://host:10001"; default: start a
+    local Ray instance)."""
 
     def __post_init__(self) -> None:
         if self.episodes < 1:
@@ -47,6 +56,10 @@ class EvaluateConfig:
             raise ConfigError(f"evaluation seeds must be >= {EVAL_SEED_START} (held out from training), got {self.seed}")
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if self.executor not in EXECUTOR_KINDS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTOR_KINDS)}, got {self.executor!r}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,8 @@ class EvaluationResult:
     returns: list[float]
     seeds: list[int]
     seconds: float
+    v_only: EvaluationResult | None = None
+    """The V-only baseline on the same tracks, when asked for."""
 
     @property
     def mean(self) -> float:
@@ -66,45 +81,88 @@ class EvaluationResult:
         return float(np.std(self.returns)) if self.returns else float("nan")
 
     def as_json(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "return_mean": self.mean,
             "return_std": self.std,
             "episodes": len(self.returns),
             "seeds": self.seeds,
         }
+        if self.v_only is not None:
+            out["v_only"] = self.v_only.as_json()
+        return out
 
 
-_worker_cache: dict[str, object] = {}
+def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> float:  # type: ignore[no-untyped-def]
+    """One real episode of ``controller`` through a :class:`WorldModelObservation` env; its return.
 
-
-def _worker_init() -> None:
-    torch.set_num_threads(1)
-
-
-def rollout_return(env, controller, seed: int, max_steps: int) -> float:  # type: ignore[no-untyped-def]
-    """One real episode of ``controller`` through a :class:`WorldModelObservation` env; its return."""
+    With ``early_stop_patience`` > 0 a hopeless episode (that many steps in a row without a positive reward:
+    off the track or stuck) stops early and every remaining step counts ``STEP_REWARD``, as if it had run to
+    ``max_steps`` without reaching another tile. Evaluation never stops early.
+    """
     obs, _ = env.reset(seed=seed)
     total = 0.0
-    for _ in range(max_steps):
+    since_positive = 0
+    for t in range(max_steps):
         obs, reward, terminated, truncated, _ = env.step(controller.act(obs))
         total += reward
         if terminated or truncated:
             break
+        since_positive = 0 if reward > 0 else since_positive + 1
+        if early_stop_patience and since_positive >= early_stop_patience:
+            total += STEP_REWARD * (max_steps - 1 - t)
+            break
     return total
 
 
-def _eval_one(vision: str, memory: str | None, controller: str, seed: int, max_steps: int) -> tuple[int, float]:
-    from core.envs.car_racing import make_real_env
-    from core.envs.world_model import WorldModel, WorldModelObservation
+@dataclass(frozen=True)
+class RealRolloutSpec:
+    """What every real-rollout task of a run shares (the executor's payload).
 
-    key = f"{vision}|{memory}|{controller}"
-    if key not in _worker_cache:
-        _worker_cache.clear()
-        wm = WorldModel.load(vision, memory, controller)
-        include_h = wm.controller is not None and wm.controller.config.hidden_dim > 0
-        _worker_cache[key] = (WorldModelObservation(make_real_env(), wm, include_h=include_h), wm.controller)
-    env, ctrl = _worker_cache[key]  # type: ignore[misc]
-    return seed, rollout_return(env, ctrl, seed, max_steps)
+    Attributes:
+        files: V and M (and C when episodes drive the checkpointed controller) as bytes.
+        max_steps: steps per episode at most.
+        include_h: the controller sees ``[z, h]`` (False: z alone, the V-only controller).
+    """
+
+    files: WorldModelFiles
+    max_steps: int = 1000
+    include_h: bool = True
+
+
+@dataclass(frozen=True)
+class RealRollout:
+    """One real episode to run: track ``seed``; controller ``params`` (a flat vector as
+    :meth:`Controller.get_flat` gives, or None for the checkpointed controller); early stop patience."""
+
+    seed: int
+    params: np.ndarray | None = None
+    early_stop_patience: int = 0
+
+
+_worker_envs: dict[tuple[str, bool], object] = {}
+
+
+def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
+    """Worker task: the return of one real CarRacing-v3 episode (env and models built once per process)."""
+    from core.envs.car_racing import make_real_env
+    from core.envs.world_model import WorldModelObservation
+    from core.models.controller import Controller, ControllerConfig
+
+    key = (spec.files.key, spec.include_h)
+    if key not in _worker_envs:
+        _worker_envs.clear()
+        wm = spec.files.load()
+        _worker_envs[key] = WorldModelObservation(make_real_env(), wm, include_h=spec.include_h)
+    env = _worker_envs[key]
+    wm = env.world_model  # type: ignore[attr-defined]
+    if rollout.params is None:
+        controller = wm.controller
+        if controller is None:
+            raise CheckpointError("real_rollout_task got no controller parameters and no controller checkpoint")
+    else:
+        controller = Controller(ControllerConfig(wm.z_dim, wm.hidden_dim if spec.include_h else 0))
+        controller.set_flat(np.asarray(rollout.params, np.float64))
+    return rollout_return(env, controller, rollout.seed, spec.max_steps, rollout.early_stop_patience)
 
 
 def resolve_world_model_paths(controller: Path, vision: Path | None, memory: Path | None) -> tuple[Path, Path | None]:
@@ -128,33 +186,40 @@ def evaluate(
 ) -> EvaluationResult:
     """Run ``config.episodes`` real episodes on seeds ``config.seed + i`` with no early stopping.
 
+    Episodes run in parallel on ``config.executor`` (local worker processes or Ray); progress reports
+    ``evaluate/return`` and ``evaluate/return_mean`` after each episode. With ``config.v_only`` the V-only
+    controller then runs on the same seeds and comes back as ``result.v_only``.
+
     Raises:
-        CheckpointError: a checkpoint is missing or bad.
+        CheckpointError: a checkpoint is missing or bad. WorkerCrashed / TaskFailed: a worker died or failed.
     """
     stop = should_stop or never_stop()
-    vision, memory = resolve_world_model_paths(config.controller, config.vision, config.memory)
     t0 = time.perf_counter()
     seeds = [config.seed + i for i in range(config.episodes)]
+    result = _evaluate_controller(config, config.controller, seeds, "evaluate", on_progress, stop)
+    if config.v_only is not None and not stop.is_set():
+        baseline = _evaluate_controller(config, config.v_only, seeds, "evaluate-v-only", on_progress, stop)
+        result = EvaluationResult(result.returns, result.seeds, time.perf_counter() - t0, baseline)
+    return result
+
+
+def _evaluate_controller(
+    config: EvaluateConfig, controller: Path, seeds: list[int], stage: str, on_progress: ProgressFn, stop: threading.Event
+) -> EvaluationResult:
+    from core.checkpoint import read_checkpoint
+
+    t0 = time.perf_counter()
+    vision, memory = resolve_world_model_paths(controller, config.vision, config.memory)
+    include_h = int(read_checkpoint(controller).config.get("hidden_dim", 0)) > 0
+    spec = RealRolloutSpec(WorldModelFiles.read(vision, memory, controller), config.max_steps, include_h)
     results: dict[int, float] = {}
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=config.workers, mp_context=ctx, initializer=_worker_init) as pool:
-        args = (str(vision), str(memory) if memory else None, str(config.controller))
-        queue = list(seeds)
-        pending: set = set()
-        while queue or pending:
-            while queue and len(pending) < config.workers * 2 and not stop.is_set():
-                pending.add(pool.submit(_eval_one, *args, queue.pop(0), config.max_steps))
-            if not pending:
-                break
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                seed, ret = fut.result()
-                results[seed] = ret
-                values = list(results.values())
-                metrics = {"evaluate/return": ret, "evaluate/return_mean": float(np.mean(values))}
-                on_progress(Progress("evaluate", len(results), len(seeds), metrics))
-            if stop.is_set():
-                queue.clear()
+    workers = min(config.workers, len(seeds))
+    with make_executor(config.executor, workers, spec, config.ray_address) as executor:
+        tasks = [RealRollout(seed) for seed in seeds]
+        for i, ret in executor.map_unordered(real_rollout_task, tasks, should_stop=stop):
+            results[seeds[i]] = ret
+            metrics = {f"{stage}/return": ret, f"{stage}/return_mean": float(np.mean(list(results.values())))}
+            on_progress(Progress(stage, len(results), len(seeds), metrics))
     done = sorted(results)
     return EvaluationResult([results[s] for s in done], done, time.perf_counter() - t0)
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -15,15 +13,10 @@ from core.config import CollectConfig
 from core.data.episodes import Episode, episode_path, read_episode, write_episode
 from core.data.policies import PolicyFactory, RandomPolicyFactory
 from core.errors import EpisodeError
+from core.parallel import make_executor
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
 _worker_env = None
-
-
-def _worker_init() -> None:
-    import torch
-
-    torch.set_num_threads(1)
 
 
 @dataclass(frozen=True)
@@ -64,14 +57,26 @@ def run_episode(env, policy, seed: int, max_steps: int, policy_name: str) -> Epi
     )
 
 
-def _collect_one(out_dir: str, seed: int, max_steps: int, factory: PolicyFactory) -> EpisodeSummary:
+@dataclass(frozen=True)
+class _CollectSpec:
+    """What every collection task shares: the policy factory, the horizon, and where workers write episodes
+    (None: workers return them and the caller writes, for workers on other machines)."""
+
+    factory: PolicyFactory
+    max_steps: int
+    out_dir: str | None
+
+
+def _collect_one(spec: _CollectSpec, seed: int) -> EpisodeSummary | Episode:
     global _worker_env
     from core.envs.car_racing import make_real_env
 
     if _worker_env is None:
         _worker_env = make_real_env()
-    episode = run_episode(_worker_env, factory.make(), seed, max_steps, factory.name)
-    path = write_episode(episode_path(out_dir, seed), episode)
+    episode = run_episode(_worker_env, spec.factory.make(), seed, spec.max_steps, spec.factory.name)
+    if spec.out_dir is None:
+        return episode
+    path = write_episode(episode_path(spec.out_dir, seed), episode)
     return EpisodeSummary(seed, episode.steps, episode.episode_return, str(path))
 
 
@@ -95,13 +100,17 @@ def collect(
     """Record ``config.episodes`` real episodes on track seeds ``config.seed, config.seed + 1, ...``.
 
     Episodes whose file already exists and validates are skipped (resume; append with a new seed range).
-    Workers are separate processes with one torch thread each; a stopped run keeps every finished episode.
+    Workers are separate processes with one torch thread each (local pool or Ray, ``config.executor``);
+    a stopped run keeps every finished episode.
 
     Args:
         config: the stage config.
         policy: a picklable factory of the driving policy; default the random exploration policy.
         on_progress: called after each episode with ``collect/return`` and ``collect/steps``.
         should_stop: when set, no new episode starts and the finished ones are returned.
+
+    Raises:
+        WorkerCrashed / TaskFailed: a worker died or a policy failed (finished episodes stay on disk).
 
     Returns:
         Summaries of the episodes recorded by this call (skipped ones excluded), in seed order.
@@ -118,23 +127,16 @@ def collect(
     if not todo:
         return summaries
     workers = max(1, min(config.workers, len(todo)))
-    ctx = get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init) as pool:
-        pending: set[Future[EpisodeSummary]] = set()
-        queue = list(todo)
-        while queue or pending:
-            while queue and len(pending) < workers * 2 and not stop.is_set():
-                pending.add(pool.submit(_collect_one, str(out_dir), queue.pop(0), config.max_steps, factory))
-            if not pending:
-                break
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-            for fut in finished:
-                s = fut.result()
-                summaries.append(s)
-                metrics = {"collect/return": s.episode_return, "collect/steps": float(s.steps)}
-                on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
-            if stop.is_set():
-                queue.clear()
+    # local workers write their episodes; Ray workers may sit on other machines, so they send them back
+    spec = _CollectSpec(factory, config.max_steps, str(out_dir) if config.executor == "local" else None)
+    with make_executor(config.executor, workers, spec, config.ray_address) as executor:
+        for _, out in executor.map_unordered(_collect_one, todo, should_stop=stop):
+            if isinstance(out, Episode):
+                path = write_episode(episode_path(out_dir, out.seed), out)
+                out = EpisodeSummary(out.seed, out.steps, out.episode_return, str(path))
+            summaries.append(out)
+            metrics = {"collect/return": out.episode_return, "collect/steps": float(out.steps)}
+            on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
     return sorted(summaries, key=lambda s: s.seed)
 
 

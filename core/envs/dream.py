@@ -10,7 +10,6 @@ its actions and tau, not on how many other rollouts are batched with it.
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
@@ -20,10 +19,10 @@ import torch
 from torch import Tensor
 
 from core.envs.world_model import WorldModel
-from core.models.mdnrnn import MDNRNN, LSTMState
+from core.models.mdnrnn import MDNRNN, LSTMState, sample_mdn_with_noise
 
-NOISE_CHUNK = 32
-"""Steps of sampling noise drawn at once per rollout stream."""
+NOISE_CHUNK = 128
+"""Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
 DONE_THRESHOLD = 0.5
 """A dream ends when the done head's probability exceeds this."""
 ACTION_LOW = np.array([-1.0, 0.0, 0.0], np.float32)
@@ -61,26 +60,21 @@ class BatchedDream:
         self.steps = 0
         self.done = torch.zeros(n, dtype=torch.bool)
         self._generators: list[torch.Generator] = []
-        self._uniform = torch.empty(0)
-        self._normal = torch.empty(0)
+        self._noise_chunk = torch.empty(0)
         self._chunk_pos = NOISE_CHUNK
 
     # -- random streams -------------------------------------------------------------------------
     def _refill(self) -> None:
-        d, k = self.z_dim, self.k
-        uniform = torch.empty(self.n, NOISE_CHUNK, d, k)
-        normal = torch.empty(self.n, NOISE_CHUNK, d)
+        chunk = torch.empty(NOISE_CHUNK, self.n, self.z_dim, 2)
         for i, g in enumerate(self._generators):
-            uniform[i] = torch.rand(NOISE_CHUNK, d, k, generator=g)
-            normal[i] = torch.randn(NOISE_CHUNK, d, generator=g)
-        self._uniform, self._normal, self._chunk_pos = uniform, normal, 0
+            chunk[:, i] = torch.randn(NOISE_CHUNK, self.z_dim, 2, generator=g)
+        self._noise_chunk, self._chunk_pos = chunk, 0
 
-    def _noise(self) -> tuple[Tensor, Tensor]:
+    def _noise(self) -> Tensor:
         if self._chunk_pos >= NOISE_CHUNK:
             self._refill()
-        i = self._chunk_pos
         self._chunk_pos += 1
-        return self._uniform[:, i], self._normal[:, i]
+        return self._noise_chunk[self._chunk_pos - 1]
 
     # -- API ------------------------------------------------------------------------------------
     def reset(
@@ -137,8 +131,7 @@ class BatchedDream:
         x = torch.cat([self.z, a], dim=1)
         h, c = torch.lstm_cell(x, (self.h, self.c), self._w_ih, self._w_hh, self._b_ih, self._b_hh)
         out = self.memory._heads(h)
-        uniform, normal = self._noise()
-        z_next = _sample_with_noise(out.log_pi, out.mu, out.log_sigma, self.tau, uniform, normal)
+        z_next = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, self.tau, self._noise())
         live = ~self.done
         reward = torch.where(live, out.reward, torch.zeros_like(out.reward))
         terminated = live & (torch.sigmoid(out.done_logit) > DONE_THRESHOLD)
@@ -155,23 +148,6 @@ class BatchedDream:
     def state(self) -> LSTMState:
         """LSTM state ``(h, c)``, each float32 (1, N, hidden_dim)."""
         return self.h.unsqueeze(0), self.c.unsqueeze(0)
-
-
-def _sample_with_noise(
-    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, uniform: Tensor, normal: Tensor
-) -> Tensor:
-    """Temperature sampling (see :func:`core.models.mdnrnn.sample_mdn`) with pre-drawn noise.
-
-    uniform: (N, D, K) in [0, 1) for the Gumbel-max choice; normal: (N, D) standard normal.
-    """
-    if tau <= 0:
-        k = log_pi.argmax(dim=-1, keepdim=True)
-        return mu.gather(-1, k).squeeze(-1)
-    gumbel = -torch.log(-torch.log(uniform.clamp(1e-10, 1.0 - 1e-7)))
-    k = (log_pi / tau + gumbel).argmax(dim=-1, keepdim=True)
-    mu_k = mu.gather(-1, k).squeeze(-1)
-    sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
-    return mu_k + sigma_k * normal * math.sqrt(tau)
 
 
 class DreamEnv(gym.Env):

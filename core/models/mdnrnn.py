@@ -82,20 +82,18 @@ def mdn_nll(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, target: Tensor) -> Te
     return -torch.logsumexp(log_pi + log_prob, dim=-1)
 
 
-def sample_mdn(
-    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, generator: torch.Generator | None = None
-) -> Tensor:
-    """Sample z_{t+1} from per-dimension mixtures at temperature ``tau``.
+def sample_mdn_with_noise(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, noise: Tensor) -> Tensor:
+    """Sample z_{t+1} from per-dimension mixtures at temperature ``tau``, given standard normal noise.
 
-    As in Ha's code: the mixture logits are divided by ``tau`` before the softmax and the Gaussian noise is
-    scaled by ``sqrt(tau)``. ``tau == 0`` picks the most likely component and returns its mean
-    (deterministic, mode seeking). Components are drawn with the Gumbel-max trick (Gumbel, 1954;
-    Maddison et al., 2014), which equals categorical sampling from ``softmax(log_pi / tau)``.
+    As in Ha's code (Ha & Schmidhuber, 2018, sec. 4.3): the mixture logits are divided by ``tau`` before the
+    softmax and the Gaussian noise is scaled by ``sqrt(tau)``. The component is drawn by inverting the
+    categorical CDF with one uniform per dimension, ``u = Phi(noise[..., 0])``; ``noise[..., 1]`` is the
+    Gaussian noise. ``tau == 0`` picks the most likely component's mean (deterministic, mode seeking).
 
     Args:
         log_pi, mu, log_sigma: float32 (..., D, K).
         tau: temperature >= 0.
-        generator: optional torch RNG for reproducible dreams.
+        noise: float32 (..., D, 2), independent standard normal.
 
     Returns:
         float32 (..., D).
@@ -108,13 +106,27 @@ def sample_mdn(
     if tau == 0:
         k = log_pi.argmax(dim=-1, keepdim=True)
         return mu.gather(-1, k).squeeze(-1)
-    u = torch.rand(log_pi.shape, generator=generator, dtype=log_pi.dtype, device=log_pi.device)
-    gumbel = -torch.log(-torch.log(u.clamp_(1e-10, 1.0 - 1e-7)))
-    k = (log_pi / tau + gumbel).argmax(dim=-1, keepdim=True)
+    cdf = torch.softmax(log_pi / tau, dim=-1).cumsum(dim=-1)
+    u = 0.5 * (1.0 + torch.erf(noise[..., 0:1] * (1.0 / math.sqrt(2.0))))
+    k = (u > cdf).sum(dim=-1, keepdim=True).clamp_(max=log_pi.shape[-1] - 1)
     mu_k = mu.gather(-1, k).squeeze(-1)
     sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
-    eps = torch.randn(mu_k.shape, generator=generator, dtype=mu_k.dtype, device=mu_k.device)
-    return mu_k + sigma_k * eps * math.sqrt(tau)
+    return mu_k + sigma_k * noise[..., 1] * math.sqrt(tau)
+
+
+def sample_mdn(
+    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, generator: torch.Generator | None = None
+) -> Tensor:
+    """Sample z_{t+1} at temperature ``tau`` (see :func:`sample_mdn_with_noise`), drawing the noise here.
+
+    Args:
+        log_pi, mu, log_sigma: float32 (..., D, K); tau >= 0; generator: optional torch RNG.
+
+    Returns:
+        float32 (..., D).
+    """
+    noise = torch.randn((*mu.shape[:-1], 2), generator=generator, dtype=mu.dtype, device=mu.device)
+    return sample_mdn_with_noise(log_pi, mu, log_sigma, tau, noise)
 
 
 def mixture_mean(log_pi: Tensor, mu: Tensor) -> Tensor:

@@ -1,0 +1,250 @@
+"""Where parallel work runs: a local process pool (the default) or a Ray cluster, behind one interface.
+
+Every parallel stage (``collect``, real-env fitness in ``train-controller``, ``evaluate``) hands an executor
+one ``shared`` payload (checkpoint bytes, a policy factory, a rollout spec) and then maps a picklable
+module-level function ``fn(shared, item)`` over items (track seeds, candidate parameters). The payload reaches
+each worker once (pool initializer; Ray object store), so items stay small. Results come back as they finish,
+tagged with the item's index.
+
+Workers run one torch thread each (2 worker processes on 2 cores beat any threading, see DESIGN.md).
+A worker that dies (killed, out of memory, segfault) raises :class:`WorkerCrashed`; an exception inside a task
+raises :class:`TaskFailed` naming the task, except Dream Explorer's own one-line errors, which pass through.
+
+Ray (``pip install 'dream-explorer[ray]'``): the executor joins the running Ray instance if there is one
+(``ray.init`` done by the caller), else connects to ``ray_address`` (``"auto"``, ``"host:6379"``,
+``"ray://host:10001"``) or starts a local instance, and shuts down only what it started. Checkpoints travel as
+bytes in the payload, so cluster nodes need this package and its dependencies installed but no shared disk.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from multiprocessing import get_context
+from typing import Any, Generic, Literal, TypeVar
+
+from core.errors import ConfigError, DreamExplorerError
+
+ExecutorKind = Literal["local", "ray"]
+EXECUTOR_KINDS: tuple[str, ...] = ("local", "ray")
+
+S = TypeVar("S")
+T = TypeVar("T")
+R = TypeVar("R")
+TaskFn = Callable[[Any, Any], Any]
+
+
+class WorkerCrashed(DreamExplorerError):
+    """A worker process died (killed, out of memory, segfault) while tasks were running."""
+
+
+class TaskFailed(DreamExplorerError):
+    """A task raised an exception inside its worker."""
+
+
+def _task_error(fn: TaskFn, index: int, exc: BaseException) -> DreamExplorerError:
+    if isinstance(exc, DreamExplorerError):
+        return exc
+    text = str(exc).strip().splitlines()
+    return TaskFailed(f"{fn.__name__} (task {index}) failed in a worker: {type(exc).__name__}: {text[0] if text else ''}")
+
+
+class Executor(ABC, Generic[S]):
+    """Runs ``fn(shared, item)`` for many items on ``workers`` parallel workers.
+
+    Use as a context manager; :meth:`close` stops the workers (and a Ray instance this executor started).
+
+    Attributes:
+        kind: ``"local"`` or ``"ray"``.
+        workers: tasks running at once (local: processes; Ray: CPUs requested, one per task).
+    """
+
+    kind: str
+    workers: int
+
+    def map_unordered(
+        self,
+        fn: Callable[[S, T], R],
+        items: Sequence[T],
+        *,
+        should_stop: threading.Event | None = None,
+    ) -> Iterator[tuple[int, R]]:
+        """Yield ``(index, fn(shared, items[index]))`` as tasks finish, at most ``2 * workers`` in flight.
+
+        When ``should_stop`` is set no new task starts; tasks already running finish and are yielded. If the
+        caller stops iterating early, queued tasks are cancelled.
+
+        Raises:
+            WorkerCrashed: a worker process died. TaskFailed: a task raised (DreamExplorerErrors pass as-is).
+        """
+        queue = list(enumerate(items))
+        queue.reverse()
+        pending: dict[Any, int] = {}
+        try:
+            while queue or pending:
+                while queue and len(pending) < 2 * self.workers and not (should_stop and should_stop.is_set()):
+                    index, item = queue.pop()
+                    pending[self._submit(fn, item)] = index
+                if not pending:
+                    return
+                for handle in self._wait(list(pending), timeout=0.5):
+                    index = pending.pop(handle)
+                    yield index, self._result(fn, index, handle)
+        finally:
+            for handle in pending:
+                self._cancel(handle)
+
+    @abstractmethod
+    def _submit(self, fn: TaskFn, item: Any) -> Any: ...
+
+    @abstractmethod
+    def _wait(self, handles: list[Any], timeout: float) -> list[Any]: ...
+
+    @abstractmethod
+    def _result(self, fn: TaskFn, index: int, handle: Any) -> Any: ...
+
+    @abstractmethod
+    def _cancel(self, handle: Any) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop the workers."""
+
+    def __enter__(self) -> Executor[S]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- local process pool -----------------------------------------------------------------------------------
+_shared: Any = None
+
+
+def _init_local_worker(shared: Any) -> None:
+    global _shared
+    import torch
+
+    torch.set_num_threads(1)
+    _shared = shared
+
+
+def _run_local(fn: TaskFn, item: Any) -> Any:
+    return fn(_shared, item)
+
+
+class LocalExecutor(Executor[S]):
+    """A pool of ``workers`` spawned processes on this machine; ``shared`` is pickled once per process."""
+
+    kind = "local"
+
+    def __init__(self, workers: int, shared: S) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_local_worker, initargs=(shared,)
+        )
+
+    def _submit(self, fn: TaskFn, item: Any) -> Future[Any]:
+        try:
+            return self._pool.submit(_run_local, fn, item)
+        except BrokenProcessPool:
+            raise WorkerCrashed(self._crash_message(fn)) from None
+
+    def _wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        return list(wait(handles, timeout=timeout, return_when=FIRST_COMPLETED).done)
+
+    def _result(self, fn: TaskFn, index: int, handle: Any) -> Any:
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            raise WorkerCrashed(self._crash_message(fn)) from None
+        except Exception as exc:
+            raise _task_error(fn, index, exc) from exc
+
+    def _cancel(self, handle: Any) -> None:
+        handle.cancel()
+
+    @staticmethod
+    def _crash_message(fn: TaskFn) -> str:
+        return (
+            f"a worker process died while running {fn.__name__} (killed, out of memory or crashed); "
+            "the remaining tasks were abandoned"
+        )
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- Ray ----------------------------------------------------------------------------------------------------
+def _run_ray(fn: TaskFn, shared: Any, item: Any) -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(shared, item)
+
+
+class RayExecutor(Executor[S]):
+    """Tasks on a Ray cluster, one CPU each; ``shared`` goes to the object store once (``ray.put``)."""
+
+    kind = "ray"
+
+    def __init__(self, workers: int, shared: S, address: str | None = None) -> None:
+        if workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {workers}")
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--executor ray needs Ray: pip install 'dream-explorer[ray]'") from None
+        self._ray = ray
+        self.workers = workers
+        self._owns_ray = not ray.is_initialized()
+        if self._owns_ray:
+            # log_to_driver=False keeps worker output off stdout (``evaluate --json`` prints one object there)
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        self._shared_ref = ray.put(shared)
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_run_ray)
+
+    def _submit(self, fn: TaskFn, item: Any) -> Any:
+        return self._remote.remote(fn, self._shared_ref, item)
+
+    def _wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        ready, _ = self._ray.wait(handles, num_returns=1, timeout=timeout)
+        return list(ready)
+
+    def _result(self, fn: TaskFn, index: int, handle: Any) -> Any:
+        exceptions = self._ray.exceptions
+        try:
+            return self._ray.get(handle)
+        except exceptions.RayTaskError as exc:
+            raise _task_error(fn, index, exc.cause if exc.cause is not None else exc) from None
+        except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError,
+                exceptions.OutOfMemoryError, exceptions.LocalRayletDiedError) as exc:  # fmt: skip
+            first = str(exc).strip().splitlines()
+            raise WorkerCrashed(
+                f"a Ray worker died while running {fn.__name__} (task {index}): {first[0] if first else type(exc).__name__}"
+            ) from None
+
+    def _cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle)
+
+    def close(self) -> None:
+        if self._owns_ray and self._ray.is_initialized():
+            self._ray.shutdown()
+
+
+def make_executor(kind: str, workers: int, shared: S, ray_address: str | None = None) -> Executor[S]:
+    """An executor of ``kind`` (``"local"`` process pool or ``"ray"``) whose workers all see ``shared``.
+
+    Raises:
+        ConfigError: unknown kind, ``workers`` < 1, or Ray asked for but not installed.
+    """
+    if kind == "local":
+        return LocalExecutor(workers, shared)
+    if kind == "ray":
+        return RayExecutor(workers, shared, ray_address)
+    raise ConfigError(f"executor must be one of {', '.join(EXECUTOR_KINDS)}, got {kind!r}")

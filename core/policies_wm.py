@@ -1,0 +1,140 @@
+"""World-model-driven pieces that workers rebuild: checkpoint bytes and the controller's collection policy.
+
+:class:`WorldModelFiles` carries V, M and optionally C as the bytes of their checkpoint files, so a worker
+process, local or on another Ray node, rebuilds the exact models without a shared disk; each process loads a
+given set once and caches it. :class:`ControllerPolicyFactory` drives real episodes with a controller plus
+exploration noise, for Ha's iterative training procedure (Ha & Schmidhuber, 2018, sec. 5: collect rollouts
+with the current C, retrain M, retrain C).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.envs.dream import ACTION_HIGH, ACTION_LOW
+from core.envs.world_model import WorldModel
+from core.errors import CheckpointError
+from core.models.mdnrnn import LSTMState
+
+PathLike = str | os.PathLike[str]
+
+_loaded: dict[str, WorldModel] = {}
+_LOADED_MAX = 2
+
+
+def _read(path: PathLike, what: str) -> bytes:
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"{what} checkpoint not found: {p}")
+    return p.read_bytes()
+
+
+@dataclass(frozen=True)
+class WorldModelFiles:
+    """The checkpoint files of V, M (optional) and C (optional), as bytes.
+
+    Attributes:
+        vision, memory, controller: file contents (``.safetensors`` written by ``save_checkpoint``).
+        key: SHA-256 over all three, naming this set in per-process caches.
+    """
+
+    vision: bytes
+    memory: bytes | None
+    controller: bytes | None
+    key: str
+
+    @classmethod
+    def read(cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None) -> WorldModelFiles:
+        """Read the files. Raises CheckpointError when one is missing (contents are checked on :meth:`load`)."""
+        v = _read(vision, "vision")
+        m = _read(memory, "memory") if memory is not None else None
+        c = _read(controller, "controller") if controller is not None else None
+        h = hashlib.sha256()
+        for blob in (v, m, c):
+            h.update(len(blob or b"").to_bytes(8, "little"))
+            h.update(blob or b"")
+        return cls(v, m, c, h.hexdigest())
+
+    def load(self) -> WorldModel:
+        """The :class:`WorldModel` these files hold, loaded once per process (eval mode, CPU).
+
+        Raises:
+            CheckpointError: a file is truncated, foreign, or the models do not fit together.
+        """
+        if self.key not in _loaded:
+            with tempfile.TemporaryDirectory(prefix="dream-explorer-wm-") as tmp:
+                paths: dict[str, Path | None] = {}
+                for name, blob in (("vision", self.vision), ("memory", self.memory), ("controller", self.controller)):
+                    paths[name] = None
+                    if blob is not None:
+                        paths[name] = Path(tmp) / f"{name}.safetensors"
+                        paths[name].write_bytes(blob)  # type: ignore[union-attr]
+                wm = WorldModel.load(paths["vision"], paths["memory"], paths["controller"])  # type: ignore[arg-type]
+            while len(_loaded) >= _LOADED_MAX:
+                _loaded.pop(next(iter(_loaded)))
+            _loaded[self.key] = wm
+        return _loaded[self.key]
+
+
+class ControllerPolicy:
+    """Drive the real env with C on ``[z, h]`` plus Gaussian exploration noise.
+
+    Each step: ``z_t`` = V's posterior mean of the frame; ``a_t = C([z_t, h_t]) + noise_std * N(0, I)``,
+    clipped to the action box; ``h_{t+1} = M(z_t, a_t, h_t)`` with the action actually taken
+    (Ha & Schmidhuber, 2018, sec. 2.3 and 5). A V-only controller (hidden size 0) sees ``z_t`` alone.
+    Noise is seeded per episode, so the same seed and frames give the same actions.
+
+    Args:
+        world_model: V, M and C (C required).
+        noise_std: standard deviation of the action noise (0 = the controller as trained).
+    """
+
+    def __init__(self, world_model: WorldModel, noise_std: float) -> None:
+        if world_model.controller is None:
+            raise CheckpointError("a controller policy needs a controller checkpoint")
+        self.world_model = world_model
+        self.controller = world_model.controller
+        self.noise_std = noise_std
+        self.include_h = self.controller.config.hidden_dim > 0
+        self.rng = np.random.default_rng(0)
+        self._state: LSTMState | None = None
+
+    def reset(self, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self._state = self.world_model.initial_state(1) if self.include_h else None
+
+    @torch.no_grad()
+    def act(self, frame: np.ndarray) -> np.ndarray:
+        """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
+        z = self.world_model.encode(frame)[0]
+        obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
+        action = self.controller(obs).numpy() + self.noise_std * self.rng.standard_normal(3)
+        action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
+        if self._state is not None:
+            _, self._state = self.world_model.require_memory().step(z, torch.from_numpy(action)[None], self._state)
+        return action
+
+
+@dataclass(frozen=True)
+class ControllerPolicyFactory:
+    """Builds :class:`ControllerPolicy` in a worker from checkpoint bytes (picklable, any machine).
+
+    Attributes:
+        files: V, M and C (C required).
+        noise_std: action noise standard deviation.
+        name: recorded as the episodes' ``policy``.
+    """
+
+    files: WorldModelFiles
+    noise_std: float = 0.1
+    name: str = "controller"
+
+    def make(self) -> ControllerPolicy:
+        return ControllerPolicy(self.files.load(), self.noise_std)
