@@ -47,7 +47,9 @@ def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None
     d = Path(assets_dir or ASSETS_DIR)
     manifest_path = d / "manifest.json"
     if not manifest_path.is_file():
-        raise CheckpointError(f"no asset manifest at {manifest_path}; reinstall or run scripts/build_assets.sh")
+        raise CheckpointError(
+            f"no asset manifest at {manifest_path}; reinstall or run scripts/build_assets.sh"
+        )
     try:
         manifest = json.loads(manifest_path.read_text())["files"]
     except (ValueError, KeyError):

@@ -139,7 +139,9 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     except (ValueError, KeyError, TypeError):
         raise CheckpointError(f"{p}: checkpoint metadata is corrupt") from None
     if version > FORMAT_VERSION:
-        raise CheckpointError(f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})")
+        raise CheckpointError(
+            f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})"
+        )
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return Checkpoint(
         kind=kind,

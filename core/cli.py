@@ -29,9 +29,15 @@ class TqdmProgress:
             if self.bar is not None:
                 self.bar.close()
             self.bar = tqdm(total=p.total, desc=self.desc, dynamic_ncols=True, file=sys.stderr)
-        self.bar.n = p.step
+        if p.step >= self.bar.n:
+            self.bar.update(p.step - self.bar.n)
+        else:
+            self.bar.n = p.step
         if p.metrics:
-            short = {k.rsplit("/", 1)[-1] if k.count("/") < 2 else k.split("/", 1)[1]: v for k, v in p.metrics.items()}
+            short = {
+                k.rsplit("/", 1)[-1] if k.count("/") < 2 else k.split("/", 1)[1]: v
+                for k, v in p.metrics.items()
+            }
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(short.items())[:5]}, refresh=False)
         self.bar.refresh()
         if p.message:
@@ -114,11 +120,21 @@ def cmd_evaluate(config: Any) -> None:
 
 
 def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
-    from core.config import CollectConfig, DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+    from core.config import (
+        CollectConfig,
+        DreamVideoConfig,
+        EncodeConfig,
+        MemoryTrainConfig,
+        VisionTrainConfig,
+    )
     from core.evaluate import EvaluateConfig
 
     return {
-        "collect": (CollectConfig, cmd_collect, "Record real CarRacing-v3 episodes (random exploration policy)."),
+        "collect": (
+            CollectConfig,
+            cmd_collect,
+            "Record real CarRacing-v3 episodes (random exploration policy).",
+        ),
         "train-vision": (VisionTrainConfig, cmd_train_vision, "Train the vision model (ConvVAE or DDS+VAE)."),
         "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),
         "train-memory": (MemoryTrainConfig, cmd_train_memory, "Train the MDN-RNN on encoded episodes."),

@@ -85,7 +85,9 @@ class VisionTrainConfig:
     """Continue from the checkpoint at --out and its resume state."""
 
     def __post_init__(self) -> None:
-        _check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
+        _check(
+            self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}"
+        )
         _check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -53,7 +53,9 @@ class EvaluateConfig:
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.seed < EVAL_SEED_START:
-            raise ConfigError(f"evaluation seeds must be >= {EVAL_SEED_START} (held out from training), got {self.seed}")
+            raise ConfigError(
+                f"evaluation seeds must be >= {EVAL_SEED_START} (held out from training), got {self.seed}"
+            )
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.max_steps < 1:
@@ -158,14 +160,18 @@ def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
     if rollout.params is None:
         controller = wm.controller
         if controller is None:
-            raise CheckpointError("real_rollout_task got no controller parameters and no controller checkpoint")
+            raise CheckpointError(
+                "real_rollout_task got no controller parameters and no controller checkpoint"
+            )
     else:
         controller = Controller(ControllerConfig(wm.z_dim, wm.hidden_dim if spec.include_h else 0))
         controller.set_flat(np.asarray(rollout.params, np.float64))
     return rollout_return(env, controller, rollout.seed, spec.max_steps, rollout.early_stop_patience)
 
 
-def resolve_world_model_paths(controller: Path, vision: Path | None, memory: Path | None) -> tuple[Path, Path | None]:
+def resolve_world_model_paths(
+    controller: Path, vision: Path | None, memory: Path | None
+) -> tuple[Path, Path | None]:
     """The V and M a controller was trained with, unless given. Raises CheckpointError."""
     from core.checkpoint import read_checkpoint
     from core.errors import CheckpointError
@@ -204,7 +210,12 @@ def evaluate(
 
 
 def _evaluate_controller(
-    config: EvaluateConfig, controller: Path, seeds: list[int], stage: str, on_progress: ProgressFn, stop: threading.Event
+    config: EvaluateConfig,
+    controller: Path,
+    seeds: list[int],
+    stage: str,
+    on_progress: ProgressFn,
+    stop: threading.Event,
 ) -> EvaluationResult:
     from core.checkpoint import read_checkpoint
 

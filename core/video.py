@@ -94,5 +94,9 @@ def record_dream(
             break
     real.close()
     path = write_video(config.out, frames, config.fps)
-    return StageResult(path, {"dream/return": total_reward, "dream/steps": float(len(frames))}, False,
-                       time.perf_counter() - t0)
+    return StageResult(
+        path,
+        {"dream/return": total_reward, "dream/steps": float(len(frames))},
+        False,
+        time.perf_counter() - t0,
+    )

@@ -18,7 +18,9 @@ from core.envs.world_model import WorldModel, WorldModelObservation
 
 @pytest.fixture(scope="module")
 def wm(tiny_world_model: dict[str, Path]) -> WorldModel:
-    return WorldModel.load(tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"])
+    return WorldModel.load(
+        tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"]
+    )
 
 
 def test_dream_env_passes_check_env(wm: WorldModel) -> None:

@@ -71,7 +71,9 @@ def test_mdn_nll_matches_known_mixture() -> None:
             p * math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
             for p, m, s in zip(pi.tolist(), mu.tolist(), sigma.tolist(), strict=True)
         )
-        got = mdn_nll(pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[x]]))
+        got = mdn_nll(
+            pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[x]])
+        )
         expected = -math.log(density) if density > 0 else None
         assert torch.isfinite(got).all()
         if expected is not None and math.isfinite(expected):
@@ -130,7 +132,12 @@ def test_mdnrnn_loss_fits_a_predictable_sequence() -> None:
     m = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=32, n_gaussians=3))
     t = torch.arange(21).float() / 10
     z = torch.stack([torch.sin(t + k) for k in range(4)], -1).unsqueeze(0).repeat(4, 1, 1)
-    batch = {"z": z, "action": torch.zeros(4, 20, 3), "reward": torch.full((4, 20), -0.1), "done": torch.zeros(4, 20)}
+    batch = {
+        "z": z,
+        "action": torch.zeros(4, 20, 3),
+        "reward": torch.full((4, 20), -0.1),
+        "done": torch.zeros(4, 20),
+    }
     opt = torch.optim.Adam(m.parameters(), 1e-2)
     first = m.loss(batch)[1]["nll"]
     for _ in range(150):

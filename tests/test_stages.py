@@ -106,14 +106,20 @@ def test_dream_video_is_written(pipeline: dict[str, Path]) -> None:
 def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="held out"):
         EvaluateConfig(controller=tiny_world_model["controller"], seed=5)
-    r = evaluate(EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30))
+    r = evaluate(
+        EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30)
+    )
     assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
     assert set(r.as_json()) == {"return_mean", "return_std", "episodes", "seeds"}
 
 
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
     with pytest.raises((CheckpointError, ConfigError)):
-        train_vision(VisionTrainConfig(data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2))
+        train_vision(
+            VisionTrainConfig(
+                data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2
+            )
+        )
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -131,7 +137,9 @@ def test_cli_bad_input_is_one_line_and_overwrites_nothing(pipeline: dict[str, Pa
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(pipeline["vision"].read_bytes()[:1000])
     before = pipeline["latents"].read_bytes()
-    r = _cli("encode", "--data-dir", str(pipeline["dir"]), "--vision", str(bad), "--out", str(pipeline["latents"]))
+    r = _cli(
+        "encode", "--data-dir", str(pipeline["dir"]), "--vision", str(bad), "--out", str(pipeline["latents"])
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert pipeline["latents"].read_bytes() == before
     # wrong config value

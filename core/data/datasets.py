@@ -13,9 +13,9 @@ import torch
 from torch import Tensor
 
 from core.checkpoint import atomic_path
+from core.data.episodes import read_episode
 from core.envs.car_racing import preprocess_frames
 from core.errors import EpisodeError
-from core.data.episodes import read_episode
 
 
 def load_frames(files: list[Path], size: int, stride: int = 1, threads: int = 2) -> Tensor:
@@ -110,7 +110,12 @@ class LatentEpisodes:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EpisodeError(f"corrupt or truncated latent file {p} ({msg[:120]})") from None
         e = len(out.seeds)
-        if e < 1 or len(out.starts) != e + 1 or out.starts[-1] != len(out.mu) or len(out.actions) != len(out.mu) - e:
+        if (
+            e < 1
+            or len(out.starts) != e + 1
+            or out.starts[-1] != len(out.mu)
+            or len(out.actions) != len(out.mu) - e
+        ):
             raise EpisodeError(f"latent file {p} is inconsistent (episode offsets do not match the arrays)")
         return out
 

@@ -112,7 +112,11 @@ def read_episode(path: str | os.PathLike[str], frames: bool = True) -> Episode:
         with np.load(p, allow_pickle=False) as data:
             actions = data["actions"]
             t = len(actions)
-            arr = data["frames"] if frames else np.broadcast_to(np.zeros((1, 96, 96, 3), np.uint8), (t + 1, 96, 96, 3))
+            arr = (
+                data["frames"]
+                if frames
+                else np.broadcast_to(np.zeros((1, 96, 96, 3), np.uint8), (t + 1, 96, 96, 3))
+            )
             ep = Episode(
                 frames=arr,
                 actions=actions,

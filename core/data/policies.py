@@ -35,7 +35,12 @@ class RandomExplorationPolicy:
     """
 
     def __init__(
-        self, hold_min: int = 1, hold_max: int = 15, p_gas: float = 0.8, gas_min: float = 0.3, p_brake: float = 0.1
+        self,
+        hold_min: int = 1,
+        hold_max: int = 15,
+        p_gas: float = 0.8,
+        gas_min: float = 0.3,
+        p_brake: float = 0.1,
     ) -> None:
         self.hold_min, self.hold_max = hold_min, hold_max
         self.p_gas, self.gas_min, self.p_brake = p_gas, gas_min, p_brake

@@ -100,7 +100,9 @@ class BatchedDream:
         if z is None:
             self.z = torch.stack([torch.randn(self.z_dim, generator=g) for g in self._generators])
         else:
-            self.z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim).expand(self.n, -1).clone()
+            self.z = (
+                torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim).expand(self.n, -1).clone()
+            )
         if state is None:
             self.h = torch.zeros(self.n, self.hidden_dim)
             self.c = torch.zeros(self.n, self.hidden_dim)

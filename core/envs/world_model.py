@@ -48,7 +48,9 @@ class WorldModel:
         self.z_dim: int = int(vision.z_dim)  # type: ignore[arg-type]
         self.size: int = int(vision.input_size)  # type: ignore[arg-type]
         if memory is not None and memory.config.z_dim != self.z_dim:
-            raise CheckpointError(f"memory z_dim {memory.config.z_dim} does not match vision z_dim {self.z_dim}")
+            raise CheckpointError(
+                f"memory z_dim {memory.config.z_dim} does not match vision z_dim {self.z_dim}"
+            )
         if controller is not None:
             cc = controller.config
             hidden = memory.config.hidden_dim if memory is not None else 0

@@ -133,7 +133,10 @@ class ControllerTrainConfig:
                 1 <= self.real_check_episodes <= EVAL_SEED_START - REAL_CHECK_SEED_START,
                 f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
             ),
-            (self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}"),
+            (
+                self.early_stop_patience >= 0,
+                f"early_stop_patience must be >= 0, got {self.early_stop_patience}",
+            ),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
             (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
             (self.executor in EXECUTOR_KINDS, f"executor must be local or ray, got {self.executor!r}"),
@@ -230,7 +233,9 @@ class CMAES:
         try:
             mean = state["mean"].numpy()
             if mean.shape != np.shape(self._es.mean):
-                raise CheckpointError(f"CMA-ES state has dimension {mean.shape[0]}, expected {len(self._es.mean)}")
+                raise CheckpointError(
+                    f"CMA-ES state has dimension {mean.shape[0]}, expected {len(self._es.mean)}"
+                )
             es, sm = self._es, self._es.sm
             # one throw-away generation creates the attributes cma initialises lazily; everything it changed
             # that matters for the rest of the run is overwritten below
@@ -250,7 +255,9 @@ class CMAES:
                          float(state["rng_cached_gaussian"]))  # fmt: skip
             self._rng.set_state(rng_state)
         except (KeyError, AttributeError, TypeError) as exc:
-            raise CheckpointError(f"CMA-ES resume state is incomplete ({type(exc).__name__}: {exc})") from None
+            raise CheckpointError(
+                f"CMA-ES resume state is incomplete ({type(exc).__name__}: {exc})"
+            ) from None
 
 
 # -- per-generation random choices ------------------------------------------------------------------------------
@@ -294,14 +301,21 @@ def dream_stream_seed(seed: int) -> int:
 # -- dream starts ------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class DreamStarts:
-    """Real starting states of dreams: ``z`` float32 (S, z_dim), the posterior mean of a real frame at step t
-    of a recorded episode; ``h``, ``c`` float32 (S, hidden_dim), M's LSTM state after that episode's real
-    z_0..z_{t-1} and actions a_0..a_{t-1} (zeros at t = 0), exactly what the real env's ``[z, h]`` wrapper
-    would hold there."""
+    """Real starting states of dreams.
+
+    Attributes:
+        z: float32 (S, z_dim), the posterior mean of the real frame at step ``steps[i]`` of episode
+            ``episodes[i]`` of the latent file.
+        h, c: float32 (S, hidden_dim), M's LSTM state after that episode's real z_0..z_{t-1} and actions
+            a_0..a_{t-1} (zeros at t = 0): what the real env's ``[z, h]`` wrapper holds there.
+        episodes, steps: int64 (S,) where each start comes from.
+    """
 
     z: Tensor
     h: Tensor
     c: Tensor
+    episodes: np.ndarray
+    steps: np.ndarray
 
     def __len__(self) -> int:
         return len(self.z)
@@ -318,7 +332,9 @@ class DreamStarts:
             CheckpointError: the latents' size differs from M's z_dim.
         """
         if latents.z_dim != memory.config.z_dim:
-            raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
+            raise CheckpointError(
+                f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}"
+            )
         rng = np.random.default_rng([seed, 1])
         episodes = rng.integers(0, latents.n_episodes, count)
         lengths = np.diff(latents.starts) - 1  # steps per episode; frames are steps + 1
@@ -344,7 +360,7 @@ class DreamStarts:
             )
             live = (t_live > k).unsqueeze(1)
             h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-        return cls(torch.from_numpy(z0), h, c)
+        return cls(torch.from_numpy(z0), h, c, episodes, t)
 
 
 # -- fitness evaluators ------------------------------------------------------------------------------------------
@@ -436,7 +452,11 @@ class RealEvaluator:
         self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event | None = None
     ) -> np.ndarray | None:
         p, r = len(candidates), len(plan.track_seeds)
-        tasks = [RealRollout(int(s), cand, self.early_stop_patience) for cand in candidates for s in plan.track_seeds]
+        tasks = [
+            RealRollout(int(s), cand, self.early_stop_patience)
+            for cand in candidates
+            for s in plan.track_seeds
+        ]
         returns = np.full(p * r, np.nan)
         done = 0
         for i, ret in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
@@ -446,7 +466,10 @@ class RealEvaluator:
 
 
 def real_returns(
-    executor: Executor[RealRolloutSpec], params: np.ndarray, seeds: list[int], should_stop: threading.Event | None
+    executor: Executor[RealRolloutSpec],
+    params: np.ndarray,
+    seeds: list[int],
+    should_stop: threading.Event | None,
 ) -> list[float] | None:
     """Returns of one controller (flat params) on real tracks ``seeds``, no early stop; None when stopped."""
     tasks = [RealRollout(s, params) for s in seeds]
@@ -474,7 +497,9 @@ class _Kept:
                    int(state["generation"]))  # fmt: skip
 
 
-def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerConfig, n_params: int) -> np.ndarray:
+def _initial_mean(
+    config: ControllerTrainConfig, controller_config: ControllerConfig, n_params: int
+) -> np.ndarray:
     if config.init_controller is None:
         return np.zeros(n_params)
     init = load_model(config.init_controller, "controller")
@@ -486,9 +511,7 @@ def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerCo
     return init.get_flat()
 
 
-def _dream_starts(
-    config: ControllerTrainConfig, memory: MDNRNN, report: ProgressFn
-) -> DreamStarts | None:
+def _dream_starts(config: ControllerTrainConfig, memory: MDNRNN, report: ProgressFn) -> DreamStarts | None:
     if config.latents is None:
         return None
     if not Path(config.latents).is_file():
@@ -542,7 +565,9 @@ def train_controller(
     controller_config = ControllerConfig(world_model.z_dim, 0 if config.v_only else world_model.hidden_dim)
     controller = Controller(controller_config)
     n_params = controller.n_params
-    cmaes = CMAES(_initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
+    cmaes = CMAES(
+        _initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed
+    )
     kept: _Kept | None = None
     start = 0
     if config.resume:
@@ -557,7 +582,9 @@ def train_controller(
         cmaes.load_state_dict(state["cma"])
         start = int(state["generation"])
         kept = _Kept.from_state(state["kept"]) if "kept" in state else None
-        on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
+        on_progress(
+            Progress("controller", start, config.generations, message=f"resumed after generation {start}")
+        )
 
     check_seeds = real_check_seeds(config.real_check_episodes)
     extra = {
@@ -629,7 +656,9 @@ def train_controller(
             }
             best = int(np.argmax(told))
             # -- keep the best by fitness until a real check has happened --
-            if finite[best] and (kept is None or math.isnan(kept.real_return) and fitness[best] > kept.fitness):
+            if finite[best] and (
+                kept is None or math.isnan(kept.real_return) and fitness[best] > kept.fitness
+            ):
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
                 save_kept()
             save_resume(generation + 1)
@@ -646,7 +675,8 @@ def train_controller(
                 improved = math.isnan(kept.real_return) or real_mean > kept.real_return
                 messages.append(
                     f"real check of the generation's best: {real_mean:.1f} +- {np.std(real):.1f} on "
-                    f"{len(real)} tracks" + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
+                    f"{len(real)} tracks"
+                    + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
                 )
                 if improved:
                     kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
@@ -718,7 +748,9 @@ def bench_evaluators(
         controller_config = ControllerConfig(wm.z_dim, wm.hidden_dim)
         candidates = CMAES(np.zeros(controller_config.input_dim * 3 + 3), 0.1, population, 0).ask()
         plan = generation_plan(0, 0, rollouts, 0)
-        on_progress(Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps"))
+        on_progress(
+            Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps")
+        )
         dream = DreamEvaluator(wm.require_memory(), controller_config, tau, max_steps)
         t = time.perf_counter()
         dream.rollout_returns(candidates, plan)

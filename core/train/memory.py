@@ -68,10 +68,15 @@ def train_memory(
     latents = LatentEpisodes.load(config.latents)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(latents.n_episodes)
-    n_val = min(latents.n_episodes - 1, max(1 if latents.n_episodes > 1 else 0, round(config.val_fraction * latents.n_episodes)))
+    n_val = min(
+        latents.n_episodes - 1,
+        max(1 if latents.n_episodes > 1 else 0, round(config.val_fraction * latents.n_episodes)),
+    )
     val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
     sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed)
-    val_episodes = SequenceSampler(latents, val_ids or train_ids[:1], config.seq_len, config.seed).full_episodes()
+    val_episodes = SequenceSampler(
+        latents, val_ids or train_ids[:1], config.seq_len, config.seed
+    ).full_episodes()
 
     start_epoch = 0
     if config.resume:
@@ -79,9 +84,7 @@ def train_memory(
         assert isinstance(model, MDNRNN)
     else:
         model = MDNRNN(
-            MDNRNNConfig(
-                z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians
-            )
+            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians)
         )
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -105,7 +108,9 @@ def train_memory(
                 "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
             },
         )  # fmt: skip
-        save_resume_state(resume_path(config.out), {"epoch": epochs_done, "optimizer": optimizer.state_dict()})
+        save_resume_state(
+            resume_path(config.out), {"epoch": epochs_done, "optimizer": optimizer.state_dict()}
+        )
         return path
 
     loop = EpochLoop(

@@ -1,0 +1,197 @@
+"""The ``iterate`` stage: Ha's iterative training procedure (Ha & Schmidhuber, 2018, sec. 5).
+
+A world model trained on random rollouts only knows the parts of the track a random policy reaches. Each
+round therefore (1) collects new real rollouts with the current controller plus exploration noise, (2) encodes
+them with V, (3) retrains M on the old and the new latents, (4) trains C again in the new dream, starting from
+the previous controller. Round r writes everything to ``out_dir/round_r/`` and marks itself done with a
+``round.json``; a rerun skips finished rounds (and collection skips episodes already on disk). Without a
+starting controller, round 0 trains one in the dream of the starting world model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from core.checkpoint import load_resume_state, resume_path
+from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig
+from core.data.collect import collect
+from core.data.datasets import LatentEpisodes
+from core.errors import ConfigError, EpisodeError
+from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
+from core.progress import Progress, ProgressFn, never_stop, no_progress
+from core.train.controller import REAL_CHECK_SEED_START, ControllerTrainConfig, train_controller
+from core.train.encode import train_encode
+from core.train.loop import StageResult
+from core.train.memory import train_memory
+
+
+@dataclass(frozen=True)
+class IterateConfig:
+    """Rounds of: collect with the controller (+ noise), retrain M on old + new data, retrain C in the dream."""
+
+    train_controller: ControllerTrainConfig = ControllerTrainConfig()
+    """Controller training of every round; its vision, memory and latents are the starting world model and
+    data (its out, init_controller and resume are set per round)."""
+    train_memory: MemoryTrainConfig = MemoryTrainConfig(epochs=5)
+    """MDN-RNN training of every round (its latents, out and resume are set per round)."""
+    start_controller: Path | None = None
+    """Controller that collects the first round's rollouts (default: train one in the dream first, as round 0)."""
+    out_dir: Path = Path("runs/iterate")
+    """Directory of the rounds (round_0 .. round_N: episodes, latents, memory, controller)."""
+    rounds: int = 2
+    """Rounds of collect -> retrain M -> retrain C."""
+    episodes: int = 100
+    """New real episodes per round."""
+    noise_std: float = 0.1
+    """Exploration noise: standard deviation of the Gaussian added to the controller's actions."""
+    collect_seed: int = 500_000
+    """First track seed of the new rollouts; round r uses collect_seed + (r - 1) * episodes onwards (the
+    range must stay below the real-check tracks at 900,000)."""
+    warm_start_memory: bool = True
+    """Continue training the previous M (when it has a resume state) instead of training one from scratch."""
+
+    def __post_init__(self) -> None:
+        if self.rounds < 1:
+            raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if self.noise_std < 0:
+            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > REAL_CHECK_SEED_START:
+            raise ConfigError(
+                f"collection tracks {self.collect_seed}..{self.collect_seed + self.rounds * self.episodes - 1} "
+                f"must lie in [0, {REAL_CHECK_SEED_START}) (real-check and evaluation tracks are held out)"
+            )
+        if self.train_controller.latents is None:
+            raise ConfigError("iterate needs --train-controller.latents: M is retrained on the old and new latents")
+
+
+def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
+    """Episodes of ``old`` followed by those of ``new``.
+
+    Raises:
+        EpisodeError: the files come from different vision models or latent sizes.
+    """
+    if old.z_dim != new.z_dim or old.vision_sha256 != new.vision_sha256:
+        raise EpisodeError("cannot merge latent files encoded by different vision models")
+    return LatentEpisodes(
+        mu=np.concatenate([old.mu, new.mu]),
+        logvar=np.concatenate([old.logvar, new.logvar]),
+        actions=np.concatenate([old.actions, new.actions]),
+        rewards=np.concatenate([old.rewards, new.rewards]),
+        terminated=np.concatenate([old.terminated, new.terminated]),
+        starts=np.concatenate([old.starts, new.starts[1:] + old.starts[-1]]),
+        seeds=np.concatenate([old.seeds, new.seeds]),
+        vision_kind=old.vision_kind,
+        vision_sha256=old.vision_sha256,
+    )
+
+
+def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path) -> MemoryTrainConfig:
+    """The round's M training; warm-started from ``memory`` by copying it and its resume state to ``out``."""
+    fresh = dataclasses.replace(config.train_memory, latents=latents, out=out, resume=False)
+    if not config.warm_start_memory or not resume_path(memory).is_file():
+        return fresh
+    epochs_done = int(load_resume_state(resume_path(memory)).get("epoch", 0))
+    shutil.copyfile(memory, out)
+    shutil.copyfile(resume_path(memory), resume_path(out))
+    return dataclasses.replace(fresh, epochs=epochs_done + config.train_memory.epochs, resume=True)
+
+
+def iterate(
+    config: IterateConfig,
+    *,
+    on_progress: ProgressFn = no_progress,
+    should_stop: threading.Event | None = None,
+) -> StageResult:
+    """Run ``config.rounds`` rounds of Ha's iterative procedure and return the last round's controller.
+
+    Reports its own ``iterate`` progress (one step per round, ``iterate/collect_return``: mean return of the
+    noisy controller's new episodes) and forwards the sub-stages' reports (collect, encode, memory, controller).
+
+    Raises:
+        Whatever the sub-stages raise (CheckpointError, EpisodeError, WorkerCrashed, ...); finished rounds stay
+        on disk and a rerun continues after them.
+    """
+    t0 = time.perf_counter()
+    stop = should_stop or never_stop()
+    base = config.train_controller
+    vision, memory = base.vision, base.memory
+    latents = Path(base.latents)  # type: ignore[arg-type]  # checked in IterateConfig
+    out_dir = Path(config.out_dir)
+    metrics: dict[str, float] = {}
+    history: list[tuple[int, dict[str, float]]] = []
+
+    def report(step: int, message: str) -> None:
+        on_progress(Progress("iterate", step, config.rounds, dict(metrics), message))
+
+    controller = config.start_controller
+    first = out_dir / "round_0" / "round.json"
+    if controller is None and first.is_file():
+        controller = Path(json.loads(first.read_text())["controller"])
+    elif controller is None:
+        controller = out_dir / "round_0" / "controller.safetensors"
+        report(0, f"round 0: training the first controller in the dream -> {controller}")
+        result = train_controller(dataclasses.replace(base, out=controller, resume=False),
+                                  on_progress=on_progress, should_stop=stop)  # fmt: skip
+        if result.cancelled or result.checkpoint is None:
+            return StageResult(result.checkpoint, result.metrics, True, time.perf_counter() - t0, history)
+        first.write_text(json.dumps({"controller": str(controller)}))
+    for r in range(1, config.rounds + 1):
+        round_dir = out_dir / f"round_{r}"
+        marker = round_dir / "round.json"
+        if marker.is_file():
+            done = json.loads(marker.read_text())
+            memory, latents, controller = Path(done["memory"]), Path(done["latents"]), Path(done["controller"])
+            report(r, f"round {r} already done")
+            continue
+        # -- 1. collect with the current controller plus exploration noise --
+        seed = config.collect_seed + (r - 1) * config.episodes
+        report(r - 1, f"round {r}: collecting {config.episodes} episodes with {controller} (noise {config.noise_std})")
+        factory = ControllerPolicyFactory(WorldModelFiles.read(vision, memory, controller), config.noise_std)
+        collect_config = CollectConfig(
+            out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=base.max_steps,
+            workers=base.workers, executor=base.executor, ray_address=base.ray_address,
+        )  # fmt: skip
+        episodes = collect(collect_config, factory, on_progress=on_progress, should_stop=stop)
+        if stop.is_set():
+            break
+        if episodes:
+            metrics["iterate/collect_return"] = float(np.mean([e.episode_return for e in episodes]))
+        # -- 2. encode the new episodes, 3. merge with the old latents --
+        new_latents = round_dir / "latents_new.npz"
+        train_encode(EncodeConfig(data_dir=round_dir / "episodes", vision=vision, out=new_latents),
+                     on_progress=on_progress, should_stop=stop)  # fmt: skip
+        merged = merge_latents(LatentEpisodes.load(latents), LatentEpisodes.load(new_latents))
+        merged_path = merged.save(round_dir / "latents.npz")
+        # -- 4. retrain M on old + new --
+        memory_out = round_dir / "memory.safetensors"
+        memory_result = train_memory(_memory_config(config, memory, merged_path, memory_out),
+                                     on_progress=on_progress, should_stop=stop)  # fmt: skip
+        if memory_result.cancelled:
+            break
+        # -- 5. retrain C in the new dream, from the current controller --
+        controller_out = round_dir / "controller.safetensors"
+        controller_config = dataclasses.replace(
+            base, memory=memory_out, latents=merged_path, out=controller_out, init_controller=controller, resume=False
+        )
+        result = train_controller(controller_config, on_progress=on_progress, should_stop=stop)
+        if result.cancelled or result.checkpoint is None:
+            break
+        memory, latents, controller = memory_out, merged_path, controller_out
+        metrics.update({k: v for k, v in result.metrics.items() if k.startswith("controller/kept")})
+        marker.write_text(json.dumps({"memory": str(memory), "latents": str(latents), "controller": str(controller),
+                                      "metrics": metrics}, indent=1))  # fmt: skip
+        history.append((r, dict(metrics)))
+        report(r, f"round {r} done: {controller}")
+    else:
+        return StageResult(controller, metrics, False, time.perf_counter() - t0, history)
+    return StageResult(controller, metrics, True, time.perf_counter() - t0, history)
