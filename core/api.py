@@ -18,8 +18,12 @@ from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
 from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
 from core.models.mdnrnn import mixture_mean, sample_mdn
+from core.parallel import TaskFailed, WorkerCrashed, make_executor
+from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn
+from core.train.controller import ControllerTrainConfig, train_controller
 from core.train.encode import train_encode
+from core.train.iterate import IterateConfig, iterate
 from core.train.loop import StageResult
 from core.train.memory import train_memory
 from core.train.vision import train_vision
@@ -34,4 +38,6 @@ __all__ = [
     "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
     "WorldModelObservation", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
+    "ControllerTrainConfig", "train_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
+    "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles",
 ]  # fmt: skip

@@ -66,3 +66,60 @@ def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None
             raise CheckpointError(f"shipped asset corrupt (hash mismatch): {path}")
         checked[name] = actual
     return checked
+
+
+def export_assets(
+    vision: Path, memory: Path, controller: Path, vision_kind: str, assets_dir: Path | None = None, half: bool = True
+) -> list[Path]:
+    """Copy a trained world model into ``assets/`` under its shipped names and update the manifest.
+
+    Weights are stored as float16 when ``half`` (upcast on load); the controller's recorded V and M paths
+    are rewritten to the sibling asset names so ``evaluate`` finds them.
+
+    Returns:
+        The three files written.
+
+    Raises:
+        CheckpointError: a source checkpoint is unreadable or of the wrong kind.
+    """
+    from core.checkpoint import load_model, save_checkpoint
+    from core.models import VISION_KINDS
+
+    d = Path(assets_dir or ASSETS_DIR)
+    target = default_paths(vision_kind, d)
+    written = []
+    for src, dst, kinds in (
+        (vision, target.vision, VISION_KINDS),
+        (memory, target.memory, ("mdnrnn",)),
+        (controller, target.controller, ("controller",)),
+    ):
+        model = load_model(src, kinds)
+        extra = dict(model.checkpoint_extra)  # type: ignore[attr-defined]
+        if dst == target.controller:
+            extra.update(vision=target.vision.name, memory=target.memory.name)
+        written.append(
+            save_checkpoint(
+                dst,
+                model,
+                kind=str(model.kind),
+                config=model.config,  # type: ignore[arg-type]
+                metrics=model.checkpoint_metrics,  # type: ignore[attr-defined]
+                extra=extra,
+                half=half and dst != target.controller,
+            )
+        )
+    write_manifest(d)
+    return written
+
+
+def write_manifest(assets_dir: Path | None = None) -> Path:
+    """Write ``manifest.json`` with the SHA-256 and size of every ``.safetensors`` file in the assets dir."""
+    from core.checkpoint import atomic_path
+
+    d = Path(assets_dir or ASSETS_DIR)
+    files = {p.name: file_sha256(p) for p in sorted(d.glob("*.safetensors"))}
+    sizes = {p.name: p.stat().st_size for p in sorted(d.glob("*.safetensors"))}
+    target = d / "manifest.json"
+    with atomic_path(target) as tmp:
+        tmp.write_text(json.dumps({"files": files, "bytes": sizes}, indent=2) + "\n")
+    return target

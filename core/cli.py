@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import threading
 from collections.abc import Callable
@@ -14,7 +15,9 @@ from tqdm import tqdm
 from core.errors import DreamExplorerError
 from core.progress import Progress
 
-STAGES = ("collect", "train-vision", "encode", "train-memory", "dream", "evaluate", "bench")
+STAGES = (
+    "collect", "train-vision", "encode", "train-memory", "train-controller", "iterate", "dream", "evaluate", "compare-vision", "bench",
+)  # fmt: skip
 
 
 class TqdmProgress:
@@ -43,24 +46,37 @@ class TqdmProgress:
         if p.message:
             self.bar.write(f"[{p.stage}] {p.message}")
 
+    def write(self, line: str) -> None:
+        (self.bar.write if self.bar is not None else print)(line)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
 
 
 def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
+    """Run a stage with a progress bar. The first Ctrl-C sets the stop flag (the stage saves what it has and
+    returns); a second one interrupts at once."""
     bar = TqdmProgress(name)
     stop = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        bar.write(f"[{name}] stopping after the current step (Ctrl-C again to abort)")
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         return fn(config, on_progress=bar, should_stop=stop)
-    except KeyboardInterrupt:
-        stop.set()
-        raise
     finally:
+        signal.signal(signal.SIGINT, previous)
         bar.close()
 
 
 def _print_metrics(result: Any) -> None:
+    if getattr(result, "cancelled", False):
+        print("stopped early: the checkpoint holds the last finished step; run again with --resume to continue")
     if getattr(result, "checkpoint", None):
         print(f"wrote {result.checkpoint}")
     for k, v in sorted(getattr(result, "metrics", {}).items()):
@@ -100,6 +116,18 @@ def cmd_train_memory(config: Any) -> None:
     _print_metrics(_run_stage("train-memory", train_memory, config))
 
 
+def cmd_train_controller(config: Any) -> None:
+    from core.train.controller import train_controller
+
+    _print_metrics(_run_stage("train-controller", train_controller, config))
+
+
+def cmd_iterate(config: Any) -> None:
+    from core.train.iterate import iterate
+
+    _print_metrics(_run_stage("iterate", iterate, config))
+
+
 def cmd_dream(config: Any) -> None:
     from core.video import record_dream
 
@@ -113,13 +141,29 @@ def cmd_evaluate(config: Any) -> None:
     if config.json:
         print(json.dumps(result.as_json()))
         return
-    r = result.returns
-    print(f"{len(r)} held-out tracks (seeds {result.seeds[0]}..{result.seeds[-1]}) in {result.seconds:.0f} s")
-    print(f"return {result.mean:.1f} +- {result.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
-    print(histogram(r))
+    for title, res in (("controller", result), ("V-only baseline (z without h)", result.v_only)):
+        if res is None or not res.returns:
+            continue
+        r = res.returns
+        print(f"{title}: {len(r)} held-out tracks (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
+        print(f"return {res.mean:.1f} +- {res.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
+        print(histogram(r))
+
+
+def cmd_compare_vision(config: Any) -> None:
+    from core.compare import compare_vision
+
+    figures = compare_vision(config)
+    if config.json:
+        print(json.dumps(figures))
+        return
+    for k, v in figures.items():
+        print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k}: {v}")
+    print(f"wrote {config.grid}")
 
 
 def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
+    from core.compare import CompareVisionConfig
     from core.config import (
         CollectConfig,
         DreamVideoConfig,
@@ -128,6 +172,8 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         VisionTrainConfig,
     )
     from core.evaluate import EvaluateConfig
+    from core.train.controller import ControllerTrainConfig
+    from core.train.iterate import IterateConfig
 
     return {
         "collect": (
@@ -138,8 +184,11 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         "train-vision": (VisionTrainConfig, cmd_train_vision, "Train the vision model (ConvVAE or DDS+VAE)."),
         "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),
         "train-memory": (MemoryTrainConfig, cmd_train_memory, "Train the MDN-RNN on encoded episodes."),
+        "train-controller": (ControllerTrainConfig, cmd_train_controller, "Train the controller with CMA-ES."),
+        "iterate": (IterateConfig, cmd_iterate, "Iterative training: collect with C, retrain M, retrain C."),
         "dream": (DreamVideoConfig, cmd_dream, "Dream from a real frame and write an MP4."),
         "evaluate": (EvaluateConfig, cmd_evaluate, "Evaluate a controller on held-out real tracks."),
+        "compare-vision": (CompareVisionConfig, cmd_compare_vision, "ConvVAE vs DDS+VAE on held-out frames."),
     }
 
 

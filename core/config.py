@@ -138,6 +138,13 @@ class MemoryTrainConfig:
     """Mixture components per latent dimension."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
+    sample_z: bool = True
+    """Train on z ~ N(mu, exp(logvar)) drawn afresh each batch (Ha's recipe) instead of on mu. Measured on 200
+    random episodes: training on mu predicts held-out z_{t+1} better one step ahead (MSE 0.0110 vs 0.0205;
+    copying z_t: 0.0223), but its dreams leave the data manifold within ~30 steps, while an M trained on
+    samples keeps dreaming plausible road and grass; the dream is what M is for."""
+    residual: bool = True
+    """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
     seed: int = 0
     """Seed of the split, init, z sampling and batch order."""
     resume: bool = False

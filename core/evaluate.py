@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
 from core.errors import CheckpointError, ConfigError
@@ -141,7 +142,7 @@ class RealRollout:
     early_stop_patience: int = 0
 
 
-_worker_envs: dict[tuple[str, bool], object] = {}
+_worker_envs: dict[tuple[str, bool], gym.Env] = {}
 
 
 def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
@@ -152,6 +153,8 @@ def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
 
     key = (spec.files.key, spec.include_h)
     if key not in _worker_envs:
+        for old in _worker_envs.values():
+            old.close()
         _worker_envs.clear()
         wm = spec.files.load()
         _worker_envs[key] = WorldModelObservation(make_real_env(), wm, include_h=spec.include_h)
@@ -177,8 +180,16 @@ def resolve_world_model_paths(
     from core.errors import CheckpointError
 
     extra = read_checkpoint(controller).extra
-    v = vision or (Path(extra["vision"]) if extra.get("vision") else None)
-    m = memory or (Path(extra["memory"]) if extra.get("memory") else None)
+
+    def recorded(key: str) -> Path | None:
+        # relative paths (as in shipped assets) are relative to the controller's own directory
+        if not extra.get(key):
+            return None
+        p = Path(extra[key])
+        return p if p.is_absolute() or p.exists() else Path(controller).parent / p
+
+    v = vision or recorded("vision")
+    m = memory or recorded("memory")
     if v is None:
         raise CheckpointError(f"{controller} does not record its vision model; pass --vision")
     return v, m

@@ -49,7 +49,9 @@ def _task_error(fn: TaskFn, index: int, exc: BaseException) -> DreamExplorerErro
     if isinstance(exc, DreamExplorerError):
         return exc
     text = str(exc).strip().splitlines()
-    return TaskFailed(f"{fn.__name__} (task {index}) failed in a worker: {type(exc).__name__}: {text[0] if text else ''}")
+    return TaskFailed(
+        f"{fn.__name__} (task {index}) failed in a worker: {type(exc).__name__}: {text[0] if text else ''}"
+    )
 
 
 class Executor(ABC, Generic[S]):

@@ -51,7 +51,9 @@ class WorldModelFiles:
     key: str
 
     @classmethod
-    def read(cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None) -> WorldModelFiles:
+    def read(
+        cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None
+    ) -> WorldModelFiles:
         """Read the files. Raises CheckpointError when one is missing (contents are checked on :meth:`load`)."""
         v = _read(vision, "vision")
         m = _read(memory, "memory") if memory is not None else None

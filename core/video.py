@@ -14,7 +14,7 @@ from core.config import DreamVideoConfig
 from core.data.policies import RandomExplorationPolicy
 from core.envs.car_racing import make_real_env
 from core.envs.dream import DreamEnv
-from core.envs.world_model import WorldModel
+from core.envs.world_model import WorldModel, WorldModelObservation
 from core.errors import DreamExplorerError, StageCancelled
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
@@ -63,14 +63,18 @@ def record_dream(
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
     wm = WorldModel.load(config.vision, config.memory, config.controller)
-    real = make_real_env()
-    frame, _ = real.reset(seed=config.seed)
+    # reality runs through V and M during the warm-up, so the dream continues with M's state where reality stands
+    real = WorldModelObservation(make_real_env(), wm)
+    obs, info = real.reset(seed=config.seed)
+    frame = info["frame"]
     policy = RandomExplorationPolicy()
     policy.reset(config.seed)
     for _ in range(config.warmup):
-        frame, *_ = real.step(policy.act(frame))
+        action = wm.controller.act(obs) if wm.controller is not None else policy.act(frame)
+        obs, _, _, _, info = real.step(action)
+        frame = info["frame"]
     dream = DreamEnv(wm, tau=config.tau, render_mode="rgb_array", max_steps=config.steps)
-    obs, _ = dream.reset(seed=config.seed, options={"frame": frame})
+    obs, _ = dream.reset(seed=config.seed, options={"z": real.z[0], "state": real.state})
     side = 256
     frames: list[np.ndarray] = []
     total_reward = 0.0
@@ -84,7 +88,7 @@ def record_dream(
         dream_frame = _upscale(dream.render(), side)  # type: ignore[arg-type]
         if config.side_by_side:
             frames.append(np.concatenate([_upscale(frame, side), dream_frame], axis=1))
-            frame, *_ = real.step(action)
+            frame = real.step(action)[4]["frame"]
         else:
             frames.append(dream_frame)
         obs, reward, terminated, truncated, _ = dream.step(action)

@@ -113,4 +113,5 @@ class FrameClock:
         if len(self.rss_samples) >= 2:
             (f0, m0), (f1, m1) = self.rss_samples[0], self.rss_samples[-1]
             lines.append(f"  rss growth {m1 - m0:+.1f} MB from frame {f0} to frame {f1}")
+            lines.append("  rss every 1000 frames: " + " ".join(f"{m:.0f}" for _, m in self.rss_samples))
         return "\n".join(lines)

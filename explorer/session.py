@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -62,6 +65,15 @@ ZOOM_STEPS = 50
 HISTORY = 600
 """Steps kept in the live plots."""
 TAU_RANGE = (0.05, 2.0)
+"""The temperatures the tau slider offers."""
+MAX_FUTURES = 16
+"""Most dreams batched from one state."""
+RECON_PERIOD = 0.1
+"""Seconds between two refreshes of V's reconstruction in the Vision panel, at least (see RECON_SHARE)."""
+RECON_SHARE = 0.1
+"""Most of the wall time the Vision panel's decode may take: a slow decoder refreshes less often."""
+NO_KEYS = DriveKeys()
+"""No driving key held."""
 SPREAD_SAMPLES = 16
 """Samples of z_{t+1} drawn to measure the next-step spread at the current tau."""
 
@@ -162,17 +174,17 @@ class MaskViews(NamedTuple):
     gated: np.ndarray
     """The gated input x * mask * g (96, 96, 3), brightened x4 to be visible."""
     mini_mask: np.ndarray
-    """The 4 x 16 x 16 mini mask as four grey tiles side by side (16, 64, 3)."""
+    """The 4 x 16 x 16 mini mask as four grey tiles in a 2 x 2 grid (32, 32, 3)."""
     kept: float
     """Share of input values the mask keeps (about 0.03)."""
 
 
 def describe(model: nn.Module, path: Path) -> str:
-    """One line about a loaded checkpoint: its kind, file and headline metric."""
+    """One line about a loaded checkpoint: its kind, file name and headline metric."""
     metrics: dict[str, float] = getattr(model, "checkpoint_metrics", {}) or {}
-    keys = [k for k in metrics if k.endswith(("val/recon", "val/nll", "return_mean", "fitness"))]
+    keys = [k for k in metrics if k.endswith(("val/recon", "val/nll", "return_mean", "real_return", "fitness_best"))]
     extra = f", {keys[0].split('/', 1)[-1]} {metrics[keys[0]]:.4g}" if keys else ""
-    return f"{getattr(model, 'kind', type(model).__name__)} from {path}{extra}"
+    return f"{getattr(model, 'kind', type(model).__name__)}: {path.name}{extra}"
 
 
 def heat_map(error: np.ndarray, max_error: float) -> np.ndarray:
@@ -198,7 +210,7 @@ class Session:
         self.driver: Driver = cfg.driver
         self._tau = float(np.clip(cfg.tau, *TAU_RANGE))
         self._horizon = max(1, cfg.horizon)
-        self.futures = max(1, cfg.futures)
+        self._futures = int(np.clip(cfg.futures, 1, MAX_FUTURES))
         self.dream_source: DreamSource = cfg.dream_source
         self.data_dir = Path(cfg.data_dir)
         self.seed = cfg.seed
@@ -206,6 +218,11 @@ class Session:
         self._step_once = False
         self.decode_all_futures = False
         """Set by the futures grid when it is on screen: decode every dream, not only the first."""
+        self.native_kernels = True
+        """Run inference on PyTorch's native CPU kernels instead of oneDNN: oneDNN re-packs a ConvTranspose2d's
+        weights at every call, which at batch 1 costs 5 of the ConvVAE's 7.7 ms decode (native: 2.7 ms). The switch
+        is process-wide, so the app turns this off while a training thread runs (bf16 training is 30x slower
+        without oneDNN)."""
         self.human = HumanInput()
         self.random_policy = RandomExplorationPolicy()
         self.action = np.zeros(3, np.float32)
@@ -219,6 +236,7 @@ class Session:
         self.memory: nn.Module | None = None
         self.controller: nn.Module | None = None
         self.model_notes: dict[str, str] = dict(MISSING)
+        self.model_paths: dict[str, Path | None] = dict.fromkeys(MISSING)
         self.world_model: WorldModel | None = None
         # -- real env and its [z, h] tracking --
         self.env = make_real_env()
@@ -233,9 +251,12 @@ class Session:
         self.dream: BatchedDream | None = None
         self.dream_version = 0
         self.dataset_frame: np.ndarray | None = None
+        self.dream_origin = "real"
+        """Where the current dream started: a DreamSource, or "edit" (an edited latent)."""
         self.z_edit: np.ndarray | None = None
         self.edit_version = 0
         self._cache: dict[str, tuple[object, object]] = {}
+        self._recon_seconds = 0.0
         self.reset_real(self.seed)
         paths = default_paths(cfg.vision_kind, cfg.assets)
         self.load_models(cfg.vision or paths.vision, cfg.memory or paths.memory, cfg.controller or paths.controller)
@@ -245,6 +266,18 @@ class Session:
     # ------------------------------------------------------------------------------------------------
     # models
     # ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def _inference(self) -> Iterator[None]:
+        """A timed model section without autograd, on native kernels when ``native_kernels`` is set."""
+        mkldnn = torch.backends.mkldnn
+        was_enabled = mkldnn.enabled
+        with self.clock.section("model"), torch.inference_mode():
+            mkldnn.enabled = was_enabled and not self.native_kernels
+            try:
+                yield
+            finally:
+                mkldnn.enabled = was_enabled
+
     def load_models(self, vision: Path | None, memory: Path | None, controller: Path | None) -> None:
         """Load each part that has a path; a missing or bad file leaves that part out with a note."""
         kinds: dict[Part, tuple[str, ...]] = {
@@ -257,13 +290,24 @@ class Session:
                 model = load_model(path, kinds[part])  # type: ignore[index]
             except CheckpointError as exc:
                 setattr(self, part, None)
+                self.model_paths[part] = Path(path)
                 missing = not Path(path).is_file()
                 self.model_notes[part] = MISSING[part] if missing else f"cannot load {part}: {exc}"
                 log.warning("%s: %s", part, self.model_notes[part])
                 continue
             setattr(self, part, model)
+            self.model_paths[part] = Path(path)
             self.model_notes[part] = describe(model, Path(path))
         self._assemble()
+
+    def use_shipped(self, vision_kind: str) -> None:
+        """Load the shipped world model of ``vision_kind`` (``conv_vae`` or ``dds_vae``) from the assets."""
+        self.config.vision_kind = vision_kind
+        self.vision = self.memory = self.controller = None
+        self.model_notes = dict(MISSING)
+        self.model_paths = dict.fromkeys(MISSING)
+        paths = default_paths(vision_kind, self.config.assets)
+        self.load_models(paths.vision, paths.memory, paths.controller)
 
     def load_checkpoint(self, path: str | Path) -> str:
         """Load one checkpoint into the running session, choosing the part by the kind it holds.
@@ -352,6 +396,19 @@ class Session:
         if self.dream is not None:
             self.dream.max_steps = self._horizon
 
+    @property
+    def futures(self) -> int:
+        """Dreams batched from one state; a new number restarts the dream."""
+        return self._futures
+
+    @futures.setter
+    def futures(self, value: int) -> None:
+        value = int(np.clip(value, 1, MAX_FUTURES))
+        if value != self._futures:
+            self._futures = value
+            if self.dream is not None:
+                self.start_dream()
+
     def set_mode(self, mode: Mode) -> None:
         """Switch between real, dream and split; the dream needs V and M (otherwise the mode stays real)."""
         if mode != "real" and not self.can_dream:
@@ -417,7 +474,7 @@ class Session:
         self._real_x = self._real_z = self._real_mask = None
         if self.world_model is None:
             return
-        with self.clock.section("model"), torch.inference_mode():
+        with self._inference():
             x = self.world_model.preprocess(self.real_frame)
             encode_with_mask = getattr(self.vision, "encode_with_mask", None)
             if encode_with_mask is not None:
@@ -436,14 +493,15 @@ class Session:
     def _step_real(self, action: np.ndarray) -> tuple[float, bool, bool]:
         if self._real_state is not None and self._real_z is not None:
             assert self.world_model is not None
-            with self.clock.section("model"), torch.inference_mode():
+            with self._inference():
                 a = torch.from_numpy(action).view(1, 3)
                 _, self._real_state = self.world_model.require_memory().step(self._real_z, a, self._real_state)
         with self.clock.section("env"):
             frame, reward, terminated, truncated, _ = self.env.step(action)
             velocity = self.env.unwrapped.car.hull.linearVelocity  # type: ignore[attr-defined]
         self.real_frame = frame
-        self.speed = math.hypot(velocity[0], velocity[1])
+        speed = math.hypot(velocity[0], velocity[1])
+        self.speed = speed if speed > 1e-3 else 0.0  # Box2D leaves ~1e-11 at rest
         self._encode_real()
         self.real_tally.add(float(reward))
         self.history["real_return"].append(self.real_tally.ret)
@@ -487,14 +545,15 @@ class Session:
                 log.warning("dream from the dataset: %s; dreaming from the real frame", exc)
                 self.start_dream("real")
                 return
-            with self.clock.section("model"):
+            with self._inference():
                 z0 = wm.encode(self.dataset_frame)[0]
         if self.dream is None or self.dream.n != self.futures or self.dream.memory is not wm.memory:
             self.dream = BatchedDream(wm.require_memory(), self.futures, tau=self._tau, max_steps=self._horizon)
         seeds = self.rng.integers(0, 2**31, size=self.futures).tolist()
-        with self.clock.section("model"):
+        with self._inference():
             self.dream.reset(seeds, z=z0, state=state)
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
+        self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
         self.dream_version += 1
 
@@ -518,14 +577,14 @@ class Session:
             obs = self.dream.observation()
             if controller.config.hidden_dim == 0:
                 obs = obs[:, : self.world_model.z_dim]
-            with self.clock.section("model"), torch.inference_mode():
+            with self._inference():
                 return controller(obs)
         return torch.from_numpy(action).view(1, 3).expand(self.dream.n, 3)
 
     def _step_dream(self, action: np.ndarray) -> tuple[float, bool]:
         assert self.dream is not None
         actions = self._dream_actions(action)
-        with self.clock.section("model"):
+        with self._inference():
             _, reward, _, _ = self.dream.step(actions)
         self.dream_version += 1
         self.dream_tally.add(float(reward[0]))
@@ -559,7 +618,7 @@ class Session:
             return float(cached[1])  # type: ignore[arg-type]
         memory = self.world_model.require_memory()
         h, c = self.dream.state
-        with self.clock.section("model"), torch.inference_mode():
+        with self._inference():
             out, _ = memory.step(self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]))
             k = SPREAD_SAMPLES
             draws = sample_mdn(
@@ -578,7 +637,7 @@ class Session:
         cached = self._cache.get("dream")
         if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:  # type: ignore[arg-type]
             return cached[1]  # type: ignore[return-value]
-        with self.clock.section("model"), torch.inference_mode():
+        with self._inference():
             frames = self.world_model.decode_uint8(self.dream.z[:k])
         self._cache["dream"] = (self.dream_version, frames)
         return frames
@@ -592,14 +651,23 @@ class Session:
     # seeing inside
     # ------------------------------------------------------------------------------------------------
     def reconstruction(self) -> Reconstruction | None:
-        """V's reconstruction of the current real frame and its error (None without V)."""
+        """V's reconstruction of the current real frame and its error (None without V).
+
+        Refreshed at most every RECON_PERIOD seconds, and less often when the decode is slow (it then takes at
+        most RECON_SHARE of the time): a decode per frame only for this picture would cost the DDS+VAE ~30 ms.
+        """
         if self.world_model is None or self._real_x is None or self._real_z is None:
             return None
         cached = self._cache.get("recon")
-        if cached is not None and cached[0] == self.real_version:
-            return cached[1]  # type: ignore[return-value]
-        with self.clock.section("model"), torch.inference_mode():
+        now = time.monotonic()
+        if cached is not None:
+            (version, when), recon = cached
+            period = max(RECON_PERIOD, self._recon_seconds / RECON_SHARE)
+            if version == self.real_version or now - when < period:  # type: ignore[operator]
+                return recon  # type: ignore[return-value]
+        with self._inference():
             out = self.world_model.decode(self._real_z)
+        self._recon_seconds = time.monotonic() - now
         x = self._real_x
         err = (out - x).abs().mean(1)[0].numpy()
         max_error = 0.25
@@ -610,7 +678,7 @@ class Session:
             mse=float((out - x).pow(2).mean()),
             max_error=max_error,
         )
-        self._cache["recon"] = (self.real_version, recon)
+        self._cache["recon"] = ((self.real_version, now), recon)
         return recon
 
     def mask_views(self) -> MaskViews | None:
@@ -622,10 +690,11 @@ class Session:
             return cached[1]  # type: ignore[return-value]
         selected = self._real_mask
         if selected is None:
-            with self.clock.section("model"), torch.inference_mode():
+            with self._inference():
                 selected = self.vision.mask(self._real_x)  # type: ignore[union-attr, operator]
-        mini = selected.mini_mask[0]  # (4, 16, 16)
-        tiles = torch.cat(list(mini), dim=1).unsqueeze(0).expand(3, -1, -1)  # (3, 16, 64)
+        mini = selected.mini_mask[0]  # (4, 16, 16) -> a 2x2 grid (32, 32), grey
+        grid = torch.cat([torch.cat([mini[0], mini[1]], 1), torch.cat([mini[2], mini[3]], 1)], 0)
+        tiles = grid.unsqueeze(0).expand(3, -1, -1)
         views = MaskViews(
             mask=to_uint8_hwc(selected.mask[0]),
             gated=to_uint8_hwc((selected.gated[0] * 4.0).clamp(0, 1)),
@@ -661,7 +730,7 @@ class Session:
         cached = self._cache.get("edit")
         if cached is not None and cached[0] == self.edit_version:
             return cached[1]  # type: ignore[return-value]
-        with self.clock.section("model"), torch.inference_mode():
+        with self._inference():
             frame = self.world_model.decode_uint8(torch.from_numpy(self.z_edit).view(1, -1))[0]
         self._cache["edit"] = (self.edit_version, frame)
         return frame
@@ -695,13 +764,13 @@ class Session:
                     obs = obs[:, : self.world_model.z_dim]
             else:
                 obs = self._real_obs()
-            with self.clock.section("model"), torch.inference_mode():
+            with self._inference():
                 return controller(obs)[0].numpy().astype(np.float32)
         if self.driver == "random":
             return np.asarray(self.random_policy.act(self.real_frame), np.float32)
         return self.human.step(keys, pad)
 
-    def step(self, keys: DriveKeys = DriveKeys(), pad: np.ndarray | None = None) -> None:
+    def step(self, keys: DriveKeys = NO_KEYS, pad: np.ndarray | None = None) -> None:
         """Advance whatever the mode runs by one step with the driver's action, and record it."""
         self.action = self._choose_action(keys, pad)
         runs_real = self.mode in ("real", "split")

@@ -1,6 +1,7 @@
 """Untrained world-model checkpoints and short synthetic episodes: for the tests, and to try the app's panels
 before any model is trained. The models have the shipped architectures (so their costs are the real ones);
-their weights are random, so their dreams are noise."""
+their weights are random, so their dreams are noise, except that the MDN-RNN's done head is biased to "never"
+(a random done head would end every dream within a step or two)."""
 
 from __future__ import annotations
 
@@ -28,9 +29,16 @@ def make_untrained_assets(directory: str | Path, vision_kind: str = "conv_vae", 
     torch.manual_seed(seed)
     out = Path(directory)
     paths = default_paths(vision_kind, out)
-    for kind, path in ((vision_kind, paths.vision), ("mdnrnn", paths.memory), ("controller", paths.controller)):
+    for kind, path in (
+        (vision_kind, paths.vision),
+        ("mdnrnn", paths.memory),
+        ("controller", paths.controller),
+    ):
         config_cls, model_cls = MODEL_KINDS[kind]
         model = model_cls(config_cls())
+        if kind == "mdnrnn":
+            with torch.no_grad():
+                model.head.bias[-1] = -10.0  # the done logit: P(done) ~ 5e-5
         save_checkpoint(path, model, kind=kind, config=model.config)
     return out
 

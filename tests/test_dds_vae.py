@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -9,6 +11,15 @@ from core.errors import ConfigError
 from core.models.dds_vae import DDSVAE, DDSVAEConfig
 
 K = 829  # int(0.03 * 3 * 96 * 96)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Batches of 2 gain nothing from a second thread, and 2 threads on a busy 2-core machine spin-wait."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

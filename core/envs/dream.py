@@ -132,7 +132,7 @@ class BatchedDream:
         a = torch.maximum(torch.minimum(a, torch.from_numpy(ACTION_HIGH)), torch.from_numpy(ACTION_LOW))
         x = torch.cat([self.z, a], dim=1)
         h, c = torch.lstm_cell(x, (self.h, self.c), self._w_ih, self._w_hh, self._b_ih, self._b_hh)
-        out = self.memory._heads(h)
+        out = self.memory.heads(h, self.z)
         z_next = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, self.tau, self._noise())
         live = ~self.done
         reward = torch.where(live, out.reward, torch.zeros_like(out.reward))

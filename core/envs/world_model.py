@@ -124,6 +124,16 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._z = torch.zeros(1, world_model.z_dim)
         self._state: LSTMState | None = None
 
+    @property
+    def z(self) -> Tensor:
+        """Current latent z_t (posterior mean), float32 (1, z_dim)."""
+        return self._z
+
+    @property
+    def state(self) -> LSTMState | None:
+        """MDN-RNN state ``(h_t, c_t)`` after the real steps so far (None without memory)."""
+        return self._state
+
     def _obs(self) -> np.ndarray:
         parts = [self._z[0]]
         if self.include_h:

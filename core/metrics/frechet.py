@@ -97,9 +97,7 @@ def gaussian_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return features.mean(axis=0), np.cov(features, rowvar=False).reshape(features.shape[1], -1)
 
 
-def _batched_features(
-    items: np.ndarray, extractor: Callable[[np.ndarray], np.ndarray], batch_size: int
-) -> np.ndarray:
+def _batched_features(items: np.ndarray, extractor: Callable[[np.ndarray], np.ndarray], batch_size: int) -> np.ndarray:
     """Run ``extractor`` over ``items`` (N, ...) in batches along the first axis; rows concatenated."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -107,9 +105,7 @@ def _batched_features(
     return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0))
 
 
-def fid(
-    real_frames: np.ndarray, fake_frames: np.ndarray, extractor: FeatureExtractor, batch_size: int = 64
-) -> float:
+def fid(real_frames: np.ndarray, fake_frames: np.ndarray, extractor: FeatureExtractor, batch_size: int = 64) -> float:
     """Frechet distance between the feature distributions of two frame sets (FID with an Inception extractor).
 
     Args:
@@ -127,9 +123,7 @@ def fid(
     return frechet_distance(mu1, sigma1, mu2, sigma2)
 
 
-def fvd(
-    real_clips: np.ndarray, fake_clips: np.ndarray, extractor: ClipFeatureExtractor, batch_size: int = 8
-) -> float:
+def fvd(real_clips: np.ndarray, fake_clips: np.ndarray, extractor: ClipFeatureExtractor, batch_size: int = 8) -> float:
     """Frechet distance between the feature distributions of two clip sets (FVD with an I3D extractor).
 
     Args:

@@ -41,6 +41,8 @@ SCORE_OFFSET = 1.0
 """Added to the UNet1 scores before gating, as in the seed's DDS: at init the gates sit near sigmoid(1.5)."""
 UNIFORM_EPS = 1e-6
 """U ~ Uniform(0, 1) is clamped to [eps, 1 - eps] before the logit."""
+RECON_METRIC_FRAMES = 8
+"""Phase-2 training estimates the pixel-MSE metric on this many frames of the batch (UNet2 is costly)."""
 
 
 @dataclass(frozen=True)
@@ -418,7 +420,8 @@ class DDSVAE(nn.Module):
         decoder, of the MSE between its activations on the predicted and on the target mini mask; target
         mini masks computed without gradient) + ``kl_weight`` * free-bits KL (per sample and dimension
         clamped below at ``free_bits``, then averaged). Metrics: ``perceptual``, ``kl`` (nats per frame
-        summed over z, before the clamp) and ``recon`` (pixel MSE of the full decode vs ``x``, no gradient).
+        summed over z, before the clamp) and ``recon`` (pixel MSE of the full decode vs ``x``, no gradient;
+        in training mode on the first :data:`RECON_METRIC_FRAMES` frames only, which saves ~20% of a step).
 
         Args:
             x: float32 (B, 3, 96, 96) in [0, 1].
@@ -443,6 +446,7 @@ class DDSVAE(nn.Module):
         kl = gaussian_kl(mu.float(), logvar.float())
         loss = perceptual + self.config.kl_weight * kl.clamp(min=self.config.free_bits).mean()
         with torch.no_grad():
-            recon_mse = F.mse_loss(torch.sigmoid(self.unet2(pred[-1])).float(), x)
+            n = RECON_METRIC_FRAMES if self.training else x.shape[0]
+            recon_mse = F.mse_loss(torch.sigmoid(self.unet2(pred[-1][:n])).float(), x[:n])
         metrics = {"perceptual": perceptual.item(), "kl": kl.sum(1).mean().item(), "recon": recon_mse.item()}
         return loss, metrics

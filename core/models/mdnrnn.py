@@ -36,6 +36,9 @@ class MDNRNNConfig:
     """Weight of the reward MSE in the loss."""
     done_weight: float = 1.0
     """Weight of the done BCE in the loss."""
+    residual: bool = True
+    """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
+    default and the LSTM learns the motion; False gives Ha's absolute means."""
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "action_dim", "hidden_dim", "n_gaussians"):
@@ -151,13 +154,16 @@ class MDNRNN(nn.Module):
         shape = (1, batch, self.config.hidden_dim)
         return torch.zeros(shape, device=device), torch.zeros(shape, device=device)
 
-    def _heads(self, out: Tensor) -> MDNOutput:
+    def heads(self, h: Tensor, z: Tensor) -> MDNOutput:
+        """Head outputs from LSTM outputs ``h`` (..., hidden_dim) and the inputs' latents ``z`` (..., z_dim)."""
         cfg = self.config
-        y = self.head(out)
+        y = self.head(h)
         lead = y.shape[:-1]
         mdn = y[..., : 3 * self.n_mdn].reshape(*lead, 3, cfg.z_dim, cfg.n_gaussians)
         log_pi = F.log_softmax(mdn[..., 0, :, :], dim=-1)
         mu = mdn[..., 1, :, :]
+        if cfg.residual:
+            mu = mu + z.unsqueeze(-1)
         log_sigma = mdn[..., 2, :, :].clamp(-7.0, 5.0)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
 
@@ -175,7 +181,7 @@ class MDNRNN(nn.Module):
             ``(out, state)``; ``out`` fields are (B, T, ...) predictions for step t+1.
         """
         out, new_state = self.lstm(torch.cat([z, action], dim=-1), state)
-        return self._heads(out), new_state
+        return self.heads(out, z), new_state
 
     def hidden_sequence(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> Tensor:
         """LSTM outputs h_1..h_T, float32 (B, T, hidden_dim), for the same inputs as :meth:`forward`."""

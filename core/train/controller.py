@@ -53,6 +53,8 @@ NON_FINITE_FITNESS = -1e6
 """Fitness given to a candidate whose return is NaN or infinite (ranked last; CMA-ES uses ranks only)."""
 START_POOL = 1024
 """Real starting states drawn from the latent file once per run; each generation samples from them."""
+DIVERGED_WARNING = 0.1
+"""Warn (once per run) when more than this share of a generation's dreams leave the range of real latents."""
 RESUME_FORMAT = 1
 
 Evaluator = Literal["dream", "real"]
@@ -105,6 +107,9 @@ class ControllerTrainConfig:
     """Train a V-only controller: it sees z without h (Ha's baseline; 99 parameters)."""
     seed: int = 0
     """Seed of CMA-ES sampling and of every generation's tracks, dream seeds and starts."""
+    threads: int = 2
+    """Torch threads of this process, which steps the dreams (one per core; 1 is faster when other work shares
+    the cores: 2 threads on 2 busy cores were 4x slower here). Restored when the stage ends."""
     workers: int = 2
     """Parallel real rollouts (worker processes, or Ray CPUs)."""
     executor: ExecutorKind = "local"
@@ -138,6 +143,7 @@ class ControllerTrainConfig:
                 f"early_stop_patience must be >= 0, got {self.early_stop_patience}",
             ),
             (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
+            (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
             (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
             (self.executor in EXECUTOR_KINDS, f"executor must be local or ray, got {self.executor!r}"),
         ]
@@ -159,7 +165,8 @@ class CMAES:
     """Hansen's CMA-ES (the ``cma`` package) maximising a return, with a state that round-trips through tensors.
 
     Options: cumulative step-size adaptation (CSA, as the ``cma`` 2.x that Ha's estool used), active covariance
-    update (cma's default), no mirrored sampling, no termination criteria (the caller sets the run length).
+    update (cma's default), no mirrored sampling, no output; the caller sets the run length (``es.stop()``'s
+    termination criteria are never consulted).
     Samples come from a dedicated Mersenne Twister seeded with ``seed`` (cma's ``randn`` option), so nothing
     else using NumPy's global RNG changes the run. ``cma`` minimises; :meth:`tell` negates the returns.
 
@@ -174,7 +181,6 @@ class CMAES:
         opts = {
             "popsize": popsize, "randn": self._rng.randn, "seed": math.nan, "AdaptSigma": csa, "CMA_mirrors": 0,
             "verbose": -9, "verb_disp": 0, "verb_log": 0,
-            "tolfun": 0, "tolfunhist": 0, "tolflatfitness": math.inf, "tolx": 0, "tolstagnation": math.inf,
         }  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -182,19 +188,9 @@ class CMAES:
         self.popsize = popsize
 
     @property
-    def mean(self) -> np.ndarray:
-        """Distribution mean, float64 (n,)."""
-        return np.array(self._es.mean, np.float64)
-
-    @property
     def sigma(self) -> float:
         """Overall step size."""
         return float(self._es.sigma)
-
-    @property
-    def generation(self) -> int:
-        """Generations told so far."""
-        return int(self._es.countiter)
 
     def ask(self) -> np.ndarray:
         """Sample a generation: float64 (popsize, n)."""
@@ -233,9 +229,7 @@ class CMAES:
         try:
             mean = state["mean"].numpy()
             if mean.shape != np.shape(self._es.mean):
-                raise CheckpointError(
-                    f"CMA-ES state has dimension {mean.shape[0]}, expected {len(self._es.mean)}"
-                )
+                raise CheckpointError(f"CMA-ES state has dimension {mean.shape[0]}, expected {len(self._es.mean)}")
             es, sm = self._es, self._es.sm
             # one throw-away generation creates the attributes cma initialises lazily; everything it changed
             # that matters for the rest of the run is overwritten below
@@ -255,9 +249,7 @@ class CMAES:
                          float(state["rng_cached_gaussian"]))  # fmt: skip
             self._rng.set_state(rng_state)
         except (KeyError, AttributeError, TypeError) as exc:
-            raise CheckpointError(
-                f"CMA-ES resume state is incomplete ({type(exc).__name__}: {exc})"
-            ) from None
+            raise CheckpointError(f"CMA-ES resume state is incomplete ({type(exc).__name__}: {exc})") from None
 
 
 # -- per-generation random choices ------------------------------------------------------------------------------
@@ -332,9 +324,7 @@ class DreamStarts:
             CheckpointError: the latents' size differs from M's z_dim.
         """
         if latents.z_dim != memory.config.z_dim:
-            raise CheckpointError(
-                f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}"
-            )
+            raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
         rng = np.random.default_rng([seed, 1])
         episodes = rng.integers(0, latents.n_episodes, count)
         lengths = np.diff(latents.starts) - 1  # steps per episode; frames are steps + 1
@@ -365,7 +355,11 @@ class DreamStarts:
 
 # -- fitness evaluators ------------------------------------------------------------------------------------------
 class FitnessEvaluator(Protocol):
-    """Returns of candidate controllers: the interface behind ``--evaluator dream|real``."""
+    """Returns of candidate controllers: the interface behind ``--evaluator dream|real``.
+
+    An evaluator may also expose ``metrics: dict[str, float]``, namespaced metrics of its last call, which
+    the stage reports with the generation's (the dream evaluator's ``controller/dream_diverged``).
+    """
 
     def rollout_returns(
         self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event
@@ -395,18 +389,27 @@ class DreamEvaluator:
     head over its steps until the done head fires or ``max_steps``. The returns equal stepping a
     :class:`DreamEnv` per rollout with ``reset(seed=dream_seed, options={"z": z, "state": (h, c)})``.
 
+    After each call, ``metrics["controller/dream_diverged"]`` is the share of rollouts whose ``|z|`` exceeded
+    ``z_norm_limit`` at some step: dreams of an unstable M running off the range of real latents, where its
+    reward head means nothing.
+
     Args:
         memory: the MDN-RNN. controller_config: sizes of the candidates (hidden_dim 0: they see z alone).
         tau: temperature. max_steps: horizon. starts: real starting states (None: z ~ N(0, I), h = 0).
+        z_norm_limit: ``|z|`` beyond which a dream counts as diverged (default ``2 (sqrt(z_dim) + 4)``, twice
+            what N(0, I) latents stay below).
     """
 
     def __init__(
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
-        starts: DreamStarts | None = None,
+        starts: DreamStarts | None = None, z_norm_limit: float | None = None,
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
         self.config = controller_config
         self.tau, self.max_steps, self.starts = tau, max_steps, starts
+        default_limit = 2.0 * (math.sqrt(memory.config.z_dim) + 4.0)
+        self.z_norm_limit = z_norm_limit if z_norm_limit is not None else default_limit
+        self.metrics: dict[str, float] = {}
 
     @torch.no_grad()
     def rollout_returns(
@@ -425,20 +428,23 @@ class DreamEvaluator:
             obs = dream.reset(seeds, z=self.starts.z[idx], state=state)
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)
+        diverged = torch.zeros(p * r, dtype=torch.bool)
         for _ in range(self.max_steps):
             if should_stop is not None and should_stop.is_set():
                 return None
             seen = obs if self.config.hidden_dim > 0 else obs[:, :z_dim]
             obs, reward, _, _ = dream.step(batched_actions(weights, biases, seen))
             total += reward.double()
+            diverged |= dream.z.norm(dim=1) > self.z_norm_limit
             if bool(dream.done.all()):
                 break
+        self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
         return total.view(p, r).numpy()
 
 
 class RealEvaluator:
     """Candidates x rollouts as real CarRacing-v3 episodes on an executor whose payload is a
-    :class:`RealRolloutSpec` (V and M as bytes); candidate r-th rollout drives ``plan.track_seeds[r]``.
+    :class:`RealRolloutSpec` (V and M as bytes); every candidate's r-th rollout drives ``plan.track_seeds[r]``.
 
     Args:
         executor: local pool or Ray. early_stop_patience: see ``ControllerTrainConfig.early_stop_patience``.
@@ -452,11 +458,7 @@ class RealEvaluator:
         self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event | None = None
     ) -> np.ndarray | None:
         p, r = len(candidates), len(plan.track_seeds)
-        tasks = [
-            RealRollout(int(s), cand, self.early_stop_patience)
-            for cand in candidates
-            for s in plan.track_seeds
-        ]
+        tasks = [RealRollout(int(s), cand, self.early_stop_patience) for cand in candidates for s in plan.track_seeds]
         returns = np.full(p * r, np.nan)
         done = 0
         for i, ret in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
@@ -497,9 +499,7 @@ class _Kept:
                    int(state["generation"]))  # fmt: skip
 
 
-def _initial_mean(
-    config: ControllerTrainConfig, controller_config: ControllerConfig, n_params: int
-) -> np.ndarray:
+def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerConfig, n_params: int) -> np.ndarray:
     if config.init_controller is None:
         return np.zeros(n_params)
     init = load_model(config.init_controller, "controller")
@@ -511,20 +511,25 @@ def _initial_mean(
     return init.get_flat()
 
 
-def _dream_starts(config: ControllerTrainConfig, memory: MDNRNN, report: ProgressFn) -> DreamStarts | None:
-    if config.latents is None:
-        return None
-    if not Path(config.latents).is_file():
-        report(Progress("controller", 0, config.generations,
-                        message=f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"))  # fmt: skip
-        return None
+def _dream_evaluator(
+    config: ControllerTrainConfig, memory: MDNRNN, controller_config: ControllerConfig, report: ProgressFn
+) -> DreamEvaluator:
+    """The run's dream evaluator; with a latent file, dreams start from its real states and count as diverged
+    beyond twice the largest real ``|mu|``."""
+    if config.latents is not None and not Path(config.latents).is_file():
+        message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
+        report(Progress("controller", 0, config.generations, message=message))
+    if config.latents is None or not Path(config.latents).is_file():
+        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps)
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and latents.vision_sha256 != file_sha256(config.vision):
-        report(Progress("controller", 0, config.generations,
-                        message=f"warning: {config.latents} was encoded by another vision model than {config.vision}"))  # fmt: skip
-    return DreamStarts.from_latents(
+        message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
+        report(Progress("controller", 0, config.generations, message=message))
+    starts = DreamStarts.from_latents(
         latents, memory, START_POOL, config.start_step_min, config.start_step_max, config.seed
     )
+    limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
+    return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, starts, limit)
 
 
 def train_controller(
@@ -565,9 +570,7 @@ def train_controller(
     controller_config = ControllerConfig(world_model.z_dim, 0 if config.v_only else world_model.hidden_dim)
     controller = Controller(controller_config)
     n_params = controller.n_params
-    cmaes = CMAES(
-        _initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed
-    )
+    cmaes = CMAES(_initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
     kept: _Kept | None = None
     start = 0
     if config.resume:
@@ -582,9 +585,7 @@ def train_controller(
         cmaes.load_state_dict(state["cma"])
         start = int(state["generation"])
         kept = _Kept.from_state(state["kept"]) if "kept" in state else None
-        on_progress(
-            Progress("controller", start, config.generations, message=f"resumed after generation {start}")
-        )
+        on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
 
     check_seeds = real_check_seeds(config.real_check_episodes)
     extra = {
@@ -613,11 +614,13 @@ def train_controller(
             state["kept"] = kept.as_state()
         save_resume_state(resume_path(config.out), state)
 
-    needs_real = evaluator is None and config.evaluator == "real" or config.real_check_every > 0
+    needs_real = (evaluator is None and config.evaluator == "real") or config.real_check_every > 0
     executor: Executor[RealRolloutSpec] | None = None
     history: list[tuple[int, dict[str, float]]] = []
     metrics: dict[str, float] = {}
     generation = start
+    threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
     try:
         if needs_real:
             spec = RealRolloutSpec(WorldModelFiles.read(config.vision, config.memory), config.max_steps,
@@ -625,12 +628,12 @@ def train_controller(
             executor = make_executor(config.executor, config.workers, spec, config.ray_address)
         if evaluator is None:
             if config.evaluator == "dream":
-                starts = _dream_starts(config, memory, on_progress)
-                evaluator = DreamEvaluator(memory, controller_config, config.tau, config.max_steps, starts)
+                evaluator = _dream_evaluator(config, memory, controller_config, on_progress)
             else:
                 assert executor is not None
                 evaluator = RealEvaluator(executor, config.early_stop_patience)
         n_starts = len(evaluator.starts or ()) if isinstance(evaluator, DreamEvaluator) else 0
+        warned_divergence = False
         for generation in range(start, config.generations):
             # -- sample, evaluate, update --
             tg = time.perf_counter()
@@ -653,12 +656,19 @@ def train_controller(
                 "controller/fitness_mean": float(good.mean()) if good.size else math.nan,
                 "controller/fitness_worst": float(good.min()) if good.size else math.nan,
                 "controller/sigma": cmaes.sigma,
+                **getattr(evaluator, "metrics", {}),
             }
+            diverged = metrics.get("controller/dream_diverged", 0.0)
+            if diverged > DIVERGED_WARNING and not warned_divergence:
+                warned_divergence = True
+                messages.append(
+                    f"warning: {diverged:.0%} of the dreams ran off the range of real latents (|z| > "
+                    f"{evaluator.z_norm_limit:.1f}): M is unstable there and its rewards mean nothing; "  # type: ignore[attr-defined]
+                    "check M (trained on sampled z?) or lower --tau"
+                )
             best = int(np.argmax(told))
             # -- keep the best by fitness until a real check has happened --
-            if finite[best] and (
-                kept is None or math.isnan(kept.real_return) and fitness[best] > kept.fitness
-            ):
+            if finite[best] and (kept is None or (math.isnan(kept.real_return) and fitness[best] > kept.fitness)):
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
                 save_kept()
             save_resume(generation + 1)
@@ -675,8 +685,7 @@ def train_controller(
                 improved = math.isnan(kept.real_return) or real_mean > kept.real_return
                 messages.append(
                     f"real check of the generation's best: {real_mean:.1f} +- {np.std(real):.1f} on "
-                    f"{len(real)} tracks"
-                    + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
+                    f"{len(real)} tracks" + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
                 )
                 if improved:
                     kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
@@ -694,6 +703,7 @@ def train_controller(
         on_progress(Progress("controller", generation, config.generations, message=msg))
         raise type(exc)(msg) from None
     finally:
+        torch.set_num_threads(threads)
         if executor is not None:
             executor.close()
     cancelled = generation < config.generations
@@ -716,6 +726,7 @@ def bench_evaluators(
     max_steps: int = 1000,
     real_rollouts: int = 4,
     workers: int = 2,
+    threads: int = 2,
     tau: float = 1.15,
     on_progress: ProgressFn = no_progress,
 ) -> dict[str, float]:
@@ -723,8 +734,9 @@ def bench_evaluators(
 
     The dream runs one full generation (``population`` x ``rollouts`` x ``max_steps``); the real evaluator
     ``real_rollouts`` episodes of CMA-ES candidates from the same generation on ``workers`` processes, without
-    early stopping, after a warm-up that loads the models in every worker. Without ``vision``/``memory``,
-    untrained full-size models are used, M's done head switched off so every dream runs the full horizon.
+    early stopping, after a warm-up that loads the models in every worker. The dream uses ``threads`` torch
+    threads (restored afterwards). Without ``vision``/``memory``, untrained full-size models are used, M's done
+    head switched off so every dream runs the full horizon.
 
     Returns:
         ``bench/dream_generation_s``, ``bench/dream_rollouts_per_s``, ``bench/real_rollouts_per_s``,
@@ -748,13 +760,16 @@ def bench_evaluators(
         controller_config = ControllerConfig(wm.z_dim, wm.hidden_dim)
         candidates = CMAES(np.zeros(controller_config.input_dim * 3 + 3), 0.1, population, 0).ask()
         plan = generation_plan(0, 0, rollouts, 0)
-        on_progress(
-            Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps")
-        )
+        on_progress(Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps"))
         dream = DreamEvaluator(wm.require_memory(), controller_config, tau, max_steps)
-        t = time.perf_counter()
-        dream.rollout_returns(candidates, plan)
-        dream_s = time.perf_counter() - t
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            t = time.perf_counter()
+            dream.rollout_returns(candidates, plan)
+            dream_s = time.perf_counter() - t
+        finally:
+            torch.set_num_threads(previous)
         on_progress(Progress("bench", 1, 2, {"bench/dream_generation_s": dream_s},
                              message=f"real: {real_rollouts} rollouts x {max_steps} steps on {workers} workers"))  # fmt: skip
         spec = RealRolloutSpec(WorldModelFiles.read(vision, memory), max_steps)

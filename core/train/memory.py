@@ -84,7 +84,7 @@ def train_memory(
         assert isinstance(model, MDNRNN)
     else:
         model = MDNRNN(
-            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians)
+            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual)
         )
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
@@ -96,7 +96,7 @@ def train_memory(
 
     def batches(epoch: int):
         for _ in range(steps_per_epoch):
-            yield sampler.batch(config.batch_size)
+            yield sampler.batch(config.batch_size, sample_z=config.sample_z)
 
     def save(epochs_done: int, metrics: dict[str, float]) -> Path:
         path = save_checkpoint(

@@ -1,0 +1,158 @@
+"""``compare-vision``: the ConvVAE and the DDS+VAE on the same held-out frames, side by side."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from core.checkpoint import atomic_path
+from core.data.episodes import list_episodes, read_episode
+from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
+from core.envs.world_model import load_vision
+from core.errors import ConfigError, DreamExplorerError
+
+
+@dataclass(frozen=True)
+class CompareVisionConfig:
+    """Compare two vision checkpoints on held-out frames."""
+
+    data_dir: Path = Path("data/heldout")
+    """Episodes not used in training (e.g. `collect --seed 500000 --episodes 5 --out-dir data/heldout`)."""
+    conv_vae: Path = Path("runs/convvae/vision.safetensors")
+    """ConvVAE checkpoint."""
+    dds_vae: Path = Path("runs/ddsvae/vision.safetensors")
+    """DDS+VAE checkpoint (phase 2)."""
+    frames: int = 1000
+    """Held-out frames to score (spread evenly over the episodes)."""
+    skip: int = 50
+    """Skip each episode's first frames (CarRacing's zoom-in)."""
+    grid: Path = Path("runs/compare_vision.png")
+    """PNG grid written: original, ConvVAE, DDS mask, gated input, DDS+VAE (one row per sample)."""
+    grid_rows: int = 6
+    """Rows of the grid."""
+    inception: Path | None = None
+    """TorchScript Inception-v3 file for FID (cannot be downloaded here; FID is skipped when absent)."""
+    json: bool = False
+    """Print one JSON object."""
+
+    def __post_init__(self) -> None:
+        if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
+            raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
+
+
+def _heldout_frames(config: CompareVisionConfig) -> np.ndarray:
+    files = list_episodes(config.data_dir)
+    per = max(1, config.frames // len(files))
+    parts = []
+    for f in files:
+        frames = read_episode(f).frames[config.skip :]
+        idx = np.linspace(0, len(frames) - 1, min(per, len(frames))).astype(int)
+        parts.append(frames[idx])
+    out = np.concatenate(parts)[: config.frames]
+    if len(out) == 0:
+        raise DreamExplorerError(f"no frames after skipping {config.skip} per episode in {config.data_dir}")
+    return out
+
+
+@torch.no_grad()
+def _reconstruct(model: nn.Module, frames: np.ndarray, batch: int = 64) -> tuple[Tensor, Tensor]:
+    """Real frames uint8 (N, 96, 96, 3) -> (inputs, reconstructions) float32 (N, 3, S, S) at the model's size."""
+    size = int(model.input_size)  # type: ignore[arg-type]
+    x = to_tensor(preprocess_frames(frames, size))
+    recon = torch.cat([model.decode(model.encode(x[i : i + batch])[0]) for i in range(0, len(x), batch)])
+    return x, recon
+
+
+def _to64(x: Tensor) -> Tensor:
+    return x if x.shape[-1] == 64 else F.interpolate(x, size=(64, 64), mode="area")
+
+
+@torch.no_grad()
+def _latency_ms(fn, repeats: int = 30) -> float:  # type: ignore[no-untyped-def]
+    for _ in range(3):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1000)
+
+
+def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
+    """Score both models; write the PNG grid. Returns namespaced figures (``compare/<model>/...``).
+
+    MSE is per pixel value in [0, 1] of decode(mu) against the HUD-cropped frame, at each model's own
+    resolution (64 for the ConvVAE, 96 for the DDS+VAE) and at a common 64x64 (area-downscaled).
+
+    Raises:
+        CheckpointError, EpisodeError: bad inputs. ConfigError: the checkpoints are not one of each kind.
+    """
+    conv, dds = load_vision(config.conv_vae), load_vision(config.dds_vae)
+    if conv.kind != "conv_vae" or dds.kind != "dds_vae":
+        raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")
+    frames = _heldout_frames(config)
+    out: dict[str, float | str] = {"compare/frames": float(len(frames))}
+    recons = {}
+    for name, model in (("conv_vae", conv), ("dds_vae", dds)):
+        x, recon = _reconstruct(model, frames)
+        recons[name] = recon
+        out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).mean())
+        out[f"compare/{name}/mse_64"] = float((_to64(recon) - _to64(x)).pow(2).mean())
+        out[f"compare/{name}/params"] = float(sum(p.numel() for p in model.parameters()))
+        one = x[:1]
+        out[f"compare/{name}/encode_ms"] = _latency_ms(lambda m=model, one=one: m.encode(one))
+        z = model.encode(one)[0]
+        out[f"compare/{name}/decode_ms"] = _latency_ms(lambda m=model, z=z: m.decode(z))
+    x96 = to_tensor(preprocess_frames(frames, 96))
+    with torch.no_grad():
+        sel = dds.mask(x96[: config.grid_rows])
+        out["compare/dds_vae/mask_kept_per_frame"] = float(sel.mask.flatten(1).sum(1).mean())
+    if config.inception is not None:
+        from core.metrics.frechet import fid, load_inception_extractor
+
+        extractor = load_inception_extractor(config.inception)
+        real = to_uint8_hwc(x96)
+        for name, recon in recons.items():
+            out[f"compare/{name}/fid"] = fid(real, to_uint8_hwc(F.interpolate(recon, size=(96, 96))), extractor)
+    else:
+        out["compare/fid"] = "skipped: no --inception weights (they cannot be downloaded here)"
+    _write_grid(config, frames, recons, sel.mask, sel.gated)
+    return out
+
+
+def _write_grid(
+    config: CompareVisionConfig, frames: np.ndarray, recons: dict[str, Tensor], mask: Tensor, gated: Tensor
+) -> None:
+    side = 192
+
+    def tile(img: np.ndarray) -> np.ndarray:
+        return cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
+
+    rows = []
+    originals = to_uint8_hwc(to_tensor(preprocess_frames(frames[: config.grid_rows], 96)))
+    conv = to_uint8_hwc(recons["conv_vae"][: config.grid_rows])
+    dds = to_uint8_hwc(recons["dds_vae"][: config.grid_rows])
+    mask_img = to_uint8_hwc(mask.amax(dim=1, keepdim=True).expand(-1, 3, -1, -1))
+    gated_img = to_uint8_hwc(gated)
+    for i in range(len(originals)):
+        rows.append(
+            np.concatenate([tile(originals[i]), tile(conv[i]), tile(mask_img[i]), tile(gated_img[i]), tile(dds[i])], 1)
+        )
+    grid = np.concatenate(rows, 0)
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    for j, label in enumerate(("original", "ConvVAE", "DDS mask", "gated input", "DDS+VAE")):
+        cv2.putText(header, label, (j * side + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
+    grid = np.concatenate([header, grid], 0)
+    with atomic_path(config.grid) as tmp:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise DreamExplorerError(f"cannot encode the PNG grid for {config.grid}")
+        tmp.write_bytes(buf.tobytes())

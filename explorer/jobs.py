@@ -1,0 +1,262 @@
+"""Training stages run from the GUI: a :class:`JobRunner` runs a core stage function in a background thread,
+with a ``threading.Event`` stop flag and a queue of :class:`core.api.Progress` reports that the GUI drains once
+a frame. A stage that raises leaves its message in the job and the app goes on. No GUI imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from core.api import (
+    CollectConfig,
+    DreamExplorerError,
+    EncodeConfig,
+    EvaluateConfig,
+    MemoryTrainConfig,
+    Progress,
+    StageCancelled,
+    VisionTrainConfig,
+)
+
+Status = Literal["idle", "running", "done", "cancelled", "failed"]
+STAGE_NICE = 10
+"""Nice value of stage threads: on 2 cores the GUI keeps its frame rate while a stage trains."""
+LOG_LINES = 400
+"""Log lines kept per job."""
+PLOT_POINTS = 4000
+"""Points kept per metric for the live plots (thinned evenly beyond that, so memory stays flat)."""
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """A training stage as the GUI shows it.
+
+    Attributes:
+        key: short name (``collect``, ``vision``, ...).
+        title: panel title.
+        config_cls: its frozen config dataclass (edited field by field).
+        function: ``"module:function"`` of the stage, imported when the stage starts.
+        help: one line under the title.
+        defaults: config values that differ from the dataclass defaults in the GUI (small runs by default).
+    """
+
+    key: str
+    title: str
+    config_cls: type
+    function: str
+    help: str
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def resolve(self) -> Callable[..., Any]:
+        """Import the stage function. Raises ImportError / AttributeError when it does not exist."""
+        module, name = self.function.split(":")
+        return getattr(importlib.import_module(module), name)
+
+
+def available_stages() -> list[StageSpec]:
+    """Every stage of the pipeline; the controller stage only when ``core.train.controller`` can be imported."""
+    stages = [
+        StageSpec("collect", "Collect", CollectConfig, "core.api:collect",
+                  "Record real CarRacing-v3 episodes with the random exploration policy.", {"episodes": 10}),
+        StageSpec("vision", "Vision", VisionTrainConfig, "core.api:train_vision",
+                  "Train V (ConvVAE, or DDS+VAE: phase 1, then phase 2 on the same --out).", {"epochs": 1}),
+        StageSpec("encode", "Encode", EncodeConfig, "core.api:train_encode",
+                  "Encode every frame to (mu, logvar) with the trained V."),
+        StageSpec("memory", "Memory", MemoryTrainConfig, "core.api:train_memory",
+                  "Train M, the MDN-RNN with reward and done heads, on the latents.", {"epochs": 2}),
+    ]  # fmt: skip
+    try:
+        controller = importlib.import_module("core.train.controller")
+        stages.append(StageSpec(
+            "controller", "Controller", controller.ControllerTrainConfig, "core.train.controller:train_controller",
+            "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20},
+        ))  # fmt: skip
+    except (ImportError, AttributeError):
+        pass
+    stages.append(StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
+                            "Drive the controller on held-out real tracks.", {"episodes": 4}))  # fmt: skip
+    return stages
+
+
+def lower_priority() -> None:
+    """Give the calling thread (and the worker processes it starts) a lower CPU priority than the GUI's.
+
+    On Linux ``setpriority`` on a thread id sets that thread's nice value; elsewhere this does nothing.
+    """
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STAGE_NICE)
+    except (AttributeError, OSError):
+        pass
+
+
+def summarize(result: Any) -> str:
+    """One line about what a stage returned (a checkpoint, returns, episodes)."""
+    if result is None:
+        return "finished"
+    checkpoint = getattr(result, "checkpoint", None)
+    if checkpoint is not None:
+        return f"wrote {checkpoint}"
+    if hasattr(result, "returns"):
+        return f"return {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} tracks"
+    if isinstance(result, list):
+        return f"recorded {len(result)} episodes"
+    return "finished"
+
+
+class MetricHistory:
+    """(step, value) points per metric for the live plots, evenly thinned: every ``stride``-th report is kept,
+    and when PLOT_POINTS are held every other one goes and the stride doubles. The latest report is always shown.
+    """
+
+    def __init__(self) -> None:
+        self.series: dict[str, tuple[list[float], list[float]]] = {}
+        self._stride: dict[str, int] = {}
+        self._count: dict[str, int] = {}
+        self._last: dict[str, tuple[float, float]] = {}
+
+    def add(self, step: int, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            xs, ys = self.series.setdefault(key, ([], []))
+            count, stride = self._count.get(key, 0), self._stride.get(key, 1)
+            if count % stride == 0:
+                xs.append(float(step))
+                ys.append(float(value))
+                if len(xs) >= PLOT_POINTS:
+                    del xs[1::2], ys[1::2]
+                    self._stride[key] = 2 * stride
+            self._count[key] = count + 1
+            self._last[key] = (float(step), float(value))
+
+    def arrays(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """float64 (n,) steps and values of ``key``, ending with the latest report."""
+        xs, ys = self.series.get(key, ([], []))
+        last = self._last.get(key)
+        if last is not None and (not xs or xs[-1] != last[0]):
+            xs, ys = [*xs, last[0]], [*ys, last[1]]
+        return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
+
+
+class JobRunner:
+    """Runs one stage at a time in a daemon thread and keeps what the panel shows.
+
+    Attributes:
+        spec: the stage.
+        status: idle, running, done, cancelled or failed.
+        progress: the last report (None before the first).
+        history: metrics over steps, for the live plot.
+        log: recent lines (messages, status changes, the traceback of a crash).
+        error: the message of the exception that ended the stage, if any.
+        result: what the stage returned.
+    """
+
+    def __init__(self, spec: StageSpec) -> None:
+        self.spec = spec
+        self.status: Status = "idle"
+        self.progress: Progress | None = None
+        self.history = MetricHistory()
+        self.log: deque[str] = deque(maxlen=LOG_LINES)
+        self.error = ""
+        self.result: Any = None
+        self.started = 0.0
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+    @property
+    def fraction(self) -> float:
+        """Share of the stage done, in [0, 1] (1 once finished)."""
+        if self.status == "done":
+            return 1.0
+        return self.progress.fraction if self.progress is not None else 0.0
+
+    @property
+    def checkpoint(self) -> Path | None:
+        """The ``.safetensors`` file the finished stage wrote, if any (it can be loaded into the app)."""
+        path = getattr(self.result, "checkpoint", None)
+        return Path(path) if path is not None and str(path).endswith(".safetensors") else None
+
+    def start(self, config: Any) -> None:
+        """Run the stage on ``config`` in a new thread. Raises RuntimeError when already running."""
+        if self.running:
+            raise RuntimeError(f"{self.spec.title} is already running")
+        self.status, self.progress, self.error, self.result = "running", None, "", None
+        self.history = MetricHistory()
+        self.log.clear()
+        self._stop = threading.Event()
+        self._queue = queue.Queue()
+        self.started = time.monotonic()
+        self.log.append(f"started {self.spec.key} with {config}")
+        self._thread = threading.Thread(target=self._run, args=(config, self._stop, self._queue),
+                                        name=f"stage-{self.spec.key}", daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self, config: Any, stop: threading.Event, out: queue.Queue[tuple[str, Any]]) -> None:
+        lower_priority()
+        try:
+            function = self.spec.resolve()
+            result = function(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
+        except StageCancelled as exc:
+            out.put(("cancelled", str(exc)))
+        except DreamExplorerError as exc:
+            out.put(("failed", (str(exc), "")))
+        except Exception as exc:  # a crash inside a stage must not take the app down
+            out.put(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+        else:
+            cancelled = bool(getattr(result, "cancelled", False)) or stop.is_set()
+            out.put(("cancelled" if cancelled else "done", result))
+
+    def cancel(self) -> None:
+        """Ask the stage to stop at its next check of the stop flag."""
+        if self.running:
+            self._stop.set()
+            self.log.append("cancelling...")
+
+    def poll(self) -> None:
+        """Drain the reports that arrived since the last call (the GUI calls this once a frame)."""
+        while True:
+            try:
+                kind, payload = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if kind == "progress":
+                self.progress = payload
+                if payload.metrics:
+                    self.history.add(payload.step, payload.metrics)
+                if payload.message:
+                    self.log.append(f"[{payload.step}/{payload.total}] {payload.message}")
+                continue
+            self.status = kind  # type: ignore[assignment]
+            if kind == "failed":
+                self.error, trace = payload
+                self.log.append(f"FAILED: {self.error}")
+                self.log.extend(trace.rstrip().splitlines())
+            elif kind == "cancelled":
+                self.result = payload if not isinstance(payload, str) else None
+                self.log.append(f"cancelled: {summarize(self.result) if self.result else payload}")
+            else:
+                self.result = payload
+                self.log.append(f"done: {summarize(payload)}")
+        if self.running:
+            self.elapsed = time.monotonic() - self.started
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the thread (tests, and the app on exit after cancelling)."""
+        if self._thread is not None:
+            self._thread.join(timeout)

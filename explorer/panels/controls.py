@@ -1,0 +1,116 @@
+"""The Controls panel: who drives, the track, real time, and the dream's settings (tau, horizon, futures, start)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from imgui_bundle import icons_fontawesome_4 as fa
+from imgui_bundle import imgui
+
+from explorer.panels.widgets import GREY, PURPLE, caption, note, show_image
+from explorer.session import DRIVERS, TAU_RANGE
+
+if TYPE_CHECKING:
+    from explorer.app import App
+
+KEYS_HELP = (
+    ("arrows / WASD", "steer, gas, brake"),
+    ("P", "autopilot on / off"),
+    ("Space, N", "pause, one step"),
+    ("R, T", "restart, new track"),
+    ("G", "new dream"),
+    ("1, 2, 3", "real, dream, split"),
+)
+SOURCE_LABELS = {"real": "Real frame", "random": "Random z", "dataset": "Dataset frame"}
+SOURCE_HELP = {
+    "real": "Encode the current real frame and continue from reality's LSTM state",
+    "random": "z ~ N(0, I) with a zero LSTM state",
+    "dataset": "A random frame of a random episode in the dataset directory",
+}
+
+
+def gui_driving(app: App) -> None:
+    """Driver choice, track seed, real-time pacing, gamepad state, key help."""
+    s = app.session
+    imgui.separator_text(f"{fa.ICON_FA_CAR}  Drive")
+    for driver in DRIVERS:
+        disabled = driver == "autopilot" and not s.can_autopilot
+        imgui.begin_disabled(disabled)
+        if imgui.radio_button(f"{driver.capitalize()}###driver_{driver}", s.driver == driver):
+            s.set_driver(driver)
+        imgui.end_disabled()
+        if disabled:
+            imgui.set_item_tooltip(s.model_notes["controller"])
+        imgui.same_line()
+    imgui.new_line()
+    imgui.set_next_item_width(imgui.get_content_region_avail().x * 0.5)
+    changed, seed = imgui.input_int("track seed", s.seed, 1, 10, imgui.InputTextFlags_.enter_returns_true)
+    if changed:
+        s.reset_real(max(0, seed))
+    _, app.real_time = imgui.checkbox("real time (50 Hz)", app.real_time)
+    imgui.set_item_tooltip("One env step per frame at CarRacing's own 50 Hz; off: as fast as the machine goes")
+    pad = app.gamepad.name
+    caption(f"{fa.ICON_FA_GAMEPAD}  {pad}" if pad else f"{fa.ICON_FA_KEYBOARD}  keyboard (no gamepad found)")
+    if imgui.tree_node("Keys"):
+        for key, what in KEYS_HELP:
+            imgui.text(key)
+            imgui.same_line(110)
+            imgui.text_colored(GREY, what)
+        imgui.tree_pop()
+
+
+def gui_dream_settings(app: App) -> None:
+    """tau, horizon, number of futures, where the dream starts, and the spread tau gives."""
+    s = app.session
+    imgui.separator_text(f"{fa.ICON_FA_MOON}  Dream")
+    if not s.can_dream:
+        note(s.model_notes["vision"] if s.vision is None else s.model_notes["memory"])
+        return
+    width = imgui.get_content_region_avail().x * 0.62
+    imgui.set_next_item_width(width)
+    changed, tau = imgui.slider_float("tau###tau", s.tau, *TAU_RANGE, "%.2f", imgui.SliderFlags_.logarithmic)
+    if changed:
+        s.tau = tau
+    imgui.set_item_tooltip("MDN temperature: logits / tau, noise * sqrt(tau); acts on the next dream step")
+    imgui.set_next_item_width(width)
+    changed, horizon = imgui.slider_int("horizon###horizon", s.horizon, 10, 1000)
+    if changed:
+        s.horizon = horizon
+    imgui.set_item_tooltip("Dream steps before the dream restarts (in split mode: re-synchronises with reality)")
+    imgui.set_next_item_width(width)
+    changed, futures = imgui.slider_int("futures###futures", s.futures, 1, 16)
+    if changed:
+        s.futures = futures
+    imgui.set_item_tooltip("Dreams batched from the same state (see the Futures panel)")
+    caption("start a dream from")
+    for source, label in SOURCE_LABELS.items():
+        selected = s.dream_source == source
+        if selected:
+            imgui.push_style_color(imgui.Col_.button, imgui.get_style().color_(imgui.Col_.button_active))
+        if imgui.button(f"{label}###source_{source}"):
+            s.dream_source = source  # type: ignore[assignment]
+            s.start_dream(source)  # type: ignore[arg-type]
+            if s.mode == "real":
+                s.set_mode("dream")
+        if selected:
+            imgui.pop_style_color()
+        imgui.set_item_tooltip(SOURCE_HELP[source] + " (G restarts from the selected source)")
+        imgui.same_line()
+    imgui.new_line()
+    if s.dream_origin == "dataset" and s.dataset_frame is not None:
+        show_image(app.textures, "dataset_frame", s.dataset_frame, s.dream_tally.episode, (72, 72))
+        imgui.same_line()
+        caption("the dataset frame\nthis dream started from")
+    if s.mode == "real":
+        return
+    imgui.text_colored(PURPLE, f"next-step spread {s.next_step_spread():.3f}")
+    imgui.set_item_tooltip("std of z_{t+1} over 16 draws at this tau, from the first dream's state")
+    if s.futures > 1:
+        imgui.same_line()
+        imgui.text_colored(GREY, f"  futures spread {s.dream_spread():.3f}")
+
+
+def gui_controls(app: App) -> None:
+    """The Controls panel."""
+    gui_driving(app)
+    gui_dream_settings(app)

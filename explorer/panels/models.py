@@ -1,0 +1,98 @@
+"""The Models panel (which V, M and C are loaded, load another) and the Record panel (to the dataset or a video)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from imgui_bundle import icons_fontawesome_4 as fa
+from imgui_bundle import imgui
+
+from explorer.panels.widgets import GREEN, GREY, ORANGE, RED, caption, note
+from explorer.session import MISSING, log
+
+if TYPE_CHECKING:
+    from explorer.app import App
+
+PART_TITLES = {"vision": "V  vision", "memory": "M  memory", "controller": "C  controller"}
+KIND_LABELS = {"conv_vae": "ConvVAE", "dds_vae": "DDS+VAE"}
+
+
+def gui_models(app: App) -> None:
+    """The shipped world model to use, each part's state, and a field to load any checkpoint."""
+    s = app.session
+    caption("shipped world model")
+    for kind, label in KIND_LABELS.items():
+        if imgui.radio_button(f"{label}###kind_{kind}", s.config.vision_kind == kind):
+            s.use_shipped(kind)
+        imgui.same_line()
+    imgui.new_line()
+    for part, title in PART_TITLES.items():
+        loaded = getattr(s, part) is not None
+        missing = s.model_notes[part] == MISSING[part]
+        color = GREEN if loaded else ORANGE if missing else RED
+        icon = fa.ICON_FA_CHECK_CIRCLE if loaded else fa.ICON_FA_EXCLAMATION_TRIANGLE
+        imgui.text_colored(color, f"{icon} {title}")
+        imgui.push_style_color(imgui.Col_.text, GREY if loaded else color)
+        imgui.text_wrapped(s.model_notes[part])
+        imgui.pop_style_color()
+        if s.model_paths[part] is not None:
+            imgui.set_item_tooltip(str(s.model_paths[part]))
+    imgui.separator()
+    imgui.set_next_item_width(-70)
+    _, app.checkpoint_path = imgui.input_text("##checkpoint", app.checkpoint_path)
+    imgui.set_item_tooltip("A .safetensors checkpoint of V, M or C (the kind it holds decides the part)")
+    imgui.same_line()
+    if imgui.button("Load###load_checkpoint") and app.checkpoint_path:
+        try:
+            app.status_line = s.load_checkpoint(Path(app.checkpoint_path))
+        except Exception as exc:  # any unreadable file: say why, keep running
+            app.status_line = f"cannot load: {exc}"
+            log.error(app.status_line)
+
+
+def gui_record(app: App) -> None:
+    """Record what the mode runs; save it to the dataset as an episode, or to an MP4 / GIF."""
+    s = app.session
+    rec = s.recorder
+    if rec.active:
+        if imgui.button(f"{fa.ICON_FA_STOP} Stop###record"):
+            rec.stop()
+        imgui.same_line()
+        imgui.text_colored(RED, f"{fa.ICON_FA_CIRCLE} recording {s.mode}: {rec.steps} steps")
+    else:
+        if imgui.button(f"{fa.ICON_FA_CIRCLE} Record###record"):
+            s.start_recording()
+        imgui.same_line()
+        imgui.text_disabled(f"{rec.steps} steps held" if rec.steps else f"records the {s.mode} view")
+    imgui.begin_disabled(rec.active or not rec.steps)
+    if imgui.button(f"{fa.ICON_FA_DATABASE} Save to dataset###save_episode"):
+        _save(app, lambda: rec.save_episode(s.data_dir))
+    imgui.set_item_tooltip(f"A new episode file in {s.data_dir} (real frames; a dream alone is reshaped to 96x96)")
+    imgui.set_next_item_width(-110)
+    _, app.video_path = imgui.input_text("##video_path", app.video_path)
+    imgui.same_line()
+    if imgui.button(f"{fa.ICON_FA_FILM} Save video###save_video"):
+        _save(app, lambda: rec.save_video(app.video_path))
+    imgui.set_item_tooltip("MP4 or GIF, from the file name; real | dream side by side when both were recorded")
+    imgui.end_disabled()
+    imgui.set_next_item_width(-1)
+    changed, data_dir = imgui.input_text("##data_dir", str(s.data_dir))
+    if changed:
+        s.data_dir = Path(data_dir)
+    imgui.set_item_tooltip("Dataset directory: recorded episodes go here; dataset frames for dreams come from here")
+    if app.status_line:
+        note(app.status_line, GREY)
+
+
+def _save(app: App, write: Callable[[], Path]) -> None:
+    """Run a save, and say where it went or why it failed."""
+    try:
+        path = write()
+    except Exception as exc:  # disk full, bad path: tell, keep running
+        app.status_line = f"not saved: {exc}"
+        log.error(app.status_line)
+        return
+    app.status_line = f"saved {path}"
+    log.info(app.status_line)

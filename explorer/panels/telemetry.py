@@ -1,0 +1,96 @@
+"""Telemetry: the running figures of reality and the dream, and live plots (return, speed, reality vs dream)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from imgui_bundle import imgui, implot
+
+from explorer.panels.inside import PLOT_FLAGS
+from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, decimate
+
+if TYPE_CHECKING:
+    from explorer.app import App
+
+
+LEGEND = implot.LegendFlags_.horizontal | implot.LegendFlags_.outside
+
+
+def _line(label: str, values: np.ndarray, color: imgui.ImVec4, axis: int | None = None) -> None:
+    if axis is not None:
+        implot.set_axes(implot.ImAxis_.x1, axis)
+    spec = implot.Spec()
+    spec.line_color = color
+    spec.line_weight = 1.5
+    xs, ys = decimate(values)
+    implot.plot_line(label, xs, ys, spec)
+
+
+def gui_figures(app: App) -> None:
+    """A small table: step, reward, return (and speed) of each side."""
+    s = app.session
+    flags = imgui.TableFlags_.sizing_fixed_fit | imgui.TableFlags_.no_host_extend_x
+    if not imgui.begin_table("figures", 5, flags):
+        return
+    for name in ("", "step", "reward", "return", "speed"):
+        imgui.table_setup_column(name)
+    imgui.table_headers_row()
+    rows = []
+    if s.mode != "dream":
+        r = s.real_tally
+        rows.append(("reality", BLUE, r.step, r.reward, r.ret, f"{s.speed:.1f}"))
+    if s.mode != "real" and s.dream is not None:
+        d = s.dream_tally
+        rows.append(("dream", PURPLE, d.step, d.reward, d.ret, "-"))
+    for name, color, step, reward, ret, speed in rows:
+        imgui.table_next_row()
+        imgui.table_next_column()
+        imgui.text_colored(color, name)
+        for text in (f"{step}", f"{reward:+.2f}", f"{ret:.1f}", speed):
+            imgui.table_next_column()
+            imgui.text(text)
+    imgui.end_table()
+
+
+def gui_telemetry(app: App) -> None:
+    """Figures and plots over the last steps."""
+    s = app.session
+    h = s.history
+    gui_figures(app)
+    split = s.mode == "split" and s.dream is not None
+    avail = imgui.get_content_region_avail()
+    n_plots = 3 if split else 2
+    size = ((avail.x - imgui.get_style().item_spacing.x * (n_plots - 1)) / n_plots, max(60.0, avail.y))
+    if implot.begin_plot("##return", size, PLOT_FLAGS):
+        implot.setup_axes("step", "return", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        implot.setup_legend(implot.Location_.north, LEGEND)
+        if s.mode != "dream":
+            _line("reality", h["real_return"].values(), BLUE)
+        if s.mode != "real":
+            _line("dream", h["dream_return"].values(), PURPLE)
+        implot.end_plot()
+    imgui.same_line()
+    if split:
+        if implot.begin_plot("##divergence", size, PLOT_FLAGS):
+            implot.setup_axes("step", "latent RMS", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+            implot.setup_axis(implot.ImAxis_.y2, "pixel MSE", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite)
+            implot.setup_axis_format(implot.ImAxis_.y2, "%.3g")
+            implot.setup_legend(implot.Location_.north, LEGEND)
+            _line("latent RMS", h["div_latent"].values(), ORANGE, implot.ImAxis_.y1)
+            _line("pixel MSE", h["div_pixel"].values(), GREY, implot.ImAxis_.y2)
+            implot.end_plot()
+        imgui.set_item_tooltip(
+            "Same actions, reality vs dream: RMS distance of z_dream from z_real, and MSE of the"
+            " decoded dream vs V's input. The dream re-syncs every 'horizon' steps."
+        )
+        imgui.same_line()
+    if implot.begin_plot("##speed", size, PLOT_FLAGS):
+        implot.setup_axes("step", "speed" if s.mode != "dream" else "spread", implot.AxisFlags_.auto_fit,
+                          implot.AxisFlags_.auto_fit)  # fmt: skip
+        implot.setup_legend(implot.Location_.north, LEGEND)
+        if s.mode != "dream":
+            _line("speed", h["speed"].values(), BLUE)
+        if s.mode != "real" and s.futures > 1:
+            _line("futures spread", h["spread"].values(), PURPLE)
+        implot.end_plot()

@@ -1,0 +1,215 @@
+"""Small drawing helpers shared by the panels: frames, bars, badges, notes, and a config-dataclass editor."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import inspect
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from imgui_bundle import hello_imgui, imgui
+
+from explorer.textures import Texture, TextureBank
+
+Rect = tuple[float, float, float, float]
+"""Screen rectangle (x0, y0, x1, y1) in pixels."""
+
+GREEN = imgui.ImVec4(0.35, 0.80, 0.45, 1.0)
+BLUE = imgui.ImVec4(0.35, 0.60, 1.00, 1.0)
+ORANGE = imgui.ImVec4(1.00, 0.62, 0.20, 1.0)
+RED = imgui.ImVec4(0.95, 0.35, 0.35, 1.0)
+GREY = imgui.ImVec4(0.60, 0.62, 0.66, 1.0)
+PURPLE = imgui.ImVec4(0.72, 0.52, 1.00, 1.0)
+
+
+def u32(color: imgui.ImVec4, alpha: float = 1.0) -> int:
+    """An ImVec4 colour as ImU32, with its alpha scaled."""
+    return imgui.color_convert_float4_to_u32(imgui.ImVec4(color.x, color.y, color.z, color.w * alpha))
+
+
+def show_image(textures: TextureBank, name: str, image: np.ndarray, version: object, size: tuple[float, float],
+               smooth: bool = False) -> Rect:  # fmt: skip
+    """Upload ``image`` (if ``version`` changed) to the texture ``name`` and draw it at ``size``.
+
+    Returns:
+        The screen rectangle the image covers (the tests compare screenshots there).
+    """
+    tex: Texture = textures.get(name, image, version, smooth)
+    imgui.image(tex.ref, size)
+    p0, p1 = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    return (p0.x, p0.y, p1.x, p1.y)
+
+
+def caption(text: str, color: imgui.ImVec4 = GREY) -> None:
+    """Dim small text above a picture."""
+    imgui.text_colored(color, text)
+
+
+def note(text: str, color: imgui.ImVec4 = ORANGE) -> None:
+    """A wrapped message, e.g. why a panel is empty and how to fix it."""
+    imgui.push_style_color(imgui.Col_.text, color)
+    imgui.text_wrapped(text)
+    imgui.pop_style_color()
+
+
+def badge(text: str, color: imgui.ImVec4) -> None:
+    """Text on a rounded coloured pill, on the current line."""
+    pad = imgui.ImVec2(6.0, 2.0)
+    size = imgui.calc_text_size(text)
+    p = imgui.get_cursor_screen_pos()
+    draw = imgui.get_window_draw_list()
+    draw.add_rect_filled(p, (p.x + size.x + 2 * pad.x, p.y + size.y + 2 * pad.y), u32(color, 0.85), 4.0)
+    draw.add_text((p.x + pad.x, p.y + pad.y), u32(imgui.ImVec4(0.05, 0.05, 0.08, 1.0)), text)
+    imgui.dummy((size.x + 2 * pad.x, size.y + 2 * pad.y))
+
+
+def value_bar(label: str, value: float, lo: float, hi: float, color: imgui.ImVec4, width: float) -> None:
+    """A horizontal gauge of ``value`` in [lo, hi]; filled from 0 (so a signed value grows left or right)."""
+    imgui.text(label)
+    imgui.same_line()
+    h = imgui.get_text_line_height()
+    p = imgui.get_cursor_screen_pos()
+    draw = imgui.get_window_draw_list()
+    draw.add_rect_filled(p, (p.x + width, p.y + h), u32(GREY, 0.25), 3.0)
+    span = hi - lo
+    x0 = p.x + width * (0.0 - lo) / span
+    x1 = p.x + width * (float(np.clip(value, lo, hi)) - lo) / span
+    draw.add_rect_filled((min(x0, x1), p.y + 1), (max(x0, x1), p.y + h - 1), u32(color), 3.0)
+    if lo < 0 < hi:
+        draw.add_line((x0, p.y), (x0, p.y + h), u32(GREY), 1.0)
+    imgui.dummy((width, h))
+
+
+def decimate(values: np.ndarray, max_points: int = 200) -> tuple[np.ndarray, np.ndarray]:
+    """At most ``max_points`` (x, y) points of a series, as block means (x: the index of each block's centre).
+
+    Software GL pays for every pixel a plotted line covers, and a noisy 600-point line zigzags over most of its
+    plot; a point per two pixels looks the same and costs a fraction.
+    """
+    n = len(values)
+    stride = max(1, -(-n // max_points))
+    m = n // stride
+    if stride == 1 or m == 0:
+        return np.arange(n, dtype=np.float32), values.astype(np.float32)
+    blocks = values[n - m * stride :].reshape(m, stride).mean(1).astype(np.float32)
+    xs = (np.arange(m, dtype=np.float32) * stride + (n - m * stride) + (stride - 1) / 2).astype(np.float32)
+    return xs, blocks
+
+
+def paint_background() -> None:
+    """Window backgrounds are transparent (software GL fills pixels slowly and the clear colour shows through a
+    docked window); a floating window paints its own so it stays readable over the others."""
+    if imgui.is_window_docked():
+        return
+    pos, size = imgui.get_window_pos(), imgui.get_window_size()
+    top = pos.y + imgui.get_frame_height()
+    color = hello_imgui.get_runner_params().imgui_window_params.background_color
+    imgui.get_window_draw_list().add_rect_filled((pos.x, top), (pos.x + size.x, pos.y + size.y), u32(color))
+
+
+def fit(avail: imgui.ImVec2, aspect: float, max_side: float = 1e9) -> tuple[float, float]:
+    """The largest (width, height) with ``width / height == aspect`` inside ``avail`` (and under ``max_side``)."""
+    w = max(16.0, min(avail.x, avail.y * aspect, max_side))
+    return (w, w / aspect)
+
+
+# ----------------------------------------------------------------------------------------------------
+# config editor
+# ----------------------------------------------------------------------------------------------------
+@functools.cache
+def field_docs(cls: type) -> dict[str, str]:
+    """The docstring under each field of a dataclass (the string literal that follows its annotation)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
+    except (OSError, TypeError, SyntaxError):
+        return {}
+    docs: dict[str, str] = {}
+    body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
+    for node, after in zip(body, body[1:], strict=False):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and isinstance(after, ast.Expr)
+                and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)):  # fmt: skip
+            docs[node.target.id] = " ".join(after.value.value.split())
+    return docs
+
+
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """``X | None`` -> (X, True); anything else -> (hint, False)."""
+    args = typing.get_args(hint)
+    if (typing.get_origin(hint) in (typing.Union, types.UnionType)) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return hint, False
+
+
+def draft_from_config(config: Any) -> dict[str, Any]:
+    """Editable values of a config dataclass instance (paths as strings)."""
+    return {f.name: (str(v) if isinstance(v, Path) else v)
+            for f in dataclasses.fields(config) for v in [getattr(config, f.name)]}  # fmt: skip
+
+
+def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
+    """Build ``cls`` from edited values. Raises ConfigError (or TypeError/ValueError) for invalid values."""
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in draft:
+            continue
+        base, _ = _base_type(hints[f.name])
+        value = draft[f.name]
+        kwargs[f.name] = Path(value) if base is Path and value is not None else value
+    return cls(**kwargs)
+
+
+def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tuple[str, ...] = ()) -> None:
+    """One widget per field of ``cls`` editing ``draft`` in place; a field's docstring is its tooltip."""
+    hints = typing.get_type_hints(cls)
+    docs = field_docs(cls)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        base, optional = _base_type(hints[f.name])
+        value = draft.get(f.name, defaults[f.name])
+        label = f.name.replace("_", " ")
+        imgui.align_text_to_frame_padding()
+        imgui.text(label)
+        if docs.get(f.name):
+            imgui.set_item_tooltip(docs[f.name])
+        imgui.same_line(label_width)
+        wid = f"##{f.name}"
+        if optional:
+            changed, on = imgui.checkbox(f"##{f.name}_set", value is not None)
+            imgui.set_item_tooltip("set, or leave unset (None)")
+            if changed:
+                value = _default_value(base) if on else None
+            imgui.same_line()
+            if value is None:
+                imgui.text_disabled("unset")
+                draft[f.name] = None
+                continue
+        imgui.set_next_item_width(-1)
+        if base is bool:
+            _, value = imgui.checkbox(wid, bool(value))
+        elif base is int:
+            _, value = imgui.input_int(wid, int(value))
+        elif base is float:
+            _, value = imgui.input_float(wid, float(value), 0.0, 0.0, "%.6g")
+        elif typing.get_origin(base) is typing.Literal:
+            choices = [str(c) for c in typing.get_args(base)]
+            index = choices.index(str(value)) if str(value) in choices else 0
+            _, index = imgui.combo(wid, index, choices)
+            value = typing.get_args(base)[index]
+        else:
+            _, value = imgui.input_text(wid, str(value))
+        draft[f.name] = value
+
+
+def _default_value(base: Any) -> Any:
+    """A value to start from when an optional field is switched on."""
+    return {bool: False, int: 0, float: 0.001}.get(base, "")

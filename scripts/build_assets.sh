@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Rebuild everything in assets/ from nothing on this machine: collect -> V -> encode -> M -> C -> evaluate,
+# for the ConvVAE and the DDS+VAE, then export fp16 copies + manifest. Seeds and settings are the shipped ones.
+# Logs and intermediate files go to runs/ (not in git). Takes a few hours on 2 cores.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+D=.venv/bin/dream-explorer
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one torch thread per process: fastest when other work shares the cores
+mkdir -p runs/convvae runs/ddsvae
+
+# 1. data: 200 random-policy episodes on track seeds 0..199
+$D collect --out-dir data/episodes --episodes 200 --seed 0 --workers 2
+
+# 2. ConvVAE world model
+$D train-vision --model conv-vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 3 --frame-stride 2 --seed 0
+$D encode --data-dir data/episodes --vision runs/convvae/vision.safetensors --out runs/convvae/latents.npz
+$D train-memory --latents runs/convvae/latents.npz --out runs/convvae/memory.safetensors --epochs 30 --seed 0
+$D train-controller --vision runs/convvae/vision.safetensors --memory runs/convvae/memory.safetensors \
+    --latents runs/convvae/latents.npz --out runs/convvae/controller.safetensors --seed 0
+$D evaluate --controller runs/convvae/controller.safetensors --episodes 100 --json | tee runs/convvae/evaluate.json
+
+# 3. DDS+VAE world model (two phases)
+$D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 2 --frame-stride 4 --seed 0
+$D train-vision --model dds-vae --phase 2 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 2 --frame-stride 4 --seed 0
+$D encode --data-dir data/episodes --vision runs/ddsvae/vision.safetensors --out runs/ddsvae/latents.npz
+$D train-memory --latents runs/ddsvae/latents.npz --out runs/ddsvae/memory.safetensors --epochs 30 --seed 0
+$D train-controller --vision runs/ddsvae/vision.safetensors --memory runs/ddsvae/memory.safetensors \
+    --latents runs/ddsvae/latents.npz --out runs/ddsvae/controller.safetensors --seed 0
+$D evaluate --controller runs/ddsvae/controller.safetensors --episodes 100 --json | tee runs/ddsvae/evaluate.json
+
+# 4. export fp16 copies and the manifest of hashes
+.venv/bin/python scripts/export_assets.py runs/convvae conv_vae
+.venv/bin/python scripts/export_assets.py runs/ddsvae dds_vae

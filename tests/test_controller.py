@@ -1,0 +1,331 @@
+"""Controller training (CMA-ES in the dream and the real env), evaluation on held-out tracks, executors.
+
+Tiny untrained V/M checkpoints (z 8, h 16) and tiny budgets; real-env runs are a few dozen steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint
+from core.config import CollectConfig, MemoryTrainConfig
+from core.data.datasets import LatentEpisodes, file_sha256
+from core.envs.dream import DreamEnv
+from core.envs.world_model import WorldModel
+from core.errors import ConfigError
+from core.evaluate import EVAL_SEED_START, EvaluateConfig, rollout_return
+from core.models.controller import Controller, ControllerConfig
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+from core.models.vae import ConvVAE, VAEConfig
+from core.parallel import TaskFailed, WorkerCrashed, make_executor
+from core.progress import Progress
+from core.train.controller import (
+    CMAES,
+    REAL_CHECK_SEED_START,
+    ControllerTrainConfig,
+    DreamEvaluator,
+    DreamStarts,
+    GenerationPlan,
+    generation_plan,
+    real_check_seeds,
+    train_controller,
+)
+from core.train.iterate import IterateConfig, iterate
+
+Z, H = 8, 16
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors gain nothing from two threads, and two stall when other jobs share the cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Tiny untrained V and M checkpoints and a latent file of 3 random 40-step episodes."""
+    d = tmp_path_factory.mktemp("world")
+    torch.manual_seed(0)
+    vision, memory = d / "vision.safetensors", d / "memory.safetensors"
+    save_checkpoint(vision, ConvVAE(VAEConfig(z_dim=Z)), kind="conv_vae", config=VAEConfig(z_dim=Z))
+    m = MDNRNN(MDNRNNConfig(z_dim=Z, hidden_dim=H, n_gaussians=2))
+    with torch.no_grad():
+        m.head.bias[-1] = -3.0  # the done head fires rarely
+    save_checkpoint(memory, m, kind="mdnrnn", config=m.config)
+    rng = np.random.default_rng(0)
+    e, t = 3, 40
+    mu = rng.standard_normal((e * (t + 1), Z)).astype(np.float32)
+    latents = LatentEpisodes(
+        mu=mu, logvar=np.zeros_like(mu), actions=rng.uniform(0, 1, (e * t, 3)).astype(np.float32),
+        rewards=np.full(e * t, -0.1, np.float32), terminated=np.zeros(e * t, np.float32),
+        starts=np.arange(e + 1) * (t + 1), seeds=np.arange(e), vision_kind="conv_vae",
+        vision_sha256=file_sha256(vision),
+    ).save(d / "latents.npz")  # fmt: skip
+    return SimpleNamespace(dir=d, vision=vision, memory=memory, latents=latents)
+
+
+def _config(world: SimpleNamespace, out: Path, **kw: object) -> ControllerTrainConfig:
+    base = dict(vision=world.vision, memory=world.memory, latents=world.latents, out=out, population=6,
+                rollouts=2, generations=4, max_steps=30, real_check_every=0, threads=1)  # fmt: skip
+    return ControllerTrainConfig(**{**base, **kw})  # type: ignore[arg-type]
+
+
+class QuadraticEvaluator:
+    """Known optimum: return = -||params - target||^2 for every rollout."""
+
+    def __init__(self, target: np.ndarray) -> None:
+        self.target = target
+
+    def rollout_returns(self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event):
+        f = -((candidates - self.target) ** 2).sum(axis=1, keepdims=True)
+        return np.repeat(f, len(plan.dream_seeds), axis=1)
+
+
+def test_cmaes_improves_a_controller_on_a_known_optimum(world: SimpleNamespace, tmp_path: Path) -> None:
+    target = np.random.default_rng(1).uniform(-1, 1, 3 * Z + 3)  # V-only controller: 27 parameters
+    config = _config(world, tmp_path / "c.safetensors", v_only=True, population=12, rollouts=1, generations=60,
+                     sigma0=0.3, latents=None)  # fmt: skip
+    result = train_controller(config, evaluator=QuadraticEvaluator(target))
+    kept = load_model(result.checkpoint, "controller")
+    assert isinstance(kept, Controller) and kept.config.hidden_dim == 0
+    start = np.linalg.norm(target)  # the initial mean is zeros
+    assert np.linalg.norm(kept.get_flat() - target) < 0.15 * start
+    best = [m["controller/fitness_best"] for _, m in result.history]
+    assert best[-1] > 0.1 * best[0]  # fitness is minus the squared distance
+
+
+def test_batched_dream_matches_dream_env_one_rollout_at_a_time(world: SimpleNamespace) -> None:
+    wm = WorldModel.load(world.vision, world.memory)
+    memory = wm.require_memory()
+    starts = DreamStarts.from_latents(LatentEpisodes.load(world.latents), memory, 8, 0, 30, seed=0)
+    # the warm start state is M's state after the real prefix
+    ep = LatentEpisodes.load(world.latents).episode(int(starts.episodes[0]))
+    t = int(starts.steps[0])
+    if t > 0:
+        h = memory.hidden_sequence(torch.from_numpy(ep["mu"][None, :t]), torch.from_numpy(ep["action"][None, :t]))
+        torch.testing.assert_close(starts.h[0], h[0, -1], atol=1e-5, rtol=1e-5)
+    config = ControllerConfig(Z, H)
+    candidates = CMAES(np.zeros(3 * config.input_dim + 3), 0.5, 4, seed=3).ask()[:2]
+    plan = GenerationPlan(np.array([5, 6, 7]), np.array([11, 22, 33]), np.array([0, 3, 7]))
+    env = DreamEnv(wm, tau=1.15, max_steps=80)
+    controller = Controller(config)
+    for pool in (None, starts):
+        batched = DreamEvaluator(memory, config, tau=1.15, max_steps=80, starts=pool).rollout_returns(candidates, plan)
+        for p, params in enumerate(candidates):
+            controller.set_flat(params)
+            for r, seed in enumerate(plan.dream_seeds):
+                i = int(plan.starts[r])
+                options = (
+                    None if pool is None else {"z": pool.z[i], "state": (pool.h[i][None, None], pool.c[i][None, None])}
+                )
+                obs, _ = env.reset(seed=int(seed), options=options)
+                total, done = 0.0, False
+                while not done:
+                    obs, reward, terminated, truncated, _ = env.step(controller.act(obs))
+                    total += reward
+                    done = terminated or truncated
+                assert batched[p, r] == pytest.approx(total, abs=1e-4)
+
+
+def test_evaluation_seeds_never_overlap_training_seeds() -> None:
+    for seed in (0, 1, 12345):
+        for g in range(0, 2000, 7):
+            plan = generation_plan(seed, g, 16, 100)
+            assert plan.track_seeds.min() >= 0 and plan.track_seeds.max() < REAL_CHECK_SEED_START
+    checks = real_check_seeds(100_000)
+    assert checks[0] == REAL_CHECK_SEED_START and checks[-1] < EVAL_SEED_START
+    assert EvaluateConfig().seed >= EVAL_SEED_START
+    with pytest.raises(ConfigError):
+        EvaluateConfig(seed=EVAL_SEED_START - 1)
+    with pytest.raises(ConfigError):
+        CollectConfig(seed=EVAL_SEED_START - 5, episodes=10)
+    with pytest.raises(ConfigError):
+        IterateConfig(collect_seed=REAL_CHECK_SEED_START - 50, episodes=100)
+    with pytest.raises(ConfigError):
+        ControllerTrainConfig(real_check_episodes=EVAL_SEED_START - REAL_CHECK_SEED_START + 1)
+
+
+def test_resume_continues_the_same_cmaes_run(world: SimpleNamespace, tmp_path: Path) -> None:
+    straight = train_controller(_config(world, tmp_path / "a.safetensors"))
+    stop = threading.Event()
+
+    def stop_after_two(p: Progress) -> None:
+        if p.step == 2 and p.metrics:
+            stop.set()
+
+    first = train_controller(_config(world, tmp_path / "b.safetensors"), on_progress=stop_after_two, should_stop=stop)
+    assert first.cancelled and load_resume_state(resume_path(tmp_path / "b.safetensors"))["generation"] == 2
+    resumed = train_controller(_config(world, tmp_path / "b.safetensors", resume=True))
+    assert not resumed.cancelled and [g for g, _ in resumed.history] == [3, 4]
+    for (_, a), (_, b) in zip(straight.history[2:], resumed.history, strict=True):
+        for key in ("controller/fitness_best", "controller/fitness_mean", "controller/sigma"):
+            assert a[key] == b[key]
+    sa = load_resume_state(resume_path(tmp_path / "a.safetensors"))
+    sb = load_resume_state(resume_path(tmp_path / "b.safetensors"))
+    assert torch.equal(sa["cma"]["mean"], sb["cma"]["mean"]) and torch.equal(sa["cma"]["C"], sb["cma"]["C"])
+    assert torch.equal(sa["kept"]["params"], sb["kept"]["params"])
+
+
+class NaNAfter:
+    """Dream fitness, but NaN for some candidates from generation 3 and for all in generation 5."""
+
+    def __init__(self, inner: DreamEvaluator) -> None:
+        self.inner, self.calls = inner, 0
+
+    def rollout_returns(self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event):
+        self.calls += 1
+        returns = self.inner.rollout_returns(candidates, plan, should_stop)
+        if self.calls >= 3:
+            returns[: 6 if self.calls == 5 else 2, 0] = np.nan
+        return returns
+
+
+def test_nan_fitness_is_reported_and_the_best_controller_kept(world: SimpleNamespace, tmp_path: Path) -> None:
+    memory = WorldModel.load(world.vision, world.memory).require_memory()
+    evaluator = NaNAfter(DreamEvaluator(memory, ControllerConfig(Z, H), 1.15, 30))
+    reports: list[Progress] = []
+    result = train_controller(_config(world, tmp_path / "c.safetensors", generations=5, latents=None),
+                              evaluator=evaluator, on_progress=reports.append)  # fmt: skip
+    messages = [p.message for p in reports if "NaN" in p.message]
+    assert len(messages) == 3 and "2/6 candidates" in messages[0] and "6/6 candidates" in messages[-1]
+    assert math.isnan(result.history[-1][1]["controller/fitness_best"])
+    assert math.isfinite(result.history[2][1]["controller/fitness_worst"])
+    kept = load_model(result.checkpoint, "controller")
+    assert np.isfinite(kept.get_flat()).all()  # type: ignore[operator]
+    assert math.isfinite(result.metrics["controller/kept_fitness"])
+
+
+def test_diverging_dreams_are_flagged(world: SimpleNamespace, tmp_path: Path) -> None:
+    m = load_model(world.memory, "mdnrnn")
+    n = m.n_mdn  # the head's outputs: log_pi, mu, log_sigma (n each), reward, done
+    with torch.no_grad():
+        m.head.bias[n : 2 * n] += 50.0  # component means of z_{t+1} far outside the data
+    save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config)
+    reports: list[Progress] = []
+    result = train_controller(_config(world, tmp_path / "c.safetensors", memory=tmp_path / "m.safetensors",
+                                      generations=2), on_progress=reports.append)  # fmt: skip
+    assert [m["controller/dream_diverged"] for _, m in result.history] == [1.0, 1.0]
+    assert sum("ran off the range of real latents" in p.message for p in reports) == 1  # warned once
+    stable = train_controller(_config(world, tmp_path / "s.safetensors", generations=1))
+    assert stable.history[0][1]["controller/dream_diverged"] == 0.0
+
+
+def test_worker_crash_is_reported_and_the_best_controller_kept(world: SimpleNamespace, tmp_path: Path) -> None:
+    out = tmp_path / "c.safetensors"
+    config = _config(world, out, evaluator="real", population=4, rollouts=1, generations=3, max_steps=15,
+                     real_check_every=1, real_check_episodes=1, early_stop_patience=5)  # fmt: skip
+    reports: list[Progress] = []
+
+    def kill_a_worker(p: Progress) -> None:
+        reports.append(p)
+        if p.step == 1 and p.metrics:
+            assert "controller/real_return" in p.metrics
+            os.kill(multiprocessing.active_children()[0].pid, signal.SIGKILL)  # type: ignore[arg-type]
+
+    with pytest.raises(WorkerCrashed, match="best controller so far kept at"):
+        train_controller(config, on_progress=kill_a_worker)
+    assert "worker process died" in reports[-1].message
+    kept = load_model(out, "controller")
+    assert kept.checkpoint_metrics["controller/real_return"] == pytest.approx(  # type: ignore[attr-defined]
+        reports[0].metrics["controller/real_return"]
+    )
+    assert load_resume_state(resume_path(out))["generation"] == 1
+    assert kept.checkpoint_extra["vision"] == str(world.vision)  # type: ignore[attr-defined]
+
+
+def _fail(shared: object, item: int) -> int:
+    raise ValueError(f"bad item {item}")
+
+
+def _square_or_die(shared: int, item: int) -> int:
+    if item < 0:
+        os._exit(3)
+    return shared + item * item
+
+
+def test_local_executor_results_errors_and_crashes() -> None:
+    with make_executor("local", 2, 100) as executor:
+        assert sorted(executor.map_unordered(_square_or_die, [1, 2, 3])) == [(0, 101), (1, 104), (2, 109)]
+        with pytest.raises(TaskFailed, match="_fail .* ValueError: bad item 7"):
+            list(executor.map_unordered(_fail, [7]))
+        with pytest.raises(WorkerCrashed, match="worker process died"):
+            list(executor.map_unordered(_square_or_die, [-1, 2]))
+    with pytest.raises(ConfigError):
+        make_executor("cluster", 2, None)
+
+
+def test_early_stop_counts_the_remaining_steps() -> None:
+    class StuckEnv:
+        steps = 0
+
+        def reset(self, seed: int):
+            return np.zeros(3, np.float32), {}
+
+        def step(self, action: np.ndarray):
+            self.steps += 1
+            return np.zeros(3, np.float32), -0.1, False, False, {}
+
+    policy = SimpleNamespace(act=lambda obs: np.zeros(3, np.float32))
+    env = StuckEnv()
+    assert rollout_return(env, policy, 0, 100, early_stop_patience=10) == pytest.approx(-10.0)
+    assert env.steps == 10
+    assert rollout_return(StuckEnv(), policy, 0, 100) == pytest.approx(-10.0)
+
+
+def _controller_checkpoint(world: SimpleNamespace, path: Path, hidden: int) -> Path:
+    torch.manual_seed(hidden)
+    c = Controller(ControllerConfig(Z, hidden))
+    return save_checkpoint(path, c, kind="controller", config=c.config,
+                           extra={"vision": str(world.vision), "memory": str(world.memory)})  # fmt: skip
+
+
+def test_evaluate_prints_json_with_the_v_only_baseline(
+    world: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from core.cli import main
+
+    full = _controller_checkpoint(world, tmp_path / "c.safetensors", H)
+    v_only = _controller_checkpoint(world, tmp_path / "v.safetensors", 0)
+    args = ["evaluate", "--controller", str(full), "--v-only", str(v_only), "--episodes", "2", "--max-steps", "20",
+            "--workers", "1", "--json"]  # fmt: skip
+    assert main(args) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"return_mean", "return_std", "episodes", "seeds", "v_only"}
+    assert out["episodes"] == 2 and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
+    assert out["v_only"]["seeds"] == out["seeds"] and math.isfinite(out["v_only"]["return_mean"])
+
+
+@pytest.mark.slow
+def test_iterate_runs_a_round(world: SimpleNamespace, tmp_path: Path) -> None:
+    start = _controller_checkpoint(world, tmp_path / "start.safetensors", H)
+    config = IterateConfig(
+        train_controller=_config(world, tmp_path / "unused.safetensors", generations=1, population=4, rollouts=1,
+                                 max_steps=25),
+        train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
+        start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
+    )  # fmt: skip
+    result = iterate(config)
+    round_dir = tmp_path / "iterate" / "round_1"
+    assert not result.cancelled and result.checkpoint == round_dir / "controller.safetensors"
+    merged = LatentEpisodes.load(round_dir / "latents.npz")
+    assert merged.n_episodes == 3 + 2 and sorted(merged.seeds[-2:].tolist()) == [1000, 1001]
+    assert load_model(result.checkpoint, "controller").checkpoint_extra["memory"] == str(  # type: ignore[attr-defined]
+        round_dir / "memory.safetensors"
+    )
+    assert "iterate/collect_return" in result.metrics
+    assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round

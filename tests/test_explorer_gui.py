@@ -1,0 +1,236 @@
+"""The explorer driven through imgui's test engine (immapp.testing) under Xvfb: keys, sliders, buttons, training
+from the GUI, and screenshots checked on regions (not golden images)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from imgui_bundle import imgui
+from imgui_bundle.immapp import testing
+
+from explorer.app import App, add_ons, build_app
+from explorer.tiny import make_episodes, make_untrained_assets
+
+pytestmark = [
+    pytest.mark.gui,
+    pytest.mark.skipif(not os.environ.get("DISPLAY"), reason="needs a display: run under xvfb-run"),
+]
+
+Ctx = imgui.test_engine.TestContext
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained shipped-style world models (ConvVAE and DDS+VAE) in one assets dir, and two short episodes."""
+    root = tmp_path_factory.mktemp("explorer_gui")
+    make_untrained_assets(root / "assets", "conv_vae")
+    make_untrained_assets(root / "assets", "dds_vae")
+    make_episodes(root / "episodes", episodes=2, steps=24)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """The app runs inference on one thread (see explorer.app.TORCH_THREADS); restore the suite's setting."""
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def run_app(argv: list[str], test: Callable[[Ctx, App], None], fresh: bool = True) -> App:
+    """Build the app from ``argv`` and run ``test(ctx, app)`` inside it; returns the app after the window closed."""
+    app = build_app([*(["--fresh"] if fresh else []), "--max-fps", "0", *argv])
+    testing.run(test_function=lambda ctx: test(ctx, app), runner_params=app.runner_params(),
+                add_ons_params=add_ons())  # fmt: skip
+    app.session.close()
+    assert not app.panel_errors, app.panel_errors
+    return app
+
+
+def capture(ctx: Ctx, path: Path) -> np.ndarray:
+    """A screenshot of the whole window, RGB uint8."""
+    testing.capture(ctx, str(path))
+    image = cv2.imread(str(path))
+    assert image is not None, f"no screenshot at {path}"
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def region(image: np.ndarray, rect: tuple[float, float, float, float], inset: int = 2) -> np.ndarray:
+    """The pixels of ``rect`` (x0, y0, x1, y1), a few pixels inside its border."""
+    x0, y0, x1, y1 = (int(round(v)) for v in rect)
+    return image[y0 + inset : y1 - inset, x0 + inset : x1 - inset]
+
+
+def wait_until(ctx: Ctx, condition: Callable[[], bool], frames: int = 3000) -> bool:
+    """Yield frames until ``condition()`` holds (or ``frames`` pass)."""
+    for _ in range(frames):
+        if condition():
+            return True
+        ctx.yield_()
+    return condition()
+
+
+def test_drive_real_and_dream_with_keys(data: Path, tmp_path: Path) -> None:
+    """Up arrow drives the car in the real env and changes the dream frame; the frame region on screen is the
+    last rendered real frame; P hands the wheel to the autopilot and a key takes it back."""
+    seen: dict[str, object] = {}
+
+    def test(ctx: Ctx, app: App) -> None:
+        s = app.session
+        ctx.yield_(3)
+        hull = s.env.unwrapped.car.hull  # type: ignore[attr-defined]
+        start_pos = np.array(hull.position)
+        dream_before = s.dream_frame().copy()  # type: ignore[union-attr]
+        ctx.key_down(imgui.Key.up_arrow)
+        ctx.yield_(40)
+        ctx.key_up(imgui.Key.up_arrow)
+        seen["moved"] = float(np.linalg.norm(np.array(hull.position) - start_pos))
+        seen["speed"] = s.speed
+        seen["dream_changed"] = float(np.abs(s.dream_frame().astype(int) - dream_before).mean())  # type: ignore[union-attr]
+        ctx.key_press(imgui.Key.space)  # pause: the frame on screen stays the last one stepped
+        ctx.yield_(3)
+        seen["paused"] = s.paused
+        shot = capture(ctx, tmp_path / "drive.png")
+        real = region(shot, app.rects["real"])
+        seen["frame_error"] = float(np.abs(cv2.resize(real, (96, 96), interpolation=cv2.INTER_AREA).astype(int)
+                                           - s.real_frame.astype(int)).mean())  # fmt: skip
+        seen["frame_error_other"] = float(np.abs(cv2.resize(real, (96, 96), interpolation=cv2.INTER_AREA)
+                                                 .astype(int) - np.roll(s.real_frame, 20, axis=0)).mean())  # fmt: skip
+        ctx.key_press(imgui.Key.p)
+        ctx.yield_(2)
+        seen["autopilot"] = s.driver
+        ctx.key_down(imgui.Key.left_arrow)
+        ctx.yield_(2)
+        ctx.key_up(imgui.Key.left_arrow)
+        seen["after_key"] = s.driver
+
+    run_app(["--assets", str(data / "assets"), "--mode", "split", "--data-dir", str(data / "episodes")], test)
+    assert seen["moved"] > 1.0 and seen["speed"] > 1.0
+    assert seen["dream_changed"] > 0.0
+    assert seen["paused"] is True
+    assert seen["frame_error"] < 6.0 < seen["frame_error_other"], seen
+    assert seen["autopilot"] == "autopilot" and seen["after_key"] == "human"
+
+
+def test_tau_slider_changes_the_next_step_spread(data: Path) -> None:
+    """The tau slider acts on the next dream step: futures dreamt from one state scatter more at a high tau."""
+    seen: dict[str, float] = {}
+
+    def spread_after_one_step(ctx: Ctx, app: App, tau: float) -> tuple[float, float]:
+        ctx.item_input_value("//**/###tau", tau)
+        ctx.item_click("//**/###source_random")  # N futures from one random z
+        ctx.key_press(imgui.Key.n)  # one step
+        ctx.yield_(2)
+        return app.session.next_step_spread(), app.session.dream_spread()
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.key_press(imgui.Key.space)
+        ctx.yield_(2)
+        seen["low_next"], seen["low_futures"] = spread_after_one_step(ctx, app, 0.05)
+        seen["tau_low"] = app.session.tau
+        seen["high_next"], seen["high_futures"] = spread_after_one_step(ctx, app, 2.0)
+        seen["tau_high"] = app.session.tau
+        seen["step"] = app.session.dream_tally.step
+
+    run_app(["--assets", str(data / "assets"), "--mode", "dream", "--futures", "4"], test)
+    assert seen["tau_low"] == pytest.approx(0.05) and seen["tau_high"] == pytest.approx(2.0)
+    assert seen["step"] == 1
+    assert seen["high_next"] > 2 * seen["low_next"] > 0
+    assert seen["high_futures"] > 2 * seen["low_futures"] > 0
+
+
+def test_training_stage_from_the_gui(data: Path, tmp_path: Path) -> None:
+    """A tiny vision stage started from the Training panel reaches 100% and its checkpoint loads in one click;
+    a long one is cancelled; a stage that raises shows its error and the app keeps running."""
+    seen: dict[str, object] = {}
+    out = tmp_path / "vision.safetensors"
+
+    def test(ctx: Ctx, app: App) -> None:
+        vision = app.jobs["vision"]
+        ctx.window_focus("//Training")
+        ctx.item_click("//**/###tab_vision")
+        app.drafts["vision"].update(data_dir=str(data / "episodes"), out=str(out), batch_size=16, bf16=False)
+        ctx.item_input_value("//**/##epochs", 1)
+        ctx.item_click("//**/###start_vision")
+        seen["finished"] = wait_until(ctx, lambda: not vision.running)
+        seen["status"], seen["fraction"] = vision.status, vision.fraction
+        ctx.item_click("//**/###load_vision")
+        seen["vision_path"] = app.session.model_paths["vision"]
+        # cancel a long run
+        ctx.item_input_value("//**/##epochs", 10_000)
+        ctx.item_click("//**/###start_vision")
+        ctx.yield_(10)
+        seen["running"] = vision.running
+        ctx.item_click("//**/###cancel_vision")
+        wait_until(ctx, lambda: not vision.running)
+        seen["cancelled"] = vision.status
+        # a stage that raises
+        encode = app.jobs["encode"]
+        ctx.item_click("//**/###tab_encode")
+        app.drafts["encode"].update(data_dir=str(data / "episodes"), vision=str(tmp_path / "missing.safetensors"),
+                                    out=str(tmp_path / "latents.npz"))  # fmt: skip
+        ctx.item_click("//**/###start_encode")
+        wait_until(ctx, lambda: not encode.running)
+        seen["failed"], seen["error"] = encode.status, encode.error
+        steps = app.session.dream_version
+        ctx.yield_(10)
+        seen["steps_after_failure"] = app.session.dream_version - steps
+
+    run_app(["--assets", str(data / "assets"), "--mode", "dream", "--futures", "1"], test)
+    assert seen["finished"] and seen["status"] == "done" and seen["fraction"] == 1.0
+    assert out.is_file() and seen["vision_path"] == out
+    assert seen["running"] and seen["cancelled"] == "cancelled"
+    assert seen["failed"] == "failed" and "missing.safetensors" in str(seen["error"])
+    assert seen["steps_after_failure"] >= 9
+
+
+def test_dds_mask_view_keeps_about_three_percent(data: Path, tmp_path: Path) -> None:
+    """With a DDS+VAE, the mask view shows the binary mask: about 3% of its values are white."""
+    seen: dict[str, float] = {}
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.yield_(3)
+        ctx.key_press(imgui.Key.space)
+        ctx.yield_(2)
+        shot = capture(ctx, tmp_path / "mask.png")
+        mask = region(shot, app.rects["mask"], inset=0)
+        seen["white"] = float((mask > 127).mean())
+        seen["kept"] = app.session.mask_views().kept  # type: ignore[union-attr]
+
+    run_app(["--assets", str(data / "assets"), "--vision-kind", "dds_vae", "--mode", "real"], test)
+    assert seen["kept"] == pytest.approx(0.03, abs=0.001)
+    assert 0.02 < seen["white"] < 0.045, seen
+
+
+def test_settings_and_layout_persist(data: Path, tmp_path: Path) -> None:
+    """tau set in the GUI and the docking layout are saved on exit and restored at the next start."""
+    settings = tmp_path / "settings"
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.item_input_value("//**/###tau", 0.5)
+        ctx.yield_(2)
+
+    run_app(["--assets", str(data / "assets"), "--settings", str(settings), "--mode", "dream"], test, fresh=False)
+    assert (settings / "layout.ini").is_file() and (settings / "explorer.json").is_file()
+    app = build_app(["--assets", str(data / "assets"), "--settings", str(settings)])
+    try:
+        assert app.session.tau == pytest.approx(0.5) and app.session.mode == "dream"
+    finally:
+        app.session.close()
+
+
+def test_headless_smoke_run_writes_a_screenshot(tmp_path: Path) -> None:
+    """`--frames N --screenshot out.png` exits 0 and writes the window; with no assets the app still opens."""
+    from explorer.app import main
+
+    out = tmp_path / "smoke.png"
+    assert main(["--assets", str(tmp_path / "no_assets"), "--frames", "8", "--screenshot", str(out),
+                 "--mode", "split"]) == 0  # fmt: skip
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[:2] == (800, 1280)

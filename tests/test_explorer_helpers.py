@@ -1,0 +1,65 @@
+"""Explorer helpers that need no window: config drafts, field docs, plot decimation, frame clock."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.api import ConfigError, EvaluateConfig, VisionTrainConfig
+from explorer.jobs import MetricHistory, available_stages
+from explorer.panels.widgets import config_from_draft, decimate, draft_from_config, field_docs
+from explorer.profiler import FrameClock, rss_mb
+
+
+def test_config_drafts_round_trip_every_stage() -> None:
+    for spec in available_stages():
+        config = spec.config_cls()
+        draft = draft_from_config(config)
+        assert all(not isinstance(v, Path) for v in draft.values())
+        assert config_from_draft(spec.config_cls, draft) == config
+
+
+def test_config_from_draft_validates() -> None:
+    draft = draft_from_config(VisionTrainConfig())
+    draft.update(epochs=0)
+    with pytest.raises(ConfigError):
+        config_from_draft(VisionTrainConfig, draft)
+    draft.update(epochs=3, out="x/v.safetensors", lr=None)
+    assert config_from_draft(VisionTrainConfig, draft).out == Path("x/v.safetensors")
+    assert config_from_draft(EvaluateConfig, {"vision": None}).vision is None
+
+
+def test_field_docs_are_the_dataclass_docstrings() -> None:
+    docs = field_docs(VisionTrainConfig)
+    assert docs["epochs"] == "Passes over the training frames."
+    assert set(docs) >= {"data_dir", "out", "model", "phase", "batch_size"}
+
+
+def test_decimate_keeps_shape_and_means() -> None:
+    xs, ys = decimate(np.arange(10, dtype=np.float32))
+    assert xs.tolist() == ys.tolist() == list(range(10))
+    xs, ys = decimate(np.arange(601, dtype=np.float32), 200)
+    assert len(xs) == len(ys) <= 200 and ys[-1] == pytest.approx(xs[-1])
+    assert decimate(np.zeros(0, np.float32))[0].shape == (0,)
+
+
+def test_metric_history_stays_bounded() -> None:
+    history = MetricHistory()
+    for step in range(10_000):
+        history.add(step, {"m": float(step)})
+    xs, ys = history.arrays("m")
+    assert len(xs) < 4000 and xs[0] == 0 and xs[-1] == 9999 and np.array_equal(xs, ys)
+
+
+def test_frame_clock_breakdown() -> None:
+    clock = FrameClock(capacity=8)
+    for _ in range(12):
+        with clock.section("model"):
+            time.sleep(0.002)
+        clock.end_frame()
+    b = clock.breakdown()
+    assert clock.frames == 11 and b["model"] >= 1.5 and b["frame"] >= b["model"] and b["gui"] >= 0
+    assert "fps" in clock.report() and rss_mb() > 10

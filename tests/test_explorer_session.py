@@ -1,0 +1,303 @@
+"""The explorer's Session (models, real env, dream, driver, recording) and its job runner, without a window."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.api import CheckpointError, EpisodeError, Progress, StageResult, read_episode
+from explorer.input import DriveKeys
+from explorer.jobs import JobRunner, StageSpec, available_stages
+from explorer.recording import dream_to_episode_frame
+from explorer.session import HISTORY, MISSING, RingBuffer, Session, SessionConfig
+from explorer.tiny import make_episodes, make_untrained_assets
+
+GAS = DriveKeys(gas=True)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Untrained shipped-style world models (ConvVAE and DDS+VAE) in one assets dir, and two short episodes."""
+    root = tmp_path_factory.mktemp("explorer_session")
+    make_untrained_assets(root / "assets", "conv_vae")
+    make_untrained_assets(root / "assets", "dds_vae")
+    make_episodes(root / "episodes", episodes=2, steps=24)
+    return root
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def session(data: Path) -> Iterator[Session]:
+    s = Session(SessionConfig(assets=data / "assets", mode="split", futures=3, data_dir=data / "episodes"))
+    yield s
+    s.close()
+
+
+def test_opens_without_models_and_drives_the_real_car(tmp_path: Path) -> None:
+    s = Session(SessionConfig(assets=tmp_path, mode="dream"))
+    try:
+        assert s.mode == "real" and not s.can_dream and s.world_model is None
+        assert s.model_notes == MISSING
+        assert "Training panel" in s.model_notes["vision"] and "make assets" in s.model_notes["vision"]
+        for _ in range(30):
+            s.tick(GAS)
+        assert s.real_tally.step == 30 and s.speed > 1.0
+        assert s.reconstruction() is None and s.mask_views() is None and s.dream_frame() is None
+        s.set_mode("dream")
+        assert s.mode == "real"
+    finally:
+        s.close()
+
+
+def test_a_corrupt_checkpoint_is_reported_not_fatal(data: Path, tmp_path: Path) -> None:
+    assets = tmp_path / "assets"
+    make_untrained_assets(assets)
+    (assets / "convvae_memory.safetensors").write_bytes(b"not a checkpoint")
+    s = Session(SessionConfig(assets=assets, mode="split"))
+    try:
+        assert s.vision is not None and s.memory is None and s.mode == "real"
+        assert s.model_notes["memory"].startswith("cannot load memory")
+    finally:
+        s.close()
+
+
+def test_split_mode_steps_reality_and_dream_with_the_same_action(session: Session) -> None:
+    real_before, dream_before = session.real_frame.copy(), session.dream_frame().copy()  # type: ignore[union-attr]
+    for _ in range(20):
+        session.tick(GAS)
+    assert session.real_tally.step == 20 and session.dream_tally.step == 20
+    assert session.action[1] > 0.9
+    assert np.abs(session.real_frame.astype(int) - real_before).mean() > 0
+    assert np.abs(session.dream_frame().astype(int) - dream_before).mean() > 0  # type: ignore[union-attr]
+    assert len(session.history["div_latent"].values()) == 20 and session.history["div_pixel"].last > 0
+
+
+def test_horizon_restarts_the_dream_from_reality(session: Session) -> None:
+    session.horizon = 5
+    episode = session.dream_tally.episode
+    for _ in range(6):
+        session.tick(GAS)
+    assert session.dream_tally.episode == episode + 1 and session.dream_tally.step == 1
+
+
+def test_pause_and_single_step(session: Session) -> None:
+    session.paused = True
+    assert not session.tick(GAS)
+    session.request_step()
+    assert session.tick(GAS) and not session.tick(GAS)
+    assert session.real_tally.step == 1
+
+
+def test_tau_acts_on_the_next_step_and_widens_the_spread(session: Session) -> None:
+    session.set_mode("dream")
+    spreads = {}
+    for tau in (0.05, 2.0):
+        session.tau = tau
+        assert session.dream is not None and session.dream.tau == tau
+        session.start_dream("random")
+        spreads[tau] = (session.next_step_spread(), None)
+        session.step()
+        spreads[tau] = (spreads[tau][0], session.dream_spread())
+    assert spreads[2.0][0] > 2 * spreads[0.05][0] > 0
+    assert spreads[2.0][1] > 2 * spreads[0.05][1] > 0
+    session.tau = 9.0
+    assert session.tau == 2.0
+
+
+def test_dream_sources_and_futures(session: Session) -> None:
+    session.start_dream("dataset")
+    assert session.dataset_frame is not None and session.dataset_frame.shape == (96, 96, 3)
+    session.futures = 5
+    assert session.dream is not None and session.dream.n == 5
+    session.decode_all_futures = True
+    frames = session.dream_frames()
+    assert frames is not None and frames.shape == (5, 64, 64, 3)
+    assert session.dream_spread() == 0.0  # all futures start from the same z
+    session.data_dir = Path("/nonexistent")
+    session.start_dream("dataset")  # falls back to the real frame
+    assert session.dream is not None
+
+
+def test_autopilot_drives_and_any_key_takes_over(session: Session) -> None:
+    session.set_driver("autopilot")
+    session.tick(DriveKeys())
+    assert session.driver == "autopilot" and session.action.shape == (3,)
+    session.set_mode("dream")
+    session.tick(DriveKeys())
+    assert session.driver == "autopilot"
+    session.tick(DriveKeys(right=True))
+    assert session.driver == "human" and session.action[0] > 0
+
+
+def test_latent_editing_decodes_the_edited_z(session: Session) -> None:
+    assert session.edited_frame() is None
+    session.edit_latent(3, 2.5)
+    assert session.z_edit is not None and session.z_edit[3] == 2.5
+    frame = session.edited_frame()
+    assert frame is not None and frame.shape == (64, 64, 3)
+    session.start_dream(z=session.z_edit)
+    assert np.allclose(session.dream_z, session.z_edit)  # type: ignore[arg-type]
+    session.stop_editing()
+    assert session.z_edit is None
+
+
+def test_reconstruction_and_error_map(session: Session) -> None:
+    recon = session.reconstruction()
+    assert recon is not None and recon.output.shape == recon.error.shape == (64, 64, 3)
+    assert 0 < recon.mse < 1
+    assert session.reconstruction() is recon  # cached until the next step
+    assert session.mask_views() is None  # a ConvVAE has no mask
+
+
+def test_dds_vae_mask_views(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="real"))
+    try:
+        views = s.mask_views()
+        assert s.has_mask and views is not None
+        assert views.kept == pytest.approx(0.03, abs=0.001)
+        assert views.mask.shape == (96, 96, 3) and set(np.unique(views.mask)) <= {0, 255}
+        assert views.gated.shape == (96, 96, 3) and views.mini_mask.shape == (32, 32, 3)
+    finally:
+        s.close()
+
+
+def test_load_checkpoint_by_kind_and_use_shipped(session: Session, data: Path) -> None:
+    message = session.load_checkpoint(data / "assets" / "convvae_controller.safetensors")
+    assert message.startswith("loaded controller")
+    with pytest.raises(CheckpointError):
+        session.load_checkpoint(data / "episodes" / "ep_0000000000.npz")
+    session.use_shipped("dds_vae")
+    assert session.has_mask and session.config.vision_kind == "dds_vae"
+
+
+def test_record_real_drive_to_dataset_and_video(session: Session, tmp_path: Path) -> None:
+    session.start_recording()
+    for _ in range(12):
+        session.tick(GAS)
+    session.recorder.stop()
+    path = session.recorder.save_episode(tmp_path)
+    episode = read_episode(path)
+    assert episode.steps == 12 and episode.policy == "human" and episode.truncated[-1]
+    assert np.array_equal(episode.frames[-1], session.real_frame)
+    for name in ("drive.mp4", "drive.gif"):
+        assert session.recorder.save_video(tmp_path / name).stat().st_size > 1000
+    assert session.recorder.video_frames()[0].shape[1] == 2 * session.recorder.video_frames()[0].shape[0]
+
+
+def test_record_a_dream_reshapes_frames_for_the_dataset(session: Session, tmp_path: Path) -> None:
+    session.set_mode("dream")
+    session.start_recording()
+    for _ in range(5):
+        session.tick(GAS)
+    episode = session.recorder.episode()
+    assert episode.frames.shape == (6, 96, 96, 3) and episode.policy == "dream:human"
+    assert dream_to_episode_frame(np.full((64, 64, 3), 200, np.uint8))[-12:].max() == 0
+
+
+def test_history_is_a_fixed_ring() -> None:
+    ring = RingBuffer(4)
+    for v in range(10):
+        ring.append(v)
+    assert ring.values().tolist() == [6, 7, 8, 9] and ring.last == 9
+    assert len(RingBuffer().values()) == 0 and HISTORY >= 100
+
+
+# -- jobs ---------------------------------------------------------------------------------------------
+def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> StageResult:  # type: ignore[no-untyped-def]
+    """A stage for the job runner tests: reports steps; raises or waits for the stop flag on request."""
+    for step in range(1, config["steps"] + 1):
+        if config.get("raise") == step:
+            raise ZeroDivisionError("boom")
+        if should_stop.is_set():
+            return StageResult(None, {}, cancelled=True)
+        on_progress(Progress("fake", step, config["steps"], {"fake/train/loss": 1.0 / step}, f"step {step}"))
+        if config.get("slow"):
+            should_stop.wait(0.05)
+    return StageResult(Path("out.safetensors"), {"fake/train/loss": 0.1})
+
+
+def run_job(config: dict, cancel: bool = False) -> JobRunner:
+    job = JobRunner(StageSpec("fake", "Fake", dict, f"{__name__}:fake_stage", "a test stage"))
+    job.start(config)
+    with pytest.raises(RuntimeError):
+        job.start(config)
+    if cancel:
+        job.cancel()
+    job.join(10)
+    job.poll()
+    return job
+
+
+def test_job_runner_reports_progress_and_result() -> None:
+    job = run_job({"steps": 5})
+    assert job.status == "done" and job.fraction == 1.0 and job.checkpoint == Path("out.safetensors")
+    xs, ys = job.history.arrays("fake/train/loss")
+    assert xs.tolist() == [1, 2, 3, 4, 5] and ys[-1] == pytest.approx(0.2)
+    assert any("step 5" in line for line in job.log)
+
+
+def test_job_runner_catches_a_crash_and_a_cancel() -> None:
+    crashed = run_job({"steps": 5, "raise": 3})
+    assert crashed.status == "failed" and crashed.error == "ZeroDivisionError: boom"
+    assert any("Traceback" in line for line in crashed.log)
+    cancelled = run_job({"steps": 1000, "slow": True}, cancel=True)
+    assert cancelled.status == "cancelled" and cancelled.fraction < 1.0
+
+
+def test_stage_errors_are_one_line() -> None:
+    job = JobRunner(next(s for s in available_stages() if s.key == "memory"))
+    from core.api import MemoryTrainConfig
+
+    job.start(MemoryTrainConfig(latents=Path("/nonexistent/latents.npz")))
+    job.join(30)
+    job.poll()
+    assert job.status == "failed" and "latent file not found" in job.error
+    assert issubclass(EpisodeError, Exception)
+
+
+def test_every_stage_is_offered() -> None:
+    keys = [s.key for s in available_stages()]
+    assert keys[:4] == ["collect", "vision", "encode", "memory"] and keys[-1] == "evaluate"
+    for spec in available_stages():
+        assert callable(spec.resolve())
+
+
+# -- app settings without a window ---------------------------------------------------------------
+def test_app_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    from explorer.app import main
+
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for flag in ("--frames", "--screenshot", "--mode", "--profile", "--assets", "--tau", "--width"):
+        assert flag in out
+    assert main(["--mode", "nowhere"]) == 2
+
+
+def test_app_settings_round_trip(data: Path, tmp_path: Path) -> None:
+    from explorer.app import build_app
+
+    app = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path), "--mode", "dream"])
+    app.session.tau = 0.3
+    app.drafts["vision"]["epochs"] = 7
+    app.save_settings()
+    app.session.close()
+    saved = json.loads((tmp_path / "explorer.json").read_text())
+    assert saved["tau"] == pytest.approx(0.3) and saved["mode"] == "dream"
+    again = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path), "--tau", "1.5"])
+    try:
+        assert again.session.tau == 1.5 and again.session.mode == "dream" and again.drafts["vision"]["epochs"] == 7
+    finally:
+        again.session.close()
