@@ -21,6 +21,7 @@ import numpy as np
 
 from core.api import (
     CollectConfig,
+    ControllerTrainConfig,
     DreamExplorerError,
     EncodeConfig,
     EvaluateConfig,
@@ -31,7 +32,7 @@ from core.api import (
 )
 
 Status = Literal["idle", "running", "done", "cancelled", "failed"]
-STAGE_NICE = 10
+STAGE_NICE = 5
 """Nice value of stage threads: on 2 cores the GUI keeps its frame rate while a stage trains."""
 LOG_LINES = 400
 """Log lines kept per job."""
@@ -47,7 +48,7 @@ class StageSpec:
         key: short name (``collect``, ``vision``, ...).
         title: panel title.
         config_cls: its frozen config dataclass (edited field by field).
-        function: ``"module:function"`` of the stage, imported when the stage starts.
+        function: ``"module:function"`` of the stage, imported when the stage starts (tests plug in their own).
         help: one line under the title.
         defaults: config values that differ from the dataclass defaults in the GUI (small runs by default).
     """
@@ -66,8 +67,8 @@ class StageSpec:
 
 
 def available_stages() -> list[StageSpec]:
-    """Every stage of the pipeline; the controller stage only when ``core.train.controller`` can be imported."""
-    stages = [
+    """Every stage of the pipeline, in its order."""
+    return [
         StageSpec("collect", "Collect", CollectConfig, "core.api:collect",
                   "Record real CarRacing-v3 episodes with the random exploration policy.", {"episodes": 10}),
         StageSpec("vision", "Vision", VisionTrainConfig, "core.api:train_vision",
@@ -76,18 +77,11 @@ def available_stages() -> list[StageSpec]:
                   "Encode every frame to (mu, logvar) with the trained V."),
         StageSpec("memory", "Memory", MemoryTrainConfig, "core.api:train_memory",
                   "Train M, the MDN-RNN with reward and done heads, on the latents.", {"epochs": 2}),
+        StageSpec("controller", "Controller", ControllerTrainConfig, "core.api:train_controller",
+                  "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20}),
+        StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
+                  "Drive the controller on held-out real tracks.", {"episodes": 4}),
     ]  # fmt: skip
-    try:
-        controller = importlib.import_module("core.train.controller")
-        stages.append(StageSpec(
-            "controller", "Controller", controller.ControllerTrainConfig, "core.train.controller:train_controller",
-            "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20},
-        ))  # fmt: skip
-    except (ImportError, AttributeError):
-        pass
-    stages.append(StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
-                            "Drive the controller on held-out real tracks.", {"episodes": 4}))  # fmt: skip
-    return stages
 
 
 def lower_priority() -> None:

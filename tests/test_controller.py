@@ -210,18 +210,25 @@ def test_nan_fitness_is_reported_and_the_best_controller_kept(world: SimpleNames
     assert math.isfinite(result.metrics["controller/kept_fitness"])
 
 
-def test_diverging_dreams_are_flagged(world: SimpleNamespace, tmp_path: Path) -> None:
+def _memory_with_constant_mean(world: SimpleNamespace, path: Path, mean: float) -> Path:
+    """The fixture's M with every mixture component predicting z_{t+1} = (mean, ..., mean)."""
     m = load_model(world.memory, "mdnrnn")
     n = m.n_mdn  # the head's outputs: log_pi, mu, log_sigma (n each), reward, done
     with torch.no_grad():
-        m.head.bias[n : 2 * n] += 50.0  # component means of z_{t+1} far outside the data
-    save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config)
+        m.head.weight[n : 2 * n] = 0.0
+        m.head.bias[n : 2 * n] = mean
+    return save_checkpoint(path, m, kind="mdnrnn", config=m.config)
+
+
+def test_diverging_dreams_are_flagged(world: SimpleNamespace, tmp_path: Path) -> None:
+    far = _memory_with_constant_mean(world, tmp_path / "far.safetensors", 50.0)  # far outside the latents
     reports: list[Progress] = []
-    result = train_controller(_config(world, tmp_path / "c.safetensors", memory=tmp_path / "m.safetensors",
-                                      generations=2), on_progress=reports.append)  # fmt: skip
+    config = _config(world, tmp_path / "c.safetensors", memory=far, generations=2, tau=0.0)
+    result = train_controller(config, on_progress=reports.append)
     assert [m["controller/dream_diverged"] for _, m in result.history] == [1.0, 1.0]
     assert sum("ran off the range of real latents" in p.message for p in reports) == 1  # warned once
-    stable = train_controller(_config(world, tmp_path / "s.safetensors", generations=1))
+    near = _memory_with_constant_mean(world, tmp_path / "near.safetensors", 0.0)
+    stable = train_controller(_config(world, tmp_path / "s.safetensors", memory=near, generations=1, tau=0.0))
     assert stable.history[0][1]["controller/dream_diverged"] == 0.0
 
 

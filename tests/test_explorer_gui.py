@@ -14,6 +14,7 @@ import torch
 from imgui_bundle import imgui
 from imgui_bundle.immapp import testing
 
+from core.api import read_episode
 from explorer.app import App, add_ons, build_app
 from explorer.tiny import make_episodes, make_untrained_assets
 
@@ -118,8 +119,9 @@ def test_drive_real_and_dream_with_keys(data: Path, tmp_path: Path) -> None:
     assert seen["autopilot"] == "autopilot" and seen["after_key"] == "human"
 
 
-def test_tau_slider_changes_the_next_step_spread(data: Path) -> None:
-    """The tau slider acts on the next dream step: futures dreamt from one state scatter more at a high tau."""
+def test_tau_slider_changes_the_next_step_spread(data: Path, tmp_path: Path) -> None:
+    """The tau slider acts on the next dream step: futures dreamt from one state scatter more at a high tau.
+    Then the dream is recorded and saved to the dataset and to a GIF from the Record panel."""
     seen: dict[str, float] = {}
 
     def spread_after_one_step(ctx: Ctx, app: App, tau: float) -> tuple[float, float]:
@@ -137,8 +139,21 @@ def test_tau_slider_changes_the_next_step_spread(data: Path) -> None:
         seen["high_next"], seen["high_futures"] = spread_after_one_step(ctx, app, 2.0)
         seen["tau_high"] = app.session.tau
         seen["step"] = app.session.dream_tally.step
+        # record the dream, save it as an episode and as a GIF
+        ctx.key_press(imgui.Key.space)
+        ctx.window_focus("//Record")
+        ctx.item_click("//**/###record")
+        ctx.yield_(12)
+        ctx.item_click("//**/###record")
+        app.session.data_dir = tmp_path / "recorded"
+        app.video_path = str(tmp_path / "dream.gif")
+        ctx.item_click("//**/###save_episode")
+        ctx.item_click("//**/###save_video")
 
     run_app(["--assets", str(data / "assets"), "--mode", "dream", "--futures", "4"], test)
+    episodes = list((tmp_path / "recorded").glob("ep_drive_*_dream.npz"))
+    assert len(episodes) == 1 and read_episode(episodes[0]).frames.shape[1:] == (96, 96, 3)
+    assert (tmp_path / "dream.gif").stat().st_size > 1000
     assert seen["tau_low"] == pytest.approx(0.05) and seen["tau_high"] == pytest.approx(2.0)
     assert seen["step"] == 1
     assert seen["high_next"] > 2 * seen["low_next"] > 0

@@ -270,7 +270,7 @@ def test_stage_errors_are_one_line() -> None:
 
 def test_every_stage_is_offered() -> None:
     keys = [s.key for s in available_stages()]
-    assert keys[:4] == ["collect", "vision", "encode", "memory"] and keys[-1] == "evaluate"
+    assert keys == ["collect", "vision", "encode", "memory", "controller", "evaluate"]
     for spec in available_stages():
         assert callable(spec.resolve())
 

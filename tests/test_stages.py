@@ -10,6 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path
 from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
@@ -155,3 +156,25 @@ def test_cli_help_lists_stages() -> None:
     assert r.returncode == 0
     for stage in ("collect", "train-vision", "encode", "train-memory", "dream", "evaluate"):
         assert stage in r.stdout
+
+
+def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Path) -> None:
+    out = tmp_path / "dds.safetensors"
+    base = dict(data_dir=real_episodes, out=out, model="dds-vae", epochs=1, batch_size=8, frame_stride=6, seed=0)
+    p1 = train_vision(VisionTrainConfig(**base, phase=1))
+    assert not p1.cancelled and np.isfinite(p1.metrics["vision/val/recon"])
+    frozen_before = {k: v.clone() for k, v in load_model(out).state_dict().items() if not k.startswith("mini_vae.")}
+    p2 = train_vision(VisionTrainConfig(**base, phase=2))
+    assert "vision/train/perceptual" in p2.metrics
+    model = load_model(out, "dds_vae")
+    assert model.checkpoint_extra["phase"] == 2  # type: ignore[attr-defined]
+    for k, v in model.state_dict().items():
+        if k in frozen_before:
+            assert torch.equal(v, frozen_before[k]), k
+    # resuming phase 2 keeps the trained mini-VAE (it is not re-initialised after loading)
+    from core.train.vision import _build
+
+    resumed, epochs_done = _build(VisionTrainConfig(**base, phase=2, resume=True))
+    assert epochs_done == 1
+    for k, v in model.state_dict().items():
+        assert torch.equal(resumed.state_dict()[k], v), k

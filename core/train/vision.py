@@ -9,7 +9,15 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.checkpoint import (
+    build_model,
+    load_model,
+    load_resume_state,
+    read_checkpoint,
+    resume_path,
+    save_checkpoint,
+    save_resume_state,
+)
 from core.config import VisionTrainConfig
 from core.data.datasets import load_frames
 from core.data.episodes import list_episodes, split_episodes
@@ -62,12 +70,16 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
         raise ConfigError(f"vision model {config.model!r} is not available in this build")
     out = Path(config.out)
     if config.resume:
-        model = load_model(out, kind)
         state = load_resume_state(resume_path(out))
         if int(state.get("phase", 1)) != config.phase:
             raise CheckpointError(f"{out}: resume state is of phase {state.get('phase')}, not {config.phase}")
+        ckpt = read_checkpoint(out)
+        if ckpt.kind != kind:
+            raise CheckpointError(f"{out}: holds a {ckpt.kind!r} model, not {kind!r}")
+        model = build_model(kind, ckpt.config)
         if hasattr(model, "set_phase"):
-            model.set_phase(config.phase)
+            model.set_phase(config.phase)  # before loading: phase 2 re-initialises the mini-VAE
+        model.load_state_dict(ckpt.state_dict)
         return model, int(state["epoch"])
     if kind == "dds_vae" and config.phase == 2:
         if not out.is_file():

@@ -149,8 +149,9 @@ def gui_futures(app: App) -> None:
     app.futures_seen = True
     frames = s.dream_frames()
     assert frames is not None
-    caption(f"{s.dream.n} futures from one state at tau {s.tau:.2f}, step {s.dream_tally.step}; "
-            f"spread {s.dream_spread():.3f}", PURPLE)  # fmt: skip
+    caption(f"{s.dream.n} futures, tau {s.tau:.2f}, step {s.dream_tally.step}, spread {s.dream_spread():.2f}", PURPLE)
+    imgui.set_item_tooltip("Dreams started from one state and fed the same actions; they part as the MDN samples\n"
+                           "differ. Spread: the std over futures of z, averaged over its dimensions.")  # fmt: skip
     if len(frames) < s.dream.n:
         return  # all of them are decoded from the next frame on
     cols = math.ceil(math.sqrt(len(frames)))

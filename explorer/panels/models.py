@@ -66,22 +66,26 @@ def gui_record(app: App) -> None:
             s.start_recording()
         imgui.same_line()
         imgui.text_disabled(f"{rec.steps} steps held" if rec.steps else f"records the {s.mode} view")
-    imgui.begin_disabled(rec.active or not rec.steps)
-    if imgui.button(f"{fa.ICON_FA_DATABASE} Save to dataset###save_episode"):
-        _save(app, lambda: rec.save_episode(s.data_dir))
-    imgui.set_item_tooltip(f"A new episode file in {s.data_dir} (real frames; a dream alone is reshaped to 96x96)")
-    imgui.set_next_item_width(-110)
-    _, app.video_path = imgui.input_text("##video_path", app.video_path)
-    imgui.same_line()
-    if imgui.button(f"{fa.ICON_FA_FILM} Save video###save_video"):
-        _save(app, lambda: rec.save_video(app.video_path))
-    imgui.set_item_tooltip("MP4 or GIF, from the file name; real | dream side by side when both were recorded")
-    imgui.end_disabled()
+    caption("dataset directory")
     imgui.set_next_item_width(-1)
     changed, data_dir = imgui.input_text("##data_dir", str(s.data_dir))
     if changed:
         s.data_dir = Path(data_dir)
-    imgui.set_item_tooltip("Dataset directory: recorded episodes go here; dataset frames for dreams come from here")
+    imgui.set_item_tooltip("Recorded episodes go here; the dream's dataset frames come from here")
+    imgui.begin_disabled(rec.active or not rec.steps)
+    if imgui.button(f"{fa.ICON_FA_DATABASE} Save to dataset###save_episode"):
+        _save(app, lambda: rec.save_episode(s.data_dir))
+    imgui.set_item_tooltip("A new episode file (real frames; a dream alone is reshaped to 96x96 with an empty HUD)")
+    imgui.end_disabled()
+    caption("video file (.mp4 or .gif)")
+    imgui.set_next_item_width(-110)
+    _, app.video_path = imgui.input_text("##video_path", app.video_path)
+    imgui.same_line()
+    imgui.begin_disabled(rec.active or not rec.steps)
+    if imgui.button(f"{fa.ICON_FA_FILM} Save video###save_video"):
+        _save(app, lambda: rec.save_video(app.video_path))
+    imgui.set_item_tooltip("Real | dream side by side when both were recorded")
+    imgui.end_disabled()
     if app.status_line:
         note(app.status_line, GREY)
 

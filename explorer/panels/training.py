@@ -161,7 +161,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
 
 
 def gui_training(app: App) -> None:
-    """A tab per stage (collect, vision, encode, memory, controller when available, evaluate)."""
+    """A tab per stage: collect, vision, encode, memory, controller, evaluate."""
     if not imgui.begin_tab_bar("stages"):
         return
     for spec in app.stages:
@@ -173,10 +173,5 @@ def gui_training(app: App) -> None:
         opened, _ = imgui.begin_tab_item(f"{label}###tab_{spec.key}")
         if opened:
             gui_stage(app, job)
-            imgui.end_tab_item()
-    if "controller" not in app.jobs:
-        opened, _ = imgui.begin_tab_item("Controller###tab_controller")
-        if opened:
-            note("The controller stage (core.train.controller) is not available in this build.", GREY)
             imgui.end_tab_item()
     imgui.end_tab_bar()
