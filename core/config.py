@@ -109,9 +109,12 @@ class EncodeConfig:
     """Latent file to write."""
     batch_size: int = 256
     """Frames per forward pass."""
+    max_episodes: int = 0
+    """Encode at most this many episodes, in file order (0 = all)."""
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
 
 
 @dataclass(frozen=True)

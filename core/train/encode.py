@@ -37,6 +37,8 @@ def train_encode(
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
     files = list_episodes(config.data_dir)
+    if config.max_episodes:
+        files = files[: config.max_episodes]
     vision = load_vision(config.vision)
     size = int(vision.input_size)  # type: ignore[arg-type]
     mus, logvars, actions, rewards, terminated, seeds, starts = [], [], [], [], [], [], [0]
