@@ -47,9 +47,7 @@ def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None
     d = Path(assets_dir or ASSETS_DIR)
     manifest_path = d / "manifest.json"
     if not manifest_path.is_file():
-        raise CheckpointError(
-            f"no asset manifest at {manifest_path}; reinstall or run scripts/build_assets.sh"
-        )
+        raise CheckpointError(f"no asset manifest at {manifest_path}; reinstall or run scripts/build_assets.sh")
     try:
         manifest = json.loads(manifest_path.read_text())["files"]
     except (ValueError, KeyError):
@@ -69,15 +67,21 @@ def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None
 
 
 def export_assets(
-    vision: Path, memory: Path, controller: Path, vision_kind: str, assets_dir: Path | None = None, half: bool = True
+    vision: Path,
+    memory: Path | None,
+    controller: Path | None,
+    vision_kind: str,
+    assets_dir: Path | None = None,
+    half: bool = True,
 ) -> list[Path]:
     """Copy a trained world model into ``assets/`` under its shipped names and update the manifest.
 
-    Weights are stored as float16 when ``half`` (upcast on load); the controller's recorded V and M paths
-    are rewritten to the sibling asset names so ``evaluate`` finds them.
+    Weights of V and M are stored as float16 when ``half`` (upcast to float32 on load); the controller stays
+    float32 and its recorded V and M paths are rewritten to the sibling asset names so ``evaluate`` finds them.
+    ``memory`` and ``controller`` may be None to ship a vision model alone.
 
     Returns:
-        The three files written.
+        The files written.
 
     Raises:
         CheckpointError: a source checkpoint is unreadable or of the wrong kind.
@@ -93,6 +97,8 @@ def export_assets(
         (memory, target.memory, ("mdnrnn",)),
         (controller, target.controller, ("controller",)),
     ):
+        if src is None:
+            continue
         model = load_model(src, kinds)
         extra = dict(model.checkpoint_extra)  # type: ignore[attr-defined]
         if dst == target.controller:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from core.api import (
+    AssetPaths,
     BatchedDream,
     CheckpointError,
     DreamExplorerError,
@@ -38,6 +39,7 @@ from core.api import (
     read_episode,
     sample_mdn,
     to_uint8_hwc,
+    verify_assets,
 )
 from explorer.input import DriveKeys, HumanInput
 from explorer.profiler import FrameClock
@@ -258,8 +260,8 @@ class Session:
         self._cache: dict[str, tuple[object, object]] = {}
         self._recon_seconds = 0.0
         self.reset_real(self.seed)
-        paths = default_paths(cfg.vision_kind, cfg.assets)
-        self.load_models(cfg.vision or paths.vision, cfg.memory or paths.memory, cfg.controller or paths.controller)
+        paths = self._checked_shipped(default_paths(cfg.vision_kind, cfg.assets))
+        self.load_models(cfg.vision or paths[0], cfg.memory or paths[1], cfg.controller or paths[2])
         if self.mode != "real" and not self.can_dream:
             self.mode = "real"
 
@@ -306,8 +308,23 @@ class Session:
         self.vision = self.memory = self.controller = None
         self.model_notes = dict(MISSING)
         self.model_paths = dict.fromkeys(MISSING)
-        paths = default_paths(vision_kind, self.config.assets)
-        self.load_models(paths.vision, paths.memory, paths.controller)
+        self.load_models(*self._checked_shipped(default_paths(vision_kind, self.config.assets)))
+
+    def _checked_shipped(self, paths: AssetPaths) -> tuple[Path | None, Path | None, Path | None]:
+        """Shipped paths whose files match the assets manifest; a mismatch leaves that part out with a note."""
+        out: list[Path | None] = []
+        for part, path in (("vision", paths.vision), ("memory", paths.memory), ("controller", paths.controller)):
+            if path.is_file() and (path.parent / "manifest.json").is_file():
+                try:
+                    verify_assets(path.parent, names=[path.name])
+                except CheckpointError as exc:
+                    self.model_notes[part] = str(exc)  # type: ignore[index]
+                    self.model_paths[part] = path  # type: ignore[index]
+                    log.warning("%s: %s", part, exc)
+                    out.append(None)
+                    continue
+            out.append(path)
+        return out[0], out[1], out[2]
 
     def load_checkpoint(self, path: str | Path) -> str:
         """Load one checkpoint into the running session, choosing the part by the kind it holds.

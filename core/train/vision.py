@@ -48,7 +48,8 @@ def recipe(config: VisionTrainConfig) -> tuple[str, float, float, float]:
 
 @torch.no_grad()
 def reconstruction_mse(model: nn.Module, frames: Tensor, batch_size: int = 256) -> float:
-    """Mean squared error per pixel value (in [0, 1] units) of ``decode(mu)`` against ``frames``.
+    """Mean squared error per pixel value (in [0, 1] units) of the eval-mode reconstruction against ``frames``:
+    ``decode(mu)``, except in DDS+VAE phase 1, where the mini-VAE is bypassed (frame -> mini mask -> frame).
 
     Args:
         frames: uint8 (N, 3, S, S) at the model's input size.
@@ -57,8 +58,7 @@ def reconstruction_mse(model: nn.Module, frames: Tensor, batch_size: int = 256) 
     total, count = 0.0, 0
     for i in range(0, len(frames), batch_size):
         x = frames[i : i + batch_size].float().div_(255.0)
-        mu, _ = model.encode(x)
-        total += (model.decode(mu) - x).pow(2).sum().item()
+        total += (model(x)[0] - x).pow(2).sum().item()
         count += x.numel()
     return total / max(1, count)
 

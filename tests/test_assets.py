@@ -1,0 +1,69 @@
+"""The shipped assets: manifest hashes, a short dream and a short real drive with the autopilot, bad assets."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.assets import ASSETS_DIR, default_paths, verify_assets
+from core.envs.car_racing import make_real_env
+from core.envs.dream import DreamEnv
+from core.envs.world_model import WorldModel, WorldModelObservation
+from core.errors import CheckpointError
+
+SHIPPED = default_paths("conv_vae")
+pytestmark = pytest.mark.skipif(not SHIPPED.controller.is_file(), reason="no shipped assets in this checkout")
+
+
+def test_manifest_matches_and_assets_are_small() -> None:
+    checked = verify_assets()
+    assert SHIPPED.vision.name in checked and SHIPPED.controller.name in checked
+    total = sum(p.stat().st_size for p in ASSETS_DIR.glob("*.safetensors"))
+    assert total <= 50 * 2**20
+
+
+def test_shipped_world_model_dreams_and_drives() -> None:
+    wm = WorldModel.load(SHIPPED.vision, SHIPPED.memory, SHIPPED.controller)
+    assert wm.controller is not None
+    # a short dream from a real frame
+    real = make_real_env()
+    frame, _ = real.reset(seed=1_000_123)
+    dream = DreamEnv(wm, tau=1.0, render_mode="rgb_array")
+    obs, _ = dream.reset(seed=0, options={"frame": frame})
+    frames = []
+    for _ in range(30):
+        obs, reward, terminated, truncated, _ = dream.step(wm.controller.act(obs))
+        frames.append(dream.render())
+        assert np.isfinite(obs).all() and np.isfinite(reward)
+    assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).mean() > 0.5  # the dream moves
+    # a short real drive with the autopilot collects track tiles
+    env = WorldModelObservation(real, wm)
+    obs, _ = env.reset(seed=1_000_123)
+    total = 0.0
+    for _ in range(250):
+        obs, reward, terminated, truncated, _ = env.step(wm.controller.act(obs))
+        total += reward
+    env.close()
+    assert total > 50.0
+
+
+def test_corrupt_asset_gives_one_line_error(tmp_path: Path) -> None:
+    for p in ASSETS_DIR.glob("*"):
+        if p.is_file():
+            shutil.copy(p, tmp_path / p.name)
+    broken = tmp_path / SHIPPED.vision.name
+    broken.write_bytes(broken.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        verify_assets(tmp_path)
+    r = subprocess.run(
+        [sys.executable, "-m", "core.cli", "evaluate", "--controller", str(tmp_path / SHIPPED.controller.name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot read checkpoint" in r.stderr
