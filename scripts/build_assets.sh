@@ -12,21 +12,25 @@ mkdir -p runs/convvae runs/ddsvae
 $D collect --out-dir data/episodes --episodes 200 --seed 0 --workers 2
 
 # 2. ConvVAE world model
-$D train-vision --model conv-vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 3 --frame-stride 2 --seed 0
+# (the shipped V ran with --epochs 8 and was stopped after epoch 2 for time; --epochs 2 anneals fully)
+$D train-vision --model conv-vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 2 --frame-stride 2 --seed 0
 $D encode --data-dir data/episodes --vision runs/convvae/vision.safetensors --out runs/convvae/latents.npz
 $D train-memory --latents runs/convvae/latents.npz --out runs/convvae/memory.safetensors --epochs 30 --seed 0
+# C: 10 generations in the dream, then 10 generations of real-env CMA-ES started from it
 $D train-controller --vision runs/convvae/vision.safetensors --memory runs/convvae/memory.safetensors \
-    --latents runs/convvae/latents.npz --out runs/convvae/controller.safetensors --seed 0
+    --latents runs/convvae/latents.npz --out runs/convvae/controller_dream.safetensors --generations 10 --threads 1 --seed 0
+$D train-controller --evaluator real --vision runs/convvae/vision.safetensors --memory runs/convvae/memory.safetensors \
+    --latents runs/convvae/latents.npz --out runs/convvae/controller.safetensors \
+    --init-controller runs/convvae/controller_dream.safetensors --population 16 --rollouts 1 --generations 10 \
+    --early-stop-patience 60 --real-check-every 10 --real-check-episodes 4 --workers 2 --threads 1 --seed 1
 $D evaluate --controller runs/convvae/controller.safetensors --episodes 100 --json | tee runs/convvae/evaluate.json
 
 # 3. DDS+VAE world model (two phases)
-$D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 2 --frame-stride 4 --seed 0
-$D train-vision --model dds-vae --phase 2 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 2 --frame-stride 4 --seed 0
-$D encode --data-dir data/episodes --vision runs/ddsvae/vision.safetensors --out runs/ddsvae/latents.npz
-$D train-memory --latents runs/ddsvae/latents.npz --out runs/ddsvae/memory.safetensors --epochs 30 --seed 0
-$D train-controller --vision runs/ddsvae/vision.safetensors --memory runs/ddsvae/memory.safetensors \
-    --latents runs/ddsvae/latents.npz --out runs/ddsvae/controller.safetensors --seed 0
-$D evaluate --controller runs/ddsvae/controller.safetensors --episodes 100 --json | tee runs/ddsvae/evaluate.json
+# (shipped: vision only, one epoch per phase on every 10th frame; M and C below are not yet trained for the card)
+$D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
+$D train-vision --model dds-vae --phase 2 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
+$D collect --out-dir data/heldout --episodes 5 --seed 500000 --workers 2
+$D compare-vision --data-dir data/heldout --frames 500 --grid docs/compare_vision.png
 
 # 4. export fp16 copies and the manifest of hashes
 .venv/bin/python scripts/export_assets.py runs/convvae conv_vae
