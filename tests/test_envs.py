@@ -14,6 +14,7 @@ import core  # noqa: F401  (registers DreamCarRacing-v0)
 from core.envs.car_racing import make_real_env
 from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation
+from core.models.mdnrnn import sample_mdn_with_noise
 
 
 @pytest.fixture(scope="module")
@@ -94,3 +95,22 @@ def test_batched_dream_matches_single_rollouts(wm: WorldModel) -> None:
         for t in range(60):
             total += float(single.step(actions[t, i : i + 1])[1][0])
         assert total == pytest.approx(float(returns_batched[i]), abs=1e-3)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.7, 1.3])
+def test_batched_dream_step_samples_as_the_model_does(wm: WorldModel, tau: float) -> None:
+    m = wm.require_memory()
+    dream = BatchedDream(m, 8, tau=tau)
+    dream.reset(list(range(8)), z=torch.randn(8, 32, generator=torch.Generator().manual_seed(0)))
+    z0, a = dream.z.clone(), torch.rand(8, 3)
+    dream._refill()
+    u_and_eps = dream._noise_chunk[0].clone()
+    dream._chunk_pos = 0
+    with torch.no_grad():
+        out, _ = m.step(z0, a, m.initial_state(8))
+    normal = u_and_eps.clone()
+    normal[..., 0] = torch.erfinv(2 * u_and_eps[..., 0] - 1) * 2**0.5
+    expected = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal)
+    _, reward, _, _ = dream.step(a)
+    torch.testing.assert_close(dream.z, expected, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(reward, out.reward, atol=1e-5, rtol=1e-5)

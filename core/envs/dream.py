@@ -10,6 +10,7 @@ its actions and tau, not on how many other rollouts are batched with it.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -19,12 +20,13 @@ import torch
 from torch import Tensor
 
 from core.envs.world_model import WorldModel
-from core.models.mdnrnn import MDNRNN, LSTMState, sample_mdn_with_noise
+from core.models.mdnrnn import MDNRNN, LSTMState
 
 NOISE_CHUNK = 128
 """Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
 DONE_THRESHOLD = 0.5
 """A dream ends when the done head's probability exceeds this."""
+DONE_LOGIT_THRESHOLD = math.log(DONE_THRESHOLD / (1.0 - DONE_THRESHOLD))
 ACTION_LOW = np.array([-1.0, 0.0, 0.0], np.float32)
 ACTION_HIGH = np.array([1.0, 1.0, 1.0], np.float32)
 
@@ -52,8 +54,9 @@ class BatchedDream:
         cfg = memory.config
         self.z_dim, self.hidden_dim, self.k = cfg.z_dim, cfg.hidden_dim, cfg.n_gaussians
         lstm = memory.lstm
-        self._w_ih, self._w_hh = lstm.weight_ih_l0.detach(), lstm.weight_hh_l0.detach()
-        self._b_ih, self._b_hh = lstm.bias_ih_l0.detach(), lstm.bias_hh_l0.detach()
+        # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates
+        self._w = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().t().contiguous()
+        self._b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
         self.z = torch.zeros(n, self.z_dim)
         self.h = torch.zeros(n, self.hidden_dim)
         self.c = torch.zeros(n, self.hidden_dim)
@@ -68,6 +71,8 @@ class BatchedDream:
         chunk = torch.empty(NOISE_CHUNK, self.n, self.z_dim, 2)
         for i, g in enumerate(self._generators):
             chunk[:, i] = torch.randn(NOISE_CHUNK, self.z_dim, 2, generator=g)
+        # the component draw uses u = Phi(first normal), as in sample_mdn_with_noise
+        chunk[..., 0] = 0.5 * (1.0 + torch.erf(chunk[..., 0] * (1.0 / math.sqrt(2.0))))
         self._noise_chunk, self._chunk_pos = chunk, 0
 
     def _noise(self) -> Tensor:
@@ -130,13 +135,15 @@ class BatchedDream:
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         a = torch.maximum(torch.minimum(a, torch.from_numpy(ACTION_HIGH)), torch.from_numpy(ACTION_LOW))
-        x = torch.cat([self.z, a], dim=1)
-        h, c = torch.lstm_cell(x, (self.h, self.c), self._w_ih, self._w_hh, self._b_ih, self._b_hh)
-        out = self.memory.heads(h, self.z)
-        z_next = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, self.tau, self._noise())
+        # LSTM cell (Hochreiter & Schmidhuber, 1997), gate order i, f, g, o as in torch.nn.LSTM
+        gates = torch.addmm(self._b, torch.cat([self.z, a, self.h], dim=1), self._w)
+        i, f, g, o = gates.chunk(4, dim=1)
+        c = torch.sigmoid(f) * self.c + torch.sigmoid(i) * torch.tanh(g)
+        h = torch.sigmoid(o) * torch.tanh(c)
+        z_next, reward_pred, done_logit = self._sample(h)
         live = ~self.done
-        reward = torch.where(live, out.reward, torch.zeros_like(out.reward))
-        terminated = live & (torch.sigmoid(out.done_logit) > DONE_THRESHOLD)
+        reward = torch.where(live, reward_pred, torch.zeros_like(reward_pred))
+        terminated = live & (done_logit > DONE_LOGIT_THRESHOLD)
         self.steps += 1
         truncated = live & ~terminated & (self.steps >= self.max_steps)
         keep = live.unsqueeze(1)
@@ -145,6 +152,31 @@ class BatchedDream:
         self.c = torch.where(keep, c, self.c)
         self.done = self.done | terminated | truncated
         return self.observation(), reward, terminated, truncated
+
+    def _sample(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Heads and temperature sampling for one step: ``(z_next, reward, done_logit)``.
+
+        The same distribution as ``MDNRNN.heads`` followed by :func:`sample_mdn_with_noise` with this step's noise
+        (tested equal), computed on the picked component only: the softmax shift of ``log_pi`` cancels under
+        ``softmax(log_pi / tau)``, and the residual offset, clamp and exp apply after the gather.
+        """
+        cfg = self.memory.config
+        d, k = self.z_dim, self.k
+        y = self.memory.head(h)
+        mdn = y[:, : 3 * d * k].view(self.n, 3, d, k)
+        logits, mu, log_sigma = mdn[:, 0], mdn[:, 1], mdn[:, 2]
+        noise = self._noise()
+        if self.tau <= 0:
+            pick = logits.argmax(dim=-1, keepdim=True)
+            z_next = mu.gather(-1, pick).squeeze(-1)
+        else:
+            cdf = torch.softmax(logits * (1.0 / self.tau), dim=-1).cumsum_(dim=-1)
+            pick = (noise[..., 0:1] > cdf).sum(dim=-1, keepdim=True).clamp_(max=k - 1)
+            sigma = log_sigma.gather(-1, pick).squeeze(-1).clamp_(-7.0, 5.0).exp_()
+            z_next = mu.gather(-1, pick).squeeze(-1) + sigma * noise[..., 1] * math.sqrt(self.tau)
+        if cfg.residual:
+            z_next = z_next + self.z
+        return z_next, y[:, -2], y[:, -1]
 
     @property
     def state(self) -> LSTMState:
