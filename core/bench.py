@@ -38,7 +38,11 @@ def _env_steps(n_steps: int, seed: int) -> float:
 def bench_env(n_steps: int, workers: int) -> float:
     """Aggregate env steps/s with ``workers`` processes each stepping ``n_steps`` (startup excluded)."""
     if workers == 1:
-        return n_steps / _env_steps(n_steps, 0)
+        threads = torch.get_num_threads()
+        try:
+            return n_steps / _env_steps(n_steps, 0)
+        finally:
+            torch.set_num_threads(threads)  # _env_steps sets 1 thread, as in a worker
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         list(pool.map(_env_steps, [10] * workers, range(workers)))  # warm up the workers
         t0 = time.perf_counter()
