@@ -454,13 +454,30 @@ def run(app: App) -> None:
     immapp.run(app.runner_params(), add_ons())
 
 
+NO_DISPLAY = (
+    "error: cannot open a window: no display (DISPLAY is not set or the X server refused); "
+    "run it in a desktop session, or headless with `xvfb-run -a dream-explorer --frames N --screenshot out.png`"
+)
+
+
 def main(argv: list[str]) -> int:
     """Entry point of ``dream-explorer`` with no subcommand. Returns the exit code."""
     try:
         app = build_app(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
-    run(app)
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        app.session.close()
+        print(NO_DISPLAY, file=sys.stderr)
+        return 2
+    try:
+        run(app)
+    except RuntimeError as exc:
+        app.session.close()
+        if "glfw" in str(exc).lower():
+            print(NO_DISPLAY, file=sys.stderr)
+            return 2
+        raise
     app.session.close()
     if app.config.screenshot is not None:
         if app.screenshot is None or app.screenshot.size == 0:

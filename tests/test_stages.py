@@ -178,3 +178,13 @@ def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Pat
     assert epochs_done == 1
     for k, v in model.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
+
+
+def test_app_without_display_says_so_in_one_line() -> None:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = subprocess.run(
+        [sys.executable, "-m", "core.cli", "--frames", "2"], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert r.returncode == 2 and "Traceback" not in r.stderr and "no display" in r.stderr
