@@ -42,3 +42,16 @@ def tiny_world_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path
         extra={"vision": str(paths["vision"]), "memory": str(paths["memory"])},
     )  # fmt: skip
     return paths
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """For the explorer tests: untrained shipped-style world models (ConvVAE and DDS+VAE) in one assets dir,
+    and two short synthetic episodes."""
+    from explorer.tiny import make_episodes, make_untrained_assets
+
+    root = tmp_path_factory.mktemp("explorer")
+    make_untrained_assets(root / "assets", "conv_vae")
+    make_untrained_assets(root / "assets", "dds_vae")
+    make_episodes(root / "episodes", episodes=2, steps=24)
+    return root

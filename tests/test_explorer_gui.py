@@ -16,7 +16,6 @@ from imgui_bundle.immapp import testing
 
 from core.api import read_episode
 from explorer.app import App, add_ons, build_app
-from explorer.tiny import make_episodes, make_untrained_assets
 
 pytestmark = [
     pytest.mark.gui,
@@ -24,16 +23,6 @@ pytestmark = [
 ]
 
 Ctx = imgui.test_engine.TestContext
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Untrained shipped-style world models (ConvVAE and DDS+VAE) in one assets dir, and two short episodes."""
-    root = tmp_path_factory.mktemp("explorer_gui")
-    make_untrained_assets(root / "assets", "conv_vae")
-    make_untrained_assets(root / "assets", "dds_vae")
-    make_episodes(root / "episodes", episodes=2, steps=24)
-    return root
 
 
 @pytest.fixture(autouse=True)

@@ -16,19 +16,9 @@ from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
 from explorer.recording import dream_to_episode_frame
 from explorer.session import HISTORY, MISSING, RingBuffer, Session, SessionConfig
-from explorer.tiny import make_episodes, make_untrained_assets
+from explorer.tiny import make_untrained_assets
 
 GAS = DriveKeys(gas=True)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Untrained shipped-style world models (ConvVAE and DDS+VAE) in one assets dir, and two short episodes."""
-    root = tmp_path_factory.mktemp("explorer_session")
-    make_untrained_assets(root / "assets", "conv_vae")
-    make_untrained_assets(root / "assets", "dds_vae")
-    make_episodes(root / "episodes", episodes=2, steps=24)
-    return root
 
 
 @pytest.fixture(autouse=True)
