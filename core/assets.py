@@ -123,8 +123,9 @@ def write_manifest(assets_dir: Path | None = None) -> Path:
     from core.checkpoint import atomic_path
 
     d = Path(assets_dir or ASSETS_DIR)
-    files = {p.name: file_sha256(p) for p in sorted(d.glob("*.safetensors"))}
-    sizes = {p.name: p.stat().st_size for p in sorted(d.glob("*.safetensors"))}
+    paths = sorted(d.glob("*.safetensors"))
+    files = {p.name: file_sha256(p) for p in paths}
+    sizes = {p.name: p.stat().st_size for p in paths}
     target = d / "manifest.json"
     with atomic_path(target) as tmp:
         tmp.write_text(json.dumps({"files": files, "bytes": sizes}, indent=2) + "\n")

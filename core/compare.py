@@ -104,6 +104,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     for name, model in (("conv_vae", conv), ("dds_vae", dds)):
         x, recon = _reconstruct(model, frames)
         recons[name] = recon
+        if name == "dds_vae":
+            x96 = x  # the DDS+VAE's own input: HUD-cropped frames at 96x96
         out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).mean())
         out[f"compare/{name}/mse_64"] = float((_to64(recon) - _to64(x)).pow(2).mean())
         out[f"compare/{name}/params"] = float(sum(p.numel() for p in model.parameters()))
@@ -111,7 +113,6 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
         out[f"compare/{name}/encode_ms"] = _latency_ms(lambda m=model, one=one: m.encode(one))
         z = model.encode(one)[0]
         out[f"compare/{name}/decode_ms"] = _latency_ms(lambda m=model, z=z: m.decode(z))
-    x96 = to_tensor(preprocess_frames(frames, 96))
     with torch.no_grad():
         sel = dds.mask(x96[: config.grid_rows])
         out["compare/dds_vae/mask_kept_per_frame"] = float(sel.mask.flatten(1).sum(1).mean())
@@ -124,12 +125,12 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
             out[f"compare/{name}/fid"] = fid(real, to_uint8_hwc(F.interpolate(recon, size=(96, 96))), extractor)
     else:
         out["compare/fid"] = "skipped: no --inception weights (they cannot be downloaded here)"
-    _write_grid(config, frames, recons, sel.mask, sel.gated)
+    _write_grid(config, x96, recons, sel.mask, sel.gated)
     return out
 
 
 def _write_grid(
-    config: CompareVisionConfig, frames: np.ndarray, recons: dict[str, Tensor], mask: Tensor, gated: Tensor
+    config: CompareVisionConfig, x96: Tensor, recons: dict[str, Tensor], mask: Tensor, gated: Tensor
 ) -> None:
     side = 192
 
@@ -137,7 +138,7 @@ def _write_grid(
         return cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
 
     rows = []
-    originals = to_uint8_hwc(to_tensor(preprocess_frames(frames[: config.grid_rows], 96)))
+    originals = to_uint8_hwc(x96[: config.grid_rows])
     conv = to_uint8_hwc(recons["conv_vae"][: config.grid_rows])
     dds = to_uint8_hwc(recons["dds_vae"][: config.grid_rows])
     mask_img = to_uint8_hwc(mask.amax(dim=1, keepdim=True).expand(-1, 3, -1, -1))

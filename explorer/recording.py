@@ -9,12 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.api import DreamExplorerError, Episode, write_episode, write_video
-
-FRAME_SHAPE = (96, 96, 3)
-"""A CarRacing-v3 observation, uint8 HWC."""
-HUD_ROWS = 12
-"""Rows at the bottom of a frame that hold CarRacing's HUD (cropped by every vision model)."""
+from core.api import FRAME_SHAPE, HUD_ROWS, DreamExplorerError, Episode, write_episode, write_video
 
 MAX_STEPS = 3000
 """A recording stops by itself after this many steps (about 250 MB of frames with both sides)."""

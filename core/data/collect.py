@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,7 +140,3 @@ def collect(
             on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
     return sorted(summaries, key=lambda s: s.seed)
 
-
-def default_workers() -> int:
-    """One worker per core."""
-    return max(1, os.cpu_count() or 1)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from core.envs.world_model import WorldModel
-from core.models.mdnrnn import MDNRNN, LSTMState
+from core.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MDNRNN, LSTMState, normal_to_uniform
 
 NOISE_CHUNK = 128
 """Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
@@ -29,6 +29,7 @@ DONE_THRESHOLD = 0.5
 DONE_LOGIT_THRESHOLD = math.log(DONE_THRESHOLD / (1.0 - DONE_THRESHOLD))
 ACTION_LOW = np.array([-1.0, 0.0, 0.0], np.float32)
 ACTION_HIGH = np.array([1.0, 1.0, 1.0], np.float32)
+_ACTION_LOW_T, _ACTION_HIGH_T = torch.from_numpy(ACTION_LOW), torch.from_numpy(ACTION_HIGH)
 
 
 class BatchedDream:
@@ -72,7 +73,7 @@ class BatchedDream:
         for i, g in enumerate(self._generators):
             chunk[:, i] = torch.randn(NOISE_CHUNK, self.z_dim, 2, generator=g)
         # the component draw uses u = Phi(first normal), as in sample_mdn_with_noise
-        chunk[..., 0] = 0.5 * (1.0 + torch.erf(chunk[..., 0] * (1.0 / math.sqrt(2.0))))
+        chunk[..., 0] = normal_to_uniform(chunk[..., 0])
         self._noise_chunk, self._chunk_pos = chunk, 0
 
     def _noise(self) -> Tensor:
@@ -105,9 +106,7 @@ class BatchedDream:
         if z is None:
             self.z = torch.stack([torch.randn(self.z_dim, generator=g) for g in self._generators])
         else:
-            self.z = (
-                torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim).expand(self.n, -1).clone()
-            )
+            self.z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.z_dim).expand(self.n, -1).clone()
         if state is None:
             self.h = torch.zeros(self.n, self.hidden_dim)
             self.c = torch.zeros(self.n, self.hidden_dim)
@@ -134,7 +133,7 @@ class BatchedDream:
             (0 for rollouts already done); terminated, truncated bool (N,) for this step.
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
-        a = torch.maximum(torch.minimum(a, torch.from_numpy(ACTION_HIGH)), torch.from_numpy(ACTION_LOW))
+        a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
         # LSTM cell (Hochreiter & Schmidhuber, 1997), gate order i, f, g, o as in torch.nn.LSTM
         gates = torch.addmm(self._b, torch.cat([self.z, a, self.h], dim=1), self._w)
         i, f, g, o = gates.chunk(4, dim=1)
@@ -172,7 +171,7 @@ class BatchedDream:
         else:
             cdf = torch.softmax(logits * (1.0 / self.tau), dim=-1).cumsum_(dim=-1)
             pick = (noise[..., 0:1] > cdf).sum(dim=-1, keepdim=True).clamp_(max=k - 1)
-            sigma = log_sigma.gather(-1, pick).squeeze(-1).clamp_(-7.0, 5.0).exp_()
+            sigma = log_sigma.gather(-1, pick).squeeze(-1).clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp_()
             z_next = mu.gather(-1, pick).squeeze(-1) + sigma * noise[..., 1] * math.sqrt(self.tau)
         if cfg.residual:
             z_next = z_next + self.z

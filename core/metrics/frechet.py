@@ -105,6 +105,14 @@ def _batched_features(items: np.ndarray, extractor: Callable[[np.ndarray], np.nd
     return np.concatenate(chunks, axis=0) if chunks else np.zeros((0, 0))
 
 
+def _frechet_between(
+    real: np.ndarray, fake: np.ndarray, extractor: Callable[[np.ndarray], np.ndarray], batch_size: int
+) -> float:
+    mu1, sigma1 = gaussian_stats(_batched_features(real, extractor, batch_size))
+    mu2, sigma2 = gaussian_stats(_batched_features(fake, extractor, batch_size))
+    return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
 def fid(real_frames: np.ndarray, fake_frames: np.ndarray, extractor: FeatureExtractor, batch_size: int = 64) -> float:
     """Frechet distance between the feature distributions of two frame sets (FID with an Inception extractor).
 
@@ -118,9 +126,7 @@ def fid(real_frames: np.ndarray, fake_frames: np.ndarray, extractor: FeatureExtr
     Raises:
         DreamExplorerError: fewer than 2 frames on a side.
     """
-    mu1, sigma1 = gaussian_stats(_batched_features(real_frames, extractor, batch_size))
-    mu2, sigma2 = gaussian_stats(_batched_features(fake_frames, extractor, batch_size))
-    return frechet_distance(mu1, sigma1, mu2, sigma2)
+    return _frechet_between(real_frames, fake_frames, extractor, batch_size)
 
 
 def fvd(real_clips: np.ndarray, fake_clips: np.ndarray, extractor: ClipFeatureExtractor, batch_size: int = 8) -> float:
@@ -134,9 +140,7 @@ def fvd(real_clips: np.ndarray, fake_clips: np.ndarray, extractor: ClipFeatureEx
     Raises:
         DreamExplorerError: fewer than 2 clips on a side.
     """
-    mu1, sigma1 = gaussian_stats(_batched_features(real_clips, extractor, batch_size))
-    mu2, sigma2 = gaussian_stats(_batched_features(fake_clips, extractor, batch_size))
-    return frechet_distance(mu1, sigma1, mu2, sigma2)
+    return _frechet_between(real_clips, fake_clips, extractor, batch_size)
 
 
 def _load_torchscript(path: str | Path, missing_message: str) -> torch.jit.ScriptModule:

@@ -18,6 +18,13 @@ from torch import Tensor, nn
 from core.errors import ConfigError
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0
+"""Bounds of the predicted component log standard deviations (keeps the NLL finite)."""
+
+
+def normal_to_uniform(x: Tensor) -> Tensor:
+    """Standard normal noise -> Uniform(0, 1) through the normal CDF, ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``."""
+    return 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 @dataclass(frozen=True)
@@ -110,7 +117,7 @@ def sample_mdn_with_noise(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: fl
         k = log_pi.argmax(dim=-1, keepdim=True)
         return mu.gather(-1, k).squeeze(-1)
     cdf = torch.softmax(log_pi / tau, dim=-1).cumsum(dim=-1)
-    u = 0.5 * (1.0 + torch.erf(noise[..., 0:1] * (1.0 / math.sqrt(2.0))))
+    u = normal_to_uniform(noise[..., 0:1])
     k = (u > cdf).sum(dim=-1, keepdim=True).clamp_(max=log_pi.shape[-1] - 1)
     mu_k = mu.gather(-1, k).squeeze(-1)
     sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
@@ -164,12 +171,10 @@ class MDNRNN(nn.Module):
         mu = mdn[..., 1, :, :]
         if cfg.residual:
             mu = mu + z.unsqueeze(-1)
-        log_sigma = mdn[..., 2, :, :].clamp(-7.0, 5.0)
+        log_sigma = mdn[..., 2, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
 
-    def forward(
-        self, z: Tensor, action: Tensor, state: LSTMState | None = None
-    ) -> tuple[MDNOutput, LSTMState]:
+    def forward(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> tuple[MDNOutput, LSTMState]:
         """Run over sequences.
 
         Args:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import torch
@@ -32,8 +33,6 @@ def train_encode(
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
         StageCancelled: the stop flag was set (nothing is written).
     """
-    import time
-
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
     files = list_episodes(config.data_dir)
