@@ -1,7 +1,7 @@
 """``dream-explorer bench``: throughput figures of the pipeline on this machine (printed, not asserted).
 
 Figures: real env steps/s with 1 and N worker processes, ConvVAE training images/s (fp32 and
-channels_last + bf16 autocast), MDN-RNN training steps/s, batched dream steps/s at N = 1, 64, 1024
+channels_last + bf16 autocast), MDN-RNN training steps/s, batched dream steps/s at N = 1, 64, 1024 (and 1024 with bf16 products)
 (MDN sampling with reward and done heads, no decode), and ConvVAE decode latency at batch 1.
 """
 
@@ -102,13 +102,14 @@ def bench_mdn_train(batch: int, seq_len: int, steps: int) -> float:
     return batch * seq_len * steps / (time.perf_counter() - t0)
 
 
-def bench_dream(n: int, steps: int) -> float:
-    """Batched dream steps/s (rollouts x steps per second) at ``n`` rollouts, tau = 1."""
+def bench_dream(n: int, steps: int, bf16: bool = False) -> float:
+    """Batched dream steps/s (rollouts x steps per second) at ``n`` rollouts, tau = 1 (``bf16``: bfloat16
+    matrix products, see :class:`core.envs.dream.BatchedDream`)."""
     from core.envs.dream import BatchedDream
     from core.models import MDNRNN
 
     torch.manual_seed(0)
-    dream = BatchedDream(MDNRNN(), n, tau=1.0, max_steps=10**9)
+    dream = BatchedDream(MDNRNN(), n, tau=1.0, max_steps=10**9, bf16=bf16)
     dream.reset(list(range(n)))
     action = torch.rand(n, 3)
     for _ in range(5):
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     show("mdnrnn_train_steps_per_s", bench_mdn_train(32, 100, 3 if q else 10), "seq steps/s (32 x 100)")
     for n, s in ((1, 300), (64, 200), (1024, 100)):
         show(f"dream_steps_per_s_n{n}", bench_dream(n, s // (3 if q else 1)), "steps/s")
+    show("dream_steps_per_s_n1024_bf16", bench_dream(1024, 100 // (3 if q else 1), bf16=True), "steps/s")
     show("vae_decode_ms_batch1", bench_decode(50 if q else 200), "ms")
     if args.json:
         print(json.dumps(figures))

@@ -83,6 +83,12 @@ class VisionTrainConfig:
     """Seed of the split, init and batch order."""
     resume: bool = False
     """Continue from the checkpoint at --out and its resume state."""
+    epoch_frames: int = 0
+    """Frames per epoch, drawn at random from the training frames (0 = all). Short epochs on a long run give
+    frequent validation and checkpoints, so an abrupt stop loses little."""
+    init_from: Path | None = None
+    """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
+    fresh optimiser and schedule: fine-tuning or a warm restart."""
 
     def __post_init__(self) -> None:
         _check(
@@ -95,6 +101,10 @@ class VisionTrainConfig:
         _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}")
         _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
+        _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
+        _check(
+            not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both"
+        )
 
 
 @dataclass(frozen=True)
@@ -146,6 +156,9 @@ class MemoryTrainConfig:
     random episodes: training on mu predicts held-out z_{t+1} better one step ahead (MSE 0.0110 vs 0.0205;
     copying z_t: 0.0223), but its dreams leave the data manifold within ~30 steps, while an M trained on
     samples keeps dreaming plausible road and grass; the dream is what M is for."""
+    target_mu: bool = False
+    """With --sample-z: fit the encoder's mu_{t+1} as the target while the inputs stay sampled (a denoising
+    target: the mixture models the dynamics, not the encoder's posterior noise)."""
     residual: bool = True
     """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
     seed: int = 0

@@ -14,7 +14,7 @@ import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path
 from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
-from core.data.datasets import LatentEpisodes
+from core.data.datasets import LatentEpisodes, SequenceSampler
 from core.errors import CheckpointError, ConfigError
 from core.evaluate import EvaluateConfig, evaluate
 from core.progress import Progress
@@ -78,6 +78,33 @@ def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:
     resumed = train_vision(VisionTrainConfig(**{**cfg.__dict__, "resume": True}))
     assert not resumed.cancelled
     assert load_resume_state(resume_path(out))["epoch"] == 2
+
+
+def test_vision_init_from_fine_tunes_in_short_epochs(pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path) -> None:
+    before = load_model(pipeline["vision"], "conv_vae").checkpoint_metrics["vision/val/recon"]  # type: ignore[attr-defined]
+    reports: list[Progress] = []
+    cfg = VisionTrainConfig(
+        data_dir=real_episodes, out=tmp_path / "ft.safetensors", epochs=2, batch_size=16, epoch_frames=32,
+        lr=1e-7, init_from=pipeline["vision"], seed=0,
+    )  # fmt: skip
+    result = train_vision(cfg, on_progress=reports.append)
+    assert reports[-1].total == 4  # 2 epochs x (32 frames / 16 per batch), not the whole data set
+    after = result.metrics["vision/val/recon"]
+    assert after == pytest.approx(before, rel=1e-3)  # the trained weights, not a fresh init (~0.1)
+    with pytest.raises(ConfigError, match="not both"):
+        VisionTrainConfig(init_from=pipeline["vision"], resume=True)
+
+
+def test_sequence_sampler_denoised_targets(pipeline: dict[str, Path]) -> None:
+    lat = LatentEpisodes.load(pipeline["latents"])
+    sampler = SequenceSampler(lat, [0, 1, 2], seq_len=60, seed=0)  # whole 60-step episodes: windows start at 0
+    batch = sampler.batch(6, sample_z=True, target_mu=True)
+    mus = [torch.from_numpy(lat.episode(i)["mu"]) for i in range(3)]
+    for b in range(6):
+        match = [i for i, mu in enumerate(mus) if torch.equal(batch["z_target"][b], mu[1:])]
+        assert len(match) == 1  # the targets are exactly mu_1..mu_L of the window's episode
+        assert not torch.allclose(batch["z"][b], mus[match[0]])  # while the inputs are sampled
+    assert "z_target" not in sampler.batch(2)
 
 
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:

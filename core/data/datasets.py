@@ -144,14 +144,19 @@ class SequenceSampler:
         self.data = [latents.episode(i) for i in episodes]
         self.total_steps = sum(len(d["action"]) for d in self.data)
 
-    def batch(self, batch_size: int, sample_z: bool = True) -> dict[str, Tensor]:
-        """A batch: ``z`` (B, L+1, z_dim), ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L)."""
+    def batch(self, batch_size: int, sample_z: bool = True, target_mu: bool = False) -> dict[str, Tensor]:
+        """A batch: ``z`` (B, L+1, z_dim), ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L).
+
+        ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: also return ``z_target``
+        (B, L, z_dim) = mu_1..mu_L, the denoised targets for sampled inputs.
+        """
         L, zd = self.seq_len, self.latents.z_dim
         z = np.zeros((batch_size, L + 1, zd), np.float32)
         action = np.zeros((batch_size, L, 3), np.float32)
         reward = np.zeros((batch_size, L), np.float32)
         done = np.zeros((batch_size, L), np.float32)
         mask = np.zeros((batch_size, L), np.float32)
+        z_target = np.zeros((batch_size, L, zd), np.float32) if target_mu else None
         for b in range(batch_size):
             d = self.data[self.rng.integers(len(self.data))]
             t = len(d["action"])
@@ -160,17 +165,22 @@ class SequenceSampler:
             mu, logvar = d["mu"][start : start + n + 1], d["logvar"][start : start + n + 1]
             eps = self.rng.standard_normal(mu.shape).astype(np.float32) if sample_z else 0.0
             z[b, : n + 1] = mu + np.exp(0.5 * logvar) * eps
+            if z_target is not None:
+                z_target[b, :n] = mu[1:]
             action[b, :n] = d["action"][start : start + n]
             reward[b, :n] = d["reward"][start : start + n]
             done[b, :n] = d["done"][start : start + n]
             mask[b, :n] = 1.0
-        return {
+        out = {
             "z": torch.from_numpy(z),
             "action": torch.from_numpy(action),
             "reward": torch.from_numpy(reward),
             "done": torch.from_numpy(done),
             "mask": torch.from_numpy(mask),
         }
+        if z_target is not None:
+            out["z_target"] = torch.from_numpy(z_target)
+        return out
 
     def full_episodes(self) -> list[dict[str, Tensor]]:
         """Every episode whole, with z = mu (for validation), each as a batch of one."""

@@ -43,9 +43,14 @@ class BatchedDream:
         n: number of rollouts.
         tau: MDN temperature (>= 0); settable between steps.
         max_steps: a rollout is truncated after this many steps.
+        bf16: run the two matrix products of a step (LSTM gates, MDN heads) in bfloat16 with float32 state,
+            sampling and residual sum: about 2.3x faster products on this CPU; a rollout then differs from the
+            float32 one by rounding (same distribution; measured in the README), so the default is float32.
     """
 
-    def __init__(self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000) -> None:
+    def __init__(
+        self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000, bf16: bool = False
+    ) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.memory = memory.eval()
@@ -58,6 +63,11 @@ class BatchedDream:
         # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates
         self._w = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().t().contiguous()
         self._b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
+        self._head_w, self._head_b = memory.head.weight.detach(), memory.head.bias.detach()
+        self.bf16 = bf16
+        if bf16:
+            self._w, self._b = self._w.to(torch.bfloat16), self._b.to(torch.bfloat16)
+            self._head_w, self._head_b = self._head_w.to(torch.bfloat16), self._head_b.to(torch.bfloat16)
         self.z = torch.zeros(n, self.z_dim)
         self.h = torch.zeros(n, self.hidden_dim)
         self.c = torch.zeros(n, self.hidden_dim)
@@ -135,7 +145,8 @@ class BatchedDream:
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
         # LSTM cell (Hochreiter & Schmidhuber, 1997), gate order i, f, g, o as in torch.nn.LSTM
-        gates = torch.addmm(self._b, torch.cat([self.z, a, self.h], dim=1), self._w)
+        x = torch.cat([self.z, a, self.h], dim=1)
+        gates = torch.addmm(self._b, x.to(self._w.dtype), self._w).float()
         i, f, g, o = gates.chunk(4, dim=1)
         c = torch.sigmoid(f) * self.c + torch.sigmoid(i) * torch.tanh(g)
         h = torch.sigmoid(o) * torch.tanh(c)
@@ -161,7 +172,7 @@ class BatchedDream:
         """
         cfg = self.memory.config
         d, k = self.z_dim, self.k
-        y = self.memory.head(h)
+        y = torch.nn.functional.linear(h.to(self._head_w.dtype), self._head_w, self._head_b).float()
         mdn = y[:, : 3 * d * k].view(self.n, 3, d, k)
         logits, mu, log_sigma = mdn[:, 0], mdn[:, 1], mdn[:, 2]
         noise = self._noise()

@@ -210,7 +210,9 @@ class MDNRNN(nn.Module):
         Args:
             batch: ``z`` float32 (B, T+1, z_dim) (z_0..z_T), ``action`` (B, T, action_dim),
                 ``reward`` (B, T) (r_1..r_T), ``done`` (B, T) in {0, 1} (terminated_1..T),
-                optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps.
+                optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps, optional ``z_target``
+                (B, T, z_dim): the z_1..z_T to fit when they differ from the inputs' (e.g. mu while the inputs
+                are sampled); default ``z[:, 1:]``.
 
         Returns:
             ``(loss, metrics)``: loss = NLL per latent dimension + reward_weight * reward MSE
@@ -218,7 +220,7 @@ class MDNRNN(nn.Module):
         """
         z, action = batch["z"], batch["action"]
         out, _ = self(z[:, :-1], action)
-        target = z[:, 1:]
+        target = batch["z_target"] if "z_target" in batch else z[:, 1:]
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)

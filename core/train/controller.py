@@ -86,6 +86,8 @@ class ControllerTrainConfig:
     """Initial CMA-ES step size (Ha's estool: 0.1) around the initial mean (zeros or --init-controller)."""
     tau: float = 1.15
     """Dream temperature; slightly above 1 makes dream-trained agents robust in reality (Ha, sec. 4.5)."""
+    dream_bf16: bool = False
+    """Dream evaluator: bfloat16 matrix products (about 2x the dream steps/s; see BatchedDream's bf16)."""
     max_steps: int = 1000
     """Steps per rollout at most, dream and real (CarRacing's own limit is 1000)."""
     start_step_min: int = 0
@@ -402,9 +404,10 @@ class DreamEvaluator:
 
     def __init__(
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
-        starts: DreamStarts | None = None, z_norm_limit: float | None = None,
+        starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
+        self.bf16 = bf16
         self.config = controller_config
         self.tau, self.max_steps, self.starts = tau, max_steps, starts
         default_limit = 2.0 * (math.sqrt(memory.config.z_dim) + 4.0)
@@ -418,7 +421,7 @@ class DreamEvaluator:
         p, r = len(candidates), len(plan.dream_seeds)
         weights, biases = _split_params(candidates, self.config.input_dim)
         weights, biases = weights.repeat_interleave(r, 0), biases.repeat_interleave(r, 0)
-        dream = BatchedDream(self.memory, p * r, tau=self.tau, max_steps=self.max_steps)
+        dream = BatchedDream(self.memory, p * r, tau=self.tau, max_steps=self.max_steps, bf16=self.bf16)
         seeds = np.tile([dream_stream_seed(s) for s in plan.dream_seeds], p)
         if self.starts is None:
             obs = dream.reset(seeds)
@@ -520,7 +523,7 @@ def _dream_evaluator(
         message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
         report(Progress("controller", 0, config.generations, message=message))
     if config.latents is None or not Path(config.latents).is_file():
-        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps)
+        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16)
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and latents.vision_sha256 != file_sha256(config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
@@ -529,7 +532,9 @@ def _dream_evaluator(
         latents, memory, START_POOL, config.start_step_min, config.start_step_max, config.seed
     )
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
-    return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, starts, limit)
+    return DreamEvaluator(
+        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16
+    )
 
 
 def train_controller(

@@ -96,7 +96,7 @@ def train_memory(
 
     def batches(epoch: int):
         for _ in range(steps_per_epoch):
-            yield sampler.batch(config.batch_size, sample_z=config.sample_z)
+            yield sampler.batch(config.batch_size, sample_z=config.sample_z, target_mu=config.target_mu)
 
     def save(epochs_done: int, metrics: dict[str, float]) -> Path:
         path = save_checkpoint(

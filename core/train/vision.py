@@ -82,12 +82,18 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
         model.load_state_dict(ckpt.state_dict)
         return model, int(state["epoch"])
     if kind == "dds_vae" and config.phase == 2:
-        if not out.is_file():
-            raise CheckpointError(f"phase 2 needs the phase-1 checkpoint at {out} (run --phase 1 first)")
-        model = load_model(out, kind)
+        source = Path(config.init_from) if config.init_from is not None else out
+        if not source.is_file():
+            raise CheckpointError(f"phase 2 needs the phase-1 checkpoint at {source} (run --phase 1 first)")
+        model = load_model(source, kind)
         if int(model.checkpoint_extra.get("phase", 1)) != 1:  # type: ignore[union-attr]
-            raise CheckpointError(f"{out}: phase 2 starts from a phase-1 checkpoint, this one is phase 2")
+            raise CheckpointError(f"{source}: phase 2 starts from a phase-1 checkpoint, this one is phase 2")
         model.set_phase(2)  # type: ignore[operator]
+        return model, 0
+    if config.init_from is not None:  # a phase-2 checkpoint holds the phase-1 weights unchanged
+        model = load_model(config.init_from, kind)
+        if hasattr(model, "set_phase"):
+            model.set_phase(1)
         return model, 0
     config_cls, model_cls = MODEL_KINDS[kind]
     model = model_cls(config_cls())
@@ -126,7 +132,8 @@ def train_vision(
     val_frames = (
         load_frames(val_files, size, max(config.frame_stride, 4)) if val_files else train_frames[:512]
     )
-    steps_per_epoch = max(1, len(train_frames) // config.batch_size)
+    epoch_frames = min(config.epoch_frames or len(train_frames), len(train_frames))
+    steps_per_epoch = max(1, epoch_frames // config.batch_size)
 
     opt_name, lr, final_lr, wd = recipe(config)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -147,7 +154,7 @@ def train_vision(
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(len(train_frames), generator=g)
+        order = torch.randperm(len(train_frames), generator=g)  # the epoch's frames are its first steps*batch
         for i in range(steps_per_epoch):
             x = train_frames[order[i * config.batch_size : (i + 1) * config.batch_size]].float().div_(255.0)
             yield x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
