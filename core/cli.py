@@ -162,6 +162,16 @@ def cmd_compare_vision(config: Any) -> None:
     print(f"wrote {config.grid}")
 
 
+def cmd_divergence(config: Any) -> None:
+    from core.divergence import dream_divergence, format_table
+
+    result = _run_stage("divergence", dream_divergence, config)
+    if config.json:
+        print(json.dumps(result.metrics))
+        return
+    print(format_table(result.metrics, config.horizons))
+
+
 def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
     from core.compare import CompareVisionConfig
     from core.config import (
@@ -171,6 +181,7 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         MemoryTrainConfig,
         VisionTrainConfig,
     )
+    from core.divergence import DivergenceConfig
     from core.evaluate import EvaluateConfig
     from core.train.controller import ControllerTrainConfig
     from core.train.iterate import IterateConfig
@@ -187,6 +198,7 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         "train-controller": (ControllerTrainConfig, cmd_train_controller, "Train the controller with CMA-ES."),
         "iterate": (IterateConfig, cmd_iterate, "Iterative training: collect with C, retrain M, retrain C."),
         "dream": (DreamVideoConfig, cmd_dream, "Dream from a real frame and write an MP4."),
+        "divergence": (DivergenceConfig, cmd_divergence, "Dream-vs-real divergence on held-out episodes."),
         "evaluate": (EvaluateConfig, cmd_evaluate, "Evaluate a controller on held-out real tracks."),
         "compare-vision": (CompareVisionConfig, cmd_compare_vision, "ConvVAE vs DDS+VAE on held-out frames."),
     }

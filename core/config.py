@@ -159,6 +159,10 @@ class MemoryTrainConfig:
     target_mu: bool = False
     """With --sample-z: fit the encoder's mu_{t+1} as the target while the inputs stay sampled (a denoising
     target: the mixture models the dynamics, not the encoder's posterior noise)."""
+    clean_input_fraction: float = 0.0
+    """With --sample-z: this share of the training sequences takes the encoder's mu as inputs (targets stay
+    sampled), so M sees both the clean latents the real env feeds it and the noisy ones it feeds itself in
+    the dream."""
     residual: bool = True
     """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
     seed: int = 0
@@ -172,6 +176,10 @@ class MemoryTrainConfig:
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        _check(
+            0.0 <= self.clean_input_fraction <= 1.0,
+            f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",
+        )
         _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 

@@ -15,7 +15,10 @@ import torch
 from core.checkpoint import load_model, load_resume_state, resume_path
 from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler
-from core.errors import CheckpointError, ConfigError
+from core.data.episodes import read_episode
+from core.divergence import DivergenceConfig, dream_divergence
+from core.envs.car_racing import preprocess_frames
+from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.evaluate import EvaluateConfig, evaluate
 from core.progress import Progress
 from core.train.encode import train_encode
@@ -105,6 +108,30 @@ def test_sequence_sampler_denoised_targets(pipeline: dict[str, Path]) -> None:
         assert len(match) == 1  # the targets are exactly mu_1..mu_L of the window's episode
         assert not torch.allclose(batch["z"][b], mus[match[0]])  # while the inputs are sampled
     assert "z_target" not in sampler.batch(2)
+
+
+def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episodes: Path) -> None:
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(1, 10),
+        warmup=5, start_every=20, samples=3, tau=0.0,
+    )  # fmt: skip
+    first, again = dream_divergence(cfg).metrics, dream_divergence(cfg).metrics
+    assert first == again  # tau = 0: the dream is deterministic
+    assert first["divergence/windows"] == 3 * 3  # starts 5, 25, 45 in each 60-step episode (45 + 10 <= 60)
+    # the copy baseline at k = 1 is the mean squared change of mu between consecutive real frames
+    vae = load_model(pipeline["vision"], "conv_vae")
+    changes = []
+    for path in sorted(real_episodes.glob("ep_*.npz")):
+        frames = read_episode(path).frames
+        x = torch.from_numpy(preprocess_frames(frames, 64)).float() / 255.0
+        with torch.no_grad():
+            mu = vae.encode(x)[0]
+        changes += [float((mu[s + 1] - mu[s]).pow(2).mean()) for s in (5, 25, 45)]
+    assert first["divergence/latent_mse_copy@1"] == pytest.approx(np.mean(changes), rel=1e-4)
+    assert 0.0 <= first["divergence/off_manifold_share"] <= 1.0
+    assert first["divergence/pixel_mse_vision@1"] > 0
+    with pytest.raises(EpisodeError, match="longer than"):
+        dream_divergence(DivergenceConfig(**{**cfg.__dict__, "horizons": (100,)}))
 
 
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:

@@ -144,11 +144,15 @@ class SequenceSampler:
         self.data = [latents.episode(i) for i in episodes]
         self.total_steps = sum(len(d["action"]) for d in self.data)
 
-    def batch(self, batch_size: int, sample_z: bool = True, target_mu: bool = False) -> dict[str, Tensor]:
-        """A batch: ``z`` (B, L+1, z_dim), ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L).
+    def batch(
+        self, batch_size: int, sample_z: bool = True, target_mu: bool = False, clean_input_fraction: float = 0.0
+    ) -> dict[str, Tensor]:
+        """A batch: ``z`` (B, L+1, z_dim) (inputs z_0..z_{L-1}, and z_1..z_L as targets unless ``z_target``),
+        ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), optional ``z_target`` (B, L, z_dim).
 
-        ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: also return ``z_target``
-        (B, L, z_dim) = mu_1..mu_L, the denoised targets for sampled inputs.
+        ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: the targets are mu_1..mu_L (denoised)
+        while the inputs stay sampled. ``clean_input_fraction``: this share of the sequences (drawn at random)
+        takes mu as inputs while keeping its sampled targets. Either option adds ``z_target``.
         """
         L, zd = self.seq_len, self.latents.z_dim
         z = np.zeros((batch_size, L + 1, zd), np.float32)
@@ -156,7 +160,8 @@ class SequenceSampler:
         reward = np.zeros((batch_size, L), np.float32)
         done = np.zeros((batch_size, L), np.float32)
         mask = np.zeros((batch_size, L), np.float32)
-        z_target = np.zeros((batch_size, L, zd), np.float32) if target_mu else None
+        split = target_mu or clean_input_fraction > 0
+        z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
         for b in range(batch_size):
             d = self.data[self.rng.integers(len(self.data))]
             t = len(d["action"])
@@ -164,9 +169,12 @@ class SequenceSampler:
             n = min(L, t - start)
             mu, logvar = d["mu"][start : start + n + 1], d["logvar"][start : start + n + 1]
             eps = self.rng.standard_normal(mu.shape).astype(np.float32) if sample_z else 0.0
-            z[b, : n + 1] = mu + np.exp(0.5 * logvar) * eps
+            sampled = mu + np.exp(0.5 * logvar) * eps
+            z[b, : n + 1] = sampled
             if z_target is not None:
-                z_target[b, :n] = mu[1:]
+                z_target[b, :n] = mu[1:] if target_mu else sampled[1:]
+                if clean_input_fraction > 0 and self.rng.random() < clean_input_fraction:
+                    z[b, : n + 1] = mu
             action[b, :n] = d["action"][start : start + n]
             reward[b, :n] = d["reward"][start : start + n]
             done[b, :n] = d["done"][start : start + n]
