@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import pytest
@@ -152,3 +153,31 @@ def test_eval_is_deterministic(frames: torch.Tensor) -> None:
 def test_config_rejects_bad_values(field: str, value: float) -> None:
     with pytest.raises(ConfigError):
         DDSVAEConfig(**{field: value})
+
+
+def test_batchnorm_recalibration_matches_the_evaluation_data_flow() -> None:
+    model = _model()
+    torch.manual_seed(1)
+    x = torch.rand(8, 3, 96, 96)
+    with torch.no_grad():
+        model.train()
+        for _ in range(3):  # training-mode passes (noisy gates, exploration masks) set the running statistics
+            model(torch.rand(8, 3, 96, 96))
+        model.eval()
+        before = model(x)[0]
+        probe = copy.deepcopy(model)
+        for bn in probe.modules():  # reference: evaluation-mode gates, BatchNorm on this batch's own statistics
+            if isinstance(bn, torch.nn.BatchNorm2d):
+                bn.train()
+        reference = probe(x)[0]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    with pytest.raises(ValueError, match="at least one batch"):
+        model.recalibrate_batchnorm([])
+    with torch.no_grad():
+        torch.testing.assert_close(model(x)[0], before)  # an empty call leaves the statistics alone
+    assert model.recalibrate_batchnorm([x[:4], x[4:]]) == 8
+    assert not model.training and all(bn.momentum == 0.1 for bn in norms)
+    with torch.no_grad():
+        after = model(x)[0]
+    # population statistics over the same 8 frames: close to the batch-statistics output, unlike before
+    assert (after - reference).abs().max() < 0.2 * (before - reference).abs().max()

@@ -27,6 +27,8 @@ from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
 KIND_OF = {"conv-vae": "conv_vae", "dds-vae": "dds_vae"}
+BN_RECALIBRATION_FRAMES = 1024
+"""Training frames over which a DDS+VAE's BatchNorm statistics are re-estimated after each phase-1 epoch."""
 
 
 def recipe(config: VisionTrainConfig) -> tuple[str, float, float, float]:
@@ -159,7 +161,14 @@ def train_vision(
             x = train_frames[order[i * config.batch_size : (i + 1) * config.batch_size]].float().div_(255.0)
             yield x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
 
+    recalibrate = kind == "dds_vae" and config.phase == 1
+
     def evaluate() -> dict[str, float]:
+        if recalibrate:  # running BatchNorm statistics of the evaluation-mode data flow (see the method)
+            g = torch.Generator().manual_seed(config.seed)
+            pick = torch.randperm(len(train_frames), generator=g)[:BN_RECALIBRATION_FRAMES]
+            batches = (train_frames[pick[i : i + 128]].float().div_(255.0) for i in range(0, len(pick), 128))
+            model.recalibrate_batchnorm(batches)  # type: ignore[operator]
         return {"vision/val/recon": reconstruction_mse(model, val_frames)}
 
     def save(epochs_done: int, metrics: dict[str, float]) -> Path:
