@@ -12,6 +12,7 @@ from core.config import CollectConfig, DreamVideoConfig, EncodeConfig, MemoryTra
 from core.data.collect import collect
 from core.data.episodes import Episode, list_episodes, read_episode, write_episode
 from core.data.policies import RandomExplorationPolicy, RandomPolicyFactory
+from core.divergence import DivergenceConfig, dream_divergence
 from core.envs.car_racing import FRAME_SHAPE, HUD_ROWS, make_real_env, preprocess_frames, to_uint8_hwc
 from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
@@ -39,5 +40,5 @@ __all__ = [
     "WorldModelObservation", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
     "ControllerTrainConfig", "train_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
-    "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles",
+    "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles", "DivergenceConfig", "dream_divergence",
 ]  # fmt: skip

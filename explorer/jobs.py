@@ -22,6 +22,7 @@ import numpy as np
 from core.api import (
     CollectConfig,
     ControllerTrainConfig,
+    DivergenceConfig,
     DreamExplorerError,
     EncodeConfig,
     EvaluateConfig,
@@ -81,6 +82,9 @@ def available_stages() -> list[StageSpec]:
                   "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20}),
         StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
                   "Drive the controller on held-out real tracks.", {"episodes": 4}),
+        StageSpec("divergence", "Divergence", DivergenceConfig, "core.api:dream_divergence",
+                  "Dream open loop from held-out real states with the recorded actions; compare with reality.",
+                  {"max_episodes": 1}),
     ]  # fmt: skip
 
 
@@ -104,6 +108,10 @@ def summarize(result: Any) -> str:
         return f"wrote {checkpoint}"
     if hasattr(result, "returns"):
         return f"return {result.mean:.1f} +- {result.std:.1f} over {len(result.returns)} tracks"
+    metrics = getattr(result, "metrics", None)
+    if metrics:
+        shown = [k for k in metrics if "pixel_mse" in k and "@10" in k] or list(metrics)[:3]
+        return ", ".join(f"{k.split('/')[-1]} {metrics[k]:.4g}" for k in shown)
     if isinstance(result, list):
         return f"recorded {len(result)} episodes"
     return "finished"

@@ -22,6 +22,18 @@ def test_config_drafts_round_trip_every_stage() -> None:
         assert config_from_draft(spec.config_cls, draft) == config
 
 
+def test_tuple_fields_are_edited_as_text() -> None:
+    from core.api import DivergenceConfig
+
+    draft = draft_from_config(DivergenceConfig())
+    assert draft["horizons"] == "1, 10, 30, 100"
+    draft["horizons"] = "5 20,50"
+    assert config_from_draft(DivergenceConfig, draft).horizons == (5, 20, 50)
+    draft["horizons"] = "5, x"
+    with pytest.raises(ValueError):
+        config_from_draft(DivergenceConfig, draft)
+
+
 def test_config_from_draft_validates() -> None:
     draft = draft_from_config(VisionTrainConfig())
     draft.update(epochs=0)

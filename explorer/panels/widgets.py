@@ -147,10 +147,26 @@ def _base_type(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
+def _as_text(value: Any) -> Any:
+    """Paths and tuples are edited as text: ``runs/v.safetensors``, ``1, 10, 30``."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value)
+    return value
+
+
+def _parse_tuple(base: Any, text: Any) -> Any:
+    """``"1, 10, 30"`` -> ``(1, 10, 30)`` for a ``tuple[int, ...]`` (or float) field. Raises ValueError."""
+    if not isinstance(text, str):
+        return text
+    item = (typing.get_args(base) or (str,))[0]
+    return tuple(item(part) for part in text.replace(",", " ").split())
+
+
 def draft_from_config(config: Any) -> dict[str, Any]:
-    """Editable values of a config dataclass instance (paths as strings)."""
-    return {f.name: (str(v) if isinstance(v, Path) else v)
-            for f in dataclasses.fields(config) for v in [getattr(config, f.name)]}  # fmt: skip
+    """Editable values of a config dataclass instance (paths and tuples as text)."""
+    return {f.name: _as_text(getattr(config, f.name)) for f in dataclasses.fields(config)}
 
 
 def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
@@ -162,7 +178,11 @@ def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
             continue
         base, _ = _base_type(hints[f.name])
         value = draft[f.name]
-        kwargs[f.name] = Path(value) if base is Path and value is not None else value
+        if base is Path and value is not None:
+            value = Path(value)
+        elif typing.get_origin(base) is tuple:
+            value = _parse_tuple(base, value)
+        kwargs[f.name] = value
     return cls(**kwargs)
 
 
@@ -206,7 +226,7 @@ def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tupl
             _, index = imgui.combo(wid, index, choices)
             value = typing.get_args(base)[index]
         else:
-            _, value = imgui.input_text(wid, str(value))
+            _, value = imgui.input_text(wid, str(_as_text(value)))
         draft[f.name] = value
 
 
