@@ -60,10 +60,21 @@ class BatchedDream:
         cfg = memory.config
         self.z_dim, self.hidden_dim, self.k = cfg.z_dim, cfg.hidden_dim, cfg.n_gaussians
         lstm = memory.lstm
-        # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates
-        self._w = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().t().contiguous()
-        self._b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach()
-        self._head_w, self._head_b = memory.head.weight.detach(), memory.head.bias.detach()
+        h4 = self.hidden_dim
+        # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates; the cell-input
+        # gate's columns are doubled so that one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1)
+        w = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().t().contiguous()
+        b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().clone()
+        w[:, 2 * h4 : 3 * h4] *= 2.0
+        b[2 * h4 : 3 * h4] *= 2.0
+        self._w, self._b = w, b
+        # head rows reordered from (3, z_dim, k) to (3, k, z_dim): the per-dimension mixture reductions then run
+        # over a short outer axis, vectorised along z_dim, instead of over a contiguous axis of length k
+        d, k = self.z_dim, self.k
+        order = torch.arange(3 * d * k).view(3, d, k).permute(0, 2, 1).reshape(-1)
+        order = torch.cat([order, torch.arange(3 * d * k, memory.head.out_features)])
+        self._head_w = memory.head.weight.detach()[order].contiguous()
+        self._head_b = memory.head.bias.detach()[order].contiguous()
         self.bf16 = bf16
         if bf16:
             self._w, self._b = self._w.to(torch.bfloat16), self._b.to(torch.bfloat16)
@@ -146,10 +157,10 @@ class BatchedDream:
         a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
         # LSTM cell (Hochreiter & Schmidhuber, 1997), gate order i, f, g, o as in torch.nn.LSTM
         x = torch.cat([self.z, a, self.h], dim=1)
-        gates = torch.addmm(self._b, x.to(self._w.dtype), self._w).float()
+        gates = torch.sigmoid(torch.addmm(self._b, x.to(self._w.dtype), self._w)).float()
         i, f, g, o = gates.chunk(4, dim=1)
-        c = torch.sigmoid(f) * self.c + torch.sigmoid(i) * torch.tanh(g)
-        h = torch.sigmoid(o) * torch.tanh(c)
+        c = f * self.c + i * (2.0 * g - 1.0)
+        h = o * torch.tanh(c)
         z_next, reward_pred, done_logit = self._sample(h)
         live = ~self.done
         reward = torch.where(live, reward_pred, torch.zeros_like(reward_pred))
@@ -173,17 +184,20 @@ class BatchedDream:
         cfg = self.memory.config
         d, k = self.z_dim, self.k
         y = torch.nn.functional.linear(h.to(self._head_w.dtype), self._head_w, self._head_b).float()
-        mdn = y[:, : 3 * d * k].view(self.n, 3, d, k)
-        logits, mu, log_sigma = mdn[:, 0], mdn[:, 1], mdn[:, 2]
+        mdn = y[:, : 3 * d * k].view(self.n, 3, k, d)
+        logits, mu, log_sigma = mdn[:, 0], mdn[:, 1], mdn[:, 2]  # each (N, k, z_dim)
         noise = self._noise()
         if self.tau <= 0:
-            pick = logits.argmax(dim=-1, keepdim=True)
-            z_next = mu.gather(-1, pick).squeeze(-1)
+            pick = logits.argmax(dim=1, keepdim=True)
+            z_next = mu.gather(1, pick).squeeze(1)
         else:
-            cdf = torch.softmax(logits * (1.0 / self.tau), dim=-1).cumsum_(dim=-1)
-            pick = (noise[..., 0:1] > cdf).sum(dim=-1, keepdim=True).clamp_(max=k - 1)
-            sigma = log_sigma.gather(-1, pick).squeeze(-1).clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp_()
-            z_next = mu.gather(-1, pick).squeeze(-1) + sigma * noise[..., 1] * math.sqrt(self.tau)
+            # inverse CDF of softmax(logits / tau) without normalising: u * total > unnormalised cumsum
+            scaled = logits * (1.0 / self.tau)
+            cdf = (scaled - scaled.amax(dim=1, keepdim=True)).exp_().cumsum_(dim=1)
+            u = noise[:, :, 0].unsqueeze(1) * cdf[:, -1:]
+            pick = (u > cdf).sum(dim=1, keepdim=True).clamp_(max=k - 1)
+            sigma = log_sigma.gather(1, pick).squeeze(1).clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp_()
+            z_next = mu.gather(1, pick).squeeze(1) + sigma * noise[..., 1] * math.sqrt(self.tau)
         if cfg.residual:
             z_next = z_next + self.z
         return z_next, y[:, -2], y[:, -1]
