@@ -86,6 +86,10 @@ class VisionTrainConfig:
     epoch_frames: int = 0
     """Frames per epoch, drawn at random from the training frames (0 = all). Short epochs on a long run give
     frequent validation and checkpoints, so an abrupt stop loses little."""
+    anneal_gate_alpha_to: float | None = None
+    """DDS+VAE phase 1: anneal the gate noise scale alpha linearly from the model's (the seed: 1.0) to this
+    value over the run, so the noisy training masks approach the deterministic top-k masks of evaluation (with
+    alpha = 1 the logistic noise, std 1.8, outweighed the learnt scores, std ~1, after 500 steps here)."""
     init_from: Path | None = None
     """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
     fresh optimiser and schedule: fine-tuning or a warm restart."""
@@ -101,6 +105,10 @@ class VisionTrainConfig:
         _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
         _check(self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}")
         _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
+        _check(
+            self.anneal_gate_alpha_to is None or self.anneal_gate_alpha_to >= 0,
+            f"anneal_gate_alpha_to must be >= 0, got {self.anneal_gate_alpha_to}",
+        )
         _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
         _check(
             not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both"

@@ -215,8 +215,10 @@ def test_cli_help_lists_stages() -> None:
 def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Path) -> None:
     out = tmp_path / "dds.safetensors"
     base = dict(data_dir=real_episodes, out=out, model="dds-vae", epochs=1, batch_size=8, frame_stride=6, seed=0)
-    p1 = train_vision(VisionTrainConfig(**base, phase=1))
+    p1 = train_vision(VisionTrainConfig(**base, phase=1, anneal_gate_alpha_to=0.25))
     assert not p1.cancelled and np.isfinite(p1.metrics["vision/val/recon"])
+    assert p1.metrics["vision/gate_alpha"] == pytest.approx(0.25)  # annealed to the end value at the last step
+    assert load_model(out, "dds_vae").dds.alpha == 1.0  # type: ignore[union-attr]  # the model's own config stays
     frozen_before = {k: v.clone() for k, v in load_model(out).state_dict().items() if not k.startswith("mini_vae.")}
     p2 = train_vision(VisionTrainConfig(**base, phase=2))
     assert "vision/train/perceptual" in p2.metrics

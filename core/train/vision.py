@@ -154,10 +154,17 @@ def train_vision(
     if config.bf16:
         model = model.to(memory_format=torch.channels_last)
 
+    anneal = config.anneal_gate_alpha_to is not None and kind == "dds_vae" and config.phase == 1
+    alpha_start = float(model.config.gate_alpha) if anneal else 0.0  # type: ignore[union-attr]
+    total_steps = config.epochs * steps_per_epoch
+
     def batches(epoch: int):
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
         order = torch.randperm(len(train_frames), generator=g)  # the epoch's frames are its first steps*batch
         for i in range(steps_per_epoch):
+            if anneal:
+                done = (epoch * steps_per_epoch + i) / max(1, total_steps - 1)
+                model.dds.alpha = alpha_start + (config.anneal_gate_alpha_to - alpha_start) * done  # type: ignore[operator, union-attr]
             x = train_frames[order[i * config.batch_size : (i + 1) * config.batch_size]].float().div_(255.0)
             yield x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
 
@@ -169,7 +176,10 @@ def train_vision(
             pick = torch.randperm(len(train_frames), generator=g)[:BN_RECALIBRATION_FRAMES]
             batches = (train_frames[pick[i : i + 128]].float().div_(255.0) for i in range(0, len(pick), 128))
             model.recalibrate_batchnorm(batches)  # type: ignore[operator]
-        return {"vision/val/recon": reconstruction_mse(model, val_frames)}
+        metrics = {"vision/val/recon": reconstruction_mse(model, val_frames)}
+        if anneal:
+            metrics["vision/gate_alpha"] = float(model.dds.alpha)  # type: ignore[union-attr]
+        return metrics
 
     def save(epochs_done: int, metrics: dict[str, float]) -> Path:
         path = save_checkpoint(
