@@ -167,10 +167,13 @@ class MemoryTrainConfig:
     target_mu: bool = False
     """With --sample-z: fit the encoder's mu_{t+1} as the target while the inputs stay sampled (a denoising
     target: the mixture models the dynamics, not the encoder's posterior noise)."""
-    clean_input_fraction: float = 0.0
+    clean_input_fraction: float = 0.2
     """With --sample-z: this share of the training sequences takes the encoder's mu as inputs (targets stay
     sampled), so M sees both the clean latents the real env feeds it and the noisy ones it feeds itself in
-    the dream."""
+    the dream. Measured on 200 random episodes (ConvVAE, 30 epochs): 0.2 predicts held-out z_{t+1} better than
+    0 (MSE over the 13 active dims 0.0261 vs 0.0327; copying z_t 0.0491) with the same dream-vs-real
+    divergence (pixel MSE after 100 dream steps 0.0190 vs 0.0182); 0.5 predicts better still (0.0200) but its
+    dreams drift off the data (0.0312 after 100 steps)."""
     residual: bool = True
     """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
     seed: int = 0
