@@ -55,8 +55,8 @@ class TqdmProgress:
 
 
 def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
-    """Run a stage with a progress bar. The first Ctrl-C sets the stop flag (the stage saves what it has and
-    returns); a second one interrupts at once."""
+    """Run a stage with a progress bar. The first Ctrl-C (or SIGTERM, e.g. from ``kill``) sets the stop flag:
+    the stage saves what it has, shuts its worker processes down and returns; a second one interrupts at once."""
     bar = TqdmProgress(name)
     stop = threading.Event()
 
@@ -66,11 +66,12 @@ def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
         stop.set()
         bar.write(f"[{name}] stopping after the current step (Ctrl-C again to abort)")
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         return fn(config, on_progress=bar, should_stop=stop)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         bar.close()
 
 

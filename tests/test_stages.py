@@ -244,3 +244,38 @@ def test_app_without_display_says_so_in_one_line() -> None:
         [sys.executable, "-m", "core.cli", "--frames", "2"], capture_output=True, text=True, timeout=120, env=env
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no display" in r.stderr
+
+
+def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> None:
+    import os
+    import signal
+    import time
+
+    out = tmp_path / "eps"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "core.cli", "collect", "--out-dir", str(out), "--episodes", "40", "--max-steps", "150",
+         "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 240
+    while not list(out.glob("ep_*.npz")) and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.5)
+    assert list(out.glob("ep_*.npz")), "no episode was written"
+    proc.send_signal(signal.SIGTERM)
+    try:
+        output, _ = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the stage did not stop within 120 s of SIGTERM")
+    assert proc.returncode == 0, output
+    assert "stopping after the current step" in output
+    leftover = ["?"]
+    for _ in range(20):  # the pool's workers and multiprocessing's resource tracker exit within moments
+        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if not leftover:
+            break
+        time.sleep(0.5)
+    assert leftover == [], f"worker processes left running: {leftover}"
+    assert 0 < len(list(out.glob("ep_*.npz"))) < 40
+    for path in out.glob("ep_*.npz"):
+        read_episode(path)  # every file written is whole
