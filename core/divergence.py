@@ -5,7 +5,8 @@ its state at each window start s; from there the batched dream continues open lo
 *recorded* actions, ``samples`` times per window. At each horizon k the dream is compared with reality:
 
 - latent MSE per dimension between dreamed z_{s+k} and the encoded real mu_{s+k}, against the "copy"
-  baseline mu_s (a world that stands still) and against the MDN-RNN's own one-step error at k = 1;
+  baseline mu_s (a world that stands still), over all dimensions and over the active ones (mean KL above
+  ``core.train.memory.ACTIVE_KL_NATS`` on the episode; the others are noise V's decoder ignores);
 - pixel MSE (values in [0, 1], at V's resolution) between decode(dreamed z_{s+k}) and the real frame, against
   decode(mu_s) (copy) and decode(mu_{s+k}) (V's own reconstruction floor);
 - the dream's summed reward over the H steps against the recorded real reward;
@@ -30,6 +31,7 @@ from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
+from core.train.memory import active_dims
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,12 @@ def dream_divergence(
             continue
         on_progress(Progress("divergence", e, len(files), message=f"{path.name}: {len(starts)} windows"))
         x = wm.preprocess(ep.frames)  # (T+1, 3, S, S) float in [0, 1]
-        mu = torch.cat([wm.vision.encode(x[i : i + 256])[0] for i in range(0, len(x), 256)])
+        posterior = [wm.vision.encode(x[i : i + 256]) for i in range(0, len(x), 256)]
+        mu = torch.cat([p[0] for p in posterior])
+        logvar = torch.cat([p[1] for p in posterior])
+        active = torch.from_numpy(active_dims(mu.numpy(), logvar.numpy()))
+        if not bool(active.any()):
+            active = torch.ones_like(active)
         max_norm = max(max_norm, float(mu.norm(dim=1).max()))
         actions = torch.from_numpy(np.asarray(ep.actions, np.float32))
         rewards = torch.from_numpy(np.asarray(ep.rewards, np.float64))
@@ -135,6 +142,9 @@ def dream_divergence(
                 real_z = mu[idx + k]
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
+                dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]
+                add(f"latent_mse_dream_active@{k}", float(dz.pow(2).mean(1).sum()), n)
+                add(f"latent_mse_copy_active@{k}", float(cz.pow(2).mean(1).sum()), n)
                 frames = x[idx + k]
                 add(f"pixel_mse_dream@{k}", float((wm.decode(dream.z) - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((wm.decode(mu[idx]) - frames).pow(2).flatten(1).mean(1).sum()), n)
@@ -158,11 +168,13 @@ def dream_divergence(
 
 def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
     """The per-horizon figures as a plain-text table."""
-    rows = [f"{'horizon':>8} {'latent dream':>13} {'latent copy':>12} {'pixel dream':>12} {'pixel copy':>11} {'pixel V':>9}"]
+    names = ("latent_mse_dream", "latent_mse_copy", "latent_mse_dream_active", "latent_mse_copy_active",
+             "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision")  # fmt: skip
+    titles = ("latent dream", "latent copy", "active dream", "active copy", "pixel dream", "pixel copy", "pixel V")
+    rows = [f"{'horizon':>8} " + " ".join(f"{t:>12}" for t in titles)]
     for k in horizons:
-        v = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in (
-            "latent_mse_dream", "latent_mse_copy", "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision")]
-        rows.append(f"{k:>8} {v[0]:>13.5f} {v[1]:>12.5f} {v[2]:>12.5f} {v[3]:>11.5f} {v[4]:>9.5f}")
+        values = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in names]
+        rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values))
     h = max(horizons)
     rows.append(
         f"reward over {h} steps: dream {metrics[f'divergence/reward_sum_dream@{h}']:.2f}, real "
