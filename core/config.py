@@ -90,6 +90,10 @@ class VisionTrainConfig:
     """DDS+VAE phase 1: anneal the gate noise scale alpha linearly from the model's (the seed: 1.0) to this
     value over the run, so the noisy training masks approach the deterministic top-k masks of evaluation (with
     alpha = 1 the logistic noise, std 1.8, outweighed the learnt scores, std ~1, after 500 steps here)."""
+    kl_weight: float | None = None
+    """DDS+VAE phase 2: weight of the free-bits KL term (None: the model's own, 1.0 as in the seed work). With
+    1.0 against the small internal perceptual loss (~0.2) the mini-VAE's posterior collapsed here: after one
+    epoch every latent dimension sat at the 0.01-nat free-bits floor with sigma 1.02, so z carried nothing."""
     init_from: Path | None = None
     """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
     fresh optimiser and schedule: fine-tuning or a warm restart."""
@@ -109,6 +113,7 @@ class VisionTrainConfig:
             self.anneal_gate_alpha_to is None or self.anneal_gate_alpha_to >= 0,
             f"anneal_gate_alpha_to must be >= 0, got {self.anneal_gate_alpha_to}",
         )
+        _check(self.kl_weight is None or self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
         _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
         _check(
             not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both"

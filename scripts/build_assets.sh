@@ -25,13 +25,28 @@ $D train-controller --evaluator real --vision runs/convvae/vision.safetensors --
     --early-stop-patience 60 --real-check-every 10 --real-check-episodes 4 --workers 2 --threads 1 --seed 1
 $D evaluate --controller runs/convvae/controller.safetensors --episodes 100 --json | tee runs/convvae/evaluate.json
 
-# 3. DDS+VAE world model (two phases)
-# (shipped: vision only, one epoch per phase on every 10th frame; M and C below are not yet trained for the card)
+# 3. DDS+VAE world model (two phases), then its own M and C exactly as for the ConvVAE
+# (shipped: one epoch per phase on every 10th frame; newer runs also re-estimate BatchNorm statistics after each
+# phase-1 epoch, which the shipped one predates)
 $D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
 $D train-vision --model dds-vae --phase 2 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
+mkdir -p runs/ddsvae_wm && cp runs/ddsvae/vision.safetensors runs/ddsvae_wm/vision.safetensors
+R=runs/ddsvae_wm
+OMP_NUM_THREADS=2 $D encode --data-dir data/episodes --vision $R/vision.safetensors --out $R/latents.npz --max-episodes 100
+OMP_NUM_THREADS=2 $D train-memory --latents $R/latents.npz --out $R/memory.safetensors --epochs 30 --seed 0
+$D train-controller --vision $R/vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $R/controller_dream.safetensors --generations 10 --threads 2 --seed 0
+$D train-controller --evaluator real --vision $R/vision.safetensors --memory $R/memory.safetensors \
+    --latents $R/latents.npz --out $R/controller.safetensors --init-controller $R/controller_dream.safetensors \
+    --population 16 --rollouts 1 --generations 10 --early-stop-patience 60 --real-check-every 10 \
+    --real-check-episodes 4 --workers 2 --threads 1 --seed 1
+$D evaluate --vision $R/vision.safetensors --memory $R/memory.safetensors --controller $R/controller.safetensors \
+    --episodes 100 --workers 2 --json | tee $R/evaluate.json
 $D collect --out-dir data/heldout --episodes 5 --seed 500000 --workers 2
 $D compare-vision --data-dir data/heldout --frames 500 --grid docs/compare_vision.png
+$D divergence --vision runs/convvae/vision.safetensors --memory runs/convvae/memory.safetensors
+$D divergence --vision $R/vision.safetensors --memory $R/memory.safetensors
 
 # 4. export fp16 copies and the manifest of hashes
 .venv/bin/python scripts/export_assets.py runs/convvae conv_vae
-.venv/bin/python scripts/export_assets.py runs/ddsvae dds_vae
+.venv/bin/python scripts/export_assets.py runs/ddsvae_wm dds_vae

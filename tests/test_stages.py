@@ -220,10 +220,11 @@ def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Pat
     assert p1.metrics["vision/gate_alpha"] == pytest.approx(0.25)  # annealed to the end value at the last step
     assert load_model(out, "dds_vae").dds.alpha == 1.0  # type: ignore[union-attr]  # the model's own config stays
     frozen_before = {k: v.clone() for k, v in load_model(out).state_dict().items() if not k.startswith("mini_vae.")}
-    p2 = train_vision(VisionTrainConfig(**base, phase=2))
+    p2 = train_vision(VisionTrainConfig(**base, phase=2, kl_weight=0.05))
     assert "vision/train/perceptual" in p2.metrics
     model = load_model(out, "dds_vae")
     assert model.checkpoint_extra["phase"] == 2  # type: ignore[attr-defined]
+    assert model.config.kl_weight == 0.05  # type: ignore[union-attr]  # recorded with the weights
     for k, v in model.state_dict().items():
         if k in frozen_before:
             assert torch.equal(v, frozen_before[k]), k

@@ -91,6 +91,8 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
         if int(model.checkpoint_extra.get("phase", 1)) != 1:  # type: ignore[union-attr]
             raise CheckpointError(f"{source}: phase 2 starts from a phase-1 checkpoint, this one is phase 2")
         model.set_phase(2)  # type: ignore[operator]
+        if config.kl_weight is not None:
+            model.config = dataclasses.replace(model.config, kl_weight=config.kl_weight)  # type: ignore[union-attr]
         return model, 0
     if config.init_from is not None:  # a phase-2 checkpoint holds the phase-1 weights unchanged
         model = load_model(config.init_from, kind)
