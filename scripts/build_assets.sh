@@ -26,13 +26,18 @@ $D train-controller --evaluator real --vision runs/convvae/vision.safetensors --
 $D evaluate --controller runs/convvae/controller.safetensors --episodes 100 --json | tee runs/convvae/evaluate.json
 
 # 3. DDS+VAE world model (two phases), then its own M and C exactly as for the ConvVAE
-# (shipped: one epoch per phase on every 10th frame; newer runs also re-estimate BatchNorm statistics after each
-# phase-1 epoch, which the shipped one predates)
-$D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
-$D train-vision --model dds-vae --phase 2 --data-dir data/episodes --out runs/ddsvae/vision.safetensors --epochs 1 --frame-stride 10 --seed 0
-mkdir -p runs/ddsvae_wm && cp runs/ddsvae/vision.safetensors runs/ddsvae_wm/vision.safetensors
+# phase 1: one epoch on every 10th frame; then its BatchNorm statistics re-estimated on the evaluation-mode data
+# flow (a one-step run at a negligible learning rate: the re-estimation runs after every phase-1 epoch; the first
+# phase-1 run predates it); phase 2 with KL weight 0.01 (the seed's 1.0 collapsed the posterior here)
+$D train-vision --model dds-vae --phase 1 --data-dir data/episodes --out runs/ddsvae/vision_phase1.safetensors --epochs 1 --frame-stride 10 --seed 0
+mkdir -p runs/ddsvae3 runs/ddsvae_wm
+OMP_NUM_THREADS=2 $D train-vision --model dds-vae --phase 1 --data-dir data/episodes --frame-stride 50 --epochs 1 --epoch-frames 128 \
+    --lr 1e-9 --init-from runs/ddsvae/vision_phase1.safetensors --out runs/ddsvae3/phase1.safetensors
+OMP_NUM_THREADS=2 $D train-vision --model dds-vae --phase 2 --data-dir data/episodes --frame-stride 10 --epochs 1 --kl-weight 0.01 \
+    --init-from runs/ddsvae3/phase1.safetensors --out runs/ddsvae3/vision.safetensors --seed 0
+cp runs/ddsvae3/vision.safetensors runs/ddsvae_wm/vision.safetensors
 R=runs/ddsvae_wm
-OMP_NUM_THREADS=2 $D encode --data-dir data/episodes --vision $R/vision.safetensors --out $R/latents.npz --max-episodes 100
+OMP_NUM_THREADS=2 $D encode --data-dir data/episodes --vision $R/vision.safetensors --out $R/latents.npz --max-episodes 60
 OMP_NUM_THREADS=2 $D train-memory --latents $R/latents.npz --out $R/memory.safetensors --epochs 30 --seed 0
 $D train-controller --vision $R/vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
     --out $R/controller_dream.safetensors --generations 10 --threads 2 --seed 0
