@@ -116,7 +116,9 @@ def train_vision(
 
     Reports ``vision/train/{loss,recon,kl,...}`` every 10 steps and ``vision/val/recon`` (MSE per pixel value
     of decode(mu) on held-out episodes, at the model's own resolution) after every epoch; a checkpoint and
-    resume state are written after every epoch and when stopped.
+    resume state are written after every epoch and when stopped. A DDS+VAE in phase 1 re-estimates its
+    BatchNorm statistics on the evaluation-mode data flow before each validation
+    (:meth:`DDSVAE.recalibrate_batchnorm`), so every checkpoint holds statistics that match evaluation.
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad resume / phase-1 checkpoint.
