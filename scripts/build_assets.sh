@@ -56,4 +56,4 @@ $D divergence --vision $R/vision.safetensors --memory $R/memory.safetensors
 
 # 4. export fp16 copies and the manifest of hashes
 .venv/bin/python scripts/export_assets.py runs/convvae conv_vae
-.venv/bin/python scripts/export_assets.py runs/ddsvae_wm dds_vae
+.venv/bin/python scripts/export_assets.py runs/ddsvae_wm dds_vae --fp32

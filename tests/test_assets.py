@@ -27,8 +27,16 @@ def test_manifest_matches_and_assets_are_small() -> None:
     assert total <= 50 * 2**20
 
 
-def test_shipped_world_model_dreams_and_drives() -> None:
-    wm = WorldModel.load(SHIPPED.vision, SHIPPED.memory, SHIPPED.controller)
+WORLD_MODELS = [kind for kind in ("conv_vae", "dds_vae") if default_paths(kind).controller.is_file()]
+MIN_RETURN_250_STEPS = {"conv_vae": 50.0, "dds_vae": 0.0}
+"""Return of the autopilot over the first 250 steps of held-out track 1,000,123 must exceed this (measured:
+ConvVAE 117 at 300 steps; DDS+VAE 26.2, the weaker agent; -25 means no track tile at all)."""
+
+
+@pytest.mark.parametrize("kind", WORLD_MODELS)
+def test_shipped_world_model_dreams_and_drives(kind: str) -> None:
+    shipped = default_paths(kind)
+    wm = WorldModel.load(shipped.vision, shipped.memory, shipped.controller)
     assert wm.controller is not None
     # a short dream from a real frame
     real = make_real_env()
@@ -49,7 +57,7 @@ def test_shipped_world_model_dreams_and_drives() -> None:
         obs, reward, terminated, truncated, _ = env.step(wm.controller.act(obs))
         total += reward
     env.close()
-    assert total > 50.0
+    assert total > MIN_RETURN_250_STEPS[kind]
 
 
 def test_corrupt_asset_gives_one_line_error(tmp_path: Path) -> None:
