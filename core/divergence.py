@@ -134,6 +134,7 @@ def dream_divergence(
         seeds = [config.seed * 1_000_003 + e * 10_007 + j for j in range(n)]
         dream.reset(seeds, z=mu[idx], state=(h0, c0))
         dream_reward = torch.zeros(n, dtype=torch.float64)
+        copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
             dream_reward += r.double()
@@ -147,7 +148,7 @@ def dream_divergence(
                 add(f"latent_mse_copy_active@{k}", float(cz.pow(2).mean(1).sum()), n)
                 frames = x[idx + k]
                 add(f"pixel_mse_dream@{k}", float((wm.decode(dream.z) - frames).pow(2).flatten(1).mean(1).sum()), n)
-                add(f"pixel_mse_copy@{k}", float((wm.decode(mu[idx]) - frames).pow(2).flatten(1).mean(1).sum()), n)
+                add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((wm.decode(real_z) - frames).pow(2).flatten(1).mean(1).sum()), n)
         real_reward = torch.stack([rewards[int(s) : int(s) + horizon].sum() for s in idx])
         add(f"reward_sum_dream@{horizon}", float(dream_reward.sum()), n)
