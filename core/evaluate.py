@@ -87,8 +87,12 @@ class EvaluationResult:
         out: dict[str, object] = {
             "return_mean": self.mean,
             "return_std": self.std,
+            "return_min": min(self.returns, default=float("nan")),
+            "return_max": max(self.returns, default=float("nan")),
             "episodes": len(self.returns),
             "seeds": self.seeds,
+            "returns": self.returns,
+            "seconds": self.seconds,
         }
         if self.v_only is not None:
             out["v_only"] = self.v_only.as_json()

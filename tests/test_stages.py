@@ -165,7 +165,9 @@ def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path]) -> N
         EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30)
     )
     assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
-    assert set(r.as_json()) == {"return_mean", "return_std", "episodes", "seeds"}
+    out = r.as_json()
+    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds"}
+    assert out["returns"] == r.returns and out["return_min"] == min(r.returns) and out["return_max"] == max(r.returns)
 
 
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
