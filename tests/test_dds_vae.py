@@ -181,3 +181,46 @@ def test_batchnorm_recalibration_matches_the_evaluation_data_flow() -> None:
         after = model(x)[0]
     # population statistics over the same 8 frames: close to the batch-statistics output, unlike before
     assert (after - reference).abs().max() < 0.2 * (before - reference).abs().max()
+
+
+def test_frozen_noise_evaluation_gates_are_one_fixed_draw_of_the_training_noise() -> None:
+    torch.manual_seed(2)
+    x = torch.rand(1, 3, 96, 96).expand(3, -1, -1, -1).contiguous()  # the same frame three times
+    scores = torch.zeros(3, 3, 96, 96)  # flat scores: the noise alone decides which values are kept
+    det = _model().dds.eval()
+    frozen = _model(eval_gates="frozen-noise", eval_noise_seed=7).dds.eval()
+    with torch.no_grad():
+        mask_d, _ = det(scores)
+        mask_f, gate_f = frozen(scores)
+        again, _ = _model(eval_gates="frozen-noise", eval_noise_seed=7).dds.eval()(scores)
+        other, _ = _model(eval_gates="frozen-noise", eval_noise_seed=8).dds.eval()(scores)
+    assert mask_f.flatten(1).sum(1).tolist() == [K] * 3  # exactly k, no exploration in evaluation
+    assert torch.equal(mask_f[0], mask_f[1]) and torch.equal(mask_f, again)  # fixed per seed, same every frame
+    assert not torch.equal(mask_f, other)
+    # deterministic top-k of flat scores keeps the first k flat indices (one blob at the top of the frame);
+    # a noise draw scatters them: rows kept in channel 0
+    rows = lambda m: m[0, 0].sum(1).nonzero().numel()  # noqa: E731
+    assert rows(mask_d) <= 9 and rows(mask_f) >= 60
+    # the gate is the training gate with that one draw: sigmoid((logit(U) + u) / T) for every kept value
+    model = _model(eval_gates="frozen-noise", eval_noise_seed=7).eval()
+    assert model.dds.frozen_noise is not None and "dds.frozen_noise" not in model.state_dict()
+    expected = torch.sigmoid((model.dds.frozen_noise + 1.0) / (2 / 3)).view(1, 3, 96, 96)
+    torch.testing.assert_close(gate_f, expected.expand(3, -1, -1, -1))
+    with torch.no_grad():
+        out = model.mask(x)
+    assert torch.equal(out.mask[0], out.mask[2])
+
+
+def test_set_eval_gates_switches_the_evaluation_mask_and_records_it_in_the_config(frames: torch.Tensor) -> None:
+    model = _model().eval()
+    with torch.no_grad():
+        before = model.mask(frames).mask
+        model.set_eval_gates("frozen-noise", seed=3)
+        after = model.mask(frames).mask
+    assert (model.config.eval_gates, model.config.eval_noise_seed) == ("frozen-noise", 3)
+    assert not model.training and not torch.equal(before, after)
+    assert after.flatten(1).sum(1).tolist() == [K] * 2
+    with pytest.raises(ConfigError, match="eval_gates"):
+        model.set_eval_gates("median")
+    with pytest.raises(ConfigError, match="eval_gates"):
+        DDSVAEConfig(eval_gates="noisy")

@@ -227,6 +227,11 @@ def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Pat
     model = load_model(out, "dds_vae")
     assert model.checkpoint_extra["phase"] == 2  # type: ignore[attr-defined]
     assert model.config.kl_weight == 0.05  # type: ignore[union-attr]  # recorded with the weights
+    assert model.config.eval_gates == "frozen-noise"  # type: ignore[union-attr]  # the default, recorded too
+    # the frozen draw is rebuilt from the stored seed: the same evaluation masks as a model built in memory
+    from core.models.dds_vae import DDS
+
+    assert torch.equal(model.dds.frozen_noise, DDS(model.config).frozen_noise)  # type: ignore[union-attr, arg-type]
     for k, v in model.state_dict().items():
         if k in frozen_before:
             assert torch.equal(v, frozen_before[k]), k

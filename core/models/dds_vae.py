@@ -20,6 +20,7 @@ left at [0, 1], so the hard-concrete clamp is the identity.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -42,6 +43,8 @@ SCORE_OFFSET = 1.0
 """Added to the UNet1 scores before gating, as in the seed's DDS: at init the gates sit near sigmoid(1.5)."""
 UNIFORM_EPS = 1e-6
 """U ~ Uniform(0, 1) is clamped to [eps, 1 - eps] before the logit."""
+EVAL_GATES = ("deterministic", "frozen-noise")
+"""The DDS's evaluation-mode gate choices (:attr:`DDSVAEConfig.eval_gates`)."""
 RECON_METRIC_FRAMES = 8
 """Phase-2 training estimates the pixel-MSE metric on this many frames of the batch (UNet2 is costly)."""
 
@@ -67,6 +70,13 @@ class DDSVAEConfig:
     """Phase 1: weight of the L1 term next to the pixel MSE."""
     kl_weight: float = 1.0
     """Phase 2: weight of the free-bits KL next to the internal perceptual loss."""
+    eval_gates: str = "deterministic"
+    """How the DDS gates in evaluation: ``"deterministic"`` (the seed work: ``sigmoid(u / T)``, i.e. the noise
+    at its median U = 1/2) or ``"frozen-noise"`` (one fixed draw of the training noise ``logit(U)``, from
+    ``eval_noise_seed``, used for every frame). Both are deterministic. Frozen noise keeps the evaluation masks
+    inside the distribution the decoder was trained on; see :class:`DDS`."""
+    eval_noise_seed: int = 0
+    """Seed of the frozen noise draw (``eval_gates="frozen-noise"`` only)."""
 
     def __post_init__(self) -> None:
         if self.z_dim < 1:
@@ -79,6 +89,8 @@ class DDSVAEConfig:
             raise ConfigError(f"gate_temperature must be > 0, got {self.gate_temperature}")
         if not 0.0 <= self.explore_prob <= 1.0:
             raise ConfigError(f"explore_prob must be in [0, 1], got {self.explore_prob}")
+        if self.eval_gates not in EVAL_GATES:
+            raise ConfigError(f"eval_gates must be one of {', '.join(EVAL_GATES)}, got {self.eval_gates!r}")
         for name in ("free_bits", "l1_weight", "kl_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -152,10 +164,21 @@ class UNet(nn.Module):
 class DDS(nn.Module):
     """Dynamic Data Selection: a top-k binary mask and concrete gates from per-value scores. No weights.
 
-    Training: ``g = sigmoid((alpha * logit(U) + u) / T)``, U ~ Uniform(0, 1); the mask keeps the k largest
-    noisy gates, and with probability ``explore_prob`` per sample the mask is all ones. Evaluation:
-    ``g = sigmoid(u / T)`` and the mask keeps the k largest scores (deterministic). ``u`` is the score plus
-    :data:`SCORE_OFFSET`. Gradients flow through ``g``; the mask itself is a constant.
+    Training: ``g = sigmoid((alpha * logit(U) + u) / T)``, U ~ Uniform(0, 1) drawn per value and call; the mask
+    keeps the k largest noisy gates, and with probability ``explore_prob`` per sample the mask is all ones.
+    Evaluation (deterministic either way), by ``config.eval_gates``:
+
+    - ``"deterministic"`` (the seed work): ``g = sigmoid(u / T)``, the mask keeps the k largest scores.
+    - ``"frozen-noise"``: as in training but with one fixed draw of U (seeded by ``config.eval_noise_seed``)
+      shared by every frame, and no exploration. Why: when the learnt scores spread less than the noise
+      (std of logit(U) is pi / sqrt(3) = 1.8; after a CPU-sized phase 1 the scores spread ~1), training masks
+      are scattered over the frame, and the decoder learns to reconstruct from scattered samples; the
+      noise-free top-k instead keeps one blob of the highest scores, which the decoder never saw. One frozen
+      draw is a sample of the training distribution. Measured on 500 held-out frames, the same phase-1 weights
+      (frame -> mini mask -> frame, MSE at 64x64): 0.0197 deterministic, 0.0026 frozen noise (seeds 0-4:
+      0.00257-0.00270).
+
+    ``u`` is the score plus :data:`SCORE_OFFSET`. Gradients flow through ``g``; the mask itself is a constant.
     """
 
     def __init__(self, config: DDSVAEConfig) -> None:
@@ -164,6 +187,13 @@ class DDS(nn.Module):
         self.alpha = config.gate_alpha
         self.temperature = config.gate_temperature
         self.explore_prob = config.explore_prob
+        frozen = None
+        if config.eval_gates == "frozen-noise":
+            g = torch.Generator().manual_seed(config.eval_noise_seed)
+            u01 = torch.rand(1, IMAGE_SHAPE[0] * IMAGE_SHAPE[1] * IMAGE_SHAPE[2], generator=g)
+            frozen = torch.logit(u01, eps=UNIFORM_EPS)
+        self.frozen_noise: Tensor | None
+        self.register_buffer("frozen_noise", frozen, persistent=False)  # rebuilt from the config on load
 
     def forward(self, scores: Tensor) -> tuple[Tensor, Tensor]:
         """Scores float (B, C, H, W) -> ``(mask, g)``, both (B, C, H, W); mask in {0, 1}, g in (0, 1)."""
@@ -171,6 +201,8 @@ class DDS(nn.Module):
         if self.training:
             noise = torch.logit(torch.rand_like(u), eps=UNIFORM_EPS)
             logits = (self.alpha * noise + u) / self.temperature
+        elif self.frozen_noise is not None:
+            logits = (self.alpha * self.frozen_noise.to(u.dtype) + u) / self.temperature
         else:
             logits = u / self.temperature
         gate = torch.sigmoid(logits)
@@ -355,6 +387,20 @@ class DDSVAE(nn.Module):
             for part in self._phase1_parts():
                 part.train(False)
         return self
+
+    def set_eval_gates(self, eval_gates: str, seed: int | None = None) -> None:
+        """Choose how the DDS gates in evaluation (:attr:`DDSVAEConfig.eval_gates`); weights are untouched and
+        the choice is stored with the config in the next checkpoint.
+
+        Raises:
+            ConfigError: an unknown ``eval_gates``.
+        """
+        seed = self.config.eval_noise_seed if seed is None else seed
+        self.config = dataclasses.replace(self.config, eval_gates=eval_gates, eval_noise_seed=seed)
+        alpha = self.dds.alpha
+        self.dds = DDS(self.config)
+        self.dds.alpha = alpha
+        self.train(self.training)
 
     def mask(self, x: Tensor) -> DDSMaskOutput:
         """Run UNet1, the DDS and the downscaling encoder (in the current train/eval mode).
