@@ -18,6 +18,7 @@ from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
 from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
+from core.models.dds_vae import EVAL_GATES
 from core.models.mdnrnn import mixture_mean, sample_mdn
 from core.parallel import TaskFailed, WorkerCrashed, make_executor
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
@@ -31,7 +32,7 @@ from core.train.vision import train_vision
 from core.video import record_dream, write_video
 
 __all__ = [
-    "ASSETS_DIR", "AssetPaths", "default_paths", "verify_assets",
+    "ASSETS_DIR", "EVAL_GATES", "AssetPaths", "default_paths", "verify_assets",
     "load_model", "read_checkpoint", "save_checkpoint",
     "CollectConfig", "DreamVideoConfig", "EncodeConfig", "MemoryTrainConfig", "VisionTrainConfig", "EvaluateConfig",
     "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",

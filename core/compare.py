@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from core.assets import default_paths
 from core.checkpoint import atomic_path
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
@@ -25,10 +26,10 @@ class CompareVisionConfig:
 
     data_dir: Path = Path("data/heldout")
     """Episodes not used in training (e.g. `collect --seed 500000 --episodes 5 --out-dir data/heldout`)."""
-    conv_vae: Path = Path("runs/convvae/vision.safetensors")
-    """ConvVAE checkpoint."""
-    dds_vae: Path = Path("runs/ddsvae/vision.safetensors")
-    """DDS+VAE checkpoint (phase 2)."""
+    conv_vae: Path = default_paths("conv_vae").vision
+    """ConvVAE checkpoint (default: the shipped one)."""
+    dds_vae: Path = default_paths("dds_vae").vision
+    """DDS+VAE checkpoint after phase 2 (default: the shipped one)."""
     frames: int = 1000
     """Held-out frames to score (spread evenly over the episodes)."""
     skip: int = 50

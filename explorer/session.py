@@ -28,6 +28,7 @@ from core.api import (
     AssetPaths,
     BatchedDream,
     CheckpointError,
+    ConfigError,
     DreamExplorerError,
     RandomExplorationPolicy,
     WorldModel,
@@ -387,6 +388,24 @@ class Session:
     def has_mask(self) -> bool:
         """The vision model is a DDS+VAE (it has a ``mask`` method)."""
         return self.vision is not None and hasattr(self.vision, "mask")
+
+    @property
+    def dds_eval_gates(self) -> str | None:
+        """How the DDS+VAE's DDS gates in evaluation ("deterministic" or "frozen-noise"; None for a ConvVAE)."""
+        return self.vision.config.eval_gates if self.has_mask else None  # type: ignore[union-attr]
+
+    def set_dds_eval_gates(self, eval_gates: str) -> None:
+        """Switch the DDS+VAE's evaluation gates and re-encode the current real frame (a diagnostic: M and C
+        were trained on the latents of the checkpoint's own choice).
+
+        Raises:
+            ConfigError: an unknown choice, or V is not a DDS+VAE.
+        """
+        if not self.has_mask:
+            raise ConfigError("evaluation gates belong to a DDS+VAE; the loaded vision model is not one")
+        self.vision.set_eval_gates(eval_gates)  # type: ignore[union-attr, operator]
+        self._cache.clear()
+        self._encode_real()
 
     # ------------------------------------------------------------------------------------------------
     # settings the GUI edits

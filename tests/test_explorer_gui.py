@@ -14,7 +14,7 @@ import torch
 from imgui_bundle import imgui
 from imgui_bundle.immapp import testing
 
-from core.api import read_episode
+from core.api import EVAL_GATES, read_episode
 from explorer.app import App, add_ons, build_app
 
 pytestmark = [
@@ -206,9 +206,23 @@ def test_dds_mask_view_keeps_about_three_percent(data: Path, tmp_path: Path) -> 
         mask = region(shot, app.rects["mask"], inset=0)
         seen["white"] = float((mask > 127).mean())
         seen["kept"] = app.session.mask_views().kept  # type: ignore[union-attr]
+        seen["own"] = app.session.dds_eval_gates  # type: ignore[assignment]
+        other = "frozen-noise" if seen["own"] == "deterministic" else "deterministic"
+        ctx.window_focus("//Vision")
+        ctx.item_click("//Vision/###dds_eval_gates")  # opens the popup on the current choice
+        # the popup lists the choices one line each under the combo (the engine's ComboClick cannot find it)
+        x0, _, _, y1 = app.rects["dds_eval_gates"]
+        row = EVAL_GATES.index(other) + 0.5
+        y = y1 + imgui.get_style().window_padding.y + row * imgui.get_text_line_height_with_spacing()
+        ctx.mouse_move_to_pos(imgui.ImVec2(x0 + 30, y))
+        ctx.mouse_click(0)
+        ctx.yield_(2)
+        seen["switched"] = app.session.dds_eval_gates  # type: ignore[assignment]
+        seen["kept_after"] = app.session.mask_views().kept  # type: ignore[union-attr]
 
     run_app(["--assets", str(data / "assets"), "--vision-kind", "dds_vae", "--mode", "real"], test)
-    assert seen["kept"] == pytest.approx(0.03, abs=0.001)
+    assert seen["kept"] == pytest.approx(0.03, abs=0.001) and seen["kept_after"] == seen["kept"]
+    assert seen["switched"] != seen["own"], seen  # the combo switched the DDS's evaluation gates
     assert 0.02 < seen["white"] < 0.045, seen
 
 

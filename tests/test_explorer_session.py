@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import CheckpointError, EpisodeError, Progress, StageResult, read_episode
+from core.api import CheckpointError, ConfigError, EpisodeError, Progress, StageResult, read_episode
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
 from explorer.recording import dream_to_episode_frame
@@ -150,6 +150,9 @@ def test_reconstruction_and_error_map(session: Session) -> None:
     assert 0 < recon.mse < 1
     assert session.reconstruction() is recon  # cached until the next step
     assert session.mask_views() is None  # a ConvVAE has no mask
+    assert session.dds_eval_gates is None
+    with pytest.raises(ConfigError, match="DDS"):
+        session.set_dds_eval_gates("frozen-noise")
 
 
 def test_dds_vae_mask_views(data: Path) -> None:
@@ -160,6 +163,18 @@ def test_dds_vae_mask_views(data: Path) -> None:
         assert views.kept == pytest.approx(0.03, abs=0.001)
         assert views.mask.shape == (96, 96, 3) and set(np.unique(views.mask)) <= {0, 255}
         assert views.gated.shape == (96, 96, 3) and views.mini_mask.shape == (32, 32, 3)
+        # switching the evaluation gates re-encodes the frame: another mask of the same size, another z
+        own, z = s.dds_eval_gates, s._real_z.clone()  # type: ignore[union-attr]
+        other = "frozen-noise" if own == "deterministic" else "deterministic"
+        s.set_dds_eval_gates(other)
+        switched = s.mask_views()
+        assert s.dds_eval_gates == other and switched is not None and switched.kept == views.kept
+        assert not np.array_equal(switched.mask, views.mask) and not torch.equal(s._real_z, z)
+        s.set_dds_eval_gates(own)  # type: ignore[arg-type]
+        assert torch.equal(s._real_z, z)
+        with pytest.raises(ConfigError, match="eval_gates"):
+            s.set_dds_eval_gates("median")
+        assert s.dds_eval_gates == own
     finally:
         s.close()
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from imgui_bundle import imgui, implot
 
+from core.api import EVAL_GATES
 from explorer.panels.view import PLAY_AREA_ASPECT
 from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, note, show_image, u32
 
@@ -137,6 +138,20 @@ def gui_vision(app: App) -> None:
         "x * mask * g (brightened x4); the mini mask is the downscaling encoder's code,\n"
         "4 channels of 16x16 in a 2x2 grid, which the mini-VAE encodes to z."
     )
+    choices = list(EVAL_GATES)
+    current = s.dds_eval_gates
+    imgui.set_next_item_width(min(220.0, avail.x))
+    changed, index = imgui.combo("evaluation gates###dds_eval_gates", choices.index(current) if current in choices else 0, choices)
+    p0, p1 = imgui.get_item_rect_min(), imgui.get_item_rect_max()
+    app.rects["dds_eval_gates"] = (p0.x, p0.y, p1.x, p1.y)
+    imgui.set_item_tooltip(
+        "How the DDS picks its 3% outside training. deterministic (the seed work): the top-k scores,\n"
+        "usually one blob. frozen-noise: one fixed draw of the training noise, scattered samples like\n"
+        "those the decoder was trained on. Switching is a diagnostic: M and C were trained on the\n"
+        "latents of the checkpoint's own choice."
+    )
+    if changed and choices[index] != current:
+        s.set_dds_eval_gates(choices[index])
 
 
 def gui_futures(app: App) -> None:
