@@ -28,7 +28,7 @@ from imgui_bundle import hello_imgui, imgui, immapp
 from explorer.input import DriveKeys, Gamepad
 from explorer.jobs import JobRunner, available_stages
 from explorer.panels import controls, inside, models, telemetry, training, view
-from explorer.panels.widgets import RED, Rect, draft_from_config, note, paint_background
+from explorer.panels.widgets import RED, Rect, draft_from_config, merge_draft, note, paint_background
 from explorer.profiler import FrameClock, rss_mb
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
 from explorer.textures import TextureBank
@@ -139,11 +139,10 @@ class App:
         self.drafts: dict[str, dict[str, Any]] = {}
         for spec in self.stages:
             draft = draft_from_config(spec.config_cls())
-            draft.update(spec.defaults)
+            merge_draft(draft, spec.defaults)
             saved_draft = saved.get("stages", {}).get(spec.key, {})
             if isinstance(saved_draft, dict):  # keep saved values of the field's type only
-                draft.update({k: v for k, v in saved_draft.items()
-                              if k in draft and (draft[k] is None or v is None or type(v) is type(draft[k]))})  # fmt: skip
+                merge_draft(draft, saved_draft)
             self.drafts[spec.key] = draft
         self.stage_errors: dict[str, str] = {}
         self.plot_metric: dict[str, str] = {}

@@ -26,6 +26,7 @@ from core.api import (
     DreamExplorerError,
     EncodeConfig,
     EvaluateConfig,
+    IterateConfig,
     MemoryTrainConfig,
     Progress,
     StageCancelled,
@@ -85,6 +86,10 @@ def available_stages() -> list[StageSpec]:
         StageSpec("divergence", "Divergence", DivergenceConfig, "core.api:dream_divergence",
                   "Dream open loop from held-out real states with the recorded actions; compare with reality.",
                   {"max_episodes": 1}),
+        StageSpec("iterate", "Iterate", IterateConfig, "core.api:iterate",
+                  "Ha's iterative training: collect with C (+ noise), retrain M on old + new latents, retrain C "
+                  "in the new dream; repeat.", {"rounds": 1, "episodes": 4, "train_memory": {"epochs": 1},
+                                                "train_controller": {"generations": 2}}),
     ]  # fmt: skip
 
 

@@ -252,3 +252,25 @@ def test_headless_smoke_run_writes_a_screenshot(tmp_path: Path) -> None:
                  "--mode", "split"]) == 0  # fmt: skip
     image = cv2.imread(str(out))
     assert image is not None and image.shape[:2] == (800, 1280)
+
+
+def test_iterate_stage_edits_its_nested_configs(data: Path, tmp_path: Path) -> None:
+    """The Iterate tab shows the controller and memory settings it nests as tree nodes, edited in place."""
+    seen: dict[str, object] = {}
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.window_focus("//Training")
+        ctx.item_click("//**/###tab_iterate")
+        ctx.item_click("//**/###train_controller")  # opens the nested controller settings
+        ctx.item_input_value("//**/##generations", 3)
+        ctx.yield_(2)
+        capture(ctx, tmp_path / "iterate.png")
+        seen["draft"] = app.drafts["iterate"]
+
+    run_app(["--assets", str(data / "assets"), "--mode", "real"], test)
+    draft = seen["draft"]
+    assert isinstance(draft, dict) and draft["train_controller"]["generations"] == 3
+    from core.api import IterateConfig
+    from explorer.panels.widgets import config_from_draft
+
+    assert config_from_draft(IterateConfig, draft).train_controller.generations == 3

@@ -20,6 +20,25 @@ def test_config_drafts_round_trip_every_stage() -> None:
         draft = draft_from_config(config)
         assert all(not isinstance(v, Path) for v in draft.values())
         assert config_from_draft(spec.config_cls, draft) == config
+        import json
+
+        assert json.loads(json.dumps(draft)) == draft  # drafts are saved with the app's settings
+
+
+def test_nested_configs_are_edited_as_nested_drafts() -> None:
+    from core.api import ControllerTrainConfig, IterateConfig
+    from explorer.panels.widgets import merge_draft
+
+    draft = draft_from_config(IterateConfig())
+    assert isinstance(draft["train_controller"], dict) and draft["train_controller"]["generations"] == 300
+    merge_draft(draft, {"rounds": 3, "train_controller": {"generations": 7, "nope": 1, "population": "x"}})
+    assert draft["rounds"] == 3 and draft["train_controller"]["population"] == 64  # wrong type: kept
+    config = config_from_draft(IterateConfig, draft)
+    assert isinstance(config.train_controller, ControllerTrainConfig)
+    assert config.train_controller.generations == 7 and config.train_memory.epochs == 5
+    draft["train_controller"]["generations"] = 0
+    with pytest.raises(ConfigError, match="generations"):
+        config_from_draft(IterateConfig, draft)  # the nested config validates too
 
 
 def test_tuple_fields_are_edited_as_text() -> None:

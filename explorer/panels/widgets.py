@@ -165,8 +165,25 @@ def _parse_tuple(base: Any, text: Any) -> Any:
 
 
 def draft_from_config(config: Any) -> dict[str, Any]:
-    """Editable values of a config dataclass instance (paths and tuples as text)."""
-    return {f.name: _as_text(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    """Editable values of a config dataclass instance (paths and tuples as text; a nested config as a dict)."""
+    draft = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        draft[f.name] = draft_from_config(value) if dataclasses.is_dataclass(value) else _as_text(value)
+    return draft
+
+
+def merge_draft(draft: dict[str, Any], values: dict[str, Any]) -> None:
+    """Update ``draft`` in place with ``values`` (e.g. saved settings): only known fields whose value has the
+    field's type (or None), recursing into nested configs so a partial nested dict keeps the other defaults."""
+    for k, v in values.items():
+        if k not in draft:
+            continue
+        if isinstance(draft[k], dict):
+            if isinstance(v, dict):
+                merge_draft(draft[k], v)
+        elif draft[k] is None or v is None or type(v) is type(draft[k]):
+            draft[k] = v
 
 
 def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
@@ -178,7 +195,9 @@ def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
             continue
         base, _ = _base_type(hints[f.name])
         value = draft[f.name]
-        if base is Path and value is not None:
+        if dataclasses.is_dataclass(base) and isinstance(value, dict):
+            value = config_from_draft(base, value)  # type: ignore[arg-type]
+        elif base is Path and value is not None:
             value = Path(value)
         elif typing.get_origin(base) is tuple:
             value = _parse_tuple(base, value)
@@ -197,6 +216,16 @@ def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tupl
         base, optional = _base_type(hints[f.name])
         value = draft.get(f.name, defaults[f.name])
         label = f.name.replace("_", " ")
+        if dataclasses.is_dataclass(base) and isinstance(value, dict):  # a nested config: a tree node
+            opened = imgui.tree_node(f"{label}###{f.name}")
+            if docs.get(f.name):
+                imgui.set_item_tooltip(docs[f.name])
+            if opened:
+                imgui.push_id(f.name)
+                edit_config(base, value, label_width)  # type: ignore[arg-type]
+                imgui.pop_id()
+                imgui.tree_pop()
+            continue
         imgui.align_text_to_frame_padding()
         imgui.text(label)
         if docs.get(f.name):
