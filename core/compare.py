@@ -91,7 +91,9 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     """Score both models; write the PNG grid. Returns namespaced figures (``compare/<model>/...``).
 
     MSE is per pixel value in [0, 1] of decode(mu) against the HUD-cropped frame, at each model's own
-    resolution (64 for the ConvVAE, 96 for the DDS+VAE) and at a common 64x64 (area-downscaled).
+    resolution (64 for the ConvVAE, 96 for the DDS+VAE) and at a common 64x64 (area-downscaled); at 64x64
+    also the median and 95th percentile over frames, which tell a model that is worse everywhere from one that
+    fails on a few rare frames (e.g. the black void beyond the map's edge).
 
     Raises:
         CheckpointError, EpisodeError: bad inputs. ConfigError: the checkpoints are not one of each kind.
@@ -108,7 +110,10 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
         if name == "dds_vae":
             x96 = x  # the DDS+VAE's own input: HUD-cropped frames at 96x96
         out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).mean())
-        out[f"compare/{name}/mse_64"] = float((_to64(recon) - _to64(x)).pow(2).mean())
+        per_frame = (_to64(recon) - _to64(x)).pow(2).flatten(1).mean(1)
+        out[f"compare/{name}/mse_64"] = float(per_frame.mean())
+        out[f"compare/{name}/mse_64_median"] = float(per_frame.median())
+        out[f"compare/{name}/mse_64_p95"] = float(per_frame.quantile(0.95))
         out[f"compare/{name}/params"] = float(sum(p.numel() for p in model.parameters()))
         one = x[:1]
         out[f"compare/{name}/encode_ms"] = _latency_ms(lambda m=model, one=one: m.encode(one))

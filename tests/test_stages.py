@@ -287,3 +287,25 @@ def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> No
     assert 0 < len(list(out.glob("ep_*.npz"))) < 40
     for path in out.glob("ep_*.npz"):
         read_episode(path)  # every file written is whole
+
+
+def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path: Path) -> None:
+    from core.compare import CompareVisionConfig, compare_vision
+
+    assets = data / "assets"
+    grid = tmp_path / "grid.png"
+    config = CompareVisionConfig(
+        data_dir=real_episodes, conv_vae=assets / "convvae_vision.safetensors",
+        dds_vae=assets / "ddsvae_vision.safetensors", frames=12, skip=10, grid=grid, grid_rows=3,
+    )  # fmt: skip
+    out = compare_vision(config)
+    assert out["compare/frames"] == 12 and out["compare/dds_vae/mask_kept_per_frame"] == 829
+    for name in ("conv_vae", "dds_vae"):
+        mean, median, p95 = (float(out[f"compare/{name}/mse_64{s}"]) for s in ("", "_median", "_p95"))
+        assert 0 < median <= p95 and 0 < mean < 1  # untrained models: far from the frames, but finite
+    assert out["compare/conv_vae/mse_own"] == out["compare/conv_vae/mse_64"]  # the ConvVAE works at 64x64
+    assert abs(out["compare/dds_vae/params"] - 4_039_089) <= 0.01 * 4_039_089  # type: ignore[operator]
+    image = cv2.imread(str(grid))
+    assert image is not None and image.shape == (28 + 3 * 192, 5 * 192, 3)
+    with pytest.raises(ConfigError, match="conv_vae and a dds_vae"):
+        compare_vision(CompareVisionConfig(data_dir=real_episodes, conv_vae=config.dds_vae, dds_vae=config.conv_vae))
