@@ -265,6 +265,8 @@ class Session:
         self.load_models(cfg.vision or paths[0], cfg.memory or paths[1], cfg.controller or paths[2])
         if self.mode != "real" and not self.can_dream:
             self.mode = "real"
+        if self.driver == "autopilot" and self.can_autopilot:
+            self.reset_real()  # the autopilot starts at the first frame (see reset_real)
 
     # ------------------------------------------------------------------------------------------------
     # models
@@ -476,12 +478,18 @@ class Session:
     # real env
     # ------------------------------------------------------------------------------------------------
     def reset_real(self, seed: int | None = None) -> None:
-        """Start a real episode on track ``seed`` (default: the same track), past CarRacing's zoom-in."""
+        """Start a real episode on track ``seed`` (default: the same track).
+
+        A human or the random driver starts past CarRacing's zoom-in (no action, uncounted); the autopilot
+        drives from the first frame, as in ``evaluate`` and controller training, so its returns match theirs
+        (starting it after the zoom, still and with a fresh MDN-RNN state, is a start it never trained on).
+        """
         if seed is not None:
             self.seed = int(seed)
+        skip_zoom = not (self.driver == "autopilot" and self.can_autopilot)
         with self.clock.section("env"):
             frame, _ = self.env.reset(seed=self.seed)
-            for _ in range(ZOOM_STEPS):
+            for _ in range(ZOOM_STEPS if skip_zoom else 0):
                 frame, *_ = self.env.step(np.zeros(3, np.float32))
         self.real_frame = frame
         self.real_tally = Tally(episode=self.real_tally.episode + 1)

@@ -75,3 +75,28 @@ def test_corrupt_asset_gives_one_line_error(tmp_path: Path) -> None:
         timeout=120,
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "cannot read checkpoint" in r.stderr
+
+
+@pytest.mark.parametrize("kind", WORLD_MODELS)
+def test_app_autopilot_drives_as_evaluate_does(kind: str) -> None:
+    """The explorer's autopilot starts at the first frame like ``evaluate`` (not after the zoom-in the app
+    skips for a human), so it earns the same return step for step on the same track."""
+    from explorer.session import Session, SessionConfig
+
+    shipped = default_paths(kind)
+    wm = WorldModel.load(shipped.vision, shipped.memory, shipped.controller)
+    env = WorldModelObservation(make_real_env(), wm)
+    obs, _ = env.reset(seed=1_000_123)
+    expected = 0.0
+    for _ in range(120):
+        obs, reward, *_ = env.step(wm.controller.act(obs))  # type: ignore[union-attr]
+        expected += float(reward)
+    env.close()
+    session = Session(SessionConfig(vision_kind=kind, mode="real", driver="autopilot", seed=1_000_123))
+    try:
+        for _ in range(120):
+            session.step()
+        assert session.real_tally.step == 120
+        assert session.real_tally.ret == pytest.approx(expected, abs=1e-6)
+    finally:
+        session.close()
