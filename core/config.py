@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from core.errors import ConfigError
 
@@ -122,7 +122,7 @@ class VisionTrainConfig:
         )
         _check(self.kl_weight is None or self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
         _check(
-            self.eval_gates in (None, "deterministic", "frozen-noise"),
+            self.eval_gates is None or self.eval_gates in get_args(EvalGates),
             f"eval_gates must be deterministic or frozen-noise, got {self.eval_gates!r}",
         )
         _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
