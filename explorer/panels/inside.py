@@ -11,7 +11,7 @@ from imgui_bundle import imgui, implot
 
 from core.api import EVAL_GATES
 from explorer.panels.view import PLAY_AREA_ASPECT
-from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, note, show_image, u32
+from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, item_rect, note, show_image, u32
 
 if TYPE_CHECKING:
     from explorer.app import App
@@ -142,8 +142,7 @@ def gui_vision(app: App) -> None:
     current = s.dds_eval_gates
     imgui.set_next_item_width(min(220.0, avail.x))
     changed, index = imgui.combo("evaluation gates###dds_eval_gates", choices.index(current) if current in choices else 0, choices)
-    p0, p1 = imgui.get_item_rect_min(), imgui.get_item_rect_max()
-    app.rects["dds_eval_gates"] = (p0.x, p0.y, p1.x, p1.y)
+    app.rects["dds_eval_gates"] = item_rect()
     imgui.set_item_tooltip(
         "How the DDS picks its 3% outside training. deterministic (the seed work): the top-k scores,\n"
         "usually one blob. frozen-noise: one fixed draw of the training noise, scattered samples like\n"

@@ -42,6 +42,11 @@ def show_image(textures: TextureBank, name: str, image: np.ndarray, version: obj
     """
     tex: Texture = textures.get(name, image, version, smooth)
     imgui.image(tex.ref, size)
+    return item_rect()
+
+
+def item_rect() -> Rect:
+    """The screen rectangle of the last item drawn, (x0, y0, x1, y1)."""
     p0, p1 = imgui.get_item_rect_min(), imgui.get_item_rect_max()
     return (p0.x, p0.y, p1.x, p1.y)
 
