@@ -265,8 +265,8 @@ class Session:
         self.load_models(cfg.vision or paths[0], cfg.memory or paths[1], cfg.controller or paths[2])
         if self.mode != "real" and not self.can_dream:
             self.mode = "real"
-        if self.driver == "autopilot" and self.can_autopilot:
-            self.reset_real()  # the autopilot starts at the first frame (see reset_real)
+        if cfg.driver == "autopilot" and self.driver != "autopilot":
+            self.reset_real()  # no controller: load_models handed the wheel to a human, who starts past the zoom
 
     # ------------------------------------------------------------------------------------------------
     # models
@@ -486,7 +486,7 @@ class Session:
         """
         if seed is not None:
             self.seed = int(seed)
-        skip_zoom = not (self.driver == "autopilot" and self.can_autopilot)
+        skip_zoom = self.driver != "autopilot"  # set_driver and load_models keep it off without a controller
         with self.clock.section("env"):
             frame, _ = self.env.reset(seed=self.seed)
             for _ in range(ZOOM_STEPS if skip_zoom else 0):
