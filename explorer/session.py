@@ -234,6 +234,7 @@ class Session:
                                                         "div_pixel", "spread")}  # fmt: skip
         self.real_tally = Tally()
         self.dream_tally = Tally()
+        self._zoom_resync = False  # the real episode started zoomed in; re-sync the split dream once settled
         # -- models --
         self.vision: nn.Module | None = None
         self.memory: nn.Module | None = None
@@ -492,6 +493,7 @@ class Session:
             for _ in range(ZOOM_STEPS if skip_zoom else 0):
                 frame, *_ = self.env.step(np.zeros(3, np.float32))
         self.real_frame = frame
+        self._zoom_resync = not skip_zoom
         self.real_tally = Tally(episode=self.real_tally.episode + 1)
         self.history["real_return"].clear()
         self.human.reset()
@@ -835,6 +837,12 @@ class Session:
                 self.dream_frame() if runs_dream else None,
                 self.action, reward, terminated, truncated, self.driver,
             )  # fmt: skip
+        if runs_real and runs_dream and self._zoom_resync and self.real_tally.step >= ZOOM_STEPS:
+            # A dream started from a zooming-in frame imagines the wrong scale for its whole horizon: start
+            # it again from the first settled frame (once per real episode).
+            self._zoom_resync = False
+            self.start_dream("real")
+            dream_done = False
         if runs_real and (terminated or truncated):
             outcome = "lap complete" if terminated and reward > 0 else "episode over"
             log.info("%s on track %d: return %.1f in %d steps", outcome, self.seed, self.real_tally.ret,

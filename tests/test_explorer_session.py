@@ -15,7 +15,7 @@ from core.api import CheckpointError, ConfigError, EpisodeError, Progress, Stage
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
 from explorer.recording import dream_to_episode_frame
-from explorer.session import HISTORY, MISSING, RingBuffer, Session, SessionConfig
+from explorer.session import HISTORY, MISSING, ZOOM_STEPS, RingBuffer, Session, SessionConfig
 from explorer.tiny import make_untrained_assets
 
 GAS = DriveKeys(gas=True)
@@ -306,3 +306,18 @@ def test_app_settings_round_trip(data: Path, tmp_path: Path) -> None:
         assert again.session.tau == 1.5 and again.session.mode == "dream" and again.drafts["vision"]["epochs"] == 7
     finally:
         again.session.close()
+
+
+def test_split_dream_resyncs_once_the_autopilot_start_has_zoomed_in(session: Session) -> None:
+    session.horizon = 500
+    session.set_driver("autopilot")
+    session.reset_real()  # the autopilot starts from CarRacing's first, zoomed-in frame
+    assert session.real_tally.step == 0
+    episode = session.dream_tally.episode
+    for _ in range(ZOOM_STEPS):
+        session.tick(DriveKeys())
+    assert session.dream_tally.episode == episode + 1 and session.dream_tally.step == 0
+    assert np.array_equal(session.dream.z[0].numpy(), session.real_z)  # type: ignore[union-attr]
+    for _ in range(10):
+        session.tick(DriveKeys())
+    assert session.dream_tally.episode == episode + 1 and session.dream_tally.step == 10
