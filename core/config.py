@@ -104,6 +104,10 @@ class VisionTrainConfig:
     init_from: Path | None = None
     """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
     fresh optimiser and schedule: fine-tuning or a warm restart."""
+    mask_input: bool = False
+    """DDS+VAE phase 1 from scratch: the downscaling encoder also sees the gates ``mask * g``, so a kept black
+    value differs from a dropped one (not in the seed work; see core.models.dds_vae.DDSVAEConfig.mask_input).
+    Warm starts and phase 2 keep their checkpoint's choice."""
 
     def __post_init__(self) -> None:
         _check(
@@ -128,6 +132,10 @@ class VisionTrainConfig:
         _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
         _check(
             not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both"
+        )
+        _check(
+            not self.mask_input or (self.model == "dds-vae" and self.phase == 1 and self.init_from is None),
+            "mask_input applies to a DDS+VAE phase 1 started from scratch (a checkpoint keeps its own choice)",
         )
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
 
+from core.checkpoint import load_model, save_checkpoint
 from core.errors import ConfigError
 from core.models.dds_vae import DDSVAE, DDSVAEConfig
 
@@ -224,3 +226,27 @@ def test_set_eval_gates_switches_the_evaluation_mask_and_records_it_in_the_confi
         model.set_eval_gates("median")
     with pytest.raises(ConfigError, match="eval_gates"):
         DDSVAEConfig(eval_gates="noisy")
+
+
+def test_mask_input_lets_a_kept_black_value_differ_from_a_dropped_one(tmp_path: Path) -> None:
+    """With the seed's encoder a black frame (the void beyond the map) gives the gates no gradient and the same
+    code whatever the mask; with ``mask_input`` the encoder sees where the DDS looked."""
+    black = torch.zeros(2, 3, 96, 96)
+    seed_model, model = _model(explore_prob=0.0).train(), _model(explore_prob=0.0, mask_input=True).train()
+    extra = sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in seed_model.parameters())
+    assert extra == 3 * 16 * 3 * 3  # three more input channels on the first 3x3 conv (no bias)
+    for m, reaches in ((seed_model, False), (model, True)):
+        m.mask(black).mini_mask.sum().backward()
+        grads = [p.grad for p in m.unet1.parameters()]
+        assert any(g is not None and bool(g.abs().sum() > 0) for g in grads) == reaches
+    model.eval()
+    with torch.no_grad():
+        before = model.mask(black).mini_mask
+        model.set_eval_gates("frozen-noise", seed=1)  # other kept positions, same (black) values
+        after = model.mask(black).mini_mask
+    assert not torch.allclose(before, after)
+    path = save_checkpoint(tmp_path / "v.safetensors", model, kind="dds_vae", config=model.config)
+    loaded = load_model(path, "dds_vae").eval()
+    assert loaded.config.mask_input
+    with torch.no_grad():
+        assert torch.equal(loaded.mask(black).mini_mask, after)

@@ -179,6 +179,17 @@ def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
         )
 
 
+def test_mask_input_builds_a_fresh_dds_vae_with_it_and_nothing_else(tmp_path: Path) -> None:
+    from core.train.vision import _build
+
+    model, _ = _build(VisionTrainConfig(model="dds-vae", out=tmp_path / "v.safetensors", mask_input=True))
+    assert model.config.mask_input  # type: ignore[union-attr]
+    assert model.downscaling.net[0][0].in_channels == 6  # type: ignore[union-attr, index]
+    for bad in (dict(model="conv-vae"), dict(model="dds-vae", phase=2), dict(model="dds-vae", init_from=tmp_path)):
+        with pytest.raises(ConfigError, match="mask_input"):
+            VisionTrainConfig(mask_input=True, **bad)  # type: ignore[arg-type]
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=120

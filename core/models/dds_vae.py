@@ -77,6 +77,10 @@ class DDSVAEConfig:
     inside the distribution the decoder was trained on; see :class:`DDS`."""
     eval_noise_seed: int = 0
     """Seed of the frozen noise draw (``eval_gates="frozen-noise"`` only)."""
+    mask_input: bool = False
+    """Not in the seed work. Feed the downscaling encoder the gates ``mask * g`` as three more channels next
+    to ``x * mask * g``, so a kept black value (the void beyond the map's edge, x = 0) differs from a dropped
+    one, and the gate of a black value gets a gradient. Off: the seed's encoder, which sees only the product."""
 
     def __post_init__(self) -> None:
         if self.z_dim < 1:
@@ -106,7 +110,8 @@ class DDSMaskOutput(NamedTuple):
 
     mask: float32 (B, 3, 96, 96), exactly 0 or 1; k ones per sample (all ones for exploring training samples).
     gated: float32 (B, 3, 96, 96) in [0, 1], ``x * mask * g``: the kept input values scaled by their gates.
-    mini_mask: float32 (B, 4, 16, 16) in (0, 1), the downscaling encoder's code of ``gated``.
+    mini_mask: float32 (B, 4, 16, 16) in (0, 1), the downscaling encoder's code of ``gated`` (and, with
+    :attr:`DDSVAEConfig.mask_input`, of ``mask * g``).
     """
 
     mask: Tensor
@@ -216,17 +221,18 @@ class DDS(nn.Module):
 
 
 class DownscalingEncoder(nn.Module):
-    """Gated frame (B, 3, 96, 96) -> mini mask (B, 4, 16, 16) in (0, 1).
+    """Gated frame (B, 3, 96, 96) -> mini mask (B, 4, 16, 16) in (0, 1); with ``in_ch=6`` the gates
+    (B, 3, 96, 96) come concatenated after the gated frame (:attr:`DDSVAEConfig.mask_input`).
 
     block(3, 16) -> 2x2 stride-2 conv + ReLU (48) -> block(16, 32) -> 2x2 stride-2 conv + ReLU (24)
     -> block(32, 64) -> adaptive average pool to 16x16 -> 1x1 conv to 4 channels -> sigmoid.
     """
 
-    def __init__(self, base_ch: int = BASE_CHANNELS) -> None:
+    def __init__(self, base_ch: int = BASE_CHANNELS, in_ch: int = IMAGE_SHAPE[0]) -> None:
         super().__init__()
         c = base_ch
         self.net = nn.Sequential(
-            conv_block(IMAGE_SHAPE[0], c),
+            conv_block(in_ch, c),
             nn.Conv2d(c, c, 2, stride=2), nn.ReLU(inplace=True),
             conv_block(c, 2 * c),
             nn.Conv2d(2 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
@@ -237,7 +243,7 @@ class DownscalingEncoder(nn.Module):
         )  # fmt: skip
 
     def forward(self, gated: Tensor) -> Tensor:
-        """(B, 3, 96, 96) -> (B, 4, 16, 16)."""
+        """(B, in_ch, 96, 96) -> (B, 4, 16, 16)."""
         return self.net(gated)
 
 
@@ -350,7 +356,7 @@ class DDSVAE(nn.Module):
         self.phase = 1
         self.unet1 = UNet()
         self.dds = DDS(self.config)
-        self.downscaling = DownscalingEncoder()
+        self.downscaling = DownscalingEncoder(in_ch=IMAGE_SHAPE[0] * (2 if self.config.mask_input else 1))
         self.mini_vae = MiniVAE(self.z_dim)
         self.upscaling = UpscalingDecoder()
         self.unet2 = UNet()
@@ -412,8 +418,10 @@ class DDSVAE(nn.Module):
             :class:`DDSMaskOutput` with the binary mask, the gated frame ``x * mask * g`` and the mini mask.
         """
         mask, gate = self.dds(self.unet1(x))
-        gated = x * (mask * gate)
-        return DDSMaskOutput(mask, gated, self.downscaling(gated))
+        gates = mask * gate
+        gated = x * gates
+        code_input = torch.cat([gated, gates], dim=1) if self.config.mask_input else gated
+        return DDSMaskOutput(mask, gated, self.downscaling(code_input))
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """Frames -> posterior parameters via UNet1, the DDS, the downscaling and the mini-VAE encoders.

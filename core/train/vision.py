@@ -100,7 +100,7 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
             model.set_phase(1)
         return model, 0
     config_cls, model_cls = MODEL_KINDS[kind]
-    model = model_cls(config_cls())
+    model = model_cls(config_cls(mask_input=True) if config.mask_input else config_cls())
     if hasattr(model, "set_phase"):
         model.set_phase(1)
     return model, 0
