@@ -200,6 +200,12 @@ class MemoryTrainConfig:
     dreams drift off the data (0.0312 after 100 steps)."""
     residual: bool = True
     """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
+    head_prior: bool = True
+    """Start the reward and done heads' biases at the training data's mean reward and terminal log-odds
+    (see MDNRNN.init_head_priors). Without it the done bias stays near its random init (~0) and an LSTM state
+    with little context (a dream's first step) reads as P(done) ~ 0.5: measured on the session-5 DDS+VAE M,
+    every episode's first step had P(done) 0.52-0.60, so dreams from a reset frame ended at once. The shipped
+    ConvVAE M predates this option (--no-head-prior rebuilds it)."""
     seed: int = 0
     """Seed of the split, init, z sampling and batch order."""
     resume: bool = False

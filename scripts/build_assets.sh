@@ -15,7 +15,7 @@ $D collect --out-dir data/episodes --episodes 200 --seed 0 --workers 2
 # (the shipped V ran with --epochs 8 and was stopped after epoch 2 for time; --epochs 2 anneals fully)
 $D train-vision --model conv-vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 2 --frame-stride 2 --seed 0
 $D encode --data-dir data/episodes --vision runs/convvae/vision.safetensors --out runs/convvae/latents.npz
-$D train-memory --latents runs/convvae/latents.npz --out runs/convvae/memory.safetensors --epochs 30 --clean-input-fraction 0 --seed 0
+$D train-memory --latents runs/convvae/latents.npz --out runs/convvae/memory.safetensors --epochs 30 --clean-input-fraction 0 --no-head-prior --seed 0
 # C: 10 generations in the dream, then 10 generations of real-env CMA-ES started from it
 $D train-controller --vision runs/convvae/vision.safetensors --memory runs/convvae/memory.safetensors \
     --latents runs/convvae/latents.npz --out runs/convvae/controller_dream.safetensors --generations 10 --threads 1 --seed 0

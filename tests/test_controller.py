@@ -336,3 +336,46 @@ def test_iterate_runs_a_round(world: SimpleNamespace, tmp_path: Path) -> None:
     )
     assert "iterate/collect_return" in result.metrics
     assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round
+
+
+def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: SimpleNamespace, tmp_path: Path) -> None:
+    from core.train.controller import _initial_mean
+
+    torch.manual_seed(1)
+    v_only = Controller(ControllerConfig(Z, 0))
+    with torch.no_grad():
+        v_only.fc.weight.normal_(0.0, 0.5)
+        v_only.fc.bias.normal_(0.0, 0.5)
+    path = save_checkpoint(tmp_path / "v.safetensors", v_only, kind="controller", config=v_only.config)
+    full = Controller(ControllerConfig(Z, H))
+    full.set_flat(_initial_mean(_config(world, tmp_path / "c.safetensors", init_controller=path), full.config,
+                                full.n_params))  # fmt: skip
+    z, h = torch.randn(50, Z), torch.randn(50, H)
+    with torch.no_grad():
+        torch.testing.assert_close(full(torch.cat([z, h], -1)), v_only(z))
+        assert full(torch.cat([z, h], -1))[:, 0].std() > 0.1  # the copied weights act (not all zero)
+    wrong = Controller(ControllerConfig(Z + 1, 0))
+    wrong_path = save_checkpoint(tmp_path / "w.safetensors", wrong, kind="controller", config=wrong.config)
+    with pytest.raises(ConfigError, match="sizes"):
+        _initial_mean(_config(world, tmp_path / "c.safetensors", init_controller=wrong_path), full.config,
+                      full.n_params)  # fmt: skip
+
+
+@pytest.mark.parametrize("head_prior", [True, False])
+def test_memory_heads_start_at_the_data_base_rates(world: SimpleNamespace, tmp_path: Path, head_prior: bool) -> None:
+    """With no terminal step in the data, a first dream step (zero LSTM state) must not read as done."""
+    from core.train.memory import train_memory
+
+    out = tmp_path / "m.safetensors"
+    train_memory(MemoryTrainConfig(latents=world.latents, out=out, epochs=1, seq_len=10, batch_size=4, hidden_dim=H,
+                                   n_gaussians=2, head_prior=head_prior))  # fmt: skip
+    m = load_model(out, "mdnrnn")
+    assert isinstance(m, MDNRNN)
+    with torch.no_grad():
+        step, _ = m.step(torch.randn(64, Z), torch.rand(64, 3), m.initial_state(64))
+    p_done = torch.sigmoid(step.done_logit)
+    if head_prior:
+        assert p_done.max() < 0.01
+        assert abs(step.reward.mean().item() - (-0.1)) < 0.1  # the data's reward is -0.1 at every step
+    else:
+        assert p_done.mean() > 0.2  # the failure this option fixes: ~0.5 from a near-zero bias

@@ -156,6 +156,22 @@ class MDNRNN(nn.Module):
         self.n_mdn = cfg.z_dim * cfg.n_gaussians
         self.head = nn.Linear(cfg.hidden_dim, 3 * self.n_mdn + 2)
 
+    @torch.no_grad()
+    def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
+        """Set the reward head's bias to ``reward_mean`` and the done head's to ``logit(done_rate)``.
+
+        The prior-probability bias init of Lin et al. (2017, "Focal Loss for Dense Object Detection", sec. 4.1)
+        for a rare positive class: a state that carries little information (the zero LSTM state at a dream's
+        first step) then predicts the base rates, not P(done) = 0.5.
+
+        Args:
+            reward_mean: mean per-step reward of the training data (CarRacing units).
+            done_rate: share of steps that terminate, clipped to [1e-4, 0.5].
+        """
+        p = min(max(float(done_rate), 1e-4), 0.5)
+        self.head.bias[-2] = float(reward_mean)
+        self.head.bias[-1] = math.log(p / (1.0 - p))
+
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> LSTMState:
         """Zero LSTM state ``(h, c)``, each float32 (1, batch, hidden_dim)."""
         shape = (1, batch, self.config.hidden_dim)

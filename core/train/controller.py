@@ -106,7 +106,8 @@ class ControllerTrainConfig:
     """Real fitness rollouts stop after this many steps in a row without a positive reward (off the track or
     stuck), counting -0.1 for every remaining step (0: never). Checks and `evaluate` never stop early."""
     init_controller: Path | None = None
-    """Controller checkpoint whose parameters are the initial CMA-ES mean (default: zeros)."""
+    """Controller checkpoint whose parameters are the initial CMA-ES mean (default: zeros). A V-only one may
+    start a full controller: its z weights and biases, zero weights on h, so it starts with the same actions."""
     v_only: bool = False
     """Train a V-only controller: it sees z without h (Ha's baseline; 99 parameters)."""
     seed: int = 0
@@ -509,11 +510,19 @@ def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerCo
         return np.zeros(n_params)
     init = load_model(config.init_controller, "controller")
     assert isinstance(init, Controller)
-    if init.config != controller_config:
-        raise ConfigError(
-            f"--init-controller {config.init_controller} has sizes {init.config}, this run needs {controller_config}"
-        )
-    return init.get_flat()
+    if init.config == controller_config:
+        return init.get_flat()
+    if init.config.hidden_dim == 0 and init.config.z_dim == controller_config.z_dim:
+        # A V-only controller starts a full one: its z weights and biases, zero weights on h (same actions).
+        full = Controller(controller_config)
+        with torch.no_grad():
+            full.fc.weight.zero_()
+            full.fc.weight[:, : init.config.z_dim] = init.fc.weight
+            full.fc.bias.copy_(init.fc.bias)
+        return full.get_flat()
+    raise ConfigError(
+        f"--init-controller {config.init_controller} has sizes {init.config}, this run needs {controller_config}"
+    )
 
 
 def _dream_evaluator(
