@@ -16,7 +16,7 @@ from core.errors import DreamExplorerError
 from core.progress import Progress
 
 STAGES = (
-    "collect", "train-vision", "encode", "train-memory", "train-controller", "iterate", "dream", "evaluate", "compare-vision", "bench",
+    "collect", "train-vision", "encode", "train-memory", "train-controller", "distill-controller", "iterate", "dream", "evaluate", "compare-vision", "bench",
 )  # fmt: skip
 
 
@@ -123,6 +123,12 @@ def cmd_train_controller(config: Any) -> None:
     _print_metrics(_run_stage("train-controller", train_controller, config))
 
 
+def cmd_distill_controller(config: Any) -> None:
+    from core.train.distill import distill_controller
+
+    _print_metrics(_run_stage("distill-controller", distill_controller, config))
+
+
 def cmd_iterate(config: Any) -> None:
     from core.train.iterate import iterate
 
@@ -185,6 +191,7 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
     from core.divergence import DivergenceConfig
     from core.evaluate import EvaluateConfig
     from core.train.controller import ControllerTrainConfig
+    from core.train.distill import DistillConfig
     from core.train.iterate import IterateConfig
 
     return {
@@ -197,6 +204,11 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),
         "train-memory": (MemoryTrainConfig, cmd_train_memory, "Train the MDN-RNN on encoded episodes."),
         "train-controller": (ControllerTrainConfig, cmd_train_controller, "Train the controller with CMA-ES."),
+        "distill-controller": (
+            DistillConfig,
+            cmd_distill_controller,
+            "Fit a controller to another world model's controller (behaviour cloning on real tracks).",
+        ),
         "iterate": (IterateConfig, cmd_iterate, "Iterative training: collect with C, retrain M, retrain C."),
         "dream": (DreamVideoConfig, cmd_dream, "Dream from a real frame and write an MP4."),
         "divergence": (DivergenceConfig, cmd_divergence, "Dream-vs-real divergence on held-out episodes."),
