@@ -24,6 +24,7 @@ from core.parallel import TaskFailed, WorkerCrashed, make_executor
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn
 from core.train.controller import ControllerTrainConfig, train_controller
+from core.train.distill import DistillConfig, distill_controller
 from core.train.encode import train_encode
 from core.train.iterate import IterateConfig, iterate
 from core.train.loop import StageResult
@@ -40,6 +41,6 @@ __all__ = [
     "FRAME_SHAPE", "HUD_ROWS", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
     "WorldModelObservation", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
-    "ControllerTrainConfig", "train_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
+    "ControllerTrainConfig", "train_controller", "DistillConfig", "distill_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
     "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles", "DivergenceConfig", "dream_divergence",
 ]  # fmt: skip

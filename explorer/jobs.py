@@ -22,6 +22,7 @@ import numpy as np
 from core.api import (
     CollectConfig,
     ControllerTrainConfig,
+    DistillConfig,
     DivergenceConfig,
     DreamExplorerError,
     EncodeConfig,
@@ -81,6 +82,9 @@ def available_stages() -> list[StageSpec]:
                   "Train M, the MDN-RNN with reward and done heads, on the latents.", {"epochs": 2}),
         StageSpec("controller", "Controller", ControllerTrainConfig, "core.api:train_controller",
                   "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20}),
+        StageSpec("distill", "Distill", DistillConfig, "core.api:distill_controller",
+                  "Fit C on this V and M to a teacher controller's actions on real tracks (a start for real "
+                  "CMA-ES).", {"episodes": 2}),
         StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
                   "Drive the controller on held-out real tracks.", {"episodes": 4}),
         StageSpec("divergence", "Divergence", DivergenceConfig, "core.api:dream_divergence",

@@ -275,7 +275,8 @@ def test_stage_errors_are_one_line() -> None:
 
 def test_every_stage_is_offered() -> None:
     keys = [s.key for s in available_stages()]
-    assert keys == ["collect", "vision", "encode", "memory", "controller", "evaluate", "divergence", "iterate"]
+    assert keys == ["collect", "vision", "encode", "memory", "controller", "distill", "evaluate", "divergence",
+                    "iterate"]
     for spec in available_stages():
         assert callable(spec.resolve())
 
