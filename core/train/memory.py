@@ -118,8 +118,8 @@ def train_memory(
             MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual)
         )
         if config.head_prior:
-            steps = np.concatenate([np.arange(latents.starts[i] - i, latents.starts[i + 1] - i - 1) for i in train_ids])
-            model.init_head_priors(float(latents.rewards[steps].mean()), float(latents.terminated[steps].mean()))
+            rewards = np.concatenate([d["reward"] for d in sampler.data])
+            model.init_head_priors(float(rewards.mean()), float(np.concatenate([d["done"] for d in sampler.data]).mean()))
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if config.resume:
