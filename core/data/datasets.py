@@ -120,6 +120,12 @@ class LatentEpisodes:
         return out
 
 
+def n_validation(n_episodes: int, val_fraction: float) -> int:
+    """Episodes to hold out for validation: ``round(val_fraction * n)``, at least one when there are two or more,
+    and always leaving one for training."""
+    return min(n_episodes - 1, max(1 if n_episodes > 1 else 0, round(val_fraction * n_episodes)))
+
+
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

@@ -24,6 +24,7 @@ import torch
 from core.checkpoint import save_checkpoint
 from core.config import CollectConfig, _check
 from core.data.collect import collect
+from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
 from core.envs.world_model import WorldModel
 from core.errors import StageCancelled
@@ -166,7 +167,7 @@ def distill_controller(
             targets.append(torch.from_numpy(episode.actions.astype(np.float32)))
             returns.append(episode.episode_return)
             on_progress(Progress("distill", i + 1, config.episodes, message=f"encoded teacher episode {config.seed + i}"))
-        n_val = min(config.episodes - 1, max(1 if config.episodes > 1 else 0, round(config.val_fraction * config.episodes)))
+        n_val = n_validation(config.episodes, config.val_fraction)
         n_train = config.episodes - n_val
         controller = Controller(ControllerConfig(student.z_dim, 0 if config.v_only else student.hidden_dim))
         with torch.no_grad():

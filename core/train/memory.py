@@ -11,7 +11,7 @@ import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
 from core.config import MemoryTrainConfig
-from core.data.datasets import LatentEpisodes, SequenceSampler
+from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
@@ -96,10 +96,7 @@ def train_memory(
     latents = LatentEpisodes.load(config.latents)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(latents.n_episodes)
-    n_val = min(
-        latents.n_episodes - 1,
-        max(1 if latents.n_episodes > 1 else 0, round(config.val_fraction * latents.n_episodes)),
-    )
+    n_val = n_validation(latents.n_episodes, config.val_fraction)
     val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
     sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed)
     val_episodes = SequenceSampler(
