@@ -198,7 +198,7 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
         "collect": (
             CollectConfig,
             cmd_collect,
-            "Record real CarRacing-v3 episodes (random exploration policy).",
+            "Record real CarRacing-v3 episodes (random exploration or a controller with noise).",
         ),
         "train-vision": (VisionTrainConfig, cmd_train_vision, "Train the vision model (ConvVAE or DDS+VAE)."),
         "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),

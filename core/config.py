@@ -39,9 +39,30 @@ class CollectConfig:
     ray_address: str | None = None
     """Ray cluster to join with --executor ray ("auto", "host:6379", "ray://host:10001"; default: start a
     local Ray instance)."""
+    policy: Literal["random", "controller"] = "random"
+    """What drives: "random" (held random actions, mostly off the road within seconds) or "controller" (a trained
+    controller with --noise-std and --excursion-prob exploration: long on-road stretches, excursions onto the
+    grass and the recoveries; needs --vision, --memory and --controller). Each episode records it."""
+    vision: Path | None = None
+    """--policy controller: the controller's vision checkpoint."""
+    memory: Path | None = None
+    """--policy controller: the controller's MDN-RNN checkpoint (unused by a V-only controller)."""
+    controller: Path | None = None
+    """--policy controller: the controller checkpoint."""
+    noise_std: float = 0.1
+    """--policy controller: standard deviation of the Gaussian noise added to each action."""
+    excursion_prob: float = 0.01
+    """--policy controller: per-step probability of a random excursion of 5-30 steps off the controller's line."""
 
     def __post_init__(self) -> None:
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        _check(self.policy in ("random", "controller"), f"policy must be random or controller, got {self.policy!r}")
+        _check(
+            self.policy != "controller" or (self.vision is not None and self.controller is not None),
+            "--policy controller needs --vision and --controller (and --memory for a full controller)",
+        )
+        _check(self.noise_std >= 0 and self.noise_std == self.noise_std, f"noise_std must be >= 0, got {self.noise_std}")
+        _check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
@@ -145,6 +166,9 @@ class EncodeConfig:
 
     data_dir: Path = Path("data/episodes")
     """Directory of episode files."""
+    extra_data_dirs: tuple[Path, ...] = ()
+    """More directories of episode files, encoded after --data-dir into the same latent file (e.g. random and
+    controller-driven episodes; each episode keeps its policy label, and train-memory --mix sets the shares)."""
     vision: Path = Path("runs/vision.safetensors")
     """Vision checkpoint (ConvVAE or DDS+VAE)."""
     out: Path = Path("runs/latents.npz")
@@ -206,12 +230,18 @@ class MemoryTrainConfig:
     with little context (a dream's first step) reads as P(done) ~ 0.5: measured on the session-5 DDS+VAE M,
     every episode's first step had P(done) 0.52-0.60, so dreams from a reset frame ended at once. The shipped
     ConvVAE M predates this option (--no-head-prior rebuilds it)."""
+    mix: str = ""
+    """Share of training windows per driving policy, as policy:weight pairs, e.g. "controller:0.7,random:0.3"
+    (weights are normalised; every policy in the latent file needs one). Empty: every episode equally likely."""
     seed: int = 0
     """Seed of the split, init, z sampling and batch order."""
     resume: bool = False
     """Continue from the checkpoint at --out and its resume state."""
 
     def __post_init__(self) -> None:
+        from core.data.datasets import parse_mix
+
+        parse_mix(self.mix)
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -9,7 +9,13 @@ its state at each window start s; from there the batched dream continues open lo
   ``core.train.memory.ACTIVE_KL_NATS`` on the episode; the others are noise V's decoder ignores);
 - pixel MSE (values in [0, 1], at V's resolution) between decode(dreamed z_{s+k}) and the real frame, against
   decode(mu_s) (copy) and decode(mu_{s+k}) (V's own reconstruction floor);
-- the dream's summed reward over the H steps against the recorded real reward;
+- road share (:mod:`core.metrics.road`: the fraction of road-grey pixels) of decode(dreamed z_{s+k}) against the
+  real frame's (and V's own reconstruction's), the share of dreams that keep at least half of reality's road,
+  and the share that *track* it (within +-50%, or 0.02 absolute where reality is off the road);
+- the dream's summed reward over the first k steps against the recorded real reward;
+- parked: from one start per episode, both reality (the track replayed with the recorded actions up to the
+  start) and the dream brake fully for the longest horizon; CarRacing pays -0.1 a step once the car stands, so
+  a dream that pays more for parking teaches a controller not to drive;
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold).
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
@@ -29,6 +35,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
+from core.metrics.road import road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
 from core.train.memory import active_dims
@@ -58,6 +65,8 @@ class DivergenceConfig:
     """Use at most this many episodes (0 = all)."""
     seed: int = 0
     """Seed of the dreams' random streams."""
+    parked: bool = True
+    """Also measure the parked return (dream vs reality, see the module doc; costs real env steps)."""
     json: bool = False
     """Print one JSON object instead of the table."""
 
@@ -135,11 +144,23 @@ def dream_divergence(
         dream.reset(seeds, z=mu[idx], state=(h0, c0))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
+        real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
             if k in config.horizons:
+                dream_frames = wm.decode(dream.z)
+                real_road, dream_road = road_share(x[idx + k]), road_share(dream_frames)
+                add(f"road_share_real@{k}", float(real_road.sum()), n)
+                add(f"road_share_dream@{k}", float(dream_road.sum()), n)
+                add(f"road_share_vision@{k}", float(road_share(wm.decode(mu[idx + k])).sum()), n)
+                add(f"road_kept@{k}", float((dream_road >= 0.5 * real_road).sum()), n)
+                add(f"road_tracked@{k}", float(tracks_road(dream_road, real_road).sum()), n)
+                real_k = real_cum[idx + k] - real_cum[idx]
+                add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
+                add(f"reward_sum_real@{k}", float(real_k.sum()), n)
+                add(f"reward_sum_abs_error@{k}", float((dream_reward - real_k).abs().sum()), n)
                 real_z = mu[idx + k]
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
@@ -147,13 +168,23 @@ def dream_divergence(
                 add(f"latent_mse_dream_active@{k}", float(dz.pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy_active@{k}", float(cz.pow(2).mean(1).sum()), n)
                 frames = x[idx + k]
-                add(f"pixel_mse_dream@{k}", float((wm.decode(dream.z) - frames).pow(2).flatten(1).mean(1).sum()), n)
+                add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((wm.decode(real_z) - frames).pow(2).flatten(1).mean(1).sum()), n)
-        real_reward = torch.stack([rewards[int(s) : int(s) + horizon].sum() for s in idx])
-        add(f"reward_sum_dream@{horizon}", float(dream_reward.sum()), n)
-        add(f"reward_sum_real@{horizon}", float(real_reward.sum()), n)
-        add(f"reward_sum_abs_error@{horizon}", float((dream_reward - real_reward).abs().sum()), n)
+        if config.parked:
+            s0 = starts[len(starts) // 2]
+            real_parked = _real_parked_return(ep, s0, horizon)
+            if real_parked is not None:
+                m = config.samples
+                parked = BatchedDream(memory, m, tau=config.tau, max_steps=horizon)
+                h_s, c_s = states[s0]
+                parked.reset(seeds[:m], z=mu[s0].expand(m, -1), state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))
+                brake = torch.tensor([[0.0, 0.0, 1.0]]).expand(m, 3)
+                parked_reward = torch.zeros(m, dtype=torch.float64)
+                for _ in range(horizon):
+                    parked_reward += parked.step(brake)[1].double()
+                add(f"parked_reward_dream@{horizon}", float(parked_reward.sum()), m)
+                add(f"parked_reward_real@{horizon}", real_parked * m, m)
         windows += len(starts)
     if not windows:
         raise EpisodeError(
@@ -167,6 +198,33 @@ def dream_divergence(
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
 
 
+def _real_parked_return(ep, start: int, steps: int) -> float | None:  # type: ignore[no-untyped-def]
+    """Reality's return over ``steps`` steps of full brake after replaying ``ep``'s actions up to ``start`` on its
+    track; None when the replay does not reproduce the recorded rewards (another env version)."""
+    from core.envs.car_racing import make_real_env
+
+    env = make_real_env()
+    try:
+        env.reset(seed=int(ep.seed))
+        replayed = 0.0
+        for t in range(start):
+            _, r, term, trunc, _ = env.step(np.asarray(ep.actions[t], np.float32))
+            replayed += float(r)
+            if term:
+                return None
+        if abs(replayed - float(np.sum(ep.rewards[:start]))) > 1e-3 * max(1.0, abs(replayed)):
+            return None
+        total = 0.0
+        for _ in range(steps):
+            _, r, term, _, _ = env.step(np.array([0.0, 0.0, 1.0], np.float32))
+            total += float(r)
+            if term:
+                break
+        return total
+    finally:
+        env.close()
+
+
 def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
     """The per-horizon figures as a plain-text table."""
     names = ("latent_mse_dream", "latent_mse_copy", "latent_mse_dream_active", "latent_mse_copy_active",
@@ -177,11 +235,23 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
         values = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in names]
         rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values))
     h = max(horizons)
-    rows.append(
-        f"reward over {h} steps: dream {metrics[f'divergence/reward_sum_dream@{h}']:.2f}, real "
-        f"{metrics[f'divergence/reward_sum_real@{h}']:.2f}, mean abs error "
-        f"{metrics[f'divergence/reward_sum_abs_error@{h}']:.2f}"
-    )
+    rows.append("")
+    rows.append(f"{'horizon':>8} {'road real':>10} {'road dream':>10} {'road V':>10} {'kept >=1/2':>10} "
+                f"{'tracked':>10} {'reward real':>12} {'reward dream':>12} {'abs error':>10}")  # fmt: skip
+    for k in horizons:
+        def g(name: str, k: int = k) -> float:
+            return metrics.get(f"divergence/{name}@{k}", float("nan"))
+
+        rows.append(
+            f"{k:>8} {g('road_share_real'):>10.3f} {g('road_share_dream'):>10.3f} {g('road_share_vision'):>10.3f} "
+            f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
+            f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
+        )
+    if f"divergence/parked_reward_real@{h}" in metrics:
+        rows.append(
+            f"parked (full brake for {h} steps from mid-episode): reward real "
+            f"{metrics[f'divergence/parked_reward_real@{h}']:.2f}, dream {metrics[f'divergence/parked_reward_dream@{h}']:.2f}"
+        )
     rows.append(
         f"off-manifold dreamed latents (norm above every real one): {metrics['divergence/off_manifold_share']:.2%}; "
         f"{int(metrics['divergence/windows'])} windows x {int(metrics['divergence/dreams'] / metrics['divergence/windows'])} dreams"

@@ -86,38 +86,67 @@ class WorldModelFiles:
 
 
 class ControllerPolicy:
-    """Drive the real env with C on ``[z, h]`` plus Gaussian exploration noise.
+    """Drive the real env with C on ``[z, h]`` plus exploration: Gaussian action noise and random excursions.
 
-    Each step: ``z_t`` = V's posterior mean of the frame; ``a_t = C([z_t, h_t]) + noise_std * N(0, I)``,
-    clipped to the action box; ``h_{t+1} = M(z_t, a_t, h_t)`` with the action actually taken
+    Each step: ``z_t`` = V's posterior mean of the frame; ``a_t = C([z_t, h_t])`` with ``noise_std * N(0, 1)``
+    added to steer and gas, clipped to the action box (not to brake: C's brake is mostly 0, so clipped noise
+    there brakes on average 0.4 * noise_std of full brake at every step; with noise 0.1 on all three actions
+    the shipped ConvVAE agent's episodes returned 38-310 instead of about 700); ``h_{t+1} = M(z_t, a_t, h_t)`` with the action actually taken
     (Ha & Schmidhuber, 2018, sec. 2.3 and 5). A V-only controller (hidden size 0) sees ``z_t`` alone.
-    Noise is seeded per episode, so the same seed and frames give the same actions.
+
+    Excursions give the data what a good driver never shows: with probability ``excursion_prob`` per step the
+    policy takes over from C for U{5..30} steps with one random held action (steer U(-1, 1), gas U(0, 1),
+    brake 0 or U(0, 1) with probability 0.2), which sends the car onto the verge or the grass; C then drives
+    back, so the episode holds the recovery too. Noise and excursions are seeded per episode, so the same seed
+    and frames give the same actions.
 
     Args:
         world_model: V, M and C (C required).
-        noise_std: standard deviation of the action noise (0 = the controller as trained).
+        noise_std: standard deviation of the action noise (0 = the controller as trained), >= 0.
+        excursion_prob: per-step probability of starting an excursion, in [0, 1].
     """
 
-    def __init__(self, world_model: WorldModel, noise_std: float) -> None:
+    def __init__(self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0) -> None:
         if world_model.controller is None:
             raise CheckpointError("a controller policy needs a controller checkpoint")
         self.world_model = world_model
         self.controller = world_model.controller
         self.noise_std = noise_std
+        self.excursion_prob = excursion_prob
         self.include_h = self.controller.config.hidden_dim > 0
         self.rng = np.random.default_rng(0)
         self._state: LSTMState | None = None
+        self._excursion_left = 0
+        self._excursion_action = np.zeros(3, np.float32)
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self._state = self.world_model.initial_state(1) if self.include_h else None
+        self._excursion_left = 0
+
+    def _excursion(self) -> np.ndarray | None:
+        """The held random action while an excursion lasts, else None."""
+        if self._excursion_left <= 0 and self.excursion_prob > 0 and self.rng.random() < self.excursion_prob:
+            r = self.rng
+            brake = r.uniform(0.0, 1.0) if r.random() < 0.2 else 0.0
+            gas = 0.0 if brake else r.uniform(0.0, 1.0)
+            self._excursion_action = np.array([r.uniform(-1.0, 1.0), gas, brake], np.float32)
+            self._excursion_left = int(r.integers(5, 31))
+        if self._excursion_left <= 0:
+            return None
+        self._excursion_left -= 1
+        return self._excursion_action.copy()
 
     @torch.no_grad()
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
         z = self.world_model.encode(frame)[0]
         obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
-        action = self.controller(obs).numpy() + self.noise_std * self.rng.standard_normal(3)
+        action = self.controller(obs).numpy()
+        action[:2] += self.noise_std * self.rng.standard_normal(2)  # steer and gas; see the class doc on brake
+        excursion = self._excursion()
+        if excursion is not None:
+            action = excursion
         action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
         if self._state is not None:
             _, self._state = self.world_model.require_memory().step(z, torch.from_numpy(action)[None], self._state)
@@ -132,11 +161,13 @@ class ControllerPolicyFactory:
         files: V, M and C (C required).
         noise_std: action noise standard deviation.
         name: recorded as the episodes' ``policy``.
+        excursion_prob: per-step probability of a random excursion (see :class:`ControllerPolicy`).
     """
 
     files: WorldModelFiles
     noise_std: float = 0.1
     name: str = "controller"
+    excursion_prob: float = 0.0
 
     def make(self) -> ControllerPolicy:
-        return ControllerPolicy(self.files.load(), self.noise_std)
+        return ControllerPolicy(self.files.load(), self.noise_std, self.excursion_prob)

@@ -89,6 +89,21 @@ def _is_complete(path: Path) -> bool:
     return True
 
 
+def policy_factory(config: CollectConfig) -> PolicyFactory:
+    """The driving policy ``config.policy`` names: the random explorer, or a controller with exploration.
+
+    Raises:
+        CheckpointError: a controller policy's checkpoint is missing or does not fit the others.
+    """
+    if config.policy == "random":
+        return RandomPolicyFactory()
+    from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
+
+    files = WorldModelFiles.read(config.vision, config.memory, config.controller)  # type: ignore[arg-type]
+    files.load()  # fail here, with a clear line, rather than in every worker
+    return ControllerPolicyFactory(files, config.noise_std, "controller", config.excursion_prob)
+
+
 def collect(
     config: CollectConfig,
     policy: PolicyFactory | None = None,
@@ -104,7 +119,7 @@ def collect(
 
     Args:
         config: the stage config.
-        policy: a picklable factory of the driving policy; default the random exploration policy.
+        policy: a picklable factory of the driving policy; default the one ``config.policy`` names.
         on_progress: called after each episode with ``collect/return`` and ``collect/steps``.
         should_stop: when set, no new episode starts and the finished ones are returned.
 
@@ -114,7 +129,7 @@ def collect(
     Returns:
         Summaries of the episodes recorded by this call (skipped ones excluded), in seed order.
     """
-    factory = policy or RandomPolicyFactory()
+    factory = policy or policy_factory(config)
     stop = should_stop or never_stop()
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

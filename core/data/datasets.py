@@ -48,6 +48,8 @@ class LatentEpisodes:
         starts: int64 (E + 1,) offsets into mu/logvar; episode i is mu[starts[i]:starts[i+1]].
         seeds: int64 (E,) track seeds.
         vision_kind: which vision model made the latents; vision_sha256: hash of its checkpoint file.
+        policies: str (E,) what drove each episode ("random", "controller", ...; files written before this
+            field read as "random", which is what every earlier collection used).
     """
 
     mu: np.ndarray
@@ -59,6 +61,18 @@ class LatentEpisodes:
     seeds: np.ndarray
     vision_kind: str
     vision_sha256: str
+    policies: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.policies is None:
+            object.__setattr__(self, "policies", np.full(len(self.seeds), "random"))
+        elif len(self.policies) != len(self.seeds):
+            raise EpisodeError(f"{len(self.policies)} policy labels for {len(self.seeds)} episodes")
+
+    def policy_counts(self) -> dict[str, int]:
+        """Episodes per driving policy, e.g. ``{"controller": 200, "random": 150}``."""
+        names, counts = np.unique(np.asarray(self.policies, str), return_counts=True)
+        return {str(n): int(c) for n, c in zip(names, counts, strict=True)}
 
     @property
     def n_episodes(self) -> int:
@@ -90,6 +104,7 @@ class LatentEpisodes:
                     mu=self.mu, logvar=self.logvar, actions=self.actions, rewards=self.rewards,
                     terminated=self.terminated, starts=self.starts, seeds=self.seeds,
                     vision_kind=np.array(self.vision_kind), vision_sha256=np.array(self.vision_sha256),
+                    policies=np.asarray(self.policies, str),
                 )  # fmt: skip
         return target
 
@@ -105,6 +120,7 @@ class LatentEpisodes:
                     mu=d["mu"], logvar=d["logvar"], actions=d["actions"], rewards=d["rewards"],
                     terminated=d["terminated"], starts=d["starts"], seeds=d["seeds"],
                     vision_kind=str(d["vision_kind"]), vision_sha256=str(d["vision_sha256"]),
+                    policies=d["policies"].astype(str) if "policies" in d.files else None,
                 )  # fmt: skip
         except Exception as exc:  # numpy raises many types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -135,20 +151,81 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def parse_mix(text: str) -> dict[str, float]:
+    """``"controller:0.7,random:0.3"`` -> ``{"controller": 0.7, "random": 0.3}`` (weights > 0, any scale; "" -> {}).
+
+    Raises:
+        ConfigError: a malformed entry, a repeated name or a weight that is not a finite positive number.
+    """
+    from core.errors import ConfigError
+
+    mix: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition(":")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not name.strip() or not (0 < weight < float("inf")) or name.strip() in mix:
+            raise ConfigError(f"mix entries are policy:weight with a weight > 0, e.g. controller:0.7,random:0.3; got {part!r}")
+        mix[name.strip()] = weight
+    return mix
+
+
+def episode_weights(policies: np.ndarray, mix: dict[str, float]) -> np.ndarray:
+    """Per-episode sampling probabilities so that each policy's episodes together get its share of ``mix``.
+
+    Args:
+        policies: str (E,) policy label of each episode.
+        mix: policy -> weight (normalised here); empty: every episode equally likely.
+
+    Returns:
+        float64 (E,) probabilities summing to 1.
+
+    Raises:
+        EpisodeError: a policy in ``mix`` has no episode, or an episode's policy is not in ``mix``.
+    """
+    policies = np.asarray(policies, str)
+    if not mix:
+        return np.full(len(policies), 1.0 / len(policies))
+    present = set(policies.tolist())
+    missing = sorted(set(mix) - present)
+    unlisted = sorted(present - set(mix))
+    if missing or unlisted:
+        raise EpisodeError(
+            f"mix {mix} does not match the episodes' policies {sorted(present)}"
+            + (f" (no episodes of {missing})" if missing else "")
+            + (f" (no weight for {unlisted})" if unlisted else "")
+        )
+    total = sum(mix.values())
+    weights = np.zeros(len(policies))
+    for name, w in mix.items():
+        sel = policies == name
+        weights[sel] = w / total / sel.sum()
+    return weights
+
+
 class SequenceSampler:
     """Random windows of ``seq_len`` steps from encoded episodes, for MDN-RNN training.
 
     Each call samples z ~ N(mu, exp(logvar)) afresh (Ha's data augmentation). Episodes shorter than the
-    window are zero-padded and masked.
+    window are zero-padded and masked. With ``mix`` (policy -> weight) a window comes from each driving policy's
+    episodes with that policy's share of the weights (see :func:`episode_weights`); otherwise every episode is
+    equally likely.
     """
 
-    def __init__(self, latents: LatentEpisodes, episodes: list[int], seq_len: int, seed: int) -> None:
+    def __init__(
+        self, latents: LatentEpisodes, episodes: list[int], seq_len: int, seed: int, mix: dict[str, float] | None = None
+    ) -> None:
         if not episodes:
             raise EpisodeError("no episodes for the MDN-RNN")
         self.latents, self.episodes, self.seq_len = latents, episodes, seq_len
         self.rng = np.random.default_rng(seed)
         self.data = [latents.episode(i) for i in episodes]
         self.total_steps = sum(len(d["action"]) for d in self.data)
+        policies = np.asarray(latents.policies, str)[episodes]
+        self.probabilities = episode_weights(policies, mix or {})
+        self.mixed = bool(mix)
 
     def batch(
         self, batch_size: int, sample_z: bool = True, target_mu: bool = False, clean_input_fraction: float = 0.0
@@ -169,7 +246,8 @@ class SequenceSampler:
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
         for b in range(batch_size):
-            d = self.data[self.rng.integers(len(self.data))]
+            i = self.rng.choice(len(self.data), p=self.probabilities) if self.mixed else self.rng.integers(len(self.data))
+            d = self.data[i]
             t = len(d["action"])
             start = int(self.rng.integers(0, max(1, t - L + 1)))
             n = min(L, t - start)

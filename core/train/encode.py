@@ -27,7 +27,8 @@ def train_encode(
     """Encode all episodes of ``config.data_dir`` with ``config.vision`` and write ``config.out``.
 
     The latent file holds, per episode, ``mu``/``logvar`` float32 (T+1, z_dim) and the actions, rewards and
-    terminated flags, plus the vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`).
+    terminated flags and the driving policy's label, plus the vision kind and the SHA-256 of its checkpoint
+    (see :class:`LatentEpisodes`). ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
@@ -35,12 +36,12 @@ def train_encode(
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
-    files = list_episodes(config.data_dir)
+    files = [f for d in (config.data_dir, *config.extra_data_dirs) for f in list_episodes(d)]
     if config.max_episodes:
         files = files[: config.max_episodes]
     vision = load_vision(config.vision)
     size = int(vision.input_size)  # type: ignore[arg-type]
-    mus, logvars, actions, rewards, terminated, seeds, starts = [], [], [], [], [], [], [0]
+    mus, logvars, actions, rewards, terminated, seeds, policies, starts = [], [], [], [], [], [], [], [0]
     for i, path in enumerate(files):
         if stop.is_set():
             raise StageCancelled("encode stopped; nothing written")
@@ -58,6 +59,7 @@ def train_encode(
         rewards.append(ep.rewards.astype(np.float32))
         terminated.append(ep.terminated.astype(np.float32))
         seeds.append(ep.seed)
+        policies.append(ep.policy)
         starts.append(starts[-1] + len(ep.frames))
         on_progress(Progress("encode", i + 1, len(files), {"encode/frames": float(starts[-1])}))
     latents = LatentEpisodes(
@@ -70,6 +72,7 @@ def train_encode(
         seeds=np.asarray(seeds, np.int64),
         vision_kind=str(vision.kind),
         vision_sha256=file_sha256(config.vision),
+        policies=np.asarray(policies, str),
     )
     path = latents.save(config.out)
     metrics = {"encode/episodes": float(len(files)), "encode/frames": float(starts[-1])}

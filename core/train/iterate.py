@@ -92,6 +92,7 @@ def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
         seeds=np.concatenate([old.seeds, new.seeds]),
         vision_kind=old.vision_kind,
         vision_sha256=old.vision_sha256,
+        policies=np.concatenate([np.asarray(old.policies, str), np.asarray(new.policies, str)]),
     )
 
 

@@ -11,7 +11,7 @@ import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
 from core.config import MemoryTrainConfig
-from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation
+from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
@@ -98,7 +98,7 @@ def train_memory(
     order = rng.permutation(latents.n_episodes)
     n_val = n_validation(latents.n_episodes, config.val_fraction)
     val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
-    sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed)
+    sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed, parse_mix(config.mix))
     val_episodes = SequenceSampler(
         latents, val_ids or train_ids[:1], config.seq_len, config.seed
     ).full_episodes()
@@ -138,6 +138,7 @@ def train_memory(
                 "epochs_done": epochs_done,
                 "vision_kind": latents.vision_kind,
                 "vision_sha256": latents.vision_sha256,
+                "policies": latents.policy_counts(),
                 "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
             },
         )  # fmt: skip
