@@ -50,8 +50,8 @@ class CollectConfig:
     controller: Path | None = None
     """--policy controller: the controller checkpoint."""
     noise_std: float = 0.1
-    """--policy controller: standard deviation of the Gaussian noise added to each action."""
-    excursion_prob: float = 0.01
+    """--policy controller: standard deviation of the Gaussian noise added to the steering."""
+    excursion_prob: float = 0.005
     """--policy controller: per-step probability of a random excursion of 5-30 steps off the controller's line."""
 
     def __post_init__(self) -> None:

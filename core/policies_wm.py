@@ -89,10 +89,12 @@ class ControllerPolicy:
     """Drive the real env with C on ``[z, h]`` plus exploration: Gaussian action noise and random excursions.
 
     Each step: ``z_t`` = V's posterior mean of the frame; ``a_t = C([z_t, h_t])`` with ``noise_std * N(0, 1)``
-    added to steer and gas, clipped to the action box (not to brake: C's brake is mostly 0, so clipped noise
-    there brakes on average 0.4 * noise_std of full brake at every step; with noise 0.1 on all three actions
-    the shipped ConvVAE agent's episodes returned 38-310 instead of about 700); ``h_{t+1} = M(z_t, a_t, h_t)`` with the action actually taken
+    added to the steering, clipped to the action box, and ``h_{t+1} = M(z_t, a_t, h_t)`` with the action taken
     (Ha & Schmidhuber, 2018, sec. 2.3 and 5). A V-only controller (hidden size 0) sees ``z_t`` alone.
+
+    Gas and brake get no Gaussian noise: a trained C keeps both near 0 most of the time, so noise clipped to
+    [0, 1] would add gas or brake on average and change the driver, not explore around it (the model card
+    gives the measurement). Speed varies through the excursions instead.
 
     Excursions give the data what a good driver never shows: with probability ``excursion_prob`` per step the
     policy takes over from C for U{5..30} steps with one random held action (steer U(-1, 1), gas U(0, 1),
@@ -143,7 +145,7 @@ class ControllerPolicy:
         z = self.world_model.encode(frame)[0]
         obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
         action = self.controller(obs).numpy()
-        action[:2] += self.noise_std * self.rng.standard_normal(2)  # steer and gas; see the class doc on brake
+        action[0] += self.noise_std * self.rng.standard_normal()  # steer only; see the class doc
         excursion = self._excursion()
         if excursion is not None:
             action = excursion

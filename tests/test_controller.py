@@ -408,3 +408,23 @@ def test_distilled_controller_reproduces_its_teacher(world: SimpleNamespace, tmp
     assert v_only.metrics["distill/train_mse"] > m["distill/train_mse"]
     with pytest.raises(ConfigError, match="900000"):
         DistillConfig(seed=899_999, episodes=2)
+
+
+def test_a_dream_only_controller_never_steps_the_real_env(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gymnasium
+
+    import core.envs.car_racing as car_racing
+
+    made: list[str] = []
+
+    def counting_make(*args: object, **kwargs: object) -> None:
+        made.append(str(args))
+        raise AssertionError("a dream-only run built a real env")
+
+    monkeypatch.setattr(gymnasium, "make", counting_make)
+    monkeypatch.setattr(car_racing, "make_real_env", counting_make)
+    result = train_controller(_config(world, tmp_path / "c.safetensors", generations=3, real_check_every=0))
+    assert made == [] and result.checkpoint is not None and len(result.history) == 3
+    assert not any("real_return" in k for _, m in result.history for k in m)

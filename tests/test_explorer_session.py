@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,20 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import CheckpointError, ConfigError, EpisodeError, Progress, StageResult, read_episode
+from core.api import CheckpointError, ConfigError, EpisodeError, Progress, StageResult, read_episode, road_share
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
 from explorer.recording import dream_to_episode_frame
-from explorer.session import HISTORY, MISSING, ZOOM_STEPS, RingBuffer, Session, SessionConfig
+from explorer.session import (
+    HISTORY,
+    LOST_ROAD_STEPS,
+    MISSING,
+    ZOOM_STEPS,
+    RingBuffer,
+    RoadShares,
+    Session,
+    SessionConfig,
+)
 from explorer.tiny import make_untrained_assets
 
 GAS = DriveKeys(gas=True)
@@ -73,6 +83,44 @@ def test_split_mode_steps_reality_and_dream_with_the_same_action(session: Sessio
     assert np.abs(session.real_frame.astype(int) - real_before).mean() > 0
     assert np.abs(session.dream_frame().astype(int) - dream_before).mean() > 0  # type: ignore[union-attr]
     assert len(session.history["div_latent"].values()) == 20 and session.history["div_pixel"].last > 0
+
+
+def test_split_mode_measures_the_road_of_reality_and_the_dream(session: Session) -> None:
+    road = session.road
+    assert road is not None and road.dream_steps == 0 and road.lost_steps == 0
+    assert road.real is not None and road.real > 0.1  # the car starts on the road
+    previous = road
+    for step in range(1, 16):
+        session.tick(GAS)
+        road = session.road
+        assert road is not None and road.dream_steps == step and road.real is not None and road.tracks is not None
+        for share in (road.real, road.dream):
+            assert math.isfinite(share) and 0.0 <= share <= 1.0
+        # reality still shows road, so the count of steps off it grows while the dream does not track it
+        assert road.lost_steps == (0 if road.tracks else previous.lost_steps + 1)
+        previous = road
+    assert road.real > 0.1  # V's input, measured the way V sees it
+    expected = road_share(session.world_model.preprocess(session.real_frame))  # type: ignore[union-attr]
+    assert road.real == pytest.approx(float(expected[0]))
+    assert session.history["road_real"].last == road.real and session.history["road_dream"].last == road.dream
+    assert len(session.history["road_real"].values()) == len(session.history["road_dream"].values()) == 15
+    session.start_dream("real")  # G: a new dream from reality counts afresh
+    assert session.road is not None and session.road.dream_steps == 0 and session.road.lost_steps == 0
+    assert RoadShares(0.0, 0.3, False, 40, LOST_ROAD_STEPS + 1).lost and not RoadShares(0.0, 0.3, False, 40, 1).lost
+
+
+def test_road_share_is_the_dreams_alone_in_dream_mode_and_absent_in_real_mode(session: Session) -> None:
+    session.set_mode("dream")
+    road = session.road
+    assert road is not None and road.real is None and road.tracks is None and 0.0 <= road.dream <= 1.0
+    session.tick(GAS)
+    road = session.road
+    assert road is not None and road.real is None and road.tracks is None and road.lost_steps == 0
+    assert math.isfinite(road.dream) and 0.0 <= road.dream <= 1.0 and road.dream_steps == 1
+    assert len(session.history["road_real"].values()) == 0  # the plot of reality vs dream is for split mode
+    session.set_mode("real")
+    session.tick(GAS)
+    assert session.road is None
 
 
 def test_horizon_restarts_the_dream_from_reality(session: Session) -> None:

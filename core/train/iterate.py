@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.checkpoint import load_resume_state, resume_path
+from core.checkpoint import atomic_path, load_resume_state, resume_path
 from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
@@ -51,7 +51,18 @@ class IterateConfig:
     episodes: int = 100
     """New real episodes per round."""
     noise_std: float = 0.1
-    """Exploration noise: standard deviation of the Gaussian added to the controller's actions."""
+    """Exploration noise: standard deviation of the Gaussian added to the controller's steering."""
+    excursion_prob: float = 0.005
+    """Per-step probability of a random excursion of 5-30 steps off the controller's line (onto the verge or the
+    grass, then the controller's recovery; see core.policies_wm.ControllerPolicy)."""
+    check_data_dirs: tuple[Path, ...] = ()
+    """Held-out episode directories (e.g. agent-driven and random ones, seeds 900,000..999,999) on which every
+    round's new M is measured with `divergence` (road share kept and tracked, pixel MSE, reward per horizon);
+    the figures go into the round's round.json and the stage's metrics."""
+    check_horizons: tuple[int, ...] = (10, 30, 100, 200)
+    """Dream horizons of the per-round divergence check."""
+    check_max_episodes: int = 10
+    """Episodes per check directory in the per-round divergence check (0 = all)."""
     collect_seed: int = 500_000
     """First track seed of the new rollouts; round r uses collect_seed + (r - 1) * episodes onwards (the
     range must stay below the real-check tracks at 900,000)."""
@@ -63,8 +74,12 @@ class IterateConfig:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
-        if self.noise_std < 0:
+        if not self.noise_std >= 0:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
+        if not 0 <= self.excursion_prob <= 1:
+            raise ConfigError(f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
+        if self.check_max_episodes < 0 or not self.check_horizons or min(self.check_horizons) < 1:
+            raise ConfigError("check_max_episodes must be >= 0 and check_horizons >= 1")
         if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > REAL_CHECK_SEED_START:
             raise ConfigError(
                 f"collection tracks {self.collect_seed}..{self.collect_seed + self.rounds * self.episodes - 1} "
@@ -94,6 +109,43 @@ def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
         vision_sha256=old.vision_sha256,
         policies=np.concatenate([np.asarray(old.policies, str), np.asarray(new.policies, str)]),
     )
+
+
+def _write_json(path: Path, obj: object) -> None:
+    """Write ``obj`` as JSON atomically (a killed run leaves the old file or the new one, never half of one)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=1))
+
+
+def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
+    """A finished round's record. Raises EpisodeError (naming the file) when it is not one."""
+    try:
+        done = json.loads(path.read_text())
+        if not isinstance(done, dict) or not all(isinstance(done.get(k), str) for k in ("controller",)):
+            raise ValueError("no controller entry")
+        return done
+    except (OSError, ValueError) as exc:
+        raise EpisodeError(f"corrupt round record {path} ({exc}); delete it to redo the round") from None
+
+
+def round_check(
+    config: IterateConfig, vision: Path, memory: Path, should_stop: threading.Event
+) -> dict[str, float]:
+    """Dream fidelity of ``memory`` on each of ``config.check_data_dirs`` (see core.divergence): metrics named
+    ``check/<dir name>/<divergence metric>``, e.g. ``check/check_agent/road_tracked@100``."""
+    from core.divergence import DivergenceConfig, dream_divergence
+
+    out: dict[str, float] = {}
+    for data_dir in config.check_data_dirs:
+        result = dream_divergence(
+            DivergenceConfig(data_dir=Path(data_dir), vision=Path(vision), memory=Path(memory),
+                             horizons=config.check_horizons, start_every=100, samples=2,
+                             max_episodes=config.check_max_episodes, parked=False),
+            should_stop=should_stop,
+        )  # fmt: skip
+        for k, v in result.metrics.items():
+            out[f"check/{Path(data_dir).name}/{k.split('/', 1)[1]}"] = v
+    return out
 
 
 def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path) -> MemoryTrainConfig:
@@ -137,7 +189,7 @@ def iterate(
     controller = config.start_controller
     first = out_dir / "round_0" / "round.json"
     if controller is None and first.is_file():
-        controller = Path(json.loads(first.read_text())["controller"])
+        controller = Path(_read_round(first)["controller"])
     elif controller is None:
         controller = out_dir / "round_0" / "controller.safetensors"
         report(0, f"round 0: training the first controller in the dream -> {controller}")
@@ -145,19 +197,21 @@ def iterate(
                                   on_progress=on_progress, should_stop=stop)  # fmt: skip
         if result.cancelled or result.checkpoint is None:
             return StageResult(result.checkpoint, result.metrics, True, time.perf_counter() - t0, history)
-        first.write_text(json.dumps({"controller": str(controller)}))
+        _write_json(first, {"controller": str(controller)})
     for r in range(1, config.rounds + 1):
         round_dir = out_dir / f"round_{r}"
         marker = round_dir / "round.json"
         if marker.is_file():
-            done = json.loads(marker.read_text())
+            done = _read_round(marker)
             memory, latents, controller = Path(done["memory"]), Path(done["latents"]), Path(done["controller"])
             report(r, f"round {r} already done")
             continue
         # -- 1. collect with the current controller plus exploration noise --
         seed = config.collect_seed + (r - 1) * config.episodes
         report(r - 1, f"round {r}: collecting {config.episodes} episodes with {controller} (noise {config.noise_std})")
-        factory = ControllerPolicyFactory(WorldModelFiles.read(vision, memory, controller), config.noise_std)
+        factory = ControllerPolicyFactory(
+            WorldModelFiles.read(vision, memory, controller), config.noise_std, "controller", config.excursion_prob
+        )
         collect_config = CollectConfig(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=base.max_steps,
             workers=base.workers, executor=base.executor, ray_address=base.ray_address,
@@ -179,6 +233,9 @@ def iterate(
                                      on_progress=on_progress, should_stop=stop)  # fmt: skip
         if memory_result.cancelled:
             break
+        if config.check_data_dirs:
+            report(r - 1, f"round {r}: dream fidelity of the new M on {len(config.check_data_dirs)} held-out sets")
+            metrics.update(round_check(config, Path(vision), memory_out, stop))
         # -- 5. retrain C in the new dream, from the current controller --
         controller_out = round_dir / "controller.safetensors"
         controller_config = dataclasses.replace(
@@ -189,8 +246,8 @@ def iterate(
             break
         memory, latents, controller = memory_out, merged_path, controller_out
         metrics.update({k: v for k, v in result.metrics.items() if k.startswith("controller/kept")})
-        marker.write_text(json.dumps({"memory": str(memory), "latents": str(latents), "controller": str(controller),
-                                      "metrics": metrics}, indent=1))  # fmt: skip
+        _write_json(marker, {"memory": str(memory), "latents": str(latents), "controller": str(controller),
+                             "metrics": metrics})  # fmt: skip
         history.append((r, dict(metrics)))
         report(r, f"round {r} done: {controller}")
     else:

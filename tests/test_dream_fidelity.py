@@ -1,0 +1,133 @@
+"""Data that show driving and the dream-fidelity metric: policy labels and mixes, road share, exploration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.data.datasets import LatentEpisodes, SequenceSampler, episode_weights, parse_mix
+from core.errors import ConfigError, EpisodeError
+from core.metrics.road import road_share, tracks_road
+
+ROAD = (102 / 255, 102 / 255, 102 / 255)
+GRASS = (102 / 255, 204 / 255, 102 / 255)
+
+
+def _frames(road_columns: list[int], size: int = 64) -> torch.Tensor:
+    """Frames (N, 3, size, size): grass with the first ``road_columns[i]`` columns grey road."""
+    x = torch.tensor(GRASS).view(1, 3, 1, 1).repeat(len(road_columns), 1, size, size)
+    for i, cols in enumerate(road_columns):
+        x[i, :, :, :cols] = torch.tensor(ROAD).view(3, 1, 1)
+    return x
+
+
+def test_road_share_of_synthetic_frames_is_the_painted_share() -> None:
+    share = road_share(_frames([0, 16, 32, 64]))
+    assert share.tolist() == pytest.approx([0.0, 0.25, 0.5, 1.0])
+
+
+def test_road_share_ignores_kerbs_car_void_and_white() -> None:
+    x = _frames([32])
+    x[0, :, :8, :8] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1, 1)  # red kerb / car on the road half
+    x[0, :, 8:16, :8] = 1.0  # white kerb
+    x[0, :, 16:24, :8] = 0.0  # black void
+    assert float(road_share(x)[0]) == pytest.approx((32 * 64 - 3 * 64) / 64**2)
+
+
+def test_a_blurred_green_grey_edge_is_not_road() -> None:
+    x = _frames([0])
+    x[0] = (torch.tensor(ROAD) * 0.5 + torch.tensor(GRASS) * 0.5).view(3, 1, 1)  # chroma 0.2
+    assert float(road_share(x)[0]) == 0.0
+
+
+def test_tracks_road_needs_road_where_reality_has_it_and_none_where_it_has_none() -> None:
+    real = torch.tensor([0.2, 0.2, 0.2, 0.0, 0.0])
+    dream = torch.tensor([0.2, 0.11, 0.09, 0.015, 0.2])
+    assert tracks_road(dream, real).tolist() == [True, True, False, True, False]
+
+
+def _latents(policies: list[str], steps: int = 30) -> LatentEpisodes:
+    e = len(policies)
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal((e * (steps + 1), 4)).astype(np.float32)
+    # episode i's actions all equal i, so a window tells which episode it came from
+    actions = np.repeat(np.arange(e, dtype=np.float32), steps)[:, None].repeat(3, 1)
+    return LatentEpisodes(
+        mu=mu, logvar=np.zeros_like(mu), actions=actions, rewards=np.zeros(e * steps, np.float32),
+        terminated=np.zeros(e * steps, np.float32), starts=np.arange(e + 1) * (steps + 1), seeds=np.arange(e),
+        vision_kind="conv_vae", vision_sha256="x", policies=np.array(policies),
+    )  # fmt: skip
+
+
+def test_latents_keep_policy_labels_through_a_file(tmp_path: Path) -> None:
+    latents = _latents(["random", "controller", "controller"])
+    back = LatentEpisodes.load(latents.save(tmp_path / "l.npz"))
+    assert back.policies.tolist() == ["random", "controller", "controller"]
+    assert back.policy_counts() == {"controller": 2, "random": 1}
+
+
+def test_a_latent_file_without_labels_reads_as_random(tmp_path: Path) -> None:
+    latents = _latents(["random", "random"])
+    arrays = {k: getattr(latents, k) for k in ("mu", "logvar", "actions", "rewards", "terminated", "starts", "seeds")}
+    np.savez(tmp_path / "old.npz", **arrays, vision_kind=np.array("conv_vae"), vision_sha256=np.array("x"))
+    assert LatentEpisodes.load(tmp_path / "old.npz").policies.tolist() == ["random", "random"]
+
+
+def test_mixed_windows_follow_the_stated_proportions() -> None:
+    # 1 controller episode against 3 random ones; asked for 70% controller windows
+    latents = _latents(["controller", "random", "random", "random"])
+    sampler = SequenceSampler(latents, [0, 1, 2, 3], seq_len=5, seed=0, mix=parse_mix("controller:0.7,random:0.3"))
+    ids = np.concatenate([sampler.batch(64)["action"][:, 0, 0].numpy() for _ in range(40)])
+    share = float(np.mean(ids == 0))
+    assert 0.66 < share < 0.74  # 2,560 windows: 0.70 +- 0.009 (1 sd)
+    # without a mix every episode is equally likely, so the one controller episode gets a quarter
+    plain = SequenceSampler(latents, [0, 1, 2, 3], seq_len=5, seed=0)
+    ids = np.concatenate([plain.batch(64)["action"][:, 0, 0].numpy() for _ in range(40)])
+    assert 0.21 < float(np.mean(ids == 0)) < 0.29
+
+
+def test_bad_mixes_are_one_line_errors() -> None:
+    for text in ("controller", "controller:0", "controller:x", "a:1,a:2", "controller:inf"):
+        with pytest.raises(ConfigError):
+            parse_mix(text)
+    with pytest.raises(EpisodeError, match="no episodes of"):
+        episode_weights(np.array(["random"]), {"random": 1.0, "controller": 1.0})
+    with pytest.raises(EpisodeError, match="no weight for"):
+        episode_weights(np.array(["random", "controller"]), {"random": 1.0})
+
+
+class _ScriptedWorldModel:
+    """The parts of a WorldModel a ControllerPolicy uses, with a controller that always steers 0.3, gas 0.1."""
+
+    class _C(torch.nn.Module):
+        config = type("cfg", (), {"hidden_dim": 0})()
+
+        def forward(self, obs: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([0.3, 0.1, 0.0])
+
+    controller = _C()
+
+    def encode(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.zeros(1, 4), torch.zeros(1, 4)
+
+
+def test_controller_policy_explores_steering_and_takes_excursions_reproducibly() -> None:
+    from core.policies_wm import ControllerPolicy
+
+    policy = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.2, excursion_prob=0.02)  # type: ignore[arg-type]
+    frame = np.zeros((96, 96, 3), np.uint8)
+
+    def drive(seed: int) -> np.ndarray:
+        policy.reset(seed)
+        return np.stack([policy.act(frame) for _ in range(2000)])
+
+    a = drive(5)
+    assert np.array_equal(a, drive(5)) and not np.array_equal(a, drive(6))
+    mine = (a[:, 1] == np.float32(0.1)) & (a[:, 2] == 0)  # C's own gas and brake, untouched by noise
+    assert 0.6 < mine.mean() < 0.95  # the rest are excursions: ~2% per step x ~17 steps each
+    assert abs(float(a[mine, 0].mean()) - 0.3) < 0.03 and 0.15 < float(a[mine, 0].std()) < 0.25
+    held = a[~mine]
+    assert len(np.unique(held[:, 0])) < len(held) / 5  # an excursion holds one action for 5-30 steps
