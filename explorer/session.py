@@ -38,8 +38,10 @@ from core.api import (
     make_real_env,
     read_checkpoint,
     read_episode,
+    road_share,
     sample_mdn,
     to_uint8_hwc,
+    tracks_road,
     verify_assets,
 )
 from explorer.input import DriveKeys, HumanInput
@@ -79,6 +81,10 @@ NO_KEYS = DriveKeys()
 """No driving key held."""
 SPREAD_SAMPLES = 16
 """Samples of z_{t+1} drawn to measure the next-step spread at the current tau."""
+LOST_ROAD_STEPS = 30
+"""Split steps the dream may lose the road while reality shows road before the view suggests a restart (G)."""
+REAL_ROAD_MIN = 0.05
+"""Road share above which reality's frame counts as showing road (an on-road frame shows 0.1 or more)."""
 
 
 @dataclass
@@ -152,6 +158,32 @@ class Tally:
         self.step += 1
         self.reward = reward
         self.ret += reward
+
+
+@dataclass(frozen=True)
+class RoadShares:
+    """How much road reality and the dream show (``core.api.road_share``), measured at each dream step.
+
+    Reality's share is taken on V's input (the real frame as ``WorldModel.preprocess`` makes it), the dream's on
+    the first dream's decoded frame, so both are at the model's resolution without the HUD.
+    """
+
+    dream: float
+    """Road share of the first dream's decoded frame, in [0, 1]."""
+    real: float | None
+    """Road share of V's input, in [0, 1]; None outside split mode."""
+    tracks: bool | None
+    """``core.api.tracks_road``: the dream's share is within +-50% of reality's (or within 0.02); None outside
+    split mode."""
+    dream_steps: int
+    """Dream steps since the dream (re)started."""
+    lost_steps: int = 0
+    """Consecutive split steps the dream has not tracked the road while reality showed road."""
+
+    @property
+    def lost(self) -> bool:
+        """The dream has lost the road for more than LOST_ROAD_STEPS steps while reality has road."""
+        return self.lost_steps > LOST_ROAD_STEPS
 
 
 class Reconstruction(NamedTuple):
@@ -231,7 +263,7 @@ class Session:
         self.action = np.zeros(3, np.float32)
         self.recorder = Recorder()
         self.history = {name: RingBuffer() for name in ("real_return", "dream_return", "speed", "div_latent",
-                                                        "div_pixel", "spread")}  # fmt: skip
+                                                        "div_pixel", "spread", "road_real", "road_dream")}  # fmt: skip
         self.real_tally = Tally()
         self.dream_tally = Tally()
         self._zoom_resync = False  # the real episode started zoomed in; re-sync the split dream once settled
@@ -257,6 +289,7 @@ class Session:
         self.dataset_frame: np.ndarray | None = None
         self.dream_origin = "real"
         """Where the current dream started: a DreamSource, or "edit" (an edited latent)."""
+        self._road: RoadShares | None = None
         self.z_edit: np.ndarray | None = None
         self.edit_version = 0
         self._cache: dict[str, tuple[object, object]] = {}
@@ -602,6 +635,7 @@ class Session:
         self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
         self.dream_version += 1
+        self._measure_road(restarted=True)
 
     def pick_dataset_frame(self) -> np.ndarray:
         """A random frame (past the zoom-in) of a random episode in ``data_dir``, uint8 (96, 96, 3).
@@ -637,6 +671,7 @@ class Session:
         self.history["dream_return"].append(self.dream_tally.ret)
         if self.dream.n > 1:
             self.history["spread"].append(self.dream_spread())
+        self._measure_road()
         return float(reward[0]), bool(self.dream.done[0])
 
     @property
@@ -684,14 +719,54 @@ class Session:
         if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:  # type: ignore[arg-type]
             return cached[1]  # type: ignore[return-value]
         with self._inference():
-            frames = self.world_model.decode_uint8(self.dream.z[:k])
+            decoded = self.world_model.decode(self.dream.z[:k])
+        frames = to_uint8_hwc(decoded)
         self._cache["dream"] = (self.dream_version, frames)
+        self._cache["dream_x"] = (self.dream_version, decoded[:1])
         return frames
 
     def dream_frame(self) -> np.ndarray | None:
         """The first dream, decoded: uint8 (S, S, 3), or None."""
         frames = self.dream_frames()
         return None if frames is None else frames[0]
+
+    @property
+    def road(self) -> RoadShares | None:
+        """Road shares of the current frames: reality's and the dream's in split mode, the dream's alone in dream
+        mode, None in real mode or without a dream."""
+        road = self._road
+        if road is None or self.dream is None or self.mode == "real":
+            return None
+        if self.mode == "dream" and road.real is not None:  # measured in split mode, before a switch
+            return RoadShares(road.dream, None, None, road.dream_steps)
+        return road
+
+    def _measure_road(self, restarted: bool = False) -> None:
+        """Measure the road shares of the current frames (after a dream step, or at a (re)start with
+        ``restarted``), and in split mode append them to the history.
+
+        No extra model pass: the dream's share comes from the decode the view shows (cached per step; split mode
+        decodes every step anyway for the divergence), reality's from V's input, already made to encode the frame.
+        """
+        if self.dream is None or self.mode == "real":
+            self._road = None
+            return
+        self.dream_frames()
+        cached = self._cache.get("dream_x")
+        assert cached is not None and cached[0] == self.dream_version
+        dream = road_share(cached[1])  # type: ignore[arg-type]
+        steps = self.dream_tally.step  # 0 at a (re)start
+        if self.mode != "split" or self._real_x is None:
+            self._road = RoadShares(float(dream[0]), None, None, steps)
+            return
+        real = road_share(self._real_x)
+        tracks = bool(tracks_road(dream, real)[0])
+        previous = 0 if self._road is None else self._road.lost_steps
+        lost = 0 if restarted or tracks or float(real[0]) <= REAL_ROAD_MIN else previous + 1
+        self._road = RoadShares(float(dream[0]), float(real[0]), tracks, steps, lost)
+        if not restarted:
+            self.history["road_real"].append(float(real[0]))
+            self.history["road_dream"].append(float(dream[0]))
 
     # ------------------------------------------------------------------------------------------------
     # seeing inside

@@ -1,4 +1,5 @@
-"""Telemetry: the running figures of reality and the dream, and live plots (return, speed, reality vs dream)."""
+"""Telemetry: the running figures of reality and the dream, the road shares, and live plots (return, speed,
+reality vs dream)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from explorer.panels.inside import PLOT_FLAGS
-from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, decimate
+from explorer.panels.widgets import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, decimate
 
 if TYPE_CHECKING:
     from explorer.app import App
@@ -53,11 +54,41 @@ def gui_figures(app: App) -> None:
     imgui.end_table()
 
 
+def gui_road(app: App) -> None:
+    """One line: the road share of reality and of the dream, and whether the dream tracks reality's road."""
+    road = app.session.road
+    if road is None:
+        return
+    imgui.begin_group()
+    imgui.text("road share ")
+    if road.real is not None:
+        imgui.same_line()
+        imgui.text_colored(BLUE, f"real {road.real:.2f}")
+        imgui.same_line()
+        imgui.text("/")
+    imgui.same_line()
+    imgui.text_colored(PURPLE, f"dream {road.dream:.2f}")
+    if road.tracks is not None:
+        imgui.same_line()
+        if road.tracks:
+            imgui.text_colored(GREEN, "(tracks road)")
+        else:
+            imgui.text_colored(RED if road.lost else ORANGE, "(lost the road)")
+    imgui.end_group()
+    lost = f", off reality's road for {road.lost_steps} steps" if road.lost_steps else ""
+    imgui.set_item_tooltip(
+        "Share of road-grey pixels in V's input and in the decoded dream, at the model's resolution. The dream"
+        f" tracks the road when its share is within +-50% of reality's (or within 0.02).\n"
+        f"{road.dream_steps} dream steps since it (re)started{lost}."
+    )
+
+
 def gui_telemetry(app: App) -> None:
-    """Figures and plots over the last steps."""
+    """Figures, road shares and plots over the last steps."""
     s = app.session
     h = s.history
     gui_figures(app)
+    gui_road(app)
     split = s.mode == "split" and s.dream is not None
     avail = imgui.get_content_region_avail()
     n_plots = 3 if split else 2
@@ -76,13 +107,17 @@ def gui_telemetry(app: App) -> None:
             implot.setup_axes("step", "latent RMS", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
             implot.setup_axis(implot.ImAxis_.y2, "pixel MSE", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite)
             implot.setup_axis_format(implot.ImAxis_.y2, "%.3g")
+            implot.setup_axis(implot.ImAxis_.y3, "road share", implot.AxisFlags_.opposite)
+            implot.setup_axis_limits(implot.ImAxis_.y3, 0.0, 1.0, implot.Cond_.always)
             implot.setup_legend(implot.Location_.north, LEGEND)
             _line("latent RMS", h["div_latent"].values(), ORANGE, implot.ImAxis_.y1)
             _line("pixel MSE", h["div_pixel"].values(), GREY, implot.ImAxis_.y2)
+            _line("road real", h["road_real"].values(), BLUE, implot.ImAxis_.y3)
+            _line("road dream", h["road_dream"].values(), PURPLE, implot.ImAxis_.y3)
             implot.end_plot()
         imgui.set_item_tooltip(
-            "Same actions, reality vs dream: RMS distance of z_dream from z_real, and MSE of the"
-            " decoded dream vs V's input. The dream re-syncs every 'horizon' steps."
+            "Same actions, reality vs dream: RMS distance of z_dream from z_real, MSE of the decoded dream vs"
+            " V's input, and the road share of each (right axis, 0..1). The dream re-syncs every 'horizon' steps."
         )
         imgui.same_line()
     if implot.begin_plot("##speed", size, PLOT_FLAGS):

@@ -14,11 +14,13 @@ from explorer.panels.widgets import (
     ORANGE,
     PURPLE,
     RED,
+    Rect,
     badge,
     caption,
     fit,
     note,
     show_image,
+    u32,
     value_bar,
 )
 from explorer.session import MODES
@@ -36,6 +38,8 @@ MODE_HELP = {
 SOURCE_WORDS = {"real": "the real frame", "random": "a random z", "dataset": "a dataset frame", "edit": "an edited z"}
 PLAY_AREA_ASPECT = 96 / 84
 """Width / height of the play area a vision model sees (the frame without its 12 HUD rows)."""
+LOST_ROAD_HINT = "the dream lost the road - G restarts it from reality"
+"""Shown over the dream in split mode once it has lost the road for a while (Session.road.lost)."""
 
 
 def gui_toolbar(app: App) -> None:
@@ -108,6 +112,18 @@ def gui_hud(app: App, width: float) -> None:
     imgui.text("    ".join(parts))
 
 
+def banner(text: str, rect: Rect) -> None:
+    """``text`` wrapped on a dark band along the bottom of ``rect`` (over the picture, so the layout stays put)."""
+    x0, y0, x1, y1 = rect
+    pad = 4.0
+    wrap = max(1.0, x1 - x0 - 2 * pad)
+    size = imgui.calc_text_size(text, wrap_width=wrap)
+    top = max(y0, y1 - size.y - 2 * pad)
+    draw = imgui.get_window_draw_list()
+    draw.add_rect_filled((x0, top), (x1, y1), u32(imgui.ImVec4(0.05, 0.05, 0.08, 1.0), 0.75))
+    draw.add_text(imgui.get_font(), imgui.get_font_size(), (x0 + pad, top + pad), u32(ORANGE), text, wrap)
+
+
 def gui_view(app: App) -> None:
     """The frame(s) the mode runs: reality, the dream, or both side by side."""
     s = app.session
@@ -135,6 +151,9 @@ def gui_view(app: App) -> None:
         assert frame is not None
         size = fit(slot, PLAY_AREA_ASPECT)
         app.rects["dream"] = show_image(app.textures, "dream", frame, s.dream_version, size, smooth=True)
+        road = s.road
+        if real and road is not None and road.lost:
+            banner(LOST_ROAD_HINT, app.rects["dream"])
         imgui.end_group()
     if s.mode != "real" and s.dream is None:
         note(s.model_notes["vision"] if s.vision is None else s.model_notes["memory"])
