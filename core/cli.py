@@ -130,9 +130,12 @@ def cmd_distill_controller(config: Any) -> None:
 
 
 def cmd_iterate(config: Any) -> None:
-    from core.train.iterate import iterate
+    from core.train.iterate import format_rounds, iterate
 
-    _print_metrics(_run_stage("iterate", iterate, config))
+    result = _run_stage("iterate", iterate, config)
+    _print_metrics(result)
+    if result.history:
+        print(format_rounds(result.history))
 
 
 def cmd_dream(config: Any) -> None:

@@ -319,19 +319,28 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
 
 
 @pytest.mark.slow
-def test_iterate_runs_a_round(world: SimpleNamespace, tmp_path: Path) -> None:
+def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_path: Path) -> None:
+    from core.data.episodes import list_episodes, read_episode
+    from core.train.iterate import format_rounds
+
     start = _controller_checkpoint(world, tmp_path / "start.safetensors", H)
     config = IterateConfig(
         train_controller=_config(world, tmp_path / "unused.safetensors", generations=1, population=4, rollouts=1,
                                  max_steps=25),
         train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
+        excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,),
     )  # fmt: skip
     result = iterate(config)
     round_dir = tmp_path / "iterate" / "round_1"
     assert not result.cancelled and result.checkpoint == round_dir / "controller.safetensors"
+    assert {read_episode(f, frames=False).policy for f in list_episodes(round_dir / "episodes")} == {"controller"}
     merged = LatentEpisodes.load(round_dir / "latents.npz")
     assert merged.n_episodes == 3 + 2 and sorted(merged.seeds[-2:].tolist()) == [1000, 1001]
+    assert merged.policies.tolist() == ["random"] * 3 + ["controller"] * 2
+    record = json.loads((round_dir / "round.json").read_text())
+    tracked = record["metrics"][f"check/{real_episodes.name}/road_tracked@5"]
+    assert 0.0 <= tracked <= 1.0 and f"{real_episodes.name[:14]} @5" in format_rounds(result.history)
     assert load_model(result.checkpoint, "controller").checkpoint_extra["memory"] == str(  # type: ignore[attr-defined]
         round_dir / "memory.safetensors"
     )

@@ -148,6 +148,24 @@ def round_check(
     return out
 
 
+def format_rounds(history: list[tuple[int, dict[str, float]]]) -> str:
+    """The per-round report: the noisy controller's collection return, the kept controller's real-check return,
+    and per held-out set the share of dreams tracking reality's road at each checked horizon."""
+    sets = sorted({k.split("/")[1] for _, m in history for k in m if k.startswith("check/")})
+    horizons = sorted({int(k.rsplit("@", 1)[1]) for _, m in history for k in m if "road_tracked@" in k})
+    head = f"{'round':>5} {'collect return':>14} {'real check':>10}"
+    for name in sets:
+        head += "".join(f" {name[:14] + ' @' + str(k):>20}" for k in horizons)
+    rows = [head]
+    for r, m in history:
+        row = f"{r:>5} {m.get('iterate/collect_return', float('nan')):>14.1f} "
+        row += f"{m.get('controller/kept_real_return', float('nan')):>10.1f}"
+        for name in sets:
+            row += "".join(f" {m.get(f'check/{name}/road_tracked@{k}', float('nan')):>20.0%}" for k in horizons)
+        rows.append(row)
+    return "road tracked = share of dreams whose road share stays within +-50% of reality's\n" + "\n".join(rows)
+
+
 def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path) -> MemoryTrainConfig:
     """The round's M training; warm-started from ``memory`` by copying it and its resume state to ``out``."""
     fresh = dataclasses.replace(config.train_memory, latents=latents, out=out, resume=False)
