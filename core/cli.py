@@ -44,10 +44,10 @@ class TqdmProgress:
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(short.items())[:5]}, refresh=False)
         self.bar.refresh()
         if p.message:
-            self.bar.write(f"[{p.stage}] {p.message}")
+            self.bar.write(f"[{p.stage}] {p.message}", file=sys.stderr)
 
     def write(self, line: str) -> None:
-        (self.bar.write if self.bar is not None else print)(line)
+        (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -199,6 +199,9 @@ class MemoryTrainConfig:
     """Sequences per optimiser step."""
     lr: float = 1e-3
     """Adam learning rate."""
+    lr_min: float | None = None
+    """Anneal the learning rate from --lr to this value over the run on a cosine (Loshchilov & Hutter, 2017),
+    per optimiser step (None: constant --lr, the recipe of the shipped M)."""
     grad_clip: float = 1.0
     """Clip the global gradient norm to this value."""
     hidden_dim: int = 256
@@ -246,6 +249,9 @@ class MemoryTrainConfig:
         _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        _check(
+            self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"
+        )
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         _check(
             0.0 <= self.clean_input_fraction <= 1.0,

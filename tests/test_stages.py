@@ -320,3 +320,15 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
     assert image is not None and image.shape == (28 + 3 * 192, 5 * 192, 3)
     with pytest.raises(ConfigError, match="conv_vae and a dds_vae"):
         compare_vision(CompareVisionConfig(data_dir=real_episodes, conv_vae=config.dds_vae, dds_vae=config.conv_vae))
+
+
+def test_memory_lr_anneals_to_lr_min_also_after_a_resume(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    base = dict(latents=pipeline["latents"], seq_len=16, batch_size=4, lr=1e-3, lr_min=1e-4)
+    whole = train_memory(MemoryTrainConfig(**base, out=tmp_path / "m.safetensors", epochs=4))  # type: ignore[arg-type]
+    lrs = [m["memory/lr"] for _, m in whole.history]
+    assert lrs[0] < 1e-3 and lrs == sorted(lrs, reverse=True) and lrs[-1] == pytest.approx(1e-4, rel=1e-6)
+    train_memory(MemoryTrainConfig(**base, out=tmp_path / "r.safetensors", epochs=2))  # type: ignore[arg-type]
+    resumed = train_memory(MemoryTrainConfig(**base, out=tmp_path / "r.safetensors", epochs=4, resume=True))  # type: ignore[arg-type]
+    assert resumed.metrics["memory/lr"] == pytest.approx(1e-4, rel=1e-6)
+    constant = train_memory(MemoryTrainConfig(**{**base, "lr_min": None}, out=tmp_path / "c.safetensors", epochs=2))  # type: ignore[arg-type]
+    assert constant.metrics["memory/lr"] == 1e-3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 from pathlib import Path
 
@@ -124,6 +125,17 @@ def train_memory(
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         sampler.rng = np.random.default_rng([config.seed, start_epoch])
+    scheduler = None
+    if config.lr_min is not None:
+        total, floor = config.epochs * steps_per_epoch, config.lr_min / config.lr
+
+        def factor(step: int) -> float:  # cosine from 1 to lr_min / lr over the whole run, by global step
+            return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr
+            group.setdefault("initial_lr", config.lr)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start_epoch * steps_per_epoch - 1)
 
     def batches(epoch: int):
         for _ in range(steps_per_epoch):
@@ -148,7 +160,7 @@ def train_memory(
         return path
 
     loop = EpochLoop(
-        stage="memory", prefix="memory", model=model, optimizer=optimizer, scheduler=None,
+        stage="memory", prefix="memory", model=model, optimizer=optimizer, scheduler=scheduler,
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches,
         evaluate=lambda: evaluate_memory(model, val_episodes, active), save=save, on_progress=on_progress,
         should_stop=stop, start_epoch=start_epoch, grad_clip=config.grad_clip,
