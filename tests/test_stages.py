@@ -20,6 +20,7 @@ from core.divergence import DivergenceConfig, dream_divergence
 from core.envs.car_racing import preprocess_frames
 from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.evaluate import EvaluateConfig, evaluate
+from core.metrics.road import road_share
 from core.progress import Progress
 from core.train.encode import train_encode
 from core.train.memory import train_memory
@@ -130,6 +131,22 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
     assert first["divergence/latent_mse_copy@1"] == pytest.approx(np.mean(changes), rel=1e-4)
     assert 0.0 <= first["divergence/off_manifold_share"] <= 1.0
     assert first["divergence/pixel_mse_vision@1"] > 0
+    # road share of the real frames at 64x64 is the metric applied to the same frames, window by window
+    real_road = []
+    for path in sorted(real_episodes.glob("ep_*.npz")):
+        x = torch.from_numpy(preprocess_frames(read_episode(path).frames, 64)).float() / 255.0
+        real_road += [float(road_share(x[s + 10 : s + 11])[0]) for s in (5, 25, 45)]
+    assert first["divergence/road_share_real@10"] == pytest.approx(np.mean(real_road), abs=1e-6)
+    assert 0.0 <= first["divergence/road_tracked@10"] <= 1.0 and 0.0 <= first["divergence/road_kept@10"] <= 1.0
+    real_reward = []
+    for path in sorted(real_episodes.glob("ep_*.npz")):
+        rewards = read_episode(path).rewards
+        real_reward += [float(rewards[s : s + 10].sum()) for s in (5, 25, 45)]
+    assert first["divergence/reward_sum_real@10"] == pytest.approx(np.mean(real_reward), rel=1e-5)
+    # parked: reality replayed to the middle window and braked 10 steps; CarRacing pays -0.1 a step plus any
+    # tile the braking car still reaches, so at most 10 steps of -0.1 below zero
+    assert first["divergence/parked_reward_real@10"] >= -1.0 - 1e-6
+    assert np.isfinite(first["divergence/parked_reward_dream@10"])
     with pytest.raises(EpisodeError, match="longer than"):
         dream_divergence(DivergenceConfig(**{**cfg.__dict__, "horizons": (100,)}))
 
