@@ -14,8 +14,9 @@ its state at each window start s; from there the batched dream continues open lo
   and the share that *track* it (within +-50%, or 0.02 absolute where reality is off the road);
 - the dream's summed reward over the first k steps against the recorded real reward;
 - parked: from one start per episode, both reality (the track replayed with the recorded actions up to the
-  start) and the dream brake fully for the longest horizon; CarRacing pays -0.1 a step once the car stands, so
-  a dream that pays more for parking teaches a controller not to drive;
+  start) and the dream brake fully for the longest horizon; and parked from the start: from the reset frame,
+  with the car at rest, no input at all. CarRacing pays -0.1 a step once the car stands, so a dream that pays
+  more for parking teaches a controller not to drive;
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold).
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
@@ -172,19 +173,26 @@ def dream_divergence(
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((wm.decode(real_z) - frames).pow(2).flatten(1).mean(1).sum()), n)
         if config.parked:
-            s0 = starts[len(starts) // 2]
-            real_parked = _real_parked_return(ep, s0, horizon)
-            if real_parked is not None:
-                m = config.samples
+            m = config.samples
+            brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)
+            # from mid-episode, full brake; from the reset frame (car at rest), no input at all
+            for name, s0, action in (("parked", starts[len(starts) // 2], brake), ("parked_start", 0, idle)):
+                real_parked = _real_parked_return(ep, s0, horizon, action)
+                if real_parked is None:
+                    continue
+                if s0 == 0:
+                    h_s, c_s = (t[0, 0] for t in memory.initial_state(1))
+                else:
+                    h_s, c_s = states[s0]
                 parked = BatchedDream(memory, m, tau=config.tau, max_steps=horizon)
-                h_s, c_s = states[s0]
-                parked.reset(seeds[:m], z=mu[s0].expand(m, -1), state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))
-                brake = torch.tensor([[0.0, 0.0, 1.0]]).expand(m, 3)
+                parked.reset(seeds[:m], z=mu[s0].expand(m, -1),
+                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip
+                held = torch.tensor([action]).expand(m, 3)
                 parked_reward = torch.zeros(m, dtype=torch.float64)
                 for _ in range(horizon):
-                    parked_reward += parked.step(brake)[1].double()
-                add(f"parked_reward_dream@{horizon}", float(parked_reward.sum()), m)
-                add(f"parked_reward_real@{horizon}", real_parked * m, m)
+                    parked_reward += parked.step(held)[1].double()
+                add(f"{name}_reward_dream@{horizon}", float(parked_reward.sum()), m)
+                add(f"{name}_reward_real@{horizon}", real_parked * m, m)
         windows += len(starts)
     if not windows:
         raise EpisodeError(
@@ -198,9 +206,9 @@ def dream_divergence(
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
 
 
-def _real_parked_return(ep, start: int, steps: int) -> float | None:  # type: ignore[no-untyped-def]
-    """Reality's return over ``steps`` steps of full brake after replaying ``ep``'s actions up to ``start`` on its
-    track; None when the replay does not reproduce the recorded rewards (another env version)."""
+def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:  # type: ignore[no-untyped-def]
+    """Reality's return over ``steps`` steps of ``action`` held after replaying ``ep``'s actions up to ``start``
+    on its track; None when the replay does not reproduce the recorded rewards (another env version)."""
     from core.envs.car_racing import make_real_env
 
     env = make_real_env()
@@ -216,7 +224,7 @@ def _real_parked_return(ep, start: int, steps: int) -> float | None:  # type: ig
             return None
         total = 0.0
         for _ in range(steps):
-            _, r, term, _, _ = env.step(np.array([0.0, 0.0, 1.0], np.float32))
+            _, r, term, _, _ = env.step(np.array(action, np.float32))
             total += float(r)
             if term:
                 break
@@ -247,11 +255,12 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
             f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
             f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
         )
-    if f"divergence/parked_reward_real@{h}" in metrics:
-        rows.append(
-            f"parked (full brake for {h} steps from mid-episode): reward real "
-            f"{metrics[f'divergence/parked_reward_real@{h}']:.2f}, dream {metrics[f'divergence/parked_reward_dream@{h}']:.2f}"
-        )
+    for name, what in (("parked", "full brake from mid-episode"), ("parked_start", "no input from the reset frame")):
+        if f"divergence/{name}_reward_real@{h}" in metrics:
+            rows.append(
+                f"{name} ({what}, {h} steps): reward real {metrics[f'divergence/{name}_reward_real@{h}']:.2f}, "
+                f"dream {metrics[f'divergence/{name}_reward_dream@{h}']:.2f}"
+            )
     rows.append(
         f"off-manifold dreamed latents (norm above every real one): {metrics['divergence/off_manifold_share']:.2%}; "
         f"{int(metrics['divergence/windows'])} windows x {int(metrics['divergence/dreams'] / metrics['divergence/windows'])} dreams"

@@ -147,6 +147,18 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
     # tile the braking car still reaches, so at most 10 steps of -0.1 below zero
     assert first["divergence/parked_reward_real@10"] >= -1.0 - 1e-6
     assert np.isfinite(first["divergence/parked_reward_dream@10"])
+    # parked from the reset frame with no input: the car never moves; reality pays the tiles under the car at
+    # the first step, then -0.1 a step
+    from core.envs.car_racing import make_real_env
+
+    env, expected = make_real_env(), []
+    for path in sorted(real_episodes.glob("ep_*.npz")):
+        env.reset(seed=int(read_episode(path, frames=False).seed))
+        rewards = [env.step(np.zeros(3, np.float32))[1] for _ in range(10)]
+        assert rewards[1:] == pytest.approx([-0.1] * 9)
+        expected.append(sum(rewards))
+    env.close()
+    assert first["divergence/parked_start_reward_real@10"] == pytest.approx(np.mean(expected), abs=1e-4)
     with pytest.raises(EpisodeError, match="longer than"):
         dream_divergence(DivergenceConfig(**{**cfg.__dict__, "horizons": (100,)}))
 
