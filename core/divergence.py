@@ -74,8 +74,8 @@ class DivergenceConfig:
     def __post_init__(self) -> None:
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"horizons must be >= 1, got {self.horizons}")
-        if self.warmup < 0 or self.start_every < 1 or self.samples < 1 or self.tau < 0:
-            raise ConfigError("warmup must be >= 0, start_every and samples >= 1, tau >= 0")
+        if self.warmup < 0 or self.start_every < 1 or self.samples < 1 or not 0 <= self.tau < float("inf"):
+            raise ConfigError("warmup must be >= 0, start_every and samples >= 1, tau finite and >= 0")
 
 
 @torch.no_grad()
