@@ -91,7 +91,7 @@ def gui_telemetry(app: App) -> None:
     gui_road(app)
     split = s.mode == "split" and s.dream is not None
     avail = imgui.get_content_region_avail()
-    n_plots = 3 if split else 2
+    n_plots = 4 if split else 2
     size = ((avail.x - imgui.get_style().item_spacing.x * (n_plots - 1)) / n_plots, max(60.0, avail.y))
     if implot.begin_plot("##return", size, PLOT_FLAGS):
         implot.setup_axes("step", "return", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
@@ -107,17 +107,24 @@ def gui_telemetry(app: App) -> None:
             implot.setup_axes("step", "latent RMS", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
             implot.setup_axis(implot.ImAxis_.y2, "pixel MSE", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite)
             implot.setup_axis_format(implot.ImAxis_.y2, "%.3g")
-            implot.setup_axis(implot.ImAxis_.y3, "road share", implot.AxisFlags_.opposite)
-            implot.setup_axis_limits(implot.ImAxis_.y3, 0.0, 1.0, implot.Cond_.always)
             implot.setup_legend(implot.Location_.north, LEGEND)
             _line("latent RMS", h["div_latent"].values(), ORANGE, implot.ImAxis_.y1)
             _line("pixel MSE", h["div_pixel"].values(), GREY, implot.ImAxis_.y2)
-            _line("road real", h["road_real"].values(), BLUE, implot.ImAxis_.y3)
-            _line("road dream", h["road_dream"].values(), PURPLE, implot.ImAxis_.y3)
             implot.end_plot()
         imgui.set_item_tooltip(
-            "Same actions, reality vs dream: RMS distance of z_dream from z_real, MSE of the decoded dream vs"
-            " V's input, and the road share of each (right axis, 0..1). The dream re-syncs every 'horizon' steps."
+            "Same actions, reality vs dream: RMS distance of z_dream from z_real and MSE of the decoded dream vs"
+            " V's input. The dream re-syncs every 'horizon' steps."
+        )
+        imgui.same_line()
+        if implot.begin_plot("##road", size, PLOT_FLAGS):
+            implot.setup_axes("step", "road share", implot.AxisFlags_.auto_fit, implot.AxisFlags_.none)
+            implot.setup_axis_limits(implot.ImAxis_.y1, 0.0, 0.5, implot.Cond_.once)
+            implot.setup_legend(implot.Location_.north, LEGEND)
+            _line("reality", h["road_real"].values(), BLUE)
+            _line("dream", h["road_dream"].values(), PURPLE)
+            implot.end_plot()
+        imgui.set_item_tooltip(
+            "Share of road-grey pixels in V's input (reality) and in the decoded dream, fed the same actions."
         )
         imgui.same_line()
     if implot.begin_plot("##speed", size, PLOT_FLAGS):
