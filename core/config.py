@@ -13,6 +13,7 @@ from core.errors import ConfigError
 
 VisionKind = Literal["conv-vae", "dds-vae"]
 EvalGates = Literal["deterministic", "frozen-noise"]
+CollectPolicy = Literal["random", "controller"]
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -39,7 +40,7 @@ class CollectConfig:
     ray_address: str | None = None
     """Ray cluster to join with --executor ray ("auto", "host:6379", "ray://host:10001"; default: start a
     local Ray instance)."""
-    policy: Literal["random", "controller"] = "random"
+    policy: CollectPolicy = "random"
     """What drives: "random" (held random actions, mostly off the road within seconds) or "controller" (a trained
     controller with --noise-std and --excursion-prob exploration: long on-road stretches, excursions onto the
     grass and the recoveries; needs --vision, --memory and --controller). Each episode records it."""
@@ -56,12 +57,12 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        _check(self.policy in ("random", "controller"), f"policy must be random or controller, got {self.policy!r}")
+        _check(self.policy in get_args(CollectPolicy), f"policy must be random or controller, got {self.policy!r}")
         _check(
             self.policy != "controller" or (self.vision is not None and self.controller is not None),
             "--policy controller needs --vision and --controller (and --memory for a full controller)",
         )
-        _check(self.noise_std >= 0 and self.noise_std == self.noise_std, f"noise_std must be >= 0, got {self.noise_std}")
+        _check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")  # NaN fails too
         _check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")

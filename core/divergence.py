@@ -151,27 +151,26 @@ def dream_divergence(
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
             if k in config.horizons:
-                dream_frames = wm.decode(dream.z)
-                real_road, dream_road = road_share(x[idx + k]), road_share(dream_frames)
+                real_z, frames = mu[idx + k], x[idx + k]
+                dream_frames, vision_frames = wm.decode(dream.z), wm.decode(real_z)
+                real_road, dream_road = road_share(frames), road_share(dream_frames)
                 add(f"road_share_real@{k}", float(real_road.sum()), n)
                 add(f"road_share_dream@{k}", float(dream_road.sum()), n)
-                add(f"road_share_vision@{k}", float(road_share(wm.decode(mu[idx + k])).sum()), n)
+                add(f"road_share_vision@{k}", float(road_share(vision_frames).sum()), n)
                 add(f"road_kept@{k}", float((dream_road >= 0.5 * real_road).sum()), n)
                 add(f"road_tracked@{k}", float(tracks_road(dream_road, real_road).sum()), n)
                 real_k = real_cum[idx + k] - real_cum[idx]
                 add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
                 add(f"reward_sum_real@{k}", float(real_k.sum()), n)
                 add(f"reward_sum_abs_error@{k}", float((dream_reward - real_k).abs().sum()), n)
-                real_z = mu[idx + k]
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]
                 add(f"latent_mse_dream_active@{k}", float(dz.pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy_active@{k}", float(cz.pow(2).mean(1).sum()), n)
-                frames = x[idx + k]
                 add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
-                add(f"pixel_mse_vision@{k}", float((wm.decode(real_z) - frames).pow(2).flatten(1).mean(1).sum()), n)
+                add(f"pixel_mse_vision@{k}", float((vision_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
         if config.parked:
             m = config.samples
             brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)

@@ -223,9 +223,8 @@ class SequenceSampler:
         self.rng = np.random.default_rng(seed)
         self.data = [latents.episode(i) for i in episodes]
         self.total_steps = sum(len(d["action"]) for d in self.data)
-        policies = np.asarray(latents.policies, str)[episodes]
-        self.probabilities = episode_weights(policies, mix or {})
-        self.mixed = bool(mix)
+        # None without a mix: windows then draw episodes uniformly, as before mixes existed (same seeds, same run)
+        self.probabilities = episode_weights(np.asarray(latents.policies, str)[episodes], mix) if mix else None
 
     def batch(
         self, batch_size: int, sample_z: bool = True, target_mu: bool = False, clean_input_fraction: float = 0.0
@@ -246,8 +245,10 @@ class SequenceSampler:
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
         for b in range(batch_size):
-            i = self.rng.choice(len(self.data), p=self.probabilities) if self.mixed else self.rng.integers(len(self.data))
-            d = self.data[i]
+            if self.probabilities is None:
+                d = self.data[self.rng.integers(len(self.data))]
+            else:
+                d = self.data[self.rng.choice(len(self.data), p=self.probabilities)]
             t = len(d["action"])
             start = int(self.rng.integers(0, max(1, t - L + 1)))
             n = min(L, t - start)

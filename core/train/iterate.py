@@ -121,7 +121,7 @@ def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
     """A finished round's record. Raises EpisodeError (naming the file) when it is not one."""
     try:
         done = json.loads(path.read_text())
-        if not isinstance(done, dict) or not all(isinstance(done.get(k), str) for k in ("controller",)):
+        if not isinstance(done, dict) or not isinstance(done.get("controller"), str):
             raise ValueError("no controller entry")
         return done
     except (OSError, ValueError) as exc:
@@ -228,7 +228,7 @@ def iterate(
         seed = config.collect_seed + (r - 1) * config.episodes
         report(r - 1, f"round {r}: collecting {config.episodes} episodes with {controller} (noise {config.noise_std})")
         factory = ControllerPolicyFactory(
-            WorldModelFiles.read(vision, memory, controller), config.noise_std, "controller", config.excursion_prob
+            WorldModelFiles.read(vision, memory, controller), config.noise_std, excursion_prob=config.excursion_prob
         )
         collect_config = CollectConfig(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=base.max_steps,
