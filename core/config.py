@@ -5,6 +5,7 @@ Invalid values raise :class:`core.errors.ConfigError` at construction, with a on
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
@@ -234,6 +235,14 @@ class MemoryTrainConfig:
     with little context (a dream's first step) reads as P(done) ~ 0.5: measured on the session-5 DDS+VAE M,
     every episode's first step had P(done) 0.52-0.60, so dreams from a reset frame ended at once. The shipped
     ConvVAE M predates this option (--no-head-prior rebuilds it)."""
+    open_loop_steps: int = 0
+    """Also train on dreams: in each window M reads the real z up to a random step, then feeds itself its own
+    samples for this many steps and is scored on the real z, reward and done (see MDNRNN.open_loop_loss).
+    0: teacher forcing only (Ha's recipe). Must be < --seq-len."""
+    open_loop_weight: float = 1.0
+    """Weight of the open-loop loss beside the teacher-forced one."""
+    init_from: Path | None = None
+    """Start from this MDN-RNN checkpoint's weights (fine-tuning; a fresh optimiser) instead of a random init."""
     mix: str = ""
     """Share of training windows per driving policy, as policy:weight pairs, e.g. "controller:0.7,random:0.3"
     (weights are normalised; every policy in the latent file needs one). Empty: every episode equally likely."""
@@ -246,6 +255,12 @@ class MemoryTrainConfig:
         from core.data.datasets import parse_mix
 
         parse_mix(self.mix)
+        if not 0 <= self.open_loop_steps < self.seq_len:
+            raise ConfigError(f"--open-loop-steps must be in [0, --seq-len), got {self.open_loop_steps}")
+        if not (math.isfinite(self.open_loop_weight) and self.open_loop_weight >= 0):
+            raise ConfigError(f"--open-loop-weight must be finite and >= 0, got {self.open_loop_weight}")
+        if self.resume and self.init_from is not None:
+            raise ConfigError("use either --resume or --init-from, not both")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -220,6 +220,71 @@ class MDNRNN(nn.Module):
         out, new_state = self.forward(z.unsqueeze(1), action.unsqueeze(1), state)
         return MDNOutput(*(t.squeeze(1) for t in out)), new_state
 
+    def _step_losses(self, out: MDNOutput, batch: dict[str, Tensor], target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Masked means of the NLL (per dimension), reward MSE and done BCE of predictions ``out`` (B, T, ...)."""
+        n = mask.sum().clamp(min=1.0)
+        nll = (mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1) * mask).sum() / n
+        reward_mse = ((out.reward - batch["reward"]).pow(2) * mask).sum() / n
+        done_bce = (
+            F.binary_cross_entropy_with_logits(out.done_logit, batch["done"], reduction="none") * mask
+        ).sum() / n
+        return nll, reward_mse, done_bce
+
+    def open_loop_loss(
+        self, batch: dict[str, Tensor], start: int, steps: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, float]]:
+        """Loss of a dream: M reads the real z_0..z_start, then feeds itself its own samples for ``steps`` steps
+        (with the real actions) and is scored on the real z, reward and done along the way.
+
+        The dream is what M is used for (split mode, dream training of C), and a model trained only with the
+        real z as input (teacher forcing) has never seen its own errors, so they compound (Bengio et al., 2015,
+        "Scheduled Sampling"; Hafner et al., 2019, "PlaNet", sec. 4, latent overshooting, for the multi-step
+        objective). Samples are drawn as in :func:`sample_mdn_with_noise` at tau = 1 and reparameterised
+        (``mu_k + sigma_k * eps``, the component index carries no gradient), so the loss at step k reaches the
+        predictions of steps < k through the fed-back z (back-propagation through the dream).
+
+        Args:
+            batch: as :meth:`loss`; needs T >= start + steps.
+            start: real inputs read before the dream (z_0..z_start), >= 0.
+            steps: dream steps scored, >= 1; the targets are z_{start+2}..z_{start+steps+1}, the first dreamed
+                input is M's sample of z_{start+1}.
+            generator: torch RNG of the dream's noise.
+
+        Returns:
+            ``(loss, metrics)`` like :meth:`loss`, metrics named ``open_loop_nll``, ``open_loop_reward_mse``,
+            ``open_loop_done_bce``.
+
+        Raises:
+            ValueError: the window is shorter than ``start + steps + 1`` steps, or ``steps`` < 1.
+        """
+        z, action = batch["z"], batch["action"]
+        horizon = action.shape[1]
+        if steps < 1 or start < 0 or start + steps + 1 > horizon:
+            raise ValueError(f"open-loop dream of {steps} steps from step {start} does not fit a {horizon}-step window")
+        target = batch["z_target"] if "z_target" in batch else z[:, 1:]
+        mask = batch.get("mask")
+        if mask is None:
+            mask = torch.ones(target.shape[:2], device=z.device)
+        out, state = self(z[:, : start + 1], action[:, : start + 1])
+        last = MDNOutput(*(t[:, -1] for t in out))
+        preds = []
+        for t in range(start + 1, start + steps + 1):
+            noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
+            with torch.no_grad():  # the component index: no gradient, as in any discrete choice
+                cdf = torch.softmax(last.log_pi, dim=-1).cumsum(dim=-1)
+                k = (normal_to_uniform(noise[..., 0:1]) > cdf).sum(-1, keepdim=True).clamp_(max=cdf.shape[-1] - 1)
+            z_t = last.mu.gather(-1, k).squeeze(-1) + last.log_sigma.gather(-1, k).squeeze(-1).exp() * noise[..., 1]
+            last, state = self.step(z_t, action[:, t], state)
+            preds.append(last)
+        dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
+        sl = slice(start + 1, start + steps + 1)
+        part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
+        nll, reward_mse, done_bce = self._step_losses(dream, part, target[:, sl], mask[:, sl])
+        loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
+        return loss, {
+            "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
+        }  # fmt: skip
+
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Training loss on a batch of sequences.
 
@@ -240,11 +305,6 @@ class MDNRNN(nn.Module):
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)
-        n = mask.sum().clamp(min=1.0)
-        nll = (mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1) * mask).sum() / n
-        reward_mse = ((out.reward - batch["reward"]).pow(2) * mask).sum() / n
-        done_bce = (
-            F.binary_cross_entropy_with_logits(out.done_logit, batch["done"], reduction="none") * mask
-        ).sum() / n
+        nll, reward_mse, done_bce = self._step_losses(out, batch, target, mask)
         loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
         return loss, {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}

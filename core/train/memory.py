@@ -13,6 +13,7 @@ import torch
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
+from core.errors import CheckpointError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
@@ -87,10 +88,12 @@ def train_memory(
     """Train the MDN-RNN (M) on ``config.latents`` and write ``config.out``.
 
     Each epoch draws enough random windows of ``seq_len`` steps to cover the training steps once, with
-    z ~ N(mu, exp(logvar)) sampled afresh; Adam with global gradient-norm clipping.
+    z ~ N(mu, exp(logvar)) sampled afresh; Adam with global gradient-norm clipping. With
+    ``config.open_loop_steps`` each batch also scores one dream of that many steps from a random step of the
+    window (:meth:`MDNRNN.open_loop_loss`).
 
     Raises:
-        EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state.
+        EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state, or an --init-from M over latents of another size.
     """
     stop = should_stop or never_stop()
     seed_everything(config.seed)
@@ -108,9 +111,14 @@ def train_memory(
     active = active_dims(latents.mu[train_rows], latents.logvar[train_rows])
 
     start_epoch = 0
-    if config.resume:
-        model = load_model(config.out, "mdnrnn")
+    if config.resume or config.init_from is not None:
+        model = load_model(config.out if config.resume else config.init_from, "mdnrnn")
         assert isinstance(model, MDNRNN)
+        if model.config.z_dim != latents.z_dim:
+            raise CheckpointError(
+                f"{config.init_from}: an MDN-RNN over {model.config.z_dim}-d latents cannot train on "
+                f"{config.latents} ({latents.z_dim}-d)"
+            )
     else:
         model = MDNRNN(
             MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual)
@@ -136,6 +144,17 @@ def train_memory(
             group["lr"] = config.lr
             group.setdefault("initial_lr", config.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor, last_epoch=start_epoch * steps_per_epoch - 1)
+
+    dream_rng = np.random.default_rng([config.seed, 1, start_epoch])
+    dream_noise = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
+
+    def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        loss, parts = model.loss(batch)
+        if config.open_loop_steps == 0:
+            return loss, parts
+        start = int(dream_rng.integers(0, config.seq_len - config.open_loop_steps))
+        dream_loss, dream_parts = model.open_loop_loss(batch, start, config.open_loop_steps, dream_noise)
+        return loss + config.open_loop_weight * dream_loss, {**parts, **dream_parts}
 
     def batches(epoch: int):
         for _ in range(steps_per_epoch):
@@ -163,6 +182,6 @@ def train_memory(
         stage="memory", prefix="memory", model=model, optimizer=optimizer, scheduler=scheduler,
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches,
         evaluate=lambda: evaluate_memory(model, val_episodes, active), save=save, on_progress=on_progress,
-        should_stop=stop, start_epoch=start_epoch, grad_clip=config.grad_clip,
+        should_stop=stop, start_epoch=start_epoch, grad_clip=config.grad_clip, loss_fn=loss_fn,
     )  # fmt: skip
     return loop.run()
