@@ -10,13 +10,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from core.data.seeds import DEVELOPMENT, check_evaluation_seeds
 from core.errors import CheckpointError, ConfigError
 from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
 from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
-EVAL_SEED_START = 1_000_000
-"""Held-out track seeds start here; training and collection seeds stay below it."""
+EVAL_SEED_START = DEVELOPMENT.start
+"""Held-out evaluation tracks start here (the development range, :mod:`core.data.seeds`); training,
+collection and model-selection seeds stay below it."""
 STEP_REWARD = -0.1
 """CarRacing's reward for a step that visits no new tile."""
 
@@ -34,7 +36,8 @@ class EvaluateConfig:
     episodes: int = 100
     """Number of held-out tracks."""
     seed: int = EVAL_SEED_START
-    """First held-out track seed (seeds seed .. seed + episodes - 1; must be >= 1,000,000)."""
+    """First held-out track seed (seeds seed .. seed + episodes - 1, all in the development range
+1,000,000..1,999,999 or the final range from 7,000,000; see core/data/seeds.py)."""
     workers: int = 2
     """Worker processes."""
     max_steps: int = 1000
@@ -53,10 +56,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
-        if self.seed < EVAL_SEED_START:
-            raise ConfigError(
-                f"evaluation seeds must be >= {EVAL_SEED_START} (held out from training), got {self.seed}"
-            )
+        check_evaluation_seeds(self.seed, self.episodes)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.max_steps < 1:
