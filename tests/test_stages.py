@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -231,16 +233,25 @@ def test_dream_video_is_written(pipeline: dict[str, Path]) -> None:
     assert 1 <= n <= 20 and n == r.metrics["dream/steps"]
 
 
-def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path]) -> None:
+def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="held out"):
         EvaluateConfig(controller=tiny_world_model["controller"], seed=5)
-    r = evaluate(
-        EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30)
+    config = EvaluateConfig(
+        controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30, results=tmp_path / "r.json"
     )
+    r = evaluate(config)
     assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
     out = r.as_json()
     assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds"}
     assert out["returns"] == r.returns and out["return_min"] == min(r.returns) and out["return_max"] == max(r.returns)
+    assert r.results_path == tmp_path / "r.json" and sorted(tmp_path.iterdir()) == [tmp_path / "r.json"]  # no temp left
+    written = json.loads(r.results_path.read_text())
+    assert written["returns"] == r.returns and written["seeds"] == r.seeds
+    assert written["files"]["vision"]["path"] == str(tiny_world_model["vision"])
+    stopped = threading.Event()
+    stopped.set()
+    again = evaluate(dataclasses.replace(config, results=tmp_path / "stopped.json"), should_stop=stopped)
+    assert again.results_path is None and not (tmp_path / "stopped.json").exists()  # a stopped run writes nothing
 
 
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:

@@ -73,6 +73,6 @@ def check_evaluation_seeds(first: int, count: int) -> None:
     """
     if not (DEVELOPMENT.holds(first, count) or FINAL.holds(first, count)):
         raise ConfigError(
-            f"evaluation seeds {first:,}..{first + count - 1:,} must lie within the {DEVELOPMENT} or the "
-            f"{FINAL}, not across or outside them (see core/data/seeds.py)"
+            f"evaluation seeds {first:,}..{first + count - 1:,} are not held out as they must be: they must lie "
+            f"within the {DEVELOPMENT} or the {FINAL} (see core/data/seeds.py)"
         )
