@@ -385,7 +385,8 @@ def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> No
 
 
 def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path: Path) -> None:
-    from core.compare import CompareVisionConfig, compare_vision
+    from core.compare import CompareVisionConfig, _heldout_frames, compare_vision
+    from core.envs.world_model import load_vision
 
     assets = data / "assets"
     grid = tmp_path / "grid.png"
@@ -399,6 +400,16 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
         mean, median, p95 = (float(out[f"compare/{name}/mse_64{s}"]) for s in ("", "_median", "_p95"))
         assert 0 < median <= p95 and 0 < mean < 1  # untrained models: far from the frames, but finite
     assert out["compare/conv_vae/mse_own"] == out["compare/conv_vae/mse_64"]  # the ConvVAE works at 64x64
+    assert out["compare/conv_vae/resolution_own"] == 64 and out["compare/dds_vae/resolution_own"] == 96
+    assert str(out["compare/reference"]).startswith("64x64")
+    # one reference for both: the DDS+VAE's 96x96 reconstruction, area-resized, against the ConvVAE's input
+    frames = _heldout_frames(config)
+    dds = load_vision(config.dds_vae)
+    with torch.no_grad():
+        recon = dds.decode(dds.encode(torch.from_numpy(preprocess_frames(frames, 96)).float() / 255)[0]).numpy()
+    recon64 = np.stack([cv2.resize(r.transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_AREA) for r in recon])
+    reference = preprocess_frames(frames, 64).transpose(0, 2, 3, 1).astype(np.float32) / 255
+    assert out["compare/dds_vae/mse_64"] == pytest.approx(float(((recon64 - reference) ** 2).mean()), rel=1e-4)
     assert out["compare/dds_vae/params"] == 4_039_089
     image = cv2.imread(str(grid))
     assert image is not None and image.shape == (28 + 3 * 192, 5 * 192, 3)
