@@ -148,6 +148,8 @@ def cmd_evaluate(config: Any) -> None:
     from core.evaluate import evaluate, histogram
 
     result = _run_stage("evaluate", evaluate, config)
+    if result.results_path is not None:  # stdout stays the report, or the one JSON object with --json
+        print(f"per-track results: {result.results_path}", file=sys.stderr)
     if config.json:
         print(json.dumps(result.as_json()))
         return

@@ -71,8 +71,17 @@ def _reconstruct(model: nn.Module, frames: np.ndarray, batch: int = 64) -> tuple
     return x, recon
 
 
-def _to64(x: Tensor) -> Tensor:
-    return x if x.shape[-1] == 64 else F.interpolate(x, size=(64, 64), mode="area")
+REFERENCE = "64x64: the HUD-cropped 84x96 frame area-resized (cv2 INTER_AREA) to 64x64, the ConvVAE's input"
+"""The one reference both models are scored against (``compare/<model>/mse_64*``)."""
+
+
+def _area_resize(x: Tensor, size: int) -> Tensor:
+    """float32 (N, 3, S, S) -> (N, 3, size, size) with cv2's INTER_AREA, the resize of :func:`preprocess_frames`."""
+    if x.shape[-1] == size:
+        return x
+    hwc = x.permute(0, 2, 3, 1).numpy()
+    out = np.stack([cv2.resize(f, (size, size), interpolation=cv2.INTER_AREA) for f in hwc])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
 
 
 @torch.no_grad()
@@ -90,10 +99,12 @@ def _latency_ms(fn, repeats: int = 30) -> float:  # type: ignore[no-untyped-def]
 def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     """Score both models; write the PNG grid. Returns namespaced figures (``compare/<model>/...``).
 
-    MSE is per pixel value in [0, 1] of decode(mu) against the HUD-cropped frame, at each model's own
-    resolution (64 for the ConvVAE, 96 for the DDS+VAE) and at a common 64x64 (area-downscaled); at 64x64
-    also the median and 95th percentile over frames, which tell a model that is worse everywhere from one that
-    fails on a few rare frames (e.g. the black void beyond the map's edge).
+    MSE is per pixel value in [0, 1] of decode(mu). ``mse_64`` scores both models against ONE reference,
+    :data:`REFERENCE` (the HUD-cropped frame resized straight to 64x64); the DDS+VAE's 96x96 reconstruction is
+    area-resized to 64x64 the same way first. With it the median and 95th percentile over frames, which tell a
+    model that is worse everywhere from one that fails on a few rare frames (e.g. the black void beyond the
+    map's edge). ``mse_own`` is each model against its own input at its own resolution (ConvVAE 64x64, DDS+VAE
+    96x96, the resolution of the seed work's figures).
 
     Raises:
         CheckpointError, EpisodeError: bad inputs. ConfigError: the checkpoints are not one of each kind.
@@ -102,7 +113,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     if conv.kind != "conv_vae" or dds.kind != "dds_vae":
         raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")
     frames = _heldout_frames(config)
-    out: dict[str, float | str] = {"compare/frames": float(len(frames))}
+    out: dict[str, float | str] = {"compare/frames": float(len(frames)), "compare/reference": REFERENCE}
+    reference = to_tensor(preprocess_frames(frames, 64))
     recons = {}
     for name, model in (("conv_vae", conv), ("dds_vae", dds)):
         x, recon = _reconstruct(model, frames)
@@ -110,7 +122,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
         if name == "dds_vae":
             x96 = x  # the DDS+VAE's own input: HUD-cropped frames at 96x96
         out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).mean())
-        per_frame = (_to64(recon) - _to64(x)).pow(2).flatten(1).mean(1)
+        out[f"compare/{name}/resolution_own"] = float(x.shape[-1])
+        per_frame = (_area_resize(recon, 64) - reference).pow(2).flatten(1).mean(1)
         out[f"compare/{name}/mse_64"] = float(per_frame.mean())
         out[f"compare/{name}/mse_64_median"] = float(per_frame.median())
         out[f"compare/{name}/mse_64_p95"] = float(per_frame.quantile(0.95))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from core.data.seeds import MODEL_SELECTION
 from core.errors import ConfigError
 
 VisionKind = Literal["conv-vae", "dds-vae"]
@@ -69,8 +70,9 @@ class CollectConfig:
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         _check(
-            self.seed + self.episodes <= 1_000_000,
-            f"collection seeds must stay below 1,000,000 (held-out evaluation tracks), got {self.seed}.."
+            self.seed + self.episodes <= MODEL_SELECTION.stop,
+            f"collection seeds must stay below {MODEL_SELECTION.stop:,} (training and model-selection tracks; "
+            f"evaluation tracks are held out), got {self.seed}.."
             f"{self.seed + self.episodes - 1}",
         )
         _check(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")

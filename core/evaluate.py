@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -10,13 +12,15 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from core.data.seeds import DEVELOPMENT, check_evaluation_seeds
 from core.errors import CheckpointError, ConfigError
 from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
 from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
-EVAL_SEED_START = 1_000_000
-"""Held-out track seeds start here; training and collection seeds stay below it."""
+EVAL_SEED_START = DEVELOPMENT.start
+"""Held-out evaluation tracks start here (the development range, :mod:`core.data.seeds`); training,
+collection and model-selection seeds stay below it."""
 STEP_REWARD = -0.1
 """CarRacing's reward for a step that visits no new tile."""
 
@@ -34,13 +38,18 @@ class EvaluateConfig:
     episodes: int = 100
     """Number of held-out tracks."""
     seed: int = EVAL_SEED_START
-    """First held-out track seed (seeds seed .. seed + episodes - 1; must be >= 1,000,000)."""
+    """First held-out track seed (seeds seed .. seed + episodes - 1, all in the development range
+1,000,000..1,999,999 or the final range from 7,000,000; see core/data/seeds.py)."""
     workers: int = 2
     """Worker processes."""
     max_steps: int = 1000
     """Steps per episode at most."""
     json: bool = False
     """Print one JSON object instead of the report."""
+    results: Path | None = None
+    """Write the per-track results (the --json object plus the files' SHA-256 and the seed range) to this JSON
+    file (default: beside the controller, <controller stem>.eval_<seed>x<episodes>.json). Written atomically,
+    only when every episode ran."""
     v_only: Path | None = None
     """Also evaluate this V-only controller (z without h, from `train-controller --v-only`) on the same tracks
     and report it as the baseline (Ha's V-only agent)."""
@@ -53,10 +62,7 @@ class EvaluateConfig:
     def __post_init__(self) -> None:
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
-        if self.seed < EVAL_SEED_START:
-            raise ConfigError(
-                f"evaluation seeds must be >= {EVAL_SEED_START} (held out from training), got {self.seed}"
-            )
+        check_evaluation_seeds(self.seed, self.episodes)
         if self.workers < 1:
             raise ConfigError(f"workers must be >= 1, got {self.workers}")
         if self.max_steps < 1:
@@ -74,6 +80,8 @@ class EvaluationResult:
     seconds: float
     v_only: EvaluationResult | None = None
     """The V-only baseline on the same tracks, when asked for."""
+    results_path: Path | None = None
+    """The per-track results file written (None: the run was stopped before every episode ran)."""
 
     @property
     def mean(self) -> float:
@@ -97,6 +105,37 @@ class EvaluationResult:
         if self.v_only is not None:
             out["v_only"] = self.v_only.as_json()
         return out
+
+
+def results_path(config: EvaluateConfig) -> Path:
+    """Where :func:`evaluate` writes the per-track results of ``config``: ``config.results``, else beside the
+    controller as ``<controller stem>.eval_<first seed>x<episodes>.json``."""
+    if config.results is not None:
+        return Path(config.results)
+    controller = Path(config.controller)
+    return controller.with_name(f"{controller.stem}.eval_{config.seed}x{config.episodes}.json")
+
+
+def write_results(config: EvaluateConfig, result: EvaluationResult, path: Path) -> Path:
+    """Write ``result.as_json()`` plus what it was measured on (V, M and C paths with their SHA-256, the seed
+    range, max_steps) atomically to ``path`` as JSON."""
+    from core.checkpoint import atomic_path
+    from core.data.datasets import file_sha256
+    from core.data.seeds import FINAL
+
+    vision, memory = resolve_world_model_paths(config.controller, config.vision, config.memory)
+    files = {"controller": Path(config.controller), "vision": vision, "memory": memory}
+    if config.v_only is not None:
+        files["v_only"] = Path(config.v_only)
+    record = {
+        **result.as_json(),
+        "seed_range": (FINAL if config.seed in FINAL else DEVELOPMENT).name,
+        "max_steps": config.max_steps,
+        "files": {k: {"path": str(p), "sha256": file_sha256(p)} for k, p in files.items() if p is not None},
+    }
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+    return path
 
 
 def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> float:  # type: ignore[no-untyped-def]
@@ -211,6 +250,8 @@ def evaluate(
     ``evaluate/return`` and ``evaluate/return_mean`` after each episode. With ``config.v_only`` the V-only
     controller then runs on the same seeds and comes back as ``result.v_only``.
 
+    When every episode ran, the per-track results go to :func:`results_path` (see :func:`write_results`).
+
     Raises:
         CheckpointError: a checkpoint is missing or bad. WorkerCrashed / TaskFailed: a worker died or failed.
     """
@@ -221,6 +262,11 @@ def evaluate(
     if config.v_only is not None and not stop.is_set():
         baseline = _evaluate_controller(config, config.v_only, seeds, "evaluate-v-only", on_progress, stop)
         result = EvaluationResult(result.returns, result.seeds, time.perf_counter() - t0, baseline)
+    complete = len(result.returns) == len(seeds) and (
+        config.v_only is None or (result.v_only is not None and len(result.v_only.returns) == len(seeds))
+    )
+    if complete:
+        result = dataclasses.replace(result, results_path=write_results(config, result, results_path(config)))
     return result
 
 

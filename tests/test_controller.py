@@ -23,6 +23,14 @@ import torch
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint
 from core.config import CollectConfig, MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, file_sha256
+from core.data.seeds import (
+    DEVELOPMENT,
+    FINAL,
+    FINAL_BLOCKS_USED,
+    MODEL_SELECTION,
+    TRAINING,
+    next_final_block,
+)
 from core.envs.dream import DreamEnv
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError
@@ -159,6 +167,17 @@ def test_evaluation_seeds_never_overlap_training_seeds() -> None:
         IterateConfig(collect_seed=REAL_CHECK_SEED_START - 50, episodes=100)
     with pytest.raises(ConfigError):
         ControllerTrainConfig(real_check_episodes=EVAL_SEED_START - REAL_CHECK_SEED_START + 1)
+
+
+def test_evaluation_stays_within_the_development_or_a_final_range() -> None:
+    assert EVAL_SEED_START == DEVELOPMENT.start == MODEL_SELECTION.stop and REAL_CHECK_SEED_START == TRAINING.stop
+    EvaluateConfig(seed=DEVELOPMENT.stop - 10, episodes=10)
+    EvaluateConfig(seed=FINAL.start, episodes=100)
+    for seed, episodes in ((DEVELOPMENT.stop - 5, 10), (3_000_000, 1), (FINAL.start - 1, 2)):
+        with pytest.raises(ConfigError, match="development evaluation tracks 1,000,000..1,999,999"):
+            EvaluateConfig(seed=seed, episodes=episodes)
+    assert 7_000_000 in FINAL_BLOCKS_USED and next_final_block() == 7_000_100
+    assert 999_999 in MODEL_SELECTION and 1_000_000 not in MODEL_SELECTION and 899_999 in TRAINING
 
 
 def test_resume_continues_the_same_cmaes_run(world: SimpleNamespace, tmp_path: Path) -> None:
@@ -316,6 +335,11 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
     assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only"}
     assert out["episodes"] == 2 and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
     assert out["v_only"]["seeds"] == out["seeds"] and math.isfinite(out["v_only"]["return_mean"])
+    written = json.loads((tmp_path / f"c.eval_{EVAL_SEED_START}x2.json").read_text())  # beside the controller
+    assert {k: v for k, v in written.items() if k not in ("seed_range", "max_steps", "files")} == out
+    assert written["seed_range"] == "development evaluation" and written["max_steps"] == 20
+    assert written["files"]["v_only"] == {"path": str(v_only), "sha256": file_sha256(v_only)}
+    assert sorted(written["files"]) == ["controller", "memory", "v_only", "vision"]
 
 
 @pytest.mark.slow

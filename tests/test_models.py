@@ -100,16 +100,32 @@ def test_temperature_zero_is_deterministic_mode() -> None:
         sample_mdn(log_pi, mu, log_sigma, -1.0)
 
 
+def _two_component_mixture(n: int, pi_plus: float, sigma: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``n`` copies of one dimension's mixture ``(1 - pi_plus) N(-1, sigma^2) + pi_plus N(+1, sigma^2)``."""
+    log_pi = torch.log(torch.tensor([1.0 - pi_plus, pi_plus])).expand(n, 1, 2)
+    mu = torch.tensor([-1.0, 1.0]).expand(n, 1, 2)
+    return log_pi, mu, torch.full((n, 1, 2), math.log(sigma))
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0])
+def test_temperature_divides_the_mixture_logits(tau: float) -> None:
+    """Unequal weights 0.2 / 0.8: at temperature tau the +1 component is drawn with probability
+    0.8^(1/tau) / (0.2^(1/tau) + 0.8^(1/tau)) (softmax of log pi / tau): 0.941, 0.8, 0.667."""
+    g = torch.Generator().manual_seed(0)
+    log_pi, mu, log_sigma = _two_component_mixture(20000, 0.8, 1e-4)
+    share_plus = float((sample_mdn(log_pi, mu, log_sigma, tau, g) > 0).float().mean())
+    expected = 0.8 ** (1 / tau) / (0.2 ** (1 / tau) + 0.8 ** (1 / tau))
+    assert share_plus == pytest.approx(expected, abs=0.015)  # binomial sd ~0.003
+
+
 def test_temperature_scales_spread() -> None:
     g = torch.Generator().manual_seed(0)
-    log_pi = torch.log(torch.tensor([0.5, 0.5])).expand(20000, 1, 2)
-    mu = torch.tensor([-1.0, 1.0]).expand(20000, 1, 2)
-    log_sigma = torch.zeros(20000, 1, 2)
-    low = sample_mdn(log_pi, mu, log_sigma, 0.1, g).std()
-    high = sample_mdn(log_pi, mu, log_sigma, 2.0, g).std()
-    # variance = 1 (mixture of +-1) + tau * sigma^2
-    assert float(low) ** 2 == pytest.approx(1.1, rel=0.05)
-    assert float(high) ** 2 == pytest.approx(3.0, rel=0.05)
+    log_pi, mu, log_sigma = _two_component_mixture(20000, 0.8, 1.0)
+    for tau in (0.1, 2.0):
+        p = 0.8 ** (1 / tau) / (0.2 ** (1 / tau) + 0.8 ** (1 / tau))
+        # variance = 4 p (1 - p) (the +-1 component means) + tau * sigma^2 (noise scaled by sqrt(tau))
+        variance = float(sample_mdn(log_pi, mu, log_sigma, tau, g).var())
+        assert variance == pytest.approx(4 * p * (1 - p) + tau, rel=0.05)
 
 
 def test_mdnrnn_sequence_and_step_agree() -> None:

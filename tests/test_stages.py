@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import subprocess
 import sys
 import threading
@@ -14,17 +16,19 @@ import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path
 from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
-from core.data.datasets import LatentEpisodes, SequenceSampler
-from core.data.episodes import read_episode
+from core.data.datasets import LatentEpisodes, SequenceSampler, load_frames
+from core.data.episodes import list_episodes, read_episode, split_episodes
 from core.divergence import DivergenceConfig, dream_divergence
 from core.envs.car_racing import preprocess_frames
 from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.evaluate import EvaluateConfig, evaluate
 from core.metrics.road import road_share
+from core.models import ConvVAE, VAEConfig
 from core.progress import Progress
 from core.train.encode import train_encode
+from core.train.loop import seed_everything
 from core.train.memory import train_memory
-from core.train.vision import train_vision
+from core.train.vision import reconstruction_mse, train_vision
 from core.video import record_dream
 
 pytestmark = pytest.mark.slow
@@ -46,11 +50,19 @@ def pipeline(real_episodes: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     return {"dir": d, "vision": d / "v.safetensors", "latents": d / "lat.npz", "memory": d / "m.safetensors"}
 
 
-def test_vision_learns_on_real_frames(pipeline: dict[str, Path]) -> None:
+def test_vision_learns_on_real_frames(pipeline: dict[str, Path], real_episodes: Path) -> None:
+    """Two short epochs cut the held-out reconstruction error of the very weights they started from by a
+    quarter (measured: 0.0352 vs 0.0467; untrained ConvVAEs of other seeds score 0.047-0.056 on these frames)."""
     vae = load_model(pipeline["vision"], "conv_vae")
-    metrics = vae.checkpoint_metrics  # type: ignore[attr-defined]
-    assert 0 < metrics["vision/val/recon"] < 0.1
+    trained = vae.checkpoint_metrics["vision/val/recon"]  # type: ignore[attr-defined]
     assert vae.checkpoint_extra["epochs_done"] == 2  # type: ignore[attr-defined]
+    config = VisionTrainConfig(data_dir=real_episodes, out=pipeline["vision"])
+    _, val_files = split_episodes(list_episodes(real_episodes), config.val_fraction, config.seed)
+    val_frames = load_frames(val_files, 64, max(config.frame_stride, 4))  # the frames train_vision validates on
+    seed_everything(config.seed)
+    untrained = reconstruction_mse(ConvVAE(VAEConfig()), val_frames)  # the same init train_vision starts from
+    assert trained == pytest.approx(reconstruction_mse(vae, val_frames), rel=1e-5)
+    assert trained < 0.85 * untrained
 
 
 def test_encode_writes_latents_for_every_frame(pipeline: dict[str, Path]) -> None:
@@ -65,6 +77,40 @@ def test_memory_checkpoint_records_metrics(pipeline: dict[str, Path]) -> None:
     m = load_model(pipeline["memory"], "mdnrnn")
     metrics = m.checkpoint_metrics  # type: ignore[attr-defined]
     assert np.isfinite(metrics["memory/val/nll"]) and "memory/val/mse_copy" in metrics
+
+
+def _action_driven_latents(real: LatentEpisodes, n_episodes: int, seed: int) -> LatentEpisodes:
+    """Latent episodes that move with the actions of real CarRacing episodes: z_{t+1} = 0.9 z_t + 0.3 a_t B +
+    N(0, 0.02^2) per dimension, B (3, z_dim) fixed, z_0 ~ N(0, 1); the real rewards and done flags ride along.
+    Copying z_t cannot follow the actions; an M that reads them can."""
+    rng = np.random.default_rng(seed)
+    b = rng.normal(0.0, 1.0, (3, real.z_dim)).astype(np.float32)
+    mus, episodes = [], [real.episode(i % real.n_episodes) for i in range(n_episodes)]
+    for ep in episodes:
+        zs = [rng.normal(0.0, 1.0, real.z_dim).astype(np.float32)]
+        for a in ep["action"]:
+            zs.append(0.9 * zs[-1] + 0.3 * a @ b + rng.normal(0.0, 0.02, real.z_dim).astype(np.float32))
+        mus.append(np.stack(zs))
+    lengths = [len(m) for m in mus]
+    return LatentEpisodes(
+        mu=np.concatenate(mus), logvar=np.full((sum(lengths), real.z_dim), np.log(1e-4), np.float32),
+        actions=np.concatenate([ep["action"] for ep in episodes]),
+        rewards=np.concatenate([ep["reward"] for ep in episodes]),
+        terminated=np.concatenate([ep["done"] for ep in episodes]),
+        starts=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64), seeds=np.arange(n_episodes),
+        vision_kind=real.vision_kind, vision_sha256=real.vision_sha256,
+    )  # fmt: skip
+
+
+def test_memory_learns_what_copying_z_t_misses(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    """On held-out episodes M's mixture mean predicts z_{t+1} far better than z_{t+1} = z_t (measured: MSE
+    ratio 0.31); a stage that trains on misaligned targets or not at all stays near 1."""
+    latents = _action_driven_latents(LatentEpisodes.load(pipeline["latents"]), 120, seed=0).save(tmp_path / "z.npz")
+    config = MemoryTrainConfig(
+        latents=latents, out=tmp_path / "m.safetensors", epochs=2, seq_len=16, batch_size=8, lr=1e-2, hidden_dim=64
+    )
+    metrics = train_memory(config).metrics
+    assert metrics["memory/val/mse_mean"] < 0.6 * metrics["memory/val/mse_copy"]
 
 
 def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:
@@ -187,16 +233,25 @@ def test_dream_video_is_written(pipeline: dict[str, Path]) -> None:
     assert 1 <= n <= 20 and n == r.metrics["dream/steps"]
 
 
-def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path]) -> None:
+def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path], tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="held out"):
         EvaluateConfig(controller=tiny_world_model["controller"], seed=5)
-    r = evaluate(
-        EvaluateConfig(controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30)
+    config = EvaluateConfig(
+        controller=tiny_world_model["controller"], episodes=2, workers=2, max_steps=30, results=tmp_path / "r.json"
     )
+    r = evaluate(config)
     assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
     out = r.as_json()
     assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds"}
     assert out["returns"] == r.returns and out["return_min"] == min(r.returns) and out["return_max"] == max(r.returns)
+    assert r.results_path == tmp_path / "r.json" and sorted(tmp_path.iterdir()) == [tmp_path / "r.json"]  # no temp left
+    written = json.loads(r.results_path.read_text())
+    assert written["returns"] == r.returns and written["seeds"] == r.seeds
+    assert written["files"]["vision"]["path"] == str(tiny_world_model["vision"])
+    stopped = threading.Event()
+    stopped.set()
+    again = evaluate(dataclasses.replace(config, results=tmp_path / "stopped.json"), should_stop=stopped)
+    assert again.results_path is None and not (tmp_path / "stopped.json").exists()  # a stopped run writes nothing
 
 
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
@@ -330,7 +385,8 @@ def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> No
 
 
 def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path: Path) -> None:
-    from core.compare import CompareVisionConfig, compare_vision
+    from core.compare import CompareVisionConfig, _heldout_frames, compare_vision
+    from core.envs.world_model import load_vision
 
     assets = data / "assets"
     grid = tmp_path / "grid.png"
@@ -344,7 +400,17 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
         mean, median, p95 = (float(out[f"compare/{name}/mse_64{s}"]) for s in ("", "_median", "_p95"))
         assert 0 < median <= p95 and 0 < mean < 1  # untrained models: far from the frames, but finite
     assert out["compare/conv_vae/mse_own"] == out["compare/conv_vae/mse_64"]  # the ConvVAE works at 64x64
-    assert abs(out["compare/dds_vae/params"] - 4_039_089) <= 0.01 * 4_039_089  # type: ignore[operator]
+    assert out["compare/conv_vae/resolution_own"] == 64 and out["compare/dds_vae/resolution_own"] == 96
+    assert str(out["compare/reference"]).startswith("64x64")
+    # one reference for both: the DDS+VAE's 96x96 reconstruction, area-resized, against the ConvVAE's input
+    frames = _heldout_frames(config)
+    dds = load_vision(config.dds_vae)
+    with torch.no_grad():
+        recon = dds.decode(dds.encode(torch.from_numpy(preprocess_frames(frames, 96)).float() / 255)[0]).numpy()
+    recon64 = np.stack([cv2.resize(r.transpose(1, 2, 0), (64, 64), interpolation=cv2.INTER_AREA) for r in recon])
+    reference = preprocess_frames(frames, 64).transpose(0, 2, 3, 1).astype(np.float32) / 255
+    assert out["compare/dds_vae/mse_64"] == pytest.approx(float(((recon64 - reference) ** 2).mean()), rel=1e-4)
+    assert out["compare/dds_vae/params"] == 4_039_089
     image = cv2.imread(str(grid))
     assert image is not None and image.shape == (28 + 3 * 192, 5 * 192, 3)
     with pytest.raises(ConfigError, match="conv_vae and a dds_vae"):

@@ -15,7 +15,8 @@ Every ``real_check_every`` generations the generation's best candidate drives on
 controller kept at ``out`` is the best on those checks (until the first check: the best by fitness). All
 candidates of a generation share its random choices (tracks, dream seeds, starts): common random numbers make
 the ranking less noisy. Track seeds: real training rollouts in [0, 900,000), real checks in
-[900,000, 1,000,000), evaluation from 1,000,000 (:data:`core.evaluate.EVAL_SEED_START`), so they never overlap.
+[900,000, 1,000,000), evaluation from 1,000,000 (:data:`core.evaluate.EVAL_SEED_START`), so they never overlap
+(the ranges: :mod:`core.data.seeds`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,11 @@ from torch import Tensor
 
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
 from core.data.datasets import LatentEpisodes, file_sha256
+from core.data.seeds import MODEL_SELECTION, TRAINING
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel
 from core.errors import CheckpointError, ConfigError
-from core.evaluate import EVAL_SEED_START, RealRollout, RealRolloutSpec, real_rollout_task
+from core.evaluate import RealRollout, RealRolloutSpec, real_rollout_task
 from core.models.controller import Controller, ControllerConfig, batched_actions
 from core.models.mdnrnn import MDNRNN
 from core.parallel import EXECUTOR_KINDS, Executor, ExecutorKind, TaskFailed, WorkerCrashed, make_executor
@@ -47,7 +49,7 @@ from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
 
-REAL_CHECK_SEED_START = 900_000
+REAL_CHECK_SEED_START = MODEL_SELECTION.start
 """Real checks drive on tracks REAL_CHECK_SEED_START.. (validation); real training rollouts stay below it."""
 NON_FINITE_FITNESS = -1e6
 """Fitness given to a candidate whose return is NaN or infinite (ranked last; CMA-ES uses ranks only)."""
@@ -140,7 +142,7 @@ class ControllerTrainConfig:
             ),
             (self.real_check_every >= 0, f"real_check_every must be >= 0, got {self.real_check_every}"),
             (
-                1 <= self.real_check_episodes <= EVAL_SEED_START - REAL_CHECK_SEED_START,
+                1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
                 f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
             ),
             (
@@ -277,7 +279,7 @@ def generation_plan(seed: int, generation: int, rollouts: int, n_starts: int) ->
     """The plan of ``generation`` (0-based) of the run seeded ``seed``; the same arguments give the same plan."""
     rng = np.random.default_rng([seed, generation])
     return GenerationPlan(
-        track_seeds=rng.integers(0, REAL_CHECK_SEED_START, rollouts),
+        track_seeds=rng.integers(TRAINING.start, TRAINING.stop, rollouts),
         dream_seeds=rng.integers(0, 2**31, rollouts),
         starts=rng.integers(0, max(1, n_starts), rollouts),
     )

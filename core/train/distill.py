@@ -26,13 +26,13 @@ from core.config import CollectConfig, _check
 from core.data.collect import collect
 from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
+from core.data.seeds import TRAINING
 from core.envs.world_model import WorldModel
 from core.errors import StageCancelled
 from core.evaluate import resolve_world_model_paths
 from core.models.controller import Controller, ControllerConfig
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
-from core.train.controller import REAL_CHECK_SEED_START
 from core.train.loop import StageResult
 
 
@@ -76,8 +76,8 @@ class DistillConfig:
     def __post_init__(self) -> None:
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(
-            0 <= self.seed and self.seed + self.episodes <= REAL_CHECK_SEED_START,
-            f"teacher track seeds must lie in [0, {REAL_CHECK_SEED_START}), got {self.seed}..{self.seed + self.episodes - 1}",
+            0 <= self.seed and self.seed + self.episodes <= TRAINING.stop,
+            f"teacher track seeds must lie in [0, {TRAINING.stop:,}), got {self.seed}..{self.seed + self.episodes - 1}",
         )
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")

@@ -24,10 +24,11 @@ from core.checkpoint import atomic_path, load_resume_state, resume_path
 from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
+from core.data.seeds import TRAINING
 from core.errors import ConfigError, EpisodeError
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
-from core.train.controller import REAL_CHECK_SEED_START, ControllerTrainConfig, train_controller
+from core.train.controller import ControllerTrainConfig, train_controller
 from core.train.encode import train_encode
 from core.train.loop import StageResult
 from core.train.memory import train_memory
@@ -80,10 +81,10 @@ class IterateConfig:
             raise ConfigError(f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         if self.check_max_episodes < 0 or not self.check_horizons or min(self.check_horizons) < 1:
             raise ConfigError("check_max_episodes must be >= 0 and check_horizons >= 1")
-        if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > REAL_CHECK_SEED_START:
+        if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > TRAINING.stop:
             raise ConfigError(
                 f"collection tracks {self.collect_seed}..{self.collect_seed + self.rounds * self.episodes - 1} "
-                f"must lie in [0, {REAL_CHECK_SEED_START}) (real-check and evaluation tracks are held out)"
+                f"must lie in [0, {TRAINING.stop:,}) (real-check and evaluation tracks are held out)"
             )
         if self.train_controller.latents is None:
             raise ConfigError("iterate needs --train-controller.latents: M is retrained on the old and new latents")

@@ -1,0 +1,78 @@
+"""Track-seed ranges: which CarRacing-v3 tracks may inform what.
+
+CarRacing-v3 builds its track from the seed of ``reset``, so a range of seeds is a set of tracks. A figure is
+only as held out as the tracks behind it, so every stage draws from one named range:
+
+- ``TRAINING`` [0, 900,000): collection, real-env CMA-ES rollouts, distillation, iterate rounds.
+- ``MODEL_SELECTION`` [900,000, 1,000,000): the controller's real checks, held-out episodes for early stopping
+  and choices between runs.
+- ``DEVELOPMENT`` [1,000,000, 2,000,000): `evaluate` while a model is being built. Tracks that informed a
+  decision are development tracks from then on; a figure measured on them is a development figure.
+- ``FINAL`` [7,000,000, ...): one fresh block of 100 tracks per shipped model, run once on the shipped files,
+  after every decision; its per-track results are committed beside the model card. Take the next block with
+  :func:`next_final_block`, then record it in ``FINAL_BLOCKS_USED``.
+
+Seeds in [2,000,000, 7,000,000) belong to no range and are refused by `evaluate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class SeedRange:
+    """Track seeds ``start`` .. ``stop - 1`` (``stop`` None: no upper end)."""
+
+    name: str
+    start: int
+    stop: int | None
+
+    def __contains__(self, seed: object) -> bool:
+        return isinstance(seed, int) and self.start <= seed and (self.stop is None or seed < self.stop)
+
+    def holds(self, first: int, count: int) -> bool:
+        """Whether seeds ``first`` .. ``first + count - 1`` all lie in this range."""
+        return count >= 1 and first in self and (first + count - 1) in self
+
+    def __str__(self) -> str:
+        end = "" if self.stop is None else f"{self.stop - 1:,}"
+        return f"{self.name} tracks {self.start:,}..{end}"
+
+
+TRAINING = SeedRange("training", 0, 900_000)
+MODEL_SELECTION = SeedRange("model-selection", 900_000, 1_000_000)
+DEVELOPMENT = SeedRange("development evaluation", 1_000_000, 2_000_000)
+FINAL = SeedRange("final", 7_000_000, None)
+FINAL_BLOCK = 100
+"""Tracks per final block: one block per shipped model, touched once."""
+
+DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20))
+"""Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
+controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds."""
+FINAL_BLOCKS_USED = {7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)"}
+"""Final blocks already run, by first seed, with the model that used each up."""
+
+
+def next_final_block() -> int:
+    """First seed of the lowest final block of ``FINAL_BLOCK`` tracks that no shipped model has used."""
+    start = FINAL.start
+    while start in FINAL_BLOCKS_USED:
+        start += FINAL_BLOCK
+    return start
+
+
+def check_evaluation_seeds(first: int, count: int) -> None:
+    """Refuse evaluation tracks outside the development and final ranges.
+
+    Raises:
+        ConfigError: the seeds ``first`` .. ``first + count - 1`` do not all lie in one of the two ranges
+            (training and model-selection tracks are not held out; 2,000,000..6,999,999 are unassigned).
+    """
+    if not (DEVELOPMENT.holds(first, count) or FINAL.holds(first, count)):
+        raise ConfigError(
+            f"evaluation seeds {first:,}..{first + count - 1:,} are not held out as they must be: they must lie "
+            f"within the {DEVELOPMENT} or the {FINAL} (see core/data/seeds.py)"
+        )
