@@ -109,11 +109,17 @@ class EvaluationResult:
 
 def results_path(config: EvaluateConfig) -> Path:
     """Where :func:`evaluate` writes the per-track results of ``config``: ``config.results``, else beside the
-    controller as ``<controller stem>.eval_<first seed>x<episodes>.json``."""
+    controller as ``<controller stem>.eval_<first seed>x<episodes>.json``; a shipped controller's (in the assets
+    folder, which holds only the shipped files and the card) go to ``runs/results/`` instead."""
     if config.results is not None:
         return Path(config.results)
+    from core.assets import ASSETS_DIR
+
     controller = Path(config.controller)
-    return controller.with_name(f"{controller.stem}.eval_{config.seed}x{config.episodes}.json")
+    name = f"{controller.stem}.eval_{config.seed}x{config.episodes}.json"
+    if controller.resolve().parent == Path(ASSETS_DIR).resolve():
+        return Path("runs/results") / name
+    return controller.with_name(name)
 
 
 def write_results(config: EvaluateConfig, result: EvaluationResult, path: Path) -> Path:

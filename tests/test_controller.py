@@ -176,7 +176,7 @@ def test_evaluation_stays_within_the_development_or_a_final_range() -> None:
     for seed, episodes in ((DEVELOPMENT.stop - 5, 10), (3_000_000, 1), (FINAL.start - 1, 2)):
         with pytest.raises(ConfigError, match="development evaluation tracks 1,000,000..1,999,999"):
             EvaluateConfig(seed=seed, episodes=episodes)
-    assert 7_000_000 in FINAL_BLOCKS_USED and next_final_block() == 7_000_100
+    assert {7_000_000, 7_000_100} <= set(FINAL_BLOCKS_USED) and next_final_block() == 7_000_200
     assert 999_999 in MODEL_SELECTION and 1_000_000 not in MODEL_SELECTION and 899_999 in TRAINING
 
 
@@ -340,6 +340,16 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
     assert written["seed_range"] == "development evaluation" and written["max_steps"] == 20
     assert written["files"]["v_only"] == {"path": str(v_only), "sha256": file_sha256(v_only)}
     assert sorted(written["files"]) == ["controller", "memory", "v_only", "vision"]
+
+
+def test_a_shipped_controllers_results_stay_out_of_the_assets_folder() -> None:
+    from core.assets import ASSETS_DIR
+    from core.evaluate import EvaluateConfig, results_path
+
+    shipped = EvaluateConfig(controller=Path(ASSETS_DIR) / "convvae_controller.safetensors", episodes=3)
+    assert results_path(shipped) == Path("runs/results") / f"convvae_controller.eval_{EVAL_SEED_START}x3.json"
+    own = EvaluateConfig(controller=Path("runs/x/controller.safetensors"), episodes=3)
+    assert results_path(own).parent == Path("runs/x")
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ only as held out as the tracks behind it, so every stage draws from one named ra
 
 - ``TRAINING`` [0, 900,000): collection, real-env CMA-ES rollouts, distillation, iterate rounds.
 - ``MODEL_SELECTION`` [900,000, 1,000,000): the controller's real checks, held-out episodes for early stopping
-  and choices between runs.
+  and choices between runs. (950,000..950,119 hold the episodes of the session-8 dream-fidelity figures,
+  recorded after every decision and touched once.)
 - ``DEVELOPMENT`` [1,000,000, 2,000,000): `evaluate` while a model is being built. Tracks that informed a
   decision are development tracks from then on; a figure measured on them is a development figure.
 - ``FINAL`` [7,000,000, ...): one fresh block of 100 tracks per shipped model, run once on the shipped files,
@@ -52,7 +53,10 @@ FINAL_BLOCK = 100
 DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20))
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds."""
-FINAL_BLOCKS_USED = {7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)"}
+FINAL_BLOCKS_USED = {
+    7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
+    7_000_100: "ConvVAE world model shipped in session 8, the open-loop M (860.4 +- 108.3)",
+}
 """Final blocks already run, by first seed, with the model that used each up."""
 
 
