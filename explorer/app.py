@@ -132,7 +132,7 @@ class App:
             ),
             clock=self.clock,
         )
-        self.textures = TextureBank()
+        self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = available_stages()
         self.jobs = {spec.key: JobRunner(spec) for spec in self.stages}
@@ -158,6 +158,8 @@ class App:
         """Where each picture was drawn in the last frame (tests compare screenshots there)."""
         self.futures_seen = False
         """The Futures grid was drawn last frame (then every dream is decoded, once)."""
+        self.vision_seen = False
+        """The Vision panel was drawn last frame (then its reconstruction is decoded with the dream)."""
         self.frame_count = 0
         self.screenshot: Any = None
 
@@ -248,6 +250,7 @@ class App:
         self.session.native_kernels = not any(job.running for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
+        self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
         self.session.tick(self.drive_keys(), self.gamepad.read())
         params = hello_imgui.get_runner_params()
         params.fps_idling.fps_max = self.fps_cap()
@@ -377,7 +380,8 @@ class App:
         def draw() -> None:
             paint_background()
             try:
-                fn(self)
+                with self.clock.stage(f"panel:{fn.__name__.removeprefix('gui_')}"):
+                    fn(self)
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 if self.panel_errors.get(fn.__name__) != message:
