@@ -745,7 +745,7 @@ class Session:
         if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:  # type: ignore[arg-type]
             return cached[1]  # type: ignore[return-value]
         now = time.monotonic()
-        with_recon = self.wants_reconstruction and self._real_z is not None and self._recon_due(now)
+        with_recon = self._batched_reconstruction and self._real_z is not None and self._recon_due(now)
         z = torch.cat([self.dream.z[:k], self._real_z]) if with_recon else self.dream.z[:k]  # type: ignore[list-item]
         with self._inference("decode", vision=True):
             decoded = self.world_model.decode(z)
@@ -809,19 +809,25 @@ class Session:
 
         Refreshed at most every RECON_PERIOD seconds, and less often when the decode is slow (it then takes at
         most RECON_SHARE of the time): a decode per frame only for this picture would cost the DDS+VAE ~30 ms.
-        In split mode with ``wants_reconstruction`` set, the refresh comes with the dream's decode, in one batch.
+        In split mode with ``_batched_reconstruction``, the refresh comes with the dream's decode, in one batch.
         """
         if self.world_model is None or self._real_x is None or self._real_z is None:
             return None
         now = time.monotonic()
         cached = self._cache.get("recon")
-        batched = self.wants_reconstruction and self.mode == "split" and self.dream is not None
+        batched = self._batched_reconstruction and self.mode == "split" and self.dream is not None
         if cached is not None and (batched or not self._recon_due(now)):
             return cached[1]  # type: ignore[return-value]  # in split mode it comes with the next dream decode
         with self._inference("recon", vision=True):
             out = self.world_model.decode(self._real_z)
         self._recon_seconds = time.monotonic() - now
         return self._make_reconstruction(out, now)
+
+    @property
+    def _batched_reconstruction(self) -> bool:
+        """The reconstruction is decoded with the dream: the Vision panel is on screen and V runs on oneDNN (there
+        a batch of 2 costs the DDS+VAE 1.6 single decodes; the ConvVAE's native batch of 2 costs 3.4)."""
+        return self.wants_reconstruction and self.vision_onednn
 
     def _recon_due(self, now: float) -> bool:
         """The reconstruction shown is of an older real frame and old enough to be refreshed."""

@@ -12,7 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import CheckpointError, ConfigError, EpisodeError, Progress, StageResult, read_episode, road_share
+from core.api import (
+    CheckpointError,
+    ConfigError,
+    EpisodeError,
+    Progress,
+    StageResult,
+    read_episode,
+    road_share,
+    to_uint8_hwc,
+)
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
 from explorer.recording import dream_to_episode_frame
@@ -370,3 +379,62 @@ def test_split_dream_resyncs_once_the_autopilot_start_has_zoomed_in(session: Ses
     for _ in range(10):
         session.tick(DriveKeys())
     assert session.dream_tally.episode == episode + 1 and session.dream_tally.step == 10
+
+
+# -- speed: the same pictures with less work ------------------------------------------------------
+def count_decodes(s: Session) -> list[int]:
+    """Batch sizes of every V.decode call from now on."""
+    sizes: list[int] = []
+    decode = s.vision.decode  # type: ignore[union-attr]
+
+    def counted(z: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(z))
+        return decode(z)
+
+    s.vision.decode = counted  # type: ignore[union-attr, method-assign]
+    return sizes
+
+
+def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_batch(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2))
+    try:
+        sizes = count_decodes(s)
+        for _ in range(3):
+            s.tick(GAS)
+        assert sizes == [1, 1, 1]  # the first dream only: no reconstruction, no other futures
+        s.wants_reconstruction = True
+        sizes.clear()
+        s.tick(GAS)  # due (never made): decoded with the dream, one call of batch 2
+        assert sizes == [2]
+        recon = s.reconstruction()
+        assert sizes == [2] and recon is not None  # the panel reads it from the cache
+        out = s.world_model.decode(s._real_z)  # type: ignore[union-attr, arg-type]
+        assert np.abs(recon.output.astype(int) - to_uint8_hwc(out)[0].astype(int)).max() <= 1
+    finally:
+        s.close()
+
+
+def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1))
+    try:
+        assert s.vision_onednn and s.vision.unet1.down[0][1][0].weight.is_contiguous(  # type: ignore[union-attr]
+            memory_format=torch.channels_last)
+        for _ in range(3):
+            s.tick(GAS)
+        fast_z, fast_dream = s._real_z.clone(), s.dream_frame().copy()  # type: ignore[union-attr]
+        fast_mask = s.mask_views().mask.copy()  # type: ignore[union-attr]
+        # the previous path: contiguous weights and input on the native kernels
+        vision = s.vision.to(memory_format=torch.contiguous_format)  # type: ignore[union-attr]
+        mkldnn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            with torch.inference_mode():
+                mu, _, selected = vision.encode_with_mask(s.world_model.preprocess(s.real_frame))  # type: ignore[union-attr, operator]
+                dream = to_uint8_hwc(vision.decode(s.dream.z[:1]))[0]  # type: ignore[union-attr, operator]
+        finally:
+            torch.backends.mkldnn.enabled = mkldnn
+        assert torch.allclose(fast_z, mu, atol=1e-4)
+        assert np.abs(fast_dream.astype(int) - dream.astype(int)).max() <= 1  # uint8 levels
+        assert np.mean(fast_mask != to_uint8_hwc(selected.mask[0])) < 0.001  # top-k ties may flip a few
+    finally:
+        s.close()
