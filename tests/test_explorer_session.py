@@ -438,3 +438,26 @@ def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> 
         assert np.mean(fast_mask != to_uint8_hwc(selected.mask[0])) < 0.001  # top-k ties may flip a few
     finally:
         s.close()
+
+
+def test_cancel_of_collect_stops_within_seconds_and_leaves_no_workers(tmp_path: Path) -> None:
+    import multiprocessing
+    import time
+
+    from core.api import CollectConfig
+
+    job = JobRunner(next(s for s in available_stages() if s.key == "collect"))
+    out = tmp_path / "episodes"
+    job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
+    deadline = time.monotonic() + 120
+    while not multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # the workers are inside their first episodes (1000 steps take several seconds each)
+    t0 = time.monotonic()
+    job.cancel()
+    job.join(10)
+    job.poll()
+    assert time.monotonic() - t0 < 3.0 and job.status == "cancelled"
+    assert not multiprocessing.active_children()
+    written = sorted(out.glob("*.npz"))  # finished episodes only, each whole
+    assert len(written) < 8 and all(read_episode(p).steps > 0 for p in written)
