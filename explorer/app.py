@@ -157,9 +157,6 @@ class App:
             ),
             clock=self.clock,
         )
-        if bad:
-            log.warning("settings: ignoring the invalid %s in %s; using the defaults", ", ".join(bad),
-                        self._settings_file())  # fmt: skip
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = available_stages()
@@ -171,9 +168,16 @@ class App:
             merge_draft(draft, spec.defaults)
             saved_draft = saved_stages.get(spec.key, {}) if isinstance(saved_stages, dict) else {}
             if isinstance(saved_draft, dict):  # keep saved values of the field's type only
-                merge_draft(draft, saved_draft)
+                bad += [f"stages.{spec.key}.{k}" for k in merge_draft(draft, saved_draft)]
+            else:
+                bad.append(f"stages.{spec.key}")
             fill_loaded_models(draft, self.session.model_paths, self.session.data_dir)
             self.drafts[spec.key] = draft
+        if not isinstance(saved_stages, dict):
+            bad.append("stages")
+        if bad:
+            log.warning("settings: ignoring the invalid %s in %s; using the defaults", ", ".join(bad),
+                        self._settings_file())  # fmt: skip
         self.job_status = {key: job.status for key, job in self.jobs.items()}
         """Each stage's status at the last frame (a change is logged)."""
         self.stage_errors: dict[str, str] = {}
@@ -239,6 +243,10 @@ class App:
             os.replace(tmp, path)
         except OSError as exc:
             log.warning("settings not saved to %s: %s", path, exc.strerror or exc)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     # -- the frame ---------------------------------------------------------------------------------
     def drive_keys(self) -> DriveKeys:

@@ -191,19 +191,30 @@ def draft_from_config(config: Any) -> dict[str, Any]:
     return draft
 
 
-def merge_draft(draft: dict[str, Any], values: dict[str, Any]) -> None:
+def merge_draft(draft: dict[str, Any], values: dict[str, Any]) -> list[str]:
     """Update ``draft`` in place with ``values`` (e.g. saved settings): only known fields whose value has the
-    field's type (or None), recursing into nested configs so a partial nested dict keeps the other defaults."""
+    field's type (or None) and is finite, recursing into nested configs so a partial nested dict keeps the other
+    defaults.
+
+    Returns:
+        The known fields whose value was refused (dotted for nested ones); unknown fields are skipped silently.
+    """
+    refused = []
     for k, v in values.items():
         if k not in draft:
             continue
         if isinstance(draft[k], dict):
             if isinstance(v, dict):
-                merge_draft(draft[k], v)
+                refused += [f"{k}.{name}" for name in merge_draft(draft[k], v)]
+            else:
+                refused.append(k)
         elif isinstance(v, float) and not math.isfinite(v):
-            continue
+            refused.append(k)
         elif draft[k] is None or v is None or type(v) is type(draft[k]):
             draft[k] = v
+        else:
+            refused.append(k)
+    return refused
 
 
 MODEL_FIELDS = ("vision", "memory", "controller")
