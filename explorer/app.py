@@ -504,13 +504,16 @@ def read_settings_file(path: Path) -> tuple[dict[str, Any], str]:
 
 class Notices(logging.Handler):
     """Keeps the explorer's latest log line (its first line) for the status bar, until it expires: info after a
-    few seconds, warnings and errors later (NOTICE_SECONDS), or when a newer line comes."""
+    few seconds, warnings and errors later (NOTICE_SECONDS), or a newer line of at least its level comes."""
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
         self.latest: tuple[int, str, float] | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
+        shown = self.current()
+        if shown is not None and record.levelno < shown[0]:
+            return  # a warning or error stays until it expires or a newer one comes
         lines = record.getMessage().strip().splitlines()
         seconds = NOTICE_SECONDS[max(lv for lv in NOTICE_SECONDS if lv <= max(record.levelno, logging.INFO))]
         self.latest = (record.levelno, lines[0] if lines else "", time.monotonic() + seconds)

@@ -570,6 +570,8 @@ def test_a_stage_end_is_said_in_the_main_log_and_status_bar() -> None:
     notices = Notices()
     logger = logging.getLogger("explorer")
     logger.addHandler(notices)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as build_app sets it
     try:
         done = run_job({"steps": 1})
         log_stage_end(done)
@@ -583,10 +585,13 @@ def test_a_stage_end_is_said_in_the_main_log_and_status_bar() -> None:
         failed = run_job({"steps": 5, "raise": 2})
         log_stage_end(failed)
         assert notices.current() == (logging.ERROR, "Fake failed: ZeroDivisionError: boom")
+        logger.info("human takes over")  # an info line does not hide a standing error
+        assert notices.current() == (logging.ERROR, "Fake failed: ZeroDivisionError: boom")
         notices.latest = (logging.ERROR, "old", 0.0)  # expired lines leave the status bar
         assert notices.current() is None
     finally:
         logger.removeHandler(notices)
+        logger.setLevel(level)
 
 
 def test_one_point_plots_get_limits_around_the_point() -> None:

@@ -58,9 +58,7 @@ def gui_driving(app: App) -> None:
                 imgui.table_next_column()
                 imgui.text(key)
                 imgui.table_next_column()
-                imgui.push_text_wrap_pos(0.0)
                 imgui.text_colored(GREY, what)
-                imgui.pop_text_wrap_pos()
             imgui.end_table()
         imgui.tree_pop()
 

@@ -22,6 +22,7 @@ from explorer.panels.widgets import (
     decimate,
     edit_config,
     fill_loaded_models,
+    has_model_inputs,
     note,
     plot_limits_for_one_point,
 )
@@ -131,7 +132,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
     imgui.begin_child(f"settings_{key}", (left, 0))
     note(job.spec.help, GREY)
     imgui.begin_disabled(job.running)
-    if any(k in app.drafts[key] for k in ("vision", "memory", "controller")):
+    if has_model_inputs(app.drafts[key]):
         if imgui.small_button(f"{fa.ICON_FA_CUBES} Use the loaded models###use_loaded_{key}"):
             changed = fill_loaded_models(app.drafts[key], app.session.model_paths, replace=True)
             log.info("%s: %s", job.spec.title, f"inputs set to the loaded models ({', '.join(changed)})" if changed

@@ -223,6 +223,12 @@ DATA_FIELDS = ("data_dir",)
 """Stage inputs that name a dataset directory (the app's own is the fallback)."""
 
 
+def has_model_inputs(draft: dict[str, Any]) -> bool:
+    """The draft (or a nested one) has a set MODEL_FIELDS input (a path, not unset)."""
+    return any(isinstance(v, str) if k in MODEL_FIELDS else isinstance(v, dict) and has_model_inputs(v)
+               for k, v in draft.items())  # fmt: skip
+
+
 def fill_loaded_models(draft: dict[str, Any], loaded: dict[str, Path | None], data_dir: Path | None = None,
                        replace: bool = False) -> list[str]:  # fmt: skip
     """Point a stage's model inputs (MODEL_FIELDS, also in nested configs) at the app's loaded checkpoints.
