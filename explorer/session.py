@@ -88,6 +88,8 @@ stays on the native kernels (decode 1.1 ms vs 4.6 ms: oneDNN re-packs a ConvTran
 call), and so does the MDN-RNN (a step 0.09 ms vs 0.34 ms)."""
 NO_KEYS = DriveKeys()
 """No driving key held."""
+SPREAD_PERIOD = 0.1
+"""Seconds between two refreshes of the next-step spread at the same tau, at least."""
 SPREAD_SAMPLES = 16
 """Samples of z_{t+1} drawn to measure the next-step spread at the current tau."""
 LOST_ROAD_STEPS = 30
@@ -716,13 +718,17 @@ class Session:
 
         The std over SPREAD_SAMPLES draws of ``sample_mdn`` (logits / tau, noise * sqrt(tau)), averaged over
         dimensions; it shows what the temperature does before the dream takes the step. 0 when not dreaming.
+        A new tau shows at once; new steps at most every SPREAD_PERIOD seconds (a figure to read, not a plot).
         """
         if self.dream is None or self.world_model is None:
             return 0.0
         key = (self.dream_version, self._tau, tuple(self.action.tolist()))
         cached = self._cache.get("spread")
-        if cached is not None and cached[0] == key:
-            return float(cached[1])  # type: ignore[arg-type]
+        now = time.monotonic()
+        if cached is not None:
+            (old_key, when), value = cached  # type: ignore[misc]
+            if old_key == key or (old_key[1] == self._tau and now - when < SPREAD_PERIOD):
+                return float(value)
         memory = self.world_model.require_memory()
         h, c = self.dream.state
         with self._inference("memory"):
@@ -733,7 +739,7 @@ class Session:
                 self._tau, generator=self.torch_rng,
             )  # fmt: skip
         spread = float(draws.std(0).mean())
-        self._cache["spread"] = (key, spread)
+        self._cache["spread"] = ((key, now), spread)
         return spread
 
     def dream_frames(self) -> np.ndarray | None:
