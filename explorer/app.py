@@ -10,6 +10,8 @@ whose panels are small ``gui_*`` functions in :mod:`explorer.panels`; all state 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
 import math
@@ -153,7 +155,8 @@ class App:
                 horizon=int(last(config.horizon, "horizon", 300, count)),
                 futures=int(last(config.futures, "futures", 4, count)),
                 dream_source=last(None, "dream_source", "real", lambda v: v in DREAM_SOURCES),
-                data_dir=Path(last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str))),
+                data_dir=Path(last(config.data_dir, "data_dir", "data/episodes",
+                                   lambda v: isinstance(v, str) and "\0" not in v)),  # fmt: skip
             ),
             clock=self.clock,
         )
@@ -294,6 +297,8 @@ class App:
         for key, job in self.jobs.items():
             job.poll()
             if job.status != self.job_status[key]:
+                if self.job_status[key] == "running":
+                    release_memory()
                 self.job_status[key] = job.status
                 log_stage_end(job)
         self.session.native_kernels = not any(job.running for job in self.jobs.values())
@@ -524,6 +529,16 @@ class Notices(logging.Handler):
             self.latest = None
             return None
         return self.latest[0], self.latest[1]
+
+
+def release_memory() -> None:
+    """Hand the memory a finished stage freed back to the system (glibc keeps freed heap pages otherwise)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
 
 
 def log_stage_end(job: JobRunner) -> None:

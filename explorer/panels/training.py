@@ -147,6 +147,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
     if job.running:
         if imgui.button(f"{fa.ICON_FA_STOP} Cancel###cancel_{key}"):
             job.cancel()
+            log.info("cancelling %s...", job.spec.title)
     elif imgui.button(f"{fa.ICON_FA_PLAY} Start###start_{key}"):
         start_stage(app, key)
     imgui.same_line()

@@ -223,6 +223,14 @@ DATA_FIELDS = ("data_dir",)
 """Stage inputs that name a dataset directory (the app's own is the fallback)."""
 
 
+def _exists(path: str | Path, directory: bool = False) -> bool:
+    """The path names an existing file or directory (a name the OS refuses, e.g. with a NUL, does not)."""
+    try:
+        return Path(path).is_dir() if directory else Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
 def has_model_inputs(draft: dict[str, Any]) -> bool:
     """The draft (or a nested one) has a set MODEL_FIELDS input (a path, not unset)."""
     return any(isinstance(v, str) if k in MODEL_FIELDS else isinstance(v, dict) and has_model_inputs(v)
@@ -256,9 +264,9 @@ def fill_loaded_models(draft: dict[str, Any], loaded: dict[str, Path | None], da
             new = data_dir
         else:
             continue
-        if new is None or str(new) == value or (not replace and Path(value).exists()):
+        if new is None or str(new) == value or (not replace and _exists(value)):
             continue
-        if key in DATA_FIELDS and not Path(new).is_dir():
+        if key in DATA_FIELDS and not _exists(new, directory=True):
             continue
         draft[key] = str(new)
         changed.append(key)
