@@ -54,6 +54,9 @@ class FrameClock:
         """Seconds the previous frame took (0 before two frames)."""
         self._count = 0
         self._last_tick: float | None = None
+        self._last_cpu = 0.0
+        self._cpu = np.zeros(capacity, np.float64)
+        """Per-frame process CPU seconds, all threads (steadier than wall time on a shared machine)."""
         self.rss_start_mb = rss_mb()
         self.rss_samples: list[tuple[int, float]] = []
 
@@ -77,8 +80,9 @@ class FrameClock:
 
     def end_frame(self) -> None:
         """Close the current frame: its total is the time since the previous call."""
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self._last_tick is not None:
+            self._cpu[self._count % self.capacity] = cpu - self._last_cpu
             row = self._frames[self._count % self.capacity]
             row[: len(SECTIONS)] = [self._current[s] for s in SECTIONS]
             row[-1] = self.last_frame = now - self._last_tick
@@ -88,7 +92,7 @@ class FrameClock:
             self._count += 1
             if self._count % 1000 == 0:
                 self.rss_samples.append((self._count, rss_mb()))
-        self._last_tick = now
+        self._last_tick, self._last_cpu = now, cpu
         self._current = dict.fromkeys(SECTIONS, 0.0)
         self._stage_now = {}
 
@@ -133,6 +137,7 @@ class FrameClock:
         out["frame"] = float(mean[-1])
         out["frame_p95"] = float(np.percentile(rows[:, -1], 95) * 1000.0)
         out["fps"] = 1000.0 / out["frame"] if out["frame"] > 0 else 0.0
+        out["cpu"] = float(self._cpu[self._span(skip)].mean() * 1000.0)
         return out
 
     def report(self, skip: int = 0) -> str:
@@ -146,6 +151,8 @@ class FrameClock:
             f"  model  {b['model']:7.2f} ms/frame   (encode, MDN-RNN step, decode, controller)",
             f"  env    {b['env']:7.2f} ms/frame   (CarRacing-v3 step)",
             f"  gui    {b['gui']:7.2f} ms/frame   (layout, plots, texture upload, render, swap)",
+            f"  cpu    {b['cpu']:7.2f} ms/frame   (process CPU time, all threads: the work a frame takes, steadier "
+            "than the frame rate when other jobs share the cores)",
         ]
         stages = self.stages(skip)
         if stages:
