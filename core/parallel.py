@@ -73,11 +73,13 @@ class Executor(ABC, Generic[S]):
         items: Sequence[T],
         *,
         should_stop: threading.Event | None = None,
+        abandon_on_stop: bool = False,
     ) -> Iterator[tuple[int, R]]:
         """Yield ``(index, fn(shared, items[index]))`` as tasks finish, at most ``2 * workers`` in flight.
 
-        When ``should_stop`` is set no new task starts; tasks already running finish and are yielded. If the
-        caller stops iterating early, queued tasks are cancelled.
+        When ``should_stop`` is set no new task starts; tasks already running finish and are yielded, or with
+        ``abandon_on_stop`` are abandoned (the iteration ends within half a second; call :meth:`terminate`
+        next to stop the workers). If the caller stops iterating early, queued tasks are cancelled.
 
         Raises:
             WorkerCrashed: a worker process died. TaskFailed: a task raised (DreamExplorerErrors pass as-is).
@@ -95,6 +97,8 @@ class Executor(ABC, Generic[S]):
                 for handle in self._wait(list(pending), timeout=0.5):
                     index = pending.pop(handle)
                     yield index, self._result(fn, index, handle)
+                if abandon_on_stop and should_stop is not None and should_stop.is_set():
+                    return
         finally:
             for handle in pending:
                 self._cancel(handle)
@@ -114,6 +118,10 @@ class Executor(ABC, Generic[S]):
     @abstractmethod
     def close(self) -> None:
         """Stop the workers."""
+
+    def terminate(self) -> None:
+        """Stop the workers now, dropping the tasks they run (default: :meth:`close`)."""
+        self.close()
 
     def __enter__(self) -> Executor[S]:
         return self
@@ -179,6 +187,12 @@ class LocalExecutor(Executor[S]):
         )
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def terminate(self) -> None:
+        """Kill the worker processes (queued tasks are dropped, running ones lost), then shut the pool down."""
+        for process in list((self._pool._processes or {}).values()):
+            process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

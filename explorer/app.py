@@ -10,10 +10,14 @@ whose panels are small ``gui_*`` functions in :mod:`explorer.panels`; all state 
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import json
 import logging
+import math
 import os
 import sys
+import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,9 +30,19 @@ import tyro
 from imgui_bundle import hello_imgui, imgui, immapp
 
 from explorer.input import DriveKeys, Gamepad
-from explorer.jobs import JobRunner, available_stages
+from explorer.jobs import JobRunner, available_stages, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
-from explorer.panels.widgets import RED, Rect, draft_from_config, merge_draft, note, paint_background
+from explorer.panels.widgets import (
+    GREY,
+    ORANGE,
+    RED,
+    Rect,
+    draft_from_config,
+    fill_loaded_models,
+    merge_draft,
+    note,
+    paint_background,
+)
 from explorer.profiler import FrameClock, rss_mb
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
 from explorer.textures import TextureBank
@@ -39,6 +53,10 @@ TITLE = "Dream Explorer"
 DEFAULT_SETTINGS_DIR = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "dream-explorer"
 REAL_TIME_FPS = 50.0
 """CarRacing's own rate: with one env step per frame, capping the frame rate here makes the car run in real time."""
+NOTICE_SECONDS = {logging.INFO: 8.0, logging.WARNING: 30.0, logging.ERROR: 60.0}
+"""How long the status bar shows the latest log line, by its level."""
+SETTINGS_DEPTH = 8
+"""Nesting levels a settings file may have (explorer.json has 4); deeper files are refused whole."""
 TORCH_THREADS = 1
 """Model inference here is batch 1 next to the GUI, software GL and maybe a training thread: on 2 cores a
 second intra-op thread made every call many times slower (its OpenMP barrier waits on a busy core)."""
@@ -65,8 +83,8 @@ class AppConfig:
     """Who drives at start; any driving key takes the wheel from the autopilot or the random driver."""
     tau: float | None = None
     """MDN temperature of the dream, 0.05 to 2.0 (unset: last, else 1.0)."""
-    seed: int = 0
-    """Track seed of the real env."""
+    seed: int | None = None
+    """Track seed of the real env (unset: last, else 0)."""
     horizon: int | None = None
     """Dream steps before the dream restarts; split mode re-syncs with reality (unset: last, else 300)."""
     futures: int | None = None
@@ -101,17 +119,26 @@ class App:
     def __init__(self, config: AppConfig) -> None:
         self.config = config
         self.settings_dir = None if self.fresh else (config.settings or DEFAULT_SETTINGS_DIR)
+        self.notices = Notices()
+        log.addHandler(self.notices)
         saved = self._read_settings()
+        bad: list[str] = []
 
         def last(flag: Any, key: str, default: Any, valid: Callable[[Any], bool]) -> Any:
             """The flag when given, else the saved value when valid, else the default."""
             if flag is not None:
                 return flag
             value = saved.get(key, default)
-            return value if valid(value) else default
+            if valid(value):
+                return value
+            bad.append(key)
+            return default
 
         def number(v: Any) -> bool:
-            return isinstance(v, int | float) and not isinstance(v, bool)
+            return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+        def count(v: Any) -> bool:
+            return number(v) and 0 <= v < 2**31 and float(v).is_integer()
 
         self.clock = FrameClock()
         self.session = Session(
@@ -124,40 +151,57 @@ class App:
                 mode=last(config.mode, "mode", "split", lambda v: v in MODES),
                 driver=config.driver,
                 tau=last(config.tau, "tau", 1.0, number),
-                seed=config.seed,
-                horizon=last(config.horizon, "horizon", 300, number),
-                futures=last(config.futures, "futures", 4, number),
+                seed=int(last(config.seed, "seed", 0, count)),
+                horizon=int(last(config.horizon, "horizon", 300, count)),
+                futures=int(last(config.futures, "futures", 4, count)),
                 dream_source=last(None, "dream_source", "real", lambda v: v in DREAM_SOURCES),
-                data_dir=Path(last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str))),
+                data_dir=Path(last(config.data_dir, "data_dir", "data/episodes",
+                                   lambda v: isinstance(v, str) and "\0" not in v)),  # fmt: skip
             ),
             clock=self.clock,
         )
-        self.textures = TextureBank()
+        self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = available_stages()
         self.jobs = {spec.key: JobRunner(spec) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
+        saved_stages = saved.get("stages", {})
         for spec in self.stages:
             draft = draft_from_config(spec.config_cls())
             merge_draft(draft, spec.defaults)
-            saved_draft = saved.get("stages", {}).get(spec.key, {})
+            saved_draft = saved_stages.get(spec.key, {}) if isinstance(saved_stages, dict) else {}
             if isinstance(saved_draft, dict):  # keep saved values of the field's type only
-                merge_draft(draft, saved_draft)
+                bad += [f"stages.{spec.key}.{k}" for k in merge_draft(draft, saved_draft)]
+            else:
+                bad.append(f"stages.{spec.key}")
+            fill_loaded_models(draft, self.session.model_paths, self.session.data_dir)
             self.drafts[spec.key] = draft
+        if not isinstance(saved_stages, dict):
+            bad.append("stages")
+        if bad:
+            log.warning("settings: ignoring the invalid %s in %s; using the defaults", ", ".join(bad),
+                        self._settings_file())  # fmt: skip
+        self.job_status = {key: job.status for key, job in self.jobs.items()}
+        """Each stage's status at the last frame (a change is logged)."""
         self.stage_errors: dict[str, str] = {}
         self.plot_metric: dict[str, str] = {}
         self.log_shown: set[str] = set()
         """Stages whose failure already brought their log to the front."""
-        self.video_path = str(saved.get("video_path", "runs/drive.mp4"))
+        video_path = saved.get("video_path")
+        self.video_path = video_path if isinstance(video_path, str) else "runs/drive.mp4"
         self.checkpoint_path = ""
         self.status_line = ""
-        self.real_time = bool(saved.get("real_time", True))
+        """The last load or save message of the Models and Record panels."""
+        real_time = saved.get("real_time")
+        self.real_time = real_time if isinstance(real_time, bool) else True
         self.panel_errors: dict[str, str] = {}
         """The last error of each panel that raised (shown in the panel and logged)."""
         self.rects: dict[str, Rect] = {}
         """Where each picture was drawn in the last frame (tests compare screenshots there)."""
         self.futures_seen = False
         """The Futures grid was drawn last frame (then every dream is decoded, once)."""
+        self.vision_seen = False
+        """The Vision panel was drawn last frame (then its reconstruction is decoded with the dream)."""
         self.frame_count = 0
         self.screenshot: Any = None
 
@@ -171,21 +215,21 @@ class App:
         return None if self.settings_dir is None else self.settings_dir / "explorer.json"
 
     def _read_settings(self) -> dict[str, Any]:
+        """The saved settings, or {} with a one-line note when the file is not a settings file (values of the
+        wrong type or not finite are dropped one by one where they are read)."""
         path = self._settings_file()
-        if path is None or not path.is_file():
+        if path is None or not path.exists():
             return {}
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError):
-            log.warning("ignoring unreadable settings file %s", path)
-            return {}
-        return data if isinstance(data, dict) else {}
+        data, problem = read_settings_file(path)
+        if problem:
+            log.warning("settings: ignoring %s (%s); using the defaults", path, problem)
+        return data
 
     def settings(self) -> dict[str, Any]:
         """What is saved between runs (the docking layout is saved by hello_imgui itself)."""
         s = self.session
         return {
-            "mode": s.mode, "tau": s.tau, "horizon": s.horizon, "futures": s.futures,
+            "mode": s.mode, "tau": s.tau, "horizon": s.horizon, "futures": s.futures, "seed": s.seed,
             "dream_source": s.dream_source, "data_dir": str(s.data_dir), "vision_kind": s.config.vision_kind,
             "video_path": self.video_path, "real_time": self.real_time, "stages": self.drafts,
         }  # fmt: skip
@@ -195,10 +239,17 @@ class App:
         path = self._settings_file()
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.settings(), indent=1, default=str))
-        os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.settings(), indent=1, default=str))
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("settings not saved to %s: %s", path, exc.strerror or exc)
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
 
     # -- the frame ---------------------------------------------------------------------------------
     def drive_keys(self) -> DriveKeys:
@@ -243,11 +294,17 @@ class App:
     def frame(self) -> None:
         """Called once per frame before the panels: stage reports, input, one simulation step, exit."""
         self.clock.end_frame()
-        for job in self.jobs.values():
+        for key, job in self.jobs.items():
             job.poll()
+            if job.status != self.job_status[key]:
+                if self.job_status[key] == "running":
+                    release_memory()
+                self.job_status[key] = job.status
+                log_stage_end(job)
         self.session.native_kernels = not any(job.running for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
+        self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
         self.session.tick(self.drive_keys(), self.gamepad.read())
         params = hello_imgui.get_runner_params()
         params.fps_idling.fps_max = self.fps_cap()
@@ -273,9 +330,19 @@ class App:
             if job.running:
                 imgui.same_line()
                 imgui.text(f"  |  {job.spec.title}: {100 * job.fraction:.0f}%")
-        if self.status_line:
+        notice = self.notices.current()
+        if notice is not None:
+            level, text = notice
             imgui.same_line()
-            imgui.text(f"  |  {self.status_line}")
+            imgui.text("  |  ")
+            imgui.same_line()
+            room = imgui.get_content_region_avail().x
+            shown = text
+            while len(shown) > 8 and imgui.calc_text_size(shown).x > room:
+                shown = shown[: int(len(shown) * 0.9)].rstrip() + "..."
+            color = RED if level >= logging.ERROR else ORANGE if level >= logging.WARNING else GREY
+            imgui.text_colored(color, shown)
+            imgui.set_item_tooltip(text + "\n(the Log panel keeps every line)")
 
     def before_exit(self) -> None:
         """Stop running stages, save settings, grab the screenshot, free the textures."""
@@ -316,7 +383,13 @@ class App:
         if self.settings_dir is None:
             p.ini_disable = True
         else:
-            self.settings_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                self.settings_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                log.warning("settings: cannot use %s (%s); nothing is saved", self.settings_dir, exc.strerror or exc)
+                self.settings_dir = None
+                p.ini_disable = True
+                return p
             p.ini_folder_type = hello_imgui.IniFolderType.absolute_path
             p.ini_filename = str(self.settings_dir / "layout.ini")
         return p
@@ -377,7 +450,8 @@ class App:
         def draw() -> None:
             paint_background()
             try:
-                fn(self)
+                with self.clock.stage(f"panel:{fn.__name__.removeprefix('gui_')}"):
+                    fn(self)
             except Exception as exc:
                 message = f"{type(exc).__name__}: {exc}"
                 if self.panel_errors.get(fn.__name__) != message:
@@ -402,6 +476,81 @@ def setup_style() -> None:
     for col in (imgui.Col_.window_bg, imgui.Col_.child_bg, imgui.Col_.docking_empty_bg):
         style.set_color_(col, imgui.ImVec4(0, 0, 0, 0))
     style.item_spacing = imgui.ImVec2(6, 5)
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of JSON data, counted up to ``limit + 1``."""
+    if limit < 0 or not isinstance(value, dict | list):
+        return 0
+    children = value.values() if isinstance(value, dict) else value
+    return 1 + max((_depth(v, limit - 1) for v in children), default=0)
+
+
+def read_settings_file(path: Path) -> tuple[dict[str, Any], str]:
+    """The settings in ``path`` (a JSON object), or ``({}, why)`` when it cannot be one: not a file, unreadable,
+    not JSON, not an object, or nested deeper than SETTINGS_DEPTH. Never raises."""
+    if not path.is_file():
+        return {}, "not a file"
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text)
+    except RecursionError:
+        return {}, "nested too deeply"
+    except (OSError, UnicodeDecodeError) as exc:
+        return {}, f"unreadable: {getattr(exc, 'strerror', None) or exc}"
+    except ValueError as exc:
+        return {}, f"not JSON: {str(exc).splitlines()[0]}"
+    if not isinstance(data, dict):
+        return {}, f"a JSON {type(data).__name__}, not an object"
+    if _depth(data, SETTINGS_DEPTH) > SETTINGS_DEPTH:
+        return {}, "nested too deeply"
+    return data, ""
+
+
+class Notices(logging.Handler):
+    """Keeps the explorer's latest log line (its first line) for the status bar, until it expires: info after a
+    few seconds, warnings and errors later (NOTICE_SECONDS), or a newer line of at least its level comes."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.latest: tuple[int, str, float] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        shown = self.current()
+        if shown is not None and record.levelno < shown[0]:
+            return  # a warning or error stays until it expires or a newer one comes
+        lines = record.getMessage().strip().splitlines()
+        seconds = NOTICE_SECONDS[max(lv for lv in NOTICE_SECONDS if lv <= max(record.levelno, logging.INFO))]
+        self.latest = (record.levelno, lines[0] if lines else "", time.monotonic() + seconds)
+
+    def current(self) -> tuple[int, str] | None:
+        """(level, text) of the line to show, or None once it has expired."""
+        if self.latest is None or time.monotonic() > self.latest[2]:
+            self.latest = None
+            return None
+        return self.latest[0], self.latest[1]
+
+
+def release_memory() -> None:
+    """Hand the memory a finished stage freed back to the system (glibc keeps freed heap pages otherwise)."""
+    gc.collect()
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
+def log_stage_end(job: JobRunner) -> None:
+    """Say in the main log how a stage ended (done, cancelled or failed); the stage's own log has the details."""
+    title = job.spec.title
+    if job.status == "done":
+        log.info("%s done: %s", title, summarize(job.result))
+    elif job.status == "cancelled":
+        what = summarize(job.result) if job.result is not None else "nothing finished"
+        log.warning("%s cancelled (partial: %s)", title, what)
+    elif job.status == "failed":
+        log.error("%s failed: %s", title, job.error)
 
 
 class _HelloImguiLog(logging.Handler):
@@ -453,6 +602,24 @@ def run(app: App) -> None:
     immapp.run(app.runner_params(), add_ons())
 
 
+def unwritable(path: Path) -> str:
+    """Why a file cannot be written at ``path`` ("" when it can, as far as one can tell before writing)."""
+    if path.is_dir():
+        return "it is a directory"
+    if not cv2.haveImageWriter(str(path)):
+        return "no image format for this name (use .png)"
+    parent = path.parent
+    while not parent.exists():  # the first existing ancestor must let us create the rest
+        if parent == parent.parent:
+            break
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        return "permission denied"
+    return ""
+
+
 NO_DISPLAY = (
     "error: cannot open a window: no display (DISPLAY is not set or the X server refused); "
     "run it in a desktop session, or headless with `xvfb-run -a dream-explorer --frames N --screenshot out.png`"
@@ -462,9 +629,15 @@ NO_DISPLAY = (
 def main(argv: list[str]) -> int:
     """Entry point of ``dream-explorer`` with no subcommand. Returns the exit code."""
     try:
-        app = build_app(argv)
+        config = parse_flags(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
+    if config.screenshot is not None:
+        problem = unwritable(config.screenshot)
+        if problem:
+            print(f"error: cannot write the screenshot {config.screenshot}: {problem}", file=sys.stderr)
+            return 2
+    app = build_app(argv)
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         app.session.close()
         print(NO_DISPLAY, file=sys.stderr)
@@ -482,8 +655,16 @@ def main(argv: list[str]) -> int:
         if app.screenshot is None or app.screenshot.size == 0:
             print("error: no frame was rendered, no screenshot written", file=sys.stderr)
             return 1
-        app.config.screenshot.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(app.config.screenshot), cv2.cvtColor(app.screenshot, cv2.COLOR_RGB2BGR))
+        try:
+            app.config.screenshot.parent.mkdir(parents=True, exist_ok=True)
+            ok = cv2.imwrite(str(app.config.screenshot), cv2.cvtColor(app.screenshot, cv2.COLOR_RGB2BGR))
+        except (OSError, cv2.error) as exc:
+            ok, why = False, getattr(exc, "strerror", None) or str(exc).strip().splitlines()[-1]
+        else:
+            why = "the image writer refused it"
+        if not ok:
+            print(f"error: cannot write the screenshot {app.config.screenshot}: {why}", file=sys.stderr)
+            return 2
         print(f"wrote {app.config.screenshot}")
     if app.config.profile:
         print(app.clock.report(skip=30))

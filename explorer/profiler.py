@@ -11,6 +11,17 @@ import numpy as np
 
 SECTIONS = ("model", "env")
 """Timed sections inside a frame; the rest of the frame is the GUI (layout, texture upload, rendering, swap)."""
+STAGES = {
+    "encode": "V encodes the real frame (the DDS+VAE: with its mask)",
+    "memory": "MDN-RNN steps: reality's tracking, the dream, the next-step spread",
+    "decode": "V decodes the dream (and the reconstruction, batched with it)",
+    "recon": "V decodes the reconstruction alone (no dream to batch it with)",
+    "controller": "the autopilot's action",
+    "mask": "the DDS mask views (uint8 images)",
+    "upload": "texture uploads (only images that changed)",
+}
+"""Stages inside the sections, timed for ``--profile`` (a stage lies inside ``model`` or the GUI; panels are
+timed as ``panel:<name>``)."""
 
 
 def rss_mb() -> float:
@@ -36,8 +47,16 @@ class FrameClock:
         self.capacity = capacity
         self._current = dict.fromkeys(SECTIONS, 0.0)
         self._frames = np.zeros((capacity, len(SECTIONS) + 1), np.float64)  # sections..., frame total
+        self._stage_now: dict[str, float] = {}
+        self._stages: dict[str, np.ndarray] = {}
+        """Per-frame seconds of each stage (see STAGES), created at its first use."""
+        self.last_frame = 0.0
+        """Seconds the previous frame took (0 before two frames)."""
         self._count = 0
         self._last_tick: float | None = None
+        self._last_cpu = 0.0
+        self._cpu = np.zeros(capacity, np.float64)
+        """Per-frame process CPU seconds, all threads (steadier than wall time on a shared machine)."""
         self.rss_start_mb = rss_mb()
         self.rss_samples: list[tuple[int, float]] = []
 
@@ -50,29 +69,53 @@ class FrameClock:
         finally:
             self._current[name] += time.perf_counter() - t0
 
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a block as the stage ``name`` (e.g. one of :data:`STAGES`), inside whatever section it runs in."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._stage_now[name] = self._stage_now.get(name, 0.0) + time.perf_counter() - t0
+
     def end_frame(self) -> None:
         """Close the current frame: its total is the time since the previous call."""
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self._last_tick is not None:
+            self._cpu[self._count % self.capacity] = cpu - self._last_cpu
             row = self._frames[self._count % self.capacity]
             row[: len(SECTIONS)] = [self._current[s] for s in SECTIONS]
-            row[-1] = now - self._last_tick
+            row[-1] = self.last_frame = now - self._last_tick
+            for name in self._stage_now.keys() | self._stages.keys():
+                column = self._stages.setdefault(name, np.zeros(self.capacity, np.float64))
+                column[self._count % self.capacity] = self._stage_now.get(name, 0.0)
             self._count += 1
             if self._count % 1000 == 0:
                 self.rss_samples.append((self._count, rss_mb()))
-        self._last_tick = now
+        self._last_tick, self._last_cpu = now, cpu
         self._current = dict.fromkeys(SECTIONS, 0.0)
+        self._stage_now = {}
 
     @property
     def frames(self) -> int:
         """Frames measured so far."""
         return self._count
 
+    def _span(self, skip: int = 0) -> slice:
+        """The rows of the frames kept, leaving out the first ``skip`` while they are still among them."""
+        if self._count > self.capacity:
+            return slice(0, self.capacity)
+        return slice(min(skip, max(0, self._count - 1)), self._count)
+
     def _recent(self, skip: int = 0) -> np.ndarray:
         """The frames kept, leaving out the first ``skip`` while they are still among them."""
-        if self._count > self.capacity:
-            return self._frames
-        return self._frames[min(skip, max(0, self._count - 1)) : self._count]
+        return self._frames[self._span(skip)]
+
+    def stages(self, skip: int = 0) -> dict[str, float]:
+        """Mean milliseconds per frame of each stage timed so far (frames without it count as 0)."""
+        span = self._span(skip)
+        return {name: float(column[span].mean() * 1000.0) for name, column in sorted(self._stages.items())
+                if len(column[span])}  # fmt: skip
 
     def fps(self) -> float:
         """Mean frames per second over the recent frames (0 before two frames)."""
@@ -94,6 +137,7 @@ class FrameClock:
         out["frame"] = float(mean[-1])
         out["frame_p95"] = float(np.percentile(rows[:, -1], 95) * 1000.0)
         out["fps"] = 1000.0 / out["frame"] if out["frame"] > 0 else 0.0
+        out["cpu"] = float(self._cpu[self._span(skip)].mean() * 1000.0)
         return out
 
     def report(self, skip: int = 0) -> str:
@@ -107,7 +151,14 @@ class FrameClock:
             f"  model  {b['model']:7.2f} ms/frame   (encode, MDN-RNN step, decode, controller)",
             f"  env    {b['env']:7.2f} ms/frame   (CarRacing-v3 step)",
             f"  gui    {b['gui']:7.2f} ms/frame   (layout, plots, texture upload, render, swap)",
+            f"  cpu    {b['cpu']:7.2f} ms/frame   (process CPU time, all threads: the work a frame takes, steadier "
+            "than the frame rate when other jobs share the cores)",
         ]
+        stages = self.stages(skip)
+        if stages:
+            lines.append("  per stage (inside model and gui):")
+            for name, ms in sorted(stages.items(), key=lambda kv: -kv[1]):
+                lines.append(f"    {name:18s} {ms:6.2f} ms/frame   {STAGES.get(name, '')}".rstrip())
         rss = rss_mb()
         lines.append(f"  rss    {self.rss_start_mb:7.1f} MB at start, {rss:.1f} MB now")
         if len(self.rss_samples) >= 2:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import cv2
 import numpy as np
@@ -77,8 +77,19 @@ RECON_PERIOD = 0.1
 """Seconds between two refreshes of V's reconstruction in the Vision panel, at least (see RECON_SHARE)."""
 RECON_SHARE = 0.1
 """Most of the wall time the Vision panel's decode may take: a slow decoder refreshes less often."""
+MASK_PERIOD = 0.1
+"""Seconds between two refreshes of the DDS mask views while the frame rate is below FRAME_BUDGET's."""
+FRAME_BUDGET = 1 / 50
+"""Seconds a frame may take (CarRacing's 50 Hz); slower frames refresh the mask views at most every MASK_PERIOD."""
+ONEDNN_CHANNELS_LAST = ("dds_vae",)
+"""Vision kinds that run inference on oneDNN with channels-last weights (measured at batch 1 on 2 cores: the
+DDS+VAE encodes in 9.8 ms instead of 19 ms on the native kernels, decodes in 11 ms instead of 21). The ConvVAE
+stays on the native kernels (decode 1.1 ms vs 4.6 ms: oneDNN re-packs a ConvTranspose2d's weights at every
+call), and so does the MDN-RNN (a step 0.09 ms vs 0.34 ms)."""
 NO_KEYS = DriveKeys()
 """No driving key held."""
+SPREAD_PERIOD = 0.1
+"""Seconds between two refreshes of the next-step spread at the same tau, at least."""
 SPREAD_SAMPLES = 16
 """Samples of z_{t+1} drawn to measure the next-step spread at the current tau."""
 LOST_ROAD_STEPS = 30
@@ -254,10 +265,15 @@ class Session:
         self.decode_all_futures = False
         """Set by the futures grid when it is on screen: decode every dream, not only the first."""
         self.native_kernels = True
-        """Run inference on PyTorch's native CPU kernels instead of oneDNN: oneDNN re-packs a ConvTranspose2d's
-        weights at every call, which at batch 1 costs 5 of the ConvVAE's 7.7 ms decode (native: 2.7 ms). The switch
-        is process-wide, so the app turns this off while a training thread runs (bf16 training is 30x slower
-        without oneDNN)."""
+        """Run inference on PyTorch's native CPU kernels instead of oneDNN (except a vision model of
+        ONEDNN_CHANNELS_LAST): oneDNN re-packs a ConvTranspose2d's weights at every call, which at batch 1 costs 5
+        of the ConvVAE's 7.7 ms decode (native: 2.7 ms). The switch is process-wide, so the app turns this off while
+        a training thread runs (bf16 training is 30x slower without oneDNN)."""
+        self.vision_onednn = False
+        """V runs on oneDNN with channels-last weights and inputs (see ONEDNN_CHANNELS_LAST); set at load."""
+        self.wants_reconstruction = False
+        """Set by the Vision panel when it is on screen: the reconstruction is decoded in one batch with the
+        dream when it is due."""
         self.human = HumanInput()
         self.random_policy = RandomExplorationPolicy()
         self.action = np.zeros(3, np.float32)
@@ -294,6 +310,10 @@ class Session:
         self.edit_version = 0
         self._cache: dict[str, tuple[object, object]] = {}
         self._recon_seconds = 0.0
+        self.recon_version = 0
+        """Counts the reconstructions made (a texture uploads a new one only)."""
+        self.mask_version = 0
+        """Counts the mask views made."""
         self.reset_real(self.seed)
         paths = self._checked_shipped(default_paths(cfg.vision_kind, cfg.assets))
         self.load_models(cfg.vision or paths[0], cfg.memory or paths[1], cfg.controller or paths[2])
@@ -306,12 +326,14 @@ class Session:
     # models
     # ------------------------------------------------------------------------------------------------
     @contextmanager
-    def _inference(self) -> Iterator[None]:
-        """A timed model section without autograd, on native kernels when ``native_kernels`` is set."""
+    def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
+        """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
+        (for V: unless it runs on oneDNN, ``vision_onednn``)."""
         mkldnn = torch.backends.mkldnn
         was_enabled = mkldnn.enabled
-        with self.clock.section("model"), torch.inference_mode():
-            mkldnn.enabled = was_enabled and not self.native_kernels
+        native = self.native_kernels and not (vision and self.vision_onednn)
+        with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
+            mkldnn.enabled = was_enabled and not native
             try:
                 yield
             finally:
@@ -402,6 +424,10 @@ class Session:
                     break
                 except CheckpointError:
                     continue
+        self.vision_onednn = getattr(self.vision, "kind", None) in ONEDNN_CHANNELS_LAST
+        if self.vision is not None:
+            fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
+            self.vision.to(memory_format=fmt)
         self._cache.clear()
         self._track_reset()
         self.dream = None
@@ -553,8 +579,10 @@ class Session:
         self._real_x = self._real_z = self._real_mask = None
         if self.world_model is None:
             return
-        with self._inference():
+        with self._inference("encode", vision=True):
             x = self.world_model.preprocess(self.real_frame)
+            if self.vision_onednn:
+                x = x.contiguous(memory_format=torch.channels_last)
             encode_with_mask = getattr(self.vision, "encode_with_mask", None)
             if encode_with_mask is not None:
                 mu, _, self._real_mask = encode_with_mask(x)
@@ -572,7 +600,7 @@ class Session:
     def _step_real(self, action: np.ndarray) -> tuple[float, bool, bool]:
         if self._real_state is not None and self._real_z is not None:
             assert self.world_model is not None
-            with self._inference():
+            with self._inference("memory"):
                 a = torch.from_numpy(action).view(1, 3)
                 _, self._real_state = self.world_model.require_memory().step(self._real_z, a, self._real_state)
         with self.clock.section("env"):
@@ -624,12 +652,12 @@ class Session:
                 log.warning("dream from the dataset: %s; dreaming from the real frame", exc)
                 self.start_dream("real")
                 return
-            with self._inference():
+            with self._inference("encode", vision=True):
                 z0 = wm.encode(self.dataset_frame)[0]
         if self.dream is None or self.dream.n != self.futures or self.dream.memory is not wm.memory:
             self.dream = BatchedDream(wm.require_memory(), self.futures, tau=self._tau, max_steps=self._horizon)
         seeds = self.rng.integers(0, 2**31, size=self.futures).tolist()
-        with self._inference():
+        with self._inference("memory"):
             self.dream.reset(seeds, z=z0, state=state)
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
         self.dream_origin = "edit" if z is not None else source
@@ -657,14 +685,14 @@ class Session:
             obs = self.dream.observation()
             if controller.config.hidden_dim == 0:
                 obs = obs[:, : self.world_model.z_dim]
-            with self._inference():
+            with self._inference("controller"):
                 return controller(obs)
         return torch.from_numpy(action).view(1, 3).expand(self.dream.n, 3)
 
     def _step_dream(self, action: np.ndarray) -> tuple[float, bool]:
         assert self.dream is not None
         actions = self._dream_actions(action)
-        with self._inference():
+        with self._inference("memory"):
             _, reward, _, _ = self.dream.step(actions)
         self.dream_version += 1
         self.dream_tally.add(float(reward[0]))
@@ -690,16 +718,20 @@ class Session:
 
         The std over SPREAD_SAMPLES draws of ``sample_mdn`` (logits / tau, noise * sqrt(tau)), averaged over
         dimensions; it shows what the temperature does before the dream takes the step. 0 when not dreaming.
+        A new tau shows at once; new steps at most every SPREAD_PERIOD seconds (a figure to read, not a plot).
         """
         if self.dream is None or self.world_model is None:
             return 0.0
         key = (self.dream_version, self._tau, tuple(self.action.tolist()))
         cached = self._cache.get("spread")
-        if cached is not None and cached[0] == key:
-            return float(cached[1])  # type: ignore[arg-type]
+        now = time.monotonic()
+        if cached is not None:
+            (old_key, when), value = cached  # type: ignore[misc]
+            if old_key == key or (old_key[1] == self._tau and now - when < SPREAD_PERIOD):
+                return float(value)
         memory = self.world_model.require_memory()
         h, c = self.dream.state
-        with self._inference():
+        with self._inference("memory"):
             out, _ = memory.step(self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]))
             k = SPREAD_SAMPLES
             draws = sample_mdn(
@@ -707,7 +739,7 @@ class Session:
                 self._tau, generator=self.torch_rng,
             )  # fmt: skip
         spread = float(draws.std(0).mean())
-        self._cache["spread"] = (key, spread)
+        self._cache["spread"] = ((key, now), spread)
         return spread
 
     def dream_frames(self) -> np.ndarray | None:
@@ -718,8 +750,15 @@ class Session:
         cached = self._cache.get("dream")
         if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:  # type: ignore[arg-type]
             return cached[1]  # type: ignore[return-value]
-        with self._inference():
-            decoded = self.world_model.decode(self.dream.z[:k])
+        now = time.monotonic()
+        with_recon = self._batched_reconstruction and self._real_z is not None and self._recon_due(now)
+        z = torch.cat([self.dream.z[:k], self._real_z]) if with_recon else self.dream.z[:k]  # type: ignore[list-item]
+        with self._inference("decode", vision=True):
+            decoded = self.world_model.decode(z)
+        if with_recon:  # one batch for both: V's decode costs less per image at batch 2 than at batch 1
+            self._recon_seconds = (time.monotonic() - now) / len(z)
+            self._make_reconstruction(decoded[k:], now)
+            decoded = decoded[:k]
         frames = to_uint8_hwc(decoded)
         self._cache["dream"] = (self.dream_version, frames)
         self._cache["dream_x"] = (self.dream_version, decoded[:1])
@@ -776,19 +815,38 @@ class Session:
 
         Refreshed at most every RECON_PERIOD seconds, and less often when the decode is slow (it then takes at
         most RECON_SHARE of the time): a decode per frame only for this picture would cost the DDS+VAE ~30 ms.
+        In split mode with ``_batched_reconstruction``, the refresh comes with the dream's decode, in one batch.
         """
         if self.world_model is None or self._real_x is None or self._real_z is None:
             return None
-        cached = self._cache.get("recon")
         now = time.monotonic()
-        if cached is not None:
-            (version, when), recon = cached
-            period = max(RECON_PERIOD, self._recon_seconds / RECON_SHARE)
-            if version == self.real_version or now - when < period:  # type: ignore[operator]
-                return recon  # type: ignore[return-value]
-        with self._inference():
+        cached = self._cache.get("recon")
+        batched = self._batched_reconstruction and self.mode == "split" and self.dream is not None
+        if cached is not None and (batched or not self._recon_due(now)):
+            return cached[1]  # type: ignore[return-value]  # in split mode it comes with the next dream decode
+        with self._inference("recon", vision=True):
             out = self.world_model.decode(self._real_z)
         self._recon_seconds = time.monotonic() - now
+        return self._make_reconstruction(out, now)
+
+    @property
+    def _batched_reconstruction(self) -> bool:
+        """The reconstruction is decoded with the dream: the Vision panel is on screen and V runs on oneDNN (there
+        a batch of 2 costs the DDS+VAE 1.6 single decodes; the ConvVAE's native batch of 2 costs 3.4)."""
+        return self.wants_reconstruction and self.vision_onednn
+
+    def _recon_due(self, now: float) -> bool:
+        """The reconstruction shown is of an older real frame and old enough to be refreshed."""
+        cached = self._cache.get("recon")
+        if cached is None:
+            return True
+        (version, when), _ = cached  # type: ignore[misc]
+        period = max(RECON_PERIOD, self._recon_seconds / RECON_SHARE)
+        return version != self.real_version and now - when >= period
+
+    def _make_reconstruction(self, out: Tensor, now: float) -> Reconstruction:
+        """The Reconstruction of the current real frame from ``out`` = decode(mu), float32 (1, 3, S, S); cached."""
+        assert self._real_x is not None
         x = self._real_x
         err = (out - x).abs().mean(1)[0].numpy()
         max_error = 0.25
@@ -800,6 +858,7 @@ class Session:
             max_error=max_error,
         )
         self._cache["recon"] = ((self.real_version, now), recon)
+        self.recon_version += 1
         return recon
 
     def mask_views(self) -> MaskViews | None:
@@ -807,12 +866,25 @@ class Session:
         if not self.has_mask or self._real_x is None:
             return None
         cached = self._cache.get("mask")
-        if cached is not None and cached[0] == self.real_version:
-            return cached[1]  # type: ignore[return-value]
+        now = time.monotonic()
+        if cached is not None:
+            version, when = cached[0]  # type: ignore[misc]
+            slow = self.clock.last_frame > FRAME_BUDGET
+            if version == self.real_version or (slow and now - when < MASK_PERIOD):
+                return cached[1]  # type: ignore[return-value]
         selected = self._real_mask
         if selected is None:
-            with self._inference():
+            with self._inference("encode", vision=True):
                 selected = self.vision.mask(self._real_x)  # type: ignore[union-attr, operator]
+        with self.clock.stage("mask"):
+            views = self._make_mask_views(selected)
+        self._cache["mask"] = ((self.real_version, now), views)
+        self.mask_version += 1
+        return views
+
+    @staticmethod
+    def _make_mask_views(selected: Any) -> MaskViews:
+        """The views of a DDS+VAE selection (``mask``, ``gated``, ``mini_mask`` tensors of batch 1)."""
         mini = selected.mini_mask[0]  # (4, 16, 16) -> a 2x2 grid (32, 32), grey
         grid = torch.cat([torch.cat([mini[0], mini[1]], 1), torch.cat([mini[2], mini[3]], 1)], 0)
         tiles = grid.unsqueeze(0).expand(3, -1, -1)
@@ -822,7 +894,6 @@ class Session:
             mini_mask=to_uint8_hwc(tiles),
             kept=float(selected.mask[0].mean()),
         )
-        self._cache["mask"] = (self.real_version, views)
         return views
 
     def latent(self) -> np.ndarray | None:
@@ -851,7 +922,7 @@ class Session:
         cached = self._cache.get("edit")
         if cached is not None and cached[0] == self.edit_version:
             return cached[1]  # type: ignore[return-value]
-        with self._inference():
+        with self._inference("decode", vision=True):
             frame = self.world_model.decode_uint8(torch.from_numpy(self.z_edit).view(1, -1))[0]
         self._cache["edit"] = (self.edit_version, frame)
         return frame
@@ -885,7 +956,7 @@ class Session:
                     obs = obs[:, : self.world_model.z_dim]
             else:
                 obs = self._real_obs()
-            with self._inference():
+            with self._inference("controller"):
                 return controller(obs)[0].numpy().astype(np.float32)
         if self.driver == "random":
             return np.asarray(self.random_policy.act(self.real_frame), np.float32)

@@ -7,6 +7,8 @@ import numpy as np
 import OpenGL.GL as gl
 from imgui_bundle import imgui
 
+from explorer.profiler import FrameClock
+
 
 class Texture:
     """An RGB texture of fixed size, refreshed with :meth:`update` when its content version changes.
@@ -49,8 +51,11 @@ class Texture:
 class TextureBank:
     """Textures by name; a name asked for at a new size gets its texture replaced (rare: a model change)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: FrameClock | None = None) -> None:
         self._textures: dict[str, Texture] = {}
+        self.clock = clock or FrameClock()
+        self.uploads = 0
+        """Images uploaded so far (a picture whose version did not change is not)."""
 
     def get(self, name: str, image: np.ndarray, version: object = None, smooth: bool = False) -> Texture:
         """The texture ``name`` holding ``image`` (uint8 (H, W, 3)), uploaded if ``version`` changed."""
@@ -60,7 +65,10 @@ class TextureBank:
             if tex is not None:
                 tex.delete()
             tex = self._textures[name] = Texture(w, h, smooth)
-        tex.update(image, version)
+        if version is None or version != tex.version:
+            with self.clock.stage("upload"):
+                tex.update(image, version)
+            self.uploads += 1
         return tex
 
     def clear(self) -> None:

@@ -93,4 +93,10 @@ def test_frame_clock_breakdown() -> None:
         clock.end_frame()
     b = clock.breakdown()
     assert clock.frames == 11 and b["model"] >= 1.5 and b["frame"] >= b["model"] and b["gui"] >= 0
+    assert 0 <= b["cpu"] < b["frame"]  # sleeping takes no CPU
+    with clock.stage("decode"):
+        time.sleep(0.002)
+    clock.end_frame()
+    stages = clock.stages()
+    assert stages["decode"] >= 1.5 / 8 and "per stage" in clock.report() and "decode" in clock.report()
     assert "fps" in clock.report() and rss_mb() > 10

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from collections.abc import Iterator
@@ -12,9 +13,18 @@ import numpy as np
 import pytest
 import torch
 
-from core.api import CheckpointError, ConfigError, Progress, StageResult, read_episode, road_share
+from core.api import (
+    CheckpointError,
+    ConfigError,
+    Progress,
+    StageResult,
+    read_episode,
+    road_share,
+    to_uint8_hwc,
+)
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner, StageSpec, available_stages
+from explorer.panels.widgets import config_from_draft
 from explorer.recording import dream_to_episode_frame
 from explorer.session import (
     HISTORY,
@@ -369,3 +379,235 @@ def test_split_dream_resyncs_once_the_autopilot_start_has_zoomed_in(session: Ses
     for _ in range(10):
         session.tick(DriveKeys())
     assert session.dream_tally.episode == episode + 1 and session.dream_tally.step == 10
+
+
+# -- speed: the same pictures with less work ------------------------------------------------------
+def count_decodes(s: Session) -> list[int]:
+    """Batch sizes of every V.decode call from now on."""
+    sizes: list[int] = []
+    decode = s.vision.decode  # type: ignore[union-attr]
+
+    def counted(z: torch.Tensor) -> torch.Tensor:
+        sizes.append(len(z))
+        return decode(z)
+
+    s.vision.decode = counted  # type: ignore[union-attr, method-assign]
+    return sizes
+
+
+def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_batch(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2))
+    try:
+        sizes = count_decodes(s)
+        for _ in range(3):
+            s.tick(GAS)
+        assert sizes == [1, 1, 1]  # the first dream only: no reconstruction, no other futures
+        s.wants_reconstruction = True
+        sizes.clear()
+        s.tick(GAS)  # due (never made): decoded with the dream, one call of batch 2
+        assert sizes == [2]
+        recon = s.reconstruction()
+        assert sizes == [2] and recon is not None  # the panel reads it from the cache
+        out = s.world_model.decode(s._real_z)  # type: ignore[union-attr, arg-type]
+        assert np.abs(recon.output.astype(int) - to_uint8_hwc(out)[0].astype(int)).max() <= 1
+    finally:
+        s.close()
+
+
+def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1))
+    try:
+        assert s.vision_onednn and s.vision.unet1.down[0][1][0].weight.is_contiguous(  # type: ignore[union-attr]
+            memory_format=torch.channels_last)
+        for _ in range(3):
+            s.tick(GAS)
+        fast_z, fast_dream = s._real_z.clone(), s.dream_frame().copy()  # type: ignore[union-attr]
+        fast_mask = s.mask_views().mask.copy()  # type: ignore[union-attr]
+        # the previous path: contiguous weights and input on the native kernels
+        vision = s.vision.to(memory_format=torch.contiguous_format)  # type: ignore[union-attr]
+        mkldnn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
+        try:
+            with torch.inference_mode():
+                mu, _, selected = vision.encode_with_mask(s.world_model.preprocess(s.real_frame))  # type: ignore[union-attr, operator]
+                dream = to_uint8_hwc(vision.decode(s.dream.z[:1]))[0]  # type: ignore[union-attr, operator]
+        finally:
+            torch.backends.mkldnn.enabled = mkldnn
+        assert torch.allclose(fast_z, mu, atol=1e-4)
+        assert np.abs(fast_dream.astype(int) - dream.astype(int)).max() <= 1  # uint8 levels
+        assert np.mean(fast_mask != to_uint8_hwc(selected.mask[0])) < 0.001  # top-k ties may flip a few
+    finally:
+        s.close()
+
+
+def test_cancel_of_collect_stops_within_seconds_and_leaves_no_workers(tmp_path: Path) -> None:
+    import multiprocessing
+    import time
+
+    from core.api import CollectConfig
+
+    job = JobRunner(next(s for s in available_stages() if s.key == "collect"))
+    out = tmp_path / "episodes"
+    job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
+    deadline = time.monotonic() + 120
+    while not multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(2.0)  # the workers are inside their first episodes (1000 steps take several seconds each)
+    t0 = time.monotonic()
+    job.cancel()
+    job.join(10)
+    job.poll()
+    assert time.monotonic() - t0 < 3.0 and job.status == "cancelled"
+    assert not multiprocessing.active_children()
+    written = sorted(out.glob("*.npz"))  # finished episodes only, each whole
+    assert len(written) < 8 and all(read_episode(p).steps > 0 for p in written)
+
+
+# -- first-hour friction: settings, defaults, messages -------------------------------------------
+BAD_SETTINGS = {
+    "NaN and wrong types": '{"tau": NaN, "horizon": "long", "futures": 1e400, "seed": -3, "mode": {"a": 1},'
+                           ' "real_time": "yes", "video_path": 5, "stages": [1, 2]}',
+    "nested stage values": '{"stages": {"vision": {"epochs": "7", "lr": NaN, "val_fraction": Infinity, "data_dir": [1]}, "memory": 3}}',
+    "deep nesting": '{"stages": ' + "[" * 100_000 + "]" * 100_000 + "}",
+    "moderate deep nesting": '{"stages": {"vision": ' + '{"a": ' * 30 + "1" + "}" * 30 + "}}",
+    "not an object": "[1, 2, 3]",
+    "not JSON": "{tau: 0.5",
+    "binary": "\udcff\udcfe",
+}
+
+
+@pytest.mark.parametrize("case", [*BAD_SETTINGS, "a directory"])
+def test_malformed_settings_fall_back_to_defaults_with_a_note(data: Path, tmp_path: Path, case: str) -> None:
+    from explorer.app import build_app
+
+    settings = tmp_path / "explorer.json"
+    if case == "a directory":
+        settings.mkdir()
+    else:
+        settings.write_bytes(BAD_SETTINGS[case].encode("utf-8", "surrogateescape"))
+    app = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path)])
+    try:
+        s = app.session
+        assert (s.tau, s.horizon, s.futures, s.seed, s.mode, app.real_time) == (1.0, 300, 4, 0, "split", True)
+        vision = app.drafts["vision"]
+        assert app.video_path == "runs/drive.mp4" and vision["lr"] is None and vision["val_fraction"] == 0.1
+        assert vision["epochs"] == 1 and app.drafts["memory"]["epochs"] == 2  # the GUI's defaults
+        level, text = app.notices.current()  # type: ignore[misc]
+        assert level == logging.WARNING and text.startswith("settings: ignoring") and "\n" not in text
+        app.save_settings()  # a directory in the way: a note, no crash
+    finally:
+        s.close()
+
+
+def test_an_unusable_settings_dir_is_a_note_not_a_crash(data: Path, tmp_path: Path) -> None:
+    from explorer.app import build_app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    app = build_app(["--assets", str(data / "assets"), "--settings", str(blocker)])
+    try:
+        app.save_settings()
+        level, text = app.notices.current()  # type: ignore[misc]
+        assert level == logging.WARNING and "settings not saved" in text
+        assert blocker.read_text() == "not a directory"
+    finally:
+        app.session.close()
+
+
+def test_track_seed_persists_across_restarts(data: Path, tmp_path: Path) -> None:
+    from explorer.app import build_app
+
+    app = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path)])
+    assert app.session.seed == 0
+    app.session.new_track()
+    app.session.new_track()
+    app.save_settings()
+    app.session.close()
+    again = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path)])
+    again.session.close()
+    assert again.session.seed == 2
+    flagged = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path), "--seed", "9"])
+    flagged.session.close()
+    assert flagged.session.seed == 9
+
+
+def test_stage_inputs_default_to_the_loaded_models(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from explorer.app import build_app
+    from explorer.panels.widgets import fill_loaded_models
+
+    monkeypatch.chdir(tmp_path)  # a fresh clone: no runs/, no data/heldout
+    episodes = data / "episodes"
+    app = build_app(["--assets", str(data / "assets"), "--fresh", "--data-dir", str(episodes)])
+    try:
+        loaded = {k: str(v) for k, v in app.session.model_paths.items()}
+        assert all(Path(v).is_file() for v in loaded.values())
+        d = app.drafts
+        assert d["encode"]["vision"] == loaded["vision"] and d["evaluate"]["controller"] == loaded["controller"]
+        assert (d["divergence"]["vision"], d["divergence"]["memory"]) == (loaded["vision"], loaded["memory"])
+        assert d["divergence"]["data_dir"] == str(episodes)
+        assert d["iterate"]["train_controller"]["vision"] == loaded["vision"]
+        assert d["encode"]["out"] == "runs/latents.npz" and d["vision"]["out"] == "runs/vision.safetensors"
+        assert d["collect"]["controller"] is None and d["evaluate"]["vision"] is None  # unset stays unset
+        for key, draft in d.items():  # every default input names something that exists, or is an output
+            config_from_draft(app.jobs[key].spec.config_cls, draft)
+        # a user's own existing path stays; the button replaces it
+        own = tmp_path / "mine.safetensors"
+        own.write_bytes(b"x")
+        draft = {"vision": str(own), "memory": "runs/nothing.safetensors", "out": "runs/v.safetensors"}
+        assert fill_loaded_models(draft, app.session.model_paths) == ["memory"] and draft["vision"] == str(own)
+        assert fill_loaded_models(draft, app.session.model_paths, replace=True) == ["vision"]
+        assert draft == {"vision": loaded["vision"], "memory": loaded["memory"], "out": "runs/v.safetensors"}
+    finally:
+        app.session.close()
+
+
+def test_a_stage_end_is_said_in_the_main_log_and_status_bar() -> None:
+    from explorer.app import Notices, log_stage_end
+    from explorer.panels.training import progress_overlay
+
+    notices = Notices()
+    logger = logging.getLogger("explorer")
+    logger.addHandler(notices)
+    level = logger.level
+    logger.setLevel(logging.INFO)  # as build_app sets it
+    try:
+        done = run_job({"steps": 1})
+        log_stage_end(done)
+        assert notices.current() == (logging.INFO, "Fake done: wrote out.safetensors")
+        assert progress_overlay(done) == "done"
+        cancelled = run_job({"steps": 1000, "slow": True}, cancel=True)
+        log_stage_end(cancelled)
+        level, text = notices.current()  # type: ignore[misc]
+        assert level == logging.WARNING and text.startswith("Fake cancelled (partial")
+        assert progress_overlay(cancelled).startswith("cancelled at ")
+        failed = run_job({"steps": 5, "raise": 2})
+        log_stage_end(failed)
+        assert notices.current() == (logging.ERROR, "Fake failed: ZeroDivisionError: boom")
+        logger.info("human takes over")  # an info line does not hide a standing error
+        assert notices.current() == (logging.ERROR, "Fake failed: ZeroDivisionError: boom")
+        notices.latest = (logging.ERROR, "old", 0.0)  # expired lines leave the status bar
+        assert notices.current() is None
+    finally:
+        logger.removeHandler(notices)
+        logger.setLevel(level)
+
+
+def test_one_point_plots_get_limits_around_the_point() -> None:
+    from explorer.panels.widgets import plot_limits_for_one_point
+
+    x0, x1, y0, y1 = plot_limits_for_one_point(np.array([5.0]), np.array([0.25]))  # type: ignore[misc]
+    assert x0 < 5 < x1 and y0 < 0.25 < y1
+    assert plot_limits_for_one_point(np.array([1.0, 2.0]), np.array([0.0, 1.0])) is None
+    assert plot_limits_for_one_point(np.array([]), np.array([])) is None
+
+
+def test_screenshot_into_an_unwritable_place_is_a_one_line_error(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from explorer.app import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    for target in (tmp_path, blocker / "shot.png", tmp_path / "shot.unknown"):
+        assert main(["--frames", "2", "--screenshot", str(target)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: cannot write the screenshot {target}") and "\n" not in err

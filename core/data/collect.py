@@ -121,7 +121,8 @@ def collect(
         config: the stage config.
         policy: a picklable factory of the driving policy; default the one ``config.policy`` names.
         on_progress: called after each episode with ``collect/return`` and ``collect/steps``.
-        should_stop: when set, no new episode starts and the finished ones are returned.
+        should_stop: when set, no new episode starts, the ones running are dropped (their workers are
+            terminated, within a second or so) and the finished ones are returned.
 
     Raises:
         WorkerCrashed / TaskFailed: a worker died or a policy failed (finished episodes stay on disk).
@@ -146,12 +147,14 @@ def collect(
     # local workers write their episodes; Ray workers may sit on other machines, so they send them back
     spec = _CollectSpec(factory, config.max_steps, str(out_dir) if config.executor == "local" else None)
     with make_executor(config.executor, workers, spec, config.ray_address) as executor:
-        for _, out in executor.map_unordered(_collect_one, todo, should_stop=stop):
+        for _, out in executor.map_unordered(_collect_one, todo, should_stop=stop, abandon_on_stop=True):
             if isinstance(out, Episode):
                 path = write_episode(episode_path(out_dir, out.seed), out)
                 out = EpisodeSummary(out.seed, out.steps, out.episode_return, str(path))
             summaries.append(out)
             metrics = {"collect/return": out.episode_return, "collect/steps": float(out.steps)}
             on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
+        if stop.is_set():
+            executor.terminate()  # a worker writes its episode atomically: a killed one leaves no partial file
     return sorted(summaries, key=lambda s: s.seed)
 

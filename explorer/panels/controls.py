@@ -52,10 +52,14 @@ def gui_driving(app: App) -> None:
     pad = app.gamepad.name
     caption(f"{fa.ICON_FA_GAMEPAD}  {pad}" if pad else f"{fa.ICON_FA_KEYBOARD}  keyboard (no gamepad found)")
     if imgui.tree_node("Keys"):
-        for key, what in KEYS_HELP:
-            imgui.text(key)
-            imgui.same_line(110)
-            imgui.text_colored(GREY, what)
+        if imgui.begin_table("keys", 2, imgui.TableFlags_.sizing_fixed_fit):  # a column as wide as its longest key
+            for key, what in KEYS_HELP:
+                imgui.table_next_row()
+                imgui.table_next_column()
+                imgui.text(key)
+                imgui.table_next_column()
+                imgui.text_colored(GREY, what)
+            imgui.end_table()
         imgui.tree_pop()
 
 

@@ -96,20 +96,22 @@ def gui_latent(app: App) -> None:
     imgui.end_group()
 
 
-def _picture_row(app: App, pictures: list[tuple[str, np.ndarray, str, bool]], size: tuple[float, float]) -> None:
-    """Captioned pictures side by side: (texture name, image, caption, smooth)."""
+def _picture_row(app: App, pictures: list[tuple[str, np.ndarray, str, bool]], size: tuple[float, float],
+                 version: int) -> None:  # fmt: skip
+    """Captioned pictures side by side: (texture name, image, caption, smooth), uploaded when ``version`` changed."""
     for i, (name, image, label, smooth) in enumerate(pictures):
         if i:
             imgui.same_line()
         imgui.begin_group()
         caption(label)
-        app.rects[name] = show_image(app.textures, name, image, app.session.real_version, size, smooth)
+        app.rects[name] = show_image(app.textures, name, image, version, size, smooth)
         imgui.end_group()
 
 
 def gui_vision(app: App) -> None:
     """V's input, reconstruction and error map; with a DDS+VAE, its mask, gated input and mini mask."""
     s = app.session
+    app.vision_seen = True
     recon = s.reconstruction()
     if recon is None:
         note(s.model_notes["vision"])
@@ -121,7 +123,8 @@ def gui_vision(app: App) -> None:
     height = min((avail.x - 2 * gap) / 3 / PLAY_AREA_ASPECT, (avail.y - rows * 2.5 * line) / rows)
     height = max(24.0, height)
     _picture_row(app, [("v_input", recon.input, "V's input", True), ("recon", recon.output, "decode(mu)", True),
-                       ("error", recon.error, "|error|", False)], (height * PLAY_AREA_ASPECT, height))  # fmt: skip
+                       ("error", recon.error, "|error|", False)], (height * PLAY_AREA_ASPECT, height),
+                 s.recon_version)  # fmt: skip
     imgui.text(f"reconstruction MSE {recon.mse:.5f}")
     imgui.set_item_tooltip(f"Per pixel value, in [0, 1] units. The error map spans 0 (black) to {recon.max_error}"
                            " (yellow).")  # fmt: skip
@@ -132,7 +135,7 @@ def gui_vision(app: App) -> None:
     side = min(height * PLAY_AREA_ASPECT, height + line)
     _picture_row(app, [("mask", views.mask, f"mask {100 * views.kept:.1f}%", False),
                        ("gated", views.gated, "gated input", False),
-                       ("mini_mask", views.mini_mask, "mini mask", False)], (side, side))  # fmt: skip
+                       ("mini_mask", views.mini_mask, "mini mask", False)], (side, side), s.mask_version)  # fmt: skip
     imgui.set_item_tooltip(
         "DDS+VAE: the binary mask keeps the top 3% of input values; the gated input is\n"
         "x * mask * g (brightened x4); the mini mask is the downscaling encoder's code,\n"

@@ -21,7 +21,10 @@ from explorer.panels.widgets import (
     config_from_draft,
     decimate,
     edit_config,
+    fill_loaded_models,
+    has_model_inputs,
     note,
+    plot_limits_for_one_point,
 )
 from explorer.session import log
 
@@ -31,6 +34,20 @@ if TYPE_CHECKING:
 STATUS_ICON = {"idle": "", "running": fa.ICON_FA_SPINNER, "done": fa.ICON_FA_CHECK, "cancelled": fa.ICON_FA_BAN,
                "failed": fa.ICON_FA_EXCLAMATION_TRIANGLE}  # fmt: skip
 STATUS_COLOR = {"idle": GREY, "running": BLUE, "done": GREEN, "cancelled": ORANGE, "failed": RED}
+PLOT_MIN_HEIGHT = 140.0
+"""The live plot keeps at least this height (the stage's column scrolls when the panel is smaller)."""
+
+
+def progress_overlay(job: JobRunner) -> str:
+    """The text on a stage's progress bar: percent and steps, or how it ended."""
+    p = job.progress
+    if job.status == "done":
+        return "done"
+    if job.status in ("cancelled", "failed"):
+        steps = f" at {p.step}/{p.total}" if p is not None else ""
+        return f"{job.status}{steps}"
+    steps = f"  {p.step}/{p.total}" if p is not None else ""
+    return f"{100 * job.fraction:.0f}%{steps}"
 
 
 def default_metric(keys: list[str]) -> str:
@@ -75,15 +92,22 @@ def gui_plot(app: App, job: JobRunner) -> None:
             if imgui.selectable(k, k == metric)[0]:
                 app.plot_metric[job.spec.key] = k
         imgui.end_combo()
-    height = max(40.0, imgui.get_content_region_avail().y - 4)
+    height = max(PLOT_MIN_HEIGHT, imgui.get_content_region_avail().y - 4)
+    steps, values = job.history.arrays(metric)
     if implot.begin_plot(f"##plot_{job.spec.key}", (-1, height), PLOT_FLAGS | implot.Flags_.no_legend):
-        implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
-        steps, values = job.history.arrays(metric)
+        one = plot_limits_for_one_point(steps, values)
+        if one is None:
+            implot.setup_axes("step", "", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        else:  # auto-fit on one point spans nothing and piles the tick labels on each other
+            implot.setup_axes("step", "")
+            implot.setup_axes_limits(*one, implot.Cond_.always)
         index, ys = decimate(values, 300)
         xs = np.interp(index, np.arange(len(steps)), steps).astype(np.float32)
         spec = implot.Spec()
         spec.line_color = BLUE
         spec.line_weight = 1.5
+        if len(xs) == 1:
+            spec.marker = implot.Marker_.circle
         implot.plot_line(metric, xs, ys, spec)
         implot.end_plot()
 
@@ -91,8 +115,10 @@ def gui_plot(app: App, job: JobRunner) -> None:
 def gui_log(job: JobRunner) -> None:
     """The stage's recent log lines, following the end."""
     imgui.begin_child(f"log_{job.spec.key}", (0, 0), imgui.ChildFlags_.borders)
+    imgui.push_text_wrap_pos(0.0)
     for line in job.log:
         imgui.text_unformatted(line)
+    imgui.pop_text_wrap_pos()
     if imgui.get_scroll_y() >= imgui.get_scroll_max_y() - 4:
         imgui.set_scroll_here_y(1.0)
     imgui.end_child()
@@ -106,14 +132,22 @@ def gui_stage(app: App, job: JobRunner) -> None:
     imgui.begin_child(f"settings_{key}", (left, 0))
     note(job.spec.help, GREY)
     imgui.begin_disabled(job.running)
+    if has_model_inputs(app.drafts[key]):
+        if imgui.small_button(f"{fa.ICON_FA_CUBES} Use the loaded models###use_loaded_{key}"):
+            changed = fill_loaded_models(app.drafts[key], app.session.model_paths, replace=True)
+            log.info("%s: %s", job.spec.title, f"inputs set to the loaded models ({', '.join(changed)})" if changed
+                     else "the inputs already name the loaded models (or none is loaded)")  # fmt: skip
+        imgui.set_item_tooltip("Set this stage's vision / memory / controller inputs to the checkpoints the app "
+                               "has loaded (Models panel)")  # fmt: skip
     edit_config(job.spec.config_cls, app.drafts[key], label_width=min(130.0, left * 0.42))
     imgui.end_disabled()
     imgui.end_child()
     imgui.same_line()
-    imgui.begin_child(f"run_{key}", (0, 0))
+    imgui.begin_child(f"run_{key}", (0, 0))  # scrolls when the plot's minimum height does not fit
     if job.running:
         if imgui.button(f"{fa.ICON_FA_STOP} Cancel###cancel_{key}"):
             job.cancel()
+            log.info("cancelling %s...", job.spec.title)
     elif imgui.button(f"{fa.ICON_FA_PLAY} Start###start_{key}"):
         start_stage(app, key)
     imgui.same_line()
@@ -130,9 +164,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
     if job.running or job.elapsed:
         imgui.same_line()
         imgui.text_disabled(f"{job.elapsed:.0f} s")
-    p = job.progress
-    overlay = f"{p.step}/{p.total}" if p is not None else ""
-    imgui.progress_bar(job.fraction, (-1, 0), f"{100 * job.fraction:.0f}%  {overlay}")
+    imgui.progress_bar(job.fraction, (-1, 0), progress_overlay(job))
     if key in app.stage_errors:
         note(app.stage_errors[key], RED)
     if job.error:

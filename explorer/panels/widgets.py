@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import functools
 import inspect
+import math
 import textwrap
 import types
 import typing
@@ -107,6 +108,18 @@ def decimate(values: np.ndarray, max_points: int = 200) -> tuple[np.ndarray, np.
     return xs, blocks
 
 
+def plot_limits_for_one_point(xs: np.ndarray, ys: np.ndarray) -> tuple[float, float, float, float] | None:
+    """Axis limits (x0, x1, y0, y1) around a series of a single point (or of points that all coincide), or None
+    when auto-fit works (it spans nothing on one point, and the plot's tick labels overlap)."""
+    if len(xs) == 0 or (np.ptp(xs) > 0 and np.ptp(ys) > 0):
+        return None
+    x, y = float(xs[-1]), float(ys[-1])
+    dx = 1.0 if np.ptp(xs) == 0 else float(np.ptp(xs)) / 2
+    dy = max(abs(y) * 0.1, 1e-3) if np.ptp(ys) == 0 else float(np.ptp(ys)) / 2
+    cx = x if np.ptp(xs) == 0 else float(xs.min() + xs.max()) / 2
+    return (cx - dx, cx + dx, y - dy, y + dy)
+
+
 def paint_background() -> None:
     """Window backgrounds are transparent (software GL fills pixels slowly and the clear colour shows through a
     docked window); a floating window paints its own so it stays readable over the others."""
@@ -178,17 +191,86 @@ def draft_from_config(config: Any) -> dict[str, Any]:
     return draft
 
 
-def merge_draft(draft: dict[str, Any], values: dict[str, Any]) -> None:
+def merge_draft(draft: dict[str, Any], values: dict[str, Any]) -> list[str]:
     """Update ``draft`` in place with ``values`` (e.g. saved settings): only known fields whose value has the
-    field's type (or None), recursing into nested configs so a partial nested dict keeps the other defaults."""
+    field's type (or None) and is finite, recursing into nested configs so a partial nested dict keeps the other
+    defaults.
+
+    Returns:
+        The known fields whose value was refused (dotted for nested ones); unknown fields are skipped silently.
+    """
+    refused = []
     for k, v in values.items():
         if k not in draft:
             continue
         if isinstance(draft[k], dict):
             if isinstance(v, dict):
-                merge_draft(draft[k], v)
+                refused += [f"{k}.{name}" for name in merge_draft(draft[k], v)]
+            else:
+                refused.append(k)
+        elif isinstance(v, float) and not math.isfinite(v):
+            refused.append(k)
         elif draft[k] is None or v is None or type(v) is type(draft[k]):
             draft[k] = v
+        else:
+            refused.append(k)
+    return refused
+
+
+MODEL_FIELDS = ("vision", "memory", "controller")
+"""Stage inputs that name a checkpoint of the part the app has loaded under the same name."""
+DATA_FIELDS = ("data_dir",)
+"""Stage inputs that name a dataset directory (the app's own is the fallback)."""
+
+
+def _exists(path: str | Path, directory: bool = False) -> bool:
+    """The path names an existing file or directory (a name the OS refuses, e.g. with a NUL, does not)."""
+    try:
+        return Path(path).is_dir() if directory else Path(path).exists()
+    except (OSError, ValueError):
+        return False
+
+
+def has_model_inputs(draft: dict[str, Any]) -> bool:
+    """The draft (or a nested one) has a set MODEL_FIELDS input (a path, not unset)."""
+    return any(isinstance(v, str) if k in MODEL_FIELDS else isinstance(v, dict) and has_model_inputs(v)
+               for k, v in draft.items())  # fmt: skip
+
+
+def fill_loaded_models(draft: dict[str, Any], loaded: dict[str, Path | None], data_dir: Path | None = None,
+                       replace: bool = False) -> list[str]:  # fmt: skip
+    """Point a stage's model inputs (MODEL_FIELDS, also in nested configs) at the app's loaded checkpoints.
+
+    Args:
+        draft: the stage's edited values, changed in place.
+        loaded: path of each loaded part (``Session.model_paths``), None where none is loaded.
+        data_dir: the app's dataset directory, for DATA_FIELDS.
+        replace: replace every such input (the "use the loaded models" button); otherwise only those naming a
+            file that does not exist (a fresh clone has no ``runs/``), so a user's own paths stay.
+
+    Returns:
+        The fields changed (dotted for nested ones).
+    """
+    changed = []
+    for key, value in draft.items():
+        if isinstance(value, dict):
+            changed += [f"{key}.{k}" for k in fill_loaded_models(value, loaded, data_dir, replace)]
+            continue
+        if not isinstance(value, str) or not value:
+            continue  # unset (None) inputs stay unset: the stage reads them as "not used"
+        if key in MODEL_FIELDS:
+            new = loaded.get(key)
+        elif key in DATA_FIELDS and data_dir is not None and not replace:
+            new = data_dir
+        else:
+            continue
+        if new is None or str(new) == value or (not replace and _exists(value)):
+            continue
+        if key in DATA_FIELDS and not _exists(new, directory=True):
+            continue
+        draft[key] = str(new)
+        changed.append(key)
+    return changed
 
 
 def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
