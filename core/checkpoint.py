@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.errors import CheckpointError
+from core.errors import CheckpointError, NonFiniteError
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
@@ -91,7 +91,14 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        NonFiniteError: a floating tensor holds NaN or an infinity (nothing is written; ``path`` keeps its
+            previous contents).
     """
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise NonFiniteError(f"refusing to write {path}: its weights hold NaN or inf ({bad}); the file is unchanged")
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
@@ -110,6 +117,14 @@ def save_checkpoint(
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
     return target
+
+
+def first_non_finite(model: nn.Module) -> str | None:
+    """The name of the first floating parameter or buffer of ``model`` holding NaN or inf, else None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -220,6 +220,22 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
     }
 
 
+def _parse(config_cls: type, args: list[str], prog: str, description: str) -> Any:
+    """Parse ``args`` into ``config_cls``. tyro parses into a subclass whose ``__post_init__`` checks nothing
+    (tyro would draw its own multi-line box around a check's message); the real class is then built from the
+    parsed fields, so a value out of range raises :class:`ConfigError` for the one-line report in :func:`main`.
+
+    Raises:
+        ConfigError: a value outside its documented range (or non-finite).
+        SystemExit: ``--help`` or a flag tyro cannot parse (tyro prints the usage).
+    """
+    import dataclasses
+
+    unchecked = type(config_cls.__name__, (config_cls,), {"__post_init__": lambda self: None, "__doc__": config_cls.__doc__})
+    parsed = tyro.cli(unchecked, args=args, prog=prog, description=description)
+    return config_cls(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(config_cls) if f.init})
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dream-explorer``. Returns the process exit code (2 on bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -246,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     name = args[0]
     config_cls, fn, doc = commands[name]
     try:
-        config = tyro.cli(config_cls, args=args[1:], prog=f"dream-explorer {name}", description=doc)
+        config = _parse(config_cls, args[1:], f"dream-explorer {name}", doc)
         fn(config)
     except DreamExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from core.assets import default_paths
 from core.checkpoint import atomic_path
+from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
@@ -44,6 +45,7 @@ class CompareVisionConfig:
     """Print one JSON object."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
             raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
 

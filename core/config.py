@@ -5,7 +5,8 @@ Invalid values raise :class:`core.errors.ConfigError` at construction, with a on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -19,6 +20,20 @@ CollectPolicy = Literal["random", "controller"]
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def check_finite(config: object) -> None:
+    """Reject a config whose float fields hold NaN or an infinity (no stage field has a use for either).
+
+    Call it first in a config's ``__post_init__``: range checks such as ``x >= 0`` let ``inf`` through.
+
+    Raises:
+        ConfigError: names the first such field and its value.
+    """
+    for f in fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class CollectConfig:
     """--policy controller: per-step probability of a random excursion of 5-30 steps off the controller's line."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(self.policy in get_args(CollectPolicy), f"policy must be random or controller, got {self.policy!r}")
         _check(
@@ -132,6 +148,7 @@ class VisionTrainConfig:
     Warm starts and phase 2 keep their checkpoint's choice."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(
             self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}"
         )
@@ -180,6 +197,7 @@ class EncodeConfig:
     """Encode at most this many episodes, in file order (0 = all)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
 
@@ -243,6 +261,7 @@ class MemoryTrainConfig:
     """Continue from the checkpoint at --out and its resume state."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         from core.data.datasets import parse_mix
 
         parse_mix(self.mix)
@@ -287,6 +306,7 @@ class DreamVideoConfig:
     """Show reality (same actions) next to the dream."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
         _check(self.fps >= 1, f"fps must be >= 1, got {self.fps}")

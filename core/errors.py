@@ -21,3 +21,7 @@ class EpisodeError(DreamExplorerError):
 
 class StageCancelled(DreamExplorerError):
     """A stage was stopped by its stop flag; the last checkpoint written can be resumed."""
+
+
+class NonFiniteError(DreamExplorerError):
+    """Training produced a NaN or infinite loss or weights; the stage stopped and no such weights were written."""

@@ -10,6 +10,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from core.config import check_finite
 from core.errors import CheckpointError, ConfigError
 from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
 from core.policies_wm import WorldModelFiles
@@ -51,6 +52,7 @@ class EvaluateConfig:
     local Ray instance)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.seed < EVAL_SEED_START:

@@ -35,6 +35,7 @@ from gymnasium.utils import seeding
 from torch import Tensor
 
 from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.config import check_finite
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel
@@ -126,6 +127,7 @@ class ControllerTrainConfig:
     """Continue the CMA-ES run saved next to --out (same population and controller size)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         checks = [
             (self.evaluator in ("dream", "real"), f"evaluator must be dream or real, got {self.evaluator!r}"),
             (self.population >= 4, f"population must be >= 4, got {self.population}"),

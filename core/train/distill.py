@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from core.checkpoint import save_checkpoint
-from core.config import CollectConfig, _check
+from core.config import CollectConfig, _check, check_finite
 from core.data.collect import collect
 from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
@@ -74,6 +74,7 @@ class DistillConfig:
     """Torch threads of this process while encoding and fitting; restored when the stage ends."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(
             0 <= self.seed and self.seed + self.episodes <= REAL_CHECK_SEED_START,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from core.checkpoint import atomic_path, load_resume_state, resume_path
-from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig
+from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check_finite
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
 from core.errors import ConfigError, EpisodeError
@@ -70,6 +70,7 @@ class IterateConfig:
     """Continue training the previous M (when it has a resume state) instead of training one from scratch."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
         if self.episodes < 1:

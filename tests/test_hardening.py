@@ -1,0 +1,107 @@
+"""Bad input and faults end in one clear line and exit code 2, with nothing overwritten (issue 15)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.checkpoint import save_checkpoint
+from core.cli import main
+from core.data.datasets import LatentEpisodes
+from core.errors import NonFiniteError
+from core.models import MDNRNN, MDNRNNConfig
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """Run the CLI in-process; the exit code and what it wrote to stderr."""
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # tyro's own usage errors
+        code = int(exc.code or 0)
+    return code, capsys.readouterr().err
+
+
+def one_line_error(code: int, err: str, *needles: str) -> None:
+    """Exit code 2 and one ``error:`` line (after any progress bar of a stage that had started), no traceback."""
+    assert code == 2, err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: "), err
+    assert sum(line.startswith("error: ") for line in lines) == 1 and "Traceback" not in err, err
+    for needle in needles:
+        assert needle in lines[-1], err
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tiny_latents(path: Path, episodes: int = 3, steps: int = 20, z_dim: int = 4) -> Path:
+    rng = np.random.default_rng(0)
+    rows = episodes * (steps + 1)
+    LatentEpisodes(
+        mu=rng.normal(size=(rows, z_dim)).astype(np.float32),
+        logvar=np.full((rows, z_dim), -2.0, np.float32),
+        actions=rng.uniform(-1, 1, size=(episodes * steps, 3)).astype(np.float32),
+        rewards=rng.normal(size=episodes * steps).astype(np.float32),
+        terminated=np.zeros(episodes * steps, np.float32),
+        starts=np.arange(episodes + 1) * (steps + 1),
+        seeds=np.arange(episodes),
+        vision_kind="conv_vae",
+        vision_sha256="0" * 64,
+    ).save(path)
+    return path
+
+
+# -- non-finite and out-of-range values -------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, field",
+    [
+        (("train-controller", "--tau", "nan"), "tau"),
+        (("train-controller", "--sigma0", "inf"), "sigma0"),
+        (("train-memory", "--lr", "inf"), "lr"),
+        (("train-memory", "--grad-clip", "nan"), "grad-clip"),
+        (("train-vision", "--lr", "nan"), "lr"),
+        (("dream", "--tau", "inf"), "tau"),
+        (("divergence", "--tau", "nan"), "tau"),
+        (("collect", "--noise-std", "inf"), "noise-std"),
+        (("iterate", "--noise-std", "nan"), "noise-std"),
+        (("distill-controller", "--lr", "inf"), "lr"),
+    ],
+)
+def test_non_finite_config_values_are_one_line_errors(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], field: str
+) -> None:
+    one_line_error(*run(capsys, *args), field, "finite")
+
+
+def test_range_errors_are_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
+    one_line_error(*run(capsys, "train-memory", "--seq-len", "1"), "seq_len")
+
+
+def test_save_checkpoint_refuses_non_finite_weights(tmp_path: Path) -> None:
+    model = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=8))
+    out = save_checkpoint(tmp_path / "m.safetensors", model, kind="mdnrnn", config=model.config)
+    before = digest(out)
+    with torch.no_grad():
+        next(model.parameters())[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="NaN or inf"):
+        save_checkpoint(out, model, kind="mdnrnn", config=model.config)
+    assert digest(out) == before and [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def test_a_diverging_memory_run_stops_and_keeps_the_last_finite_checkpoint(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    latents = tiny_latents(tmp_path / "lat.npz")
+    out = tmp_path / "m.safetensors"
+    common = ("--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2",
+              "--hidden-dim", "8", "--val-fraction", "0")  # fmt: skip
+    assert run(capsys, "train-memory", *common, "--epochs", "1")[0] == 0
+    before = digest(out)
+    code, err = run(capsys, "train-memory", *common, "--epochs", "2", "--lr", "1e30", "--grad-clip", "1e30")
+    one_line_error(code, err, "NaN or inf" if "weights" in err else "loss became", "lower --lr")
+    assert digest(out) == before
