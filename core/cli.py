@@ -6,13 +6,14 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import tyro
 from tqdm import tqdm
 
-from core.errors import DreamExplorerError
+from core.errors import DreamExplorerError, LineageWarning
 from core.progress import Progress
 
 STAGES = (
@@ -54,19 +55,30 @@ class TqdmProgress:
             self.bar.close()
 
 
+EXIT_BAD_INPUT = 2
+"""Exit code of bad input (a file, a flag, a combination): one ``error:`` line, nothing overwritten."""
+EXIT_STOPPED = 130
+"""Exit code of a run stopped by SIGINT / SIGTERM / SIGHUP (whatever it printed is labelled partial)."""
+
+_stopped = threading.Event()
+"""Set by the signal handler of :func:`_run_stage`: the stage was stopped before it finished."""
+
+
 def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
-    """Run a stage with a progress bar. The first Ctrl-C (or SIGTERM, e.g. from ``kill``) sets the stop flag:
-    the stage saves what it has, shuts its worker processes down and returns; a second one interrupts at once."""
+    """Run a stage with a progress bar. The first Ctrl-C (or SIGTERM or SIGHUP, e.g. a closed terminal) sets
+    the stop flag: the stage saves what it has, shuts its worker processes down and returns, and :func:`main`
+    exits with :data:`EXIT_STOPPED`; a second one interrupts at once."""
     bar = TqdmProgress(name)
     stop = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
+        _stopped.set()
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
         bar.write(f"[{name}] stopping after the current step (Ctrl-C again to abort)")
 
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return fn(config, on_progress=bar, should_stop=stop)
     finally:
@@ -76,8 +88,8 @@ def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
 
 
 def _print_metrics(result: Any) -> None:
-    if getattr(result, "cancelled", False):
-        print("stopped early: the checkpoint holds the last finished step; run again with --resume to continue")
+    if getattr(result, "cancelled", False) or _stopped.is_set():
+        print("stopped early (partial): the checkpoint holds the last finished step; --resume continues")
     if getattr(result, "checkpoint", None):
         print(f"wrote {result.checkpoint}")
     for k, v in sorted(getattr(result, "metrics", {}).items()):
@@ -91,7 +103,9 @@ def cmd_collect(config: Any) -> None:
 
     summaries = _run_stage("collect", collect, config)
     n = len(summaries)
-    if n:
+    if _stopped.is_set():
+        print(f"stopped early (partial): recorded {n} episodes in {config.out_dir}; run again to record the rest")
+    elif n:
         mean = sum(s.episode_return for s in summaries) / n
         steps = sum(s.steps for s in summaries)
         print(f"recorded {n} episodes ({steps} steps, mean return {mean:.1f}) in {config.out_dir}")
@@ -149,13 +163,14 @@ def cmd_evaluate(config: Any) -> None:
 
     result = _run_stage("evaluate", evaluate, config)
     if config.json:
-        print(json.dumps(result.as_json()))
+        print(json.dumps(dict(result.as_json(), partial=_stopped.is_set() or len(result.returns) < config.episodes)))
         return
     for title, res in (("controller", result), ("V-only baseline (z without h)", result.v_only)):
         if res is None or not res.returns:
             continue
         r = res.returns
-        print(f"{title}: {len(r)} held-out tracks (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
+        partial = f" (partial: stopped after {len(r)} of {config.episodes})" if len(r) < config.episodes else ""
+        print(f"{title}: {len(r)} held-out tracks{partial} (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
         print(f"return {res.mean:.1f} +- {res.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
         print(histogram(r))
 
@@ -177,8 +192,10 @@ def cmd_divergence(config: Any) -> None:
 
     result = _run_stage("divergence", dream_divergence, config)
     if config.json:
-        print(json.dumps(result.metrics))
+        print(json.dumps(dict(result.metrics, partial=_stopped.is_set())))
         return
+    if _stopped.is_set():
+        print("stopped early (partial): the figures cover the episodes measured before the stop")
     print(format_table(result.metrics, config.horizons))
 
 
@@ -261,16 +278,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = args[0]
     config_cls, fn, doc = commands[name]
+    _stopped.clear()
+    show = warnings.showwarning
+
+    def one_line_warning(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, LineageWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
+    warnings.showwarning = one_line_warning
     try:
         config = _parse(config_cls, args[1:], f"dream-explorer {name}", doc)
         fn(config)
     except DreamExplorerError as exc:
+        if _stopped.is_set():  # e.g. encode stopped before it wrote anything
+            print(f"stopped: {exc}", file=sys.stderr)
+            return EXIT_STOPPED
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        print("interrupted (partial: nothing after the last checkpoint is kept)", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        warnings.showwarning = show
+    return EXIT_STOPPED if _stopped.is_set() else 0
 
 
 if __name__ == "__main__":

@@ -25,3 +25,7 @@ class StageCancelled(DreamExplorerError):
 
 class NonFiniteError(DreamExplorerError):
     """Training produced a NaN or infinite loss or weights; the stage stopped and no such weights were written."""
+
+
+class LineageWarning(UserWarning):
+    """Models that fit by size but were not trained together (e.g. an M trained on another V's latents)."""

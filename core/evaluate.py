@@ -214,10 +214,23 @@ def evaluate(
     controller then runs on the same seeds and comes back as ``result.v_only``.
 
     Raises:
-        CheckpointError: a checkpoint is missing or bad. WorkerCrashed / TaskFailed: a worker died or failed.
+        CheckpointError: a checkpoint is missing or bad, or models that do not fit together.
+        ConfigError: ``config.v_only`` is a full controller (it reads h).
+        WorkerCrashed / TaskFailed: a worker died or failed.
     """
+    from core.checkpoint import read_checkpoint
+
     stop = should_stop or never_stop()
     t0 = time.perf_counter()
+    if config.v_only is not None:  # checked before the long main evaluation, not after it
+        v_only = read_checkpoint(config.v_only)
+        if v_only.kind != "controller":
+            raise CheckpointError(f"{config.v_only}: holds a {v_only.kind!r} model, expected a controller")
+        if int(v_only.config.get("hidden_dim", 0)) != 0:
+            raise ConfigError(
+                f"--v-only {config.v_only} is a full controller (it reads h); give one trained with "
+                "`train-controller --v-only`"
+            )
     seeds = [config.seed + i for i in range(config.episodes)]
     result = _evaluate_controller(config, config.controller, seeds, "evaluate", on_progress, stop)
     if config.v_only is not None and not stop.is_set():

@@ -313,8 +313,8 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
             "--workers", "1", "--json"]  # fmt: skip
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only"}
-    assert out["episodes"] == 2 and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
+    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only", "partial"}
+    assert out["episodes"] == 2 and out["partial"] is False and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
     assert out["v_only"]["seeds"] == out["seeds"] and math.isfinite(out["v_only"]["return_mean"])
 
 

@@ -105,3 +105,61 @@ def test_a_diverging_memory_run_stops_and_keeps_the_last_finite_checkpoint(
     code, err = run(capsys, "train-memory", *common, "--epochs", "2", "--lr", "1e30", "--grad-clip", "1e30")
     one_line_error(code, err, "NaN or inf" if "weights" in err else "loss became", "lower --lr")
     assert digest(out) == before
+
+
+# -- models that do not belong together --------------------------------------------------------------------------
+def memory_recording(path: Path, **extra: str) -> Path:
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig())
+    return save_checkpoint(path, model, kind="mdnrnn", config=model.config, extra=extra)
+
+
+def test_memory_trained_on_another_kind_of_vision_is_refused(
+    capsys: pytest.CaptureFixture[str], tiny_world_model: dict[str, Path], tmp_path: Path
+) -> None:
+    memory = memory_recording(tmp_path / "m.safetensors", vision_kind="dds_vae", vision_sha256="0" * 64)
+    out = tmp_path / "dream.mp4"
+    for stage, extra in (("dream", ("--out", str(out))), ("divergence", ("--data-dir", str(tmp_path)))):
+        code, err = run(capsys, stage, "--vision", str(tiny_world_model["vision"]), "--memory", str(memory), *extra)
+        one_line_error(code, err, str(memory), "dds_vae", "conv_vae")
+    assert not out.exists()
+
+
+def test_memory_trained_on_another_vision_file_warns_once_in_one_line(
+    tiny_world_model: dict[str, Path], tmp_path: Path
+) -> None:
+    from core.envs.world_model import WorldModel
+    from core.errors import LineageWarning
+    from core.policies_wm import WorldModelFiles
+
+    other = memory_recording(tmp_path / "m.safetensors", vision_kind="conv_vae", vision_sha256="f" * 64)
+    with pytest.warns(LineageWarning, match="another vision checkpoint") as record:
+        WorldModelFiles.read(tiny_world_model["vision"], other).load()  # checked in the parent, not per worker
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    from core.data.datasets import file_sha256
+
+    own = memory_recording(
+        tmp_path / "own.safetensors", vision_kind="conv_vae", vision_sha256=file_sha256(tiny_world_model["vision"])
+    )
+    assert WorldModel.load(tiny_world_model["vision"], own).lineage_warning is None
+
+
+def test_exported_vision_stands_for_its_source(tiny_world_model: dict[str, Path], tmp_path: Path) -> None:
+    from core.assets import default_paths, export_assets
+    from core.data.datasets import file_sha256
+    from core.envs.world_model import WorldModel
+
+    memory = memory_recording(
+        tmp_path / "m.safetensors", vision_kind="conv_vae", vision_sha256=file_sha256(tiny_world_model["vision"])
+    )
+    export_assets(tiny_world_model["vision"], memory, None, "conv_vae", tmp_path / "assets")
+    shipped = default_paths("conv_vae", tmp_path / "assets")
+    assert WorldModel.load(shipped.vision, shipped.memory).lineage_warning is None  # float16 copy, same model
+
+
+def test_evaluate_refuses_a_full_controller_as_v_only_before_evaluating(
+    capsys: pytest.CaptureFixture[str], tiny_world_model: dict[str, Path]
+) -> None:
+    controller = str(tiny_world_model["controller"])
+    code, err = run(capsys, "evaluate", "--controller", controller, "--v-only", controller, "--episodes", "1")
+    one_line_error(code, err, "--v-only", "full controller")
