@@ -24,7 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.errors import CheckpointError, NonFiniteError
+from core.errors import CheckpointError, NonFiniteError, OutputError
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
@@ -51,18 +51,71 @@ class Checkpoint:
     format_version: int
 
 
+def _probe_directory(directory: Path, what: str, target: Path) -> None:
+    """Create and delete a file in the nearest existing ancestor of ``directory`` (``os.access`` says yes to
+    root on a read-only mount). Raises OutputError naming ``target``."""
+    ancestor = directory
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {what} {target}: {ancestor} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {target}: {ancestor} is not writable ({exc.strerror})") from None
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Check, before any work, that a file can be written at ``path`` (atomically, by :func:`atomic_path`).
+    Nothing is created.
+
+    Raises:
+        OutputError: ``path`` is a directory, a path component is a file, or the directory is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {what} {target}: it is a directory; give a file path")
+    _probe_directory(target.parent, what, target)
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
+    """Check, before any work, that files can be written in the directory ``path`` (made later if missing).
+    Nothing is created.
+
+    Raises:
+        OutputError: ``path`` or a component of it is a file, or it (or its nearest existing ancestor) is not
+            writable.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"cannot write {what} {target}: it is a file, not a directory")
+    _probe_directory(target, what, target)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it."""
+    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
+
+    Raises:
+        OutputError: the directory cannot be made or written, or the disk filled up; ``path`` keeps its
+            previous contents.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; its previous contents are kept") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()

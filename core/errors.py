@@ -29,3 +29,8 @@ class NonFiniteError(DreamExplorerError):
 
 class LineageWarning(UserWarning):
     """Models that fit by size but were not trained together (e.g. an M trained on another V's latents)."""
+
+
+class OutputError(DreamExplorerError):
+    """An output location cannot be written (a directory where a file goes, a file where a directory goes, no
+    permission, a full disk); checked before a stage starts work, and reported if a write fails later."""

@@ -163,3 +163,55 @@ def test_evaluate_refuses_a_full_controller_as_v_only_before_evaluating(
     controller = str(tiny_world_model["controller"])
     code, err = run(capsys, "evaluate", "--controller", controller, "--v-only", controller, "--episodes", "1")
     one_line_error(code, err, "--v-only", "full controller")
+
+
+# -- output locations, checked before any work -------------------------------------------------------------------
+FILE_OUTPUTS = [
+    ("train-vision", "--out"), ("train-memory", "--out"), ("encode", "--out"), ("train-controller", "--out"),
+    ("distill-controller", "--out"), ("dream", "--out"), ("compare-vision", "--grid"),
+]  # fmt: skip
+DIR_OUTPUTS = [("collect", "--out-dir"), ("iterate", "--out-dir"), ("distill-controller", "--episodes-dir")]
+
+
+@pytest.mark.parametrize("stage, flag", FILE_OUTPUTS + DIR_OUTPUTS)
+def test_unwritable_output_locations_are_refused_before_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, stage: str, flag: str
+) -> None:
+    a_file = tmp_path / "a_file"
+    a_file.write_bytes(b"keep me")
+    a_dir = tmp_path / "a_dir"
+    a_dir.mkdir()
+    wrong_kind = a_dir if (stage, flag) in FILE_OUTPUTS else a_file  # a directory where a file goes, or back
+    for target, needle in ((wrong_kind, str(wrong_kind)), (a_file / "sub" / "x.out", "is a file, not a directory")):
+        code, err = run(capsys, stage, flag, str(target))
+        one_line_error(code, err, "cannot write", needle)
+    assert a_file.read_bytes() == b"keep me" and list(a_dir.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_dir", "a_file"]
+
+
+def test_a_read_only_directory_is_refused(tmp_path: Path) -> None:
+    import os
+
+    from core.checkpoint import check_output_dir, check_output_file
+    from core.errors import OutputError
+
+    read_only = Path("/proc/sys") if os.geteuid() == 0 else tmp_path / "ro"  # root writes through chmod 555
+    if read_only != Path("/proc/sys"):
+        read_only.mkdir()
+        read_only.chmod(0o555)
+    with pytest.raises(OutputError, match="not writable"):
+        check_output_file(read_only / "new" / "x.safetensors")
+    with pytest.raises(OutputError, match="not writable"):
+        check_output_dir(read_only / "episodes")
+
+
+def test_a_failed_write_is_one_line_and_keeps_the_old_file(tmp_path: Path) -> None:
+    from core.checkpoint import atomic_path
+    from core.errors import OutputError
+
+    target = tmp_path / "x.json"
+    target.write_text("old")
+    with pytest.raises(OutputError, match="previous contents are kept"):
+        with atomic_path(target) as tmp:
+            raise OSError(28, "No space left on device", str(tmp))
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]

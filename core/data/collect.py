@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.checkpoint import check_output_dir
 from core.config import CollectConfig
 from core.data.episodes import Episode, episode_path, read_episode, write_episode
 from core.data.policies import PolicyFactory, RandomPolicyFactory
@@ -125,10 +126,12 @@ def collect(
 
     Raises:
         WorkerCrashed / TaskFailed: a worker died or a policy failed (finished episodes stay on disk).
+        OutputError: ``config.out_dir`` cannot be written (checked before any episode runs).
 
     Returns:
         Summaries of the episodes recorded by this call (skipped ones excluded), in seed order.
     """
+    check_output_dir(config.out_dir, "episode directory")
     factory = policy or policy_factory(config)
     stop = should_stop or never_stop()
     out_dir = Path(config.out_dir)

@@ -34,7 +34,14 @@ import torch
 from gymnasium.utils import seeding
 from torch import Tensor
 
-from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.checkpoint import (
+    check_output_file,
+    load_model,
+    load_resume_state,
+    resume_path,
+    save_checkpoint,
+    save_resume_state,
+)
 from core.config import check_finite
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.envs.dream import BatchedDream
@@ -580,9 +587,11 @@ def train_controller(
         CheckpointError: bad V, M, latents or resume state. ConfigError: a resume state or initial controller
         that does not fit. WorkerCrashed / TaskFailed: a real rollout's worker died or failed; the message
         says where the best controller so far is kept (resume with ``resume=True``).
+        OutputError: ``config.out`` cannot be written (checked before any work).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_file(config.out, "controller checkpoint")
     world_model = WorldModel.load(config.vision, config.memory)
     memory = world_model.require_memory()
     controller_config = ControllerConfig(world_model.z_dim, 0 if config.v_only else world_model.hidden_dim)

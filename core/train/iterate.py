@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from core.checkpoint import atomic_path, load_resume_state, resume_path
+from core.checkpoint import atomic_path, check_output_dir, load_resume_state, resume_path
 from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check_finite
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
@@ -191,10 +191,11 @@ def iterate(
 
     Raises:
         Whatever the sub-stages raise (CheckpointError, EpisodeError, WorkerCrashed, ...); finished rounds stay
-        on disk and a rerun continues after them.
+        on disk and a rerun continues after them. OutputError: ``config.out_dir`` cannot be written (checked first).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_dir(config.out_dir, "rounds directory")
     base = config.train_controller
     vision, memory = base.vision, base.memory
     latents = Path(base.latents)  # type: ignore[arg-type]  # checked in IterateConfig

@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.checkpoint import (
+    check_output_file,
+    load_model,
+    load_resume_state,
+    resume_path,
+    save_checkpoint,
+    save_resume_state,
+)
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
@@ -91,8 +98,10 @@ def train_memory(
 
     Raises:
         EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state.
+        OutputError: ``config.out`` cannot be written (checked before any work).
     """
     stop = should_stop or never_stop()
+    check_output_file(config.out, "checkpoint")
     seed_everything(config.seed)
     latents = LatentEpisodes.load(config.latents)
     rng = np.random.default_rng(config.seed)

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from core.checkpoint import (
     build_model,
+    check_output_file,
     load_model,
     load_resume_state,
     read_checkpoint,
@@ -123,9 +124,11 @@ def train_vision(
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad resume / phase-1 checkpoint.
-        ConfigError: a model that is not available.
+        ConfigError: a model that is not available. OutputError: ``config.out`` cannot be written (checked
+        before any work).
     """
     stop = should_stop or never_stop()
+    check_output_file(config.out, "checkpoint")
     seed_everything(config.seed)
     files = list_episodes(config.data_dir)
     if config.max_episodes:
