@@ -215,3 +215,134 @@ def test_a_failed_write_is_one_line_and_keeps_the_old_file(tmp_path: Path) -> No
         with atomic_path(target) as tmp:
             raise OSError(28, "No space left on device", str(tmp))
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["x.json"]
+
+
+# -- one validation layer per file kind --------------------------------------------------------------------------
+def episode_arrays(steps: int = 6) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "frames": rng.integers(0, 255, size=(steps + 1, 96, 96, 3), dtype=np.uint8),
+        "actions": rng.uniform(0, 1, size=(steps, 3)).astype(np.float32),
+        "rewards": np.full(steps, -0.1, np.float32),
+        "terminated": np.zeros(steps, bool),
+        "truncated": np.zeros(steps, bool),
+        "seed": np.int64(3),
+        "policy": np.array("random"),
+    }
+
+
+BAD_EPISODES = {
+    "seed of the wrong shape": dict(seed=np.arange(2)),
+    "0-d actions": dict(actions=np.float32(0.5)),
+    "string actions": dict(actions=np.full((6, 3), "a")),
+    "NaN actions": dict(actions=np.full((6, 3), np.nan, np.float32)),
+    "inf rewards": dict(rewards=np.full(6, np.inf, np.float32)),
+    "flags that are not 0/1": dict(terminated=np.full(6, 7.0)),
+    "a list of policies": dict(policy=np.array(["random", "random"])),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_EPISODES))
+def test_bad_episode_files_are_one_line_errors_naming_the_file(
+    capsys: pytest.CaptureFixture[str], tiny_world_model: dict[str, Path], tmp_path: Path, case: str
+) -> None:
+    episodes = tmp_path / "episodes"
+    episodes.mkdir()
+    bad = episodes / "ep_0000000003.npz"
+    np.savez(bad, **{**episode_arrays(), **BAD_EPISODES[case]})
+    out = tmp_path / "latents.npz"
+    code, err = run(capsys, "encode", "--data-dir", str(episodes), "--vision", str(tiny_world_model["vision"]),
+                    "--out", str(out))  # fmt: skip
+    one_line_error(code, err, str(bad))
+    assert not out.exists()
+
+
+def test_an_episode_with_corrupt_frames_is_not_already_present(tmp_path: Path) -> None:
+    import zipfile
+
+    from core.data.collect import _is_complete
+    from core.data.episodes import Episode, read_episode, write_episode
+    from core.errors import EpisodeError
+
+    a = episode_arrays()
+    path = write_episode(tmp_path / "ep_0000000003.npz", Episode(**{**a, "seed": 3, "policy": "random"}))
+    assert _is_complete(path)
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("frames.npy")
+        offset = info.header_offset + 30 + len(info.filename) + len(info.extra) + info.compress_size // 2
+    data = bytearray(path.read_bytes())
+    data[offset : offset + 64] = bytes(64)  # a damaged block in the middle of the compressed frames
+    path.write_bytes(bytes(data))
+    read_episode(path, frames=False)  # the small arrays still read...
+    with pytest.raises(EpisodeError, match=str(path)):
+        read_episode(path)  # ...the frames do not
+    assert not _is_complete(path)  # so collect records this track again
+
+
+def test_bad_latent_files_are_one_line_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    good = dict(np.load(tiny_latents(tmp_path / "good.npz")))
+    cases = {
+        "starts": dict(starts=good["starts"][::-1].copy()),
+        "NaN": dict(mu=np.full_like(good["mu"], np.nan)),
+        "actions": dict(actions=good["actions"][:, :2]),
+    }
+    for name, change in cases.items():
+        bad = tmp_path / f"{name}.npz"
+        np.savez(bad, **{**good, **change})
+        code, err = run(capsys, "train-memory", "--latents", str(bad), "--out", str(tmp_path / "m.safetensors"))
+        one_line_error(code, err, str(bad), "inconsistent", name)
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_a_foreign_or_empty_resume_state_is_refused(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    from core.checkpoint import resume_path, save_resume_state
+
+    latents = tiny_latents(tmp_path / "lat.npz")
+    out = tmp_path / "m.safetensors"
+    common = ("--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2", "--hidden-dim", "8")
+    assert run(capsys, "train-memory", *common, "--epochs", "1")[0] == 0
+    before = digest(out)
+    for state, needle in (({}, "'epoch' is missing"), ({"stage": "train-controller", "epoch": 1}, "train-controller run"),
+                          ({"epoch": 1, "optimizer": {"state": 3}}, "does not fit")):  # fmt: skip
+        save_resume_state(resume_path(out), state)
+        code, err = run(capsys, "train-memory", *common, "--epochs", "2", "--resume")
+        one_line_error(code, err, str(resume_path(out)), needle)
+        assert digest(out) == before
+
+
+def checkpoint_with_metadata(path: Path, meta: str) -> Path:
+    from safetensors.torch import save_file
+
+    save_file({"w": torch.zeros(2)}, str(path), metadata={"dream_explorer": meta})
+    return path
+
+
+@pytest.mark.parametrize(
+    "meta, needle",
+    [
+        ('{"format_version": 1, "kind": "mdnrnn", "config": [1, 2]}', "config is a list"),
+        ('{"format_version": 1, "kind": "mdnrnn", "config": {}, "extra": ' + "[" * 5000 + "]" * 5000 + "}", "not valid JSON"),
+        ('{"format_version": 1, "kind": "mdnrnn", "config": {"hidden_dim": 200000}}', "parameters"),
+        ('{"format_version": 1, "kind": "mdnrnn", "config": {"hidden_dim": "256"}}', "wrong type"),
+        ('{"format_version": "1", "kind": "mdnrnn"}', "format_version"),
+        ('{"format_version": 1, "kind": "mdnrnn", "metrics": {"a": [1]}}', "not a number"),
+    ],
+)
+def test_bad_checkpoint_metadata_is_one_line(
+    capsys: pytest.CaptureFixture[str], tiny_world_model: dict[str, Path], tmp_path: Path, meta: str, needle: str
+) -> None:
+    bad = checkpoint_with_metadata(tmp_path / "m.safetensors", meta)
+    code, err = run(capsys, "dream", "--vision", str(tiny_world_model["vision"]), "--memory", str(bad),
+                    "--out", str(tmp_path / "d.mp4"))  # fmt: skip
+    one_line_error(code, err, str(bad), needle)
+
+
+def test_a_truncated_round_record_names_the_file(tmp_path: Path) -> None:
+    from core.errors import EpisodeError
+    from core.train.iterate import _read_round
+
+    for text in ('{"controller": "c.safe', "[" * 100_000):
+        record = tmp_path / "round.json"
+        record.write_text(text)
+        with pytest.raises(EpisodeError, match="corrupt round record .*round.json"):
+            _read_round(record)

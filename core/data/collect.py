@@ -81,10 +81,12 @@ def _collect_one(spec: _CollectSpec, seed: int) -> EpisodeSummary | Episode:
 
 
 def _is_complete(path: Path) -> bool:
+    """The episode file exists and reads whole, frames included (zip CRCs checked; ~50 ms per episode, a few
+    percent of recording one): a file with corrupt frames is recorded again, not kept as done forever."""
     if not path.is_file():
         return False
     try:
-        read_episode(path, frames=False)
+        read_episode(path)
     except EpisodeError:
         return False
     return True

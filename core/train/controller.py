@@ -39,6 +39,7 @@ from core.checkpoint import (
     load_model,
     load_resume_state,
     resume_path,
+    resuming,
     save_checkpoint,
     save_resume_state,
 )
@@ -601,17 +602,21 @@ def train_controller(
     kept: _Kept | None = None
     start = 0
     if config.resume:
-        state = load_resume_state(resume_path(config.out))
-        if state.get("format") != RESUME_FORMAT or "cma" not in state:
-            raise CheckpointError(f"{resume_path(config.out)} is not a controller resume state")
+        state = load_resume_state(
+            resume_path(config.out), "train-controller",
+            {"format": int, "generation": int, "population": int, "n_params": int, "cma": dict},
+        )  # fmt: skip
+        if state["format"] != RESUME_FORMAT:
+            raise CheckpointError(f"{resume_path(config.out)} is a controller resume state of another format")
         if (state["population"], state["n_params"]) != (config.population, n_params):
             raise ConfigError(
                 f"the run at {config.out} has population {state['population']} and {state['n_params']} parameters; "
                 f"resume needs the same (got {config.population} and {n_params})"
             )
-        cmaes.load_state_dict(state["cma"])
-        start = int(state["generation"])
-        kept = _Kept.from_state(state["kept"]) if "kept" in state else None
+        with resuming(resume_path(config.out)):
+            cmaes.load_state_dict(state["cma"])
+            start = int(state["generation"])
+            kept = _Kept.from_state(state["kept"]) if "kept" in state else None
         on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
 
     check_seeds = real_check_seeds(config.real_check_episodes)
@@ -634,7 +639,7 @@ def train_controller(
 
     def save_resume(generations_done: int) -> None:
         state: dict[str, Any] = {
-            "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
+            "stage": "train-controller", "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
             "n_params": n_params, "cma": cmaes.state_dict(),
         }  # fmt: skip
         if kept is not None:

@@ -125,8 +125,8 @@ def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
         if not isinstance(done, dict) or not isinstance(done.get("controller"), str):
             raise ValueError("no controller entry")
         return done
-    except (OSError, ValueError) as exc:
-        raise EpisodeError(f"corrupt round record {path} ({exc}); delete it to redo the round") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EpisodeError(f"corrupt round record {path} ({str(exc)[:120]}); delete it to redo the round") from None
 
 
 def round_check(
@@ -172,7 +172,7 @@ def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path
     fresh = dataclasses.replace(config.train_memory, latents=latents, out=out, resume=False)
     if not config.warm_start_memory or not resume_path(memory).is_file():
         return fresh
-    epochs_done = int(load_resume_state(resume_path(memory)).get("epoch", 0))
+    epochs_done = int(load_resume_state(resume_path(memory), "train-memory", {"epoch": int})["epoch"])
     shutil.copyfile(memory, out)
     shutil.copyfile(resume_path(memory), resume_path(out))
     return dataclasses.replace(fresh, epochs=epochs_done + config.train_memory.epochs, resume=True)

@@ -15,6 +15,7 @@ from core.checkpoint import (
     load_model,
     load_resume_state,
     resume_path,
+    resuming,
     save_checkpoint,
     save_resume_state,
 )
@@ -130,8 +131,9 @@ def train_memory(
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if config.resume:
-        state = load_resume_state(resume_path(config.out))
-        optimizer.load_state_dict(state["optimizer"])
+        state = load_resume_state(resume_path(config.out), "train-memory", {"epoch": int, "optimizer": dict})
+        with resuming(resume_path(config.out)):
+            optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         sampler.rng = np.random.default_rng([config.seed, start_epoch])
     scheduler = None
@@ -164,7 +166,7 @@ def train_memory(
             },
         )  # fmt: skip
         save_resume_state(
-            resume_path(config.out), {"epoch": epochs_done, "optimizer": optimizer.state_dict()}
+            resume_path(config.out), {"stage": "train-memory", "epoch": epochs_done, "optimizer": optimizer.state_dict()}
         )
         return path
 
