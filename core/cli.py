@@ -22,13 +22,23 @@ STAGES = (
 
 
 class TqdmProgress:
-    """Feeds :class:`Progress` reports to a tqdm bar (on stderr) and prints stage messages."""
+    """Feeds :class:`Progress` reports to a tqdm bar (on stderr) and prints stage messages. Once the terminal
+    is gone (a hang-up: writes fail), it stays silent instead of failing the stage."""
 
     def __init__(self, desc: str) -> None:
         self.desc = desc
         self.bar: tqdm | None = None
+        self.silent = False
 
     def __call__(self, p: Progress) -> None:
+        if self.silent:
+            return
+        try:
+            self._show(p)
+        except OSError:
+            self.silent = True
+
+    def _show(self, p: Progress) -> None:
         if self.bar is None or self.bar.total != p.total:
             if self.bar is not None:
                 self.bar.close()
@@ -48,11 +58,19 @@ class TqdmProgress:
             self.bar.write(f"[{p.stage}] {p.message}", file=sys.stderr)
 
     def write(self, line: str) -> None:
-        (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        if self.silent:
+            return
+        try:
+            (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        except OSError:
+            self.silent = True
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except OSError:
+                self.silent = True
 
 
 EXIT_BAD_INPUT = 2
@@ -173,6 +191,8 @@ def cmd_evaluate(config: Any) -> None:
         print(f"{title}: {len(r)} held-out tracks{partial} (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
         print(f"return {res.mean:.1f} +- {res.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
         print(histogram(r))
+    if config.v_only is not None and result.v_only is None:
+        print("V-only baseline: not run (stopped before it)")
 
 
 def cmd_compare_vision(config: Any) -> None:

@@ -273,6 +273,8 @@ class MemoryTrainConfig:
             self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"
         )
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        _check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
+        _check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
         _check(
             0.0 <= self.clean_input_fraction <= 1.0,
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",

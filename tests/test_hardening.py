@@ -80,6 +80,7 @@ def test_non_finite_config_values_are_one_line_errors(
 
 def test_range_errors_are_one_line_too(capsys: pytest.CaptureFixture[str]) -> None:
     one_line_error(*run(capsys, "train-memory", "--seq-len", "1"), "seq_len")
+    one_line_error(*run(capsys, "train-memory", "--hidden-dim", "200000"), "hidden_dim")  # ~640 GB of LSTM
 
 
 def test_save_checkpoint_refuses_non_finite_weights(tmp_path: Path) -> None:
