@@ -446,3 +446,19 @@ def test_ctrl_c_to_the_process_group_stops_gracefully(tmp_path: Path) -> None:
     assert 0 < len(files) < 30
     for path in files:
         read_episode(path)  # every file written is whole
+
+
+def test_the_app_warns_when_loading_an_m_trained_on_another_v(data: Path, tmp_path: Path) -> None:
+    from explorer.session import Session, SessionConfig
+
+    session = Session(SessionConfig(assets=data / "assets", mode="real"))
+    try:
+        other = memory_recording(tmp_path / "other_v.safetensors", vision_kind="conv_vae", vision_sha256="f" * 64)
+        message = session.load_checkpoint(other)
+        assert "warning:" in message and "another vision checkpoint" in message and session.can_dream
+        wrong_kind = memory_recording(tmp_path / "dds_m.safetensors", vision_kind="dds_vae", vision_sha256="f" * 64)
+        session.load_checkpoint(wrong_kind)
+        assert session.memory is None and not session.can_dream  # refused: its dreams would be noise
+        assert session.model_notes["memory"].startswith("unloaded")
+    finally:
+        session.close()
