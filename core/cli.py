@@ -257,20 +257,49 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
     }
 
 
+def _config_classes(cls: type) -> list[type]:
+    """``cls`` and every config dataclass nested in its fields (e.g. iterate's controller and memory settings)."""
+    import dataclasses
+    import typing
+
+    found = [cls]
+    for hint in typing.get_type_hints(cls).values():
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found += [c for c in _config_classes(hint) if c not in found]
+    return found
+
+
+def _checked(value: Any) -> Any:
+    """Rebuild a config (and the configs nested in it) through its constructor, which runs its checks."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    return type(value)(**{f.name: _checked(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init})
+
+
 def _parse(config_cls: type, args: list[str], prog: str, description: str) -> Any:
-    """Parse ``args`` into ``config_cls``. tyro parses into a subclass whose ``__post_init__`` checks nothing
-    (tyro would draw its own multi-line box around a check's message); the real class is then built from the
-    parsed fields, so a value out of range raises :class:`ConfigError` for the one-line report in :func:`main`.
+    """Parse ``args`` into ``config_cls``. While tyro parses, the configs' ``__post_init__`` checks are switched
+    off (tyro would draw its own multi-line box around a check's message); the parsed config is then rebuilt
+    through the real constructors, nested configs included, so a value out of range raises
+    :class:`ConfigError` for the one-line report in :func:`main`.
 
     Raises:
         ConfigError: a value outside its documented range (or non-finite).
         SystemExit: ``--help`` or a flag tyro cannot parse (tyro prints the usage).
     """
-    import dataclasses
-
-    unchecked = type(config_cls.__name__, (config_cls,), {"__post_init__": lambda self: None, "__doc__": config_cls.__doc__})
-    parsed = tyro.cli(unchecked, args=args, prog=prog, description=description)
-    return config_cls(**{f.name: getattr(parsed, f.name) for f in dataclasses.fields(config_cls) if f.init})
+    classes = _config_classes(config_cls)
+    checks = {cls: cls.__dict__.get("__post_init__") for cls in classes}
+    try:
+        for cls, check in checks.items():
+            if check is not None:
+                cls.__post_init__ = lambda self: None  # type: ignore[attr-defined]
+        parsed = tyro.cli(config_cls, args=args, prog=prog, description=description)
+    finally:
+        for cls, check in checks.items():
+            if check is not None:
+                cls.__post_init__ = check  # type: ignore[attr-defined]
+    return _checked(parsed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -69,6 +69,8 @@ def tiny_latents(path: Path, episodes: int = 3, steps: int = 20, z_dim: int = 4)
         (("divergence", "--tau", "nan"), "tau"),
         (("collect", "--noise-std", "inf"), "noise-std"),
         (("iterate", "--noise-std", "nan"), "noise-std"),
+        (("iterate", "--train-controller.tau", "nan"), "tau"),  # a nested config's field
+        (("iterate", "--train-memory.lr", "inf"), "lr"),
         (("distill-controller", "--lr", "inf"), "lr"),
     ],
 )
