@@ -101,6 +101,8 @@ def export_assets(
             continue
         model = load_model(src, kinds)
         extra = dict(model.checkpoint_extra)  # type: ignore[attr-defined]
+        if dst == target.vision:  # M records the hash of the file it was trained on: this copy stands for it
+            extra.setdefault("source_sha256", file_sha256(src))
         if dst == target.controller:
             extra.update(vision=target.vision.name, memory=target.memory.name)
         written.append(

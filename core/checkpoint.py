@@ -24,10 +24,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.errors import CheckpointError
+from core.errors import CheckpointError, NonFiniteError, OutputError
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
+MAX_PARAMETERS = 200_000_000
+"""Largest model a checkpoint's config may ask for (the shipped ones have under 5M parameters; 200M float32
+weights take 800 MB). Larger configs are refused before any memory is allocated."""
 
 
 @dataclass(frozen=True)
@@ -51,18 +54,71 @@ class Checkpoint:
     format_version: int
 
 
+def _probe_directory(directory: Path, what: str, target: Path) -> None:
+    """Create and delete a file in the nearest existing ancestor of ``directory`` (``os.access`` says yes to
+    root on a read-only mount). Raises OutputError naming ``target``."""
+    ancestor = directory
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputError(f"cannot write {what} {target}: {ancestor} is a file, not a directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-check.", dir=ancestor)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write {what} {target}: {ancestor} is not writable ({exc.strerror})") from None
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output") -> None:
+    """Check, before any work, that a file can be written at ``path`` (atomically, by :func:`atomic_path`).
+    Nothing is created.
+
+    Raises:
+        OutputError: ``path`` is a directory, a path component is a file, or the directory is not writable.
+    """
+    target = Path(path)
+    if target.is_dir():
+        raise OutputError(f"cannot write {what} {target}: it is a directory; give a file path")
+    _probe_directory(target.parent, what, target)
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output directory") -> None:
+    """Check, before any work, that files can be written in the directory ``path`` (made later if missing).
+    Nothing is created.
+
+    Raises:
+        OutputError: ``path`` or a component of it is a file, or it (or its nearest existing ancestor) is not
+            writable.
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OutputError(f"cannot write {what} {target}: it is a file, not a directory")
+    _probe_directory(target, what, target)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it."""
+    """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
+
+    Raises:
+        OutputError: the directory cannot be made or written, or the disk filled up; ``path`` keeps its
+            previous contents.
+    """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
     tmp_path = Path(tmp)
     try:
         yield tmp_path
         os.chmod(tmp_path, 0o644)
         os.replace(tmp_path, target)
+    except OSError as exc:
+        raise OutputError(f"cannot write {target}: {exc.strerror or exc}; its previous contents are kept") from None
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
@@ -91,7 +147,14 @@ def save_checkpoint(
 
     Returns:
         The path written.
+
+    Raises:
+        NonFiniteError: a floating tensor holds NaN or an infinity (nothing is written; ``path`` keeps its
+            previous contents).
     """
+    bad = first_non_finite(model)
+    if bad is not None:
+        raise NonFiniteError(f"refusing to write {path}: its weights hold NaN or inf ({bad}); the file is unchanged")
     config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
@@ -110,6 +173,14 @@ def save_checkpoint(
     with atomic_path(target) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
     return target
+
+
+def first_non_finite(model: nn.Module) -> str | None:
+    """The name of the first floating parameter or buffer of ``model`` holding NaN or inf, else None."""
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
@@ -132,25 +203,87 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"cannot read checkpoint {p}: not a valid safetensors file ({first})") from None
     if _META_KEY not in header:
         raise CheckpointError(f"{p} is a safetensors file but not a Dream Explorer checkpoint (no metadata)")
-    try:
-        meta = json.loads(header[_META_KEY])
-        version = int(meta["format_version"])
-        kind = str(meta["kind"])
-    except (ValueError, KeyError, TypeError):
-        raise CheckpointError(f"{p}: checkpoint metadata is corrupt") from None
+    meta = _checked_metadata(header[_META_KEY], p)
+    version = meta["format_version"]
     if version > FORMAT_VERSION:
         raise CheckpointError(
             f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})"
         )
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return Checkpoint(
-        kind=kind,
-        config=dict(meta.get("config", {})),
-        metrics=dict(meta.get("metrics", {})),
+        kind=meta["kind"],
+        config=meta["config"],
+        metrics=meta["metrics"],
         state_dict=state,
-        extra=dict(meta.get("extra", {})),
+        extra=meta["extra"],
         format_version=version,
     )
+
+
+def _checked_metadata(text: str, path: Path) -> dict[str, Any]:
+    """The metadata JSON of a checkpoint, checked field by field. Raises CheckpointError naming ``path``."""
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: absurdly deep nesting
+        raise CheckpointError(f"{path}: checkpoint metadata is not valid JSON") from None
+    problem = None
+    if not isinstance(meta, dict):
+        problem = "metadata is not an object"
+    elif not isinstance(meta.get("format_version"), int) or isinstance(meta["format_version"], bool):
+        problem = "format_version is not an integer"
+    elif not isinstance(meta.get("kind"), str):
+        problem = "kind is not a string"
+    else:
+        meta.setdefault("config", {})
+        meta.setdefault("metrics", {})
+        meta.setdefault("extra", {})
+        for key in ("config", "metrics", "extra"):
+            if not isinstance(meta[key], dict):
+                problem = f"{key} is a {type(meta[key]).__name__}, not an object"
+                break
+        else:
+            bad = [k for k, v in meta["metrics"].items() if not isinstance(v, int | float) or isinstance(v, bool)]
+            if bad:
+                problem = f"metric {bad[0]!r} is not a number"
+    if problem is not None:
+        raise CheckpointError(f"{path}: checkpoint metadata is corrupt ({problem})")
+    return meta
+
+
+def _check_config_types(kind: str, config_cls: type, config: dict[str, Any]) -> None:
+    """Each field of a checkpoint's model config must have its declared scalar type (JSON gives back any)."""
+    import typing
+
+    hints = typing.get_type_hints(config_cls)
+    for name, value in config.items():
+        hint = hints.get(name)
+        if hint is bool:
+            ok = isinstance(value, bool)
+        elif hint is int:
+            ok = isinstance(value, int) and not isinstance(value, bool)
+        elif hint is float:
+            ok = isinstance(value, int | float) and not isinstance(value, bool)
+        elif hint is str:
+            ok = isinstance(value, str)
+        elif typing.get_origin(hint) is typing.Literal:
+            ok = isinstance(value, str | int) and value in typing.get_args(hint)
+        else:
+            ok = isinstance(value, str | int | float | bool | type(None))
+        if not ok:
+            raise CheckpointError(f"config of {kind!r}: {name} = {str(value)[:40]} has the wrong type")
+
+
+def _check_size(kind: str, model_cls: Callable[[Any], nn.Module], cfg: Any) -> None:
+    """Build the model on the meta device (no memory) and refuse one larger than :data:`MAX_PARAMETERS`."""
+    try:
+        with torch.device("meta"):
+            n = sum(t.numel() for t in model_cls(cfg).state_dict().values())
+    except Exception:  # a model that cannot be built on the meta device is sized by building it
+        return
+    if n > MAX_PARAMETERS:
+        raise CheckpointError(
+            f"config of {kind!r} asks for {n:,} parameters (at most {MAX_PARAMETERS:,}): not a model this program made"
+        )
 
 
 def _model_kinds() -> dict[str, tuple[type, Callable[[Any], nn.Module]]]:
@@ -163,7 +296,8 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
     """Build an untrained model of ``kind`` from a config dict.
 
     Raises:
-        CheckpointError: unknown kind, or the config has unknown or invalid fields.
+        CheckpointError: unknown kind, or the config has unknown fields, fields of the wrong type or invalid
+            values, or asks for more than :data:`MAX_PARAMETERS` parameters.
     """
     kinds = _model_kinds()
     if kind not in kinds:
@@ -173,11 +307,17 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
     unknown = set(config) - names
     if unknown:
         raise CheckpointError(f"config of {kind!r} has unknown fields: {', '.join(sorted(unknown))}")
+    _check_config_types(kind, config_cls, config)
     try:
         cfg = config_cls(**config)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"config of {kind!r} is invalid: {exc}") from None
-    return model_cls(cfg)
+    _check_size(kind, model_cls, cfg)
+    try:
+        return model_cls(cfg)
+    except (RuntimeError, ValueError, TypeError, MemoryError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"config of {kind!r} does not build a model ({first})") from None
 
 
 def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None = None) -> nn.Module:
@@ -198,7 +338,10 @@ def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None 
     wanted = (kind,) if isinstance(kind, str) else kind
     if wanted is not None and ckpt.kind not in wanted:
         raise CheckpointError(f"{path}: holds a {ckpt.kind!r} model, expected {' or '.join(wanted)}")
-    model = build_model(ckpt.kind, ckpt.config)
+    try:
+        model = build_model(ckpt.kind, ckpt.config)
+    except CheckpointError as exc:
+        raise CheckpointError(f"{path}: {exc}") from None
     try:
         model.load_state_dict(ckpt.state_dict, strict=True)
     except RuntimeError as exc:
@@ -225,11 +368,20 @@ def save_resume_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Pa
     return target
 
 
-def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
+def load_resume_state(
+    path: str | os.PathLike[str], stage: str | None = None, required: dict[str, type | tuple[type, ...]] | None = None
+) -> dict[str, Any]:
     """Read training state written by :func:`save_resume_state` without unpickling arbitrary objects.
 
+    Args:
+        path: the ``.resume.pt`` file.
+        stage: the stage that must have written it (its ``"stage"`` entry; files without one, written before
+            the entry existed, are judged by ``required`` alone).
+        required: entries the stage reads, with their types.
+
     Raises:
-        CheckpointError: missing, truncated or foreign file.
+        CheckpointError: missing, truncated or foreign file, another stage's, or an entry missing or of the
+            wrong type (one line naming the file).
     """
     p = Path(path)
     if not p.is_file():
@@ -241,4 +393,23 @@ def load_resume_state(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"cannot read resume state {p}: {first[:200]}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{p}: resume state is not a dict")
+    written_by = state.get("stage")
+    if stage is not None and written_by is not None and written_by != stage:
+        raise CheckpointError(f"{p} is the resume state of a {written_by} run, not of {stage}")
+    for key, types in (required or {}).items():
+        value = state.get(key)
+        if not isinstance(value, types) or isinstance(value, bool):  # no entry is a flag; True is an int
+            what = "missing" if key not in state else f"a {type(value).__name__}"
+            raise CheckpointError(f"{p} is not a resume state of {stage or 'this stage'} ({key!r} is {what})")
     return state
+
+
+@contextmanager
+def resuming(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Turn the errors of restoring a resume state read from ``path`` (an optimiser or CMA-ES state of other
+    sizes) into one :class:`CheckpointError` naming the file."""
+    try:
+        yield
+    except (ValueError, KeyError, TypeError, IndexError, RuntimeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: the resume state does not fit this run ({first})") from None

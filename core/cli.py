@@ -6,13 +6,14 @@ import json
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 import tyro
 from tqdm import tqdm
 
-from core.errors import DreamExplorerError
+from core.errors import DreamExplorerError, LineageWarning
 from core.progress import Progress
 
 STAGES = (
@@ -21,13 +22,23 @@ STAGES = (
 
 
 class TqdmProgress:
-    """Feeds :class:`Progress` reports to a tqdm bar (on stderr) and prints stage messages."""
+    """Feeds :class:`Progress` reports to a tqdm bar (on stderr) and prints stage messages. Once the terminal
+    is gone (a hang-up: writes fail), it stays silent instead of failing the stage."""
 
     def __init__(self, desc: str) -> None:
         self.desc = desc
         self.bar: tqdm | None = None
+        self.silent = False
 
     def __call__(self, p: Progress) -> None:
+        if self.silent:
+            return
+        try:
+            self._show(p)
+        except OSError:
+            self.silent = True
+
+    def _show(self, p: Progress) -> None:
         if self.bar is None or self.bar.total != p.total:
             if self.bar is not None:
                 self.bar.close()
@@ -47,26 +58,45 @@ class TqdmProgress:
             self.bar.write(f"[{p.stage}] {p.message}", file=sys.stderr)
 
     def write(self, line: str) -> None:
-        (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        if self.silent:
+            return
+        try:
+            (self.bar.write if self.bar is not None else print)(line, file=sys.stderr)
+        except OSError:
+            self.silent = True
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.close()
+            try:
+                self.bar.close()
+            except OSError:
+                self.silent = True
+
+
+EXIT_BAD_INPUT = 2
+"""Exit code of bad input (a file, a flag, a combination): one ``error:`` line, nothing overwritten."""
+EXIT_STOPPED = 130
+"""Exit code of a run stopped by SIGINT / SIGTERM / SIGHUP (whatever it printed is labelled partial)."""
+
+_stopped = threading.Event()
+"""Set by the signal handler of :func:`_run_stage`: the stage was stopped before it finished."""
 
 
 def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
-    """Run a stage with a progress bar. The first Ctrl-C (or SIGTERM, e.g. from ``kill``) sets the stop flag:
-    the stage saves what it has, shuts its worker processes down and returns; a second one interrupts at once."""
+    """Run a stage with a progress bar. The first Ctrl-C (or SIGTERM or SIGHUP, e.g. a closed terminal) sets
+    the stop flag: the stage saves what it has, shuts its worker processes down and returns, and :func:`main`
+    exits with :data:`EXIT_STOPPED`; a second one interrupts at once."""
     bar = TqdmProgress(name)
     stop = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:
+        _stopped.set()
         if stop.is_set():
             raise KeyboardInterrupt
         stop.set()
         bar.write(f"[{name}] stopping after the current step (Ctrl-C again to abort)")
 
-    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, on_sigint) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         return fn(config, on_progress=bar, should_stop=stop)
     finally:
@@ -76,8 +106,8 @@ def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
 
 
 def _print_metrics(result: Any) -> None:
-    if getattr(result, "cancelled", False):
-        print("stopped early: the checkpoint holds the last finished step; run again with --resume to continue")
+    if getattr(result, "cancelled", False) or _stopped.is_set():
+        print("stopped early (partial): the checkpoint holds the last finished step; --resume continues")
     if getattr(result, "checkpoint", None):
         print(f"wrote {result.checkpoint}")
     for k, v in sorted(getattr(result, "metrics", {}).items()):
@@ -91,7 +121,9 @@ def cmd_collect(config: Any) -> None:
 
     summaries = _run_stage("collect", collect, config)
     n = len(summaries)
-    if n:
+    if _stopped.is_set():
+        print(f"stopped early (partial): recorded {n} episodes in {config.out_dir}; run again to record the rest")
+    elif n:
         mean = sum(s.episode_return for s in summaries) / n
         steps = sum(s.steps for s in summaries)
         print(f"recorded {n} episodes ({steps} steps, mean return {mean:.1f}) in {config.out_dir}")
@@ -151,15 +183,18 @@ def cmd_evaluate(config: Any) -> None:
     if result.results_path is not None:  # stdout stays the report, or the one JSON object with --json
         print(f"per-track results: {result.results_path}", file=sys.stderr)
     if config.json:
-        print(json.dumps(result.as_json()))
+        print(json.dumps(dict(result.as_json(), partial=_stopped.is_set() or len(result.returns) < config.episodes)))
         return
     for title, res in (("controller", result), ("V-only baseline (z without h)", result.v_only)):
         if res is None or not res.returns:
             continue
         r = res.returns
-        print(f"{title}: {len(r)} held-out tracks (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
+        partial = f" (partial: stopped after {len(r)} of {config.episodes})" if len(r) < config.episodes else ""
+        print(f"{title}: {len(r)} held-out tracks{partial} (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
         print(f"return {res.mean:.1f} +- {res.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
         print(histogram(r))
+    if config.v_only is not None and result.v_only is None:
+        print("V-only baseline: not run (stopped before it)")
 
 
 def cmd_compare_vision(config: Any) -> None:
@@ -179,8 +214,10 @@ def cmd_divergence(config: Any) -> None:
 
     result = _run_stage("divergence", dream_divergence, config)
     if config.json:
-        print(json.dumps(result.metrics))
+        print(json.dumps(dict(result.metrics, partial=_stopped.is_set())))
         return
+    if _stopped.is_set():
+        print("stopped early (partial): the figures cover the episodes measured before the stop")
     print(format_table(result.metrics, config.horizons))
 
 
@@ -222,6 +259,51 @@ def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
     }
 
 
+def _config_classes(cls: type) -> list[type]:
+    """``cls`` and every config dataclass nested in its fields (e.g. iterate's controller and memory settings)."""
+    import dataclasses
+    import typing
+
+    found = [cls]
+    for hint in typing.get_type_hints(cls).values():
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+            found += [c for c in _config_classes(hint) if c not in found]
+    return found
+
+
+def _checked(value: Any) -> Any:
+    """Rebuild a config (and the configs nested in it) through its constructor, which runs its checks."""
+    import dataclasses
+
+    if not dataclasses.is_dataclass(value) or isinstance(value, type):
+        return value
+    return type(value)(**{f.name: _checked(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init})
+
+
+def _parse(config_cls: type, args: list[str], prog: str, description: str) -> Any:
+    """Parse ``args`` into ``config_cls``. While tyro parses, the configs' ``__post_init__`` checks are switched
+    off (tyro would draw its own multi-line box around a check's message); the parsed config is then rebuilt
+    through the real constructors, nested configs included, so a value out of range raises
+    :class:`ConfigError` for the one-line report in :func:`main`.
+
+    Raises:
+        ConfigError: a value outside its documented range (or non-finite).
+        SystemExit: ``--help`` or a flag tyro cannot parse (tyro prints the usage).
+    """
+    classes = _config_classes(config_cls)
+    checks = {cls: cls.__dict__.get("__post_init__") for cls in classes}
+    try:
+        for cls, check in checks.items():
+            if check is not None:
+                cls.__post_init__ = lambda self: None  # type: ignore[attr-defined]
+        parsed = tyro.cli(config_cls, args=args, prog=prog, description=description)
+    finally:
+        for cls, check in checks.items():
+            if check is not None:
+                cls.__post_init__ = check  # type: ignore[attr-defined]
+    return _checked(parsed)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dream-explorer``. Returns the process exit code (2 on bad input)."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -247,16 +329,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     name = args[0]
     config_cls, fn, doc = commands[name]
+    _stopped.clear()
+    show = warnings.showwarning
+
+    def one_line_warning(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if issubclass(category, LineageWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, *rest, **kw)
+
+    warnings.showwarning = one_line_warning
     try:
-        config = tyro.cli(config_cls, args=args[1:], prog=f"dream-explorer {name}", description=doc)
+        config = _parse(config_cls, args[1:], f"dream-explorer {name}", doc)
         fn(config)
     except DreamExplorerError as exc:
+        if _stopped.is_set():  # e.g. encode stopped before it wrote anything
+            print(f"stopped: {exc}", file=sys.stderr)
+            return EXIT_STOPPED
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    return 0
+        print("interrupted (partial: nothing after the last checkpoint is kept)", file=sys.stderr)
+        return EXIT_STOPPED
+    finally:
+        warnings.showwarning = show
+    return EXIT_STOPPED if _stopped.is_set() else 0
 
 
 if __name__ == "__main__":

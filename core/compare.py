@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.assets import default_paths
-from core.checkpoint import atomic_path
+from core.checkpoint import atomic_path, check_output_file
+from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
@@ -44,6 +45,7 @@ class CompareVisionConfig:
     """Print one JSON object."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
             raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
 
@@ -108,7 +110,9 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
 
     Raises:
         CheckpointError, EpisodeError: bad inputs. ConfigError: the checkpoints are not one of each kind.
+        OutputError: ``config.grid`` cannot be written (checked before any work).
     """
+    check_output_file(config.grid, "grid image")
     conv, dds = load_vision(config.conv_vae), load_vision(config.dds_vae)
     if conv.kind != "conv_vae" or dds.kind != "dds_vae":
         raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")

@@ -6,7 +6,7 @@ Invalid values raise :class:`core.errors.ConfigError` at construction, with a on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -21,6 +21,20 @@ CollectPolicy = Literal["random", "controller"]
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def check_finite(config: object) -> None:
+    """Reject a config whose float fields hold NaN or an infinity (no stage field has a use for either).
+
+    Call it first in a config's ``__post_init__``: range checks such as ``x >= 0`` let ``inf`` through.
+
+    Raises:
+        ConfigError: names the first such field and its value.
+    """
+    for f in fields(config):  # type: ignore[arg-type]
+        value = getattr(config, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -58,6 +72,7 @@ class CollectConfig:
     """--policy controller: per-step probability of a random excursion of 5-30 steps off the controller's line."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(self.policy in get_args(CollectPolicy), f"policy must be random or controller, got {self.policy!r}")
         _check(
@@ -135,6 +150,7 @@ class VisionTrainConfig:
     Warm starts and phase 2 keep their checkpoint's choice."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(
             self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}"
         )
@@ -183,6 +199,7 @@ class EncodeConfig:
     """Encode at most this many episodes, in file order (0 = all)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
 
@@ -254,6 +271,7 @@ class MemoryTrainConfig:
     """Continue from the checkpoint at --out and its resume state."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         from core.data.datasets import parse_mix
 
         parse_mix(self.mix)
@@ -271,6 +289,8 @@ class MemoryTrainConfig:
             self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"
         )
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        _check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
+        _check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
         _check(
             0.0 <= self.clean_input_fraction <= 1.0,
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",
@@ -304,6 +324,7 @@ class DreamVideoConfig:
     """Show reality (same actions) next to the dream."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
         _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
         _check(self.fps >= 1, f"fps must be >= 1, got {self.fps}")

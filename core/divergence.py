@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel
@@ -72,6 +73,7 @@ class DivergenceConfig:
     """Print one JSON object instead of the table."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if not self.horizons or min(self.horizons) < 1:
             raise ConfigError(f"horizons must be >= 1, got {self.horizons}")
         if self.warmup < 0 or self.start_every < 1 or self.samples < 1 or not 0 <= self.tau < float("inf"):

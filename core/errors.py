@@ -21,3 +21,16 @@ class EpisodeError(DreamExplorerError):
 
 class StageCancelled(DreamExplorerError):
     """A stage was stopped by its stop flag; the last checkpoint written can be resumed."""
+
+
+class NonFiniteError(DreamExplorerError):
+    """Training produced a NaN or infinite loss or weights; the stage stopped and no such weights were written."""
+
+
+class LineageWarning(UserWarning):
+    """Models that fit by size but were not trained together (e.g. an M trained on another V's latents)."""
+
+
+class OutputError(DreamExplorerError):
+    """An output location cannot be written (a directory where a file goes, a file where a directory goes, no
+    permission, a full disk); checked before a stage starts work, and reported if a write fails later."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 
+from core.config import check_finite
 from core.data.seeds import DEVELOPMENT, check_evaluation_seeds
 from core.errors import CheckpointError, ConfigError
 from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
@@ -60,6 +61,7 @@ class EvaluateConfig:
     local Ray instance)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         check_evaluation_seeds(self.seed, self.episodes)
@@ -259,10 +261,23 @@ def evaluate(
     When every episode ran, the per-track results go to :func:`results_path` (see :func:`write_results`).
 
     Raises:
-        CheckpointError: a checkpoint is missing or bad. WorkerCrashed / TaskFailed: a worker died or failed.
+        CheckpointError: a checkpoint is missing or bad, or models that do not fit together.
+        ConfigError: ``config.v_only`` is a full controller (it reads h).
+        WorkerCrashed / TaskFailed: a worker died or failed.
     """
+    from core.checkpoint import read_checkpoint
+
     stop = should_stop or never_stop()
     t0 = time.perf_counter()
+    if config.v_only is not None:  # checked before the long main evaluation, not after it
+        v_only = read_checkpoint(config.v_only)
+        if v_only.kind != "controller":
+            raise CheckpointError(f"{config.v_only}: holds a {v_only.kind!r} model, expected a controller")
+        if int(v_only.config.get("hidden_dim", 0)) != 0:
+            raise ConfigError(
+                f"--v-only {config.v_only} is a full controller (it reads h); give one trained with "
+                "`train-controller --v-only`"
+            )
     seeds = [config.seed + i for i in range(config.episodes)]
     result = _evaluate_controller(config, config.controller, seeds, "evaluate", on_progress, stop)
     if config.v_only is not None and not stop.is_set():

@@ -7,6 +7,9 @@ each worker once (pool initializer; Ray object store), so items stay small. Resu
 tagged with the item's index.
 
 Workers run one torch thread each (2 worker processes on 2 cores beat any threading, see DESIGN.md).
+Local workers die with the process that started them (however it ends, ``kill -9`` included) and ignore
+SIGINT and SIGHUP, which a terminal sends to the whole process group: the parent alone decides to stop, lets
+the running tasks finish and shuts the pool down, as for a signal sent to it alone.
 A worker that dies (killed, out of memory, segfault) raises :class:`WorkerCrashed`; an exception inside a task
 raises :class:`TaskFailed` naming the task, except Dream Explorer's own one-line errors, which pass through.
 
@@ -18,6 +21,9 @@ bytes in the payload, so cluster nodes need this package and its dependencies in
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -134,8 +140,41 @@ class Executor(ABC, Generic[S]):
 _shared: Any = None
 
 
-def _init_local_worker(shared: Any) -> None:
+PARENT_POLL_SECONDS = 1.0
+"""How often a local worker checks that its parent is alive (where the kernel cannot tell it)."""
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this process end when ``parent_pid`` (its parent) ends, however it ends.
+
+    On Linux the kernel sends SIGKILL at the parent's death (``prctl(PR_SET_PDEATHSIG)``); everywhere a daemon
+    thread also polls the parent id and exits the process once the parent is gone (re-parented). A parent
+    that died before this call is caught by the first check.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass  # the polling thread below still applies
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            threading.Event().wait(PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _init_local_worker(shared: Any, parent_pid: int) -> None:
     global _shared
+    die_with_parent(parent_pid)
+    for sig in (signal.SIGINT, signal.SIGHUP):  # a terminal's Ctrl-C or hang-up goes to the whole group
+        signal.signal(sig, signal.SIG_IGN)
     import torch
 
     torch.set_num_threads(1)
@@ -156,7 +195,8 @@ class LocalExecutor(Executor[S]):
             raise ConfigError(f"workers must be >= 1, got {workers}")
         self.workers = workers
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_local_worker, initargs=(shared,)
+            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_local_worker,
+            initargs=(shared, os.getpid()),
         )
 
     def _submit(self, fn: TaskFn, item: Any) -> Future[Any]:

@@ -54,7 +54,13 @@ class WorldModelFiles:
     def read(
         cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None
     ) -> WorldModelFiles:
-        """Read the files. Raises CheckpointError when one is missing (contents are checked on :meth:`load`)."""
+        """Read the files, after loading them here once, so a bad file or a V/M mismatch is reported naming the
+        user's file (workers load copies under temporary names) and a lineage warning is issued once.
+
+        Raises:
+            CheckpointError: a file is missing, unreadable, or the models do not fit together.
+        """
+        WorldModel.load(vision, memory, controller)
         v = _read(vision, "vision")
         m = _read(memory, "memory") if memory is not None else None
         c = _read(controller, "controller") if controller is not None else None
@@ -78,7 +84,7 @@ class WorldModelFiles:
                     if blob is not None:
                         paths[name] = Path(tmp) / f"{name}.safetensors"
                         paths[name].write_bytes(blob)  # type: ignore[union-attr]
-                wm = WorldModel.load(paths["vision"], paths["memory"], paths["controller"])  # type: ignore[arg-type]
+                wm = WorldModel.load(paths["vision"], paths["memory"], paths["controller"], warn=False)  # type: ignore[arg-type]
             while len(_loaded) >= _LOADED_MAX:
                 _loaded.pop(next(iter(_loaded)))
             _loaded[self.key] = wm

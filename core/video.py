@@ -9,7 +9,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from core.checkpoint import atomic_path
+from core.checkpoint import atomic_path, check_output_file
 from core.config import DreamVideoConfig
 from core.data.policies import RandomExplorationPolicy
 from core.envs.car_racing import make_real_env
@@ -59,9 +59,11 @@ def record_dream(
 
     Raises:
         CheckpointError: bad checkpoints. StageCancelled: stopped (nothing written).
+        OutputError: ``config.out`` cannot be written (checked before any work).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_file(config.out, "video")
     wm = WorldModel.load(config.vision, config.memory, config.controller)
     # reality runs through V and M during the warm-up, so the dream continues with M's state where reality stands
     real = WorldModelObservation(make_real_env(), wm)

@@ -406,6 +406,8 @@ class Session:
             raise CheckpointError(f"{path}: a {kind!r} checkpoint is not a vision, memory or controller model")
         self.load_models(*(Path(path) if p == part else None for p in ("vision", "memory", "controller")))
         message = f"loaded {part}: {self.model_notes[part]}"
+        if self.world_model is not None and self.world_model.lineage_warning:  # M trained on another V's latents
+            message += f"; warning: {self.world_model.lineage_warning}"
         log.info(message)
         return message
 

@@ -332,11 +332,14 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
             "--workers", "1", "--json"]  # fmt: skip
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only"}
-    assert out["episodes"] == 2 and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
+    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only", "partial"}
+    assert out["episodes"] == 2 and out["partial"] is False and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
     assert out["v_only"]["seeds"] == out["seeds"] and math.isfinite(out["v_only"]["return_mean"])
     written = json.loads((tmp_path / f"c.eval_{EVAL_SEED_START}x2.json").read_text())  # beside the controller
-    assert {k: v for k, v in written.items() if k not in ("seed_range", "max_steps", "files")} == out
+    # a results file is written only for a complete run, so it carries no "partial" flag
+    assert {k: v for k, v in written.items() if k not in ("seed_range", "max_steps", "files")} == {
+        k: v for k, v in out.items() if k != "partial"
+    }
     assert written["seed_range"] == "development evaluation" and written["max_steps"] == 20
     assert written["files"]["v_only"] == {"path": str(v_only), "sha256": file_sha256(v_only)}
     assert sorted(written["files"]) == ["controller", "memory", "v_only", "vision"]

@@ -125,15 +125,34 @@ class LatentEpisodes:
         except Exception as exc:  # numpy raises many types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise EpisodeError(f"corrupt or truncated latent file {p} ({msg[:120]})") from None
-        e = len(out.seeds)
-        if (
-            e < 1
-            or len(out.starts) != e + 1
-            or out.starts[-1] != len(out.mu)
-            or len(out.actions) != len(out.mu) - e
-        ):
-            raise EpisodeError(f"latent file {p} is inconsistent (episode offsets do not match the arrays)")
+        problem = out.problem()
+        if problem is not None:
+            raise EpisodeError(f"latent file {p} is inconsistent ({problem})")
         return out
+
+    def problem(self) -> str | None:
+        """What is wrong with the arrays (shapes, dtypes, offsets, non-finite values), or None."""
+        e, n = len(self.seeds), len(self.mu)
+        if self.mu.ndim != 2 or self.logvar.shape != self.mu.shape or self.mu.shape[1] < 1:
+            return f"mu and logvar must be (N, z_dim), got {self.mu.shape} and {self.logvar.shape}"
+        if self.mu.dtype.kind != "f" or self.logvar.dtype.kind != "f":
+            return "mu and logvar must be floating point"
+        if self.seeds.ndim != 1 or e < 1 or self.seeds.dtype.kind not in "iu":
+            return f"seeds must be a non-empty vector of integers, got {self.seeds.dtype} {self.seeds.shape}"
+        if self.starts.shape != (e + 1,) or self.starts.dtype.kind not in "iu":
+            return f"starts must be {e + 1} integers (one per episode and the end), got {self.starts.shape}"
+        if self.starts[0] != 0 or self.starts[-1] != n or (np.diff(self.starts) < 2).any():
+            return "episode offsets (starts) must rise from 0 to the number of frames, two or more per episode"
+        steps = n - e
+        if self.actions.shape != (steps, 3) or self.actions.dtype.kind != "f":
+            return f"actions must be float ({steps}, 3), got {self.actions.dtype} {self.actions.shape}"
+        for name, arr in (("rewards", self.rewards), ("terminated", self.terminated)):
+            if arr.shape != (steps,) or arr.dtype.kind not in "fiub":
+                return f"{name} must be ({steps},) numbers, got {arr.dtype} {arr.shape}"
+        for name, arr in (("mu", self.mu), ("logvar", self.logvar), ("actions", self.actions), ("rewards", self.rewards)):
+            if not np.isfinite(arr).all():
+                return f"{name} hold NaN or inf"
+        return None
 
 
 def n_validation(n_episodes: int, val_fraction: float) -> int:

@@ -53,20 +53,31 @@ def validate_episode(
     truncated: np.ndarray,
     where: str,
 ) -> None:
-    """Check array dtypes and shapes agree with the layout; raise :class:`EpisodeError` otherwise."""
-    t = len(actions)
+    """Check array dtypes, shapes and values agree with the layout (actions and rewards real, finite numbers;
+    flags boolean or 0/1).
+
+    Raises:
+        EpisodeError: ``where``: the first problem found.
+    """
     problems = []
+    if actions.ndim != 2 or actions.shape[1:] != (3,) or actions.dtype.kind not in "fiu":
+        problems.append(f"actions must be numbers of shape (T, 3), got {actions.dtype} {actions.shape}")
+        raise EpisodeError(f"{where}: {problems[0]}")
+    t = len(actions)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[1:] != (96, 96, 3):
         problems.append(f"frames must be uint8 (T+1, 96, 96, 3), got {frames.dtype} {frames.shape}")
     elif len(frames) != t + 1:
         problems.append(f"{len(frames)} frames for {t} actions (expected {t + 1})")
-    if actions.ndim != 2 or actions.shape[1] != 3:
-        problems.append(f"actions must be (T, 3), got {actions.shape}")
     for name, arr in (("rewards", rewards), ("terminated", terminated), ("truncated", truncated)):
-        if arr.shape != (t,):
-            problems.append(f"{name} must be ({t},), got {arr.shape}")
+        if arr.shape != (t,) or arr.dtype.kind not in "fiub":
+            problems.append(f"{name} must be numbers of shape ({t},), got {arr.dtype} {arr.shape}")
     if t < 1:
         problems.append("episode has no steps")
+    if not problems and not (np.isfinite(actions).all() and np.isfinite(rewards).all()):
+        problems.append("actions or rewards hold NaN or inf")
+    for name, arr in (("terminated", terminated), ("truncated", truncated)):
+        if not problems and not np.isin(arr, (0, 1)).all():
+            problems.append(f"{name} must hold only 0/1 (False/True)")
     if problems:
         raise EpisodeError(f"{where}: {problems[0]}")
 
@@ -111,6 +122,13 @@ def read_episode(path: str | os.PathLike[str], frames: bool = True) -> Episode:
     try:
         with np.load(p, allow_pickle=False) as data:
             actions = data["actions"]
+            seed, policy = data["seed"], data["policy"] if "policy" in data.files else np.array("random")
+            if seed.shape != () or seed.dtype.kind not in "iu":
+                raise EpisodeError(f"seed must be one integer, got {seed.dtype} {seed.shape}")
+            if policy.shape != () or policy.dtype.kind != "U":
+                raise EpisodeError(f"policy must be one string, got {policy.dtype} {policy.shape}")
+            if actions.ndim != 2:
+                raise EpisodeError(f"actions must be (T, 3), got {actions.dtype} {actions.shape}")
             t = len(actions)
             arr = (
                 data["frames"]
@@ -123,12 +141,12 @@ def read_episode(path: str | os.PathLike[str], frames: bool = True) -> Episode:
                 rewards=data["rewards"],
                 terminated=data["terminated"],
                 truncated=data["truncated"],
-                seed=int(data["seed"]),
-                policy=str(data["policy"]) if "policy" in data.files else "random",
+                seed=int(seed),
+                policy=str(policy),
             )
     except EpisodeError as exc:
         raise EpisodeError(f"{p}: {str(exc).split(': ', 1)[-1]}") from None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, zipfile.BadZipFile, EOFError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise EpisodeError(f"corrupt or truncated episode file {p} ({msg[:120]})") from None
     return ep

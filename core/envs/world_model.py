@@ -7,6 +7,8 @@ Ha's loop (Ha & Schmidhuber, 2018, sec. 2.3): ``z_t = V(o_t)``, ``a_t = C([z_t, 
 from __future__ import annotations
 
 import os
+import warnings
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +18,7 @@ from torch import Tensor, nn
 
 from core.checkpoint import load_model
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
-from core.errors import CheckpointError
+from core.errors import CheckpointError, LineageWarning
 from core.models import VISION_KINDS
 from core.models.controller import Controller
 from core.models.mdnrnn import MDNRNN, LSTMState
@@ -29,6 +31,49 @@ def load_vision(path: PathLike) -> nn.Module:
     return load_model(path, VISION_KINDS)
 
 
+def check_vision_memory(vision: nn.Module, memory: nn.Module) -> str | None:
+    """Check that M was trained on latents of this V, from what M's checkpoint records (``encode`` writes the
+    vision kind and the SHA-256 of the vision checkpoint into the latent file; ``train-memory`` copies both).
+
+    Args:
+        vision, memory: models from :func:`core.checkpoint.load_model` (their ``checkpoint_extra`` and
+            ``checkpoint_path`` are read; models built in memory record nothing and pass).
+
+    Returns:
+        None when they match or M records nothing; else a one-line warning: same kind and latent size but
+        another vision checkpoint (a float16 export of the same V records its source's hash and passes).
+
+    Raises:
+        CheckpointError: M was trained on another kind of vision model, or the latent sizes differ.
+    """
+    v_path = getattr(vision, "checkpoint_path", "the vision model")
+    m_path = getattr(memory, "checkpoint_path", "the memory model")
+    if memory.config.z_dim != vision.z_dim:  # type: ignore[union-attr]
+        raise CheckpointError(
+            f"{m_path} takes z of size {memory.config.z_dim}, the vision model {v_path} gives {vision.z_dim}"  # type: ignore[union-attr]
+        )
+    recorded: dict[str, Any] = getattr(memory, "checkpoint_extra", {})
+    kind = recorded.get("vision_kind")
+    if isinstance(kind, str) and kind and kind != str(vision.kind):
+        raise CheckpointError(
+            f"{m_path} was trained on latents of a {kind} vision model, {v_path} is a {vision.kind}: "
+            "load the vision model it was trained with"
+        )
+    sha = recorded.get("vision_sha256")
+    if not isinstance(sha, str) or not sha or not Path(str(v_path)).is_file():
+        return None
+    from core.data.datasets import file_sha256
+
+    actual = file_sha256(v_path)
+    source = getattr(vision, "checkpoint_extra", {}).get("source_sha256")
+    if sha in (actual, source):
+        return None
+    return (
+        f"{m_path} was trained on latents of another vision checkpoint (SHA-256 {sha[:12]}), not {v_path} "
+        f"({actual[:12]}): its dreams may not decode well unless that file is a copy of the same model"
+    )
+
+
 class WorldModel:
     """V (a ConvVAE or DDS+VAE), M (an MDN-RNN) and optionally C (a linear controller), on the CPU.
 
@@ -37,8 +82,12 @@ class WorldModel:
         memory: an :class:`MDNRNN` whose ``z_dim`` equals the vision model's.
         controller: optional :class:`Controller`.
 
+    Attributes:
+        lineage_warning: set when M records another vision checkpoint of the same kind
+            (see :func:`check_vision_memory`), else None.
+
     Raises:
-        CheckpointError: the models' latent or hidden sizes disagree.
+        CheckpointError: the models' latent or hidden sizes disagree, or M was trained on another kind of V.
     """
 
     def __init__(self, vision: nn.Module, memory: MDNRNN | None = None, controller: Controller | None = None):
@@ -47,10 +96,7 @@ class WorldModel:
         self.controller = controller.eval() if controller is not None else None
         self.z_dim: int = int(vision.z_dim)  # type: ignore[arg-type]
         self.size: int = int(vision.input_size)  # type: ignore[arg-type]
-        if memory is not None and memory.config.z_dim != self.z_dim:
-            raise CheckpointError(
-                f"memory z_dim {memory.config.z_dim} does not match vision z_dim {self.z_dim}"
-            )
+        self.lineage_warning = check_vision_memory(vision, memory) if memory is not None else None
         if controller is not None:
             cc = controller.config
             hidden = memory.config.hidden_dim if memory is not None else 0
@@ -61,13 +107,26 @@ class WorldModel:
 
     @classmethod
     def load(
-        cls, vision: PathLike, memory: PathLike | None = None, controller: PathLike | None = None
+        cls,
+        vision: PathLike,
+        memory: PathLike | None = None,
+        controller: PathLike | None = None,
+        *,
+        warn: bool = True,
     ) -> WorldModel:
-        """Load from checkpoint paths. Raises CheckpointError with a one-line message."""
+        """Load from checkpoint paths; with ``warn``, a :attr:`lineage_warning` is issued as a
+        :class:`core.errors.LineageWarning`.
+
+        Raises:
+            CheckpointError: a bad file, or models that do not fit together (one-line message).
+        """
         v = load_vision(vision)
         m = load_model(memory, "mdnrnn") if memory is not None else None
         c = load_model(controller, "controller") if controller is not None else None
-        return cls(v, m, c)  # type: ignore[arg-type]
+        wm = cls(v, m, c)  # type: ignore[arg-type]
+        if warn and wm.lineage_warning:
+            warnings.warn(wm.lineage_warning, LineageWarning, stacklevel=2)
+        return wm
 
     @property
     def vision_kind(self) -> str:

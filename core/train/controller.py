@@ -35,7 +35,16 @@ import torch
 from gymnasium.utils import seeding
 from torch import Tensor
 
-from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.checkpoint import (
+    check_output_file,
+    load_model,
+    load_resume_state,
+    resume_path,
+    resuming,
+    save_checkpoint,
+    save_resume_state,
+)
+from core.config import check_finite
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.seeds import MODEL_SELECTION, TRAINING
 from core.envs.dream import BatchedDream
@@ -128,6 +137,7 @@ class ControllerTrainConfig:
     """Continue the CMA-ES run saved next to --out (same population and controller size)."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         checks = [
             (self.evaluator in ("dream", "real"), f"evaluator must be dream or real, got {self.evaluator!r}"),
             (self.population >= 4, f"population must be >= 4, got {self.population}"),
@@ -580,9 +590,11 @@ def train_controller(
         CheckpointError: bad V, M, latents or resume state. ConfigError: a resume state or initial controller
         that does not fit. WorkerCrashed / TaskFailed: a real rollout's worker died or failed; the message
         says where the best controller so far is kept (resume with ``resume=True``).
+        OutputError: ``config.out`` cannot be written (checked before any work).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_file(config.out, "controller checkpoint")
     world_model = WorldModel.load(config.vision, config.memory)
     memory = world_model.require_memory()
     controller_config = ControllerConfig(world_model.z_dim, 0 if config.v_only else world_model.hidden_dim)
@@ -592,17 +604,21 @@ def train_controller(
     kept: _Kept | None = None
     start = 0
     if config.resume:
-        state = load_resume_state(resume_path(config.out))
-        if state.get("format") != RESUME_FORMAT or "cma" not in state:
-            raise CheckpointError(f"{resume_path(config.out)} is not a controller resume state")
+        state = load_resume_state(
+            resume_path(config.out), "train-controller",
+            {"format": int, "generation": int, "population": int, "n_params": int, "cma": dict},
+        )  # fmt: skip
+        if state["format"] != RESUME_FORMAT:
+            raise CheckpointError(f"{resume_path(config.out)} is a controller resume state of another format")
         if (state["population"], state["n_params"]) != (config.population, n_params):
             raise ConfigError(
                 f"the run at {config.out} has population {state['population']} and {state['n_params']} parameters; "
                 f"resume needs the same (got {config.population} and {n_params})"
             )
-        cmaes.load_state_dict(state["cma"])
-        start = int(state["generation"])
-        kept = _Kept.from_state(state["kept"]) if "kept" in state else None
+        with resuming(resume_path(config.out)):
+            cmaes.load_state_dict(state["cma"])
+            start = int(state["generation"])
+            kept = _Kept.from_state(state["kept"]) if "kept" in state else None
         on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
 
     check_seeds = real_check_seeds(config.real_check_episodes)
@@ -625,7 +641,7 @@ def train_controller(
 
     def save_resume(generations_done: int) -> None:
         state: dict[str, Any] = {
-            "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
+            "stage": "train-controller", "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
             "n_params": n_params, "cma": cmaes.state_dict(),
         }  # fmt: skip
         if kept is not None:

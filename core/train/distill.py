@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import save_checkpoint
-from core.config import CollectConfig, _check
+from core.checkpoint import check_output_dir, check_output_file, save_checkpoint
+from core.config import CollectConfig, _check, check_finite
 from core.data.collect import collect
 from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
@@ -74,6 +74,7 @@ class DistillConfig:
     """Torch threads of this process while encoding and fitting; restored when the stage ends."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
         _check(
             0 <= self.seed and self.seed + self.episodes <= TRAINING.stop,
@@ -143,9 +144,12 @@ def distill_controller(
         CheckpointError: a missing or corrupt teacher or student checkpoint. ConfigError: bad settings.
         WorkerCrashed / TaskFailed: a teacher episode failed (finished ones stay on disk).
         StageCancelled: the stop flag was set (nothing is written).
+        OutputError: ``config.out`` or ``config.episodes_dir`` cannot be written (checked before any work).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_file(config.out, "controller checkpoint")
+    check_output_dir(config.episodes_dir, "episode directory")
     teacher_vision, teacher_memory = resolve_world_model_paths(config.teacher, config.teacher_vision, config.teacher_memory)
     student = WorldModel.load(config.vision, None if config.v_only else config.memory)
     teacher_files = WorldModelFiles.read(teacher_vision, teacher_memory, config.teacher)

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import torch
 
+from core.checkpoint import check_output_file
 from core.config import EncodeConfig
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.episodes import list_episodes, read_episode
@@ -33,9 +34,11 @@ def train_encode(
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
         StageCancelled: the stop flag was set (nothing is written).
+        OutputError: ``config.out`` cannot be written (checked before any work).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_file(config.out, "latent file")
     files = [f for d in (config.data_dir, *config.extra_data_dirs) for f in list_episodes(d)]
     if config.max_episodes:
         files = files[: config.max_episodes]

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from core.checkpoint import atomic_path, load_resume_state, resume_path
-from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig
+from core.checkpoint import atomic_path, check_output_dir, load_resume_state, resume_path
+from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check_finite
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
 from core.data.seeds import TRAINING
@@ -71,6 +71,7 @@ class IterateConfig:
     """Continue training the previous M (when it has a resume state) instead of training one from scratch."""
 
     def __post_init__(self) -> None:
+        check_finite(self)
         if self.rounds < 1:
             raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
         if self.episodes < 1:
@@ -125,8 +126,8 @@ def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
         if not isinstance(done, dict) or not isinstance(done.get("controller"), str):
             raise ValueError("no controller entry")
         return done
-    except (OSError, ValueError) as exc:
-        raise EpisodeError(f"corrupt round record {path} ({exc}); delete it to redo the round") from None
+    except (OSError, ValueError, RecursionError) as exc:
+        raise EpisodeError(f"corrupt round record {path} ({str(exc)[:120]}); delete it to redo the round") from None
 
 
 def round_check(
@@ -172,7 +173,7 @@ def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path
     fresh = dataclasses.replace(config.train_memory, latents=latents, out=out, resume=False)
     if not config.warm_start_memory or not resume_path(memory).is_file():
         return fresh
-    epochs_done = int(load_resume_state(resume_path(memory)).get("epoch", 0))
+    epochs_done = int(load_resume_state(resume_path(memory), "train-memory", {"epoch": int})["epoch"])
     shutil.copyfile(memory, out)
     shutil.copyfile(resume_path(memory), resume_path(out))
     return dataclasses.replace(fresh, epochs=epochs_done + config.train_memory.epochs, resume=True)
@@ -191,10 +192,11 @@ def iterate(
 
     Raises:
         Whatever the sub-stages raise (CheckpointError, EpisodeError, WorkerCrashed, ...); finished rounds stay
-        on disk and a rerun continues after them.
+        on disk and a rerun continues after them. OutputError: ``config.out_dir`` cannot be written (checked first).
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    check_output_dir(config.out_dir, "rounds directory")
     base = config.train_controller
     vision, memory = base.vision, base.memory
     latents = Path(base.latents)  # type: ignore[arg-type]  # checked in IterateConfig

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from core.checkpoint import first_non_finite
+from core.errors import NonFiniteError
 from core.progress import Progress, ProgressFn
 
 
@@ -79,7 +81,24 @@ class EpochLoop:
     report_every: int = 10
     loss_fn: Callable[[Any], tuple[Tensor, dict[str, float]]] | None = None
 
+    def _diverged(self, what: str, last: Path | None) -> NonFiniteError:
+        kept = f"the last finite checkpoint is kept at {last}" if last is not None else "this run wrote no checkpoint"
+        return NonFiniteError(f"{self.stage}: {what}; stopped ({kept}); try a lower --lr")
+
+    def _save(self, epochs_done: int, metrics: dict[str, float], last: Path | None) -> Path:
+        """``save`` after checking the weights: non-finite weights are never written over a finite file."""
+        bad = first_non_finite(self.model)
+        if bad is not None:
+            raise self._diverged(f"weights became NaN or inf ({bad})", last)
+        return self.save(epochs_done, metrics)
+
     def run(self) -> StageResult:
+        """Train from ``start_epoch`` to ``epochs``, saving after every epoch and when stopped.
+
+        Raises:
+            NonFiniteError: the loss or the weights became NaN or inf; the checkpoint on disk (if any) is the
+                last finite one.
+        """
         t0 = time.perf_counter()
         total = self.epochs * self.steps_per_epoch
         history: list[tuple[int, dict[str, float]]] = []
@@ -97,7 +116,7 @@ class EpochLoop:
                 with ctx:
                     loss, parts = loss_fn(batch)
                 if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f"{self.stage}: loss became {loss.item()} at step {step}")
+                    raise self._diverged(f"loss became {loss.item()} at step {step}", path)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.grad_clip is not None:
@@ -117,14 +136,14 @@ class EpochLoop:
                     history.append((step, metrics))
                     self.on_progress(Progress(self.stage, step, total, metrics))
                 if self.should_stop.is_set():
-                    path = self.save(epoch, metrics)  # the unfinished epoch is redone on resume
+                    path = self._save(epoch, metrics, path)  # the unfinished epoch is redone on resume
                     return StageResult(path, metrics, True, time.perf_counter() - t0, history)
             # -- end of epoch: validate, checkpoint --
             self.model.eval()
             with torch.no_grad():
                 val = self.evaluate()
             metrics = {**metrics, **val}
-            path = self.save(epoch + 1, metrics)
+            path = self._save(epoch + 1, metrics, path)
             history.append(((epoch + 1) * self.steps_per_epoch, metrics))
             msg = f"epoch {epoch + 1}/{self.epochs}: " + ", ".join(f"{k}={v:.5g}" for k, v in val.items())
             self.on_progress(Progress(self.stage, (epoch + 1) * self.steps_per_epoch, total, metrics, msg))

@@ -10,7 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.checkpoint import load_model, load_resume_state, resume_path, save_checkpoint, save_resume_state
+from core.checkpoint import (
+    check_output_file,
+    load_model,
+    load_resume_state,
+    resume_path,
+    resuming,
+    save_checkpoint,
+    save_resume_state,
+)
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.errors import CheckpointError
@@ -93,9 +101,11 @@ def train_memory(
     window (:meth:`MDNRNN.open_loop_loss`).
 
     Raises:
-        EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state, or an --init-from M over latents of another size.
+        EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state, or an --init-from M
+            over latents of another size. OutputError: ``config.out`` cannot be written (checked before any work).
     """
     stop = should_stop or never_stop()
+    check_output_file(config.out, "checkpoint")
     seed_everything(config.seed)
     latents = LatentEpisodes.load(config.latents)
     rng = np.random.default_rng(config.seed)
@@ -112,11 +122,12 @@ def train_memory(
 
     start_epoch = 0
     if config.resume or config.init_from is not None:
-        model = load_model(config.out if config.resume else config.init_from, "mdnrnn")
+        source = config.out if config.resume else config.init_from
+        model = load_model(source, "mdnrnn")
         assert isinstance(model, MDNRNN)
         if model.config.z_dim != latents.z_dim:
             raise CheckpointError(
-                f"{config.init_from}: an MDN-RNN over {model.config.z_dim}-d latents cannot train on "
+                f"{source}: an MDN-RNN over {model.config.z_dim}-d latents cannot train on "
                 f"{config.latents} ({latents.z_dim}-d)"
             )
     else:
@@ -129,8 +140,9 @@ def train_memory(
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if config.resume:
-        state = load_resume_state(resume_path(config.out))
-        optimizer.load_state_dict(state["optimizer"])
+        state = load_resume_state(resume_path(config.out), "train-memory", {"epoch": int, "optimizer": dict})
+        with resuming(resume_path(config.out)):
+            optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
         sampler.rng = np.random.default_rng([config.seed, start_epoch])
     scheduler = None
@@ -174,7 +186,7 @@ def train_memory(
             },
         )  # fmt: skip
         save_resume_state(
-            resume_path(config.out), {"epoch": epochs_done, "optimizer": optimizer.state_dict()}
+            resume_path(config.out), {"stage": "train-memory", "epoch": epochs_done, "optimizer": optimizer.state_dict()}
         )
         return path
 

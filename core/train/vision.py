@@ -11,10 +11,12 @@ from torch import Tensor, nn
 
 from core.checkpoint import (
     build_model,
+    check_output_file,
     load_model,
     load_resume_state,
     read_checkpoint,
     resume_path,
+    resuming,
     save_checkpoint,
     save_resume_state,
 )
@@ -27,6 +29,8 @@ from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
 KIND_OF = {"conv-vae": "conv_vae", "dds-vae": "dds_vae"}
+VISION_RESUME = {"epoch": int, "phase": int, "optimizer": dict, "scheduler": dict}
+"""Entries of a train-vision resume state, with their types."""
 BN_RECALIBRATION_FRAMES = 1024
 """Training frames over which a DDS+VAE's BatchNorm statistics are re-estimated after each phase-1 epoch."""
 
@@ -72,16 +76,20 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
         raise ConfigError(f"vision model {config.model!r} is not available in this build")
     out = Path(config.out)
     if config.resume:
-        state = load_resume_state(resume_path(out))
+        state = load_resume_state(resume_path(out), "train-vision", VISION_RESUME)
         if int(state.get("phase", 1)) != config.phase:
             raise CheckpointError(f"{out}: resume state is of phase {state.get('phase')}, not {config.phase}")
         ckpt = read_checkpoint(out)
         if ckpt.kind != kind:
             raise CheckpointError(f"{out}: holds a {ckpt.kind!r} model, not {kind!r}")
-        model = build_model(kind, ckpt.config)
+        try:
+            model = build_model(kind, ckpt.config)
+        except CheckpointError as exc:
+            raise CheckpointError(f"{out}: {exc}") from None
         if hasattr(model, "set_phase"):
             model.set_phase(config.phase)  # before loading: phase 2 re-initialises the mini-VAE
-        model.load_state_dict(ckpt.state_dict)
+        with resuming(out):
+            model.load_state_dict(ckpt.state_dict)
         return model, int(state["epoch"])
     if kind == "dds_vae" and config.phase == 2:
         source = Path(config.init_from) if config.init_from is not None else out
@@ -123,9 +131,11 @@ def train_vision(
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad resume / phase-1 checkpoint.
-        ConfigError: a model that is not available.
+        ConfigError: a model that is not available. OutputError: ``config.out`` cannot be written (checked
+        before any work).
     """
     stop = should_stop or never_stop()
+    check_output_file(config.out, "checkpoint")
     seed_everything(config.seed)
     files = list_episodes(config.data_dir)
     if config.max_episodes:
@@ -155,9 +165,10 @@ def train_vision(
         optimizer, T_max=config.epochs * steps_per_epoch, eta_min=final_lr
     )
     if config.resume:
-        state = load_resume_state(resume_path(config.out))
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        state = load_resume_state(resume_path(config.out), "train-vision", VISION_RESUME)
+        with resuming(resume_path(config.out)):
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
     if config.bf16:
         model = model.to(memory_format=torch.channels_last)
 
@@ -209,6 +220,7 @@ def train_vision(
         save_resume_state(
             resume_path(config.out),
             {
+                "stage": "train-vision",
                 "epoch": epochs_done,
                 "phase": config.phase,
                 "optimizer": optimizer.state_dict(),
