@@ -260,6 +260,11 @@ class MemoryTrainConfig:
     0: teacher forcing only (Ha's recipe). Must be < --seq-len."""
     open_loop_weight: float = 1.0
     """Weight of the open-loop loss beside the teacher-forced one."""
+    open_loop_policies: str = ""
+    """Score dreams only in windows of these driving policies (comma-separated, e.g. "random"; empty: all).
+    A driver steers along the road, so in its episodes an action also says where the road goes; scored over many
+    steps, M then learns that steering right makes the road turn right. A random policy's actions say nothing
+    about the road, so its windows teach only what an action does."""
     init_from: Path | None = None
     """Start from this MDN-RNN checkpoint's weights (fine-tuning; a fresh optimiser) instead of a random init."""
     mix: str = ""
@@ -281,6 +286,8 @@ class MemoryTrainConfig:
             raise ConfigError(f"--open-loop-weight must be finite and >= 0, got {self.open_loop_weight}")
         if self.resume and self.init_from is not None:
             raise ConfigError("use either --resume or --init-from, not both")
+        if any(not p.strip() for p in self.open_loop_policies.split(",")) and self.open_loop_policies:
+            raise ConfigError(f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, episode_weights, parse_mix
 from core.errors import ConfigError, EpisodeError
 from core.metrics.road import road_share, tracks_road
+from core.train.memory import train_memory
 
 ROAD = (102 / 255, 102 / 255, 102 / 255)
 GRASS = (102 / 255, 204 / 255, 102 / 255)
@@ -131,3 +134,19 @@ def test_controller_policy_explores_steering_and_takes_excursions_reproducibly()
     assert abs(float(a[mine, 0].mean()) - 0.3) < 0.03 and 0.15 < float(a[mine, 0].std()) < 0.25
     held = a[~mine]
     assert len(np.unique(held[:, 0])) < len(held) / 5  # an excursion holds one action for 5-30 steps
+
+
+def test_windows_name_their_episode_so_dreams_can_be_scored_per_policy(tmp_path: Path) -> None:
+    # the sampler's train ids are a subset: the episode index must be the latent file's, not the subset's
+    latents = _latents(["controller", "random", "random", "controller"])
+    sampler = SequenceSampler(latents, [1, 2, 3], seq_len=5, seed=0)
+    batch = sampler.batch(32)
+    assert batch["episode"].tolist() == batch["action"][:, 0, 0].long().tolist()  # episode i's actions equal i
+    assert set(batch["episode"].tolist()) <= {1, 2, 3}
+    path = latents.save(tmp_path / "l.npz")
+    with pytest.raises(ConfigError, match="offroad"):
+        train_memory(MemoryTrainConfig(latents=path, out=tmp_path / "m.safetensors", epochs=1, seq_len=8, batch_size=2,
+                                       open_loop_steps=3, open_loop_policies="random,offroad"))  # fmt: skip
+    result = train_memory(MemoryTrainConfig(latents=path, out=tmp_path / "m.safetensors", epochs=1, seq_len=8,
+                                            batch_size=4, hidden_dim=8, open_loop_steps=3, open_loop_policies="random"))  # fmt: skip
+    assert math.isfinite(result.metrics["memory/train/open_loop_nll"])

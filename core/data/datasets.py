@@ -249,7 +249,8 @@ class SequenceSampler:
         self, batch_size: int, sample_z: bool = True, target_mu: bool = False, clean_input_fraction: float = 0.0
     ) -> dict[str, Tensor]:
         """A batch: ``z`` (B, L+1, z_dim) (inputs z_0..z_{L-1}, and z_1..z_L as targets unless ``z_target``),
-        ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), optional ``z_target`` (B, L, z_dim).
+        ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), ``episode`` int64 (B,) (each window's episode
+        index in the latent file), optional ``z_target`` (B, L, z_dim).
 
         ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: the targets are mu_1..mu_L (denoised)
         while the inputs stay sampled. ``clean_input_fraction``: this share of the sequences (drawn at random)
@@ -263,11 +264,13 @@ class SequenceSampler:
         mask = np.zeros((batch_size, L), np.float32)
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
+        episode = np.zeros(batch_size, np.int64)
         for b in range(batch_size):
             if self.probabilities is None:
-                d = self.data[self.rng.integers(len(self.data))]
+                k = int(self.rng.integers(len(self.data)))
             else:
-                d = self.data[self.rng.choice(len(self.data), p=self.probabilities)]
+                k = int(self.rng.choice(len(self.data), p=self.probabilities))
+            d, episode[b] = self.data[k], self.episodes[k]
             t = len(d["action"])
             start = int(self.rng.integers(0, max(1, t - L + 1)))
             n = min(L, t - start)
@@ -289,6 +292,7 @@ class SequenceSampler:
             "reward": torch.from_numpy(reward),
             "done": torch.from_numpy(done),
             "mask": torch.from_numpy(mask),
+            "episode": torch.from_numpy(episode),
         }
         if z_target is not None:
             out["z_target"] = torch.from_numpy(z_target)

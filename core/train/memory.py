@@ -21,7 +21,7 @@ from core.checkpoint import (
 )
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
-from core.errors import CheckpointError
+from core.errors import CheckpointError, ConfigError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
@@ -160,11 +160,24 @@ def train_memory(
     dream_rng = np.random.default_rng([config.seed, 1, start_epoch])
     dream_noise = torch.Generator().manual_seed(config.seed * 1_000_003 + start_epoch)
 
+    dream_policies = {p.strip() for p in config.open_loop_policies.split(",") if p.strip()}
+    unknown = dream_policies - set(latents.policy_counts())
+    if unknown:
+        raise ConfigError(
+            f"--open-loop-policies names {sorted(unknown)}, not in {config.latents} (it has {sorted(latents.policy_counts())})"
+        )
+    episode_policy = np.asarray(latents.policies, str)
+
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         loss, parts = model.loss(batch)
         if config.open_loop_steps == 0:
             return loss, parts
         start = int(dream_rng.integers(0, config.seq_len - config.open_loop_steps))
+        if dream_policies:
+            chosen = np.isin(episode_policy[batch["episode"].numpy()], sorted(dream_policies))
+            if not chosen.any():
+                return loss, parts
+            batch = {**batch, "mask": batch["mask"] * torch.from_numpy(chosen.astype(np.float32)).unsqueeze(1)}
         dream_loss, dream_parts = model.open_loop_loss(batch, start, config.open_loop_steps, dream_noise)
         return loss + config.open_loop_weight * dream_loss, {**parts, **dream_parts}
 
