@@ -18,7 +18,7 @@ from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
 from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
-from core.metrics.road import road_share, tracks_road
+from core.metrics.road import road_offset, road_share, tracks_road
 from core.models.dds_vae import EVAL_GATES
 from core.models.mdnrnn import mixture_mean, sample_mdn
 from core.parallel import TaskFailed, WorkerCrashed, make_executor
@@ -44,5 +44,5 @@ __all__ = [
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
     "ControllerTrainConfig", "train_controller", "DistillConfig", "distill_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
     "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles", "DivergenceConfig", "dream_divergence",
-    "road_share", "tracks_road",
+    "road_offset", "road_share", "tracks_road",
 ]  # fmt: skip

@@ -17,6 +17,11 @@ its state at each window start s; from there the batched dream continues open lo
   start) and the dream brake fully for the longest horizon; and parked from the start: from the reset frame,
   with the car at rest, no input at all. CarRacing pays -0.1 a step once the car stands, so a dream that pays
   more for parking teaches a controller not to drive;
+- steering response: from one start per episode, the recorded actions but with the steering held at
+  -STEER and then +STEER for STEER_STEPS steps (same random streams), in the dream and in reality (the track
+  replayed up to the start); the road's horizontal offset (:func:`core.metrics.road.road_offset`, pixels at V's
+  resolution) after steering right minus after steering left. Reality's is negative (a right turn moves the road
+  to the left of the car); a dream whose response has the other sign, or none, does not obey the driver;
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold).
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
@@ -37,7 +42,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
-from core.metrics.road import road_share, tracks_road
+from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
 from core.train.memory import active_dims
@@ -69,6 +74,8 @@ class DivergenceConfig:
     """Seed of the dreams' random streams."""
     parked: bool = True
     """Also measure the parked return (dream vs reality, see the module doc; costs real env steps)."""
+    steer: bool = True
+    """Also measure the steering response (dream vs reality, see the module doc; costs real env steps)."""
     json: bool = False
     """Print one JSON object instead of the table."""
 
@@ -194,6 +201,27 @@ def dream_divergence(
                     parked_reward += parked.step(held)[1].double()
                 add(f"{name}_reward_dream@{horizon}", float(parked_reward.sum()), m)
                 add(f"{name}_reward_real@{horizon}", real_parked * m, m)
+        if config.steer and starts[len(starts) // 2] + STEER_STEPS <= steps:
+            s0 = starts[len(starts) // 2]
+            real_offsets = []
+            for sign in (-1.0, 1.0):
+                held = actions[s0 : s0 + STEER_STEPS].clone()
+                held[:, 0] = sign * STEER
+                frame = _real_frame_after(ep, s0, held.numpy())
+                if frame is None:
+                    break
+                real_offsets.append(road_offset(wm.preprocess(frame[None]))[0][0])
+                m = config.samples
+                turned = BatchedDream(memory, m, tau=config.tau, max_steps=STEER_STEPS)
+                h_s, c_s = states[s0]
+                turned.reset(seeds[:m], z=mu[s0].expand(m, -1),
+                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip
+                for t in range(STEER_STEPS):
+                    turned.step(held[t].expand(m, 3))
+                offset = road_offset(wm.decode(turned.z))[0]
+                add("steer_response_dream", float(sign * offset.sum()), m)
+            if len(real_offsets) == 2:
+                add("steer_response_real", float(real_offsets[1] - real_offsets[0]), 1)
         windows += len(starts)
     if not windows:
         raise EpisodeError(
@@ -205,6 +233,39 @@ def dream_divergence(
     metrics["divergence/windows"] = float(windows)
     metrics["divergence/dreams"] = float(windows * config.samples)
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
+
+
+STEER = 0.6
+"""Steering held in the steering-response measurement (CarRacing's steer is in [-1, 1])."""
+STEER_STEPS = 20
+"""Steps the steering is held."""
+
+
+def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+    """Reality's frame uint8 (96, 96, 3) after replaying ``ep``'s actions up to ``start`` on its track and then
+    the actions ``held`` float32 (K, 3); None when the replay does not reproduce the recorded rewards or the
+    episode ends first."""
+    from core.envs.car_racing import make_real_env
+
+    env = make_real_env()
+    try:
+        env.reset(seed=int(ep.seed))
+        replayed = 0.0
+        for t in range(start):
+            _, r, term, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
+            replayed += float(r)
+            if term:
+                return None
+        if abs(replayed - float(np.sum(ep.rewards[:start]))) > 1e-3 * max(1.0, abs(replayed)):
+            return None
+        obs = None
+        for action in held:
+            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
+            if term:
+                return None
+        return obs
+    finally:
+        env.close()
 
 
 def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:  # type: ignore[no-untyped-def]
@@ -262,6 +323,12 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
                 f"{name} ({what}, {h} steps): reward real {metrics[f'divergence/{name}_reward_real@{h}']:.2f}, "
                 f"dream {metrics[f'divergence/{name}_reward_dream@{h}']:.2f}"
             )
+    if "divergence/steer_response_dream" in metrics:
+        rows.append(
+            f"steering response (road offset after {STEER_STEPS} steps steering right minus left, pixels; "
+            f"reality's is negative): real {metrics.get('divergence/steer_response_real', float('nan')):.2f}, "
+            f"dream {metrics['divergence/steer_response_dream']:.2f}"
+        )
     rows.append(
         f"off-manifold dreamed latents (norm above every real one): {metrics['divergence/off_manifold_share']:.2%}; "
         f"{int(metrics['divergence/windows'])} windows x {int(metrics['divergence/dreams'] / metrics['divergence/windows'])} dreams"

@@ -12,7 +12,7 @@ import torch
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, episode_weights, parse_mix
 from core.errors import ConfigError, EpisodeError
-from core.metrics.road import road_share, tracks_road
+from core.metrics.road import road_offset, road_share, tracks_road
 from core.train.memory import train_memory
 
 ROAD = (102 / 255, 102 / 255, 102 / 255)
@@ -44,6 +44,16 @@ def test_a_blurred_green_grey_edge_is_not_road() -> None:
     x = _frames([0])
     x[0] = (torch.tensor(ROAD) * 0.5 + torch.tensor(GRASS) * 0.5).view(3, 1, 1)  # chroma 0.2
     assert float(road_share(x)[0]) == 0.0
+
+
+def test_road_offset_locates_a_painted_road_band_left_or_right_of_the_car() -> None:
+    x = torch.tensor(GRASS).view(1, 3, 1, 1).repeat(3, 1, 64, 64).clone()
+    road = torch.tensor(ROAD).view(3, 1, 1)
+    x[0, :, :, 10:20] = road  # columns 10..19: centre 14.5, the frame's 31.5 -> -17 px
+    x[1, :, :, 40:50] = road  # centre 44.5 -> +13 px
+    offset, has_road = road_offset(x)
+    assert offset.tolist()[:2] == pytest.approx([-17.0, 13.0]) and has_road.tolist() == [True, True, False]
+    assert float(offset[2]) == 0.0  # all grass: no road to locate
 
 
 def test_tracks_road_needs_road_where_reality_has_it_and_none_where_it_has_none() -> None:

@@ -193,6 +193,8 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
     # tile the braking car still reaches, so at most 10 steps of -0.1 below zero
     assert first["divergence/parked_reward_real@10"] >= -1.0 - 1e-6
     assert np.isfinite(first["divergence/parked_reward_dream@10"])
+    # steering response: measured in the dream (3 samples) and in reality (the track replayed), both finite
+    assert np.isfinite(first["divergence/steer_response_dream"]) and np.isfinite(first["divergence/steer_response_real"])
     # parked from the reset frame with no input: the car never moves; reality pays the tiles under the car at
     # the first step, then -0.1 a step
     from core.envs.car_racing import make_real_env

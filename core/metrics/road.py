@@ -43,3 +43,30 @@ def tracks_road(dream_share: Tensor, real_share: Tensor) -> Tensor:
     when reality does": a dream that always draws road fails where reality is off the road, and vice versa.
     """
     return (dream_share - real_share).abs() <= torch.maximum(KEEP_TOLERANCE * real_share, torch.full_like(real_share, KEEP_FLOOR))
+
+
+ROAD_OFFSET_ROWS = (0.31, 0.78)
+"""Rows of the frame (as fractions of its height) whose road pixels locate the road: from the view ahead down to
+the car (at 64x64 rows 20-49; the car sits at about row 46 on CarRacing's zoomed view)."""
+
+
+def road_offset(frames: Tensor) -> tuple[Tensor, Tensor]:
+    """Horizontal position of the road relative to the frame's centre line, where the car is.
+
+    Args:
+        frames: float (N, 3, H, W) in [0, 1].
+
+    Returns:
+        ``(offset, has_road)``: float32 (N,) mean column of the road pixels in rows ``ROAD_OFFSET_ROWS``
+        minus the centre column, in pixels (negative: the road lies to the car's left); bool (N,) whether those
+        rows hold any road pixel (the offset is 0 where not).
+    """
+    h, w = frames.shape[-2:]
+    r0, r1 = int(ROAD_OFFSET_ROWS[0] * h), int(ROAD_OFFSET_ROWS[1] * h)
+    mask = road_mask(frames)[:, r0:r1].float()
+    per_column = mask.sum(dim=1)
+    count = per_column.sum(dim=1)
+    columns = torch.arange(w, dtype=torch.float32, device=frames.device)
+    mean_col = (per_column * columns).sum(dim=1) / count.clamp(min=1.0)
+    has_road = count > 0
+    return torch.where(has_road, mean_col - (w - 1) / 2.0, torch.zeros_like(mean_col)), has_road
