@@ -93,24 +93,26 @@ for s in check_agent check_random; do
         --horizons 10 30 100 200 --start-every 100
 done
 
-# 6. session 8: the ConvVAE M that ships now. The round-2 M of section 5 fine-tuned with the open-loop loss (it also
-# learns from its own 40-step dreams, scored on the real latents), 12 epochs on round 2's latents; V and C unchanged
-# (C was trained only in section 5's dreams). About 12 min on one thread. Fresh held-out sets for the dream
-# figures (tracks 950,000.., used by no decision) and a fresh final range (7,000,100..7,000,199).
+# 6. session 8, measured and NOT shipped: section 5's round-2 M fine-tuned with the open-loop loss (it also learns
+# from its own 40-step dreams, scored on the real latents). It holds the road longer open loop but its dream
+# ignores the steering (divergence's steering response), so assets/ keep section 5's M. This section rebuilds the
+# measurement: the open-loop M (about 12 min on one thread), the fresh held-out sets of its dream figures
+# (tracks 950,000..; the driver is the agent shipped before session 7, taken from git), the final block it used
+# once (7,000,100..199), and the steering response of both Ms.
 R=$C/iterate/round_2
 OL=runs/ol
-OMP_NUM_THREADS=1 $D train-memory --latents $R/latents.npz --init-from $R/memory.safetensors --out $OL/m_ol40_e12.safetensors \
+$D train-memory --latents $R/latents.npz --init-from $R/memory.safetensors --out $OL/m_ol40_e12.safetensors \
     --epochs 12 --lr 3e-4 --open-loop-steps 40 --mix controller:0.6,random:0.4 --seed 0
-mkdir -p $OL/ship && cp $C/vision.safetensors $R/controller.safetensors $OL/ship/ && cp $OL/m_ol40_e12.safetensors $OL/ship/memory.safetensors
-.venv/bin/python scripts/export_assets.py $OL/ship conv_vae
-$D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
-    --controller assets/convvae_controller.safetensors --episodes 100 --seed 7000100 --json > assets/results/convvae_final_7000100.json
-O=runs/s6   # the ConvVAE agent shipped before session 7, from git (the driver of data/check_agent too)
+$D evaluate --vision $C/vision.safetensors --memory $OL/m_ol40_e12.safetensors --controller $R/controller.safetensors \
+    --episodes 100 --seed 7000100 --results $OL/final_7000100.json
+O=runs/s6
 mkdir -p $O && for f in vision memory controller; do git show bd9bf90~1:assets/convvae_$f.safetensors > $O/convvae_$f.safetensors; done
 $D collect --policy controller --vision $O/convvae_vision.safetensors --memory $O/convvae_memory.safetensors \
     --controller $O/convvae_controller.safetensors --noise-std 0 --excursion-prob 0 --seed 950000 --episodes 20 --out-dir data/final_agent --workers 1
 $D collect --seed 950100 --episodes 20 --out-dir data/final_random --workers 1
-for s in final_agent final_random; do
-    $D divergence --data-dir data/$s --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
-        --horizons 10 30 100 200 --start-every 100
+for M in $R/memory.safetensors $OL/m_ol40_e12.safetensors; do
+    for s in final_agent final_random; do
+        $D divergence --data-dir data/$s --vision $C/vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
+    done
+    $D divergence --data-dir data/check_agent --vision $C/vision.safetensors --memory $M --horizons 200 --start-every 100 --samples 8 --no-parked
 done

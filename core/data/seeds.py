@@ -55,7 +55,7 @@ DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20))
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
-    7_000_100: "ConvVAE world model shipped in session 8, the open-loop M (860.4 +- 108.3)",
+    7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
