@@ -124,8 +124,8 @@ def collect(
         config: the stage config.
         policy: a picklable factory of the driving policy; default the one ``config.policy`` names.
         on_progress: called after each episode with ``collect/return`` and ``collect/steps``.
-        should_stop: when set, no new episode starts, the ones running are dropped (their workers are
-            terminated, within a second or so) and the finished ones are returned.
+        should_stop: when set, no new episode starts and this returns within a second or so with the finished
+            ones; the episodes already running finish in their workers and are written (atomically) after.
 
     Raises:
         WorkerCrashed / TaskFailed: a worker died or a policy failed (finished episodes stay on disk).
@@ -160,6 +160,6 @@ def collect(
             metrics = {"collect/return": out.episode_return, "collect/steps": float(out.steps)}
             on_progress(Progress("collect", done_before + len(summaries), len(seeds), metrics))
         if stop.is_set():
-            executor.terminate()  # a worker writes its episode atomically: a killed one leaves no partial file
+            executor.terminate()  # running episodes finish in their workers, each written atomically
     return sorted(summaries, key=lambda s: s.seed)
 
