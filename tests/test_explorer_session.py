@@ -440,36 +440,46 @@ def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> 
         s.close()
 
 
+CANCEL_COLLECT = """
+import multiprocessing, sys, time
+from pathlib import Path
+from core.api import CollectConfig, read_episode
+from explorer.jobs import JobRunner, available_stages
+
+out = Path(sys.argv[1])
+job = JobRunner(next(s for s in available_stages() if s.key == "collect"))
+job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
+deadline = time.monotonic() + 120
+while not multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.2)
+time.sleep(2.0)  # the workers are inside their first episodes (1000 steps take several seconds each)
+t0 = time.monotonic()
+job.cancel()
+job.join(10)
+job.poll()
+cancel_s = time.monotonic() - t0
+deadline = time.monotonic() + 120  # the episodes already running finish in their workers, then they exit
+while multiprocessing.active_children() and time.monotonic() < deadline:
+    time.sleep(0.5)
+written = sorted(out.glob("*.npz"))
+print(cancel_s, job.status, len(multiprocessing.active_children()), len(written),
+      all(read_episode(p).steps > 0 for p in written))
+"""
+
+
 def test_cancel_of_collect_stops_within_seconds_and_leaves_no_workers(tmp_path: Path) -> None:
-    import gc
-    import multiprocessing
-    import time
+    """Cancel returns within seconds, nothing queued starts, the workers exit, only whole episodes are written.
+    Runs in a fresh interpreter: inside the suite's process, after the GUI tests, the stage's thread crashed
+    the whole process now and then (a segmentation fault not yet understood; see the README, "The explorer")."""
+    import subprocess
+    import sys
 
-    # the earlier tests' sessions (envs, SDL surfaces) are finalised here on the main thread, not by a garbage
-    # collection the stage's thread happens to trigger (that crashed the process now and then)
-    gc.collect()
-
-    from core.api import CollectConfig
-
-    job = JobRunner(next(s for s in available_stages() if s.key == "collect"))
-    out = tmp_path / "episodes"
-    job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
-    deadline = time.monotonic() + 120
-    while not multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(2.0)  # the workers are inside their first episodes (1000 steps take several seconds each)
-    t0 = time.monotonic()
-    job.cancel()
-    job.join(10)
-    job.poll()
-    assert time.monotonic() - t0 < 3.0 and job.status == "cancelled"
-    # the episodes already running finish in their workers (nothing queued starts), then the workers exit
-    deadline = time.monotonic() + 120
-    while multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert not multiprocessing.active_children()
-    written = sorted(out.glob("*.npz"))  # whole episodes only: at most the ones running at the cancel
-    assert len(written) < 8 and all(read_episode(p).steps > 0 for p in written)
+    run = subprocess.run([sys.executable, "-c", CANCEL_COLLECT, str(tmp_path / "episodes")],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    cancel_s, status, alive, written, whole = run.stdout.split()[-5:]
+    assert float(cancel_s) < 3.0 and status == "cancelled"
+    assert alive == "0" and int(written) < 8 and whole == "True"
 
 
 # -- first-hour friction: settings, defaults, messages -------------------------------------------
