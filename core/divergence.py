@@ -202,8 +202,9 @@ def dream_divergence(
                 add(f"{name}_reward_dream@{horizon}", float(parked_reward.sum()), m)
                 add(f"{name}_reward_real@{horizon}", real_parked * m, m)
         if config.steer and starts[len(starts) // 2] + STEER_STEPS <= steps:
-            s0 = starts[len(starts) // 2]
-            real_offsets = []
+            s0, m = starts[len(starts) // 2], config.samples
+            h_s, c_s = states[s0]
+            real_offsets, dream_offsets = [], []
             for sign in (-1.0, 1.0):
                 held = actions[s0 : s0 + STEER_STEPS].clone()
                 held[:, 0] = sign * STEER
@@ -211,16 +212,14 @@ def dream_divergence(
                 if frame is None:
                     break
                 real_offsets.append(road_offset(wm.preprocess(frame[None]))[0][0])
-                m = config.samples
                 turned = BatchedDream(memory, m, tau=config.tau, max_steps=STEER_STEPS)
-                h_s, c_s = states[s0]
                 turned.reset(seeds[:m], z=mu[s0].expand(m, -1),
                              state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip
                 for t in range(STEER_STEPS):
                     turned.step(held[t].expand(m, 3))
-                offset = road_offset(wm.decode(turned.z))[0]
-                add("steer_response_dream", float(sign * offset.sum()), m)
-            if len(real_offsets) == 2:
+                dream_offsets.append(road_offset(wm.decode(turned.z))[0])
+            if len(real_offsets) == 2:  # right minus left, per dream (same random streams) and in reality
+                add("steer_response_dream", float((dream_offsets[1] - dream_offsets[0]).sum()), m)
                 add("steer_response_real", float(real_offsets[1] - real_offsets[0]), 1)
         windows += len(starts)
     if not windows:
