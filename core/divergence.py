@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -240,22 +243,32 @@ STEER_STEPS = 20
 """Steps the steering is held."""
 
 
-def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  # type: ignore[no-untyped-def]
-    """Reality's frame uint8 (96, 96, 3) after replaying ``ep``'s actions up to ``start`` on its track and then
-    the actions ``held`` float32 (K, 3); None when the replay does not reproduce the recorded rewards or the
-    episode ends first."""
+@contextmanager
+def _replayed(ep, start: int) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+    """The real env on ``ep``'s track after its recorded actions up to ``start``, or None when the replay does
+    not reproduce the recorded rewards (another env version) or the episode ends first."""
     from core.envs.car_racing import make_real_env
 
     env = make_real_env()
     try:
         env.reset(seed=int(ep.seed))
-        replayed = 0.0
+        replayed, ended = 0.0, False
         for t in range(start):
-            _, r, term, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
+            _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
             replayed += float(r)
-            if term:
-                return None
-        if abs(replayed - float(np.sum(ep.rewards[:start]))) > 1e-3 * max(1.0, abs(replayed)):
+            if ended:
+                break
+        reproduced = abs(replayed - float(np.sum(ep.rewards[:start]))) <= 1e-3 * max(1.0, abs(replayed))
+        yield env if reproduced and not ended else None
+    finally:
+        env.close()
+
+
+def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+    """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
+    float32 (K, 3); None when the replay fails (see :func:`_replayed`) or the episode ends first."""
+    with _replayed(ep, start) as env:
+        if env is None:
             return None
         obs = None
         for action in held:
@@ -263,25 +276,13 @@ def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  #
             if term:
                 return None
         return obs
-    finally:
-        env.close()
 
 
 def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:  # type: ignore[no-untyped-def]
-    """Reality's return over ``steps`` steps of ``action`` held after replaying ``ep``'s actions up to ``start``
-    on its track; None when the replay does not reproduce the recorded rewards (another env version)."""
-    from core.envs.car_racing import make_real_env
-
-    env = make_real_env()
-    try:
-        env.reset(seed=int(ep.seed))
-        replayed = 0.0
-        for t in range(start):
-            _, r, term, trunc, _ = env.step(np.asarray(ep.actions[t], np.float32))
-            replayed += float(r)
-            if term:
-                return None
-        if abs(replayed - float(np.sum(ep.rewards[:start]))) > 1e-3 * max(1.0, abs(replayed)):
+    """Reality's return over ``steps`` steps of ``action`` held after replaying ``ep`` up to ``start``; None
+    when the replay fails (see :func:`_replayed`)."""
+    with _replayed(ep, start) as env:
+        if env is None:
             return None
         total = 0.0
         for _ in range(steps):
@@ -290,8 +291,6 @@ def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, 
             if term:
                 break
         return total
-    finally:
-        env.close()
 
 
 def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:

@@ -270,10 +270,7 @@ class MDNRNN(nn.Module):
         preds = []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
-            with torch.no_grad():  # the component index: no gradient, as in any discrete choice
-                cdf = torch.softmax(last.log_pi, dim=-1).cumsum(dim=-1)
-                k = (normal_to_uniform(noise[..., 0:1]) > cdf).sum(-1, keepdim=True).clamp_(max=cdf.shape[-1] - 1)
-            z_t = last.mu.gather(-1, k).squeeze(-1) + last.log_sigma.gather(-1, k).squeeze(-1).exp() * noise[..., 1]
+            z_t = sample_mdn_with_noise(last.log_pi, last.mu, last.log_sigma, 1.0, noise)  # the index: no gradient
             last, state = self.step(z_t, action[:, t], state)
             preds.append(last)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
