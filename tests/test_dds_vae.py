@@ -250,3 +250,21 @@ def test_mask_input_lets_a_kept_black_value_differ_from_a_dropped_one(tmp_path: 
     assert loaded.config.mask_input
     with torch.no_grad():
         assert torch.equal(loaded.mask(black).mini_mask, after)
+
+
+def test_load_vision_gives_channels_last_weights_and_the_same_latents(tmp_path: Path, frames: torch.Tensor) -> None:
+    from core.envs.world_model import load_vision
+
+    model = _model().eval()
+    path = save_checkpoint(tmp_path / "v.safetensors", model, kind="dds_vae", config=model.config)
+    loaded = load_vision(path)
+    conv = next(m for m in loaded.modules() if isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not conv.weight.is_contiguous()
+    with torch.no_grad():
+        mu_ref, _ = model.encode(frames)
+        mu, _ = loaded.encode(frames)
+        torch.testing.assert_close(mu, mu_ref, rtol=0, atol=1e-4)
+        torch.testing.assert_close(loaded.decode(mu_ref), model.decode(mu_ref), rtol=0, atol=1e-4)
+    again = save_checkpoint(tmp_path / "v2.safetensors", loaded, kind="dds_vae", config=loaded.config)
+    assert load_model(again, "dds_vae") is not None  # channels-last weights save as ordinary tensors

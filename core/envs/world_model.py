@@ -26,9 +26,22 @@ from core.models.mdnrnn import MDNRNN, LSTMState
 PathLike = str | os.PathLike[str]
 
 
+CHANNELS_LAST_KINDS = ("dds_vae",)
+"""Vision kinds loaded with channels-last convolution weights: oneDNN then picks the channels-last kernels, which
+run the DDS+VAE's full-resolution U-Nets faster on the CPU at every batch size (same outputs to float32
+rounding; README, "Figures"). The ConvVAE keeps the default layout."""
+
+
 def load_vision(path: PathLike) -> nn.Module:
-    """Load a ConvVAE or DDS+VAE checkpoint (eval mode). Raises CheckpointError."""
-    return load_model(path, VISION_KINDS)
+    """Load a ConvVAE or DDS+VAE checkpoint (eval mode; weights channels-last for :data:`CHANNELS_LAST_KINDS`).
+
+    Raises:
+        CheckpointError: missing, corrupt or foreign file, or not a vision checkpoint.
+    """
+    model = load_model(path, VISION_KINDS)
+    if getattr(model, "kind", None) in CHANNELS_LAST_KINDS:
+        model.to(memory_format=torch.channels_last)
+    return model
 
 
 def check_vision_memory(vision: nn.Module, memory: nn.Module) -> str | None:
