@@ -22,7 +22,14 @@ its state at each window start s; from there the batched dream continues open lo
   replayed up to the start); the road's horizontal offset (:func:`core.metrics.road.road_offset`, pixels at V's
   resolution) after steering right minus after steering left. Reality's is negative (a right turn moves the road
   to the left of the car); a dream whose response has the other sign, or none, does not obey the driver;
-- the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold).
+- the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold);
+- closed loop (with ``controller``): from the same window starts a controller drives the dream itself, reading
+  the dream's own ``[z, h]`` as it would reality's, so no real action carries what reality's road does next. The
+  road share of the dream at each horizon against reality's at the same step (the episode's own driver on its
+  track), the share of dreams that keep at least half of it, and the dream's reward. Open loop, a dream that
+  obeys the driver loses the road wherever the road it invents ahead bends unlike reality's (reality's actions
+  follow reality's bends); closed loop, a driver who sees the dream's road can follow it, which is what a person
+  driving in the dream and a controller trained there do.
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
 """
@@ -79,6 +86,9 @@ class DivergenceConfig:
     """Also measure the parked return (dream vs reality, see the module doc; costs real env steps)."""
     steer: bool = True
     """Also measure the steering response (dream vs reality, see the module doc; costs real env steps)."""
+    controller: Path | None = None
+    """Controller on this V and M (``[z, h]``, or ``z`` for a V-only one) that also drives the dream closed loop
+    from every window start (see the module doc); unset: open loop only."""
     json: bool = False
     """Print one JSON object instead of the table."""
 
@@ -105,7 +115,7 @@ def dream_divergence(
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
-    wm = WorldModel.load(config.vision, config.memory)
+    wm = WorldModel.load(config.vision, config.memory, config.controller)
     memory = wm.require_memory()
     horizon = max(config.horizons)
     files = list_episodes(config.data_dir)
@@ -183,6 +193,8 @@ def dream_divergence(
                 add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((vision_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
+        if wm.controller is not None:
+            _closed_loop(wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add)
         if config.parked:
             m = config.samples
             brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)
@@ -235,6 +247,29 @@ def dream_divergence(
     metrics["divergence/windows"] = float(windows)
     metrics["divergence/dreams"] = float(windows * config.samples)
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
+
+
+def _closed_loop(wm: WorldModel, memory: Any, config: DivergenceConfig, z0: torch.Tensor,
+                 state: tuple[torch.Tensor, torch.Tensor], seeds: list[int], real_frames: torch.Tensor,
+                 add: Any) -> None:  # fmt: skip
+    """The controller drives the dream from each window start (see the module doc); ``real_frames`` float32
+    (N, len(horizons), 3, S, S) are reality's frames at the horizons."""
+    controller = wm.controller
+    assert controller is not None
+    n, horizon = len(z0), max(config.horizons)
+    dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
+    obs = dream.reset(seeds, z=z0, state=state)
+    v_only = controller.config.input_dim == wm.z_dim
+    reward = torch.zeros(n, dtype=torch.float64)
+    for k in range(1, horizon + 1):
+        obs, r, _, _ = dream.step(controller(obs[:, : wm.z_dim] if v_only else obs))
+        reward += r.double()
+        if k in config.horizons:
+            real_road = road_share(real_frames[:, config.horizons.index(k)])
+            dream_road = road_share(wm.decode(dream.z))
+            add(f"closed_road_share_dream@{k}", float(dream_road.sum()), n)
+            add(f"closed_road_kept@{k}", float((dream_road >= 0.5 * real_road).sum()), n)
+            add(f"closed_reward_sum_dream@{k}", float(reward.sum()), n)
 
 
 STEER = 0.6
@@ -315,6 +350,16 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
             f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
             f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
         )
+    if f"divergence/closed_road_kept@{h}" in metrics:
+        rows.append("")
+        rows.append(f"closed loop (the controller drives the dream): {'horizon':>8} {'road dream':>10} "
+                    f"{'kept >=1/2':>10} {'reward dream':>12}")  # fmt: skip
+        for k in horizons:
+            rows.append(
+                f"{'':>46} {k:>8} {metrics[f'divergence/closed_road_share_dream@{k}']:>10.3f} "
+                f"{metrics[f'divergence/closed_road_kept@{k}']:>10.0%} "
+                f"{metrics[f'divergence/closed_reward_sum_dream@{k}']:>12.2f}"
+            )
     for name, what in (("parked", "full brake from mid-episode"), ("parked_start", "no input from the reset frame")):
         if f"divergence/{name}_reward_real@{h}" in metrics:
             rows.append(

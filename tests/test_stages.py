@@ -211,6 +211,50 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
         dream_divergence(DivergenceConfig(**{**cfg.__dict__, "horizons": (100,)}))
 
 
+def test_closed_loop_divergence_is_the_dream_driven_by_the_controller(
+    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+) -> None:
+    from core.checkpoint import save_checkpoint
+    from core.envs.dream import BatchedDream
+    from core.models.controller import Controller, ControllerConfig
+
+    controller = Controller(ControllerConfig())
+    with torch.no_grad():  # a constant driver: gas tanh(1) / 2 + 1 / 2, steering tanh(0.5), no brake
+        controller.fc.weight.zero_()
+        controller.fc.bias.copy_(torch.tensor([0.5, 1.0, -1.0]))
+    path = save_checkpoint(tmp_path / "c.safetensors", controller, kind="controller", config=controller.config)
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(5, 10),
+        warmup=5, start_every=20, samples=1, tau=0.0, parked=False, steer=False, controller=path,
+    )  # fmt: skip
+    metrics = dream_divergence(cfg).metrics
+    # by hand: M over reality to each window start, then the dream stepped with the controller's constant action
+    vae, memory = load_model(pipeline["vision"], "conv_vae"), load_model(pipeline["memory"], "mdnrnn")
+    action = controller(torch.zeros(1, 288))
+    roads, rewards = {5: [], 10: []}, {5: [], 10: []}
+    for f in sorted(real_episodes.glob("ep_*.npz")):
+        ep = read_episode(f)
+        x = torch.from_numpy(preprocess_frames(ep.frames, 64)).float() / 255.0
+        with torch.no_grad():
+            mu = vae.encode(x)[0]
+            state = memory.initial_state(1)
+            for t in range(46):
+                if t in (5, 25, 45):
+                    dream = BatchedDream(memory, 1, tau=0.0, max_steps=10)
+                    dream.reset([0], z=mu[t : t + 1], state=state)
+                    total = 0.0
+                    for k in range(1, 11):
+                        total += float(dream.step(action)[1][0])
+                        if k in roads:
+                            roads[k].append(float(road_share(vae.decode(dream.z))[0]))
+                            rewards[k].append(total)
+                _, state = memory.step(mu[t : t + 1], torch.from_numpy(ep.actions[t : t + 1]), state)
+    for k in (5, 10):
+        assert metrics[f"divergence/closed_road_share_dream@{k}"] == pytest.approx(np.mean(roads[k]), abs=1e-5)
+        assert metrics[f"divergence/closed_reward_sum_dream@{k}"] == pytest.approx(np.mean(rewards[k]), abs=1e-4)
+        assert 0.0 <= metrics[f"divergence/closed_road_kept@{k}"] <= 1.0
+
+
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     cfg = MemoryTrainConfig(latents=pipeline["latents"], out=out, epochs=1, seq_len=16, batch_size=4)
