@@ -23,6 +23,11 @@ its state at each window start s; from there the batched dream continues open lo
   resolution) after steering right minus after steering left. Reality's is negative (a right turn moves the road
   to the left of the car); a dream whose response has the other sign, or none, does not obey the driver;
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold);
+- nudged reality (with ``nudge``): reality itself from each window start, replayed on the track, with the steering
+  nudged by -NUDGE and then +NUDGE for NUDGE_STEPS steps and the recorded actions after that; its road share
+  against the recorded frames'. This is a perfect model of the car and the track whose start differs by a nudge
+  far smaller than a dream's error after a few steps, so its tracking bounds what any model can reach open loop
+  fed the recorded actions (they hold the original line's corrections, not the nudged car's);
 - closed loop (with ``controller``): from the same window starts a controller drives the dream itself, reading
   the dream's own ``[z, h]`` as it would reality's, so no real action carries what reality's road does next. The
   road share of the dream at each horizon against reality's at the same step (the episode's own driver on its
@@ -86,6 +91,9 @@ class DivergenceConfig:
     """Also measure the parked return (dream vs reality, see the module doc; costs real env steps)."""
     steer: bool = True
     """Also measure the steering response (dream vs reality, see the module doc; costs real env steps)."""
+    nudge: bool = False
+    """Also measure nudged reality (see the module doc): the open-loop ceiling of road tracking (costs real env
+    steps: a replay of the track up to every window start)."""
     controller: Path | None = None
     """Controller on this V and M (``[z, h]``, or ``z`` for a V-only one) that also drives the dream closed loop
     from every window start (see the module doc); unset: open loop only."""
@@ -193,6 +201,19 @@ def dream_divergence(
                 add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((vision_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
+        if config.nudge:
+            for s0 in starts:
+                for sign in (-1.0, 1.0):
+                    nudged = actions[s0 : s0 + horizon].clone()
+                    nudged[:NUDGE_STEPS, 0] = (nudged[:NUDGE_STEPS, 0] + sign * NUDGE).clamp(-1.0, 1.0)
+                    obs = _real_frames_after(ep, s0, nudged.numpy(), config.horizons)
+                    if obs is None:
+                        continue
+                    nudged_road = road_share(wm.preprocess(obs))
+                    for j, k in enumerate(config.horizons):
+                        real_road = road_share(x[s0 + k : s0 + k + 1])
+                        add(f"nudged_road_share@{k}", float(nudged_road[j]), 1)
+                        add(f"nudged_road_tracked@{k}", float(tracks_road(nudged_road[j : j + 1], real_road)[0]), 1)
         if wm.controller is not None:
             _closed_loop(wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add)
         if config.parked:
@@ -299,6 +320,29 @@ def _replayed(ep, start: int) -> Iterator[Any]:  # type: ignore[no-untyped-def]
         env.close()
 
 
+NUDGE = 0.2
+"""Steering offset of the nudged-reality baseline (CarRacing's steer is in [-1, 1])."""
+NUDGE_STEPS = 2
+"""Steps the nudge lasts."""
+
+
+def _real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+    """Reality's frames uint8 (len(horizons), 96, 96, 3) after ``k`` of ``actions`` float32 (K, 3) for each ``k``
+    in ``horizons``, from ``ep``'s track replayed up to ``start``; None when the replay fails (see
+    :func:`_replayed`) or the episode ends first."""
+    with _replayed(ep, start) as env:
+        if env is None:
+            return None
+        frames = []
+        for k, action in enumerate(actions, start=1):
+            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
+            if term:
+                return None
+            if k in horizons:
+                frames.append(obs)
+        return np.stack(frames)
+
+
 def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  # type: ignore[no-untyped-def]
     """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
     float32 (K, 3); None when the replay fails (see :func:`_replayed`) or the episode ends first."""
@@ -350,6 +394,11 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
             f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
             f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
         )
+    if f"divergence/nudged_road_tracked@{h}" in metrics:
+        rows.append("")
+        rows.append(f"nudged reality (steering {NUDGE:+.1f} / {-NUDGE:+.1f} for {NUDGE_STEPS} steps, then the recorded "
+                    "actions), road tracked: " + ", ".join(
+                        f"{metrics[f'divergence/nudged_road_tracked@{k}']:.0%} @{k}" for k in horizons))  # fmt: skip
     if f"divergence/closed_road_kept@{h}" in metrics:
         rows.append("")
         rows.append(f"closed loop (the controller drives the dream): {'horizon':>8} {'road dream':>10} "

@@ -255,6 +255,26 @@ def test_closed_loop_divergence_is_the_dream_driven_by_the_controller(
         assert 0.0 <= metrics[f"divergence/closed_road_kept@{k}"] <= 1.0
 
 
+def test_nudged_reality_replays_the_track_and_without_a_nudge_is_reality(
+    pipeline: dict[str, Path], real_episodes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.divergence
+
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(3, 10),
+        warmup=5, start_every=20, samples=1, parked=False, steer=False, nudge=True,
+    )  # fmt: skip
+    monkeypatch.setattr(core.divergence, "NUDGE", 0.0)
+    plain = dream_divergence(cfg).metrics
+    for k in (3, 10):  # no nudge: the replay gives the recorded frames, so it tracks reality everywhere
+        assert plain[f"divergence/nudged_road_share@{k}"] == pytest.approx(plain[f"divergence/road_share_real@{k}"], abs=1e-6)
+        assert plain[f"divergence/nudged_road_tracked@{k}"] == 1.0
+    monkeypatch.setattr(core.divergence, "NUDGE", 1.0)
+    monkeypatch.setattr(core.divergence, "NUDGE_STEPS", 8)
+    pushed = dream_divergence(cfg).metrics  # a hard push moves the road in the frame
+    assert pushed["divergence/nudged_road_share@10"] != pytest.approx(plain["divergence/nudged_road_share@10"], abs=1e-4)
+
+
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     cfg = MemoryTrainConfig(latents=pipeline["latents"], out=out, epochs=1, seq_len=16, batch_size=4)
