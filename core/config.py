@@ -70,6 +70,10 @@ class CollectConfig:
     """--policy controller: standard deviation of the Gaussian noise added to the steering."""
     excursion_prob: float = 0.005
     """--policy controller: per-step probability of a random excursion of 5-30 steps off the controller's line."""
+    noise_corr_steps: float = 0.0
+    """--policy controller: correlation time of the steering noise in env steps (an AR(1), Ornstein-Uhlenbeck
+    process with std --noise-std; 0 = white noise). Correlated pushes move the car off the controller's line, so
+    the data show what steering does apart from where the road goes."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -81,6 +85,7 @@ class CollectConfig:
         )
         _check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")  # NaN fails too
         _check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
+        _check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
         _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

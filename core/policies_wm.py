@@ -102,6 +102,14 @@ class ControllerPolicy:
     [0, 1] would add gas or brake on average and change the driver, not explore around it (the model card
     gives the measurement). Speed varies through the excursions instead.
 
+    With ``noise_corr_steps`` > 0 the steering noise is an AR(1) process, the discrete Ornstein-Uhlenbeck
+    process of DDPG's exploration (Lillicrap et al., 2016): ``n_t = rho * n_{t-1} + sqrt(1 - rho^2) * noise_std
+    * eps_t``, ``rho = exp(-1 / noise_corr_steps)``, stationary std ``noise_std``. White noise of the same std
+    averages out within a few steps and hardly moves the car; correlated noise holds a push for about
+    ``noise_corr_steps`` steps, so the car really leaves the controller's line and the recorded steering says
+    something the road ahead does not: what the action does. A world model trained on a driver's actions alone
+    can learn that steering tells where the road goes (the README's session-8 finding).
+
     Excursions give the data what a good driver never shows: with probability ``excursion_prob`` per step the
     policy takes over from C for U{5..30} steps with one random held action (steer U(-1, 1), gas U(0, 1),
     brake 0 or U(0, 1) with probability 0.2), which sends the car onto the verge or the grass; C then drives
@@ -112,15 +120,20 @@ class ControllerPolicy:
         world_model: V, M and C (C required).
         noise_std: standard deviation of the action noise (0 = the controller as trained), >= 0.
         excursion_prob: per-step probability of starting an excursion, in [0, 1].
+        noise_corr_steps: correlation time of the steering noise in env steps (0 = white noise), >= 0.
     """
 
-    def __init__(self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0) -> None:
+    def __init__(
+        self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0
+    ) -> None:
         if world_model.controller is None:
             raise CheckpointError("a controller policy needs a controller checkpoint")
         self.world_model = world_model
         self.controller = world_model.controller
         self.noise_std = noise_std
         self.excursion_prob = excursion_prob
+        self.noise_rho = float(np.exp(-1.0 / noise_corr_steps)) if noise_corr_steps > 0 else 0.0
+        self._noise = 0.0
         self.include_h = self.controller.config.hidden_dim > 0
         self.rng = np.random.default_rng(0)
         self._state: LSTMState | None = None
@@ -131,6 +144,7 @@ class ControllerPolicy:
         self.rng = np.random.default_rng(seed)
         self._state = self.world_model.initial_state(1) if self.include_h else None
         self._excursion_left = 0
+        self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
     def _excursion(self) -> np.ndarray | None:
         """The held random action while an excursion lasts, else None."""
@@ -151,7 +165,10 @@ class ControllerPolicy:
         z = self.world_model.encode(frame)[0]
         obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
         action = self.controller(obs).numpy()
-        action[0] += self.noise_std * self.rng.standard_normal()  # steer only; see the class doc
+        # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
+        rho = self.noise_rho
+        self._noise = rho * self._noise + float(np.sqrt(1.0 - rho * rho)) * self.noise_std * self.rng.standard_normal()
+        action[0] += self._noise
         excursion = self._excursion()
         if excursion is not None:
             action = excursion
@@ -170,12 +187,14 @@ class ControllerPolicyFactory:
         noise_std: action noise standard deviation.
         name: recorded as the episodes' ``policy``.
         excursion_prob: per-step probability of a random excursion (see :class:`ControllerPolicy`).
+        noise_corr_steps: correlation time of the steering noise in steps (0 = white; see :class:`ControllerPolicy`).
     """
 
     files: WorldModelFiles
     noise_std: float = 0.1
     name: str = "controller"
     excursion_prob: float = 0.0
+    noise_corr_steps: float = 0.0
 
     def make(self) -> ControllerPolicy:
-        return ControllerPolicy(self.files.load(), self.noise_std, self.excursion_prob)
+        return ControllerPolicy(self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps)

@@ -146,6 +146,27 @@ def test_controller_policy_explores_steering_and_takes_excursions_reproducibly()
     assert len(np.unique(held[:, 0])) < len(held) / 5  # an excursion holds one action for 5-30 steps
 
 
+def test_correlated_steering_noise_is_an_ar1_process_with_the_stated_std_and_correlation_time() -> None:
+    from core.policies_wm import ControllerPolicy
+
+    frame = np.zeros((96, 96, 3), np.uint8)
+
+    def noise(corr: float) -> np.ndarray:
+        policy = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.2, noise_corr_steps=corr)  # type: ignore[arg-type]
+        policy.reset(3)
+        return np.stack([policy.act(frame) for _ in range(20_000)])[:, 0] - np.float32(0.3)
+
+    def lag1(n: np.ndarray) -> float:
+        return float(np.corrcoef(n[:-1], n[1:])[0, 1])
+
+    white, held = noise(0.0), noise(10.0)
+    assert 0.19 < white.std() < 0.21 and 0.18 < held.std() < 0.22  # stationary std = noise_std either way
+    assert abs(lag1(white)) < 0.03  # white: independent steps
+    assert abs(lag1(held) - np.exp(-1 / 10)) < 0.03  # AR(1): rho = exp(-1 / corr) = 0.905
+    lag10 = float(np.corrcoef(held[:-10], held[10:])[0, 1])
+    assert abs(lag10 - np.exp(-1.0)) < 0.08  # one correlation time: 1/e
+
+
 def test_windows_name_their_episode_so_dreams_can_be_scored_per_policy(tmp_path: Path) -> None:
     # the sampler's train ids are a subset: the episode index must be the latent file's, not the subset's
     latents = _latents(["controller", "random", "random", "controller"])

@@ -104,7 +104,9 @@ def policy_factory(config: CollectConfig) -> PolicyFactory:
 
     files = WorldModelFiles.read(config.vision, config.memory, config.controller)  # type: ignore[arg-type]
     files.load()  # fail here, with a clear line, rather than in every worker
-    return ControllerPolicyFactory(files, config.noise_std, excursion_prob=config.excursion_prob)
+    return ControllerPolicyFactory(
+        files, config.noise_std, excursion_prob=config.excursion_prob, noise_corr_steps=config.noise_corr_steps
+    )
 
 
 def collect(

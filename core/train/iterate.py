@@ -56,6 +56,9 @@ class IterateConfig:
     excursion_prob: float = 0.005
     """Per-step probability of a random excursion of 5-30 steps off the controller's line (onto the verge or the
     grass, then the controller's recovery; see core.policies_wm.ControllerPolicy)."""
+    noise_corr_steps: float = 0.0
+    """Correlation time of the steering noise in env steps (AR(1) / Ornstein-Uhlenbeck; 0 = white noise).
+    Correlated pushes move the car off the controller's line, so M sees what steering does."""
     check_data_dirs: tuple[Path, ...] = ()
     """Held-out episode directories (e.g. agent-driven and random ones, seeds 900,000..999,999) on which every
     round's new M is measured with `divergence` (road share kept and tracked, pixel MSE, reward per horizon);
@@ -80,6 +83,8 @@ class IterateConfig:
             raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
         if not 0 <= self.excursion_prob <= 1:
             raise ConfigError(f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
+        if not self.noise_corr_steps >= 0:
+            raise ConfigError(f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
         if self.check_max_episodes < 0 or not self.check_horizons or min(self.check_horizons) < 1:
             raise ConfigError("check_max_episodes must be >= 0 and check_horizons >= 1")
         if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > TRAINING.stop:
@@ -231,7 +236,8 @@ def iterate(
         seed = config.collect_seed + (r - 1) * config.episodes
         report(r - 1, f"round {r}: collecting {config.episodes} episodes with {controller} (noise {config.noise_std})")
         factory = ControllerPolicyFactory(
-            WorldModelFiles.read(vision, memory, controller), config.noise_std, excursion_prob=config.excursion_prob
+            WorldModelFiles.read(vision, memory, controller), config.noise_std, excursion_prob=config.excursion_prob,
+            noise_corr_steps=config.noise_corr_steps,
         )
         collect_config = CollectConfig(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=base.max_steps,
