@@ -233,7 +233,11 @@ class MemoryTrainConfig:
     hidden_dim: int = 256
     """LSTM size."""
     n_gaussians: int = 5
-    """Mixture components per latent dimension."""
+    """Mixture components (per latent dimension, or of the whole vector with --joint)."""
+    joint: bool = False
+    """One mixture over the whole latent vector (K diagonal Gaussians sharing one set of weights) instead of Ha's
+    independent mixture per dimension, so a dream draws one coherent future for all of z (see
+    MDNRNNConfig.joint)."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     sample_z: bool = True

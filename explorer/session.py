@@ -738,7 +738,7 @@ class Session:
             k = SPREAD_SAMPLES
             draws = sample_mdn(
                 out.log_pi.expand(k, -1, -1), out.mu.expand(k, -1, -1), out.log_sigma.expand(k, -1, -1),
-                self._tau, generator=self.torch_rng,
+                self._tau, generator=self.torch_rng, joint=memory.config.joint,
             )  # fmt: skip
         spread = float(draws.std(0).mean())
         self._cache["spread"] = ((key, now), spread)

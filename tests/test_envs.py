@@ -116,6 +116,32 @@ def test_batched_dream_step_samples_as_the_model_does(wm: WorldModel, tau: float
     torch.testing.assert_close(reward, out.reward, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("tau", [0.0, 0.9])
+def test_batched_dream_samples_a_joint_mixture_as_the_model_does(tau: float) -> None:
+    from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+
+    torch.manual_seed(0)
+    m = MDNRNN(MDNRNNConfig(z_dim=32, hidden_dim=24, n_gaussians=5, joint=True)).eval()
+    with torch.no_grad():
+        m.head.weight.mul_(5.0)  # spread the logits so that the component draw matters
+    dream = BatchedDream(m, 8, tau=tau)
+    dream.reset(list(range(8)), z=torch.randn(8, 32, generator=torch.Generator().manual_seed(0)))
+    z0, a = dream.z.clone(), torch.rand(8, 3)
+    dream._refill()
+    u_and_eps = dream._noise_chunk[0].clone()
+    dream._chunk_pos = 0
+    with torch.no_grad():
+        out, _ = m.step(z0, a, m.initial_state(8))
+    normal = u_and_eps.clone()
+    normal[..., 0] = torch.erfinv(2 * u_and_eps[..., 0] - 1) * 2**0.5
+    expected = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal, joint=True)
+    dream.step(a)
+    torch.testing.assert_close(dream.z, expected, atol=1e-4, rtol=1e-4)
+    per_dim = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal)
+    if tau > 0:
+        assert not torch.allclose(dream.z, per_dim, atol=1e-3)  # the joint draw is not the per-dimension one
+
+
 def test_bf16_dream_step_is_close_to_float32(wm: WorldModel) -> None:
     m = wm.require_memory()
     z0 = torch.randn(64, 32, generator=torch.Generator().manual_seed(0))

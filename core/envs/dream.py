@@ -71,8 +71,12 @@ class BatchedDream:
         # head rows reordered from (3, z_dim, k) to (3, k, z_dim): the per-dimension mixture reductions then run
         # over a short outer axis, vectorised along z_dim, instead of over a contiguous axis of length k
         d, k = self.z_dim, self.k
-        order = torch.arange(3 * d * k).view(3, d, k).permute(0, 2, 1).reshape(-1)
-        order = torch.cat([order, torch.arange(3 * d * k, memory.head.out_features)])
+        self.joint = cfg.joint
+        n_logits = memory.n_logits  # K for a joint mixture (one set of weights), d * k per dimension
+        logit_order = torch.arange(n_logits) if self.joint else torch.arange(d * k).view(d, k).t().reshape(-1)
+        rest = n_logits + torch.arange(2 * d * k).view(2, d, k).permute(0, 2, 1).reshape(-1)
+        order = torch.cat([logit_order, rest, torch.arange(n_logits + 2 * d * k, memory.head.out_features)])
+        self._n_logits = n_logits
         self._head_w = memory.head.weight.detach()[order].contiguous()
         self._head_b = memory.head.bias.detach()[order].contiguous()
         self.bf16 = bf16
@@ -184,18 +188,21 @@ class BatchedDream:
         cfg = self.memory.config
         d, k = self.z_dim, self.k
         y = torch.nn.functional.linear(h.to(self._head_w.dtype), self._head_w, self._head_b).float()
-        mdn = y[:, : 3 * d * k].view(self.n, 3, k, d)
-        logits, mu, log_sigma = mdn[:, 0], mdn[:, 1], mdn[:, 2]  # each (N, k, z_dim)
+        n_logits = self._n_logits
+        logits = y[:, :n_logits].view(self.n, k, -1)  # (N, k, z_dim), or (N, k, 1) for a joint mixture
+        mdn = y[:, n_logits : n_logits + 2 * d * k].view(self.n, 2, k, d)
+        mu, log_sigma = mdn[:, 0], mdn[:, 1]  # each (N, k, z_dim)
         noise = self._noise()
         if self.tau <= 0:
-            pick = logits.argmax(dim=1, keepdim=True)
+            pick = logits.argmax(dim=1, keepdim=True).expand(-1, -1, d)
             z_next = mu.gather(1, pick).squeeze(1)
         else:
             # inverse CDF of softmax(logits / tau) without normalising: u * total > unnormalised cumsum
             scaled = logits * (1.0 / self.tau)
             cdf = (scaled - scaled.amax(dim=1, keepdim=True)).exp_().cumsum_(dim=1)
-            u = noise[:, :, 0].unsqueeze(1) * cdf[:, -1:]
-            pick = (u > cdf).sum(dim=1, keepdim=True).clamp_(max=k - 1)
+            u_all = noise[:, :1, 0] if self.joint else noise[:, :, 0]  # a joint mixture: one draw for all of z
+            u = u_all.unsqueeze(1) * cdf[:, -1:]
+            pick = (u > cdf).sum(dim=1, keepdim=True).clamp_(max=k - 1).expand(-1, -1, d)
             sigma = log_sigma.gather(1, pick).squeeze(1).clamp_(LOG_SIGMA_MIN, LOG_SIGMA_MAX).exp_()
             z_next = mu.gather(1, pick).squeeze(1) + sigma * noise[..., 1] * math.sqrt(self.tau)
         if cfg.residual:

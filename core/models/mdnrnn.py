@@ -1,7 +1,7 @@
 """MDN-RNN (Ha & Schmidhuber, 2018, sec. 2.2 and app. A.2; Graves, 2013, sec. 4; Bishop, 1994).
 
-An LSTM over ``[z_t, a_t]`` whose head gives, for every latent dimension independently, a mixture of K
-Gaussians over ``z_{t+1}``, plus a reward head (``r_{t+1}``) and a done head (``terminated_{t+1}``, as Ha's
+An LSTM over ``[z_t, a_t]`` whose head gives a mixture of K Gaussians over ``z_{t+1}`` (for every latent dimension
+independently, as Ha's; or one mixture over the whole vector, ``MDNRNNConfig.joint``), plus a reward head (``r_{t+1}``) and a done head (``terminated_{t+1}``, as Ha's
 Doom model had). The same module trains on sequences (``forward``) and dreams one step at a time (``step``).
 """
 
@@ -46,6 +46,12 @@ class MDNRNNConfig:
     residual: bool = True
     """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
     default and the LSTM learns the motion; False gives Ha's absolute means."""
+    joint: bool = False
+    """One mixture over the whole latent vector: K components, each a diagonal Gaussian over all z_dim dimensions,
+    with one set of weights pi_k (Bishop, 1994, eq. 22 with a diagonal covariance; the form of ctallec's PyTorch
+    port). False: Ha's independent mixture per dimension, where a dream picks each dimension's component on its
+    own, so at a fork of the road (left or right) it can draw half of one future and half of the other; a joint
+    mixture picks one future for the whole z."""
 
     def __post_init__(self) -> None:
         for name in ("z_dim", "action_dim", "hidden_dim", "n_gaussians"):
@@ -58,7 +64,8 @@ class MDNRNNConfig:
 class MDNOutput(NamedTuple):
     """Head outputs; leading dims ``...`` are (B, T) for sequences and (B,) for one step.
 
-    log_pi: float32 (..., z_dim, K) log mixture weights (log-softmax over K).
+    log_pi: float32 (..., z_dim, K) log mixture weights (log-softmax over K); with a joint mixture the same K
+        weights are repeated along z_dim.
     mu: float32 (..., z_dim, K) component means of z_{t+1}.
     log_sigma: float32 (..., z_dim, K) component log standard deviations.
     reward: float32 (...) predicted reward r_{t+1} (CarRacing units: -0.1 per frame, +1000/N per tile).
@@ -75,35 +82,48 @@ class MDNOutput(NamedTuple):
 LSTMState = tuple[Tensor, Tensor]
 
 
-def mdn_nll(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, target: Tensor) -> Tensor:
-    """Negative log-likelihood of ``target`` under per-dimension Gaussian mixtures, via log-sum-exp.
+def mdn_nll(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, target: Tensor, joint: bool = False) -> Tensor:
+    """Negative log-likelihood of ``target`` under the Gaussian mixtures, via log-sum-exp.
 
-    ``-log sum_k pi_k N(target; mu_k, sigma_k^2)`` (Bishop, 1994, eq. 29; Ha & Schmidhuber, 2018, app. A.2).
+    Per dimension: ``-log sum_k pi_k N(target_d; mu_kd, sigma_kd^2)`` (Bishop, 1994, eq. 29; Ha & Schmidhuber,
+    2018, app. A.2). Joint (``joint=True``): ``-log sum_k pi_k prod_d N(target_d; mu_kd, sigma_kd^2)`` (Bishop,
+    1994, eq. 22 and 29, diagonal covariance), spread evenly over the D dimensions so both read in nats per
+    dimension and their means compare.
 
     Args:
-        log_pi, mu, log_sigma: float (..., D, K).
+        log_pi, mu, log_sigma: float (..., D, K); with ``joint`` the weights are read from ``log_pi[..., 0, :]``.
         target: float (..., D).
+        joint: one mixture over the vector instead of one per dimension.
 
     Returns:
         float (..., D): the NLL per dimension, in nats.
     """
     t = target.unsqueeze(-1)
     log_prob = -0.5 * ((t - mu) * torch.exp(-log_sigma)).pow(2) - log_sigma - LOG_SQRT_2PI
-    return -torch.logsumexp(log_pi + log_prob, dim=-1)
+    if not joint:
+        return -torch.logsumexp(log_pi + log_prob, dim=-1)
+    d = target.shape[-1]
+    total = -torch.logsumexp(log_pi[..., 0, :] + log_prob.sum(dim=-2), dim=-1)  # (...)
+    return (total / d).unsqueeze(-1).expand(target.shape)
 
 
-def sample_mdn_with_noise(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, noise: Tensor) -> Tensor:
-    """Sample z_{t+1} from per-dimension mixtures at temperature ``tau``, given standard normal noise.
+def sample_mdn_with_noise(
+    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, noise: Tensor, joint: bool = False
+) -> Tensor:
+    """Sample z_{t+1} from the mixtures at temperature ``tau``, given standard normal noise.
 
     As in Ha's code (Ha & Schmidhuber, 2018, sec. 4.3): the mixture logits are divided by ``tau`` before the
     softmax and the Gaussian noise is scaled by ``sqrt(tau)``. The component is drawn by inverting the
     categorical CDF with one uniform per dimension, ``u = Phi(noise[..., 0])``; ``noise[..., 1]`` is the
-    Gaussian noise. ``tau == 0`` picks the most likely component's mean (deterministic, mode seeking).
+    Gaussian noise. ``tau == 0`` picks the most likely component's mean (deterministic, mode seeking). A joint
+    mixture (``joint``; its ``log_pi`` rows are equal) draws one component for the whole vector, from the first
+    dimension's uniform.
 
     Args:
         log_pi, mu, log_sigma: float32 (..., D, K).
         tau: temperature >= 0.
         noise: float32 (..., D, 2), independent standard normal.
+        joint: one component for all D dimensions.
 
     Returns:
         float32 (..., D).
@@ -118,6 +138,8 @@ def sample_mdn_with_noise(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: fl
         return mu.gather(-1, k).squeeze(-1)
     cdf = torch.softmax(log_pi / tau, dim=-1).cumsum(dim=-1)
     u = normal_to_uniform(noise[..., 0:1])
+    if joint:
+        u = u[..., :1, :].expand_as(u)
     k = (u > cdf).sum(dim=-1, keepdim=True).clamp_(max=log_pi.shape[-1] - 1)
     mu_k = mu.gather(-1, k).squeeze(-1)
     sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
@@ -125,18 +147,24 @@ def sample_mdn_with_noise(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: fl
 
 
 def sample_mdn(
-    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, generator: torch.Generator | None = None
+    log_pi: Tensor,
+    mu: Tensor,
+    log_sigma: Tensor,
+    tau: float,
+    generator: torch.Generator | None = None,
+    joint: bool = False,
 ) -> Tensor:
     """Sample z_{t+1} at temperature ``tau`` (see :func:`sample_mdn_with_noise`), drawing the noise here.
 
     Args:
-        log_pi, mu, log_sigma: float32 (..., D, K); tau >= 0; generator: optional torch RNG.
+        log_pi, mu, log_sigma: float32 (..., D, K); tau >= 0; generator: optional torch RNG; joint: one
+            component for the whole vector (a joint mixture).
 
     Returns:
         float32 (..., D).
     """
     noise = torch.randn((*mu.shape[:-1], 2), generator=generator, dtype=mu.dtype, device=mu.device)
-    return sample_mdn_with_noise(log_pi, mu, log_sigma, tau, noise)
+    return sample_mdn_with_noise(log_pi, mu, log_sigma, tau, noise, joint)
 
 
 def mixture_mean(log_pi: Tensor, mu: Tensor) -> Tensor:
@@ -154,7 +182,10 @@ class MDNRNN(nn.Module):
         self.config = cfg = config or MDNRNNConfig()
         self.lstm = nn.LSTM(cfg.z_dim + cfg.action_dim, cfg.hidden_dim, batch_first=True)
         self.n_mdn = cfg.z_dim * cfg.n_gaussians
-        self.head = nn.Linear(cfg.hidden_dim, 3 * self.n_mdn + 2)
+        self.n_logits = cfg.n_gaussians if cfg.joint else self.n_mdn
+        # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
+        # then the reward and the done logit
+        self.head = nn.Linear(cfg.hidden_dim, self.n_logits + 2 * self.n_mdn + 2)
 
     @torch.no_grad()
     def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
@@ -182,12 +213,14 @@ class MDNRNN(nn.Module):
         cfg = self.config
         y = self.head(h)
         lead = y.shape[:-1]
-        mdn = y[..., : 3 * self.n_mdn].reshape(*lead, 3, cfg.z_dim, cfg.n_gaussians)
-        log_pi = F.log_softmax(mdn[..., 0, :, :], dim=-1)
-        mu = mdn[..., 1, :, :]
+        d, k, n = cfg.z_dim, cfg.n_gaussians, self.n_logits
+        logits = y[..., :n].reshape(*lead, -1, k)  # (..., z_dim or 1, K)
+        log_pi = F.log_softmax(logits, dim=-1).expand(*lead, d, k)
+        mdn = y[..., n : n + 2 * self.n_mdn].reshape(*lead, 2, d, k)
+        mu = mdn[..., 0, :, :]
         if cfg.residual:
             mu = mu + z.unsqueeze(-1)
-        log_sigma = mdn[..., 2, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
+        log_sigma = mdn[..., 1, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
 
     def forward(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> tuple[MDNOutput, LSTMState]:
@@ -220,10 +253,17 @@ class MDNRNN(nn.Module):
         out, new_state = self.forward(z.unsqueeze(1), action.unsqueeze(1), state)
         return MDNOutput(*(t.squeeze(1) for t in out)), new_state
 
+    def nll(self, out: MDNOutput, target: Tensor) -> Tensor:
+        """NLL of ``target`` (..., z_dim) under this model's mixtures ``out``, in nats per dimension: float32 (...).
+
+        See :func:`mdn_nll` (per-dimension or joint, as ``config.joint`` says).
+        """
+        return mdn_nll(out.log_pi, out.mu, out.log_sigma, target, self.config.joint).mean(-1)
+
     def _step_losses(self, out: MDNOutput, batch: dict[str, Tensor], target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Masked means of the NLL (per dimension), reward MSE and done BCE of predictions ``out`` (B, T, ...)."""
         n = mask.sum().clamp(min=1.0)
-        nll = (mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1) * mask).sum() / n
+        nll = (self.nll(out, target) * mask).sum() / n
         reward_mse = ((out.reward - batch["reward"]).pow(2) * mask).sum() / n
         done_bce = (
             F.binary_cross_entropy_with_logits(out.done_logit, batch["done"], reduction="none") * mask
@@ -270,7 +310,7 @@ class MDNRNN(nn.Module):
         preds = []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
-            z_t = sample_mdn_with_noise(last.log_pi, last.mu, last.log_sigma, 1.0, noise)  # the index: no gradient
+            z_t = sample_mdn_with_noise(last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint)  # index: no grad
             last, state = self.step(z_t, action[:, t], state)
             preds.append(last)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))

@@ -22,7 +22,7 @@ from core.checkpoint import (
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.errors import CheckpointError, ConfigError
-from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mdn_nll, mixture_mean
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -61,7 +61,7 @@ def evaluate_memory(
         out, _ = model(z[:, :-1], a)
         target = z[:, 1:]
         steps = target.shape[1]
-        nll += mdn_nll(out.log_pi, out.mu, out.log_sigma, target).mean(-1).sum().item()
+        nll += model.nll(out, target).sum().item()
         err_mean = (mixture_mean(out.log_pi, out.mu) - target).pow(2)
         err_copy = (z[:, :-1] - target).pow(2)
         mse_mean += err_mean.mean(-1).sum().item()
@@ -132,7 +132,8 @@ def train_memory(
             )
     else:
         model = MDNRNN(
-            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual)
+            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual,
+                         joint=config.joint)
         )
         if config.head_prior:
             rewards = np.concatenate([d["reward"] for d in sampler.data])
