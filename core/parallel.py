@@ -21,8 +21,8 @@ Ray (``pip install 'dream-explorer[ray]'``): the executor joins the running Ray 
 bytes in the payload, so cluster nodes need this package and its dependencies installed but no shared disk.
 Before joining, the address is probed with a TCP connection that must open within
 :data:`RAY_CONNECT_TIMEOUT_S` (Ray itself retries an unreachable address for minutes, deaf to Ctrl-C);
-failing raises :class:`ClusterUnreachable`. A local instance started here advertises 127.0.0.1 (its workers,
-object transfers and agents use the loopback interface); to serve other machines, start a cluster with
+failing raises :class:`ClusterUnreachable`. A local instance started here runs in Ray's single-node mode, bound
+to 127.0.0.1 (see :data:`RAY_MULTI_NODE_ENV`); to serve other machines, start a cluster with
 ``ray start --head`` and pass its address.
 """
 
@@ -265,8 +265,11 @@ class LocalExecutor(Executor[S]):
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------
-LOOPBACK = "127.0.0.1"
-"""The address a Ray instance started by :class:`RayExecutor` advertises."""
+RAY_MULTI_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch between multi-node mode (its default on Linux: a new instance advertises the machine's network
+address and its servers listen on every interface) and single-node mode ("0": 127.0.0.1 only). A local
+instance started by :class:`RayExecutor` sets "0" unless the variable is set already (read when Ray is first
+imported; its own processes inherit it)."""
 
 RAY_CONNECT_TIMEOUT_S = 10.0
 """Seconds a Ray cluster's address has to accept a TCP connection before joining it fails."""
@@ -316,6 +319,8 @@ class RayExecutor(Executor[S]):
     def __init__(self, workers: int, shared: S, address: str | None = None) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if address is None:  # a local instance: Ray's single-node mode advertises and listens on 127.0.0.1 only
+            os.environ.setdefault(RAY_MULTI_NODE_ENV, "0")
         try:
             import ray
         except ImportError:
@@ -326,7 +331,7 @@ class RayExecutor(Executor[S]):
         if self._owns_ray:
             # log_to_driver=False keeps worker output off stdout (``evaluate --json`` prints one object there)
             if address is None:
-                ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address=LOOPBACK)
+                ray.init(include_dashboard=False, log_to_driver=False)
             else:
                 probe_ray_address(address)
                 try:

@@ -94,3 +94,44 @@ def test_a_script_without_a_main_guard_fails_with_a_hint(tmp_path: Path) -> None
     assert proc.returncode != 0
     last = proc.stderr.strip().splitlines()[-1]
     assert "WorkerCrashed" in last and 'if __name__ == "__main__":' in last and str(script) in last, proc.stderr
+
+
+LOCAL_RAY_SCRIPT = """
+import operator
+from core.parallel import make_executor
+
+def listeners():
+    out = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in open(table).read().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            if state == "0A":
+                out.add(local)
+    return out
+
+if __name__ == "__main__":
+    before = listeners()
+    with make_executor("ray", 1, 12) as executor:
+        import ray
+        assert sorted(executor.map_unordered(operator.floordiv, [1, 2])) == [(0, 12), (1, 6)]
+        print("nodes", *[n["NodeManagerAddress"] for n in ray.nodes()])
+        print("listeners", *sorted(listeners() - before))
+"""
+LOOPBACK_HEX = ("0100007F:", "0000000000000000FFFF00000100007F:", "00000000000000000000000001000000:")
+"""127.0.0.1 in /proc/net/tcp, ::ffff:127.0.0.1 and ::1 in /proc/net/tcp6."""
+
+
+def test_a_local_ray_instance_listens_on_loopback_only(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    if not Path("/proc/net/tcp").is_file():
+        pytest.skip("needs /proc/net/tcp")
+    script = tmp_path / "local_ray.py"
+    script.write_text(LOCAL_RAY_SCRIPT)
+    env = {k: v for k, v in subprocess_env().items() if not k.startswith("RAY_")}
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=180, env=env,
+                          cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = dict(line.split(" ", 1) for line in proc.stdout.splitlines() if " " in line)
+    assert lines["nodes"].split() == ["127.0.0.1"]
+    opened = lines["listeners"].split()
+    assert opened and all(s.startswith(LOOPBACK_HEX) for s in opened), opened
