@@ -135,3 +135,145 @@ def test_a_local_ray_instance_listens_on_loopback_only(tmp_path: Path) -> None:
     assert lines["nodes"].split() == ["127.0.0.1"]
     opened = lines["listeners"].split()
     assert opened and all(s.startswith(LOOPBACK_HEX) for s in opened), opened
+
+
+# -- checkpoint and resume state: one pair, whatever moment a run is killed ------------------------------------
+def dead_pid() -> int:
+    """The id of a process that has ended (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def tiny_memory(seed: int = 0):
+    import torch
+
+    from core.models import MDNRNN, MDNRNNConfig
+
+    torch.manual_seed(seed)
+    return MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=8, n_gaussians=2))
+
+
+def test_stale_temporary_files_of_killed_writers_are_cleaned_at_the_next_write(tmp_path: Path) -> None:
+    from core.checkpoint import TMP_SUFFIX, save_checkpoint
+
+    out = tmp_path / "m.safetensors"
+    stale = tmp_path / f".m.safetensors.{dead_pid()}.k1ll3d{TMP_SUFFIX}"
+    live = tmp_path / f".m.safetensors.{os.getppid()}.wr1t1ng{TMP_SUFFIX}"  # a running writer's (our parent)
+    others = [tmp_path / ".m.safetensors.abc.tmp", tmp_path / f".other.safetensors.{dead_pid()}.x{TMP_SUFFIX}"]
+    for p in (stale, live, *others):
+        p.write_bytes(b"partial")
+    model = tiny_memory()
+    save_checkpoint(out, model, kind="mdnrnn", config=model.config)
+    assert not stale.exists() and live.exists() and all(p.exists() for p in others)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in (out, live, *others))
+
+
+def test_a_pair_one_write_behind_is_repaired_on_resume(tmp_path: Path) -> None:
+    """A kill after the resume state's rename and before the checkpoint's: the new checkpoint waits in its
+    temporary file, which --resume puts in place."""
+    import hashlib
+
+    import torch
+
+    from core.checkpoint import TMP_SUFFIX, load_resume_state, resume_path, save_checkpoint, save_resume_state
+    from core.errors import ResumeRepairedWarning
+
+    out = tmp_path / "m.safetensors"
+    old, new = tiny_memory(0), tiny_memory(1)
+    save_checkpoint(out, old, kind="mdnrnn", config=old.config, resume_state={"epoch": 1})
+    left = tmp_path / f".m.safetensors.{dead_pid()}.n3w{TMP_SUFFIX}"
+    save_checkpoint(left, new, kind="mdnrnn", config=new.config)  # the epoch-2 checkpoint, never renamed
+    digest = hashlib.sha256(left.read_bytes()).hexdigest()
+    save_resume_state(resume_path(out), {"epoch": 2, "checkpoint_sha256": digest})
+    with pytest.warns(ResumeRepairedWarning, match="one write behind"):
+        state = load_resume_state(resume_path(out), required={"epoch": int}, checkpoint=out)
+    assert state["epoch"] == 2 and hashlib.sha256(out.read_bytes()).hexdigest() == digest and not left.exists()
+    from core.checkpoint import load_model
+
+    assert torch.equal(load_model(out).state_dict()["lstm.weight_hh_l0"], new.state_dict()["lstm.weight_hh_l0"])
+
+
+def test_a_checkpoint_that_is_not_its_resume_states_is_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from core.checkpoint import resume_path, save_checkpoint
+    from tests.test_hardening import digest, tiny_latents
+
+    latents = tiny_latents(tmp_path / "lat.npz")
+    out = tmp_path / "m.safetensors"
+    common = ("--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2", "--hidden-dim", "8")
+    assert run(capsys, "train-memory", *common, "--epochs", "1")[0] == 0
+    from core.models import MDNRNN, MDNRNNConfig
+
+    other = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=8))
+    save_checkpoint(out, other, kind="mdnrnn", config=other.config)
+    before = digest(out), digest(resume_path(out))
+    code, err = run(capsys, "train-memory", *common, "--epochs", "2", "--resume")
+    one_line_error(code, err, str(resume_path(out)), "does not match", "without --resume")
+    assert (digest(out), digest(resume_path(out))) == before
+
+
+def session_processes(sid: int) -> list[str]:
+    return subprocess.run(["pgrep", "-s", str(sid)], capture_output=True, text=True).stdout.split()
+
+
+@pytest.mark.slow
+def test_killing_a_training_run_at_random_moments_leaves_a_consistent_pair_that_resumes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """kill -9 and SIGHUP to the main process alone (not its group), at random moments of a tiny train-memory
+    run: nothing keeps running, the checkpoint and resume state on disk are one pair (old or new, a pair one
+    write behind is repaired), and --resume continues from it."""
+    import random
+    import signal
+    import warnings
+
+    from core.checkpoint import TMP_SUFFIX, load_resume_state, read_checkpoint, resume_path
+    from tests.test_hardening import tiny_latents
+
+    latents = tiny_latents(tmp_path / "lat.npz", episodes=4, steps=40)
+    rng = random.Random()
+    signals = (signal.SIGKILL, signal.SIGKILL, signal.SIGHUP)
+    outs = [tmp_path / f"run{trial}" / "m.safetensors" for trial in range(len(signals))]
+
+    def args(out: Path) -> list[str]:
+        return ["--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2", "--hidden-dim", "8"]
+
+    procs = [  # the runs start together (each spends seconds importing torch), each is killed at its own moment
+        subprocess.Popen([sys.executable, "-m", "core.cli", "train-memory", *args(out), "--epochs", "100000"],
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
+                         start_new_session=True)
+        for out in outs
+    ]  # fmt: skip
+    results = []
+    try:
+        for proc, out, sig in zip(procs, outs, signals, strict=True):
+            deadline = time.monotonic() + 120
+            while not resume_path(out).is_file() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.02)
+            assert resume_path(out).is_file(), proc.stderr.read() if proc.stderr else ""
+            delay = rng.uniform(0.0, 1.0)
+            time.sleep(delay)
+            os.kill(proc.pid, sig)  # the main process alone
+            _, err = proc.communicate(timeout=60)
+            results.append((f"{signal.Signals(sig).name} after {delay:.2f} s", err, session_processes(proc.pid)))
+    finally:
+        for proc in procs:
+            subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], capture_output=True)  # only this test's sessions
+            proc.wait(timeout=30)
+    for (where, err, leftover), proc, out, sig in zip(results, procs, outs, signals, strict=True):
+        assert leftover == [], f"{where}: processes left running: {leftover}"
+        if sig == signal.SIGHUP:  # a stop: it saves, says so and exits 130, no traceback
+            assert proc.returncode == 130 and "Traceback" not in err, f"{where}: {err}"
+        # -- the pair on disk is consistent (repaired if the kill fell between the two renames) --
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = load_resume_state(resume_path(out), "train-memory", {"epoch": int}, checkpoint=out)
+        epoch = int(state["epoch"])
+        assert read_checkpoint(out).extra["epochs_done"] == epoch, where
+        # -- --resume continues from it; the killed writer's temporary files go at the next write --
+        code, err = run(capsys, "train-memory", *args(out), "--epochs", str(epoch + 1), "--resume")
+        assert code == 0, f"{where}: {err}"
+        assert read_checkpoint(out).extra["epochs_done"] == epoch + 1, where
+        assert not list(out.parent.glob(f"*{TMP_SUFFIX}")), where
