@@ -277,3 +277,36 @@ def test_killing_a_training_run_at_random_moments_leaves_a_consistent_pair_that_
         assert code == 0, f"{where}: {err}"
         assert read_checkpoint(out).extra["epochs_done"] == epoch + 1, where
         assert not list(out.parent.glob(f"*{TMP_SUFFIX}")), where
+
+
+# -- configs that cannot fit in memory ---------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (("train-memory", "--seq-len", "100000"), "seq_len 100000"),
+        (("train-memory", "--batch-size", "10000000"), "batch_size 10000000"),
+        (("train-controller", "--population", "100000000"), "population 100000000"),
+        (("train-controller", "--population", "100000000", "--evaluator", "real"), "CMA-ES candidates"),
+        (("iterate", "--train-controller.population", "100000000"), "population 100000000"),  # nested, before work
+    ],
+)
+def test_configs_that_cannot_fit_in_memory_are_refused_in_one_line(
+    capsys: pytest.CaptureFixture[str], args: tuple[str, ...], needle: str
+) -> None:
+    one_line_error(*run(capsys, *args), needle, "GiB of RAM")
+
+
+def test_the_memory_bound_is_the_machines_ram(monkeypatch: pytest.MonkeyPatch) -> None:
+    import core.config
+    from core.config import MemoryTrainConfig, machine_memory_bytes
+    from core.errors import ConfigError
+    from core.train.controller import ControllerTrainConfig
+
+    assert machine_memory_bytes() is not None and machine_memory_bytes() > 2**28
+    MemoryTrainConfig(), ControllerTrainConfig()  # the defaults fit (about 75 MiB and 22 MiB)
+    monkeypatch.setattr(core.config, "machine_memory_bytes", lambda: 64 * 2**20)
+    with pytest.raises(ConfigError, match="more than this machine's 0.1 GiB"):
+        MemoryTrainConfig()
+    ControllerTrainConfig()
+    with pytest.raises(ConfigError, match="population 256"):
+        ControllerTrainConfig(population=256)

@@ -44,7 +44,7 @@ from core.checkpoint import (
     save_checkpoint,
     save_resume_state,
 )
-from core.config import check_finite
+from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check_finite, check_fits_in_memory
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.seeds import MODEL_SELECTION, TRAINING
 from core.envs.dream import BatchedDream
@@ -167,6 +167,20 @@ class ControllerTrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        n_params = 3 * (SHIPPED_Z_DIM + (0 if self.v_only else SHIPPED_HIDDEN_DIM) + 1)
+        if self.evaluator == "dream":
+            what = f"population {self.population} x rollouts {self.rollouts} (dreams stepped as one batch, ~{dream_rollout_bytes(n_params) / 1024:.1f} KiB each with the shipped model sizes)"
+            needed = self.population * self.rollouts * dream_rollout_bytes(n_params)
+        else:
+            what = f"population {self.population} (CMA-ES candidates of {n_params} parameters)"
+            needed = 0
+        check_fits_in_memory(what, needed + 3 * 8 * self.population * n_params)
+
+
+def dream_rollout_bytes(n_params: int, z_dim: int = SHIPPED_Z_DIM, hidden_dim: int = SHIPPED_HIDDEN_DIM, n_gaussians: int = 5) -> int:
+    """Estimated bytes per dream of :class:`DreamEvaluator`'s batch: its candidate's float32 weights, the LSTM
+    state, observation, the step's mixture parameters and their temporaries (about 3 copies), in float32."""
+    return 4 * (n_params + 3 * (4 * hidden_dim + 2 * z_dim + 3 * n_gaussians * z_dim + 8))
 
 
 # -- CMA-ES ----------------------------------------------------------------------------------------------------
