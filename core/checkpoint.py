@@ -250,12 +250,18 @@ def first_non_finite(model: nn.Module) -> str | None:
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    A shipped checkpoint is first checked against its asset manifest (:func:`core.assets.check_shipped`).
+
     Raises:
-        CheckpointError: the file is missing, truncated, not a Dream Explorer checkpoint, or of a newer format.
+        CheckpointError: the file is missing, truncated, not a Dream Explorer checkpoint, or of a newer format;
+            a shipped file that differs from its manifest, or a malformed manifest.
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    from core.assets import check_shipped
+
+    check_shipped(p)
     try:
         from safetensors import safe_open
 

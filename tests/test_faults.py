@@ -310,3 +310,69 @@ def test_the_memory_bound_is_the_machines_ram(monkeypatch: pytest.MonkeyPatch) -
     ControllerTrainConfig()
     with pytest.raises(ConfigError, match="population 256"):
         ControllerTrainConfig(population=256)
+
+
+# -- shipped assets: every load checks them against the manifest ------------------------------------------------
+@pytest.fixture
+def assets(tmp_path: Path) -> Path:
+    from explorer.tiny import make_untrained_assets
+
+    return make_untrained_assets(tmp_path / "assets", "conv_vae")
+
+
+BAD_MANIFESTS = {
+    "not JSON": ("{\"files\": {", "not valid JSON"),
+    "a list of files": ('{"files": ["convvae_vision.safetensors"]}', 'no "files" object'),
+    "a hash that is not one": ('{"files": {"convvae_vision.safetensors": 3}}', "not a file name with a SHA-256"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_MANIFESTS))
+def test_a_malformed_manifest_is_one_line_in_evaluate_and_compare_vision(
+    capsys: pytest.CaptureFixture[str], assets: Path, tmp_path: Path, case: str
+) -> None:
+    text, needle = BAD_MANIFESTS[case]
+    (assets / "manifest.json").write_text(text)
+    controller, vision = assets / "convvae_controller.safetensors", assets / "convvae_vision.safetensors"
+    code, err = run(capsys, "evaluate", "--controller", str(controller), "--episodes", "1", "--workers", "1")
+    one_line_error(code, err, str(assets / "manifest.json"), needle)
+    code, err = run(capsys, "compare-vision", "--conv-vae", str(vision), "--dds-vae", str(vision),
+                    "--data-dir", str(tmp_path), "--grid", str(tmp_path / "g.png"))  # fmt: skip
+    one_line_error(code, err, str(assets / "manifest.json"), needle)
+
+
+def test_a_changed_shipped_file_is_refused_by_every_loader(
+    capsys: pytest.CaptureFixture[str], assets: Path, tmp_path: Path
+) -> None:
+    from core.checkpoint import save_checkpoint
+    from core.models import ConvVAE, VAEConfig
+
+    vision = assets / "convvae_vision.safetensors"
+    save_checkpoint(vision, ConvVAE(VAEConfig()), kind="conv_vae", config=VAEConfig())  # valid, but not the shipped one
+    code, err = run(capsys, "evaluate", "--controller", str(assets / "convvae_controller.safetensors"), "--vision",
+                    str(vision), "--memory", str(assets / "convvae_memory.safetensors"), "--episodes", "1",
+                    "--workers", "1")  # fmt: skip
+    one_line_error(code, err, str(vision), "hash mismatch")
+    code, err = run(capsys, "compare-vision", "--conv-vae", str(vision), "--data-dir", str(tmp_path),
+                    "--grid", str(tmp_path / "g.png"))  # fmt: skip
+    one_line_error(code, err, str(vision), "hash mismatch")
+    code, err = run(capsys, "dream", "--vision", str(vision), "--memory", str(assets / "convvae_memory.safetensors"),
+                    "--out", str(tmp_path / "d.mp4"))  # fmt: skip
+    one_line_error(code, err, str(vision), "hash mismatch")
+
+
+def test_a_deleted_manifest_warns_in_one_line_and_the_files_still_load(assets: Path) -> None:
+    from core.assets import AssetWarning
+    from core.checkpoint import load_model
+    from explorer.session import Session, SessionConfig
+
+    (assets / "manifest.json").unlink()
+    with pytest.warns(AssetWarning, match="no asset manifest beside .*convvae_memory") as record:
+        load_model(assets / "convvae_memory.safetensors")
+    assert len(record) == 1 and "\n" not in str(record[0].message)
+    session = Session(SessionConfig(assets=assets, mode="real"))  # the app says so beside each part
+    try:
+        assert session.vision is not None and session.controller is not None
+        assert "warning: no asset manifest" in session.model_notes["vision"]
+    finally:
+        session.close()
