@@ -6,7 +6,7 @@ dataclasses; models load from self-describing checkpoints.
 
 from __future__ import annotations
 
-from core.assets import ASSETS_DIR, AssetPaths, default_paths, verify_assets
+from core.assets import ASSETS_DIR, AssetPaths, AssetWarning, default_paths, verify_assets, write_manifest
 from core.checkpoint import load_model, read_checkpoint, save_checkpoint
 from core.config import CollectConfig, DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
 from core.data.collect import collect
@@ -34,7 +34,7 @@ from core.train.vision import train_vision
 from core.video import record_dream, write_video
 
 __all__ = [
-    "ASSETS_DIR", "EVAL_GATES", "AssetPaths", "default_paths", "verify_assets",
+    "ASSETS_DIR", "EVAL_GATES", "AssetPaths", "AssetWarning", "default_paths", "verify_assets", "write_manifest",
     "load_model", "read_checkpoint", "save_checkpoint",
     "CollectConfig", "DreamVideoConfig", "EncodeConfig", "MemoryTrainConfig", "VisionTrainConfig", "EvaluateConfig",
     "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",

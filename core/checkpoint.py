@@ -5,14 +5,25 @@ the model kind, the model's config and the metrics at save time, so ``load_model
 model with no other file. Training state needed to resume a stopped stage (optimiser, scheduler, epoch,
 CMA-ES state, RNG) goes to a sibling ``.resume.pt`` loaded with ``torch.load(weights_only=True)``.
 Every write goes to a temporary file in the same directory and is then renamed over the target.
+
+Checkpoint and resume state form a pair: the resume state records the SHA-256 of the checkpoint it belongs to.
+:func:`save_checkpoint` with ``resume_state`` writes the new checkpoint to its temporary file, then commits
+the resume state (naming the new checkpoint's hash), then renames the checkpoint into place. A kill between
+the two renames leaves the new checkpoint in its temporary file, which :func:`load_resume_state` moves into
+place on ``--resume``; any other mismatch is refused in one line. Temporary files are named
+``.<target>.<pid>.<random>.dream-explorer.tmp``; those of processes that no longer run are deleted at the next
+write to the same target.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import glob
+import hashlib
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +35,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from core.errors import CheckpointError, NonFiniteError, OutputError
+from core.errors import CheckpointError, NonFiniteError, OutputError, ResumeRepairedWarning
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
@@ -97,9 +108,47 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output directory
     _probe_directory(target, what, target)
 
 
+TMP_SUFFIX = ".dream-explorer.tmp"
+"""Ending of every temporary file :func:`atomic_path` makes (``.<target name>.<pid>.<random>`` before it)."""
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def stale_temporary_files(path: str | os.PathLike[str]) -> list[Path]:
+    """Temporary files of :func:`atomic_path` for target ``path`` whose writing process no longer runs (killed
+    mid-write). Files of live processes, this one included, are never listed."""
+    target = Path(path)
+    prefix = f".{target.name}."
+    stale = []
+    for name in glob.glob(glob.escape(str(target.parent / prefix)) + "*" + TMP_SUFFIX):
+        pid_text = Path(name).name[len(prefix) :].split(".", 1)[0]
+        if pid_text.isdigit() and int(pid_text) != os.getpid() and not _process_alive(int(pid_text)):
+            stale.append(Path(name))
+    return sorted(stale)
+
+
+def _remove_stale_temporary_files(target: Path) -> None:
+    for stale in stale_temporary_files(target):
+        try:
+            stale.unlink()
+        except OSError:
+            pass  # gone already (another writer cleaned it), or not ours to delete
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it over ``path``, else delete it.
+
+    Temporary files left by killed writers of the same target (see :func:`stale_temporary_files`) are deleted
+    first.
 
     Raises:
         OutputError: the directory cannot be made or written, or the disk filled up; ``path`` keeps its
@@ -108,7 +157,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        _remove_stale_temporary_files(target)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{os.getpid()}.", suffix=TMP_SUFFIX, dir=target.parent)
         os.close(fd)
     except OSError as exc:
         raise OutputError(f"cannot write {target}: {exc.strerror or exc}") from None
@@ -133,6 +183,7 @@ def save_checkpoint(
     metrics: dict[str, float] | None = None,
     extra: dict[str, Any] | None = None,
     half: bool = False,
+    resume_state: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights and self-description to ``path`` (a ``.safetensors`` file), atomically.
 
@@ -144,6 +195,8 @@ def save_checkpoint(
         metrics: scalar metrics to record.
         extra: other JSON-serialisable metadata.
         half: store floating tensors as float16 (halves the size; upcast to float32 on load).
+        resume_state: training state to write to :func:`resume_path` of ``path`` as the checkpoint's pair
+            (see the module docstring); it records the checkpoint's SHA-256 as ``"checkpoint_sha256"``.
 
     Returns:
         The path written.
@@ -151,6 +204,7 @@ def save_checkpoint(
     Raises:
         NonFiniteError: a floating tensor holds NaN or an infinity (nothing is written; ``path`` keeps its
             previous contents).
+        OutputError: a write failed; the files keep their previous contents.
     """
     bad = first_non_finite(model)
     if bad is not None:
@@ -170,9 +224,19 @@ def save_checkpoint(
         "extra": extra or {},
     }
     target = Path(path)
-    with atomic_path(target) as tmp:
+    with atomic_path(target) as tmp:  # renamed last: with a resume state, that state's rename commits the pair
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        if resume_state is not None:
+            save_resume_state(resume_path(target), dict(resume_state, checkpoint_sha256=_sha256(tmp)))
     return target
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def first_non_finite(model: nn.Module) -> str | None:
@@ -186,12 +250,18 @@ def first_non_finite(model: nn.Module) -> str | None:
 def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     """Read a checkpoint written by :func:`save_checkpoint`.
 
+    A shipped checkpoint is first checked against its asset manifest (:func:`core.assets.check_shipped`).
+
     Raises:
-        CheckpointError: the file is missing, truncated, not a Dream Explorer checkpoint, or of a newer format.
+        CheckpointError: the file is missing, truncated, not a Dream Explorer checkpoint, or of a newer format;
+            a shipped file that differs from its manifest, or a malformed manifest.
     """
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
+    from core.assets import check_shipped
+
+    check_shipped(p)
     try:
         from safetensors import safe_open
 
@@ -360,16 +430,68 @@ def resume_path(path: str | os.PathLike[str]) -> Path:
     return p.with_name(p.name.removesuffix(".safetensors") + ".resume.pt")
 
 
-def save_resume_state(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
-    """Atomically write training state (tensors, numbers, strings, lists, dicts only) for resuming."""
+def save_resume_state(
+    path: str | os.PathLike[str], state: dict[str, Any], checkpoint: str | os.PathLike[str] | None = None
+) -> Path:
+    """Atomically write training state (tensors, numbers, strings, lists, dicts only) for resuming.
+
+    Args:
+        path: the ``.resume.pt`` file.
+        state: the training state.
+        checkpoint: the checkpoint on disk this state belongs to (unchanged since it was written); its SHA-256
+            is recorded as ``"checkpoint_sha256"``. To write a new checkpoint with its state, use
+            :func:`save_checkpoint` with ``resume_state``.
+
+    Raises:
+        OutputError: the write failed; ``path`` keeps its previous contents.
+    """
     target = Path(path)
+    if checkpoint is not None:
+        state = dict(state, checkpoint_sha256=_sha256(Path(checkpoint)))
     with atomic_path(target) as tmp:
         torch.save(state, tmp)
     return target
 
 
+def check_resume_pair(resume_file: Path, state: dict[str, Any], checkpoint: str | os.PathLike[str]) -> None:
+    """Check that ``checkpoint`` is the one resume state ``state`` (read from ``resume_file``) belongs to.
+
+    A state without ``"checkpoint_sha256"`` (written before the entry existed, or before any checkpoint) is
+    accepted. When the checkpoint differs and a temporary file left by a killed writer of ``checkpoint`` holds
+    the recorded hash, that file is moved into place (a :class:`ResumeRepairedWarning` says so).
+
+    Raises:
+        CheckpointError: the checkpoint is missing or differs and no left-behind file matches (one line naming
+            both files).
+    """
+    wanted = state.get("checkpoint_sha256")
+    if wanted is None:
+        return
+    target = Path(checkpoint)
+    if target.is_file() and _sha256(target) == wanted:
+        return
+    for left in stale_temporary_files(target):
+        if _sha256(left) == wanted:
+            os.replace(left, target)
+            warnings.warn(
+                f"{target} was one write behind its resume state (a run was killed between the two): "
+                f"restored the checkpoint the state belongs to from {left.name}",
+                ResumeRepairedWarning,
+                stacklevel=2,
+            )
+            return
+    what = "is missing" if not target.is_file() else "is not the checkpoint it belongs to (its SHA-256 differs)"
+    raise CheckpointError(
+        f"{resume_file} does not match {target}: the checkpoint {what}; resuming would mix weights and training "
+        "state of different steps; train again without --resume"
+    )
+
+
 def load_resume_state(
-    path: str | os.PathLike[str], stage: str | None = None, required: dict[str, type | tuple[type, ...]] | None = None
+    path: str | os.PathLike[str],
+    stage: str | None = None,
+    required: dict[str, type | tuple[type, ...]] | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Read training state written by :func:`save_resume_state` without unpickling arbitrary objects.
 
@@ -378,10 +500,12 @@ def load_resume_state(
         stage: the stage that must have written it (its ``"stage"`` entry; files without one, written before
             the entry existed, are judged by ``required`` alone).
         required: entries the stage reads, with their types.
+        checkpoint: the checkpoint the state must belong to, checked (and repaired) by
+            :func:`check_resume_pair`; call this before reading the checkpoint.
 
     Raises:
-        CheckpointError: missing, truncated or foreign file, another stage's, or an entry missing or of the
-            wrong type (one line naming the file).
+        CheckpointError: missing, truncated or foreign file, another stage's, an entry missing or of the
+            wrong type, or a checkpoint it does not belong to (one line naming the file).
     """
     p = Path(path)
     if not p.is_file():
@@ -401,6 +525,11 @@ def load_resume_state(
         if not isinstance(value, types) or isinstance(value, bool):  # no entry is a flag; True is an int
             what = "missing" if key not in state else f"a {type(value).__name__}"
             raise CheckpointError(f"{p} is not a resume state of {stage or 'this stage'} ({key!r} is {what})")
+    digest = state.get("checkpoint_sha256")
+    if digest is not None and not (isinstance(digest, str) and len(digest) == 64):
+        raise CheckpointError(f"{p}: resume state is corrupt (checkpoint_sha256 is not a SHA-256)")
+    if checkpoint is not None:
+        check_resume_pair(p, state, checkpoint)
     return state
 
 

@@ -13,7 +13,7 @@ from typing import Any
 import tyro
 from tqdm import tqdm
 
-from core.errors import DreamExplorerError, LineageWarning
+from core.errors import DreamExplorerError, DreamExplorerWarning
 from core.progress import Progress
 
 STAGES = (
@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     show = warnings.showwarning
 
     def one_line_warning(message: Any, category: type[Warning], *rest: Any, **kw: Any) -> None:
-        if issubclass(category, LineageWarning):
+        if issubclass(category, DreamExplorerWarning):
             print(f"warning: {message}", file=sys.stderr)
         else:
             show(message, category, *rest, **kw)

@@ -6,6 +6,7 @@ Invalid values raise :class:`core.errors.ConfigError` at construction, with a on
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal, get_args
@@ -35,6 +36,46 @@ def check_finite(config: object) -> None:
         value = getattr(config, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")
+
+
+SHIPPED_Z_DIM, SHIPPED_HIDDEN_DIM = 32, 256
+"""Latent and LSTM sizes of the shipped world models, which memory estimates made before a model is loaded assume."""
+
+
+def machine_memory_bytes() -> int | None:
+    """This machine's physical RAM in bytes (``psutil`` when installed, else ``os.sysconf``), or None if unknown."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().total)
+    except ImportError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):  # a platform without these names
+        return None
+
+
+def check_fits_in_memory(what: str, needed_bytes: float) -> None:
+    """Refuse a config whose estimated memory, ``needed_bytes``, exceeds the machine's RAM.
+
+    Raises:
+        ConfigError: one line naming ``what`` (the flags and how the estimate is made), the estimate and the RAM.
+    """
+    ram = machine_memory_bytes()
+    if ram is not None and needed_bytes > ram:
+        raise ConfigError(
+            f"{what} needs about {needed_bytes / 2**30:,.1f} GiB, more than this machine's {ram / 2**30:,.1f} GiB "
+            "of RAM; lower it"
+        )
+
+
+def memory_train_bytes(seq_len: int, batch_size: int, hidden_dim: int, n_gaussians: int, z_dim: int = SHIPPED_Z_DIM) -> int:
+    """Estimated bytes of the activations one MDN-RNN optimiser step keeps for backpropagation: per sequence
+    step about ``2 (8 hidden_dim + 6 n_gaussians z_dim + z_dim + 8)`` float32 values (LSTM gates and states,
+    mixture parameters and the loss's per-component terms, and their gradients)."""
+    per_step = 2 * (8 * hidden_dim + 6 * n_gaussians * z_dim + z_dim + 8)
+    return 4 * per_step * seq_len * batch_size
 
 
 @dataclass(frozen=True)
@@ -307,6 +348,12 @@ class MemoryTrainConfig:
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         _check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
         _check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
+        check_fits_in_memory(
+            f"seq_len {self.seq_len} x batch_size {self.batch_size} (the activations backpropagation keeps, "
+            f"~{memory_train_bytes(1, 1, self.hidden_dim, self.n_gaussians) / 1024:.0f} KiB per sequence step with "
+            f"hidden_dim {self.hidden_dim})",
+            memory_train_bytes(self.seq_len, self.batch_size, self.hidden_dim, self.n_gaussians),
+        )
         _check(
             0.0 <= self.clean_input_fraction <= 1.0,
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",

@@ -27,8 +27,17 @@ class NonFiniteError(DreamExplorerError):
     """Training produced a NaN or infinite loss or weights; the stage stopped and no such weights were written."""
 
 
-class LineageWarning(UserWarning):
+class DreamExplorerWarning(UserWarning):
+    """Base class of warnings that reach a user as one line (the CLI prints ``warning: ...``, the GUI a note)."""
+
+
+class LineageWarning(DreamExplorerWarning):
     """Models that fit by size but were not trained together (e.g. an M trained on another V's latents)."""
+
+
+class ResumeRepairedWarning(DreamExplorerWarning):
+    """A checkpoint left behind by a run killed between its two final writes was put back in place to match its
+    resume state."""
 
 
 class OutputError(DreamExplorerError):

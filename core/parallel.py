@@ -12,17 +12,25 @@ SIGINT and SIGHUP, which a terminal sends to the whole process group: the parent
 the running tasks finish and shuts the pool down, as for a signal sent to it alone.
 A worker that dies (killed, out of memory, segfault) raises :class:`WorkerCrashed`; an exception inside a task
 raises :class:`TaskFailed` naming the task, except Dream Explorer's own one-line errors, which pass through.
+Workers that all die before starting (a script without an ``if __name__ == "__main__":`` guard: each spawned
+worker re-imports it and fails there) raise :class:`WorkerCrashed` with a hint about the guard.
 
 Ray (``pip install 'dream-explorer[ray]'``): the executor joins the running Ray instance if there is one
 (``ray.init`` done by the caller), else connects to ``ray_address`` (``"auto"``, ``"host:6379"``,
 ``"ray://host:10001"``) or starts a local instance, and shuts down only what it started. Checkpoints travel as
 bytes in the payload, so cluster nodes need this package and its dependencies installed but no shared disk.
+Before joining, the address is probed with a TCP connection that must open within
+:data:`RAY_CONNECT_TIMEOUT_S` (Ray itself retries an unreachable address for minutes, deaf to Ctrl-C);
+failing raises :class:`ClusterUnreachable`. A local instance started here runs in Ray's single-node mode, bound
+to 127.0.0.1 (see :data:`RAY_MULTI_NODE_ENV`); to serve other machines, start a cluster with
+``ray start --head`` and pass its address.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -49,6 +57,10 @@ class WorkerCrashed(DreamExplorerError):
 
 class TaskFailed(DreamExplorerError):
     """A task raised an exception inside its worker."""
+
+
+class ClusterUnreachable(DreamExplorerError):
+    """The Ray cluster at ``ray_address`` cannot be reached (nothing listens there, or no answer in time)."""
 
 
 def _task_error(fn: TaskFn, index: int, exc: BaseException) -> DreamExplorerError:
@@ -170,8 +182,10 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _init_local_worker(shared: Any, parent_pid: int) -> None:
+def _init_local_worker(shared: Any, parent_pid: int, started: Any) -> None:
     global _shared
+    with started.get_lock():
+        started.value += 1
     die_with_parent(parent_pid)
     for sig in (signal.SIGINT, signal.SIGHUP):  # a terminal's Ctrl-C or hang-up goes to the whole group
         signal.signal(sig, signal.SIG_IGN)
@@ -186,7 +200,11 @@ def _run_local(fn: TaskFn, item: Any) -> Any:
 
 
 class LocalExecutor(Executor[S]):
-    """A pool of ``workers`` spawned processes on this machine; ``shared`` is pickled once per process."""
+    """A pool of ``workers`` spawned processes on this machine; ``shared`` is pickled once per process.
+
+    Spawned workers import the caller's main module; a script must therefore start the work under
+    ``if __name__ == "__main__":``. Workers that all die before starting are reported with that hint.
+    """
 
     kind = "local"
 
@@ -194,9 +212,11 @@ class LocalExecutor(Executor[S]):
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
         self.workers = workers
+        context = get_context("spawn")
+        self._started = context.Value("i", 0)  # workers whose initializer ran (they got past importing __main__)
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=get_context("spawn"), initializer=_init_local_worker,
-            initargs=(shared, os.getpid()),
+            max_workers=workers, mp_context=context, initializer=_init_local_worker,
+            initargs=(shared, os.getpid(), self._started),
         )
 
     def _submit(self, fn: TaskFn, item: Any) -> Future[Any]:
@@ -219,8 +239,15 @@ class LocalExecutor(Executor[S]):
     def _cancel(self, handle: Any) -> None:
         handle.cancel()
 
-    @staticmethod
-    def _crash_message(fn: TaskFn) -> str:
+    def _crash_message(self, fn: TaskFn) -> str:
+        if self._started.value == 0:
+            main = getattr(sys.modules.get("__main__"), "__file__", None)
+            script = f" ({main})" if main else ""
+            return (
+                f"the worker processes for {fn.__name__} died while starting, before running any task: a script"
+                f"{script} that runs parallel work must start it under `if __name__ == \"__main__\":` (each "
+                "spawned worker imports the script), or use workers=1"
+            )
         return (
             f"a worker process died while running {fn.__name__} (killed, out of memory or crashed); "
             "the remaining tasks were abandoned"
@@ -238,6 +265,45 @@ class LocalExecutor(Executor[S]):
 
 
 # -- Ray ----------------------------------------------------------------------------------------------------
+RAY_MULTI_NODE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+"""Ray's switch between multi-node mode (its default on Linux: a new instance advertises the machine's network
+address and its servers listen on every interface) and single-node mode ("0": 127.0.0.1 only). A local
+instance started by :class:`RayExecutor` sets "0" unless the variable is set already (read when Ray is first
+imported; its own processes inherit it)."""
+
+RAY_CONNECT_TIMEOUT_S = 10.0
+"""Seconds a Ray cluster's address has to accept a TCP connection before joining it fails."""
+
+
+def probe_ray_address(address: str, timeout: float = RAY_CONNECT_TIMEOUT_S) -> None:
+    """Check that a TCP connection to a Ray address opens within ``timeout`` seconds (and close it).
+
+    ``address`` is ``"host:port"``, ``"ray://host:port"`` or ``"auto"`` (probed when the ``RAY_ADDRESS``
+    environment variable names the cluster; else Ray finds the local instance itself, or fails at once).
+
+    Raises:
+        ConfigError: ``address`` is not of those forms.
+        ClusterUnreachable: the connection was refused, failed, or did not open within ``timeout`` seconds.
+    """
+    target = os.environ.get("RAY_ADDRESS", "") if address == "auto" else address
+    if not target or target in ("auto", "local"):
+        return
+    host, sep, port = target.removeprefix("ray://").rpartition(":")
+    host = host.strip("[]")  # an IPv6 literal
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"--ray-address must be auto, host:port or ray://host:port, got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except TimeoutError:
+        raise ClusterUnreachable(f"no Ray cluster answered at --ray-address {address} within {timeout:g} s") from None
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ClusterUnreachable(
+            f"cannot reach a Ray cluster at --ray-address {address} ({reason}); start one with `ray start --head` "
+            "or leave --ray-address out to start a local one"
+        ) from None
+
+
 def _run_ray(fn: TaskFn, shared: Any, item: Any) -> Any:
     import torch
 
@@ -253,6 +319,8 @@ class RayExecutor(Executor[S]):
     def __init__(self, workers: int, shared: S, address: str | None = None) -> None:
         if workers < 1:
             raise ConfigError(f"workers must be >= 1, got {workers}")
+        if address is None:  # a local instance: Ray's single-node mode advertises and listens on 127.0.0.1 only
+            os.environ.setdefault(RAY_MULTI_NODE_ENV, "0")
         try:
             import ray
         except ImportError:
@@ -262,7 +330,17 @@ class RayExecutor(Executor[S]):
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
             # log_to_driver=False keeps worker output off stdout (``evaluate --json`` prints one object there)
-            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+            if address is None:
+                ray.init(include_dashboard=False, log_to_driver=False)
+            else:
+                probe_ray_address(address)
+                try:
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False)
+                except (ConnectionError, ValueError, RuntimeError) as exc:
+                    first = str(exc).strip().splitlines()
+                    raise ClusterUnreachable(
+                        f"cannot join the Ray cluster at --ray-address {address}: {first[0] if first else type(exc).__name__}"
+                    ) from None
         self._shared_ref = ray.put(shared)
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_run_ray)
 
@@ -298,7 +376,8 @@ def make_executor(kind: str, workers: int, shared: S, ray_address: str | None = 
     """An executor of ``kind`` (``"local"`` process pool or ``"ray"``) whose workers all see ``shared``.
 
     Raises:
-        ConfigError: unknown kind, ``workers`` < 1, or Ray asked for but not installed.
+        ConfigError: unknown kind, ``workers`` < 1, a malformed ``ray_address``, or Ray asked for but not installed.
+        ClusterUnreachable: ``ray_address`` did not answer within :data:`RAY_CONNECT_TIMEOUT_S` seconds.
     """
     if kind == "local":
         return LocalExecutor(workers, shared)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from core.api import (
-    AssetPaths,
+    AssetWarning,
     BatchedDream,
     CheckpointError,
     ConfigError,
@@ -42,7 +43,6 @@ from core.api import (
     sample_mdn,
     to_uint8_hwc,
     tracks_road,
-    verify_assets,
 )
 from explorer.input import DriveKeys, HumanInput
 from explorer.profiler import FrameClock
@@ -315,8 +315,8 @@ class Session:
         self.mask_version = 0
         """Counts the mask views made."""
         self.reset_real(self.seed)
-        paths = self._checked_shipped(default_paths(cfg.vision_kind, cfg.assets))
-        self.load_models(cfg.vision or paths[0], cfg.memory or paths[1], cfg.controller or paths[2])
+        paths = default_paths(cfg.vision_kind, cfg.assets)
+        self.load_models(cfg.vision or paths.vision, cfg.memory or paths.memory, cfg.controller or paths.controller)
         if self.mode != "real" and not self.can_dream:
             self.mode = "real"
         if cfg.driver == "autopilot" and self.driver != "autopilot":
@@ -348,7 +348,9 @@ class Session:
             if path is None:
                 continue
             try:
-                model = load_model(path, kinds[part])  # type: ignore[index]
+                with warnings.catch_warnings(record=True) as caught:  # e.g. a shipped file with no manifest to check
+                    warnings.simplefilter("always", AssetWarning)
+                    model = load_model(path, kinds[part])  # type: ignore[index]
             except CheckpointError as exc:
                 setattr(self, part, None)
                 self.model_paths[part] = Path(path)
@@ -359,6 +361,12 @@ class Session:
             setattr(self, part, model)
             self.model_paths[part] = Path(path)
             self.model_notes[part] = describe(model, Path(path))
+            for w in caught:
+                if issubclass(w.category, AssetWarning):
+                    self.model_notes[part] += f"; warning: {w.message}"
+                    log.warning("%s: %s", part, w.message)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self._assemble()
 
     def use_shipped(self, vision_kind: str) -> None:
@@ -367,23 +375,8 @@ class Session:
         self.vision = self.memory = self.controller = None
         self.model_notes = dict(MISSING)
         self.model_paths = dict.fromkeys(MISSING)
-        self.load_models(*self._checked_shipped(default_paths(vision_kind, self.config.assets)))
-
-    def _checked_shipped(self, paths: AssetPaths) -> tuple[Path | None, Path | None, Path | None]:
-        """Shipped paths whose files match the assets manifest; a mismatch leaves that part out with a note."""
-        out: list[Path | None] = []
-        for part, path in (("vision", paths.vision), ("memory", paths.memory), ("controller", paths.controller)):
-            if path.is_file() and (path.parent / "manifest.json").is_file():
-                try:
-                    verify_assets(path.parent, names=[path.name])
-                except CheckpointError as exc:
-                    self.model_notes[part] = str(exc)  # type: ignore[index]
-                    self.model_paths[part] = path  # type: ignore[index]
-                    log.warning("%s: %s", part, exc)
-                    out.append(None)
-                    continue
-            out.append(path)
-        return out[0], out[1], out[2]
+        paths = default_paths(vision_kind, self.config.assets)
+        self.load_models(paths.vision, paths.memory, paths.controller)
 
     def load_checkpoint(self, path: str | Path) -> str:
         """Load one checkpoint into the running session, choosing the part by the kind it holds.

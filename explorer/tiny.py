@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from core.api import Episode, default_paths, save_checkpoint, write_episode
+from core.api import Episode, default_paths, save_checkpoint, write_episode, write_manifest
 
 
 def make_untrained_assets(directory: str | Path, vision_kind: str = "conv_vae", seed: int = 0) -> Path:
-    """Write untrained V, M and C checkpoints named like the shipped ones (``convvae_*`` or ``ddsvae_*``).
+    """Write untrained V, M and C checkpoints named like the shipped ones (``convvae_*`` or ``ddsvae_*``) and the
+    folder's asset manifest.
 
     Args:
         directory: where to write (created if missing).
@@ -40,6 +41,7 @@ def make_untrained_assets(directory: str | Path, vision_kind: str = "conv_vae", 
             with torch.no_grad():
                 model.head.bias[-1] = -10.0  # the done logit: P(done) ~ 5e-5
         save_checkpoint(path, model, kind=kind, config=model.config)
+    write_manifest(out)  # shipped assets come with their manifest
     return out
 
 

@@ -44,7 +44,7 @@ from core.checkpoint import (
     save_checkpoint,
     save_resume_state,
 )
-from core.config import check_finite
+from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check_finite, check_fits_in_memory
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.seeds import MODEL_SELECTION, TRAINING
 from core.envs.dream import BatchedDream
@@ -167,6 +167,20 @@ class ControllerTrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
+        n_params = 3 * (SHIPPED_Z_DIM + (0 if self.v_only else SHIPPED_HIDDEN_DIM) + 1)
+        if self.evaluator == "dream":
+            what = f"population {self.population} x rollouts {self.rollouts} (dreams stepped as one batch, ~{dream_rollout_bytes(n_params) / 1024:.1f} KiB each with the shipped model sizes)"
+            needed = self.population * self.rollouts * dream_rollout_bytes(n_params)
+        else:
+            what = f"population {self.population} (CMA-ES candidates of {n_params} parameters)"
+            needed = 0
+        check_fits_in_memory(what, needed + 3 * 8 * self.population * n_params)
+
+
+def dream_rollout_bytes(n_params: int, z_dim: int = SHIPPED_Z_DIM, hidden_dim: int = SHIPPED_HIDDEN_DIM, n_gaussians: int = 5) -> int:
+    """Estimated bytes per dream of :class:`DreamEvaluator`'s batch: its candidate's float32 weights, the LSTM
+    state, observation, the step's mixture parameters and their temporaries (about 3 copies), in float32."""
+    return 4 * (n_params + 3 * (4 * hidden_dim + 2 * z_dim + 3 * n_gaussians * z_dim + 8))
 
 
 # -- CMA-ES ----------------------------------------------------------------------------------------------------
@@ -606,7 +620,7 @@ def train_controller(
     if config.resume:
         state = load_resume_state(
             resume_path(config.out), "train-controller",
-            {"format": int, "generation": int, "population": int, "n_params": int, "cma": dict},
+            {"format": int, "generation": int, "population": int, "n_params": int, "cma": dict}, checkpoint=config.out,
         )  # fmt: skip
         if state["format"] != RESUME_FORMAT:
             raise CheckpointError(f"{resume_path(config.out)} is a controller resume state of another format")
@@ -630,23 +644,26 @@ def train_controller(
         "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
     }  # fmt: skip
 
-    def save_kept() -> Path:
-        assert kept is not None
-        controller.set_flat(kept.params)
-        metrics = {"controller/fitness": kept.fitness, "controller/generation": float(kept.generation)}
-        if not math.isnan(kept.real_return):
-            metrics["controller/real_return"] = kept.real_return
-        return save_checkpoint(config.out, controller, kind="controller", config=controller_config,
-                               metrics=metrics, extra=dict(extra, generation=kept.generation))  # fmt: skip
-
-    def save_resume(generations_done: int) -> None:
+    def save_resume(generations_done: int, new_kept: bool = False) -> None:
+        """Write the CMA-ES state after ``generations_done`` generations, with the kept controller's checkpoint
+        as its pair when ``new_kept`` (else the state names the checkpoint already on disk)."""
         state: dict[str, Any] = {
             "stage": "train-controller", "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
             "n_params": n_params, "cma": cmaes.state_dict(),
         }  # fmt: skip
-        if kept is not None:
-            state["kept"] = kept.as_state()
-        save_resume_state(resume_path(config.out), state)
+        if kept is None:
+            save_resume_state(resume_path(config.out), state)
+            return
+        state["kept"] = kept.as_state()
+        if not new_kept:
+            save_resume_state(resume_path(config.out), state, checkpoint=config.out)
+            return
+        controller.set_flat(kept.params)
+        metrics = {"controller/fitness": kept.fitness, "controller/generation": float(kept.generation)}
+        if not math.isnan(kept.real_return):
+            metrics["controller/real_return"] = kept.real_return
+        save_checkpoint(config.out, controller, kind="controller", config=controller_config, metrics=metrics,
+                        extra=dict(extra, generation=kept.generation), resume_state=state)  # fmt: skip
 
     needs_real = (evaluator is None and config.evaluator == "real") or config.real_check_every > 0
     executor: Executor[RealRolloutSpec] | None = None
@@ -702,10 +719,10 @@ def train_controller(
                 )
             best = int(np.argmax(told))
             # -- keep the best by fitness until a real check has happened --
-            if finite[best] and (kept is None or (math.isnan(kept.real_return) and fitness[best] > kept.fitness)):
+            new_kept = finite[best] and (kept is None or (math.isnan(kept.real_return) and fitness[best] > kept.fitness))
+            if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
-                save_kept()
-            save_resume(generation + 1)
+            save_resume(generation + 1, bool(new_kept))
             # -- real check of the generation's best --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
@@ -723,8 +740,7 @@ def train_controller(
                 )
                 if improved:
                     kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
-                    save_kept()
-                    save_resume(generation + 1)
+                    save_resume(generation + 1, new_kept=True)
             metrics["controller/generation_s"] = time.perf_counter() - tg
             history.append((generation + 1, metrics))
             message = f"generation {generation + 1}: " + "; ".join(messages) if messages else ""

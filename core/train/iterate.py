@@ -178,9 +178,11 @@ def _memory_config(config: IterateConfig, memory: Path, latents: Path, out: Path
     fresh = dataclasses.replace(config.train_memory, latents=latents, out=out, resume=False)
     if not config.warm_start_memory or not resume_path(memory).is_file():
         return fresh
-    epochs_done = int(load_resume_state(resume_path(memory), "train-memory", {"epoch": int})["epoch"])
-    shutil.copyfile(memory, out)
-    shutil.copyfile(resume_path(memory), resume_path(out))
+    state = load_resume_state(resume_path(memory), "train-memory", {"epoch": int}, checkpoint=memory)
+    epochs_done = int(state["epoch"])
+    for source, target in ((memory, out), (resume_path(memory), resume_path(out))):  # same bytes: still a pair
+        with atomic_path(target) as tmp:
+            shutil.copyfile(source, tmp)
     return dataclasses.replace(fresh, epochs=epochs_done + config.train_memory.epochs, resume=True)
 
 

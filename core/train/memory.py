@@ -17,7 +17,6 @@ from core.checkpoint import (
     resume_path,
     resuming,
     save_checkpoint,
-    save_resume_state,
 )
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
@@ -121,6 +120,11 @@ def train_memory(
     active = active_dims(latents.mu[train_rows], latents.logvar[train_rows])
 
     start_epoch = 0
+    state = None
+    if config.resume:  # before the checkpoint is read: the pair must match (a killed run's is repaired)
+        state = load_resume_state(
+            resume_path(config.out), "train-memory", {"epoch": int, "optimizer": dict}, checkpoint=config.out
+        )
     if config.resume or config.init_from is not None:
         source = config.out if config.resume else config.init_from
         model = load_model(source, "mdnrnn")
@@ -140,8 +144,7 @@ def train_memory(
             model.init_head_priors(float(rewards.mean()), float(np.concatenate([d["done"] for d in sampler.data]).mean()))
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    if config.resume:
-        state = load_resume_state(resume_path(config.out), "train-memory", {"epoch": int, "optimizer": dict})
+    if state is not None:
         with resuming(resume_path(config.out)):
             optimizer.load_state_dict(state["optimizer"])
         start_epoch = int(state["epoch"])
@@ -198,10 +201,8 @@ def train_memory(
                 "policies": latents.policy_counts(),
                 "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
             },
+            resume_state={"stage": "train-memory", "epoch": epochs_done, "optimizer": optimizer.state_dict()},
         )  # fmt: skip
-        save_resume_state(
-            resume_path(config.out), {"stage": "train-memory", "epoch": epochs_done, "optimizer": optimizer.state_dict()}
-        )
         return path
 
     loop = EpochLoop(

@@ -18,7 +18,6 @@ from core.checkpoint import (
     resume_path,
     resuming,
     save_checkpoint,
-    save_resume_state,
 )
 from core.config import VisionTrainConfig
 from core.data.datasets import load_frames
@@ -76,7 +75,7 @@ def _build(config: VisionTrainConfig) -> tuple[nn.Module, int]:
         raise ConfigError(f"vision model {config.model!r} is not available in this build")
     out = Path(config.out)
     if config.resume:
-        state = load_resume_state(resume_path(out), "train-vision", VISION_RESUME)
+        state = load_resume_state(resume_path(out), "train-vision", VISION_RESUME, checkpoint=out)
         if int(state.get("phase", 1)) != config.phase:
             raise CheckpointError(f"{out}: resume state is of phase {state.get('phase')}, not {config.phase}")
         ckpt = read_checkpoint(out)
@@ -216,10 +215,7 @@ def train_vision(
                 "train_episodes": len(train_files),
                 "val_episodes": len(val_files),
             },
-        )
-        save_resume_state(
-            resume_path(config.out),
-            {
+            resume_state={
                 "stage": "train-vision",
                 "epoch": epochs_done,
                 "phase": config.phase,
