@@ -149,6 +149,34 @@ def test_tau_slider_changes_the_next_step_spread(data: Path, tmp_path: Path) -> 
     assert seen["high_futures"] > 2 * seen["low_futures"] > 0
 
 
+def test_tau_slider_reaches_zero_the_deterministic_dream(data: Path) -> None:
+    """Dragging the tau slider to its left end sets tau 0 (the MDN's mode, as ``--tau 0`` on the command line):
+    the futures dreamt from one random z then do not part, step after step."""
+    seen: dict[str, float] = {}
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.key_press(imgui.Key.space)  # pause
+        ctx.yield_(2)
+        rect = ctx.item_info("//**/###tau").rect_full
+        ctx.mouse_move("//**/###tau")
+        ctx.mouse_down(0)
+        ctx.mouse_move_to_pos(imgui.ImVec2(rect.min.x - 40, rect.get_center().y))
+        ctx.mouse_up(0)
+        ctx.yield_(2)
+        seen["tau"] = app.session.tau
+        ctx.item_click("//**/###source_random")
+        for _ in range(5):
+            ctx.key_press(imgui.Key.n)
+            ctx.yield_(1)
+        seen["step"] = app.session.dream_tally.step
+        seen["spread"] = app.session.dream_spread()
+        seen["next_spread"] = app.session.next_step_spread()
+
+    run_app(["--assets", str(data / "assets"), "--mode", "dream", "--futures", "4", "--tau", "1.0"], test)
+    assert seen["tau"] == 0.0
+    assert seen["step"] == 5 and seen["spread"] == 0.0 and seen["next_spread"] == 0.0
+
+
 def test_training_stage_from_the_gui(data: Path, tmp_path: Path) -> None:
     """A tiny vision stage started from the Training panel reaches 100% and its checkpoint loads in one click;
     a long one is cancelled; a stage that raises shows its error and the app keeps running."""

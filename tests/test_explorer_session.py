@@ -165,6 +165,36 @@ def test_tau_acts_on_the_next_step_and_widens_the_spread(session: Session) -> No
     assert session.tau == 2.0
 
 
+def test_tau_zero_is_the_deterministic_dream(data: Path) -> None:
+    """tau 0, the slider's left end, is the MDN's mode: two sessions with different seeds (different noise streams
+    for the dream) dream the same latents from the same z and actions, and futures batched from one state do not
+    part. At the smallest tau above 0 the same two sessions part (so the comparison can tell)."""
+    z0 = np.linspace(-1.0, 1.0, 32, dtype=np.float32)
+
+    def dream_latents(seed: int, tau: float) -> np.ndarray:
+        s = Session(SessionConfig(assets=data / "assets", mode="dream", futures=3, seed=seed, tau=tau))
+        try:
+            assert s.tau == tau
+            s.start_dream(z=z0)
+            latents = []
+            for _ in range(20):
+                s.tick(GAS)
+                latents.append(s.dream.z.numpy().copy())  # type: ignore[union-attr]
+            assert s.dream_tally.step == 20
+            if tau == 0:
+                assert s.dream_spread() == 0.0 and s.next_step_spread() == 0.0
+            return np.stack(latents)
+        finally:
+            s.close()
+
+    a, b = dream_latents(1, 0.0), dream_latents(2, 0.0)
+    assert np.array_equal(a, b)
+    assert np.array_equal(a[:, 0], a[:, 1]) and np.array_equal(a[:, 0], a[:, 2])
+    assert np.abs(a[-1, 0] - a[0, 0]).max() > 1e-3  # the dream moves, it is not stuck
+    low_a, low_b = dream_latents(1, 0.01), dream_latents(2, 0.01)
+    assert not np.allclose(low_a, low_b, atol=1e-3)
+
+
 def test_dream_sources_and_futures(session: Session) -> None:
     session.start_dream("dataset")
     assert session.dataset_frame is not None and session.dataset_frame.shape == (96, 96, 3)

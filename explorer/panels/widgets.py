@@ -57,6 +57,11 @@ def caption(text: str, color: imgui.ImVec4 = GREY) -> None:
     imgui.text_colored(color, text)
 
 
+def tau_text(tau: float) -> str:
+    """The temperature as the captions show it: ``0 (mode)`` for the deterministic dream, else two decimals."""
+    return "0 (mode)" if tau == 0 else f"{tau:.2f}"
+
+
 def note(text: str, color: imgui.ImVec4 = ORANGE) -> None:
     """A wrapped message, e.g. why a panel is empty and how to fix it."""
     imgui.push_style_color(imgui.Col_.text, color)
