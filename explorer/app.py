@@ -32,6 +32,7 @@ from imgui_bundle import hello_imgui, imgui, immapp
 from explorer.input import DriveKeys, Gamepad
 from explorer.jobs import JobRunner, available_stages, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
+from explorer.panels.file_picker import FilePicker
 from explorer.panels.widgets import (
     GREY,
     ORANGE,
@@ -192,6 +193,10 @@ class App:
         self.checkpoint_path = ""
         self.status_line = ""
         """The last load or save message of the Models and Record panels."""
+        self.load_error = ""
+        """Why the last checkpoint picked in the Models panel did not load ("" after a load that worked)."""
+        self.picker = FilePicker()
+        """The file picker of the path fields (one open at a time)."""
         real_time = saved.get("real_time")
         self.real_time = real_time if isinstance(real_time, bool) else True
         self.panel_errors: dict[str, str] = {}

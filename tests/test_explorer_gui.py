@@ -177,6 +177,61 @@ def test_tau_slider_reaches_zero_the_deterministic_dream(data: Path) -> None:
     assert seen["step"] == 5 and seen["spread"] == 0.0 and seen["next_spread"] == 0.0
 
 
+def test_file_picker_loads_models_and_sets_stage_inputs(data: Path, tmp_path: Path) -> None:
+    """The Models panel's browse button lists a directory; picking a file that is not a checkpoint shows a
+    one-line error and keeps the loaded models; picking a memory checkpoint in a sub-directory loads it. In the
+    Training panel a stage's path field gets the file picked (the Memory stage's latents, a .npz)."""
+    seen: dict[str, object] = {}
+    (tmp_path / "bad.safetensors").write_text("not a checkpoint\nsecond line")
+    (tmp_path / "models").mkdir()
+    good = tmp_path / "models" / "m.safetensors"
+    good.write_bytes((data / "assets" / "convvae_memory.safetensors").read_bytes())
+    (tmp_path / "notes.txt").write_text("not listed")
+    latents = tmp_path / "models" / "lat.npz"
+    latents.write_bytes(b"")
+
+    def pick(ctx: Ctx, button: str, *entries: str) -> None:
+        ctx.item_click(f"//**/###pick_{button}")
+        ctx.yield_(2)
+        for entry in entries:
+            ctx.item_click(f"//**/###entry_{entry}")
+            ctx.yield_(2)
+        ctx.item_click("//**/###picker_ok")
+        ctx.yield_(2)
+
+    def test(ctx: Ctx, app: App) -> None:
+        s = app.session
+        vision_before = s.vision
+        ctx.window_focus("//Models")
+        app.checkpoint_path = str(tmp_path / "missing.safetensors")  # the picker opens in its directory
+        ctx.item_click("//**/###pick_checkpoint")
+        ctx.yield_(2)
+        seen["listed"] = [e.name for e in app.picker._entries]
+        ctx.item_click("//**/###picker_cancel")
+        ctx.yield_(2)
+        pick(ctx, "checkpoint", "bad.safetensors")
+        seen["error"] = app.load_error
+        seen["vision_kept"] = s.vision is vision_before and s.memory is not None
+        pick(ctx, "checkpoint", "models", "m.safetensors")
+        seen["memory_path"] = s.model_paths["memory"]
+        seen["error_after"] = app.load_error
+        ctx.window_focus("//Training")
+        ctx.item_click("//**/###tab_memory")
+        ctx.yield_(2)
+        app.drafts["memory"]["latents"] = str(tmp_path / "models" / "old.npz")
+        ctx.yield_(1)
+        pick(ctx, "MemoryTrainConfig.latents", "lat.npz")
+        seen["latents"] = app.drafts["memory"]["latents"]
+
+    run_app(["--assets", str(data / "assets"), "--mode", "split"], test)
+    assert seen["listed"] == ["models", "bad.safetensors"]
+    error = str(seen["error"])
+    assert error.startswith(f"cannot load {tmp_path / 'bad.safetensors'}") and "\n" not in error, error
+    assert seen["vision_kept"] is True
+    assert Path(str(seen["memory_path"])).resolve() == good.resolve() and seen["error_after"] == ""
+    assert Path(str(seen["latents"])).resolve() == latents.resolve()
+
+
 def test_training_stage_from_the_gui(data: Path, tmp_path: Path) -> None:
     """A tiny vision stage started from the Training panel reaches 100% and its checkpoint loads in one click;
     a long one is cancelled; a stage that raises shows its error and the app keeps running."""
