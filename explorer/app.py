@@ -108,6 +108,9 @@ class AppConfig:
     """Start from the default layout and settings, and save nothing."""
     max_fps: float | None = None
     """Frame-rate cap; 0: none (unset: 50 = real time, none with --frames or --profile)."""
+    start_stage: str | None = None
+    """Start this Training-panel stage (collect, vision, encode, memory, ...) at the first frame, with the panel's
+    settings (saved ones with --settings): a scripted start, e.g. to measure the frame rate while a stage runs."""
 
 
 class App:
@@ -306,6 +309,10 @@ class App:
                     release_memory()
                 self.job_status[key] = job.status
                 log_stage_end(job)
+        if self.frame_count == 0 and self.config.start_stage:
+            training.start_stage(self, self.config.start_stage)
+            if self.config.start_stage in self.stage_errors:
+                log.error("%s not started: %s", self.config.start_stage, self.stage_errors[self.config.start_stage])
         self.session.native_kernels = not any(job.running for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
@@ -637,6 +644,11 @@ def main(argv: list[str]) -> int:
         config = parse_flags(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
+    stages = [spec.key for spec in available_stages()]
+    if config.start_stage is not None and config.start_stage not in stages:
+        print(f"error: --start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if config.screenshot is not None:
         problem = unwritable(config.screenshot)
         if problem:

@@ -118,3 +118,20 @@ def test_file_picker_lists_directories_first_then_matching_files(tmp_path: Path)
     assert list_directory(tmp_path, limit=3) == (entries[:2] + [Entry("A.SAFETENSORS", False)], 2)
     with pytest.raises(OSError):
         list_directory(tmp_path / "c.npz")
+
+
+def test_profile_report_parses_back_to_its_breakdown() -> None:
+    from explorer.profiler import parse_report
+
+    clock = FrameClock()
+    for _ in range(6):
+        with clock.section("model"):
+            time.sleep(0.002)
+        clock.end_frame()
+    b = clock.breakdown(skip=1)
+    figures = parse_report("app output before\n" + clock.report(skip=1) + "\nwrote out.png\n")
+    for key in ("fps", "frame", "frame_p95", "model", "env", "gui", "cpu"):
+        assert figures[key] == pytest.approx(b[key], abs=0.051), key
+    assert figures["model"] >= 2.0
+    with pytest.raises(ValueError, match="no --profile report"):
+        parse_report("wrote out.png")
