@@ -108,6 +108,9 @@ class AppConfig:
     """Start from the default layout and settings, and save nothing."""
     max_fps: float | None = None
     """Frame-rate cap; 0: none (unset: 50 = real time, none with --frames or --profile)."""
+    stage_runner: Literal["process", "thread"] = "process"
+    """Where Training-panel stages run: their own process (the GUI keeps its core and frame rate) or a thread of
+    the app (starts faster; shares the interpreter lock and torch settings with the frame loop)."""
     start_stage: str | None = None
     """Start this Training-panel stage (collect, vision, encode, memory, ...) at the first frame, with the panel's
     settings (saved ones with --settings): a scripted start, e.g. to measure the frame rate while a stage runs."""
@@ -167,7 +170,7 @@ class App:
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = available_stages()
-        self.jobs = {spec.key: JobRunner(spec) for spec in self.stages}
+        self.jobs = {spec.key: JobRunner(spec, config.stage_runner) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
         saved_stages = saved.get("stages", {})
         for spec in self.stages:
@@ -313,7 +316,7 @@ class App:
             training.start_stage(self, self.config.start_stage)
             if self.config.start_stage in self.stage_errors:
                 log.error("%s not started: %s", self.config.start_stage, self.stage_errors[self.config.start_stage])
-        self.session.native_kernels = not any(job.running for job in self.jobs.values())
+        self.session.native_kernels = not any(job.running and job.runner == "thread" for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
         self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False

@@ -4,7 +4,8 @@ report are tabled (the median over ``--repeats``).
 
 .venv/bin/python scripts/bench_explorer.py                                   # both world models, 3 modes
 .venv/bin/python scripts/bench_explorer.py --kinds dds_vae --modes split --repeats 3
-.venv/bin/python scripts/bench_explorer.py --modes split --stage vision \\
+.venv/bin/python scripts/bench_explorer.py --modes split --variants stage-runner=thread stage-runner=process \\
+    --stage vision \\
     --stage-set data_dir=data/episodes epochs=1 out=/tmp/v.safetensors    # FPS while the panel trains V
 
 Without a DISPLAY each run goes through ``xvfb-run``. The machine's load shows in every figure: compare variants
@@ -44,7 +45,8 @@ class BenchArgs:
     modes: tuple[str, ...] = ("dream", "real", "split")
     """Modes (--mode)."""
     variants: tuple[str, ...] = ("",)
-    """Extra app flags per variant, each one string (e.g. "--stage-runner thread" "--stage-runner process")."""
+    """Extra app flags per variant, each one string of flag=value without the dashes (e.g. "stage-runner=thread"
+    "stage-runner=process"; "" for none)."""
     stage: str | None = None
     """Start this Training-panel stage at the first frame (--start-stage) and measure while it runs."""
     stage_set: tuple[str, ...] = ()
@@ -69,11 +71,20 @@ def stage_settings(stage: str, pairs: tuple[str, ...]) -> dict[str, object]:
     return {"stages": {stage: draft}}
 
 
+def variant_flags(variant: str) -> list[str]:
+    """``"stage-runner=thread tau=0"`` -> ``["--stage-runner", "thread", "--tau", "0"]``."""
+    flags = []
+    for token in shlex.split(variant):
+        name, sep, value = token.partition("=")
+        flags += [f"--{name}", value] if sep else [f"--{name}"]
+    return flags
+
+
 def run_once(args: BenchArgs, kind: str, mode: str, variant: str) -> dict[str, float]:
     """One app run; its --profile figures. Raises RuntimeError with the app's last output line when it fails."""
     app = [sys.executable, "-m", "core.cli", "--vision-kind", kind, "--mode", mode, "--driver", "autopilot",
            "--frames", str(args.frames), "--profile", "--width", str(args.width), "--height", str(args.height),
-           *shlex.split(variant)]  # fmt: skip
+           *variant_flags(variant)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_explorer_") as settings:
         if args.stage:
             Path(settings, "explorer.json").write_text(json.dumps(stage_settings(args.stage, args.stage_set)))

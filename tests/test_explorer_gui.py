@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from imgui_bundle import imgui
+from imgui_bundle import hello_imgui, imgui
 from imgui_bundle.immapp import testing
 
 from core.api import EVAL_GATES, read_episode
@@ -36,8 +36,15 @@ def one_torch_thread() -> Iterator[None]:
 def run_app(argv: list[str], test: Callable[[Ctx, App], None], fresh: bool = True) -> App:
     """Build the app from ``argv`` and run ``test(ctx, app)`` inside it; returns the app after the window closed."""
     app = build_app([*(["--fresh"] if fresh else []), "--max-fps", "0", *argv])
-    testing.run(test_function=lambda ctx: test(ctx, app), runner_params=app.runner_params(),
-                add_ons_params=add_ons())  # fmt: skip
+    params = app.runner_params()
+
+    def patient_watchdog() -> None:
+        """Stages start in their own (spawned) process: on a loaded machine a test outlasts the 60 s default."""
+        io = imgui.test_engine.get_io(hello_imgui.get_imgui_test_engine())
+        io.config_watchdog_warning, io.config_watchdog_kill_test, io.config_watchdog_kill_app = 120.0, 300.0, 600.0
+
+    params.callbacks.register_tests = patient_watchdog
+    testing.run(test_function=lambda ctx: test(ctx, app), runner_params=params, add_ons_params=add_ons())
     app.session.close()
     assert not app.panel_errors, app.panel_errors
     return app

@@ -74,7 +74,8 @@ def start_stage(app: App, key: str) -> None:
     app.stage_errors.pop(key, None)
     app.plot_metric.pop(key, None)
     app.log_shown.discard(key)
-    app.session.native_kernels = False  # oneDNN back on before the training thread starts (see Session)
+    if job.runner == "thread":
+        app.session.native_kernels = False  # oneDNN back on before the training thread starts (see Session)
     job.start(config)
     log.info("started %s", job.spec.title)
 
