@@ -6,6 +6,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -327,7 +328,11 @@ def run_job(config: dict, cancel: bool = False) -> JobRunner:
     job.start(config)
     with pytest.raises(RuntimeError):
         job.start(config)
-    if cancel:
+    if cancel:  # after the first report: a stage process takes seconds to start
+        deadline = time.monotonic() + 60
+        while job.progress is None and time.monotonic() < deadline:
+            job.poll()
+            time.sleep(0.02)
         job.cancel()
     job.join(10)
     job.poll()
