@@ -32,6 +32,7 @@ from imgui_bundle import hello_imgui, imgui, immapp
 from explorer.input import DriveKeys, Gamepad
 from explorer.jobs import JobRunner, available_stages, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
+from explorer.panels.file_picker import FilePicker
 from explorer.panels.widgets import (
     GREY,
     ORANGE,
@@ -82,7 +83,7 @@ class AppConfig:
     driver: Literal["human", "autopilot", "random"] = "human"
     """Who drives at start; any driving key takes the wheel from the autopilot or the random driver."""
     tau: float | None = None
-    """MDN temperature of the dream, 0.05 to 2.0 (unset: last, else 1.0)."""
+    """MDN temperature of the dream, 0 (deterministic: the MDN's mode) to 2.0 (unset: last, else 1.0)."""
     seed: int | None = None
     """Track seed of the real env (unset: last, else 0)."""
     horizon: int | None = None
@@ -107,6 +108,12 @@ class AppConfig:
     """Start from the default layout and settings, and save nothing."""
     max_fps: float | None = None
     """Frame-rate cap; 0: none (unset: 50 = real time, none with --frames or --profile)."""
+    stage_runner: Literal["process", "thread"] = "process"
+    """Where Training-panel stages run: their own process (the GUI keeps its core and frame rate) or a thread of
+    the app (starts faster; shares the interpreter lock and torch settings with the frame loop)."""
+    start_stage: str | None = None
+    """Start this Training-panel stage (collect, vision, encode, memory, ...) at the first frame, with the panel's
+    settings (saved ones with --settings): a scripted start, e.g. to measure the frame rate while a stage runs."""
 
 
 class App:
@@ -163,7 +170,7 @@ class App:
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = available_stages()
-        self.jobs = {spec.key: JobRunner(spec) for spec in self.stages}
+        self.jobs = {spec.key: JobRunner(spec, config.stage_runner) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
         saved_stages = saved.get("stages", {})
         for spec in self.stages:
@@ -192,6 +199,10 @@ class App:
         self.checkpoint_path = ""
         self.status_line = ""
         """The last load or save message of the Models and Record panels."""
+        self.load_error = ""
+        """Why the last checkpoint picked in the Models panel did not load ("" after a load that worked)."""
+        self.picker = FilePicker()
+        """The file picker of the path fields (one open at a time)."""
         real_time = saved.get("real_time")
         self.real_time = real_time if isinstance(real_time, bool) else True
         self.panel_errors: dict[str, str] = {}
@@ -301,7 +312,11 @@ class App:
                     release_memory()
                 self.job_status[key] = job.status
                 log_stage_end(job)
-        self.session.native_kernels = not any(job.running for job in self.jobs.values())
+        if self.frame_count == 0 and self.config.start_stage:
+            training.start_stage(self, self.config.start_stage)
+            if self.config.start_stage in self.stage_errors:
+                log.error("%s not started: %s", self.config.start_stage, self.stage_errors[self.config.start_stage])
+        self.session.native_kernels = not any(job.running and job.runner == "thread" for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
         self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
@@ -632,6 +647,11 @@ def main(argv: list[str]) -> int:
         config = parse_flags(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
+    stages = [spec.key for spec in available_stages()]
+    if config.start_stage is not None and config.start_stage not in stages:
+        print(f"error: --start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})",
+              file=sys.stderr)  # fmt: skip
+        return 2
     if config.screenshot is not None:
         problem = unwritable(config.screenshot)
         if problem:

@@ -6,6 +6,7 @@ a frame. A stage that raises leaves its message in the job and the app goes on. 
 from __future__ import annotations
 
 import importlib
+import multiprocessing
 import os
 import queue
 import threading
@@ -35,8 +36,12 @@ from core.api import (
 )
 
 Status = Literal["idle", "running", "done", "cancelled", "failed"]
+Runner = Literal["thread", "process"]
+RUNNERS: tuple[Runner, ...] = ("process", "thread")
 STAGE_NICE = 5
-"""Nice value of stage threads: on 2 cores the GUI keeps its frame rate while a stage trains."""
+"""Nice value of stage threads and processes: on 2 cores the GUI keeps its frame rate while a stage trains."""
+STAGE_THREADS = 1
+"""Torch intra-op threads of a stage run in its own process (the GUI's frame loop needs the other core)."""
 LOG_LINES = 400
 """Log lines kept per job."""
 PLOT_POINTS = 4000
@@ -159,8 +164,36 @@ class MetricHistory:
         return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
 
 
+def _stage_process(function: str, config: Any, stop: Any, out: Any) -> None:
+    """Body of a stage's own process (spawned): lower priority, STAGE_THREADS torch threads, the stage, and every
+    report and the outcome on ``out`` as the thread runner sends them. Crashes end as a "failed" message."""
+    import torch
+
+    os.nice(STAGE_NICE)
+    torch.set_num_threads(STAGE_THREADS)
+    module, name = function.split(":")
+    try:
+        stage = getattr(importlib.import_module(module), name)
+        result = stage(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
+    except StageCancelled as exc:
+        out.put(("cancelled", str(exc)))
+    except DreamExplorerError as exc:
+        out.put(("failed", (str(exc), "")))
+    except Exception as exc:  # reported to the GUI like a crash in a thread
+        out.put(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
+    else:
+        cancelled = bool(getattr(result, "cancelled", False)) or stop.is_set()
+        out.put(("cancelled" if cancelled else "done", result))
+    out.close()
+    out.join_thread()
+
+
 class JobRunner:
-    """Runs one stage at a time in a daemon thread and keeps what the panel shows.
+    """Runs one stage at a time, in its own process (default) or a thread, and keeps what the panel shows.
+
+    In a process (spawned, so no GUI state is inherited) the stage has its own interpreter lock and torch
+    settings: the frame loop keeps its core. Reports and the outcome come back over a multiprocessing queue,
+    cancel is a multiprocessing event; the result must pickle (every core stage's does).
 
     Attributes:
         spec: the stage.
@@ -172,8 +205,11 @@ class JobRunner:
         result: what the stage returned.
     """
 
-    def __init__(self, spec: StageSpec) -> None:
+    def __init__(self, spec: StageSpec, runner: Runner = "process") -> None:
+        if runner not in RUNNERS:
+            raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
         self.spec = spec
+        self.runner: Runner = runner
         self.status: Status = "idle"
         self.progress: Progress | None = None
         self.history = MetricHistory()
@@ -182,9 +218,10 @@ class JobRunner:
         self.result: Any = None
         self.started = 0.0
         self.elapsed = 0.0
-        self._stop = threading.Event()
-        self._queue: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._stop: Any = threading.Event()
+        self._queue: Any = queue.Queue()
         self._thread: threading.Thread | None = None
+        self._process: Any = None
 
     @property
     def running(self) -> bool:
@@ -210,10 +247,17 @@ class JobRunner:
         self.status, self.progress, self.error, self.result = "running", None, "", None
         self.history = MetricHistory()
         self.log.clear()
-        self._stop = threading.Event()
-        self._queue = queue.Queue()
         self.started = time.monotonic()
-        self.log.append(f"started {self.spec.key} with {config}")
+        self.log.append(f"started {self.spec.key} in a {self.runner} with {config}")
+        if self.runner == "process":
+            context = multiprocessing.get_context("spawn")
+            self._stop, self._queue = context.Event(), context.Queue()
+            # not a daemon: a stage (collect) may start worker processes of its own
+            self._process = context.Process(target=_stage_process, args=(self.spec.function, config, self._stop,
+                                            self._queue), name=f"stage-{self.spec.key}")  # fmt: skip
+            self._process.start()
+            return
+        self._stop, self._queue = threading.Event(), queue.Queue()
         self._thread = threading.Thread(target=self._run, args=(config, self._stop, self._queue),
                                         name=f"stage-{self.spec.key}", daemon=True)  # fmt: skip
         self._thread.start()
@@ -240,11 +284,15 @@ class JobRunner:
             self.log.append("cancelling...")
 
     def poll(self) -> None:
-        """Drain the reports that arrived since the last call (the GUI calls this once a frame)."""
+        """Drain the reports that arrived since the last call (the GUI calls this once a frame). A stage process
+        that ended without an outcome (killed, crashed in native code) leaves the job failed with its exit code."""
+        exited = self._process is not None and self.running and not self._process.is_alive()
         while True:
             try:
                 kind, payload = self._queue.get_nowait()
             except queue.Empty:
+                break
+            except (EOFError, OSError, ValueError):  # the queue's pipe is gone with the process
                 break
             if kind == "progress":
                 self.progress = payload
@@ -264,10 +312,20 @@ class JobRunner:
             else:
                 self.result = payload
                 self.log.append(f"done: {summarize(payload)}")
+        if exited and self.running:
+            self.status, code = "failed", self._process.exitcode
+            self.error = f"the stage's process ended without a result (exit code {code})"
+            self.log.append(f"FAILED: {self.error}")
         if self.running:
             self.elapsed = time.monotonic() - self.started
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for the thread (tests, and the app on exit after cancelling)."""
+        """Wait for the thread or process (tests, and the app on exit after cancelling); a process still alive
+        after ``timeout`` is terminated."""
         if self._thread is not None:
             self._thread.join(timeout)
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():
+                self._process.terminate()
+                self._process.join(5.0)

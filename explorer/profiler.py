@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -166,3 +167,31 @@ class FrameClock:
             lines.append(f"  rss growth {m1 - m0:+.1f} MB from frame {f0} to frame {f1}")
             lines.append("  rss every 1000 frames: " + " ".join(f"{m:.0f}" for _, m in self.rss_samples))
         return "\n".join(lines)
+
+
+REPORT_FIGURES = {"fps": r"fps\s+([\d.]+)\s+\(frame ([\d.]+) ms, p95 ([\d.]+) ms\)", "model": r"model\s+([\d.]+) ms",
+                  "env": r"env\s+([\d.]+) ms", "gui": r"gui\s+([\d.]+) ms", "cpu": r"cpu\s+([\d.]+) ms"}  # fmt: skip
+"""Patterns of the figures :meth:`FrameClock.report` prints, one line each."""
+
+
+def parse_report(text: str) -> dict[str, float]:
+    """The figures of a ``--profile`` report found in ``text`` (the app's whole output may be passed).
+
+    Returns:
+        ``fps``, ``frame`` and ``frame_p95`` (ms), ``model``, ``env``, ``gui`` and ``cpu`` (ms per frame).
+
+    Raises:
+        ValueError: no report in ``text`` (the app failed, or ran without ``--profile``).
+    """
+    start = text.rfind("profile over the last")
+    if start < 0:
+        raise ValueError("no --profile report in the output")
+    body, out = text[start:], {}
+    for key, pattern in REPORT_FIGURES.items():
+        match = re.search(pattern, body)
+        if match is None:
+            raise ValueError(f"the --profile report has no {key} line")
+        out[key] = float(match.group(1))
+        if key == "fps":
+            out["frame"], out["frame_p95"] = float(match.group(2)), float(match.group(3))
+    return out

@@ -69,8 +69,9 @@ ZOOM_STEPS = 50
 """CarRacing zooms in during its first second (50 steps); a reset drives through it with no action."""
 HISTORY = 600
 """Steps kept in the live plots."""
-TAU_RANGE = (0.05, 2.0)
-"""The temperatures the tau slider offers."""
+TAU_RANGE = (0.0, 2.0)
+"""The temperatures the tau slider offers; 0 (its left end) is the deterministic dream: each step takes the most
+likely component's mean, no noise (the MDN's mode, as ``--tau 0`` on the command line)."""
 MAX_FUTURES = 16
 """Most dreams batched from one state."""
 RECON_PERIOD = 0.1
@@ -117,7 +118,7 @@ class SessionConfig:
     driver: Driver = "human"
     """Who drives at start."""
     tau: float = 1.0
-    """MDN temperature of the dream, in TAU_RANGE."""
+    """MDN temperature of the dream, in TAU_RANGE (0: the deterministic dream, the MDN's mode)."""
     seed: int = 0
     """Track seed of the real env (and seed of the dream's random streams)."""
     horizon: int = 300

@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from imgui_bundle import imgui
+from imgui_bundle import hello_imgui, imgui
 from imgui_bundle.immapp import testing
 
 from core.api import EVAL_GATES, read_episode
@@ -36,8 +36,15 @@ def one_torch_thread() -> Iterator[None]:
 def run_app(argv: list[str], test: Callable[[Ctx, App], None], fresh: bool = True) -> App:
     """Build the app from ``argv`` and run ``test(ctx, app)`` inside it; returns the app after the window closed."""
     app = build_app([*(["--fresh"] if fresh else []), "--max-fps", "0", *argv])
-    testing.run(test_function=lambda ctx: test(ctx, app), runner_params=app.runner_params(),
-                add_ons_params=add_ons())  # fmt: skip
+    params = app.runner_params()
+
+    def patient_watchdog() -> None:
+        """Stages start in their own (spawned) process: on a loaded machine a test outlasts the 60 s default."""
+        io = imgui.test_engine.get_io(hello_imgui.get_imgui_test_engine())
+        io.config_watchdog_warning, io.config_watchdog_kill_test, io.config_watchdog_kill_app = 120.0, 300.0, 600.0
+
+    params.callbacks.register_tests = patient_watchdog
+    testing.run(test_function=lambda ctx: test(ctx, app), runner_params=params, add_ons_params=add_ons())
     app.session.close()
     assert not app.panel_errors, app.panel_errors
     return app
@@ -147,6 +154,89 @@ def test_tau_slider_changes_the_next_step_spread(data: Path, tmp_path: Path) -> 
     assert seen["step"] == 1
     assert seen["high_next"] > 2 * seen["low_next"] > 0
     assert seen["high_futures"] > 2 * seen["low_futures"] > 0
+
+
+def test_tau_slider_reaches_zero_the_deterministic_dream(data: Path) -> None:
+    """Dragging the tau slider to its left end sets tau 0 (the MDN's mode, as ``--tau 0`` on the command line):
+    the futures dreamt from one random z then do not part, step after step."""
+    seen: dict[str, float] = {}
+
+    def test(ctx: Ctx, app: App) -> None:
+        ctx.key_press(imgui.Key.space)  # pause
+        ctx.yield_(2)
+        rect = ctx.item_info("//**/###tau").rect_full
+        ctx.mouse_move("//**/###tau")
+        ctx.mouse_down(0)
+        ctx.mouse_move_to_pos(imgui.ImVec2(rect.min.x - 40, rect.get_center().y))
+        ctx.mouse_up(0)
+        ctx.yield_(2)
+        seen["tau"] = app.session.tau
+        ctx.item_click("//**/###source_random")
+        for _ in range(5):
+            ctx.key_press(imgui.Key.n)
+            ctx.yield_(1)
+        seen["step"] = app.session.dream_tally.step
+        seen["spread"] = app.session.dream_spread()
+        seen["next_spread"] = app.session.next_step_spread()
+
+    run_app(["--assets", str(data / "assets"), "--mode", "dream", "--futures", "4", "--tau", "1.0"], test)
+    assert seen["tau"] == 0.0
+    assert seen["step"] == 5 and seen["spread"] == 0.0 and seen["next_spread"] == 0.0
+
+
+def test_file_picker_loads_models_and_sets_stage_inputs(data: Path, tmp_path: Path) -> None:
+    """The Models panel's browse button lists a directory; picking a file that is not a checkpoint shows a
+    one-line error and keeps the loaded models; picking a memory checkpoint in a sub-directory loads it. In the
+    Training panel a stage's path field gets the file picked (the Memory stage's latents, a .npz)."""
+    seen: dict[str, object] = {}
+    (tmp_path / "bad.safetensors").write_text("not a checkpoint\nsecond line")
+    (tmp_path / "models").mkdir()
+    good = tmp_path / "models" / "m.safetensors"
+    good.write_bytes((data / "assets" / "convvae_memory.safetensors").read_bytes())
+    (tmp_path / "notes.txt").write_text("not listed")
+    latents = tmp_path / "models" / "lat.npz"
+    latents.write_bytes(b"")
+
+    def pick(ctx: Ctx, button: str, *entries: str) -> None:
+        ctx.item_click(f"//**/###pick_{button}")
+        ctx.yield_(2)
+        for entry in entries:
+            ctx.item_click(f"//**/###entry_{entry}")
+            ctx.yield_(2)
+        ctx.item_click("//**/###picker_ok")
+        ctx.yield_(2)
+
+    def test(ctx: Ctx, app: App) -> None:
+        s = app.session
+        vision_before = s.vision
+        ctx.window_focus("//Models")
+        app.checkpoint_path = str(tmp_path / "missing.safetensors")  # the picker opens in its directory
+        ctx.item_click("//**/###pick_checkpoint")
+        ctx.yield_(2)
+        seen["listed"] = [e.name for e in app.picker._entries]
+        ctx.item_click("//**/###picker_cancel")
+        ctx.yield_(2)
+        pick(ctx, "checkpoint", "bad.safetensors")
+        seen["error"] = app.load_error
+        seen["vision_kept"] = s.vision is vision_before and s.memory is not None
+        pick(ctx, "checkpoint", "models", "m.safetensors")
+        seen["memory_path"] = s.model_paths["memory"]
+        seen["error_after"] = app.load_error
+        ctx.window_focus("//Training")
+        ctx.item_click("//**/###tab_memory")
+        ctx.yield_(2)
+        app.drafts["memory"]["latents"] = str(tmp_path / "models" / "old.npz")
+        ctx.yield_(1)
+        pick(ctx, "MemoryTrainConfig.latents", "lat.npz")
+        seen["latents"] = app.drafts["memory"]["latents"]
+
+    run_app(["--assets", str(data / "assets"), "--mode", "split"], test)
+    assert seen["listed"] == ["models", "bad.safetensors"]
+    error = str(seen["error"])
+    assert error.startswith(f"cannot load {tmp_path / 'bad.safetensors'}") and "\n" not in error, error
+    assert seen["vision_kept"] is True
+    assert Path(str(seen["memory_path"])).resolve() == good.resolve() and seen["error_after"] == ""
+    assert Path(str(seen["latents"])).resolve() == latents.resolve()
 
 
 def test_training_stage_from_the_gui(data: Path, tmp_path: Path) -> None:

@@ -100,3 +100,38 @@ def test_frame_clock_breakdown() -> None:
     stages = clock.stages()
     assert stages["decode"] >= 1.5 / 8 and "per stage" in clock.report() and "decode" in clock.report()
     assert "fps" in clock.report() and rss_mb() > 10
+
+
+def test_file_picker_lists_directories_first_then_matching_files(tmp_path: Path) -> None:
+    from explorer.panels.file_picker import Entry, list_directory
+
+    for name in ("b.safetensors", "A.SAFETENSORS", "c.npz", ".hidden.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+    for name in ("zeta", "Alpha", ".git"):
+        (tmp_path / name).mkdir()
+    entries, more = list_directory(tmp_path, (".safetensors",))
+    assert entries == [Entry("Alpha", True), Entry("zeta", True), Entry("A.SAFETENSORS", False),
+                       Entry("b.safetensors", False)] and more == 0  # fmt: skip
+    assert [e.name for e in list_directory(tmp_path)[0]] == ["Alpha", "zeta", "A.SAFETENSORS", "b.safetensors",
+                                                              "c.npz"]  # fmt: skip
+    assert list_directory(tmp_path, directories_only=True)[0] == [Entry("Alpha", True), Entry("zeta", True)]
+    assert list_directory(tmp_path, limit=3) == (entries[:2] + [Entry("A.SAFETENSORS", False)], 2)
+    with pytest.raises(OSError):
+        list_directory(tmp_path / "c.npz")
+
+
+def test_profile_report_parses_back_to_its_breakdown() -> None:
+    from explorer.profiler import parse_report
+
+    clock = FrameClock()
+    for _ in range(6):
+        with clock.section("model"):
+            time.sleep(0.002)
+        clock.end_frame()
+    b = clock.breakdown(skip=1)
+    figures = parse_report("app output before\n" + clock.report(skip=1) + "\nwrote out.png\n")
+    for key in ("fps", "frame", "frame_p95", "model", "env", "gui", "cpu"):
+        assert figures[key] == pytest.approx(b[key], abs=0.051), key
+    assert figures["model"] >= 2.0
+    with pytest.raises(ValueError, match="no --profile report"):
+        parse_report("wrote out.png")

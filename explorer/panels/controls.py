@@ -75,7 +75,11 @@ def gui_dream_settings(app: App) -> None:
     changed, tau = imgui.slider_float("tau###tau", s.tau, *TAU_RANGE, "%.2f", imgui.SliderFlags_.logarithmic)
     if changed:
         s.tau = tau
-    imgui.set_item_tooltip("MDN temperature: logits / tau, noise * sqrt(tau); acts on the next dream step")
+    imgui.set_item_tooltip("MDN temperature: logits / tau, noise * sqrt(tau); acts on the next dream step.\n"
+                           "The left end is 0: the deterministic dream (each step the most likely component's "
+                           "mean, no noise).\nCtrl+click to type a value.")  # fmt: skip
+    if s.tau == 0:
+        caption("tau 0: deterministic, the MDN's mode", PURPLE)
     imgui.set_next_item_width(width)
     changed, horizon = imgui.slider_int("horizon###horizon", s.horizon, 10, 1000)
     if changed:

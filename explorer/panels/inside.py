@@ -11,7 +11,19 @@ from imgui_bundle import imgui, implot
 
 from core.api import EVAL_GATES
 from explorer.panels.view import PLAY_AREA_ASPECT
-from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, item_rect, note, show_image, u32
+from explorer.panels.widgets import (
+    BLUE,
+    GREY,
+    ORANGE,
+    PURPLE,
+    caption,
+    fit,
+    item_rect,
+    note,
+    show_image,
+    tau_text,
+    u32,
+)
 
 if TYPE_CHECKING:
     from explorer.app import App
@@ -166,7 +178,7 @@ def gui_futures(app: App) -> None:
     app.futures_seen = True
     frames = s.dream_frames()
     assert frames is not None
-    caption(f"{s.dream.n} futures, tau {s.tau:.2f}, step {s.dream_tally.step}, spread {s.dream_spread():.2f}", PURPLE)
+    caption(f"{s.dream.n} futures, tau {tau_text(s.tau)}, step {s.dream_tally.step}, spread {s.dream_spread():.2f}", PURPLE)
     imgui.set_item_tooltip("Dreams started from one state and fed the same actions; they part as the MDN samples\n"
                            "differ. Spread: the std over futures of z, averaged over its dimensions.")  # fmt: skip
     if len(frames) < s.dream.n:

@@ -40,16 +40,32 @@ def gui_models(app: App) -> None:
         if s.model_paths[part] is not None:
             imgui.set_item_tooltip(str(s.model_paths[part]))
     imgui.separator()
-    imgui.set_next_item_width(-70)
+    caption("load a checkpoint of V, M or C")
+    imgui.set_next_item_width(-110)
     _, app.checkpoint_path = imgui.input_text("##checkpoint", app.checkpoint_path)
     imgui.set_item_tooltip("A .safetensors checkpoint of V, M or C (the kind it holds decides the part)")
     imgui.same_line()
-    if imgui.button("Load###load_checkpoint") and app.checkpoint_path:
-        try:
-            app.status_line = s.load_checkpoint(Path(app.checkpoint_path))
-        except Exception as exc:  # any unreadable file: say why, keep running
-            app.status_line = f"cannot load: {exc}"
-            log.error(app.status_line)
+    picked = app.picker.button("checkpoint", app.checkpoint_path, "Load a checkpoint", (".safetensors",))
+    imgui.same_line()
+    if picked is not None:
+        app.checkpoint_path = picked
+    if (imgui.button("Load###load_checkpoint") or picked is not None) and app.checkpoint_path:
+        load_checkpoint(app, app.checkpoint_path)
+    if app.load_error:
+        note(app.load_error, RED)
+
+
+def load_checkpoint(app: App, path: str) -> None:
+    """Load a checkpoint into the running app; a file that is not one leaves a one-line error (``load_error``,
+    the Log panel, the status bar) and the loaded models as they were."""
+    try:
+        app.status_line = app.session.load_checkpoint(Path(path))
+    except Exception as exc:  # any unreadable file: say why, keep running
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        app.load_error = f"cannot load {path}: {first}"
+        log.error(app.load_error)
+    else:
+        app.load_error = ""
 
 
 def gui_record(app: App) -> None:

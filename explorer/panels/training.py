@@ -74,7 +74,8 @@ def start_stage(app: App, key: str) -> None:
     app.stage_errors.pop(key, None)
     app.plot_metric.pop(key, None)
     app.log_shown.discard(key)
-    app.session.native_kernels = False  # oneDNN back on before the training thread starts (see Session)
+    if job.runner == "thread":
+        app.session.native_kernels = False  # oneDNN back on before the training thread starts (see Session)
     job.start(config)
     log.info("started %s", job.spec.title)
 
@@ -139,7 +140,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
                      else "the inputs already name the loaded models (or none is loaded)")  # fmt: skip
         imgui.set_item_tooltip("Set this stage's vision / memory / controller inputs to the checkpoints the app "
                                "has loaded (Models panel)")  # fmt: skip
-    edit_config(job.spec.config_cls, app.drafts[key], label_width=min(130.0, left * 0.42))
+    edit_config(job.spec.config_cls, app.drafts[key], label_width=min(130.0, left * 0.42), picker=app.picker)
     imgui.end_disabled()
     imgui.end_child()
     imgui.same_line()

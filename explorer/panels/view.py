@@ -20,6 +20,7 @@ from explorer.panels.widgets import (
     fit,
     note,
     show_image,
+    tau_text,
     u32,
     value_bar,
 )
@@ -146,7 +147,7 @@ def gui_view(app: App) -> None:
         if real:
             imgui.same_line()
         imgui.begin_group()
-        caption(f"DREAM   tau {s.tau:.2f}   from {SOURCE_WORDS[s.dream_origin]}   (G: a new dream)", PURPLE)
+        caption(f"DREAM   tau {tau_text(s.tau)}   from {SOURCE_WORDS[s.dream_origin]}   (G: a new dream)", PURPLE)
         imgui.set_item_tooltip("What the world model imagines from where it started, fed the same actions; it drifts "
                                "from reality as its samples differ. G starts a new dream from the selected source.")
         frame = s.dream_frame()

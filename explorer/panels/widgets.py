@@ -15,8 +15,12 @@ from typing import Any
 
 import numpy as np
 from imgui_bundle import hello_imgui, imgui
+from imgui_bundle import icons_fontawesome_4 as fa
 
 from explorer.textures import Texture, TextureBank
+
+if typing.TYPE_CHECKING:
+    from explorer.panels.file_picker import FilePicker
 
 Rect = tuple[float, float, float, float]
 """Screen rectangle (x0, y0, x1, y1) in pixels."""
@@ -55,6 +59,11 @@ def item_rect() -> Rect:
 def caption(text: str, color: imgui.ImVec4 = GREY) -> None:
     """Dim small text above a picture."""
     imgui.text_colored(color, text)
+
+
+def tau_text(tau: float) -> str:
+    """The temperature as the captions show it: ``0 (mode)`` for the deterministic dream, else two decimals."""
+    return "0 (mode)" if tau == 0 else f"{tau:.2f}"
 
 
 def note(text: str, color: imgui.ImVec4 = ORANGE) -> None:
@@ -292,8 +301,13 @@ def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
     return cls(**kwargs)
 
 
-def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tuple[str, ...] = ()) -> None:
-    """One widget per field of ``cls`` editing ``draft`` in place; a field's docstring is its tooltip."""
+def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tuple[str, ...] = (),
+                picker: FilePicker | None = None) -> None:  # fmt: skip
+    """One widget per field of ``cls`` editing ``draft`` in place; a field's docstring is its tooltip.
+
+    With a ``picker``, a path field gets a browse button: a field named ``*dir`` picks a directory, any other
+    picks a file, listing the files with its current value's ending (``.safetensors``, ``.npz``, ...).
+    """
     hints = typing.get_type_hints(cls)
     docs = field_docs(cls)
     defaults = {f.name: f.default for f in dataclasses.fields(cls)}
@@ -309,7 +323,7 @@ def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tupl
                 imgui.set_item_tooltip(docs[f.name])
             if opened:
                 imgui.push_id(f.name)
-                edit_config(base, value, label_width)  # type: ignore[arg-type]
+                edit_config(base, value, label_width, picker=picker)  # type: ignore[arg-type]
                 imgui.pop_id()
                 imgui.tree_pop()
             continue
@@ -341,6 +355,17 @@ def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tupl
             index = choices.index(str(value)) if str(value) in choices else 0
             _, index = imgui.combo(wid, index, choices)
             value = typing.get_args(base)[index]
+        elif base is Path and picker is not None:
+            style = imgui.get_style()
+            button = imgui.calc_text_size(fa.ICON_FA_FOLDER_OPEN).x + 2 * style.frame_padding.x
+            imgui.set_next_item_width(-(button + style.item_spacing.x))
+            _, value = imgui.input_text(wid, str(_as_text(value)))
+            imgui.same_line()
+            directories = f.name.endswith("dir")
+            suffix = "" if directories else Path(value).suffix
+            picked = picker.button(f"{cls.__name__}.{f.name}", value, f"Choose {label}", (suffix,) if suffix else (),
+                                   directories)  # fmt: skip
+            value = value if picked is None else picked
         else:
             _, value = imgui.input_text(wid, str(_as_text(value)))
         draft[f.name] = value
