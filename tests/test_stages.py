@@ -469,7 +469,13 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
     assert out["compare/conv_vae/resolution_own"] == 64 and out["compare/dds_vae/resolution_own"] == 96
     assert str(out["compare/reference"]).startswith("64x64")
     # one reference for both: the DDS+VAE's 96x96 reconstruction, area-resized, against the ConvVAE's input
-    frames = _heldout_frames(config)
+    frames, episode, _ = _heldout_frames(config)
+    for name in ("conv_vae", "dds_vae"):  # per-episode means, weighted by their frames, give the overall mean
+        by_episode = [float(m) for m in str(out[f"compare/{name}/mse_64_per_episode"]).split(" / ")]
+        counts = np.bincount(episode)[np.unique(episode)]
+        assert len(by_episode) == len(str(out["compare/episodes"]).split(" / ")) == len(counts) >= 2
+        weighted = float(np.dot(by_episode, counts) / counts.sum())
+        assert weighted == pytest.approx(float(out[f"compare/{name}/mse_64"]), rel=1e-3, abs=1e-5)
     dds = load_vision(config.dds_vae)
     with torch.no_grad():
         recon = dds.decode(dds.encode(torch.from_numpy(preprocess_frames(frames, 96)).float() / 255)[0]).numpy()
