@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 
 from core.assets import default_paths
 from core.checkpoint import atomic_path, check_output_file
-from core.config import check_finite
+from core.config import EvalGates, check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
@@ -39,6 +40,9 @@ class CompareVisionConfig:
     """PNG grid written: original, ConvVAE, DDS mask, gated input, DDS+VAE (one row per sample)."""
     grid_rows: int = 6
     """Rows of the grid."""
+    dds_eval_gates: EvalGates | None = None
+    """The DDS+VAE's evaluation gates for this comparison (None: the checkpoint's own; the shipped one's are
+    "frozen-noise"); "deterministic" scores the same weights with the seed work's noise-free top-k masks."""
     inception: Path | None = None
     """TorchScript Inception-v3 file for FID (cannot be downloaded here; FID is skipped when absent)."""
     json: bool = False
@@ -48,6 +52,8 @@ class CompareVisionConfig:
         check_finite(self)
         if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
             raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
+        if self.dds_eval_gates not in (None, *get_args(EvalGates)):
+            raise ConfigError(f"dds_eval_gates must be deterministic or frozen-noise, got {self.dds_eval_gates!r}")
 
 
 def _heldout_frames(config: CompareVisionConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -119,10 +125,13 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     conv, dds = load_vision(config.conv_vae), load_vision(config.dds_vae)
     if conv.kind != "conv_vae" or dds.kind != "dds_vae":
         raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")
+    if config.dds_eval_gates is not None:
+        dds.set_eval_gates(config.dds_eval_gates)
     frames, episode, names = _heldout_frames(config)
     scored = sorted(set(episode.tolist()))
     out: dict[str, float | str] = {"compare/frames": float(len(frames)), "compare/reference": REFERENCE}
     out["compare/episodes"] = " / ".join(names[i] for i in scored)
+    out["compare/dds_vae/eval_gates"] = str(dds.config.eval_gates)
     reference = to_tensor(preprocess_frames(frames, 64))
     recons = {}
     for name, model in (("conv_vae", conv), ("dds_vae", dds)):
