@@ -59,7 +59,7 @@ if [ "${1:-}" = "--long" ]; then
     figure "DDS+VAE agent, 100 development tracks 1,000,000..1,000,099" "784.6 +- 123.8 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
             --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000 --results $OUT/ddsvae_1000000x100.json
-    figure "ConvVAE agent, 10 development tracks 1,100,010..1,100,019" "827.7 +- 129.7 (README session 7, card)" \
+    figure "ConvVAE agent, 10 development tracks 1,100,010..1,100,019" "827.7 +- 129.7 on runs/cv13/ship/, float32 (README session 7, card); none yet for the shipped fp16 files" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
             --controller assets/convvae_controller.safetensors --episodes 10 --seed 1100010 --results $OUT/convvae_1100010x10.json
 fi
