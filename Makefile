@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench assets clean
+.PHONY: install run test lint bench figures assets clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ lint: install
 
 bench: install
 	$(VENV)/bin/dream-explorer bench
+
+figures: install
+	bash scripts/figures.sh $(ARGS)
 
 assets: install
 	bash scripts/build_assets.sh

@@ -213,6 +213,18 @@ def export_assets(
     return written
 
 
+def parameter_counts(assets_dir: Path | None = None) -> dict[str, int]:
+    """Parameters of every shipped checkpoint (the card's "parameters" column), by file name.
+
+    Raises:
+        CheckpointError: a file listed in the manifest is missing, corrupt or unreadable.
+    """
+    from core.checkpoint import load_model
+
+    d = Path(assets_dir or ASSETS_DIR)
+    return {name: sum(p.numel() for p in load_model(d / name).parameters()) for name in sorted(verify_assets(d))}
+
+
 def write_manifest(assets_dir: Path | None = None) -> Path:
     """Write ``manifest.json`` with the SHA-256 and size of every ``.safetensors`` file in the assets dir."""
     from core.checkpoint import atomic_path

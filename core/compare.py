@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import get_args
 
 import cv2
 import numpy as np
@@ -14,7 +15,7 @@ from torch import Tensor, nn
 
 from core.assets import default_paths
 from core.checkpoint import atomic_path, check_output_file
-from core.config import check_finite
+from core.config import EvalGates, check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
@@ -39,6 +40,9 @@ class CompareVisionConfig:
     """PNG grid written: original, ConvVAE, DDS mask, gated input, DDS+VAE (one row per sample)."""
     grid_rows: int = 6
     """Rows of the grid."""
+    dds_eval_gates: EvalGates | None = None
+    """The DDS+VAE's evaluation gates for this comparison (None: the checkpoint's own; the shipped one's are
+    "frozen-noise"); "deterministic" scores the same weights with the seed work's noise-free top-k masks."""
     inception: Path | None = None
     """TorchScript Inception-v3 file for FID (cannot be downloaded here; FID is skipped when absent)."""
     json: bool = False
@@ -48,20 +52,24 @@ class CompareVisionConfig:
         check_finite(self)
         if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
             raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
+        if self.dds_eval_gates not in (None, *get_args(EvalGates)):
+            raise ConfigError(f"dds_eval_gates must be deterministic or frozen-noise, got {self.dds_eval_gates!r}")
 
 
-def _heldout_frames(config: CompareVisionConfig) -> np.ndarray:
+def _heldout_frames(config: CompareVisionConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """-> (frames uint8 (N, 96, 96, 3), each frame's episode index int (N,), the episode files' names)."""
     files = list_episodes(config.data_dir)
     per = max(1, config.frames // len(files))
-    parts = []
-    for f in files:
+    parts, episode = [], []
+    for i, f in enumerate(files):
         frames = read_episode(f).frames[config.skip :]
         idx = np.linspace(0, len(frames) - 1, min(per, len(frames))).astype(int)
         parts.append(frames[idx])
+        episode.append(np.full(len(idx), i))
     out = np.concatenate(parts)[: config.frames]
     if len(out) == 0:
         raise DreamExplorerError(f"no frames after skipping {config.skip} per episode in {config.data_dir}")
-    return out
+    return out, np.concatenate(episode)[: config.frames], [f.stem for f in files]
 
 
 @torch.no_grad()
@@ -105,7 +113,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     :data:`REFERENCE` (the HUD-cropped frame resized straight to 64x64); the DDS+VAE's 96x96 reconstruction is
     area-resized to 64x64 the same way first. With it the median and 95th percentile over frames, which tell a
     model that is worse everywhere from one that fails on a few rare frames (e.g. the black void beyond the
-    map's edge). ``mse_own`` is each model against its own input at its own resolution (ConvVAE 64x64, DDS+VAE
+    map's edge), and the mean per episode (``mse_64_per_episode``, in the order of ``compare/episodes``), which
+    says whether a difference between the models holds on every episode or comes from one. ``mse_own`` is each model against its own input at its own resolution (ConvVAE 64x64, DDS+VAE
     96x96, the resolution of the seed work's figures).
 
     Raises:
@@ -116,8 +125,13 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     conv, dds = load_vision(config.conv_vae), load_vision(config.dds_vae)
     if conv.kind != "conv_vae" or dds.kind != "dds_vae":
         raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")
-    frames = _heldout_frames(config)
+    if config.dds_eval_gates is not None:
+        dds.set_eval_gates(config.dds_eval_gates)
+    frames, episode, names = _heldout_frames(config)
+    scored = sorted(set(episode.tolist()))
     out: dict[str, float | str] = {"compare/frames": float(len(frames)), "compare/reference": REFERENCE}
+    out["compare/episodes"] = " / ".join(names[i] for i in scored)
+    out["compare/dds_vae/eval_gates"] = str(dds.config.eval_gates)
     reference = to_tensor(preprocess_frames(frames, 64))
     recons = {}
     for name, model in (("conv_vae", conv), ("dds_vae", dds)):
@@ -131,6 +145,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
         out[f"compare/{name}/mse_64"] = float(per_frame.mean())
         out[f"compare/{name}/mse_64_median"] = float(per_frame.median())
         out[f"compare/{name}/mse_64_p95"] = float(per_frame.quantile(0.95))
+        by_episode = [float(per_frame[torch.from_numpy(episode == i)].mean()) for i in scored]
+        out[f"compare/{name}/mse_64_per_episode"] = " / ".join(f"{m:.5g}" for m in by_episode)
         out[f"compare/{name}/params"] = float(sum(p.numel() for p in model.parameters()))
         one = x[:1]
         out[f"compare/{name}/encode_ms"] = _latency_ms(lambda m=model, one=one: m.encode(one))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.assets import ASSETS_DIR, default_paths, verify_assets
+from core.assets import ASSETS_DIR, default_paths, parameter_counts, verify_assets
 from core.envs.car_racing import make_real_env
 from core.envs.dream import DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation
@@ -25,6 +25,15 @@ def test_manifest_matches_and_assets_are_small() -> None:
     assert SHIPPED.vision.name in checked and SHIPPED.controller.name in checked
     total = sum(p.stat().st_size for p in ASSETS_DIR.glob("*.safetensors"))
     assert total <= 50 * 2**20
+
+
+def test_parameter_counts_are_the_cards() -> None:
+    counts = parameter_counts()
+    card = {"convvae_vision.safetensors": 4_348_547, "convvae_memory.safetensors": 423_906,
+            "convvae_controller.safetensors": 867, "ddsvae_vision.safetensors": 4_039_521,
+            "ddsvae_memory.safetensors": 423_906, "ddsvae_controller.safetensors": 867}  # fmt: skip
+    assert counts == {name: n for name, n in card.items() if name in counts}
+    assert SHIPPED.vision.name in counts
 
 
 WORLD_MODELS = [kind for kind in ("conv_vae", "dds_vae") if default_paths(kind).controller.is_file()]

@@ -10,6 +10,7 @@ import json
 import math
 import multiprocessing
 import os
+import re
 import signal
 import threading
 from collections.abc import Iterator
@@ -178,6 +179,13 @@ def test_evaluation_stays_within_the_development_or_a_final_range() -> None:
             EvaluateConfig(seed=seed, episodes=episodes)
     assert {7_000_000, 7_000_100} <= set(FINAL_BLOCKS_USED) and next_final_block() == 7_000_200
     assert 999_999 in MODEL_SELECTION and 1_000_000 not in MODEL_SELECTION and 899_999 in TRAINING
+
+
+def test_make_figures_never_touches_the_final_range() -> None:
+    script = (Path(__file__).resolve().parent.parent / "scripts" / "figures.sh").read_text()
+    commands = [line for line in script.splitlines() if not line.lstrip().startswith("#")]
+    seeds = [int(s) for s in re.findall(r"--seed (\d+)", "\n".join(commands))]
+    assert len(seeds) >= 4 and all(seed + 100 <= FINAL.start for seed in seeds), seeds
 
 
 def test_resume_continues_the_same_cmaes_run(world: SimpleNamespace, tmp_path: Path) -> None:

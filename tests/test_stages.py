@@ -469,7 +469,13 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
     assert out["compare/conv_vae/resolution_own"] == 64 and out["compare/dds_vae/resolution_own"] == 96
     assert str(out["compare/reference"]).startswith("64x64")
     # one reference for both: the DDS+VAE's 96x96 reconstruction, area-resized, against the ConvVAE's input
-    frames = _heldout_frames(config)
+    frames, episode, _ = _heldout_frames(config)
+    for name in ("conv_vae", "dds_vae"):  # per-episode means, weighted by their frames, give the overall mean
+        by_episode = [float(m) for m in str(out[f"compare/{name}/mse_64_per_episode"]).split(" / ")]
+        counts = np.bincount(episode)[np.unique(episode)]
+        assert len(by_episode) == len(str(out["compare/episodes"]).split(" / ")) == len(counts) >= 2
+        weighted = float(np.dot(by_episode, counts) / counts.sum())
+        assert weighted == pytest.approx(float(out[f"compare/{name}/mse_64"]), rel=1e-3, abs=1e-5)
     dds = load_vision(config.dds_vae)
     with torch.no_grad():
         recon = dds.decode(dds.encode(torch.from_numpy(preprocess_frames(frames, 96)).float() / 255)[0]).numpy()
@@ -481,6 +487,14 @@ def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path
     assert image is not None and image.shape == (28 + 3 * 192, 5 * 192, 3)
     with pytest.raises(ConfigError, match="conv_vae and a dds_vae"):
         compare_vision(CompareVisionConfig(data_dir=real_episodes, conv_vae=config.dds_vae, dds_vae=config.conv_vae))
+    # the same weights with the other evaluation gates: other masks (the grid's third column); the ConvVAE unchanged
+    other = "deterministic" if out["compare/dds_vae/eval_gates"] == "frozen-noise" else "frozen-noise"
+    swapped_grid = tmp_path / "swapped.png"
+    swapped = compare_vision(dataclasses.replace(config, dds_eval_gates=other, grid=swapped_grid))  # type: ignore[arg-type]
+    assert swapped["compare/dds_vae/eval_gates"] == other
+    assert swapped["compare/conv_vae/mse_64"] == out["compare/conv_vae/mse_64"]
+    masks = [cv2.imread(str(g))[28:, 2 * 192 : 3 * 192] for g in (grid, swapped_grid)]
+    assert (masks[0] != masks[1]).mean() > 0.1
 
 
 def test_memory_lr_anneals_to_lr_min_also_after_a_resume(pipeline: dict[str, Path], tmp_path: Path) -> None:

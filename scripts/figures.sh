@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Re-run the quick figures of README.md and assets/README.md on the shipped files in assets/ and print each
+# beside the figure the docs state (`make figures`; about 17 min on 2 cores shared with a training job, 13 when the
+# episodes are present). It collects the two 5-episode random-policy sets it scores (a collection skips episodes
+# already present) and writes only under data/ and runs/figures/. It never touches the final track range
+# (7,000,000+): final figures are run once per shipped model, by their recipe. `bash scripts/figures.sh --long` also runs the long ones listed at the end.
+set -euo pipefail
+D=${D:-.venv/bin/dream-explorer}
+PY=${PY:-.venv/bin/python}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
+OUT=runs/figures
+mkdir -p $OUT
+
+figure() {  # figure "what" "stated figure (where)" command...
+    printf '\n== %s\n   stated:   %s\n   command:  %s\n   measured:\n' "$1" "$2" "${*:3}"
+    "${@:3}"
+}
+
+$D collect --episodes 5 --seed 980000 --out-dir data/fresh_980000 --workers 2
+$D collect --episodes 5 --seed 500000 --out-dir data/heldout --workers 2
+
+figure "parameters of the shipped files" \
+    "ConvVAE V 4,348,547, M 423,906, C 867; DDS+VAE V 4,039,521, M 423,906, C 867 (card, file table)" \
+    $PY -c "from core.assets import parameter_counts; print(parameter_counts())"
+
+figure "ConvVAE vs DDS+VAE on 500 fresh frames, tracks 980,000..980,004 (issue 17), one 64x64 reference" \
+    "mse_64 ConvVAE 0.00105 / DDS+VAE 0.00096; median 0.00081 / 0.00079; p95 0.00261 / 0.00254; per episode ConvVAE 0.00102 / 0.00071 / 0.00117 / 0.00106 / 0.00131, DDS+VAE 0.00097 / 0.00047 / 0.00110 / 0.00106 / 0.00121; DDS+VAE at 96x96 (mse_own) 0.00107 (card)" \
+    $D compare-vision --data-dir data/fresh_980000 --frames 500 --grid $OUT/compare_vision_980000.png
+
+figure "ConvVAE vs DDS+VAE on 500 frames of tracks 500,000..500,004 (they informed decisions)" \
+    "mse_64 ConvVAE 0.00106 / DDS+VAE 0.00110; median 0.00082 / 0.00083; p95 0.00234 / 0.00296; per episode ConvVAE 0.00072 / 0.00080 / 0.00106 / 0.00148 / 0.00122, DDS+VAE 0.00052 / 0.00074 / 0.00092 / 0.00152 / 0.00178; DDS+VAE at 96x96 (mse_own) 0.00121 (README Figures, card)" \
+    $D compare-vision --data-dir data/heldout --frames 500 --grid $OUT/compare_vision_500000.png
+
+figure "shipped ConvVAE agent, 10 development tracks 1,100,000..1,100,009" \
+    "855.8 +- 93.7, min 600.0, max 928.4 on these files (card); 843.9 +- 118.8 on runs/cv13/ship/ before the fp16 export (README session 7)" \
+    $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
+        --controller assets/convvae_controller.safetensors --episodes 10 --seed 1100000 --results $OUT/convvae_1100000x10.json
+
+figure "DDS+VAE dream vs reality, 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
+    "pixel dream 0.00172 / 0.00858 / 0.0183 / 0.0187; pixel copy (standing still) 0.00199 / 0.0141 / 0.0246 / 0.0224; pixel V 0.0011; reward dream -7.4 vs real -8.6 at 100; off-manifold 1.0% (card)" \
+    $D divergence --data-dir data/heldout --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --no-parked --no-steer
+
+cat <<'EOF'
+
+== Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
+- DDS+VAE agent, 100 development tracks 1,000,000..099 (stated 784.6 +- 123.8; about 20 min):
+  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000
+- ConvVAE agent, 10 more development tracks 1,100,010..019 (827.7 +- 129.7 stated for runs/cv13/ship/, float32; none yet for the shipped fp16 files; a few minutes):
+  dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 10 --seed 1100010
+- Dream fidelity on the earlier agent's and on random-policy episodes (README sessions 7 and 9; data/check_agent and
+  data/check_random from scripts/build_assets.sh section 5, whose driver is section 2's agent in runs/convvae/):
+  dream-explorer divergence --data-dir data/check_agent --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
+  (stated: tracked 100% / 96% / 62% / 35%; with --data-dir data/check_random 68% / 45% / 44% / 47%; card, session 7)
+- Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
+  (scripts/build_assets.sh sections 5 and 6) and their per-track results sit in assets/results/.
+EOF
+
+if [ "${1:-}" = "--long" ]; then
+    figure "DDS+VAE agent, 100 development tracks 1,000,000..1,000,099" "784.6 +- 123.8 (card)" \
+        $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
+            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000 --results $OUT/ddsvae_1000000x100.json
+    figure "ConvVAE agent, 10 development tracks 1,100,010..1,100,019" "827.7 +- 129.7 on runs/cv13/ship/, float32 (README session 7, card); none yet for the shipped fp16 files" \
+        $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
+            --controller assets/convvae_controller.safetensors --episodes 10 --seed 1100010 --results $OUT/convvae_1100010x10.json
+fi
