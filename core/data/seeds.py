@@ -8,7 +8,9 @@ only as held out as the tracks behind it, so every stage draws from one named ra
   and choices between runs. (950,000..950,119 hold the episodes of the session-8 dream-fidelity figures,
   recorded after every decision and touched once. 980,000..980,004 hold 5 random-policy episodes collected in
   issue 17 for `compare-vision` on frames that no decision has used: `collect --episodes 5 --seed 980000
-  --out-dir data/fresh_980000`; scored once on the shipped files, then development frames like any other.)
+  --out-dir data/fresh_980000`; scored once on the shipped files, then development frames like any other.
+  960,000..960,009 (the shipped ConvVAE agent, no noise) and 960,100..960,109 (random policy) are session 10's
+  dream-fidelity check sets, on which its Ms were chosen.)
 - ``DEVELOPMENT`` [1,000,000, 2,000,000): `evaluate` while a model is being built. Tracks that informed a
   decision are development tracks from then on; a figure measured on them is a development figure.
 - ``FINAL`` [7,000,000, ...): one fresh block of 100 tracks per shipped model, run once on the shipped files,
