@@ -116,3 +116,23 @@ for M in $R/memory.safetensors $OL/m_ol40_e12.safetensors; do
     done
     $D divergence --data-dir data/check_agent --vision $C/vision.safetensors --memory $M --horizons 200 --start-every 100 --samples 8 --no-parked
 done
+
+# 7. session 10, measured and NOT shipped: data from the shipped ConvVAE agent with correlated (Ornstein-Uhlenbeck)
+# steering noise and no excursions (the fast agent rarely recovers from an excursion), a few random episodes, and
+# MDN-RNNs trained from scratch on them with Ha's per-dimension mixture and with one joint mixture over z (--joint).
+# Check sets: the shipped agent without noise (960,000..009) and random episodes (960,100..109). About 1 h on 2 cores.
+S=runs/s10
+A="--policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors"
+$D collect $A --noise-std 0 --excursion-prob 0 --seed 960000 --episodes 10 --out-dir data/check_agent10
+$D collect --seed 960100 --episodes 10 --out-dir data/check_random10
+$D collect $A --noise-std 0.3 --noise-corr-steps 10 --excursion-prob 0 --seed 630000 --episodes 50 --out-dir data/ou
+$D collect --seed 0 --episodes 13 --out-dir data/random
+$D encode --data-dir data/ou --extra-data-dirs data/random --vision assets/convvae_vision.safetensors --out $S/latents_cv.npz
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv.npz --out $S/m_perdim.safetensors --epochs 100 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv.npz --out $S/m_joint.safetensors --epochs 100 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0 --joint
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv.npz --out $S/m_j2.safetensors --epochs 60 --lr-min 1e-4 --mix controller:0.3,random:0.7 --seed 0 --joint
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv.npz --out $S/m_j3.safetensors --epochs 60 --lr-min 1e-4 --mix controller:0.3,random:0.7 --seed 0 --joint --open-loop-steps 30 --open-loop-policies random
+for M in assets/convvae_memory.safetensors $S/m_perdim.safetensors $S/m_joint.safetensors $S/m_j2.safetensors $S/m_j3.safetensors; do
+    $D divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
+    $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
+done

@@ -334,7 +334,7 @@ def run_job(config: dict, cancel: bool = False) -> JobRunner:
             job.poll()
             time.sleep(0.02)
         job.cancel()
-    job.join(10)
+    job.join(180)  # a spawned stage process imports torch first: slow on a loaded machine
     job.poll()
     return job
 
