@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -225,7 +226,10 @@ def save_checkpoint(
     }
     target = Path(path)
     with atomic_path(target) as tmp:  # renamed last: with a resume state, that state's rename commits the pair
-        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        try:
+            save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+        except SafetensorError as exc:  # safetensors reports I/O failures (a full disk) as its own error type
+            raise OSError(str(exc).rsplit(": ", 1)[-1]) from None
         if resume_state is not None:
             save_resume_state(resume_path(target), dict(resume_state, checkpoint_sha256=_sha256(tmp)))
     return target
