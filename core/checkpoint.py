@@ -32,7 +32,6 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
