@@ -97,10 +97,10 @@ def test_batched_dream_matches_single_rollouts(wm: WorldModel) -> None:
         assert total == pytest.approx(float(returns_batched[i]), abs=1e-3)
 
 
-@pytest.mark.parametrize("tau", [0.0, 0.7, 1.3])
-def test_batched_dream_step_samples_as_the_model_does(wm: WorldModel, tau: float) -> None:
-    m = wm.require_memory()
-    dream = BatchedDream(m, 8, tau=tau)
+def one_batched_step(m: torch.nn.Module, tau: float, joint: bool = False) -> tuple[BatchedDream, torch.Tensor, tuple]:
+    """One step of an 8-rollout batched dream, and the model's own step and sample with the same noise:
+    ``(dream, expected z, (model output, standard normal noise, the dream's reward))``."""
+    dream = BatchedDream(m, 8, tau=tau)  # type: ignore[arg-type]
     dream.reset(list(range(8)), z=torch.randn(8, 32, generator=torch.Generator().manual_seed(0)))
     z0, a = dream.z.clone(), torch.rand(8, 3)
     dream._refill()
@@ -110,8 +110,14 @@ def test_batched_dream_step_samples_as_the_model_does(wm: WorldModel, tau: float
         out, _ = m.step(z0, a, m.initial_state(8))
     normal = u_and_eps.clone()
     normal[..., 0] = torch.erfinv(2 * u_and_eps[..., 0] - 1) * 2**0.5
-    expected = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal)
-    _, reward, _, _ = dream.step(a)
+    expected = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal, joint=joint)
+    reward = dream.step(a)[1]
+    return dream, expected, (out, normal, reward)
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.7, 1.3])
+def test_batched_dream_step_samples_as_the_model_does(wm: WorldModel, tau: float) -> None:
+    dream, expected, (out, _, reward) = one_batched_step(wm.require_memory(), tau)
     torch.testing.assert_close(dream.z, expected, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(reward, out.reward, atol=1e-5, rtol=1e-5)
 
@@ -124,18 +130,7 @@ def test_batched_dream_samples_a_joint_mixture_as_the_model_does(tau: float) -> 
     m = MDNRNN(MDNRNNConfig(z_dim=32, hidden_dim=24, n_gaussians=5, joint=True)).eval()
     with torch.no_grad():
         m.head.weight.mul_(5.0)  # spread the logits so that the component draw matters
-    dream = BatchedDream(m, 8, tau=tau)
-    dream.reset(list(range(8)), z=torch.randn(8, 32, generator=torch.Generator().manual_seed(0)))
-    z0, a = dream.z.clone(), torch.rand(8, 3)
-    dream._refill()
-    u_and_eps = dream._noise_chunk[0].clone()
-    dream._chunk_pos = 0
-    with torch.no_grad():
-        out, _ = m.step(z0, a, m.initial_state(8))
-    normal = u_and_eps.clone()
-    normal[..., 0] = torch.erfinv(2 * u_and_eps[..., 0] - 1) * 2**0.5
-    expected = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal, joint=True)
-    dream.step(a)
+    dream, expected, (out, normal, _) = one_batched_step(m, tau, joint=True)
     torch.testing.assert_close(dream.z, expected, atol=1e-4, rtol=1e-4)
     per_dim = sample_mdn_with_noise(out.log_pi, out.mu, out.log_sigma, tau, normal)
     if tau > 0:
