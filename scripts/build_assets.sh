@@ -136,3 +136,12 @@ for M in assets/convvae_memory.safetensors $S/m_perdim.safetensors $S/m_joint.sa
     $D divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
     $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
 done
+# data B: A plus 30 episodes of the same agent with excursions; per-dimension and joint Ms, 40 epochs
+$D collect $A --noise-std 0.3 --noise-corr-steps 10 --excursion-prob 0.005 --seed 640000 --episodes 30 --out-dir data/ou_exc
+$D encode --data-dir data/ou --extra-data-dirs data/ou_exc data/random --vision assets/convvae_vision.safetensors --out $S/latents_cv2.npz
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv2.npz --out $S/m_p4.safetensors --epochs 40 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_cv2.npz --out $S/m_j4.safetensors --epochs 40 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0 --joint
+for M in $S/m_p4.safetensors $S/m_j4.safetensors; do
+    $D divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
+    $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
+done
