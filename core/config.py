@@ -282,28 +282,23 @@ class MemoryTrainConfig:
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     sample_z: bool = True
-    """Train on z ~ N(mu, exp(logvar)) drawn afresh each batch (Ha's recipe) instead of on mu. Measured on 200
-    random episodes: training on mu predicts held-out z_{t+1} better one step ahead (MSE 0.0110 vs 0.0205;
-    copying z_t: 0.0223), but its dreams leave the data manifold within ~30 steps, while an M trained on
-    samples keeps dreaming plausible road and grass; the dream is what M is for."""
+    """Train on z ~ N(mu, exp(logvar)) drawn afresh each batch (Ha's recipe) instead of on mu. Training on mu
+    predicts one step ahead better, but its dreams leave the data manifold; an M trained on samples keeps
+    dreaming plausible road and grass, and the dream is what M is for (figures: README)."""
     target_mu: bool = False
     """With --sample-z: fit the encoder's mu_{t+1} as the target while the inputs stay sampled (a denoising
     target: the mixture models the dynamics, not the encoder's posterior noise)."""
     clean_input_fraction: float = 0.2
     """With --sample-z: this share of the training sequences takes the encoder's mu as inputs (targets stay
     sampled), so M sees both the clean latents the real env feeds it and the noisy ones it feeds itself in
-    the dream. Measured on 200 random episodes (ConvVAE, 30 epochs): 0.2 predicts held-out z_{t+1} better than
-    0 (MSE over the 13 active dims 0.0261 vs 0.0327; copying z_t 0.0491) with the same dream-vs-real
-    divergence (pixel MSE after 100 dream steps 0.0190 vs 0.0182); 0.5 predicts better still (0.0200) but its
-    dreams drift off the data (0.0312 after 100 steps)."""
+    the dream. Larger shares predict one step ahead better but drift off the data in a dream (figures: README)."""
     residual: bool = True
     """Predict component means as offsets from z_t (see MDNRNNConfig.residual)."""
     head_prior: bool = True
     """Start the reward and done heads' biases at the training data's mean reward and terminal log-odds
     (see MDNRNN.init_head_priors). Without it the done bias stays near its random init (~0) and an LSTM state
-    with little context (a dream's first step) reads as P(done) ~ 0.5: measured on the session-5 DDS+VAE M,
-    every episode's first step had P(done) 0.52-0.60, so dreams from a reset frame ended at once. The shipped
-    ConvVAE M predates this option (--no-head-prior rebuilds it)."""
+    with little context (a dream's first step) reads as P(done) ~ 0.5, so dreams from a reset frame end at once
+    (figures: README). The shipped ConvVAE M predates this option (--no-head-prior rebuilds it)."""
     open_loop_steps: int = 0
     """Also train on dreams: in each window M reads the real z up to a random step, then feeds itself its own
     samples for this many steps and is scored on the real z, reward and done (see MDNRNN.open_loop_loss).
