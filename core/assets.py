@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.data.datasets import file_sha256
+from core.checkpoint import file_sha256
 from core.errors import CheckpointError, DreamExplorerWarning
 
 

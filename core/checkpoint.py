@@ -230,11 +230,12 @@ def save_checkpoint(
         except SafetensorError as exc:  # safetensors reports I/O failures (a full disk) as its own error type
             raise OSError(str(exc).rsplit(": ", 1)[-1]) from None
         if resume_state is not None:
-            save_resume_state(resume_path(target), dict(resume_state, checkpoint_sha256=_sha256(tmp)))
+            save_resume_state(resume_path(target), dict(resume_state, checkpoint_sha256=file_sha256(tmp)))
     return target
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -450,7 +451,7 @@ def save_resume_state(
     """
     target = Path(path)
     if checkpoint is not None:
-        state = dict(state, checkpoint_sha256=_sha256(Path(checkpoint)))
+        state = dict(state, checkpoint_sha256=file_sha256(Path(checkpoint)))
     with atomic_path(target) as tmp:
         torch.save(state, tmp)
     return target
@@ -471,10 +472,10 @@ def check_resume_pair(resume_file: Path, state: dict[str, Any], checkpoint: str 
     if wanted is None:
         return
     target = Path(checkpoint)
-    if target.is_file() and _sha256(target) == wanted:
+    if target.is_file() and file_sha256(target) == wanted:
         return
     for left in stale_temporary_files(target):
-        if _sha256(left) == wanted:
+        if file_sha256(left) == wanted:
             os.replace(left, target)
             warnings.warn(
                 f"{target} was one write behind its resume state (a run was killed between the two): "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.checkpoint import atomic_path
+from core.checkpoint import atomic_path, file_sha256  # noqa: F401  (file_sha256 re-exported)
 from core.data.episodes import read_episode
 from core.envs.car_racing import preprocess_frames
 from core.errors import EpisodeError
@@ -159,15 +158,6 @@ def n_validation(n_episodes: int, val_fraction: float) -> int:
     """Episodes to hold out for validation: ``round(val_fraction * n)``, at least one when there are two or more,
     and always leaving one for training."""
     return min(n_episodes - 1, max(1 if n_episodes > 1 else 0, round(val_fraction * n_episodes)))
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parse_mix(text: str) -> dict[str, float]:
