@@ -133,6 +133,7 @@ class ControllerPolicy:
         self.noise_std = noise_std
         self.excursion_prob = excursion_prob
         self.noise_rho = float(np.exp(-1.0 / noise_corr_steps)) if noise_corr_steps > 0 else 0.0
+        self._innovation_std = float(np.sqrt(1.0 - self.noise_rho**2)) * noise_std  # keeps the stationary std
         self._noise = 0.0
         self.include_h = self.controller.config.hidden_dim > 0
         self.rng = np.random.default_rng(0)
@@ -166,8 +167,7 @@ class ControllerPolicy:
         obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
         action = self.controller(obs).numpy()
         # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
-        rho = self.noise_rho
-        self._noise = rho * self._noise + float(np.sqrt(1.0 - rho * rho)) * self.noise_std * self.rng.standard_normal()
+        self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()
         action[0] += self._noise
         excursion = self._excursion()
         if excursion is not None:
