@@ -9,6 +9,7 @@ import importlib
 import multiprocessing
 import os
 import queue
+import sys
 import threading
 import time
 import traceback
@@ -186,6 +187,11 @@ def _stage_process(function: str, config: Any, stop: Any, out: Any) -> None:
         out.put(("cancelled" if cancelled else "done", result))
     out.close()
     out.join_thread()
+    # End now: a cancelled pool's running tasks would keep this process alive until they finish, though their
+    # results are no longer wanted; its workers die with this process (die_with_parent) and write atomically.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 class JobRunner:
