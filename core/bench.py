@@ -7,15 +7,19 @@ channels_last + bf16 autocast), MDN-RNN training steps/s, batched dream steps/s 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from multiprocessing import get_context
 
 import numpy as np
 import torch
+
+from core.errors import ConfigError
+from core.progress import Progress, ProgressFn, never_stop, no_progress
 
 
 def _env_steps(n_steps: int, seed: int) -> float:
@@ -135,40 +139,64 @@ def bench_decode(repeats: int) -> float:
     return float(np.median(times[5:]) * 1000)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Print the figures (``--json`` for one JSON object). Returns 0."""
-    parser = argparse.ArgumentParser(prog="dream-explorer bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for the parallel env figure")
-    parser.add_argument("--env-steps", type=int, default=1500, help="env steps per worker")
-    parser.add_argument("--quick", action="store_true", help="fewer repetitions (noisier)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    args = parser.parse_args(argv)
+@dataclass(frozen=True)
+class BenchConfig:
+    """Throughput figures of this machine (printed, not asserted)."""
+
+    workers: int = 2
+    """Worker processes for the parallel env figure."""
+    env_steps: int = 1500
+    """Env steps per worker."""
+    quick: bool = False
+    """Fewer repetitions (noisier figures)."""
+    json: bool = False
+    """Print one JSON object instead of the table."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 1 or self.env_steps < 30:
+            raise ConfigError(f"bench needs workers >= 1 and env_steps >= 30, got {self.workers} and {self.env_steps}")
+
+
+UNITS = {
+    "env_steps_per_s": "steps/s", "env_parallel_speedup": "x", "vae_train_img_per_s": "img/s (batch 128)",
+    "mdnrnn_train_steps_per_s": "seq steps/s (32 x 100)", "dream_steps_per_s": "steps/s", "vae_decode_ms": "ms",
+}  # fmt: skip
+"""Unit of each figure, by the start of its key."""
+
+
+def bench(
+    config: BenchConfig, *, on_progress: ProgressFn = no_progress, should_stop: threading.Event | None = None
+) -> dict[str, float]:
+    """Measure the figures, reporting each as it comes. Returns {figure: value} (units: :data:`UNITS`); sets
+    this process's torch threads to 2. Stopping skips the figures not yet measured."""
     torch.set_num_threads(2)
-    q = args.quick
-    figures: dict[str, float] = {}
-
-    def show(key: str, value: float, unit: str) -> None:
-        figures[key] = round(value, 3)
-        if not args.json:
-            print(f"{key:36s} {value:12.1f} {unit}", flush=True)
-
-    env1 = bench_env(args.env_steps // (3 if q else 1), 1)
-    show("env_steps_per_s_1_worker", env1, "steps/s")
-    envn = bench_env(args.env_steps // (3 if q else 1), args.workers)
-    show(f"env_steps_per_s_{args.workers}_workers", envn, "steps/s")
-    show("env_parallel_speedup", envn / env1, "x")
+    stop = should_stop or never_stop()
+    q = config.quick
     steps = 5 if q else 15
-    show("vae_train_img_per_s_fp32", bench_vae_train(128, steps, False), "img/s (batch 128)")
-    show("vae_train_img_per_s_bf16_channels_last", bench_vae_train(128, steps, True), "img/s (batch 128)")
-    show("mdnrnn_train_steps_per_s", bench_mdn_train(32, 100, 3 if q else 10), "seq steps/s (32 x 100)")
-    for n, s in ((1, 300), (64, 200), (1024, 100)):
-        show(f"dream_steps_per_s_n{n}", bench_dream(n, s // (3 if q else 1)), "steps/s")
-    show("dream_steps_per_s_n1024_bf16", bench_dream(1024, 100 // (3 if q else 1), bf16=True), "steps/s")
-    show("vae_decode_ms_batch1", bench_decode(50 if q else 200), "ms")
-    if args.json:
-        print(json.dumps(figures))
-    return 0
+    env_steps = config.env_steps // (3 if q else 1)
+    measures: list[tuple[str, Callable[[], float]]] = [
+        ("env_steps_per_s_1_worker", lambda: bench_env(env_steps, 1)),
+        (f"env_steps_per_s_{config.workers}_workers", lambda: bench_env(env_steps, config.workers)),
+        ("vae_train_img_per_s_fp32", lambda: bench_vae_train(128, steps, False)),
+        ("vae_train_img_per_s_bf16_channels_last", lambda: bench_vae_train(128, steps, True)),
+        ("mdnrnn_train_steps_per_s", lambda: bench_mdn_train(32, 100, 3 if q else 10)),
+        *[(f"dream_steps_per_s_n{n}", lambda n=n, s=s: bench_dream(n, s // (3 if q else 1)))
+          for n, s in ((1, 300), (64, 200), (1024, 100))],
+        ("dream_steps_per_s_n1024_bf16", lambda: bench_dream(1024, 100 // (3 if q else 1), bf16=True)),
+        ("vae_decode_ms_batch1", lambda: bench_decode(50 if q else 200)),
+    ]  # fmt: skip
+    figures: dict[str, float] = {}
+    for i, (key, measure) in enumerate(measures):
+        if stop.is_set():
+            break
+        figures[key] = round(measure(), 3)
+        if i == 1:
+            figures["env_parallel_speedup"] = round(figures[key] / figures["env_steps_per_s_1_worker"], 3)
+        on_progress(Progress("bench", i + 1, len(measures), {f"bench/{key}": figures[key]}))
+    return figures
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def format_figures(figures: dict[str, float]) -> str:
+    """The figures as a table, one per line with its unit."""
+    units = {key: next((u for k, u in UNITS.items() if key.startswith(k)), "") for key in figures}
+    return "\n".join(f"{key:40s} {value:12.1f} {units[key]}" for key, value in figures.items())

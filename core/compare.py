@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
 from core.errors import ConfigError, DreamExplorerError
+from core.progress import Progress, ProgressFn, no_progress
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,11 @@ def _latency_ms(fn, repeats: int = 30) -> float:  # type: ignore[no-untyped-def]
     return float(np.median(times) * 1000)
 
 
-def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
+def compare_vision(
+    config: CompareVisionConfig, *, on_progress: ProgressFn = no_progress, should_stop: threading.Event | None = None
+) -> dict[str, float | str]:
     """Score both models; write the PNG grid. Returns namespaced figures (``compare/<model>/...``).
+    Reports one step per model scored; it runs to the end (``should_stop`` is not checked: about a minute).
 
     MSE is per pixel value in [0, 1] of decode(mu). ``mse_64`` scores both models against ONE reference,
     :data:`REFERENCE` (the HUD-cropped frame resized straight to 64x64); the DDS+VAE's 96x96 reconstruction is
@@ -134,7 +139,8 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     out["compare/dds_vae/eval_gates"] = str(dds.config.eval_gates)
     reference = to_tensor(preprocess_frames(frames, 64))
     recons = {}
-    for name, model in (("conv_vae", conv), ("dds_vae", dds)):
+    for i, (name, model) in enumerate((("conv_vae", conv), ("dds_vae", dds))):
+        on_progress(Progress("compare-vision", i, 2, message=f"scoring {name} on {len(frames)} frames"))
         x, recon = _reconstruct(model, frames)
         recons[name] = recon
         if name == "dds_vae":
@@ -165,6 +171,7 @@ def compare_vision(config: CompareVisionConfig) -> dict[str, float | str]:
     else:
         out["compare/fid"] = "skipped: no --inception weights (they cannot be downloaded here)"
     _write_grid(config, x96, recons, sel.mask, sel.gated)
+    on_progress(Progress("compare-vision", 2, 2))
     return out
 
 

@@ -29,8 +29,9 @@ import torch
 import tyro
 from imgui_bundle import hello_imgui, imgui, immapp
 
+from core.stages import app_stages
 from explorer.input import DriveKeys, Gamepad
-from explorer.jobs import JobRunner, available_stages, summarize
+from explorer.jobs import JobRunner, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
 from explorer.panels.file_picker import FilePicker
 from explorer.panels.widgets import (
@@ -169,7 +170,7 @@ class App:
         )
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
-        self.stages = available_stages()
+        self.stages = app_stages()
         self.jobs = {spec.key: JobRunner(spec, config.stage_runner) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
         saved_stages = saved.get("stages", {})
@@ -647,7 +648,7 @@ def main(argv: list[str]) -> int:
         config = parse_flags(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
-    stages = [spec.key for spec in available_stages()]
+    stages = [spec.key for spec in app_stages()]
     if config.start_stage is not None and config.start_stage not in stages:
         print(f"error: --start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})",
               file=sys.stderr)  # fmt: skip

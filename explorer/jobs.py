@@ -1,6 +1,6 @@
-"""Training stages run from the GUI: a :class:`JobRunner` runs a core stage function in a background thread,
-with a ``threading.Event`` stop flag and a queue of :class:`core.api.Progress` reports that the GUI drains once
-a frame. A stage that raises leaves its message in the job and the app goes on. No GUI imports.
+"""Training stages run from the GUI: a :class:`JobRunner` runs one of :data:`core.stages.STAGES` in its own
+process (or a background thread), with a stop flag and a queue of :class:`core.api.Progress` reports that the
+GUI drains once a frame. A stage that raises leaves its message in the job and the app goes on. No GUI imports.
 """
 
 from __future__ import annotations
@@ -14,27 +14,13 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from core.api import (
-    CollectConfig,
-    ControllerTrainConfig,
-    DistillConfig,
-    DivergenceConfig,
-    DreamExplorerError,
-    EncodeConfig,
-    EvaluateConfig,
-    IterateConfig,
-    MemoryTrainConfig,
-    Progress,
-    StageCancelled,
-    VisionTrainConfig,
-)
+from core.api import DreamExplorerError, Progress, StageCancelled
+from core.stages import Stage
 
 Status = Literal["idle", "running", "done", "cancelled", "failed"]
 Runner = Literal["thread", "process"]
@@ -47,60 +33,6 @@ LOG_LINES = 400
 """Log lines kept per job."""
 PLOT_POINTS = 4000
 """Points kept per metric for the live plots (thinned evenly beyond that, so memory stays flat)."""
-
-
-@dataclass(frozen=True)
-class StageSpec:
-    """A training stage as the GUI shows it.
-
-    Attributes:
-        key: short name (``collect``, ``vision``, ...).
-        title: panel title.
-        config_cls: its frozen config dataclass (edited field by field).
-        function: ``"module:function"`` of the stage, imported when the stage starts (tests plug in their own).
-        help: one line under the title.
-        defaults: config values that differ from the dataclass defaults in the GUI (small runs by default).
-    """
-
-    key: str
-    title: str
-    config_cls: type
-    function: str
-    help: str
-    defaults: dict[str, Any] = field(default_factory=dict)
-
-    def resolve(self) -> Callable[..., Any]:
-        """Import the stage function. Raises ImportError / AttributeError when it does not exist."""
-        module, name = self.function.split(":")
-        return getattr(importlib.import_module(module), name)
-
-
-def available_stages() -> list[StageSpec]:
-    """Every stage of the pipeline, in its order."""
-    return [
-        StageSpec("collect", "Collect", CollectConfig, "core.api:collect",
-                  "Record real CarRacing-v3 episodes with the random exploration policy.", {"episodes": 10}),
-        StageSpec("vision", "Vision", VisionTrainConfig, "core.api:train_vision",
-                  "Train V (ConvVAE, or DDS+VAE: phase 1, then phase 2 on the same --out).", {"epochs": 1}),
-        StageSpec("encode", "Encode", EncodeConfig, "core.api:train_encode",
-                  "Encode every frame to (mu, logvar) with the trained V."),
-        StageSpec("memory", "Memory", MemoryTrainConfig, "core.api:train_memory",
-                  "Train M, the MDN-RNN with reward and done heads, on the latents.", {"epochs": 2}),
-        StageSpec("controller", "Controller", ControllerTrainConfig, "core.api:train_controller",
-                  "Train C with CMA-ES, in the dream (batched) or in the real env.", {"generations": 20}),
-        StageSpec("distill", "Distill", DistillConfig, "core.api:distill_controller",
-                  "Fit C on this V and M to a teacher controller's actions on real tracks (a start for real "
-                  "CMA-ES).", {"episodes": 2}),
-        StageSpec("evaluate", "Evaluate", EvaluateConfig, "core.api:evaluate",
-                  "Drive the controller on held-out real tracks.", {"episodes": 4}),
-        StageSpec("divergence", "Divergence", DivergenceConfig, "core.api:dream_divergence",
-                  "Dream open loop from held-out real states with the recorded actions; compare with reality.",
-                  {"max_episodes": 1}),
-        StageSpec("iterate", "Iterate", IterateConfig, "core.api:iterate",
-                  "Ha's iterative training: collect with C (+ noise), retrain M on old + new latents, retrain C "
-                  "in the new dream; repeat.", {"rounds": 1, "episodes": 4, "train_memory": {"epochs": 1},
-                                                "train_controller": {"generations": 2}}),
-    ]  # fmt: skip
 
 
 def lower_priority() -> None:
@@ -211,7 +143,7 @@ class JobRunner:
         result: what the stage returned.
     """
 
-    def __init__(self, spec: StageSpec, runner: Runner = "process") -> None:
+    def __init__(self, spec: Stage, runner: Runner = "process") -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
         self.spec = spec

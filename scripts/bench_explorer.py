@@ -82,7 +82,7 @@ def variant_flags(variant: str) -> list[str]:
 
 def run_once(args: BenchArgs, kind: str, mode: str, variant: str) -> dict[str, float]:
     """One app run; its --profile figures. Raises RuntimeError with the app's last output line when it fails."""
-    app = [sys.executable, "-m", "core.cli", "--vision-kind", kind, "--mode", mode, "--driver", "autopilot",
+    app = [sys.executable, "-m", "explorer.cli", "--vision-kind", kind, "--mode", mode, "--driver", "autopilot",
            "--frames", str(args.frames), "--profile", "--width", str(args.width), "--height", str(args.height),
            *variant_flags(variant)]  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="bench_explorer_") as settings:

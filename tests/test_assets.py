@@ -80,7 +80,7 @@ def test_corrupt_asset_gives_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="corrupt"):
         verify_assets(tmp_path)
     r = subprocess.run(
-        [sys.executable, "-m", "core.cli", "evaluate", "--controller", str(tmp_path / SHIPPED.controller.name)],
+        [sys.executable, "-m", "explorer.cli", "evaluate", "--controller", str(tmp_path / SHIPPED.controller.name)],
         capture_output=True,
         text=True,
         timeout=120,

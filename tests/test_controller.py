@@ -332,7 +332,7 @@ def _controller_checkpoint(world: SimpleNamespace, path: Path, hidden: int) -> P
 def test_evaluate_prints_json_with_the_v_only_baseline(
     world: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from core.cli import main
+    from explorer.cli import main
 
     full = _controller_checkpoint(world, tmp_path / "c.safetensors", H)
     v_only = _controller_checkpoint(world, tmp_path / "v.safetensors", 0)

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 
 from core.api import ConfigError, EvaluateConfig, VisionTrainConfig
-from explorer.jobs import MetricHistory, available_stages
+from core.stages import app_stages
+from explorer.jobs import MetricHistory
 from explorer.panels.widgets import config_from_draft, decimate, draft_from_config, field_docs
 from explorer.profiler import FrameClock, rss_mb
 
 
 def test_config_drafts_round_trip_every_stage() -> None:
-    for spec in available_stages():
+    for spec in app_stages():
         config = spec.config_cls()
         draft = draft_from_config(config)
         assert all(not isinstance(v, Path) for v in draft.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,8 +24,9 @@ from core.api import (
     road_share,
     to_uint8_hwc,
 )
+from core.stages import STAGES, Stage, app_stages, stage
 from explorer.input import DriveKeys
-from explorer.jobs import JobRunner, StageSpec, available_stages
+from explorer.jobs import JobRunner
 from explorer.panels.widgets import config_from_draft
 from explorer.recording import dream_to_episode_frame
 from explorer.session import (
@@ -324,7 +326,7 @@ def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> St
 
 
 def run_job(config: dict, cancel: bool = False) -> JobRunner:
-    job = JobRunner(StageSpec("fake", "Fake", dict, f"{__name__}:fake_stage", "a test stage"))
+    job = JobRunner(Stage("fake", "fake", "Fake", dict, f"{__name__}:fake_stage", "a test stage"))
     job.start(config)
     with pytest.raises(RuntimeError):
         job.start(config)
@@ -356,7 +358,7 @@ def test_job_runner_catches_a_crash_and_a_cancel() -> None:
 
 
 def test_stage_errors_are_one_line() -> None:
-    job = JobRunner(next(s for s in available_stages() if s.key == "memory"))
+    job = JobRunner(stage("memory"))
     from core.api import MemoryTrainConfig
 
     job.start(MemoryTrainConfig(latents=Path("/nonexistent/latents.npz")))
@@ -365,12 +367,21 @@ def test_stage_errors_are_one_line() -> None:
     assert job.status == "failed" and "latent file not found" in job.error
 
 
-def test_every_stage_is_offered() -> None:
-    keys = [s.key for s in available_stages()]
+def test_the_cli_and_the_training_panel_are_built_from_one_stage_list(capsys: pytest.CaptureFixture[str]) -> None:
+    from explorer.cli import main
+
+    assert main(["--help"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.split("subcommands:")[1].strip().splitlines()]
+    assert listed == [s.name for s in STAGES]  # the CLI offers every stage, in pipeline order
+    keys = [s.key for s in app_stages()]
     assert keys == ["collect", "vision", "encode", "memory", "controller", "distill", "evaluate", "divergence",
                     "iterate"]
-    for spec in available_stages():
-        assert callable(spec.resolve())
+    assert len({s.name for s in STAGES}) == len({s.key for s in STAGES}) == len(STAGES)
+    for spec in STAGES:
+        assert callable(spec.resolve()) and stage(spec.name) is stage(spec.key) is spec
+        assert set(spec.defaults) <= {f.name for f in dataclasses.fields(spec.config_cls)}
+    with pytest.raises(KeyError, match="known: collect"):
+        stage("train")
 
 
 # -- app settings without a window ---------------------------------------------------------------
@@ -479,10 +490,11 @@ CANCEL_COLLECT = """
 import multiprocessing, sys, time
 from pathlib import Path
 from core.api import CollectConfig, read_episode
-from explorer.jobs import JobRunner, available_stages
+from core.stages import stage
+from explorer.jobs import JobRunner
 
 out = Path(sys.argv[1])
-job = JobRunner(next(s for s in available_stages() if s.key == sys.argv[2]), sys.argv[3])
+job = JobRunner(stage(sys.argv[2]), sys.argv[3])
 job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
 deadline = time.monotonic() + 120
 while job.progress is None and time.monotonic() < deadline:  # the first report: the workers have started

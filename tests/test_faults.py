@@ -241,7 +241,7 @@ def test_killing_a_training_run_at_random_moments_leaves_a_consistent_pair_that_
         return ["--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2", "--hidden-dim", "8"]
 
     procs = [  # the runs start together (each spends seconds importing torch), each is killed at its own moment
-        subprocess.Popen([sys.executable, "-m", "core.cli", "train-memory", *args(out), "--epochs", "100000"],
+        subprocess.Popen([sys.executable, "-m", "explorer.cli", "train-memory", *args(out), "--epochs", "100000"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=subprocess_env(),
                          start_new_session=True)
         for out in outs

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from core.checkpoint import save_checkpoint
-from core.cli import main
 from core.data.datasets import LatentEpisodes
 from core.errors import NonFiniteError
 from core.models import MDNRNN, MDNRNNConfig
+from explorer.cli import main
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -422,7 +422,7 @@ def test_ctrl_c_to_the_process_group_stops_gracefully(tmp_path: Path) -> None:
     out = tmp_path / "eps"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "collect", "--out-dir", str(out), "--episodes", "30", "--max-steps", "60",
+        [sys.executable, "-m", "explorer.cli", "collect", "--out-dir", str(out), "--episodes", "30", "--max-steps", "60",
          "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
     )  # fmt: skip

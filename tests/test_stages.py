@@ -342,7 +342,7 @@ def test_mask_input_builds_a_fresh_dds_vae_with_it_and_nothing_else(tmp_path: Pa
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "core.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True, timeout=120
     )
 
 
@@ -410,7 +410,7 @@ def test_app_without_display_says_so_in_one_line() -> None:
 
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     r = subprocess.run(
-        [sys.executable, "-m", "core.cli", "--frames", "2"], capture_output=True, text=True, timeout=120, env=env
+        [sys.executable, "-m", "explorer.cli", "--frames", "2"], capture_output=True, text=True, timeout=120, env=env
     )
     assert r.returncode == 2 and "Traceback" not in r.stderr and "no display" in r.stderr
 
@@ -422,7 +422,7 @@ def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> No
 
     out = tmp_path / "eps"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "core.cli", "collect", "--out-dir", str(out), "--episodes", "40", "--max-steps", "150",
+        [sys.executable, "-m", "explorer.cli", "collect", "--out-dir", str(out), "--episodes", "40", "--max-steps", "150",
          "--workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
     )  # fmt: skip

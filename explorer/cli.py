@@ -1,4 +1,6 @@
-"""The ``dream-explorer`` command: with no subcommand it opens the explorer; subcommands run the stages."""
+"""The ``dream-explorer`` command: with no subcommand it opens the explorer; subcommands run the stages of
+:data:`core.stages.STAGES` (flags from each stage's config), with a progress bar and a report of what they
+returned. It sits above both packages: it imports ``core`` and opens :mod:`explorer.app`."""
 
 from __future__ import annotations
 
@@ -15,10 +17,6 @@ from tqdm import tqdm
 
 from core.errors import DreamExplorerError, DreamExplorerWarning
 from core.progress import Progress
-
-STAGES = (
-    "collect", "train-vision", "encode", "train-memory", "train-controller", "distill-controller", "iterate", "dream", "evaluate", "compare-vision", "bench",
-)  # fmt: skip
 
 
 class TqdmProgress:
@@ -48,10 +46,7 @@ class TqdmProgress:
         else:
             self.bar.n = p.step
         if p.metrics:
-            short = {
-                k.rsplit("/", 1)[-1] if k.count("/") < 2 else k.split("/", 1)[1]: v
-                for k, v in p.metrics.items()
-            }
+            short = {k.rsplit("/", 1)[-1] if k.count("/") < 2 else k.split("/", 1)[1]: v for k, v in p.metrics.items()}
             self.bar.set_postfix({k: f"{v:.4g}" for k, v in list(short.items())[:5]}, refresh=False)
         self.bar.refresh()
         if p.message:
@@ -105,21 +100,7 @@ def _run_stage(name: str, fn: Callable[..., Any], config: Any) -> Any:
         bar.close()
 
 
-def _print_metrics(result: Any) -> None:
-    if getattr(result, "cancelled", False) or _stopped.is_set():
-        print("stopped early (partial): the checkpoint holds the last finished step; --resume continues")
-    if getattr(result, "checkpoint", None):
-        print(f"wrote {result.checkpoint}")
-    for k, v in sorted(getattr(result, "metrics", {}).items()):
-        print(f"  {k} = {v:.6g}")
-    if getattr(result, "seconds", 0):
-        print(f"  time = {result.seconds:.1f} s")
-
-
-def cmd_collect(config: Any) -> None:
-    from core.data.collect import collect
-
-    summaries = _run_stage("collect", collect, config)
+def report_collect(config: Any, summaries: Any) -> None:
     n = len(summaries)
     if _stopped.is_set():
         print(f"stopped early (partial): recorded {n} episodes in {config.out_dir}; run again to record the rest")
@@ -131,55 +112,17 @@ def cmd_collect(config: Any) -> None:
         print(f"nothing to do: all {config.episodes} episodes already in {config.out_dir}")
 
 
-def cmd_train_vision(config: Any) -> None:
-    from core.train.vision import train_vision
+def report_iterate(config: Any, result: Any) -> None:
+    from core.train.iterate import format_rounds
 
-    _print_metrics(_run_stage("train-vision", train_vision, config))
-
-
-def cmd_encode(config: Any) -> None:
-    from core.train.encode import train_encode
-
-    _print_metrics(_run_stage("encode", train_encode, config))
-
-
-def cmd_train_memory(config: Any) -> None:
-    from core.train.memory import train_memory
-
-    _print_metrics(_run_stage("train-memory", train_memory, config))
-
-
-def cmd_train_controller(config: Any) -> None:
-    from core.train.controller import train_controller
-
-    _print_metrics(_run_stage("train-controller", train_controller, config))
-
-
-def cmd_distill_controller(config: Any) -> None:
-    from core.train.distill import distill_controller
-
-    _print_metrics(_run_stage("distill-controller", distill_controller, config))
-
-
-def cmd_iterate(config: Any) -> None:
-    from core.train.iterate import format_rounds, iterate
-
-    result = _run_stage("iterate", iterate, config)
     _print_metrics(result)
     if result.history:
         print(format_rounds(result.history))
 
 
-def cmd_dream(config: Any) -> None:
-    from core.video import record_dream
+def report_evaluate(config: Any, result: Any) -> None:
+    from core.evaluate import histogram
 
-    _print_metrics(_run_stage("dream", record_dream, config))
-
-
-def cmd_evaluate(config: Any) -> None:
-    from core.evaluate import evaluate, histogram
-
-    result = _run_stage("evaluate", evaluate, config)
     if result.results_path is not None:  # stdout stays the report, or the one JSON object with --json
         print(f"per-track results: {result.results_path}", file=sys.stderr)
     if config.json:
@@ -190,17 +133,16 @@ def cmd_evaluate(config: Any) -> None:
             continue
         r = res.returns
         partial = f" (partial: stopped after {len(r)} of {config.episodes})" if len(r) < config.episodes else ""
-        print(f"{title}: {len(r)} held-out tracks{partial} (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s")
+        print(
+            f"{title}: {len(r)} held-out tracks{partial} (seeds {res.seeds[0]}..{res.seeds[-1]}) in {res.seconds:.0f} s"
+        )
         print(f"return {res.mean:.1f} +- {res.std:.1f}  min {min(r):.1f}  max {max(r):.1f}")
         print(histogram(r))
     if config.v_only is not None and result.v_only is None:
         print("V-only baseline: not run (stopped before it)")
 
 
-def cmd_compare_vision(config: Any) -> None:
-    from core.compare import compare_vision
-
-    figures = compare_vision(config)
+def report_compare_vision(config: Any, figures: Any) -> None:
     if config.json:
         print(json.dumps(figures))
         return
@@ -209,10 +151,9 @@ def cmd_compare_vision(config: Any) -> None:
     print(f"wrote {config.grid}")
 
 
-def cmd_divergence(config: Any) -> None:
-    from core.divergence import dream_divergence, format_table
+def report_divergence(config: Any, result: Any) -> None:
+    from core.divergence import format_table
 
-    result = _run_stage("divergence", dream_divergence, config)
     if config.json:
         print(json.dumps(dict(result.metrics, partial=_stopped.is_set())))
         return
@@ -221,42 +162,28 @@ def cmd_divergence(config: Any) -> None:
     print(format_table(result.metrics, config.horizons))
 
 
-def _commands() -> dict[str, tuple[type, Callable[[Any], None], str]]:
-    from core.compare import CompareVisionConfig
-    from core.config import (
-        CollectConfig,
-        DreamVideoConfig,
-        EncodeConfig,
-        MemoryTrainConfig,
-        VisionTrainConfig,
-    )
-    from core.divergence import DivergenceConfig
-    from core.evaluate import EvaluateConfig
-    from core.train.controller import ControllerTrainConfig
-    from core.train.distill import DistillConfig
-    from core.train.iterate import IterateConfig
+def report_bench(config: Any, figures: Any) -> None:
+    from core.bench import format_figures
 
-    return {
-        "collect": (
-            CollectConfig,
-            cmd_collect,
-            "Record real CarRacing-v3 episodes (random exploration or a controller with noise).",
-        ),
-        "train-vision": (VisionTrainConfig, cmd_train_vision, "Train the vision model (ConvVAE or DDS+VAE)."),
-        "encode": (EncodeConfig, cmd_encode, "Encode every episode frame to (mu, logvar)."),
-        "train-memory": (MemoryTrainConfig, cmd_train_memory, "Train the MDN-RNN on encoded episodes."),
-        "train-controller": (ControllerTrainConfig, cmd_train_controller, "Train the controller with CMA-ES."),
-        "distill-controller": (
-            DistillConfig,
-            cmd_distill_controller,
-            "Fit a controller to another world model's controller (behaviour cloning on real tracks).",
-        ),
-        "iterate": (IterateConfig, cmd_iterate, "Iterative training: collect with C, retrain M, retrain C."),
-        "dream": (DreamVideoConfig, cmd_dream, "Dream from a real frame and write an MP4."),
-        "divergence": (DivergenceConfig, cmd_divergence, "Dream-vs-real divergence on held-out episodes."),
-        "evaluate": (EvaluateConfig, cmd_evaluate, "Evaluate a controller on held-out real tracks."),
-        "compare-vision": (CompareVisionConfig, cmd_compare_vision, "ConvVAE vs DDS+VAE on held-out frames."),
-    }
+    print(json.dumps(figures) if config.json else format_figures(figures))
+
+
+REPORTS: dict[str, Callable[[Any, Any], None]] = {
+    "collect": report_collect, "iterate": report_iterate, "evaluate": report_evaluate,
+    "compare-vision": report_compare_vision, "divergence": report_divergence, "bench": report_bench,
+}  # fmt: skip
+"""How a stage's result is printed, by CLI name; the others print their checkpoint and metrics."""
+
+
+def _print_metrics(result: Any) -> None:
+    if getattr(result, "cancelled", False) or _stopped.is_set():
+        print("stopped early (partial): the checkpoint holds the last finished step; --resume continues")
+    if getattr(result, "checkpoint", None):
+        print(f"wrote {result.checkpoint}")
+    for k, v in sorted(getattr(result, "metrics", {}).items()):
+        print(f"  {k} = {v:.6g}")
+    if getattr(result, "seconds", 0):
+        print(f"  time = {result.seconds:.1f} s")
 
 
 def _config_classes(cls: type) -> list[type]:
@@ -306,12 +233,10 @@ def _parse(config_cls: type, args: list[str], prog: str, description: str) -> An
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``dream-explorer``. Returns the process exit code (2 on bad input)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    commands = _commands()
-    if args and args[0] == "bench":
-        from core.bench import main as bench_main
+    from core.stages import STAGES
 
-        return bench_main(args[1:])
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = {s.name: s for s in STAGES}
     if not args or args[0] not in commands and args[0] not in ("-h", "--help"):
         from explorer.app import main as app_main
 
@@ -321,14 +246,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if args[0] in ("-h", "--help"):
-        print("usage: dream-explorer [APP FLAGS] | dream-explorer {" + ",".join(STAGES) + "} [--help]\n")
+        print("usage: dream-explorer [APP FLAGS] | dream-explorer {" + ",".join(commands) + "} [--help]\n")
         print("With no subcommand, opens the explorer app (see `dream-explorer app-help`).\n\nsubcommands:")
-        for name, (_, _, doc) in commands.items():
-            print(f"  {name:14s} {doc}")
-        print(f"  {'bench':14s} Print throughput figures (env, VAE, MDN-RNN, dream, decode).")
+        for name, spec in commands.items():
+            print(f"  {name:18s} {spec.help}")
         return 0
     name = args[0]
-    config_cls, fn, doc = commands[name]
+    spec = commands[name]
     _stopped.clear()
     show = warnings.showwarning
 
@@ -340,8 +264,9 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.showwarning = one_line_warning
     try:
-        config = _parse(config_cls, args[1:], f"dream-explorer {name}", doc)
-        fn(config)
+        config = _parse(spec.config_cls, args[1:], f"dream-explorer {name}", spec.help)
+        result = _run_stage(name, spec.resolve(), config)
+        REPORTS.get(name, lambda _, r: _print_metrics(r))(config, result)
     except DreamExplorerError as exc:
         if _stopped.is_set():  # e.g. encode stopped before it wrote anything
             print(f"stopped: {exc}", file=sys.stderr)
