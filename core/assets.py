@@ -33,7 +33,32 @@ MANIFEST = "manifest.json"
 SHIPPED_NAME = re.compile(r"^(convvae|ddsvae)_(vision|memory|controller)\.safetensors$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
-ASSETS_DIR = Path(os.environ.get("DREAM_EXPLORER_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
+ASSETS_ENV = "DREAM_EXPLORER_ASSETS"
+"""Environment variable naming a folder of shipped checkpoints to use instead of the default one."""
+ASSETS_PACKAGE = "dream_explorer_assets"
+"""The name under which an installed wheel carries ``assets/`` (package data; see pyproject.toml)."""
+
+
+def find_assets_dir() -> Path:
+    """Where the shipped checkpoints are, by this rule: the folder named by ``$DREAM_EXPLORER_ASSETS``; else the
+    checkout's ``assets/`` beside the ``core`` package (a clone, an editable install); else the copy an
+    installed wheel carries as the package data ``dream_explorer_assets``; else the checkout's path, which then
+    fails to load with a one-line error naming it."""
+    if os.environ.get(ASSETS_ENV):
+        return Path(os.environ[ASSETS_ENV])
+    checkout = Path(__file__).resolve().parent.parent / "assets"
+    if (checkout / MANIFEST).is_file():
+        return checkout
+    import importlib.util
+
+    spec = importlib.util.find_spec(ASSETS_PACKAGE)
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if (Path(location) / MANIFEST).is_file():
+            return Path(location)
+    return checkout
+
+
+ASSETS_DIR = find_assets_dir()
 
 
 @dataclass(frozen=True)
