@@ -9,6 +9,7 @@ Every stage function has the signature ``stage(config, *, on_progress, should_st
 from __future__ import annotations
 
 import importlib
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ from core.api import (
 )
 from core.bench import BenchConfig
 from core.compare import CompareVisionConfig
+from core.metrics_log import logging_progress
+from core.progress import ProgressFn
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,17 @@ class Stage:
         """Import the stage function. Raises ImportError / AttributeError when it does not exist."""
         module, name = self.function.split(":")
         return getattr(importlib.import_module(module), name)
+
+    def run(self, config: Any, *, on_progress: ProgressFn, should_stop: threading.Event) -> Any:
+        """Run the stage on ``config``, logging its metrics beside its output as it goes
+        (:mod:`core.metrics_log`). Returns what the stage returns and raises what it raises."""
+        function = self.resolve()
+        report, log = logging_progress(config, on_progress)
+        try:
+            return function(config, on_progress=report, should_stop=should_stop)
+        finally:
+            if log is not None:
+                log.close()
 
 
 STAGES: tuple[Stage, ...] = (

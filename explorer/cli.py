@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.showwarning = one_line_warning
     try:
         config = _parse(spec.config_cls, args[1:], f"dream-explorer {name}", spec.help)
-        result = _run_stage(name, spec.resolve(), config)
+        result = _run_stage(name, spec.run, config)
         REPORTS.get(name, lambda _, r: _print_metrics(r))(config, result)
     except DreamExplorerError as exc:
         if _stopped.is_set():  # e.g. encode stopped before it wrote anything

@@ -5,7 +5,6 @@ GUI drains once a frame. A stage that raises leaves its message in the job and t
 
 from __future__ import annotations
 
-import importlib
 import multiprocessing
 import os
 import queue
@@ -20,6 +19,7 @@ from typing import Any, Literal
 import numpy as np
 
 from core.api import DreamExplorerError, Progress, StageCancelled
+from core.metrics_log import read_metrics_log
 from core.stages import Stage
 
 Status = Literal["idle", "running", "done", "cancelled", "failed"]
@@ -97,26 +97,31 @@ class MetricHistory:
         return np.asarray(xs, np.float64), np.asarray(ys, np.float64)
 
 
-def _stage_process(function: str, config: Any, stop: Any, out: Any) -> None:
-    """Body of a stage's own process (spawned): lower priority, STAGE_THREADS torch threads, the stage, and every
-    report and the outcome on ``out`` as the thread runner sends them. Crashes end as a "failed" message."""
-    import torch
-
-    os.nice(STAGE_NICE)
-    torch.set_num_threads(STAGE_THREADS)
-    module, name = function.split(":")
+def _run_and_report(spec: Stage, config: Any, stop: Any, out: Any) -> None:
+    """Run ``spec`` on ``config`` and put every report and then the outcome on ``out``: ("progress", Progress),
+    then ("done" | "cancelled", result), ("cancelled", message) or ("failed", (message, traceback)). A crash
+    inside the stage ends as "failed": it must not take the app down."""
     try:
-        stage = getattr(importlib.import_module(module), name)
-        result = stage(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
+        result = spec.run(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
     except StageCancelled as exc:
         out.put(("cancelled", str(exc)))
     except DreamExplorerError as exc:
         out.put(("failed", (str(exc), "")))
-    except Exception as exc:  # reported to the GUI like a crash in a thread
+    except Exception as exc:
         out.put(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
     else:
         cancelled = bool(getattr(result, "cancelled", False)) or stop.is_set()
         out.put(("cancelled" if cancelled else "done", result))
+
+
+def _stage_process(spec: Stage, config: Any, stop: Any, out: Any) -> None:
+    """Body of a stage's own process (spawned): lower priority, STAGE_THREADS torch threads, then the stage
+    (:func:`_run_and_report`)."""
+    import torch
+
+    os.nice(STAGE_NICE)
+    torch.set_num_threads(STAGE_THREADS)
+    _run_and_report(spec, config, stop, out)
     out.close()
     out.join_thread()
     # End now: a cancelled pool's running tasks would keep this process alive until they finish, though their
@@ -191,7 +196,7 @@ class JobRunner:
             context = multiprocessing.get_context("spawn")
             self._stop, self._queue = context.Event(), context.Queue()
             # not a daemon: a stage (collect) may start worker processes of its own
-            self._process = context.Process(target=_stage_process, args=(self.spec.function, config, self._stop,
+            self._process = context.Process(target=_stage_process, args=(self.spec, config, self._stop,
                                             self._queue), name=f"stage-{self.spec.key}")  # fmt: skip
             self._process.start()
             return
@@ -202,18 +207,17 @@ class JobRunner:
 
     def _run(self, config: Any, stop: threading.Event, out: queue.Queue[tuple[str, Any]]) -> None:
         lower_priority()
-        try:
-            function = self.spec.resolve()
-            result = function(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
-        except StageCancelled as exc:
-            out.put(("cancelled", str(exc)))
-        except DreamExplorerError as exc:
-            out.put(("failed", (str(exc), "")))
-        except Exception as exc:  # a crash inside a stage must not take the app down
-            out.put(("failed", (f"{type(exc).__name__}: {exc}", traceback.format_exc())))
-        else:
-            cancelled = bool(getattr(result, "cancelled", False)) or stop.is_set()
-            out.put(("cancelled" if cancelled else "done", result))
+        _run_and_report(self.spec, config, stop, out)
+
+    def load_history(self, path: Path) -> None:
+        """Fill the plot's history from a metrics log a run wrote (:func:`core.metrics_log.read_metrics_log`).
+        Raises DreamExplorerError when the file cannot be read as one."""
+        history = MetricHistory()
+        for key, (steps, values) in read_metrics_log(path).items():
+            for step, value in zip(steps, values, strict=True):
+                history.add(int(step), {key: value})
+        self.history = history
+        self.log.append(f"curves of {path} ({len(history.series)} metrics)")
 
     def cancel(self) -> None:
         """Ask the stage to stop at its next check of the stop flag."""

@@ -3,12 +3,15 @@ that loads the checkpoint a finished stage wrote into the running app."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from imgui_bundle import icons_fontawesome_4 as fa
 from imgui_bundle import imgui, implot
 
+from core.api import DreamExplorerError
+from core.metrics_log import metrics_log_path
 from explorer.jobs import JobRunner, summarize
 from explorer.panels.inside import PLOT_FLAGS
 from explorer.panels.widgets import (
@@ -80,11 +83,26 @@ def start_stage(app: App, key: str) -> None:
     log.info("started %s", job.spec.title)
 
 
+def logged_run(app: App, job: JobRunner) -> Path | None:
+    """The metrics log that a run with the tab's current settings wrote (:mod:`core.metrics_log`), if any."""
+    try:
+        path = metrics_log_path(config_from_draft(job.spec.config_cls, app.drafts[job.spec.key]))
+    except (DreamExplorerError, TypeError, ValueError):
+        return None
+    return path if path is not None and path.is_file() else None
+
+
 def gui_plot(app: App, job: JobRunner) -> None:
     """The chosen metric over the stage's steps, with a combo of the reported metrics."""
     keys = sorted(job.history.series)
     if not keys:
         caption("The live plot starts with the first progress report.")
+        logged = logged_run(app, job)
+        if logged is not None and imgui.button(f"Show the curves of the last run ({logged.name})"):
+            try:
+                job.load_history(logged)
+            except DreamExplorerError as exc:
+                log.warning("%s", exc)
         return
     metric = app.plot_metric.get(job.spec.key) or default_metric(keys)
     imgui.set_next_item_width(-1)
