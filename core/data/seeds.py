@@ -10,7 +10,7 @@ only as held out as the tracks behind it, so every stage draws from one named ra
   issue 17 for `compare-vision` on frames that no decision has used: `collect --episodes 5 --seed 980000
   --out-dir data/fresh_980000`; scored once on the shipped files, then development frames like any other.
   960,000..960,009 (the shipped ConvVAE agent, no noise) and 960,100..960,109 (random policy) are session 10's
-  dream-fidelity check sets, on which its Ms were chosen.)
+  dream-fidelity check sets, on which its Ms were chosen; session 11 chose its Ms on them too.)
 - ``DEVELOPMENT`` [1,000,000, 2,000,000): `evaluate` while a model is being built. Tracks that informed a
   decision are development tracks from then on; a figure measured on them is a development figure.
 - ``FINAL`` [7,000,000, ...): one fresh block of 100 tracks per shipped model, run once on the shipped files,
@@ -54,9 +54,10 @@ FINAL = SeedRange("final", 7_000_000, None)
 FINAL_BLOCK = 100
 """Tracks per final block: one block per shipped model, touched once."""
 
-DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20))
+DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20), (1_200_000, 10))
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
-controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds."""
+controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
+session 11's dream-trained controller with the shipped one."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
