@@ -229,6 +229,12 @@ def test_file_picker_loads_models_and_sets_stage_inputs(data: Path, tmp_path: Pa
         ctx.yield_(1)
         pick(ctx, "MemoryTrainConfig.latents", "lat.npz")
         seen["latents"] = app.drafts["memory"]["latents"]
+        ctx.window_focus("//Record")  # the Record panel: the dataset folder, and the video's folder (name kept)
+        s.data_dir, app.video_path = tmp_path, str(tmp_path / "clip.gif")
+        ctx.yield_(1)
+        pick(ctx, "record_data_dir", "models")
+        pick(ctx, "record_video_dir", "models")
+        seen["record"] = (s.data_dir, app.video_path)
 
     run_app(["--assets", str(data / "assets"), "--mode", "split"], test)
     assert seen["listed"] == ["models", "bad.safetensors"]
@@ -237,6 +243,9 @@ def test_file_picker_loads_models_and_sets_stage_inputs(data: Path, tmp_path: Pa
     assert seen["vision_kept"] is True
     assert Path(str(seen["memory_path"])).resolve() == good.resolve() and seen["error_after"] == ""
     assert Path(str(seen["latents"])).resolve() == latents.resolve()
+    data_dir, video = seen["record"]  # type: ignore[misc]
+    assert Path(data_dir).resolve() == (tmp_path / "models").resolve()
+    assert Path(video).resolve() == (tmp_path / "models" / "clip.gif").resolve()
 
 
 def test_training_stage_from_the_gui(data: Path, tmp_path: Path) -> None:

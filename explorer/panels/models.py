@@ -83,19 +83,28 @@ def gui_record(app: App) -> None:
         imgui.same_line()
         imgui.text_disabled(f"{rec.steps} steps held" if rec.steps else f"records the {s.mode} view")
     caption("dataset directory")
-    imgui.set_next_item_width(-1)
+    imgui.set_next_item_width(-40)
     changed, data_dir = imgui.input_text("##data_dir", str(s.data_dir))
     if changed:
         s.data_dir = Path(data_dir)
     imgui.set_item_tooltip("Recorded episodes go here; the dream's dataset frames come from here")
+    imgui.same_line()
+    picked = app.picker.button("record_data_dir", str(s.data_dir), "Dataset directory", directories=True)
+    if picked is not None:
+        s.data_dir = Path(picked)
     imgui.begin_disabled(rec.active or not rec.steps)
     if imgui.button(f"{fa.ICON_FA_DATABASE} Save to dataset###save_episode"):
         _save(app, lambda: rec.save_episode(s.data_dir))
     imgui.set_item_tooltip("A new episode file (real frames; a dream alone is reshaped to 96x96 with an empty HUD)")
     imgui.end_disabled()
     caption("video file (.mp4 or .gif)")
-    imgui.set_next_item_width(-110)
+    imgui.set_next_item_width(-150)
     _, app.video_path = imgui.input_text("##video_path", app.video_path)
+    imgui.same_line()
+    folder = app.picker.button("record_video_dir", str(Path(app.video_path).parent), "Folder of the video",
+                               directories=True)  # fmt: skip
+    if folder is not None:  # the file keeps its name, in the chosen folder
+        app.video_path = str(Path(folder) / (Path(app.video_path).name or "drive.mp4"))
     imgui.same_line()
     imgui.begin_disabled(rec.active or not rec.steps)
     if imgui.button(f"{fa.ICON_FA_FILM} Save video###save_video"):
