@@ -145,3 +145,26 @@ for M in $S/m_p4.safetensors $S/m_j4.safetensors; do
     $D divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
     $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
 done
+
+# 8. session 11, measured and NOT shipped (see the README, session 11): session 7's kind of data again (the agent
+# shipped before session 7, steering noise and excursions; random episodes), plus section 7's data A, encoded with
+# the shipped V; Ms trained from scratch with Ha's per-dimension mixture and with one joint mixture (--joint);
+# then a controller trained only in the dream of the best M, compared with the shipped one on development tracks
+# 1,200,000..009. Check sets: section 7's (960,000..009 and 960,100..109). About 2 h on 2 cores.
+S=runs/s11
+O="--policy controller --vision runs/s6/convvae_vision.safetensors --memory runs/s6/convvae_memory.safetensors --controller runs/s6/convvae_controller.safetensors"
+$D collect $O --noise-std 0.1 --excursion-prob 0.005 --seed 600000 --episodes 150 --out-dir data/agent
+$D collect --seed 0 --episodes 150 --out-dir data/random
+OMP_NUM_THREADS=2 $D encode --data-dir data/agent --extra-data-dirs data/random --vision assets/convvae_vision.safetensors --out $S/latents.npz
+OMP_NUM_THREADS=2 $D encode --data-dir data/agent --extra-data-dirs data/ou data/random --vision assets/convvae_vision.safetensors --out $S/latents_all.npz
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents.npz --out $S/m_perdim.safetensors --epochs 30 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents.npz --out $S/m_joint.safetensors --epochs 30 --lr-min 1e-4 --mix controller:0.6,random:0.4 --seed 0 --joint
+OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_all.npz --out $S/m_joint_all.safetensors --epochs 30 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0 --joint
+for M in $S/m_perdim.safetensors $S/m_joint.safetensors $S/m_joint_all.safetensors; do
+    $D divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100
+    $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
+done
+$D train-controller --vision assets/convvae_vision.safetensors --memory $S/m_joint_all.safetensors --latents $S/latents_all.npz \
+    --out $S/c_joint_all.safetensors --population 48 --rollouts 8 --generations 120 --real-check-every 0 --threads 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $S/m_joint_all.safetensors --controller $S/c_joint_all.safetensors --episodes 10 --seed 1200000
+$D evaluate --episodes 10 --seed 1200000   # the shipped ConvVAE world model on the same tracks
