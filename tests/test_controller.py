@@ -41,16 +41,15 @@ from core.models.mdnrnn import MDNRNN, MDNRNNConfig
 from core.models.vae import ConvVAE, VAEConfig
 from core.parallel import TaskFailed, WorkerCrashed, make_executor
 from core.progress import Progress
-from core.train.controller import (
-    CMAES,
+from core.train.cmaes import CMAES
+from core.train.controller import ControllerTrainConfig, train_controller
+from core.train.fitness import (
     REAL_CHECK_SEED_START,
-    ControllerTrainConfig,
     DreamEvaluator,
     DreamStarts,
     GenerationPlan,
     generation_plan,
     real_check_seeds,
-    train_controller,
 )
 from core.train.iterate import IterateConfig, iterate
 

@@ -1,0 +1,350 @@
+"""The controller's fitness: mean return over rollouts, in the dream (:class:`DreamEvaluator`, every candidate x
+rollout stepped as one :class:`BatchedDream` through M's reward and done heads, from real encoded starts) or in
+CarRacing-v3 (:class:`RealEvaluator`, on an executor). Also the random choices a generation shares (common random
+numbers: tracks, dream seeds, starts) and a benchmark of the two evaluators (``scripts/bench_controller.py``)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+from gymnasium.utils import seeding
+from torch import Tensor
+
+from core.checkpoint import (
+    save_checkpoint,
+)
+from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM
+from core.data.datasets import LatentEpisodes
+from core.data.seeds import MODEL_SELECTION, TRAINING
+from core.envs.dream import BatchedDream
+from core.envs.world_model import WorldModel
+from core.errors import CheckpointError
+from core.evaluate import RealRollout, RealRolloutSpec, real_rollout_task
+from core.models.controller import ControllerConfig, batched_actions
+from core.models.mdnrnn import MDNRNN
+from core.parallel import Executor, make_executor
+from core.policies_wm import WorldModelFiles
+from core.progress import Progress, ProgressFn, no_progress
+from core.train.cmaes import CMAES
+
+REAL_CHECK_SEED_START = MODEL_SELECTION.start
+"""Real checks drive on tracks REAL_CHECK_SEED_START.. (validation); real training rollouts stay below it."""
+
+
+def dream_rollout_bytes(
+    n_params: int, z_dim: int = SHIPPED_Z_DIM, hidden_dim: int = SHIPPED_HIDDEN_DIM, n_gaussians: int = 5
+) -> int:
+    """Estimated bytes per dream of :class:`DreamEvaluator`'s batch: its candidate's float32 weights, the LSTM
+    state, observation, the step's mixture parameters and their temporaries (about 3 copies), in float32."""
+    return 4 * (n_params + 3 * (4 * hidden_dim + 2 * z_dim + 3 * n_gaussians * z_dim + 8))
+
+
+# -- per-generation random choices ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GenerationPlan:
+    """The random choices of one generation, shared by all its candidates (common random numbers).
+
+    Attributes:
+        track_seeds: int64 (R,) real track seeds, in [0, REAL_CHECK_SEED_START).
+        dream_seeds: int64 (R,) dream seeds, as ``DreamEnv.reset(seed=...)`` takes them.
+        starts: int64 (R,) indices into the dream start pool (zeros without one).
+    """
+
+    track_seeds: np.ndarray
+    dream_seeds: np.ndarray
+    starts: np.ndarray
+
+
+def generation_plan(seed: int, generation: int, rollouts: int, n_starts: int) -> GenerationPlan:
+    """The plan of ``generation`` (0-based) of the run seeded ``seed``; the same arguments give the same plan."""
+    rng = np.random.default_rng([seed, generation])
+    return GenerationPlan(
+        track_seeds=rng.integers(TRAINING.start, TRAINING.stop, rollouts),
+        dream_seeds=rng.integers(0, 2**31, rollouts),
+        starts=rng.integers(0, max(1, n_starts), rollouts),
+    )
+
+
+def real_check_seeds(episodes: int) -> list[int]:
+    """Track seeds of the real checks: REAL_CHECK_SEED_START + 0 .. episodes - 1 (the same at every check)."""
+    return [REAL_CHECK_SEED_START + i for i in range(episodes)]
+
+
+def dream_stream_seed(seed: int) -> int:
+    """The noise-stream seed :class:`DreamEnv` derives in ``reset(seed=seed)``, so a batched rollout with dream
+    seed ``s`` is the rollout ``DreamEnv.reset(seed=s)`` gives."""
+    rng, _ = seeding.np_random(int(seed))
+    return int(rng.integers(0, 2**62))
+
+
+# -- dream starts ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DreamStarts:
+    """Real starting states of dreams.
+
+    Attributes:
+        z: float32 (S, z_dim), the posterior mean of the real frame at step ``steps[i]`` of episode
+            ``episodes[i]`` of the latent file.
+        h, c: float32 (S, hidden_dim), M's LSTM state after that episode's real z_0..z_{t-1} and actions
+            a_0..a_{t-1} (zeros at t = 0): what the real env's ``[z, h]`` wrapper holds there.
+        episodes, steps: int64 (S,) where each start comes from.
+    """
+
+    z: Tensor
+    h: Tensor
+    c: Tensor
+    episodes: np.ndarray
+    steps: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.z)
+
+    @classmethod
+    @torch.no_grad()
+    def from_latents(
+        cls, latents: LatentEpisodes, memory: MDNRNN, count: int, step_min: int, step_max: int, seed: int
+    ) -> DreamStarts:
+        """Draw ``count`` (episode, t) with t uniform in [step_min, step_max] (clipped to the episode) and run M
+        over each real prefix.
+
+        Raises:
+            CheckpointError: the latents' size differs from M's z_dim.
+        """
+        if latents.z_dim != memory.config.z_dim:
+            raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
+        rng = np.random.default_rng([seed, 1])
+        episodes = rng.integers(0, latents.n_episodes, count)
+        lengths = np.diff(latents.starts) - 1  # steps per episode; frames are steps + 1
+        hi = np.minimum(step_max, lengths[episodes])
+        t = rng.integers(np.minimum(step_min, hi), hi + 1)
+        horizon = int(t.max())
+        z0 = np.empty((count, latents.z_dim), np.float32)
+        prefix_z = np.zeros((count, horizon, latents.z_dim), np.float32)
+        prefix_a = np.zeros((count, horizon, 3), np.float32)
+        for i, (e, ti) in enumerate(zip(episodes, t, strict=True)):
+            ep = latents.episode(int(e))
+            z0[i] = ep["mu"][ti]
+            prefix_z[i, :ti] = ep["mu"][:ti]
+            prefix_a[i, :ti] = ep["action"][:ti]
+        lstm = memory.lstm
+        h = torch.zeros(count, memory.config.hidden_dim)
+        c = torch.zeros_like(h)
+        t_live = torch.from_numpy(t)
+        x_all = torch.from_numpy(np.concatenate([prefix_z, prefix_a], axis=2))
+        for k in range(horizon):  # one LSTM step for every start still inside its prefix
+            h_new, c_new = torch.lstm_cell(
+                x_all[:, k], (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+            )
+            live = (t_live > k).unsqueeze(1)
+            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
+        return cls(torch.from_numpy(z0), h, c, episodes, t)
+
+
+# -- fitness evaluators ------------------------------------------------------------------------------------------
+class FitnessEvaluator(Protocol):
+    """Returns of candidate controllers: the interface behind ``--evaluator dream|real``.
+
+    An evaluator may also expose ``metrics: dict[str, float]``, namespaced metrics of its last call, which
+    the stage reports with the generation's (the dream evaluator's ``controller/dream_diverged``).
+    """
+
+    def rollout_returns(
+        self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event
+    ) -> np.ndarray | None:
+        """Run every candidate (float64 (P, n_params), as ``Controller.get_flat``) on the plan's R rollouts.
+
+        Returns:
+            float64 (P, R) returns (NaN where a model produced NaN), or None when ``should_stop`` was set.
+
+        Raises:
+            WorkerCrashed / TaskFailed: a worker died or failed (real rollouts).
+        """
+        ...
+
+
+def _split_params(candidates: np.ndarray, input_dim: int) -> tuple[Tensor, Tensor]:
+    """Flat parameters (P, 3 * input_dim + 3) -> weights float32 (P, 3, input_dim), biases (P, 3)."""
+    flat = torch.as_tensor(candidates, dtype=torch.float32)
+    return flat[:, : 3 * input_dim].reshape(-1, 3, input_dim), flat[:, 3 * input_dim :]
+
+
+class DreamEvaluator:
+    """All candidates x rollouts dreamt as one batch through M (Ha & Schmidhuber, 2018, sec. 4.3).
+
+    Rollout ``p * R + r`` is candidate p on the plan's rollout r: dream seed ``plan.dream_seeds[r]`` (its noise
+    stream, as :func:`dream_stream_seed`) and start ``plan.starts[r]``; its return is the sum of M's reward
+    head over its steps until the done head fires or ``max_steps``. The returns equal stepping a
+    :class:`DreamEnv` per rollout with ``reset(seed=dream_seed, options={"z": z, "state": (h, c)})``.
+
+    After each call, ``metrics["controller/dream_diverged"]`` is the share of rollouts whose ``|z|`` exceeded
+    ``z_norm_limit`` at some step: dreams of an unstable M running off the range of real latents, where its
+    reward head means nothing.
+
+    Args:
+        memory: the MDN-RNN. controller_config: sizes of the candidates (hidden_dim 0: they see z alone).
+        tau: temperature. max_steps: horizon. starts: real starting states (None: z ~ N(0, I), h = 0).
+        z_norm_limit: ``|z|`` beyond which a dream counts as diverged (default ``2 (sqrt(z_dim) + 4)``, twice
+            what N(0, I) latents stay below).
+    """
+
+    def __init__(
+        self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
+        starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
+    ) -> None:  # fmt: skip
+        self.memory = memory.eval()
+        self.bf16 = bf16
+        self.config = controller_config
+        self.tau, self.max_steps, self.starts = tau, max_steps, starts
+        default_limit = 2.0 * (math.sqrt(memory.config.z_dim) + 4.0)
+        self.z_norm_limit = z_norm_limit if z_norm_limit is not None else default_limit
+        self.metrics: dict[str, float] = {}
+
+    @torch.no_grad()
+    def rollout_returns(
+        self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event | None = None
+    ) -> np.ndarray | None:
+        p, r = len(candidates), len(plan.dream_seeds)
+        weights, biases = _split_params(candidates, self.config.input_dim)
+        weights, biases = weights.repeat_interleave(r, 0), biases.repeat_interleave(r, 0)
+        dream = BatchedDream(self.memory, p * r, tau=self.tau, max_steps=self.max_steps, bf16=self.bf16)
+        seeds = np.tile([dream_stream_seed(s) for s in plan.dream_seeds], p)
+        if self.starts is None:
+            obs = dream.reset(seeds)
+        else:
+            idx = torch.from_numpy(np.tile(plan.starts, p))
+            state = (self.starts.h[idx].unsqueeze(0), self.starts.c[idx].unsqueeze(0))
+            obs = dream.reset(seeds, z=self.starts.z[idx], state=state)
+        z_dim = self.memory.config.z_dim
+        total = torch.zeros(p * r, dtype=torch.float64)
+        diverged = torch.zeros(p * r, dtype=torch.bool)
+        for _ in range(self.max_steps):
+            if should_stop is not None and should_stop.is_set():
+                return None
+            seen = obs if self.config.hidden_dim > 0 else obs[:, :z_dim]
+            obs, reward, _, _ = dream.step(batched_actions(weights, biases, seen))
+            total += reward.double()
+            diverged |= dream.z.norm(dim=1) > self.z_norm_limit
+            if bool(dream.done.all()):
+                break
+        self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
+        return total.view(p, r).numpy()
+
+
+class RealEvaluator:
+    """Candidates x rollouts as real CarRacing-v3 episodes on an executor whose payload is a
+    :class:`RealRolloutSpec` (V and M as bytes); every candidate's r-th rollout drives ``plan.track_seeds[r]``.
+
+    Args:
+        executor: local pool or Ray. early_stop_patience: see ``ControllerTrainConfig.early_stop_patience``.
+    """
+
+    def __init__(self, executor: Executor[RealRolloutSpec], early_stop_patience: int = 0) -> None:
+        self.executor = executor
+        self.early_stop_patience = early_stop_patience
+
+    def rollout_returns(
+        self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event | None = None
+    ) -> np.ndarray | None:
+        p, r = len(candidates), len(plan.track_seeds)
+        tasks = [RealRollout(int(s), cand, self.early_stop_patience) for cand in candidates for s in plan.track_seeds]
+        returns = np.full(p * r, np.nan)
+        done = 0
+        for i, ret in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
+            returns[i] = ret
+            done += 1
+        return returns.reshape(p, r) if done == len(tasks) else None
+
+
+def real_returns(
+    executor: Executor[RealRolloutSpec],
+    params: np.ndarray,
+    seeds: list[int],
+    should_stop: threading.Event | None,
+) -> list[float] | None:
+    """Returns of one controller (flat params) on real tracks ``seeds``, no early stop; None when stopped."""
+    tasks = [RealRollout(s, params) for s in seeds]
+    out = dict(executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop))
+    return [out[i] for i in range(len(seeds))] if len(out) == len(seeds) else None
+
+
+# -- benchmark ----------------------------------------------------------------------------------------------------
+def bench_evaluators(
+    vision: Path | None = None,
+    memory: Path | None = None,
+    *,
+    population: int = 64,
+    rollouts: int = 16,
+    max_steps: int = 1000,
+    real_rollouts: int = 4,
+    workers: int = 2,
+    threads: int = 2,
+    tau: float = 1.15,
+    on_progress: ProgressFn = no_progress,
+) -> dict[str, float]:
+    """Candidate-rollouts per second of the dream and the real evaluator, measured in one run.
+
+    The dream runs one full generation (``population`` x ``rollouts`` x ``max_steps``); the real evaluator
+    ``real_rollouts`` episodes of CMA-ES candidates from the same generation on ``workers`` processes, without
+    early stopping, after a warm-up that loads the models in every worker. The dream uses ``threads`` torch
+    threads (restored afterwards). Without ``vision``/``memory``, untrained full-size models are used, M's done
+    head switched off so every dream runs the full horizon.
+
+    Returns:
+        ``bench/dream_generation_s``, ``bench/dream_rollouts_per_s``, ``bench/real_rollouts_per_s``,
+        ``bench/real_seconds_per_rollout``, ``bench/speedup`` (dream / real rollouts per second).
+    """
+    import tempfile
+
+    from core.models.mdnrnn import MDNRNNConfig
+    from core.models.vae import ConvVAE, VAEConfig
+
+    with tempfile.TemporaryDirectory(prefix="dream-explorer-bench-") as tmp:
+        if vision is None or memory is None:
+            torch.manual_seed(0)
+            m = MDNRNN(MDNRNNConfig())
+            with torch.no_grad():
+                m.head.bias[-1] = -20.0  # done probability ~ 0: every dream runs max_steps
+            vision, memory = Path(tmp) / "vision.safetensors", Path(tmp) / "memory.safetensors"
+            save_checkpoint(vision, ConvVAE(VAEConfig()), kind="conv_vae", config=VAEConfig())
+            save_checkpoint(memory, m, kind="mdnrnn", config=m.config)
+        wm = WorldModel.load(vision, memory)
+        controller_config = ControllerConfig(wm.z_dim, wm.hidden_dim)
+        candidates = CMAES(np.zeros(controller_config.input_dim * 3 + 3), 0.1, population, 0).ask()
+        plan = generation_plan(0, 0, rollouts, 0)
+        on_progress(Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps"))
+        dream = DreamEvaluator(wm.require_memory(), controller_config, tau, max_steps)
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            t = time.perf_counter()
+            dream.rollout_returns(candidates, plan)
+            dream_s = time.perf_counter() - t
+        finally:
+            torch.set_num_threads(previous)
+        on_progress(Progress("bench", 1, 2, {"bench/dream_generation_s": dream_s},
+                             message=f"real: {real_rollouts} rollouts x {max_steps} steps on {workers} workers"))  # fmt: skip
+        spec = RealRolloutSpec(WorldModelFiles.read(vision, memory), max_steps)
+        with make_executor("local", workers, spec) as executor:
+            warm = [RealRollout(s, candidates[0], early_stop_patience=1) for s in range(workers)]
+            list(executor.map_unordered(real_rollout_task, warm))
+            t = time.perf_counter()
+            list(executor.map_unordered(real_rollout_task, [RealRollout(s, candidates[s % population])
+                                                              for s in range(real_rollouts)]))  # fmt: skip
+            real_s = time.perf_counter() - t
+    dream_rate, real_rate = population * rollouts / dream_s, real_rollouts / real_s
+    result = {
+        "bench/dream_generation_s": dream_s,
+        "bench/dream_rollouts_per_s": dream_rate,
+        "bench/real_rollouts_per_s": real_rate,
+        "bench/real_seconds_per_rollout": real_s / real_rollouts,
+        "bench/speedup": dream_rate / real_rate,
+    }
+    on_progress(Progress("bench", 2, 2, result))
+    return result
