@@ -39,20 +39,29 @@ def metrics_log_path(config: Any) -> Path | None:
 
 class MetricsLog:
     """Appends each report with metrics to ``path`` as one JSON line (non-finite values as null), flushed at once,
-    so a crash or a kill loses at most the line being written. A folder or file that cannot be written turns
+    so a crash or a kill loses at most the line being written. The file is created with the first line. A folder or file that cannot be written turns
     the log off (the stage itself decides whether its output can be written)."""
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path
         self._t0 = time.monotonic()
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._file: Any = open(path, "a" if append else "w", encoding="utf-8")  # noqa: SIM115
-        except OSError:
-            self._file = None
+        self._mode = "a" if append else "w"
+        self._file: Any = None
+        self._off = False  # the file could not be written: stay quiet
+
+    def _open(self) -> bool:
+        """Open the file on the first line, so a stage that fails before it reports (a refused output path)
+        leaves nothing behind."""
+        if self._file is None and not self._off:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.path, self._mode, encoding="utf-8")  # noqa: SIM115
+            except OSError:
+                self._off = True
+        return self._file is not None
 
     def write(self, p: Progress) -> None:
-        if self._file is None or not p.metrics:
+        if not p.metrics or not self._open():
             return
         metrics = {k: (float(v) if math.isfinite(v) else None) for k, v in p.metrics.items()}
         line = {"stage": p.stage, "step": p.step, "total": p.total, "time": round(time.monotonic() - self._t0, 3),
@@ -62,6 +71,7 @@ class MetricsLog:
             self._file.flush()
         except OSError:
             self.close()
+            self._off = True
 
     def close(self) -> None:
         if self._file is not None:
