@@ -143,6 +143,22 @@ def test_mdnrnn_sequence_and_step_agree() -> None:
     torch.testing.assert_close(seq.log_pi.exp().sum(-1), torch.ones(2, 7, 32))
 
 
+def test_mdnrnn_state_after_each_prefix_is_the_stepped_state() -> None:
+    torch.manual_seed(0)
+    m = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=16)).eval()
+    z, a = torch.randn(4, 6, 4), torch.rand(4, 6, 3)
+    lengths = torch.tensor([0, 6, 2, 5])
+    with torch.no_grad():
+        h, c = m.state_after(z, a, lengths)
+        for i, n in enumerate(lengths.tolist()):
+            state = m.initial_state(1)
+            for t in range(n):
+                _, state = m.step(z[i : i + 1, t], a[i : i + 1, t], state)
+            torch.testing.assert_close(h[0, i], state[0][0, 0], atol=1e-6, rtol=1e-5)
+            torch.testing.assert_close(c[0, i], state[1][0, 0], atol=1e-6, rtol=1e-5)
+    assert float(h[0, 0].abs().sum()) == 0.0 and float(h[0, 1].abs().sum()) > 0.0
+
+
 @pytest.mark.parametrize(("residual", "gain"), [(False, 2.0), (True, 0.4)])
 def test_mdnrnn_loss_fits_a_predictable_sequence(residual: bool, gain: float) -> None:
     torch.manual_seed(0)

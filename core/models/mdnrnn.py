@@ -241,6 +241,26 @@ class MDNRNN(nn.Module):
         """LSTM outputs h_1..h_T, float32 (B, T, hidden_dim), for the same inputs as :meth:`forward`."""
         return self.lstm(torch.cat([z, action], dim=-1), state)[0]
 
+    def state_after(self, z: Tensor, action: Tensor, lengths: Tensor) -> LSTMState:
+        """LSTM state after each sequence's own prefix: sequence ``i`` is fed z_0..z_{L_i - 1} and
+        a_0..a_{L_i - 1} from the zero state (what :meth:`step` would hold after ``L_i`` steps).
+
+        Args:
+            z: float32 (B, T, z_dim); action: float32 (B, T, action_dim), padded past each length.
+            lengths: int64 (B,) prefix lengths in [0, T]; 0 gives the zero state.
+
+        Returns:
+            ``(h, c)``, each float32 (1, B, hidden_dim).
+        """
+        h, c = self.initial_state(len(z), z.device)
+        live = lengths > 0
+        if bool(live.any()):
+            x = torch.cat([z[live], action[live]], dim=-1)
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths[live].cpu(), batch_first=True, enforce_sorted=False)
+            _, (h_live, c_live) = self.lstm(packed)
+            h[:, live], c[:, live] = h_live, c_live
+        return h, c
+
     def step(self, z: Tensor, action: Tensor, state: LSTMState | None) -> tuple[MDNOutput, LSTMState]:
         """One dream step with the same weights as :meth:`forward`.
 

@@ -133,18 +133,10 @@ class DreamStarts:
             z0[i] = ep["mu"][ti]
             prefix_z[i, :ti] = ep["mu"][:ti]
             prefix_a[i, :ti] = ep["action"][:ti]
-        lstm = memory.lstm
-        h = torch.zeros(count, memory.config.hidden_dim)
-        c = torch.zeros_like(h)
-        t_live = torch.from_numpy(t)
-        x_all = torch.from_numpy(np.concatenate([prefix_z, prefix_a], axis=2))
-        for k in range(horizon):  # one LSTM step for every start still inside its prefix
-            h_new, c_new = torch.lstm_cell(
-                x_all[:, k], (h, c), lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
-            )
-            live = (t_live > k).unsqueeze(1)
-            h, c = torch.where(live, h_new, h), torch.where(live, c_new, c)
-        return cls(torch.from_numpy(z0), h, c, episodes, t)
+        h, c = memory.state_after(
+            torch.from_numpy(prefix_z), torch.from_numpy(prefix_a), torch.from_numpy(t.astype(np.int64))
+        )
+        return cls(torch.from_numpy(z0), h[0], c[0], episodes, t)
 
 
 # -- fitness evaluators ------------------------------------------------------------------------------------------
