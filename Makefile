@@ -23,6 +23,7 @@ test: install
 
 lint: install
 	$(VENV)/bin/ruff check core explorer scripts tests
+	$(VENV)/bin/ruff format --check core explorer scripts tests
 
 bench: install
 	$(VENV)/bin/dream-explorer bench

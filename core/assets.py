@@ -1,37 +1,25 @@
-"""The pretrained checkpoints shipped in ``assets/``, checked against ``assets/manifest.json``.
-
-Every load of a checkpoint (:func:`core.checkpoint.read_checkpoint`, which the CLI stages, the app and the
-environments all use) passes through :func:`check_shipped`: a checkpoint is *shipped* when its folder holds a
-``manifest.json`` or its name is a shipped name (``convvae_vision.safetensors`` ...). A shipped file whose
-SHA-256 differs from the manifest's, or a manifest that is not valid JSON of the right shape, is an error
-(one line). A shipped name with no manifest beside it, or a file the manifest does not list, cannot be checked:
-that is a one-line :class:`AssetWarning` and the file loads (the loader still refuses truncated or foreign
-files). A missing manifest warns rather than refuses because it says nothing about the checkpoints themselves
-(a copied folder, a user's own export) and the app promises to run on them; a wrong hash or a garbled manifest
-means the files are not what was shipped.
+"""The pretrained checkpoints shipped in ``assets/``: where they are (:func:`find_assets_dir`), their paths per vision
+kind, their verification against ``assets/manifest.json`` and their export. The manifest itself and the check every
+checkpoint load passes through live in :mod:`core.manifest` (re-exported here).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from core.checkpoint import file_sha256
-from core.errors import CheckpointError, DreamExplorerWarning
-
-
-class AssetWarning(DreamExplorerWarning):
-    """A shipped checkpoint that cannot be checked: no manifest beside it, or one that does not list it."""
-
-
-MANIFEST = "manifest.json"
-SHIPPED_NAME = re.compile(r"^(convvae|ddsvae)_(vision|memory|controller)\.safetensors$")
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+from core.errors import CheckpointError
+from core.manifest import (  # noqa: F401  (re-exported: the shipped-file names users import from here)
+    MANIFEST,
+    AssetWarning,
+    _cached_sha256,
+    check_shipped,
+    file_sha256,
+    is_shipped,
+    read_manifest,
+)
 
 ASSETS_ENV = "DREAM_EXPLORER_ASSETS"
 """Environment variable naming a folder of shipped checkpoints to use instead of the default one."""
@@ -83,30 +71,6 @@ def default_paths(vision_kind: str = "conv_vae", assets_dir: Path | None = None)
     )
 
 
-def read_manifest(path: Path) -> dict[str, str]:
-    """The ``{file name: sha256}`` of an asset manifest (``{"files": {...}, "bytes": {...}}``).
-
-    Raises:
-        CheckpointError: unreadable, not JSON, or not of that shape (one line naming the manifest).
-    """
-    try:
-        data: Any = json.loads(path.read_text())
-    except (OSError, ValueError, RecursionError) as exc:
-        reason = "not valid JSON" if not isinstance(exc, OSError) else (exc.strerror or type(exc).__name__)
-        raise CheckpointError(f"asset manifest {path} is corrupt ({reason}); reinstall or rebuild the assets") from None
-    files = data.get("files") if isinstance(data, dict) else None
-    problem = None
-    if not isinstance(files, dict):
-        problem = 'no "files" object'
-    else:
-        bad = [k for k, v in files.items() if not (isinstance(v, str) and _SHA256.match(v)) or "/" in k or "\\" in k]
-        if bad:
-            problem = f"entry {bad[0][:60]!r} is not a file name with a SHA-256"
-    if problem is not None:
-        raise CheckpointError(f"asset manifest {path} is malformed ({problem}); reinstall or rebuild the assets")
-    return files
-
-
 def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None) -> dict[str, str]:
     """Check shipped files against the manifest's SHA-256 hashes.
 
@@ -133,55 +97,6 @@ def verify_assets(assets_dir: Path | None = None, names: list[str] | None = None
             raise CheckpointError(f"shipped asset corrupt (hash mismatch): {path}")
         checked[name] = actual
     return checked
-
-
-_hashes: dict[tuple[str, int, int], str] = {}
-_warned: set[str] = set()
-
-
-def _cached_sha256(path: Path) -> str:
-    """SHA-256 of ``path``, hashed once per (path, size, modification time)."""
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _hashes:
-        _hashes[key] = file_sha256(path)
-    return _hashes[key]
-
-
-def is_shipped(path: str | os.PathLike[str]) -> bool:
-    """Whether ``path`` is a shipped checkpoint: its folder holds a manifest, or it has a shipped name."""
-    p = Path(path)
-    return bool(SHIPPED_NAME.match(p.name)) or (p.parent / MANIFEST).is_file()
-
-
-def check_shipped(path: str | os.PathLike[str]) -> None:
-    """Check a checkpoint about to be loaded against the asset manifest beside it, if it is shipped (see the
-    module docstring); other checkpoints pass unchecked.
-
-    Warns:
-        AssetWarning: a shipped name without a manifest beside it, or a file the manifest does not list (once
-            per file and process).
-
-    Raises:
-        CheckpointError: a malformed manifest, or a hash that differs from the manifest's (one line).
-    """
-    p = Path(path)
-    if not p.is_file() or not is_shipped(p):
-        return
-    manifest_path = p.parent / MANIFEST
-    if not manifest_path.is_file():
-        problem = f"no asset manifest beside {p} ({manifest_path} is missing): its integrity is not checked"
-    else:
-        digest = read_manifest(manifest_path).get(p.name)
-        if digest is not None:
-            if _cached_sha256(p) != digest:
-                raise CheckpointError(f"shipped asset corrupt (hash mismatch with {manifest_path}): {p}")
-            return
-        problem = f"{p} is not listed in {manifest_path}: its integrity is not checked"
-    key = str(p.resolve())
-    if key not in _warned:
-        _warned.add(key)
-        warnings.warn(problem + "; reinstall, or rebuild the manifest with scripts/export_assets.py", AssetWarning, stacklevel=3)
 
 
 def export_assets(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import hashlib
 import json
 import os
 import tempfile
@@ -36,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from core.errors import CheckpointError, NonFiniteError, OutputError, ResumeRepairedWarning
+from core.manifest import check_shipped, file_sha256  # noqa: F401  (file_sha256 re-exported)
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
@@ -234,15 +234,6 @@ def save_checkpoint(
     return target
 
 
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def first_non_finite(model: nn.Module) -> str | None:
     """The name of the first floating parameter or buffer of ``model`` holding NaN or inf, else None."""
     for name, tensor in model.state_dict().items():
@@ -263,8 +254,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
-    from core.assets import check_shipped
-
     check_shipped(p)
     try:
         from safetensors import safe_open
@@ -280,9 +269,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
     meta = _checked_metadata(header[_META_KEY], p)
     version = meta["format_version"]
     if version > FORMAT_VERSION:
-        raise CheckpointError(
-            f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})"
-        )
+        raise CheckpointError(f"{p}: format version {version} is newer than this program reads ({FORMAT_VERSION})")
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     return Checkpoint(
         kind=meta["kind"],

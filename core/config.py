@@ -70,7 +70,9 @@ def check_fits_in_memory(what: str, needed_bytes: float) -> None:
         )
 
 
-def memory_train_bytes(seq_len: int, batch_size: int, hidden_dim: int, n_gaussians: int, z_dim: int = SHIPPED_Z_DIM) -> int:
+def memory_train_bytes(
+    seq_len: int, batch_size: int, hidden_dim: int, n_gaussians: int, z_dim: int = SHIPPED_Z_DIM
+) -> int:
     """Estimated bytes of the activations one MDN-RNN optimiser step keeps for backpropagation: per sequence
     step about ``2 (8 hidden_dim + 6 n_gaussians z_dim + z_dim + 8)`` float32 values (LSTM gates and states,
     mixture parameters and the loss's per-component terms, and their gradients)."""
@@ -197,9 +199,7 @@ class VisionTrainConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(
-            self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}"
-        )
+        _check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
         _check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -217,9 +217,7 @@ class VisionTrainConfig:
             f"eval_gates must be deterministic or frozen-noise, got {self.eval_gates!r}",
         )
         _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
-        _check(
-            not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both"
-        )
+        _check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
         _check(
             not self.mask_input or (self.model == "dds-vae" and self.phase == 1 and self.init_from is None),
             "mask_input applies to a DDS+VAE phase 1 started from scratch (a checkpoint keeps its own choice)",
@@ -332,14 +330,14 @@ class MemoryTrainConfig:
         if self.resume and self.init_from is not None:
             raise ConfigError("use either --resume or --init-from, not both")
         if any(not p.strip() for p in self.open_loop_policies.split(",")) and self.open_loop_policies:
-            raise ConfigError(f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}")
+            raise ConfigError(
+                f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}"
+            )
         _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(
-            self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}"
-        )
+        _check(self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}")
         _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
         _check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
         _check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")

@@ -215,7 +215,9 @@ def dream_divergence(
                         add(f"nudged_road_share@{k}", float(nudged_road[j]), 1)
                         add(f"nudged_road_tracked@{k}", float(tracks_road(nudged_road[j : j + 1], real_road)[0]), 1)
         if wm.controller is not None:
-            _closed_loop(wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add)
+            _closed_loop(
+                wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add
+            )
         if config.parked:
             m = config.samples
             brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)
@@ -386,6 +388,7 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
     rows.append(f"{'horizon':>8} {'road real':>10} {'road dream':>10} {'road V':>10} {'kept >=1/2':>10} "
                 f"{'tracked':>10} {'reward real':>12} {'reward dream':>12} {'abs error':>10}")  # fmt: skip
     for k in horizons:
+
         def g(name: str, k: int = k) -> float:
             return metrics.get(f"divergence/{name}@{k}", float("nan"))
 

@@ -214,18 +214,14 @@ def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
     if rollout.params is None:
         controller = wm.controller
         if controller is None:
-            raise CheckpointError(
-                "real_rollout_task got no controller parameters and no controller checkpoint"
-            )
+            raise CheckpointError("real_rollout_task got no controller parameters and no controller checkpoint")
     else:
         controller = Controller(ControllerConfig(wm.z_dim, wm.hidden_dim if spec.include_h else 0))
         controller.set_flat(np.asarray(rollout.params, np.float64))
     return rollout_return(env, controller, rollout.seed, spec.max_steps, rollout.early_stop_patience)
 
 
-def resolve_world_model_paths(
-    controller: Path, vision: Path | None, memory: Path | None
-) -> tuple[Path, Path | None]:
+def resolve_world_model_paths(controller: Path, vision: Path | None, memory: Path | None) -> tuple[Path, Path | None]:
     """The V and M a controller was trained with, unless given. Raises CheckpointError."""
     from core.checkpoint import read_checkpoint
     from core.errors import CheckpointError

@@ -215,7 +215,9 @@ class LocalExecutor(Executor[S]):
         context = get_context("spawn")
         self._started = context.Value("i", 0)  # workers whose initializer ran (they got past importing __main__)
         self._pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_local_worker,
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_local_worker,
             initargs=(shared, os.getpid(), self._started),
         )
 
@@ -245,7 +247,7 @@ class LocalExecutor(Executor[S]):
             script = f" ({main})" if main else ""
             return (
                 f"the worker processes for {fn.__name__} died while starting, before running any task: a script"
-                f"{script} that runs parallel work must start it under `if __name__ == \"__main__\":` (each "
+                f'{script} that runs parallel work must start it under `if __name__ == "__main__":` (each '
                 "spawned worker imports the script), or use workers=1"
             )
         return (

@@ -33,18 +33,9 @@ from core.stages import app_stages
 from explorer.input import DriveKeys, Gamepad
 from explorer.jobs import JobRunner, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
+from explorer.panels.config_form import draft_from_config, fill_loaded_models, merge_draft
 from explorer.panels.file_picker import FilePicker
-from explorer.panels.widgets import (
-    GREY,
-    ORANGE,
-    RED,
-    Rect,
-    draft_from_config,
-    fill_loaded_models,
-    merge_draft,
-    note,
-    paint_background,
-)
+from explorer.panels.widgets import GREY, ORANGE, RED, Rect, note, paint_background
 from explorer.profiler import FrameClock, rss_mb
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
 from explorer.textures import TextureBank
@@ -163,8 +154,9 @@ class App:
                 horizon=int(last(config.horizon, "horizon", 300, count)),
                 futures=int(last(config.futures, "futures", 4, count)),
                 dream_source=last(None, "dream_source", "real", lambda v: v in DREAM_SOURCES),
-                data_dir=Path(last(config.data_dir, "data_dir", "data/episodes",
-                                   lambda v: isinstance(v, str) and "\0" not in v)),  # fmt: skip
+                data_dir=Path(
+                    last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str) and "\0" not in v)
+                ),  # fmt: skip
             ),
             clock=self.clock,
         )

@@ -22,9 +22,7 @@ from core.models import MDNRNN, ConvVAE, MDNRNNConfig, VAEConfig
 def test_round_trip_rebuilds_model_from_file_alone(tmp_path: Path) -> None:
     torch.manual_seed(1)
     m = MDNRNN(MDNRNNConfig(hidden_dim=64, n_gaussians=3))
-    path = save_checkpoint(
-        tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config, metrics={"a/b": 1.5}
-    )
+    path = save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config, metrics={"a/b": 1.5})
     loaded = load_model(path)
     assert isinstance(loaded, MDNRNN) and loaded.config == m.config
     for (k, v), (k2, v2) in zip(m.state_dict().items(), loaded.state_dict().items(), strict=True):

@@ -339,7 +339,18 @@ def test_evaluate_prints_json_with_the_v_only_baseline(
             "--workers", "1", "--json"]  # fmt: skip
     assert main(args) == 0
     out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds", "v_only", "partial"}
+    assert set(out) == {
+        "return_mean",
+        "return_std",
+        "return_min",
+        "return_max",
+        "episodes",
+        "seeds",
+        "returns",
+        "seconds",
+        "v_only",
+        "partial",
+    }
     assert out["episodes"] == 2 and out["partial"] is False and out["seeds"] == [EVAL_SEED_START, EVAL_SEED_START + 1]
     assert out["v_only"]["seeds"] == out["seeds"] and math.isfinite(out["v_only"]["return_mean"])
     written = json.loads((tmp_path / f"c.eval_{EVAL_SEED_START}x2.json").read_text())  # beside the controller

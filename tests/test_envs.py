@@ -19,9 +19,7 @@ from core.models.mdnrnn import sample_mdn_with_noise
 
 @pytest.fixture(scope="module")
 def wm(tiny_world_model: dict[str, Path]) -> WorldModel:
-    return WorldModel.load(
-        tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"]
-    )
+    return WorldModel.load(tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"])
 
 
 def test_dream_env_passes_check_env(wm: WorldModel) -> None:
@@ -47,9 +45,7 @@ def test_real_env_through_world_model_wrapper_passes_check_env(wm: WorldModel) -
 
 
 def test_registered_dream_env(tiny_world_model: dict[str, Path]) -> None:
-    env = gym.make(
-        "DreamCarRacing-v0", vision=tiny_world_model["vision"], memory=tiny_world_model["memory"], obs="z"
-    )
+    env = gym.make("DreamCarRacing-v0", vision=tiny_world_model["vision"], memory=tiny_world_model["memory"], obs="z")
     obs, _ = env.reset(seed=1)
     assert obs.shape == (32,)
     env.close()

@@ -370,6 +370,6 @@ def test_iterate_stage_edits_its_nested_configs(data: Path, tmp_path: Path) -> N
     draft = seen["draft"]
     assert isinstance(draft, dict) and draft["train_controller"]["generations"] == 3
     from core.api import IterateConfig
-    from explorer.panels.widgets import config_from_draft
+    from explorer.panels.config_form import config_from_draft
 
     assert config_from_draft(IterateConfig, draft).train_controller.generations == 3

@@ -11,7 +11,8 @@ import pytest
 from core.api import ConfigError, EvaluateConfig, VisionTrainConfig
 from core.stages import app_stages
 from explorer.jobs import MetricHistory
-from explorer.panels.widgets import config_from_draft, decimate, draft_from_config, field_docs
+from explorer.panels.config_form import config_from_draft, draft_from_config, field_docs
+from explorer.panels.widgets import decimate
 from explorer.profiler import FrameClock, rss_mb
 
 
@@ -28,7 +29,7 @@ def test_config_drafts_round_trip_every_stage() -> None:
 
 def test_nested_configs_are_edited_as_nested_drafts() -> None:
     from core.api import ControllerTrainConfig, IterateConfig
-    from explorer.panels.widgets import merge_draft
+    from explorer.panels.config_form import merge_draft
 
     draft = draft_from_config(IterateConfig())
     assert isinstance(draft["train_controller"], dict) and draft["train_controller"]["generations"] == 300

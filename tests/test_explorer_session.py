@@ -27,7 +27,7 @@ from core.api import (
 from core.stages import STAGES, Stage, app_stages, stage
 from explorer.input import DriveKeys
 from explorer.jobs import JobRunner
-from explorer.panels.widgets import config_from_draft
+from explorer.panels.config_form import config_from_draft
 from explorer.recording import dream_to_episode_frame
 from explorer.session import (
     HISTORY,
@@ -374,8 +374,17 @@ def test_the_cli_and_the_training_panel_are_built_from_one_stage_list(capsys: py
     listed = [line.split()[0] for line in capsys.readouterr().out.split("subcommands:")[1].strip().splitlines()]
     assert listed == [s.name for s in STAGES]  # the CLI offers every stage, in pipeline order
     keys = [s.key for s in app_stages()]
-    assert keys == ["collect", "vision", "encode", "memory", "controller", "distill", "evaluate", "divergence",
-                    "iterate"]
+    assert keys == [
+        "collect",
+        "vision",
+        "encode",
+        "memory",
+        "controller",
+        "distill",
+        "evaluate",
+        "divergence",
+        "iterate",
+    ]
     assert len({s.name for s in STAGES}) == len({s.key for s in STAGES}) == len(STAGES)
     for spec in STAGES:
         assert callable(spec.resolve()) and stage(spec.name) is stage(spec.key) is spec
@@ -464,7 +473,8 @@ def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> 
     s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1))
     try:
         assert s.vision_onednn and s.vision.unet1.down[0][1][0].weight.is_contiguous(  # type: ignore[union-attr]
-            memory_format=torch.channels_last)
+            memory_format=torch.channels_last
+        )
         for _ in range(3):
             s.tick(GAS)
         fast_z, fast_dream = s._real_z.clone(), s.dream_frame().copy()  # type: ignore[union-attr]
@@ -536,7 +546,7 @@ def test_cancel_of_collect_stops_within_seconds_and_leaves_no_workers(tmp_path: 
 # -- first-hour friction: settings, defaults, messages -------------------------------------------
 BAD_SETTINGS = {
     "NaN and wrong types": '{"tau": NaN, "horizon": "long", "futures": 1e400, "seed": -3, "mode": {"a": 1},'
-                           ' "real_time": "yes", "video_path": 5, "stages": [1, 2]}',
+    ' "real_time": "yes", "video_path": 5, "stages": [1, 2]}',
     "nested stage values": '{"stages": {"vision": {"epochs": "7", "lr": NaN, "val_fraction": Infinity, "data_dir": [1]}, "memory": 3}}',
     "deep nesting": '{"stages": ' + "[" * 100_000 + "]" * 100_000 + "}",
     "moderate deep nesting": '{"stages": {"vision": ' + '{"a": ' * 30 + "1" + "}" * 30 + "}}",
@@ -603,7 +613,7 @@ def test_track_seed_persists_across_restarts(data: Path, tmp_path: Path) -> None
 
 def test_stage_inputs_default_to_the_loaded_models(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from explorer.app import build_app
-    from explorer.panels.widgets import fill_loaded_models
+    from explorer.panels.config_form import fill_loaded_models
 
     monkeypatch.chdir(tmp_path)  # a fresh clone: no runs/, no data/heldout
     episodes = data / "episodes"

@@ -238,7 +238,18 @@ def test_killing_a_training_run_at_random_moments_leaves_a_consistent_pair_that_
     outs = [tmp_path / f"run{trial}" / "m.safetensors" for trial in range(len(signals))]
 
     def args(out: Path) -> list[str]:
-        return ["--latents", str(latents), "--out", str(out), "--seq-len", "8", "--batch-size", "2", "--hidden-dim", "8"]
+        return [
+            "--latents",
+            str(latents),
+            "--out",
+            str(out),
+            "--seq-len",
+            "8",
+            "--batch-size",
+            "2",
+            "--hidden-dim",
+            "8",
+        ]
 
     procs = [  # the runs start together (each spends seconds importing torch), each is killed at its own moment
         subprocess.Popen([sys.executable, "-m", "explorer.cli", "train-memory", *args(out), "--epochs", "100000"],
@@ -321,7 +332,7 @@ def assets(tmp_path: Path) -> Path:
 
 
 BAD_MANIFESTS = {
-    "not JSON": ("{\"files\": {", "not valid JSON"),
+    "not JSON": ('{"files": {', "not valid JSON"),
     "a list of files": ('{"files": ["convvae_vision.safetensors"]}', 'no "files" object'),
     "a hash that is not one": ('{"files": {"convvae_vision.safetensors": 3}}', "not a file name with a SHA-256"),
 }

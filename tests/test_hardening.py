@@ -324,7 +324,10 @@ def checkpoint_with_metadata(path: Path, meta: str) -> Path:
     "meta, needle",
     [
         ('{"format_version": 1, "kind": "mdnrnn", "config": [1, 2]}', "config is a list"),
-        ('{"format_version": 1, "kind": "mdnrnn", "config": {}, "extra": ' + "[" * 5000 + "]" * 5000 + "}", "not valid JSON"),
+        (
+            '{"format_version": 1, "kind": "mdnrnn", "config": {}, "extra": ' + "[" * 5000 + "]" * 5000 + "}",
+            "not valid JSON",
+        ),
         ('{"format_version": 1, "kind": "mdnrnn", "config": {"hidden_dim": 200000}}', "parameters"),
         ('{"format_version": 1, "kind": "mdnrnn", "config": {"hidden_dim": "256"}}', "wrong type"),
         ('{"format_version": "1", "kind": "mdnrnn"}', "format_version"),

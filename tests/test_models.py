@@ -71,9 +71,7 @@ def test_mdn_nll_matches_known_mixture() -> None:
             p * math.exp(-0.5 * ((x - m) / s) ** 2) / (s * math.sqrt(2 * math.pi))
             for p, m, s in zip(pi.tolist(), mu.tolist(), sigma.tolist(), strict=True)
         )
-        got = mdn_nll(
-            pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[x]])
-        )
+        got = mdn_nll(pi.log().view(1, 1, 2), mu.view(1, 1, 2), sigma.log().view(1, 1, 2), torch.tensor([[x]]))
         expected = -math.log(density) if density > 0 else None
         assert torch.isfinite(got).all()
         if expected is not None and math.isfinite(expected):
@@ -193,7 +191,9 @@ def test_joint_mixture_nll_matches_a_known_two_dimensional_mixture() -> None:
 
     for x in ([-1.0, 1.0], [2.0, 0.1], [0.0, 0.5]):
         density = sum(
-            float(pi[k]) * normal(x[0], float(mu[0, k]), float(sigma[0, k])) * normal(x[1], float(mu[1, k]), float(sigma[1, k]))
+            float(pi[k])
+            * normal(x[0], float(mu[0, k]), float(sigma[0, k]))
+            * normal(x[1], float(mu[1, k]), float(sigma[1, k]))
             for k in range(2)
         )
         log_pi = pi.log().expand(2, 2)

@@ -79,7 +79,13 @@ def test_training_on_dreams_makes_long_dreams_hold_reality(one_thread: None) -> 
 
     def dream_nll(m: MDNRNN) -> float:
         with torch.no_grad():
-            return sum(m.open_loop_loss(held_out, 2, 25, torch.Generator().manual_seed(s))[1]["open_loop_nll"] for s in range(3)) / 3
+            return (
+                sum(
+                    m.open_loop_loss(held_out, 2, 25, torch.Generator().manual_seed(s))[1]["open_loop_nll"]
+                    for s in range(3)
+                )
+                / 3
+            )
 
     teacher_only, with_dreams = dream_nll(trained(False)), dream_nll(trained(True))
     assert with_dreams < teacher_only - 1.0, (teacher_only, with_dreams)

@@ -130,7 +130,9 @@ def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:
     assert load_resume_state(resume_path(out))["epoch"] == 2
 
 
-def test_vision_init_from_fine_tunes_in_short_epochs(pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path) -> None:
+def test_vision_init_from_fine_tunes_in_short_epochs(
+    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+) -> None:
     before = load_model(pipeline["vision"], "conv_vae").checkpoint_metrics["vision/val/recon"]  # type: ignore[attr-defined]
     reports: list[Progress] = []
     cfg = VisionTrainConfig(
@@ -194,7 +196,9 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
     assert first["divergence/parked_reward_real@10"] >= -1.0 - 1e-6
     assert np.isfinite(first["divergence/parked_reward_dream@10"])
     # steering response: measured in the dream (3 samples) and in reality (the track replayed), both finite
-    assert np.isfinite(first["divergence/steer_response_dream"]) and np.isfinite(first["divergence/steer_response_real"])
+    assert np.isfinite(first["divergence/steer_response_dream"]) and np.isfinite(
+        first["divergence/steer_response_real"]
+    )
     # parked from the reset frame with no input: the car never moves; reality pays the tiles under the car at
     # the first step, then -0.1 a step
     from core.envs.car_racing import make_real_env
@@ -267,12 +271,16 @@ def test_nudged_reality_replays_the_track_and_without_a_nudge_is_reality(
     monkeypatch.setattr(core.divergence, "NUDGE", 0.0)
     plain = dream_divergence(cfg).metrics
     for k in (3, 10):  # no nudge: the replay gives the recorded frames, so it tracks reality everywhere
-        assert plain[f"divergence/nudged_road_share@{k}"] == pytest.approx(plain[f"divergence/road_share_real@{k}"], abs=1e-6)
+        assert plain[f"divergence/nudged_road_share@{k}"] == pytest.approx(
+            plain[f"divergence/road_share_real@{k}"], abs=1e-6
+        )
         assert plain[f"divergence/nudged_road_tracked@{k}"] == 1.0
     monkeypatch.setattr(core.divergence, "NUDGE", 1.0)
     monkeypatch.setattr(core.divergence, "NUDGE_STEPS", 8)
     pushed = dream_divergence(cfg).metrics  # a hard push moves the road in the frame
-    assert pushed["divergence/nudged_road_share@10"] != pytest.approx(plain["divergence/nudged_road_share@10"], abs=1e-4)
+    assert pushed["divergence/nudged_road_share@10"] != pytest.approx(
+        plain["divergence/nudged_road_share@10"], abs=1e-4
+    )
 
 
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:
@@ -308,7 +316,16 @@ def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path], tmp_
     r = evaluate(config)
     assert r.seeds == [1_000_000, 1_000_001] and len(r.returns) == 2
     out = r.as_json()
-    assert set(out) == {"return_mean", "return_std", "return_min", "return_max", "episodes", "seeds", "returns", "seconds"}
+    assert set(out) == {
+        "return_mean",
+        "return_std",
+        "return_min",
+        "return_max",
+        "episodes",
+        "seeds",
+        "returns",
+        "seconds",
+    }
     assert out["returns"] == r.returns and out["return_min"] == min(r.returns) and out["return_max"] == max(r.returns)
     assert r.results_path == tmp_path / "r.json" and sorted(tmp_path.iterdir()) == [tmp_path / "r.json"]  # no temp left
     written = json.loads(r.results_path.read_text())
@@ -323,9 +340,7 @@ def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path], tmp_
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
     with pytest.raises((CheckpointError, ConfigError)):
         train_vision(
-            VisionTrainConfig(
-                data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2
-            )
+            VisionTrainConfig(data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2)
         )
 
 
@@ -341,9 +356,7 @@ def test_mask_input_builds_a_fresh_dds_vae_with_it_and_nothing_else(tmp_path: Pa
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True, timeout=120
-    )
+    return subprocess.run([sys.executable, "-m", "explorer.cli", *args], capture_output=True, text=True, timeout=120)
 
 
 def test_cli_bad_input_is_one_line_and_overwrites_nothing(pipeline: dict[str, Path], tmp_path: Path) -> None:
@@ -355,9 +368,7 @@ def test_cli_bad_input_is_one_line_and_overwrites_nothing(pipeline: dict[str, Pa
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(pipeline["vision"].read_bytes()[:1000])
     before = pipeline["latents"].read_bytes()
-    r = _cli(
-        "encode", "--data-dir", str(pipeline["dir"]), "--vision", str(bad), "--out", str(pipeline["latents"])
-    )
+    r = _cli("encode", "--data-dir", str(pipeline["dir"]), "--vision", str(bad), "--out", str(pipeline["latents"]))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert pipeline["latents"].read_bytes() == before
     # wrong config value

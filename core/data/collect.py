@@ -145,9 +145,7 @@ def collect(
     todo = [s for s in seeds if not _is_complete(episode_path(out_dir, s))]
     done_before = len(seeds) - len(todo)
     summaries: list[EpisodeSummary] = []
-    on_progress(
-        Progress("collect", done_before, len(seeds), message=f"{done_before} episodes already present")
-    )
+    on_progress(Progress("collect", done_before, len(seeds), message=f"{done_before} episodes already present"))
     if not todo:
         return summaries
     workers = max(1, min(config.workers, len(todo)))
@@ -164,4 +162,3 @@ def collect(
         if stop.is_set():
             executor.terminate()  # running episodes finish in their workers, each written atomically
     return sorted(summaries, key=lambda s: s.seed)
-

@@ -148,7 +148,12 @@ class LatentEpisodes:
         for name, arr in (("rewards", self.rewards), ("terminated", self.terminated)):
             if arr.shape != (steps,) or arr.dtype.kind not in "fiub":
                 return f"{name} must be ({steps},) numbers, got {arr.dtype} {arr.shape}"
-        for name, arr in (("mu", self.mu), ("logvar", self.logvar), ("actions", self.actions), ("rewards", self.rewards)):
+        for name, arr in (
+            ("mu", self.mu),
+            ("logvar", self.logvar),
+            ("actions", self.actions),
+            ("rewards", self.rewards),
+        ):
             if not np.isfinite(arr).all():
                 return f"{name} hold NaN or inf"
         return None
@@ -176,7 +181,9 @@ def parse_mix(text: str) -> dict[str, float]:
         except ValueError:
             weight = float("nan")
         if not sep or not name.strip() or not (0 < weight < float("inf")) or name.strip() in mix:
-            raise ConfigError(f"mix entries are policy:weight with a weight > 0, e.g. controller:0.7,random:0.3; got {part!r}")
+            raise ConfigError(
+                f"mix entries are policy:weight with a weight > 0, e.g. controller:0.7,random:0.3; got {part!r}"
+            )
         mix[name.strip()] = weight
     return mix
 

@@ -130,11 +130,7 @@ def read_episode(path: str | os.PathLike[str], frames: bool = True) -> Episode:
             if actions.ndim != 2:
                 raise EpisodeError(f"actions must be (T, 3), got {actions.dtype} {actions.shape}")
             t = len(actions)
-            arr = (
-                data["frames"]
-                if frames
-                else np.broadcast_to(np.zeros((1, 96, 96, 3), np.uint8), (t + 1, 96, 96, 3))
-            )
+            arr = data["frames"] if frames else np.broadcast_to(np.zeros((1, 96, 96, 3), np.uint8), (t + 1, 96, 96, 3))
             ep = Episode(
                 frames=arr,
                 actions=actions,

@@ -48,9 +48,7 @@ class BatchedDream:
             float32 one by rounding (same distribution; measured in the README), so the default is float32.
     """
 
-    def __init__(
-        self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000, bf16: bool = False
-    ) -> None:
+    def __init__(self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000, bf16: bool = False) -> None:
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.memory = memory.eval()

@@ -42,7 +42,9 @@ def tracks_road(dream_share: Tensor, real_share: Tensor) -> Tensor:
     Both arguments float (N,) in [0, 1]. This is the issue's "dream keeps the road when reality does and leaves it
     when reality does": a dream that always draws road fails where reality is off the road, and vice versa.
     """
-    return (dream_share - real_share).abs() <= torch.maximum(KEEP_TOLERANCE * real_share, torch.full_like(real_share, KEEP_FLOOR))
+    return (dream_share - real_share).abs() <= torch.maximum(
+        KEEP_TOLERANCE * real_share, torch.full_like(real_share, KEEP_FLOOR)
+    )
 
 
 ROAD_OFFSET_ROWS = (0.31, 0.78)

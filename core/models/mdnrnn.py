@@ -280,7 +280,9 @@ class MDNRNN(nn.Module):
         """
         return mdn_nll(out.log_pi, out.mu, out.log_sigma, target, self.config.joint).mean(-1)
 
-    def _step_losses(self, out: MDNOutput, batch: dict[str, Tensor], target: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def _step_losses(
+        self, out: MDNOutput, batch: dict[str, Tensor], target: Tensor, mask: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Masked means of the NLL (per dimension), reward MSE and done BCE of predictions ``out`` (B, T, ...)."""
         n = mask.sum().clamp(min=1.0)
         nll = (self.nll(out, target) * mask).sum() / n
@@ -330,7 +332,9 @@ class MDNRNN(nn.Module):
         preds = []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
-            z_t = sample_mdn_with_noise(last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint)  # index: no grad
+            z_t = sample_mdn_with_noise(
+                last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint
+            )  # index: no grad
             last, state = self.step(z_t, action[:, t], state)
             preds.append(last)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))

@@ -391,7 +391,9 @@ def train_controller(
                 )
             best = int(np.argmax(told))
             # -- keep the best by fitness until a real check has happened --
-            new_kept = finite[best] and (kept is None or (math.isnan(kept.real_return) and fitness[best] > kept.fitness))
+            new_kept = finite[best] and (
+                kept is None or (math.isnan(kept.real_return) and fitness[best] > kept.fitness)
+            )
             if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
             save_resume(generation + 1, bool(new_kept))

@@ -88,7 +88,9 @@ class DistillConfig:
 
 
 @torch.no_grad()
-def student_observations(world_model: WorldModel, frames: np.ndarray, actions: np.ndarray, v_only: bool) -> torch.Tensor:
+def student_observations(
+    world_model: WorldModel, frames: np.ndarray, actions: np.ndarray, v_only: bool
+) -> torch.Tensor:
     """What the student's controller sees at each step of a recorded episode.
 
     Args:
@@ -110,9 +112,7 @@ def student_observations(world_model: WorldModel, frames: np.ndarray, actions: n
     return torch.cat([z, h], dim=-1)
 
 
-def fit_controller(
-    controller: Controller, obs: torch.Tensor, actions: torch.Tensor, steps: int, lr: float
-) -> float:
+def fit_controller(controller: Controller, obs: torch.Tensor, actions: torch.Tensor, steps: int, lr: float) -> float:
     """Least-squares fit of ``controller``'s actions to ``actions`` (float32 (N, 3)) on ``obs`` (N, input_dim).
 
     Full-batch Adam on the mean squared action error through the squashing (tanh steer, gas, clipped brake),
@@ -150,7 +150,9 @@ def distill_controller(
     stop = should_stop or never_stop()
     check_output_file(config.out, "controller checkpoint")
     check_output_dir(config.episodes_dir, "episode directory")
-    teacher_vision, teacher_memory = resolve_world_model_paths(config.teacher, config.teacher_vision, config.teacher_memory)
+    teacher_vision, teacher_memory = resolve_world_model_paths(
+        config.teacher, config.teacher_vision, config.teacher_memory
+    )
     student = WorldModel.load(config.vision, None if config.v_only else config.memory)
     teacher_files = WorldModelFiles.read(teacher_vision, teacher_memory, config.teacher)
     collect(
@@ -170,14 +172,18 @@ def distill_controller(
             obs.append(student_observations(student, episode.frames[:-1], episode.actions, config.v_only))
             targets.append(torch.from_numpy(episode.actions.astype(np.float32)))
             returns.append(episode.episode_return)
-            on_progress(Progress("distill", i + 1, config.episodes, message=f"encoded teacher episode {config.seed + i}"))
+            on_progress(
+                Progress("distill", i + 1, config.episodes, message=f"encoded teacher episode {config.seed + i}")
+            )
         n_val = n_validation(config.episodes, config.val_fraction)
         n_train = config.episodes - n_val
         controller = Controller(ControllerConfig(student.z_dim, 0 if config.v_only else student.hidden_dim))
         with torch.no_grad():
             controller.fc.weight.zero_()
             controller.fc.bias.zero_()
-        train_mse = fit_controller(controller, torch.cat(obs[:n_train]), torch.cat(targets[:n_train]), config.steps, config.lr)
+        train_mse = fit_controller(
+            controller, torch.cat(obs[:n_train]), torch.cat(targets[:n_train]), config.steps, config.lr
+        )
         metrics = {"distill/teacher_return": float(np.mean(returns)), "distill/train_mse": train_mse}
         if n_val:
             val_obs, val_targets = torch.cat(obs[n_train:]), torch.cat(targets[n_train:])
@@ -196,5 +202,7 @@ def distill_controller(
         "teacher": str(config.teacher), "evaluator": "distill",
         "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
     }  # fmt: skip
-    path = save_checkpoint(config.out, controller, kind="controller", config=controller.config, metrics=metrics, extra=extra)
+    path = save_checkpoint(
+        config.out, controller, kind="controller", config=controller.config, metrics=metrics, extra=extra
+    )
     return StageResult(path, metrics, seconds=time.perf_counter() - t0)

@@ -135,9 +135,7 @@ def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
         raise EpisodeError(f"corrupt round record {path} ({str(exc)[:120]}); delete it to redo the round") from None
 
 
-def round_check(
-    config: IterateConfig, vision: Path, memory: Path, should_stop: threading.Event
-) -> dict[str, float]:
+def round_check(config: IterateConfig, vision: Path, memory: Path, should_stop: threading.Event) -> dict[str, float]:
     """Dream fidelity of ``memory`` on each of ``config.check_data_dirs`` (see core.divergence): metrics named
     ``check/<dir name>/<divergence metric>``, e.g. ``check/check_agent/road_tracked@100``."""
     from core.divergence import DivergenceConfig, dream_divergence
@@ -238,7 +236,9 @@ def iterate(
         seed = config.collect_seed + (r - 1) * config.episodes
         report(r - 1, f"round {r}: collecting {config.episodes} episodes with {controller} (noise {config.noise_std})")
         factory = ControllerPolicyFactory(
-            WorldModelFiles.read(vision, memory, controller), config.noise_std, excursion_prob=config.excursion_prob,
+            WorldModelFiles.read(vision, memory, controller),
+            config.noise_std,
+            excursion_prob=config.excursion_prob,
             noise_corr_steps=config.noise_corr_steps,
         )
         collect_config = CollectConfig(

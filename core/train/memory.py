@@ -112,9 +112,7 @@ def train_memory(
     n_val = n_validation(latents.n_episodes, config.val_fraction)
     val_ids, train_ids = sorted(order[:n_val].tolist()), sorted(order[n_val:].tolist())
     sampler = SequenceSampler(latents, train_ids, config.seq_len, config.seed, parse_mix(config.mix))
-    val_episodes = SequenceSampler(
-        latents, val_ids or train_ids[:1], config.seq_len, config.seed
-    ).full_episodes()
+    val_episodes = SequenceSampler(latents, val_ids or train_ids[:1], config.seq_len, config.seed).full_episodes()
 
     train_rows = np.concatenate([np.arange(latents.starts[i], latents.starts[i + 1]) for i in train_ids])
     active = active_dims(latents.mu[train_rows], latents.logvar[train_rows])
@@ -136,12 +134,19 @@ def train_memory(
             )
     else:
         model = MDNRNN(
-            MDNRNNConfig(z_dim=latents.z_dim, hidden_dim=config.hidden_dim, n_gaussians=config.n_gaussians, residual=config.residual,
-                         joint=config.joint)
+            MDNRNNConfig(
+                z_dim=latents.z_dim,
+                hidden_dim=config.hidden_dim,
+                n_gaussians=config.n_gaussians,
+                residual=config.residual,
+                joint=config.joint,
+            )
         )
         if config.head_prior:
             rewards = np.concatenate([d["reward"] for d in sampler.data])
-            model.init_head_priors(float(rewards.mean()), float(np.concatenate([d["done"] for d in sampler.data]).mean()))
+            model.init_head_priors(
+                float(rewards.mean()), float(np.concatenate([d["done"] for d in sampler.data]).mean())
+            )
     steps_per_epoch = max(1, sampler.total_steps // (config.seq_len * config.batch_size))
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     if state is not None:
@@ -187,9 +192,7 @@ def train_memory(
 
     def batches(epoch: int):
         for _ in range(steps_per_epoch):
-            yield sampler.batch(
-                config.batch_size, config.sample_z, config.target_mu, config.clean_input_fraction
-            )
+            yield sampler.batch(config.batch_size, config.sample_z, config.target_mu, config.clean_input_fraction)
 
     def save(epochs_done: int, metrics: dict[str, float]) -> Path:
         path = save_checkpoint(

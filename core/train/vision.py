@@ -147,9 +147,7 @@ def train_vision(
     train_files, val_files = split_episodes(files, config.val_fraction, config.seed)
     on_progress(Progress("vision", 0, 1, message=f"loading {len(files)} episodes at {size}x{size}"))
     train_frames = load_frames(train_files, size, config.frame_stride)
-    val_frames = (
-        load_frames(val_files, size, max(config.frame_stride, 4)) if val_files else train_frames[:512]
-    )
+    val_frames = load_frames(val_files, size, max(config.frame_stride, 4)) if val_files else train_frames[:512]
     epoch_frames = min(config.epoch_frames or len(train_frames), len(train_frames))
     steps_per_epoch = max(1, epoch_frames // config.batch_size)
 

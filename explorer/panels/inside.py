@@ -11,19 +11,7 @@ from imgui_bundle import imgui, implot
 
 from core.api import EVAL_GATES
 from explorer.panels.view import PLAY_AREA_ASPECT
-from explorer.panels.widgets import (
-    BLUE,
-    GREY,
-    ORANGE,
-    PURPLE,
-    caption,
-    fit,
-    item_rect,
-    note,
-    show_image,
-    tau_text,
-    u32,
-)
+from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, item_rect, note, show_image, tau_text, u32
 
 if TYPE_CHECKING:
     from explorer.app import App
@@ -156,7 +144,9 @@ def gui_vision(app: App) -> None:
     choices = list(EVAL_GATES)
     current = s.dds_eval_gates
     imgui.set_next_item_width(min(220.0, avail.x))
-    changed, index = imgui.combo("evaluation gates###dds_eval_gates", choices.index(current) if current in choices else 0, choices)
+    changed, index = imgui.combo(
+        "evaluation gates###dds_eval_gates", choices.index(current) if current in choices else 0, choices
+    )
     app.rects["dds_eval_gates"] = item_rect()
     imgui.set_item_tooltip(
         "How the DDS picks its 3% outside training. deterministic (the seed work): the top-k scores,\n"
@@ -178,7 +168,9 @@ def gui_futures(app: App) -> None:
     app.futures_seen = True
     frames = s.dream_frames()
     assert frames is not None
-    caption(f"{s.dream.n} futures, tau {tau_text(s.tau)}, step {s.dream_tally.step}, spread {s.dream_spread():.2f}", PURPLE)
+    caption(
+        f"{s.dream.n} futures, tau {tau_text(s.tau)}, step {s.dream_tally.step}, spread {s.dream_spread():.2f}", PURPLE
+    )
     imgui.set_item_tooltip("Dreams started from one state and fed the same actions; they part as the MDN samples\n"
                            "differ. Spread: the std over futures of z, averaged over its dimensions.")  # fmt: skip
     if len(frames) < s.dream.n:

@@ -148,8 +148,10 @@ def gui_view(app: App) -> None:
             imgui.same_line()
         imgui.begin_group()
         caption(f"DREAM   tau {tau_text(s.tau)}   from {SOURCE_WORDS[s.dream_origin]}   (G: a new dream)", PURPLE)
-        imgui.set_item_tooltip("What the world model imagines from where it started, fed the same actions; it drifts "
-                               "from reality as its samples differ. G starts a new dream from the selected source.")
+        imgui.set_item_tooltip(
+            "What the world model imagines from where it started, fed the same actions; it drifts "
+            "from reality as its samples differ. G starts a new dream from the selected source."
+        )
         frame = s.dream_frame()
         assert frame is not None
         size = fit(slot, PLAY_AREA_ASPECT)
