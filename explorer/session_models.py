@@ -1,0 +1,179 @@
+"""The session's model slots: which V, M and C are loaded, loading a checkpoint into the running app, and the
+world model they assemble into (a part of :class:`explorer.session.Session`).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from core.api import (
+    AssetWarning,
+    CheckpointError,
+    ConfigError,
+    WorldModel,
+    default_paths,
+    load_model,
+    read_checkpoint,
+)
+from explorer.session_state import (
+    MISSING,
+    ONEDNN_CHANNELS_LAST,
+    VISION_KINDS,
+    Part,
+    describe,
+)
+
+log = logging.getLogger("explorer")
+
+
+class ModelSlots:
+    """V, M and C of a :class:`explorer.session.Session`, each optional, and the inference context every model
+    section runs in. Mixed into Session; its state is set in ``Session.__init__``."""
+
+    # ------------------------------------------------------------------------------------------------
+    # models
+    # ------------------------------------------------------------------------------------------------
+    @contextmanager
+    def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
+        """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
+        (for V: unless it runs on oneDNN, ``vision_onednn``)."""
+        mkldnn = torch.backends.mkldnn
+        was_enabled = mkldnn.enabled
+        native = self.native_kernels and not (vision and self.vision_onednn)
+        with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
+            mkldnn.enabled = was_enabled and not native
+            try:
+                yield
+            finally:
+                mkldnn.enabled = was_enabled
+
+    def load_models(self, vision: Path | None, memory: Path | None, controller: Path | None) -> None:
+        """Load each part that has a path; a missing or bad file leaves that part out with a note."""
+        kinds: dict[Part, tuple[str, ...]] = {
+            "vision": VISION_KINDS, "memory": ("mdnrnn",), "controller": ("controller",),
+        }  # fmt: skip
+        for part, path in (("vision", vision), ("memory", memory), ("controller", controller)):
+            if path is None:
+                continue
+            try:
+                with warnings.catch_warnings(record=True) as caught:  # e.g. a shipped file with no manifest to check
+                    warnings.simplefilter("always", AssetWarning)
+                    model = load_model(path, kinds[part])  # type: ignore[index]
+            except CheckpointError as exc:
+                setattr(self, part, None)
+                self.model_paths[part] = Path(path)
+                missing = not Path(path).is_file()
+                self.model_notes[part] = MISSING[part] if missing else f"cannot load {part}: {exc}"
+                log.warning("%s: %s", part, self.model_notes[part])
+                continue
+            setattr(self, part, model)
+            self.model_paths[part] = Path(path)
+            self.model_notes[part] = describe(model, Path(path))
+            for w in caught:
+                if issubclass(w.category, AssetWarning):
+                    self.model_notes[part] += f"; warning: {w.message}"
+                    log.warning("%s: %s", part, w.message)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        self._assemble()
+
+    def use_shipped(self, vision_kind: str) -> None:
+        """Load the shipped world model of ``vision_kind`` (``conv_vae`` or ``dds_vae``) from the assets."""
+        self.config.vision_kind = vision_kind
+        self.vision = self.memory = self.controller = None
+        self.model_notes = dict(MISSING)
+        self.model_paths = dict.fromkeys(MISSING)
+        paths = default_paths(vision_kind, self.config.assets)
+        self.load_models(paths.vision, paths.memory, paths.controller)
+
+    def load_checkpoint(self, path: str | Path) -> str:
+        """Load one checkpoint into the running session, choosing the part by the kind it holds.
+
+        Returns:
+            A one-line message for the GUI.
+
+        Raises:
+            CheckpointError: unreadable file or a kind the explorer does not use.
+        """
+        kind = read_checkpoint(path).kind
+        part: Part
+        if kind in VISION_KINDS:
+            part = "vision"
+        elif kind == "mdnrnn":
+            part = "memory"
+        elif kind == "controller":
+            part = "controller"
+        else:
+            raise CheckpointError(f"{path}: a {kind!r} checkpoint is not a vision, memory or controller model")
+        self.load_models(*(Path(path) if p == part else None for p in ("vision", "memory", "controller")))
+        message = f"loaded {part}: {self.model_notes[part]}"
+        if self.world_model is not None and self.world_model.lineage_warning:  # M trained on another V's latents
+            message += f"; warning: {self.world_model.lineage_warning}"
+        log.info(message)
+        return message
+
+    def _assemble(self) -> None:
+        """Rebuild the world model from the loaded parts, dropping those that do not fit, and resync."""
+        self.world_model = None
+        if self.vision is not None:
+            for drop in ((), ("controller",), ("memory", "controller")):
+                for part in drop:
+                    if getattr(self, part) is not None:
+                        setattr(self, part, None)
+                        self.model_notes[part] = f"unloaded: it does not fit the vision model ({part} sizes differ)"
+                        log.warning("%s: %s", part, self.model_notes[part])
+                try:
+                    self.world_model = WorldModel(self.vision, self.memory, self.controller)  # type: ignore[arg-type]
+                    break
+                except CheckpointError:
+                    continue
+        self.vision_onednn = getattr(self.vision, "kind", None) in ONEDNN_CHANNELS_LAST
+        if self.vision is not None:
+            fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
+            self.vision.to(memory_format=fmt)
+        self._cache.clear()
+        self._track_reset()
+        self.dream = None
+        if self.mode != "real" and self.can_dream:
+            self.start_dream()
+        if not self.can_autopilot and self.driver == "autopilot":
+            self.driver = "human"
+
+    @property
+    def can_dream(self) -> bool:
+        """V and M are loaded."""
+        return self.world_model is not None and self.world_model.memory is not None
+
+    @property
+    def can_autopilot(self) -> bool:
+        """C is loaded (with V, and with M when it reads h)."""
+        return self.world_model is not None and self.world_model.controller is not None
+
+    @property
+    def has_mask(self) -> bool:
+        """The vision model is a DDS+VAE (it has a ``mask`` method)."""
+        return self.vision is not None and hasattr(self.vision, "mask")
+
+    @property
+    def dds_eval_gates(self) -> str | None:
+        """How the DDS+VAE's DDS gates in evaluation ("deterministic" or "frozen-noise"; None for a ConvVAE)."""
+        return self.vision.config.eval_gates if self.has_mask else None  # type: ignore[union-attr]
+
+    def set_dds_eval_gates(self, eval_gates: str) -> None:
+        """Switch the DDS+VAE's evaluation gates and re-encode the current real frame (a diagnostic: M and C
+        were trained on the latents of the checkpoint's own choice).
+
+        Raises:
+            ConfigError: an unknown choice, or V is not a DDS+VAE.
+        """
+        if not self.has_mask:
+            raise ConfigError("evaluation gates belong to a DDS+VAE; the loaded vision model is not one")
+        self.vision.set_eval_gates(eval_gates)  # type: ignore[union-attr, operator]
+        self._cache.clear()
+        self._encode_real()
