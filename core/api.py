@@ -15,7 +15,7 @@ from core.data.policies import RandomExplorationPolicy, RandomPolicyFactory
 from core.divergence import DivergenceConfig, dream_divergence
 from core.envs.car_racing import FRAME_SHAPE, HUD_ROWS, make_real_env, preprocess_frames, to_uint8_hwc
 from core.envs.dream import BatchedDream, DreamEnv
-from core.envs.world_model import WorldModel, WorldModelObservation, load_vision
+from core.envs.world_model import RealTracker, WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
 from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
 from core.metrics.road import road_offset, road_share, tracks_road
@@ -40,7 +40,7 @@ __all__ = [
     "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",
     "Episode", "list_episodes", "read_episode", "write_episode", "RandomExplorationPolicy", "RandomPolicyFactory",
     "FRAME_SHAPE", "HUD_ROWS", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
-    "WorldModelObservation", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
+    "WorldModelObservation", "RealTracker", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
     "ControllerTrainConfig", "train_controller", "DistillConfig", "distill_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",
     "TaskFailed", "ControllerPolicyFactory", "WorldModelFiles", "DivergenceConfig", "dream_divergence",

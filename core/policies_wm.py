@@ -19,9 +19,8 @@ import numpy as np
 import torch
 
 from core.envs.dream import ACTION_HIGH, ACTION_LOW
-from core.envs.world_model import WorldModel
+from core.envs.world_model import RealTracker, WorldModel
 from core.errors import CheckpointError
-from core.models.mdnrnn import LSTMState
 
 PathLike = str | os.PathLike[str]
 
@@ -136,14 +135,15 @@ class ControllerPolicy:
         self._innovation_std = float(np.sqrt(1.0 - self.noise_rho**2)) * noise_std  # keeps the stationary std
         self._noise = 0.0
         self.include_h = self.controller.config.hidden_dim > 0
+        self.tracker = RealTracker(world_model, self.include_h)
+        self._started = False
         self.rng = np.random.default_rng(0)
-        self._state: LSTMState | None = None
         self._excursion_left = 0
         self._excursion_action = np.zeros(3, np.float32)
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-        self._state = self.world_model.initial_state(1) if self.include_h else None
+        self._started = False  # the tracker starts at the episode's first frame (in act)
         self._excursion_left = 0
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
@@ -164,8 +164,12 @@ class ControllerPolicy:
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
         z = self.world_model.encode(frame)[0]
-        obs = torch.cat([z[0], self._state[0][0, 0]]) if self._state is not None else z[0]
-        action = self.controller(obs).numpy()
+        if self._started:
+            self.tracker.observe(z)
+        else:
+            self.tracker.reset(z)
+            self._started = True
+        action = self.controller(self.tracker.obs()[0]).numpy()
         # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
         self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()
         action[0] += self._noise
@@ -173,8 +177,7 @@ class ControllerPolicy:
         if excursion is not None:
             action = excursion
         action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
-        if self._state is not None:
-            _, self._state = self.world_model.require_memory().step(z, torch.from_numpy(action)[None], self._state)
+        self.tracker.advance(action)
         return action
 
 

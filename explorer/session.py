@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from core.api import (
     BatchedDream,
     RandomExplorationPolicy,
+    RealTracker,
     WorldModel,
     default_paths,
     make_real_env,
@@ -129,8 +130,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self.real_frame = np.zeros((96, 96, 3), np.uint8)
         self.real_version = 0
         self._real_x: Tensor | None = None
-        self._real_z: Tensor | None = None
-        self._real_state: tuple[Tensor, Tensor] | None = None
+        self._tracker: RealTracker | None = None
+        """z_t and M's (h_t, c_t) of the real episode (None without V)."""
         self._real_mask = None
         self.speed = 0.0
         # -- dream --
@@ -256,15 +257,15 @@ class Session(ModelSlots, DreamSide, InsideViews):
 
     def _track_reset(self) -> None:
         """Encode the current real frame afresh and zero the MDN-RNN state (the start of a tracking run)."""
-        self._real_state = None
-        if self.world_model is not None and self.world_model.memory is not None:
-            self._real_state = self.world_model.initial_state(1)
+        self._tracker = RealTracker(self.world_model) if self.world_model is not None else None
         self._encode_real()
+        if self._tracker is not None:
+            self._tracker.reset(self._tracker.z)
 
     def _encode_real(self) -> None:
         self.real_version += 1
-        self._real_x = self._real_z = self._real_mask = None
-        if self.world_model is None:
+        self._real_x = self._real_mask = None
+        if self.world_model is None or self._tracker is None:
             return
         with self._inference("encode", vision=True):
             x = self.world_model.preprocess(self.real_frame)
@@ -275,21 +276,28 @@ class Session(ModelSlots, DreamSide, InsideViews):
                 mu, _, self._real_mask = encode_with_mask(x)
             else:
                 mu, _ = self.world_model.vision.encode(x)
-        self._real_x, self._real_z = x, mu
+        self._real_x = x
+        self._tracker.observe(mu)
+
+    @property
+    def _real_z(self) -> Tensor | None:
+        """z_t of the real frame, float32 (1, z_dim); None without V."""
+        return None if self._tracker is None else self._tracker.z
+
+    @property
+    def _real_state(self) -> tuple[Tensor, Tensor] | None:
+        """M's (h_t, c_t) in the real episode, each float32 (1, 1, hidden_dim); None without V and M."""
+        return None if self._tracker is None else self._tracker.state
 
     def _real_obs(self) -> Tensor:
         """``[z_t, h_t]`` (or ``z_t`` for a V-only controller), float32 (1, input_dim)."""
-        assert self.world_model is not None and self.world_model.controller is not None and self._real_z is not None
-        if self.world_model.controller.config.hidden_dim == 0 or self._real_state is None:
-            return self._real_z
-        return torch.cat([self._real_z, self._real_state[0][0]], dim=1)
+        assert self.world_model is not None and self.world_model.controller is not None and self._tracker is not None
+        return self._tracker.obs(include_h=self.world_model.controller.config.hidden_dim > 0)
 
     def _step_real(self, action: np.ndarray) -> tuple[float, bool, bool]:
-        if self._real_state is not None and self._real_z is not None:
-            assert self.world_model is not None
+        if self._tracker is not None and self._tracker.state is not None:
             with self._inference("memory"):
-                a = torch.from_numpy(action).view(1, 3)
-                _, self._real_state = self.world_model.require_memory().step(self._real_z, a, self._real_state)
+                self._tracker.advance(action)
         with self.clock.section("env"):
             frame, reward, terminated, truncated, _ = self.env.step(action)
             velocity = self.env.unwrapped.car.hull.linearVelocity  # type: ignore[attr-defined]

@@ -122,6 +122,8 @@ class _ScriptedWorldModel:
             return torch.tensor([0.3, 0.1, 0.0])
 
     controller = _C()
+    memory = None
+    z_dim = 4
 
     def encode(self, frame: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return torch.zeros(1, 4), torch.zeros(1, 4)

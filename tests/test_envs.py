@@ -150,3 +150,34 @@ def test_bf16_dream_step_is_close_to_float32(wm: WorldModel) -> None:
     close = (z16 - z32).abs() < 5e-2
     assert close.float().mean() > 0.99 and (z16 - z32).abs().mean() < 1e-2
     torch.testing.assert_close(r16, r32, atol=5e-2, rtol=0)
+
+
+def test_the_wrapper_and_the_collection_policy_track_z_and_h_alike(tiny_world_model: dict[str, Path]) -> None:
+    """Both track reality through one RealTracker: a controller fed the wrapper's [z, h] and the collection policy
+    (no noise) take the same actions on the same track, and their h stays equal step by step."""
+    from core.policies_wm import ControllerPolicy
+
+    wm = WorldModel.load(tiny_world_model["vision"], tiny_world_model["memory"], tiny_world_model["controller"])
+    assert wm.controller is not None
+    wrapped = WorldModelObservation(make_real_env(), wm)
+    policy = ControllerPolicy(wm, noise_std=0.0, excursion_prob=0.0)
+    plain = make_real_env()
+    obs, _ = wrapped.reset(seed=1_000_321)
+    frame, _ = plain.reset(seed=1_000_321)
+    policy.reset(seed=0)
+    moved = 0.0
+    try:
+        for _ in range(40):
+            with torch.no_grad():
+                a_wrapped = wm.controller(torch.from_numpy(obs)).numpy()
+            a_policy = policy.act(frame)
+            np.testing.assert_allclose(a_policy, np.clip(a_wrapped, [-1, 0, 0], [1, 1, 1]), atol=1e-5)
+            obs, *_ = wrapped.step(a_policy)  # both have now stepped M with (z_t, a_t)
+            frame, *_ = plain.step(a_policy)
+            assert policy.tracker.state is not None and wrapped.state is not None
+            torch.testing.assert_close(policy.tracker.state[0], wrapped.state[0], atol=1e-5, rtol=1e-5)
+            moved += float(np.abs(wrapped.state[0]).sum())
+    finally:
+        wrapped.close()
+        plain.close()
+    assert moved > 0.0  # h really moves

@@ -178,6 +178,56 @@ class WorldModel:
         return self.memory
 
 
+class RealTracker:
+    """The real side of a world model, step by step: ``z_t`` and M's state ``(h_t, c_t)``.
+
+    ``z_t`` is V's posterior mean of the current real frame; ``(h_t, c_t)`` the MDN-RNN state after
+    ``(z_0, a_0) .. (z_{t-1}, a_{t-1})``, zeros at the episode's start (Ha & Schmidhuber, 2018, sec. 2.3: the
+    controller reads ``[z_t, h_t]``). The one place this bookkeeping is written: the gymnasium wrapper
+    (:class:`WorldModelObservation`), the collection policy and the app all track reality through it.
+
+    Args:
+        world_model: V and M (M optional: without it, or with ``include_h=False``, only z is tracked).
+        include_h: track M's state (False for a V-only controller).
+    """
+
+    def __init__(self, world_model: WorldModel, include_h: bool = True) -> None:
+        self.world_model = world_model
+        self.include_h = include_h and world_model.memory is not None
+        self.z = torch.zeros(1, world_model.z_dim)
+        """Current latent z_t (posterior mean), float32 (1, z_dim)."""
+        self.state: LSTMState | None = None
+        """M's ``(h_t, c_t)``, each float32 (1, 1, hidden_dim); None when h is not tracked."""
+
+    @property
+    def h(self) -> Tensor | None:
+        """h_t, float32 (1, hidden_dim), or None when h is not tracked."""
+        return None if self.state is None else self.state[0][0]
+
+    def reset(self, z: Tensor) -> None:
+        """Start an episode at the first frame's latent ``z`` float32 (1, z_dim), with M's zero state."""
+        self.z = z
+        self.state = self.world_model.initial_state(1) if self.include_h else None
+
+    def observe(self, z: Tensor) -> None:
+        """Take the latent ``z`` float32 (1, z_dim) of the frame the env returned after :meth:`advance`."""
+        self.z = z
+
+    @torch.no_grad()
+    def advance(self, action: np.ndarray | Tensor) -> None:
+        """Step M's state with ``(z_t, a_t)``, for the action ``a_t`` (3,) just taken in the real env."""
+        if self.state is not None:
+            a = torch.as_tensor(np.asarray(action, np.float32)).view(1, -1)
+            _, self.state = self.world_model.require_memory().step(self.z, a, self.state)
+
+    def obs(self, include_h: bool = True) -> Tensor:
+        """``[z_t, h_t]`` float32 (1, z_dim + hidden_dim), or ``z_t`` alone (no h tracked, or ``include_h``
+        False)."""
+        if not include_h or self.state is None:
+            return self.z
+        return torch.cat([self.z, self.state[0][0]], dim=1)
+
+
 class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Real CarRacing seen through V and M: observations ``[z_t, h_t]`` (float32, z_dim + hidden_dim).
 
@@ -190,43 +240,33 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, world_model=world_model, include_h=include_h)
         gym.Wrapper.__init__(self, env)
         self.world_model = world_model
-        self.include_h = include_h and world_model.memory is not None
+        self.tracker = RealTracker(world_model, include_h)
+        self.include_h = self.tracker.include_h
         dim = world_model.z_dim + (world_model.hidden_dim if self.include_h else 0)
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (dim,), np.float32)
-        self._z = torch.zeros(1, world_model.z_dim)
-        self._state: LSTMState | None = None
 
     @property
     def z(self) -> Tensor:
         """Current latent z_t (posterior mean), float32 (1, z_dim)."""
-        return self._z
+        return self.tracker.z
 
     @property
     def state(self) -> LSTMState | None:
         """MDN-RNN state ``(h_t, c_t)`` after the real steps so far (None without memory)."""
-        return self._state
+        return self.tracker.state
 
     def _obs(self) -> np.ndarray:
-        parts = [self._z[0]]
-        if self.include_h:
-            assert self._state is not None
-            parts.append(self._state[0][0, 0])
-        return torch.cat(parts).numpy().astype(np.float32)
+        return self.tracker.obs()[0].numpy().astype(np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
         frame, info = self.env.reset(seed=seed, options=options)
-        self._z = self.world_model.encode(frame)[0]
-        if self.include_h:
-            self._state = self.world_model.initial_state(1)
+        self.tracker.reset(self.world_model.encode(frame)[0])
         info = dict(info, frame=frame)
         return self._obs(), info
 
     def step(self, action: np.ndarray):  # type: ignore[override]
-        if self.include_h:
-            a = torch.as_tensor(np.asarray(action, np.float32)).view(1, -1)
-            with torch.no_grad():
-                _, self._state = self.world_model.require_memory().step(self._z, a, self._state)
+        self.tracker.advance(action)
         frame, reward, terminated, truncated, info = self.env.step(action)
-        self._z = self.world_model.encode(frame)[0]
+        self.tracker.observe(self.world_model.encode(frame)[0])
         info = dict(info, frame=frame)
         return self._obs(), float(reward), terminated, truncated, info
