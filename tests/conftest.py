@@ -55,3 +55,27 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_untrained_assets(root / "assets", "dds_vae")
     make_episodes(root / "episodes", episodes=2, steps=24)
     return root
+
+
+@pytest.fixture(scope="session")
+def pipeline(real_episodes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """V (2 epochs), the latents and M (2 epochs) trained on :func:`real_episodes`: the tiny real pipeline the stage
+    and CLI tests read (they must not modify its files)."""
+    from core.config import EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+    from core.progress import Progress
+    from core.train.encode import train_encode
+    from core.train.memory import train_memory
+    from core.train.vision import train_vision
+
+    d = tmp_path_factory.mktemp("run")
+    reports: list[Progress] = []
+    vcfg = VisionTrainConfig(data_dir=real_episodes, out=d / "v.safetensors", epochs=2, batch_size=32, seed=0)
+    v = train_vision(vcfg, on_progress=reports.append)
+    assert v.checkpoint == d / "v.safetensors" and not v.cancelled
+    assert reports[-1].step == reports[-1].total and "vision/val/recon" in reports[-1].metrics
+    train_encode(EncodeConfig(data_dir=real_episodes, vision=d / "v.safetensors", out=d / "lat.npz"))
+    m = train_memory(
+        MemoryTrainConfig(latents=d / "lat.npz", out=d / "m.safetensors", epochs=2, seq_len=16, batch_size=4)
+    )
+    assert m.checkpoint is not None
+    return {"dir": d, "vision": d / "v.safetensors", "latents": d / "lat.npz", "memory": d / "m.safetensors"}

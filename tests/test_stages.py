@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from core.checkpoint import load_model, load_resume_state, resume_path
-from core.config import DreamVideoConfig, EncodeConfig, MemoryTrainConfig, VisionTrainConfig
+from core.config import DreamVideoConfig, MemoryTrainConfig, VisionTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, load_frames
 from core.data.episodes import list_episodes, read_episode, split_episodes
 from core.divergence import DivergenceConfig, dream_divergence
@@ -23,29 +23,12 @@ from core.evaluate import EvaluateConfig, evaluate
 from core.metrics.road import road_share
 from core.models import ConvVAE, VAEConfig
 from core.progress import Progress
-from core.train.encode import train_encode
 from core.train.loop import seed_everything
 from core.train.memory import train_memory
 from core.train.vision import reconstruction_mse, train_vision
 from core.video import record_dream
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def pipeline(real_episodes: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    d = tmp_path_factory.mktemp("run")
-    reports: list[Progress] = []
-    vcfg = VisionTrainConfig(data_dir=real_episodes, out=d / "v.safetensors", epochs=2, batch_size=32, seed=0)
-    v = train_vision(vcfg, on_progress=reports.append)
-    assert v.checkpoint == d / "v.safetensors" and not v.cancelled
-    assert reports[-1].step == reports[-1].total and "vision/val/recon" in reports[-1].metrics
-    train_encode(EncodeConfig(data_dir=real_episodes, vision=d / "v.safetensors", out=d / "lat.npz"))
-    m = train_memory(
-        MemoryTrainConfig(latents=d / "lat.npz", out=d / "m.safetensors", epochs=2, seq_len=16, batch_size=4)
-    )
-    assert m.checkpoint is not None
-    return {"dir": d, "vision": d / "v.safetensors", "latents": d / "lat.npz", "memory": d / "m.safetensors"}
 
 
 def test_vision_learns_on_real_frames(pipeline: dict[str, Path], real_episodes: Path) -> None:
