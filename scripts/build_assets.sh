@@ -168,3 +168,43 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $S/m_joi
     --out $S/c_joint_all.safetensors --population 48 --rollouts 8 --generations 120 --real-check-every 0 --threads 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $S/m_joint_all.safetensors --controller $S/c_joint_all.safetensors --episodes 10 --seed 1200000
 $D evaluate --episodes 10 --seed 1200000   # the shipped ConvVAE world model on the same tracks
+# iterate round 1 from that controller (the second round was not run), and its real check
+$D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 650000 --noise-std 0.1 --excursion-prob 0.005 \
+    --start-controller $S/c_joint_all.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
+    --train-controller.vision assets/convvae_vision.safetensors --train-controller.memory $S/m_joint_all.safetensors \
+    --train-controller.latents $S/latents_all.npz --train-controller.population 48 --train-controller.rollouts 8 \
+    --train-controller.generations 60 --train-controller.real-check-every 0 --train-controller.threads 2 \
+    --train-memory.epochs 10 --train-memory.joint --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25
+$D evaluate --vision assets/convvae_vision.safetensors --memory $S/iterate/round_1/memory.safetensors \
+    --controller $S/iterate/round_1/controller.safetensors --episodes 10 --seed 1200000
+
+# 9. session 12, measured and NOT shipped (see the README, session 12): a controller trained only in the dream of
+# section 8's round-1 M, with short dreams (200 steps) that start from real states anywhere in the episodes
+# (steps 0..900) instead of 1,000-step dreams from the first 100 steps. About 1 h on 2 cores.
+R=runs/s11/iterate/round_1
+S=runs/s12
+$D train-controller --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $S/c_h200.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 0 --threads 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200.safetensors --episodes 10 --seed 1200000
+cp $S/c_h200.safetensors $S/c_h200_g150.safetensors   # kept: the iterate round below starts from it
+# the same run continued to 300 generations
+$D train-controller --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $S/c_h200.safetensors --population 48 --rollouts 8 --generations 300 --resume --max-steps 200 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 0 --threads 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200.safetensors --episodes 10 --seed 1200000
+# the same dreams started only in the first 100 steps (as sessions 7-11): which of the two changes matters
+$D train-controller --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $S/c_h200_s100.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
+    --start-step-min 0 --start-step-max 100 --tau 1.0 --real-check-every 0 --threads 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_s100.safetensors --episodes 10 --seed 1200000
+# one round of Ha's iterative procedure from the 150-generation controller, with the same dream settings
+$D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 660000 --noise-std 0.1 --excursion-prob 0.005 \
+    --start-controller $S/c_h200_g150.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
+    --train-controller.vision assets/convvae_vision.safetensors --train-controller.memory $R/memory.safetensors \
+    --train-controller.latents $R/latents.npz --train-controller.population 48 --train-controller.rollouts 8 \
+    --train-controller.generations 60 --train-controller.real-check-every 0 --train-controller.threads 2 \
+    --train-controller.max-steps 200 --train-controller.start-step-min 0 --train-controller.start-step-max 900 --train-controller.tau 1.0 \
+    --train-memory.epochs 10 --train-memory.joint --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25
+$D evaluate --vision assets/convvae_vision.safetensors --memory $S/iterate/round_1/memory.safetensors \
+    --controller $S/iterate/round_1/controller.safetensors --episodes 10 --seed 1200000
