@@ -5,36 +5,14 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
-from explorer.input import DriveKeys
 from explorer.panels.config_form import config_from_draft
-from explorer.session import (
-    Session,
-    SessionConfig,
-)
 
-GAS = DriveKeys(gas=True)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def session(data: Path) -> Iterator[Session]:
-    s = Session(SessionConfig(assets=data / "assets", mode="split", futures=3, data_dir=data / "episodes"))
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_app_help_lists_the_flags(capsys: pytest.CaptureFixture[str]) -> None:

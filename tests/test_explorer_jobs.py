@@ -7,40 +7,18 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import torch
 
 from core.api import (
     Progress,
     StageResult,
 )
 from core.stages import STAGES, Stage, app_stages, stage
-from explorer.input import DriveKeys
 from explorer.jobs import JobRunner
-from explorer.session import (
-    Session,
-    SessionConfig,
-)
 
-GAS = DriveKeys(gas=True)
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture
-def session(data: Path) -> Iterator[Session]:
-    s = Session(SessionConfig(assets=data / "assets", mode="split", futures=3, data_dir=data / "episodes"))
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> StageResult:  # type: ignore[no-untyped-def]
