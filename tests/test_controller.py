@@ -315,10 +315,12 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
                                  max_steps=25),
         train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
-        excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,),
+        excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
     )  # fmt: skip
     result = iterate(config)
     round_dir = tmp_path / "iterate" / "round_1"
+    # episodes as long as collect_max_steps, not the dream horizon (train_controller.max_steps 25)
+    assert {len(read_episode(f, frames=False).actions) for f in list_episodes(round_dir / "episodes")} == {40}
     assert not result.cancelled and result.checkpoint == round_dir / "controller.safetensors"
     assert {read_episode(f, frames=False).policy for f in list_episodes(round_dir / "episodes")} == {"controller"}
     merged = LatentEpisodes.load(round_dir / "latents.npz")
@@ -423,3 +425,14 @@ def test_a_dream_only_controller_never_steps_the_real_env(
     result = train_controller(_config(world, tmp_path / "c.safetensors", generations=3, real_check_every=0))
     assert made == [] and result.checkpoint is not None and len(result.history) == 3
     assert not any("real_return" in k for _, m in result.history for k in m)
+
+
+def test_real_checks_of_a_dream_run_drive_whole_episodes(world: SimpleNamespace, tmp_path: Path) -> None:
+    """A 200-step dream horizon once cut the real checks to 200 steps too, and they kept a generation-10
+    controller (175.9 on 10 dev tracks, against 331.3 for the best by dream fitness)."""
+    from core.train.controller import WHOLE_EPISODE_STEPS, real_rollout_steps
+
+    dream = _config(world, tmp_path / "c.safetensors", max_steps=200, real_check_every=10)
+    real = _config(world, tmp_path / "c.safetensors", evaluator="real", max_steps=200)
+    assert real_rollout_steps(dream) == WHOLE_EPISODE_STEPS == 1000
+    assert real_rollout_steps(real) == 200

@@ -76,6 +76,9 @@ RESUME_FORMAT = 1
 
 Evaluator = Literal["dream", "real"]
 
+WHOLE_EPISODE_STEPS = 1000
+"""CarRacing-v3's own episode limit: the length of a real check with the dream evaluator."""
+
 
 @dataclass(frozen=True)
 class ControllerTrainConfig:
@@ -108,7 +111,8 @@ class ControllerTrainConfig:
     controller in the loop; the shipped controller's dream return over the same 1024 dreams x 1000 steps was
     -94.13 +- 16.49 vs -94.37 +- 16.15 in float32 (scripts/bench_dream_precision.py)."""
     max_steps: int = 1000
-    """Steps per rollout at most, dream and real (CarRacing's own limit is 1000)."""
+    """Steps per rollout at most (CarRacing's limit: 1000): the dreams' horizon (real checks then drive whole
+    episodes, as `evaluate` does), or with --evaluator real the real rollouts and checks."""
     start_step_min: int = 0
     """Dreams start from real frames at time steps start_step_min..start_step_max of the latent file's episodes
     (0 = the first frame, inside CarRacing's zoom-in, where every real episode starts)."""
@@ -246,6 +250,12 @@ def _dream_evaluator(
     )
 
 
+def real_rollout_steps(config: ControllerTrainConfig) -> int:
+    """Steps per real episode: ``max_steps`` with the real evaluator, else whole episodes (a short dream horizon
+    must not shorten the checks that choose the kept controller)."""
+    return config.max_steps if config.evaluator == "real" else WHOLE_EPISODE_STEPS
+
+
 def train_controller(
     config: ControllerTrainConfig,
     *,
@@ -346,7 +356,7 @@ def train_controller(
     torch.set_num_threads(config.threads)
     try:
         if needs_real:
-            spec = RealRolloutSpec(WorldModelFiles.read(config.vision, config.memory), config.max_steps,
+            spec = RealRolloutSpec(WorldModelFiles.read(config.vision, config.memory), real_rollout_steps(config),
                                    include_h=not config.v_only)  # fmt: skip
             executor = make_executor(config.executor, config.workers, spec, config.ray_address)
         if evaluator is None:

@@ -70,6 +70,9 @@ class IterateConfig:
     collect_seed: int = 500_000
     """First track seed of the new rollouts; round r uses collect_seed + (r - 1) * episodes onwards (the
     range must stay below the real-check tracks at 900,000)."""
+    collect_max_steps: int = 1000
+    """Steps per collected episode at most (CarRacing's own limit is 1000): whole episodes, whatever the dream
+    horizon of train_controller.max_steps."""
     warm_start_memory: bool = True
     """Continue training the previous M (when it has a resume state) instead of training one from scratch."""
 
@@ -85,6 +88,8 @@ class IterateConfig:
             raise ConfigError(f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         if not self.noise_corr_steps >= 0:
             raise ConfigError(f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
+        if self.collect_max_steps < 1:
+            raise ConfigError(f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         if self.check_max_episodes < 0 or not self.check_horizons or min(self.check_horizons) < 1:
             raise ConfigError("check_max_episodes must be >= 0 and check_horizons >= 1")
         if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > TRAINING.stop:
@@ -242,7 +247,7 @@ def iterate(
             noise_corr_steps=config.noise_corr_steps,
         )
         collect_config = CollectConfig(
-            out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=base.max_steps,
+            out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=config.collect_max_steps,
             workers=base.workers, executor=base.executor, ray_address=base.ray_address,
         )  # fmt: skip
         episodes = collect(collect_config, factory, on_progress=on_progress, should_stop=stop)
