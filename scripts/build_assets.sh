@@ -208,3 +208,8 @@ $D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 660000 -
     --train-memory.epochs 10 --train-memory.joint --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25
 $D evaluate --vision assets/convvae_vision.safetensors --memory $S/iterate/round_1/memory.safetensors \
     --controller $S/iterate/round_1/controller.safetensors --episodes 10 --seed 1200000
+# the 150-generation run with a real check every 10 generations (before the fix, these checks were cut to 200 steps)
+$D train-controller --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $S/c_h200_rc.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc.safetensors --episodes 10 --seed 1200000
