@@ -198,7 +198,9 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --out $S/c_h200_s100.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
     --start-step-min 0 --start-step-max 100 --tau 1.0 --real-check-every 0 --threads 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_s100.safetensors --episodes 10 --seed 1200000
-# one round of Ha's iterative procedure from the 150-generation controller, with the same dream settings
+# one round of Ha's iterative procedure from the 150-generation controller, with the same dream settings (the
+# README's 116.1 was measured before the fix that keeps collected episodes whole: it collected 200-step episodes,
+# as --collect-max-steps 200 does now)
 $D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 660000 --noise-std 0.1 --excursion-prob 0.005 \
     --start-controller $S/c_h200_g150.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
     --train-controller.vision assets/convvae_vision.safetensors --train-controller.memory $R/memory.safetensors \
