@@ -215,3 +215,8 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --out $S/c_h200_rc.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc.safetensors --episodes 10 --seed 1200000
+# the same after the fix (checks drive whole episodes)
+$D train-controller --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --latents $R/latents.npz \
+    --out $S/c_h200_rc2.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
+$D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc2.safetensors --episodes 10 --seed 1200000
