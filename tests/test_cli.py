@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from core.data.episodes import read_episode
+from tests.test_process_lifetimes import processes_left
 
 pytestmark = pytest.mark.slow
 
@@ -77,12 +78,7 @@ def test_sigterm_stops_a_stage_gracefully_with_its_workers(tmp_path: Path) -> No
         pytest.fail("the stage did not stop within 120 s of SIGTERM")
     assert proc.returncode == 130, output  # stopped: the exit code says so, and the report says partial
     assert "stopping after the current step" in output and "stopped early (partial)" in output
-    leftover = ["?"]
-    for _ in range(20):  # the pool's workers and multiprocessing's resource tracker exit within moments
-        leftover = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        if not leftover:
-            break
-        time.sleep(0.5)
+    leftover = processes_left("-g", proc.pid)
     assert leftover == [], f"worker processes left running: {leftover}"
     assert 0 < len(list(out.glob("ep_*.npz"))) < 40
     for path in out.glob("ep_*.npz"):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,18 @@ if __name__ == "__main__":
         for _ in pool.map_unordered(nap, [0.01, 0.01, 600, 600]):
             print("ready", flush=True)
 """
+
+
+def processes_left(selector: str, pid: int) -> list[str]:
+    """PIDs ``pgrep selector pid`` still finds (``-g``: the process group, ``-s``: the session), after up to 10 s
+    for them to exit: a pool's workers and multiprocessing's resource tracker exit within moments."""
+    leftover = ["?"]
+    for _ in range(20):
+        leftover = subprocess.run(["pgrep", selector, str(pid)], capture_output=True, text=True).stdout.split()
+        if not leftover:
+            break
+        time.sleep(0.5)
+    return leftover
 
 
 def _alive(pids: list[int]) -> list[int]:
@@ -87,12 +101,7 @@ def test_ctrl_c_to_the_process_group_stops_gracefully(tmp_path: Path) -> None:
         assert list(out.glob("ep_*.npz")), "no episode was written"
         os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole group
         output, _ = proc.communicate(timeout=120)
-        leftover = ["?"]
-        for _ in range(20):  # the pool's workers and multiprocessing's resource tracker exit within moments
-            leftover = subprocess.run(["pgrep", "-s", str(proc.pid)], capture_output=True, text=True).stdout.split()
-            if not leftover:
-                break
-            time.sleep(0.5)
+        leftover = processes_left("-s", proc.pid)
     finally:
         subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], capture_output=True)  # only this test's session
     assert proc.returncode == 130, output
