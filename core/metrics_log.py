@@ -39,8 +39,8 @@ def metrics_log_path(config: Any) -> Path | None:
 
 class MetricsLog:
     """Appends each report with metrics to ``path`` as one JSON line (non-finite values as null), flushed at once,
-    so a crash or a kill loses at most the line being written. The file is created with the first line. A folder or file that cannot be written turns
-    the log off (the stage itself decides whether its output can be written)."""
+    so a crash or a kill loses at most the line being written. The file is created with the first line. A folder
+    or file that cannot be written turns the log off (the stage itself decides whether its output can be written)."""
 
     def __init__(self, path: Path, append: bool = False) -> None:
         self.path = path

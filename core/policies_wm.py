@@ -136,14 +136,13 @@ class ControllerPolicy:
         self._noise = 0.0
         self.include_h = self.controller.config.hidden_dim > 0
         self.tracker = RealTracker(world_model, self.include_h)
-        self._started = False
         self.rng = np.random.default_rng(0)
         self._excursion_left = 0
         self._excursion_action = np.zeros(3, np.float32)
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
-        self._started = False  # the tracker starts at the episode's first frame (in act)
+        self.tracker.reset()  # the first frame comes with the first act
         self._excursion_left = 0
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
@@ -164,11 +163,7 @@ class ControllerPolicy:
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
         z = self.world_model.encode(frame)[0]
-        if self._started:
-            self.tracker.observe(z)
-        else:
-            self.tracker.reset(z)
-            self._started = True
+        self.tracker.observe(z)
         action = self.controller(self.tracker.obs()[0]).numpy()
         # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
         self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()

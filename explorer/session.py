@@ -260,7 +260,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self._tracker = RealTracker(self.world_model) if self.world_model is not None else None
         self._encode_real()
         if self._tracker is not None:
-            self._tracker.reset(self._tracker.z)
+            self._tracker.reset()  # z is the frame just encoded
 
     def _encode_real(self) -> None:
         self.real_version += 1

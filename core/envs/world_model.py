@@ -204,9 +204,11 @@ class RealTracker:
         """h_t, float32 (1, hidden_dim), or None when h is not tracked."""
         return None if self.state is None else self.state[0][0]
 
-    def reset(self, z: Tensor) -> None:
-        """Start an episode at the first frame's latent ``z`` float32 (1, z_dim), with M's zero state."""
-        self.z = z
+    def reset(self, z: Tensor | None = None) -> None:
+        """Start an episode with M's zero state, at the first frame's latent ``z`` float32 (1, z_dim) (None: the
+        first frame is given to :meth:`observe` next, or was already)."""
+        if z is not None:
+            self.z = z
         self.state = self.world_model.initial_state(1) if self.include_h else None
 
     def observe(self, z: Tensor) -> None:
