@@ -177,18 +177,17 @@ class VisionTrainConfig:
     frequent validation and checkpoints, so an abrupt stop loses little."""
     anneal_gate_alpha_to: float | None = None
     """DDS+VAE phase 1: anneal the gate noise scale alpha linearly from the model's (the seed: 1.0) to this
-    value over the run, so the noisy training masks approach the deterministic top-k masks of evaluation (with
-    alpha = 1 the logistic noise, std 1.8, outweighed the learnt scores, std ~1, after 500 steps here)."""
+    value over the run, so the noisy training masks approach the deterministic top-k masks of evaluation (at
+    alpha = 1 the logistic noise can outweigh the learnt scores; README, DDS+VAE section)."""
     kl_weight: float | None = None
-    """DDS+VAE phase 2: weight of the free-bits KL term (None: the model's own, 1.0 as in the seed work). With
-    1.0 against the small internal perceptual loss (~0.2) the mini-VAE's posterior collapsed here: after one
-    epoch every latent dimension sat at the 0.01-nat free-bits floor with sigma 1.02, so z carried nothing."""
+    """DDS+VAE phase 2: weight of the free-bits KL term (None: the model's own, 1.0 as in the seed work). A
+    weight of 1.0 against the small internal perceptual loss can collapse the mini-VAE's posterior to the
+    free-bits floor, so z carries nothing (docs/deviations.md)."""
     eval_gates: EvalGates | None = "frozen-noise"
     """DDS+VAE: how the trained model's DDS gates in evaluation, stored in its checkpoint (None: keep the
     model's own; a new model's is "deterministic", the seed work's noise-free top-k). "frozen-noise" uses one
-    fixed draw of the training noise for every frame: held-out phase-1 MSE at 64x64 0.0026 vs 0.0197 with the
-    same weights, because the deterministic top-k masks are unlike any the decoder saw in training (see
-    core.models.dds_vae.DDS). Phase 2 computes its target mini masks with it."""
+    fixed draw of the training noise for every frame, because the deterministic top-k masks are unlike any the
+    decoder saw in training (core.models.dds_vae.DDS; measured effect: docs/deviations.md). Phase 2 computes its target mini masks with it."""
     init_from: Path | None = None
     """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
     fresh optimiser and schedule: fine-tuning or a warm restart."""

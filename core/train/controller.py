@@ -107,9 +107,8 @@ class ControllerTrainConfig:
     tau: float = 1.15
     """Dream temperature; slightly above 1 makes dream-trained agents robust in reality (Ha, sec. 4.5)."""
     dream_bf16: bool = True
-    """Dream evaluator: bfloat16 matrix products (BatchedDream's bf16): 1.5x the candidate-rollouts/s with the
-    controller in the loop; the shipped controller's dream return over the same 1024 dreams x 1000 steps was
-    -94.13 +- 16.49 vs -94.37 +- 16.15 in float32 (scripts/bench_dream_precision.py)."""
+    """Dream evaluator: bfloat16 matrix products (BatchedDream's bf16), faster than float32 at an unchanged
+    dream return (speed and precision: scripts/bench_dream_precision.py; figures in docs/deviations.md)."""
     max_steps: int = 1000
     """Steps per rollout at most (CarRacing's limit: 1000): the dreams' horizon (real checks then drive whole
     episodes, as `evaluate` does), or with --evaluator real the real rollouts and checks."""
@@ -134,8 +133,8 @@ class ControllerTrainConfig:
     seed: int = 0
     """Seed of CMA-ES sampling and of every generation's tracks, dream seeds and starts."""
     threads: int = 2
-    """Torch threads of this process, which steps the dreams (one per core; 1 is faster when other work shares
-    the cores: 2 threads on 2 busy cores were 4x slower here). Restored when the stage ends."""
+    """Torch threads of this process, which steps the dreams (one per core; 1 when other work shares the cores,
+    where oversubscribed threads run several times slower). Restored when the stage ends."""
     workers: int = 2
     """Parallel real rollouts (worker processes, or Ray CPUs)."""
     executor: ExecutorKind = "local"
