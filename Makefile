@@ -24,6 +24,7 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check core explorer scripts tests
 	$(VENV)/bin/ruff format --check core explorer scripts tests
+	$(VENV)/bin/mypy
 
 bench: install
 	$(VENV)/bin/dream-explorer bench

@@ -119,7 +119,7 @@ def export_assets(
     Raises:
         CheckpointError: a source checkpoint is unreadable or of the wrong kind.
     """
-    from core.checkpoint import load_model, save_checkpoint
+    from core.checkpoint import load_model, save_checkpoint, saved_metadata
     from core.models import VISION_KINDS
 
     d = Path(assets_dir or ASSETS_DIR)
@@ -133,7 +133,7 @@ def export_assets(
         if src is None:
             continue
         model = load_model(src, kinds)
-        extra = dict(model.checkpoint_extra)  # type: ignore[attr-defined]
+        metrics, extra = saved_metadata(model)
         if dst == target.vision:  # M records the hash of the file it was trained on: this copy stands for it
             extra.setdefault("source_sha256", file_sha256(src))
         if dst == target.controller:
@@ -143,8 +143,8 @@ def export_assets(
                 dst,
                 model,
                 kind=str(model.kind),
-                config=model.config,  # type: ignore[arg-type]
-                metrics=model.checkpoint_metrics,  # type: ignore[attr-defined]
+                config=model.config,
+                metrics=metrics,
                 extra=extra,
                 half=half and dst != target.controller,
             )

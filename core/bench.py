@@ -62,7 +62,7 @@ def bench_vae_train(batch: int, steps: int, bf16: bool) -> float:
     model = ConvVAE()
     x = torch.rand(batch, 3, 64, 64)
     if bf16:
-        model = model.to(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
 

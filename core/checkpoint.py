@@ -21,11 +21,11 @@ import dataclasses
 import json
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import torch
 from safetensors import SafetensorError
@@ -41,6 +41,9 @@ from core.files import (  # noqa: F401  (re-exported: the stages import them fro
     stale_temporary_files,
 )
 from core.manifest import check_shipped, file_sha256  # noqa: F401  (file_sha256 re-exported)
+
+if TYPE_CHECKING:
+    from core.models import MDNRNN, Controller, VisionModel
 
 FORMAT_VERSION = 1
 _META_KEY = "dream_explorer"
@@ -105,7 +108,8 @@ def save_checkpoint(
     bad = first_non_finite(model)
     if bad is not None:
         raise NonFiniteError(f"refusing to write {path}: its weights hold NaN or inf ({bad}); the file is unchanged")
-    config_dict = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
+    config_dict = dataclasses.asdict(config) if is_instance else dict(config)
     tensors: dict[str, torch.Tensor] = {}
     for name, tensor in model.state_dict().items():
         t = tensor.detach().to("cpu").contiguous()
@@ -277,6 +281,14 @@ def build_model(kind: str, config: dict[str, Any]) -> nn.Module:
         raise CheckpointError(f"config of {kind!r} does not build a model ({first})") from None
 
 
+@overload
+def load_model(path: str | os.PathLike[str], kind: Literal["mdnrnn"]) -> MDNRNN: ...
+@overload
+def load_model(path: str | os.PathLike[str], kind: Literal["controller"]) -> Controller: ...
+@overload
+def load_model(path: str | os.PathLike[str], kind: tuple[Literal["conv_vae", "dds_vae"], ...]) -> VisionModel: ...
+@overload
+def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None = None) -> nn.Module: ...
 def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None = None) -> nn.Module:
     """Rebuild a model from its checkpoint alone, in eval mode, on the CPU.
 
@@ -305,10 +317,13 @@ def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None 
         first = str(exc).strip().splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the {ckpt.kind!r} config ({first})") from None
     model.eval()
-    model.checkpoint_metrics = ckpt.metrics  # type: ignore[attr-defined]
-    model.checkpoint_extra = ckpt.extra  # type: ignore[attr-defined]
-    model.checkpoint_path = str(path)  # type: ignore[attr-defined]
+    vars(model).update(checkpoint_metrics=ckpt.metrics, checkpoint_extra=ckpt.extra, checkpoint_path=str(path))
     return model
+
+
+def saved_metadata(model: nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
+    """The ``(metrics, extra)`` that :func:`load_model` attached to ``model`` (empty for a model built in memory)."""
+    return dict(getattr(model, "checkpoint_metrics", {}) or {}), dict(getattr(model, "checkpoint_extra", {}) or {})
 
 
 def resume_path(path: str | os.PathLike[str]) -> Path:
@@ -377,7 +392,7 @@ def check_resume_pair(resume_file: Path, state: dict[str, Any], checkpoint: str 
 def load_resume_state(
     path: str | os.PathLike[str],
     stage: str | None = None,
-    required: dict[str, type | tuple[type, ...]] | None = None,
+    required: Mapping[str, type | tuple[type, ...]] | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Read training state written by :func:`save_resume_state` without unpickling arbitrary objects.

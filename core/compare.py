@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from core.assets import default_paths
 from core.checkpoint import atomic_path, check_output_file
@@ -21,6 +21,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
 from core.errors import ConfigError, DreamExplorerError
+from core.models import DDSVAE, ConvVAE, VisionModel
 from core.progress import Progress, ProgressFn, no_progress
 
 
@@ -75,9 +76,9 @@ def _heldout_frames(config: CompareVisionConfig) -> tuple[np.ndarray, np.ndarray
 
 
 @torch.no_grad()
-def _reconstruct(model: nn.Module, frames: np.ndarray, batch: int = 64) -> tuple[Tensor, Tensor]:
+def _reconstruct(model: VisionModel, frames: np.ndarray, batch: int = 64) -> tuple[Tensor, Tensor]:
     """Real frames uint8 (N, 96, 96, 3) -> (inputs, reconstructions) float32 (N, 3, S, S) at the model's size."""
-    size = int(model.input_size)  # type: ignore[arg-type]
+    size = int(model.input_size)
     x = to_tensor(preprocess_frames(frames, size))
     recon = torch.cat([model.decode(model.encode(x[i : i + batch])[0]) for i in range(0, len(x), batch)])
     return x, recon
@@ -97,7 +98,7 @@ def _area_resize(x: Tensor, size: int) -> Tensor:
 
 
 @torch.no_grad()
-def _latency_ms(fn, repeats: int = 30) -> float:  # type: ignore[no-untyped-def]
+def _latency_ms(fn, repeats: int = 30) -> float:
     for _ in range(3):
         fn()
     times = []
@@ -128,7 +129,7 @@ def compare_vision(
     """
     check_output_file(config.grid, "grid image")
     conv, dds = load_vision(config.conv_vae), load_vision(config.dds_vae)
-    if conv.kind != "conv_vae" or dds.kind != "dds_vae":
+    if not isinstance(conv, ConvVAE) or not isinstance(dds, DDSVAE):
         raise ConfigError(f"expected a conv_vae and a dds_vae checkpoint, got {conv.kind} and {dds.kind}")
     if config.dds_eval_gates is not None:
         dds.set_eval_gates(config.dds_eval_gates)
@@ -139,7 +140,8 @@ def compare_vision(
     out["compare/dds_vae/eval_gates"] = str(dds.config.eval_gates)
     reference = to_tensor(preprocess_frames(frames, 64))
     recons = {}
-    for i, (name, model) in enumerate((("conv_vae", conv), ("dds_vae", dds))):
+    models: tuple[tuple[str, VisionModel], ...] = (("conv_vae", conv), ("dds_vae", dds))
+    for i, (name, model) in enumerate(models):
         on_progress(Progress("compare-vision", i, 2, message=f"scoring {name} on {len(frames)} frames"))
         x, recon = _reconstruct(model, frames)
         recons[name] = recon

@@ -302,7 +302,7 @@ STEER_STEPS = 20
 
 
 @contextmanager
-def _replayed(ep, start: int) -> Iterator[Any]:  # type: ignore[no-untyped-def]
+def _replayed(ep, start: int) -> Iterator[Any]:
     """The real env on ``ep``'s track after its recorded actions up to ``start``, or None when the replay does
     not reproduce the recorded rewards (another env version) or the episode ends first."""
     from core.envs.car_racing import make_real_env
@@ -328,7 +328,7 @@ NUDGE_STEPS = 2
 """Steps the nudge lasts."""
 
 
-def _real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+def _real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:
     """Reality's frames uint8 (len(horizons), 96, 96, 3) after ``k`` of ``actions`` float32 (K, 3) for each ``k``
     in ``horizons``, from ``ep``'s track replayed up to ``start``; None when the replay fails (see
     :func:`_replayed`) or the episode ends first."""
@@ -345,7 +345,7 @@ def _real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int,
         return np.stack(frames)
 
 
-def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  # type: ignore[no-untyped-def]
+def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:
     """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
     float32 (K, 3); None when the replay fails (see :func:`_replayed`) or the episode ends first."""
     with _replayed(ep, start) as env:
@@ -359,7 +359,7 @@ def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:  #
         return obs
 
 
-def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:  # type: ignore[no-untyped-def]
+def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:
     """Reality's return over ``steps`` steps of ``action`` held after replaying ``ep`` up to ``start``; None
     when the replay fails (see :func:`_replayed`)."""
     with _replayed(ep, start) as env:

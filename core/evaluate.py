@@ -146,7 +146,7 @@ def write_results(config: EvaluateConfig, result: EvaluationResult, path: Path) 
     return path
 
 
-def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> float:  # type: ignore[no-untyped-def]
+def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> float:
     """One real episode of ``controller`` through a :class:`WorldModelObservation` env; its return.
 
     With ``early_stop_patience`` > 0 a hopeless episode (that many steps in a row without a positive reward:

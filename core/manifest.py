@@ -62,6 +62,7 @@ def read_manifest(path: Path) -> dict[str, str]:
             problem = f"entry {bad[0][:60]!r} is not a file name with a SHA-256"
     if problem is not None:
         raise CheckpointError(f"asset manifest {path} is malformed ({problem}); reinstall or rebuild the assets")
+    assert isinstance(files, dict)
     return files
 
 

@@ -32,7 +32,7 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 50) -> Pa
     h, w = frames[0].shape[:2]
     with atomic_path(target) as tmp:
         tmp_mp4 = tmp.with_suffix(".mp4")
-        writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        writer = cv2.VideoWriter(str(tmp_mp4), cv2.VideoWriter.fourcc(*"mp4v"), fps, (w, h))
         if not writer.isOpened():
             raise DreamExplorerError(f"OpenCV cannot write video to {target}")
         for f in frames:

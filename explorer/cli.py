@@ -223,7 +223,7 @@ def _parse(config_cls: type, args: list[str], prog: str, description: str) -> An
         for cls, check in checks.items():
             if check is not None:
                 cls.__post_init__ = lambda self: None  # type: ignore[attr-defined]
-        parsed = tyro.cli(config_cls, args=args, prog=prog, description=description)
+        parsed: Any = tyro.cli(config_cls, args=args, prog=prog, description=description)
     finally:
         for cls, check in checks.items():
             if check is not None:

@@ -243,7 +243,7 @@ class JobRunner:
                 if payload.message:
                     self.log.append(f"[{payload.step}/{payload.total}] {payload.message}")
                 continue
-            self.status = kind  # type: ignore[assignment]
+            self.status = kind
             if kind == "failed":
                 self.error, trace = payload
                 self.log.append(f"FAILED: {self.error}")

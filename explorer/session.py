@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from core.api import (
     BatchedDream,
@@ -31,6 +31,7 @@ from core.api import (
     default_paths,
     make_real_env,
 )
+from core.models import DDSVAE
 from explorer.input import DriveKeys, HumanInput
 from explorer.profiler import FrameClock
 from explorer.recording import Recorder
@@ -119,9 +120,9 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self.dream_tally = Tally()
         self._zoom_resync = False  # the real episode started zoomed in; re-sync the split dream once settled
         # -- models --
-        self.vision: nn.Module | None = None
-        self.memory: nn.Module | None = None
-        self.controller: nn.Module | None = None
+        self.vision = None
+        self.memory = None
+        self.controller = None
         self.model_notes: dict[str, str] = dict(MISSING)
         self.model_paths: dict[str, Path | None] = dict.fromkeys(MISSING)
         self.world_model: WorldModel | None = None
@@ -143,7 +144,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self._road: RoadShares | None = None
         self.z_edit: np.ndarray | None = None
         self.edit_version = 0
-        self._cache: dict[str, tuple[object, object]] = {}
+        self._cache = {}
         self._recon_seconds = 0.0
         self.recon_version = 0
         """Counts the reconstructions made (a texture uploads a new one only)."""
@@ -271,9 +272,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
             x = self.world_model.preprocess(self.real_frame)
             if self.vision_onednn:
                 x = x.contiguous(memory_format=torch.channels_last)
-            encode_with_mask = getattr(self.vision, "encode_with_mask", None)
-            if encode_with_mask is not None:
-                mu, _, self._real_mask = encode_with_mask(x)
+            if isinstance(self.vision, DDSVAE):
+                mu, _, self._real_mask = self.vision.encode_with_mask(x)
             else:
                 mu, _ = self.world_model.vision.encode(x)
         self._real_x = x

@@ -22,6 +22,7 @@ from core.api import (
     to_uint8_hwc,
     tracks_road,
 )
+from explorer.session_parts import SessionParts
 from explorer.session_state import (
     REAL_ROAD_MIN,
     SPREAD_PERIOD,
@@ -35,7 +36,7 @@ from explorer.session_state import (
 log = logging.getLogger("explorer")
 
 
-class DreamSide:
+class DreamSide(SessionParts):
     """The dream of a :class:`explorer.session.Session`. Mixed into Session; its state is set in
     ``Session.__init__``."""
 
@@ -145,7 +146,7 @@ class DreamSide:
         cached = self._cache.get("spread")
         now = time.monotonic()
         if cached is not None:
-            (old_key, when), value = cached  # type: ignore[misc]
+            (old_key, when), value = cached
             if old_key == key or (old_key[1] == self._tau and now - when < SPREAD_PERIOD):
                 return float(value)
         memory = self.world_model.require_memory()
@@ -167,8 +168,8 @@ class DreamSide:
             return None
         k = self.dream.n if self.decode_all_futures else 1
         cached = self._cache.get("dream")
-        if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:  # type: ignore[arg-type]
-            return cached[1]  # type: ignore[return-value]
+        if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:
+            return cached[1]
         now = time.monotonic()
         with_recon = self._batched_reconstruction and self._real_z is not None and self._recon_due(now)
         z = torch.cat([self.dream.z[:k], self._real_z]) if with_recon else self.dream.z[:k]  # type: ignore[list-item]
@@ -212,7 +213,7 @@ class DreamSide:
         self.dream_frames()
         cached = self._cache.get("dream_x")
         assert cached is not None and cached[0] == self.dream_version
-        dream = road_share(cached[1])  # type: ignore[arg-type]
+        dream = road_share(cached[1])
         steps = self.dream_tally.step  # 0 at a (re)start
         if self.mode != "split" or self._real_x is None:
             self._road = RoadShares(float(dream[0]), None, None, steps)

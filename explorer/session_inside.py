@@ -16,6 +16,7 @@ from torch import Tensor
 from core.api import (
     to_uint8_hwc,
 )
+from explorer.session_parts import SessionParts
 from explorer.session_state import (
     FRAME_BUDGET,
     MASK_PERIOD,
@@ -29,7 +30,7 @@ from explorer.session_state import (
 log = logging.getLogger("explorer")
 
 
-class InsideViews:
+class InsideViews(SessionParts):
     """The "inside" views of a :class:`explorer.session.Session`. Mixed into Session; its state is set in
     ``Session.__init__``."""
 
@@ -49,7 +50,7 @@ class InsideViews:
         cached = self._cache.get("recon")
         batched = self._batched_reconstruction and self.mode == "split" and self.dream is not None
         if cached is not None and (batched or not self._recon_due(now)):
-            return cached[1]  # type: ignore[return-value]  # in split mode it comes with the next dream decode
+            return cached[1]  # in split mode it comes with the next dream decode
         with self._inference("recon", vision=True):
             out = self.world_model.decode(self._real_z)
         self._recon_seconds = time.monotonic() - now
@@ -66,7 +67,7 @@ class InsideViews:
         cached = self._cache.get("recon")
         if cached is None:
             return True
-        (version, when), _ = cached  # type: ignore[misc]
+        (version, when), _ = cached
         period = max(RECON_PERIOD, self._recon_seconds / RECON_SHARE)
         return version != self.real_version and now - when >= period
 
@@ -94,10 +95,10 @@ class InsideViews:
         cached = self._cache.get("mask")
         now = time.monotonic()
         if cached is not None:
-            version, when = cached[0]  # type: ignore[misc]
+            version, when = cached[0]
             slow = self.clock.last_frame > FRAME_BUDGET
             if version == self.real_version or (slow and now - when < MASK_PERIOD):
-                return cached[1]  # type: ignore[return-value]
+                return cached[1]
         selected = self._real_mask
         if selected is None:
             with self._inference("encode", vision=True):
@@ -147,7 +148,7 @@ class InsideViews:
             return None
         cached = self._cache.get("edit")
         if cached is not None and cached[0] == self.edit_version:
-            return cached[1]  # type: ignore[return-value]
+            return cached[1]
         with self._inference("decode", vision=True):
             frame = self.world_model.decode_uint8(torch.from_numpy(self.z_edit).view(1, -1))[0]
         self._cache["edit"] = (self.edit_version, frame)

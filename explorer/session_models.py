@@ -21,6 +21,8 @@ from core.api import (
     load_model,
     read_checkpoint,
 )
+from core.models import DDSVAE
+from explorer.session_parts import SessionParts
 from explorer.session_state import (
     MISSING,
     ONEDNN_CHANNELS_LAST,
@@ -32,7 +34,7 @@ from explorer.session_state import (
 log = logging.getLogger("explorer")
 
 
-class ModelSlots:
+class ModelSlots(SessionParts):
     """V, M and C of a :class:`explorer.session.Session`, each optional, and the inference context every model
     section runs in. Mixed into Session; its state is set in ``Session.__init__``."""
 
@@ -47,7 +49,7 @@ class ModelSlots:
         was_enabled = mkldnn.enabled
         native = self.native_kernels and not (vision and self.vision_onednn)
         with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
-            mkldnn.enabled = was_enabled and not native
+            mkldnn.enabled = was_enabled and not native  # type: ignore[assignment]
             try:
                 yield
             finally:
@@ -55,7 +57,7 @@ class ModelSlots:
 
     def load_models(self, vision: Path | None, memory: Path | None, controller: Path | None) -> None:
         """Load each part that has a path; a missing or bad file leaves that part out with a note."""
-        kinds: dict[Part, tuple[str, ...]] = {
+        kinds: dict[Part, str | tuple[str, ...]] = {
             "vision": VISION_KINDS, "memory": ("mdnrnn",), "controller": ("controller",),
         }  # fmt: skip
         for part, path in (("vision", vision), ("memory", memory), ("controller", controller)):
@@ -129,14 +131,14 @@ class ModelSlots:
                         self.model_notes[part] = f"unloaded: it does not fit the vision model ({part} sizes differ)"
                         log.warning("%s: %s", part, self.model_notes[part])
                 try:
-                    self.world_model = WorldModel(self.vision, self.memory, self.controller)  # type: ignore[arg-type]
+                    self.world_model = WorldModel(self.vision, self.memory, self.controller)
                     break
                 except CheckpointError:
                     continue
-        self.vision_onednn = getattr(self.vision, "kind", None) in ONEDNN_CHANNELS_LAST
+        self.vision_onednn = self.vision is not None and self.vision.kind in ONEDNN_CHANNELS_LAST
         if self.vision is not None:
             fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
-            self.vision.to(memory_format=fmt)
+            self.vision.to(memory_format=fmt)  # type: ignore[call-overload]  # not in torch's stubs
         self._cache.clear()
         self._track_reset()
         self.dream = None
@@ -157,13 +159,13 @@ class ModelSlots:
 
     @property
     def has_mask(self) -> bool:
-        """The vision model is a DDS+VAE (it has a ``mask`` method)."""
-        return self.vision is not None and hasattr(self.vision, "mask")
+        """The vision model is a DDS+VAE (it has the DDS mask)."""
+        return isinstance(self.vision, DDSVAE)
 
     @property
     def dds_eval_gates(self) -> str | None:
         """How the DDS+VAE's DDS gates in evaluation ("deterministic" or "frozen-noise"; None for a ConvVAE)."""
-        return self.vision.config.eval_gates if self.has_mask else None  # type: ignore[union-attr]
+        return self.vision.config.eval_gates if isinstance(self.vision, DDSVAE) else None
 
     def set_dds_eval_gates(self, eval_gates: str) -> None:
         """Switch the DDS+VAE's evaluation gates and re-encode the current real frame (a diagnostic: M and C
@@ -172,8 +174,8 @@ class ModelSlots:
         Raises:
             ConfigError: an unknown choice, or V is not a DDS+VAE.
         """
-        if not self.has_mask:
+        if not isinstance(self.vision, DDSVAE):
             raise ConfigError("evaluation gates belong to a DDS+VAE; the loaded vision model is not one")
-        self.vision.set_eval_gates(eval_gates)  # type: ignore[union-attr, operator]
+        self.vision.set_eval_gates(eval_gates)
         self._cache.clear()
         self._encode_real()

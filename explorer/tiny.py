@@ -25,7 +25,7 @@ def make_untrained_assets(directory: str | Path, vision_kind: str = "conv_vae", 
     Returns:
         ``directory``, to pass as ``--assets``.
     """
-    from core.models import MODEL_KINDS
+    from core.models import MDNRNN, MODEL_KINDS
 
     torch.manual_seed(seed)
     out = Path(directory)
@@ -37,7 +37,7 @@ def make_untrained_assets(directory: str | Path, vision_kind: str = "conv_vae", 
     ):
         config_cls, model_cls = MODEL_KINDS[kind]
         model = model_cls(config_cls())
-        if kind == "mdnrnn":
+        if isinstance(model, MDNRNN):
             with torch.no_grad():
                 model.head.bias[-1] = -10.0  # the done logit: P(done) ~ 5e-5
         save_checkpoint(path, model, kind=kind, config=model.config)

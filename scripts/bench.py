@@ -1,8 +1,8 @@
-"""Print the pipeline's throughput figures (same as `dream-explorer bench`)."""
+"""Print the pipeline's throughput figures: the same as `dream-explorer bench` (takes its options)."""
 
 import sys
 
-from core.bench import main
+from explorer.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main(["bench", *sys.argv[1:]]))

@@ -117,8 +117,8 @@ def main() -> None:
           f"{args.repeats}" + (f", while the {args.stage} stage runs" if args.stage else ""))  # fmt: skip
     print("| world model | mode | variant | FPS | frame ms | p95 ms | model ms | env ms | gui ms | cpu ms |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for (kind, mode, variant), figures in runs.items():
-        med = {key: statistics.median(f[key] for f in figures) for key in COLUMNS}
+    for (kind, mode, variant), repeats in runs.items():
+        med = {key: statistics.median(f[key] for f in repeats) for key in COLUMNS}
         print(f"| {kind} | {mode} | {variant or '-'} | " + " | ".join(f"{med[k]:.1f}" for k in COLUMNS) + " |")
 
 

@@ -6,6 +6,7 @@ PY=.venv/bin/python
 export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
 
 "$PY" -m ruff check core explorer scripts tests || exit 1
+"$PY" -m mypy || exit 1  # the packages and scripts ([tool.mypy] in pyproject.toml)
 
 gui_note=""
 if [ -n "${DISPLAY:-}" ]; then

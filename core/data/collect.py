@@ -29,7 +29,7 @@ class EpisodeSummary:
     path: str
 
 
-def run_episode(env, policy, seed: int, max_steps: int, policy_name: str) -> Episode:  # type: ignore[no-untyped-def]
+def run_episode(env, policy, seed: int, max_steps: int, policy_name: str) -> Episode:
     """Drive ``policy`` for one episode on track ``seed`` (at most ``max_steps`` steps) and record it."""
     frame, _ = env.reset(seed=seed)
     policy.reset(seed)

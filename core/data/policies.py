@@ -21,7 +21,8 @@ class Policy(Protocol):
 
 
 class PolicyFactory(Protocol):
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def make(self) -> Policy: ...
 

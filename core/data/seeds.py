@@ -47,9 +47,16 @@ class SeedRange:
         return f"{self.name} tracks {self.start:,}..{end}"
 
 
-TRAINING = SeedRange("training", 0, 900_000)
-MODEL_SELECTION = SeedRange("model-selection", 900_000, 1_000_000)
-DEVELOPMENT = SeedRange("development evaluation", 1_000_000, 2_000_000)
+@dataclass(frozen=True)
+class BoundedSeedRange(SeedRange):
+    """A :class:`SeedRange` with an upper end."""
+
+    stop: int
+
+
+TRAINING = BoundedSeedRange("training", 0, 900_000)
+MODEL_SELECTION = BoundedSeedRange("model-selection", 900_000, 1_000_000)
+DEVELOPMENT = BoundedSeedRange("development evaluation", 1_000_000, 2_000_000)
 FINAL = SeedRange("final", 7_000_000, None)
 FINAL_BLOCK = 100
 """Tracks per final block: one block per shipped model, touched once."""

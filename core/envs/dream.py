@@ -61,8 +61,11 @@ class BatchedDream:
         h4 = self.hidden_dim
         # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates; the cell-input
         # gate's columns are doubled so that one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1)
-        w = torch.cat([lstm.weight_ih_l0, lstm.weight_hh_l0], dim=1).detach().t().contiguous()
-        b = (lstm.bias_ih_l0 + lstm.bias_hh_l0).detach().clone()
+        w_ih, w_hh, b_ih, b_hh = (
+            lstm.get_parameter(n) for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+        )
+        w = torch.cat([w_ih, w_hh], dim=1).detach().t().contiguous()
+        b = (b_ih + b_hh).detach().clone()
         w[:, 2 * h4 : 3 * h4] *= 2.0
         b[2 * h4 : 3 * h4] *= 2.0
         self._w, self._b = w, b
@@ -291,7 +294,7 @@ class DreamEnv(gym.Env):
         full = self._dream.observation()[0]
         return (full if self.obs_mode == "zh" else full[: self.world_model.z_dim]).numpy().astype(np.float32)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         super().reset(seed=seed)
         options = options or {}
         stream_seed = int(self.np_random.integers(0, 2**62))
@@ -303,12 +306,12 @@ class DreamEnv(gym.Env):
         self._dream.reset([stream_seed], z=z, state=options.get("state"))
         return self._obs(), {"stream_seed": stream_seed}
 
-    def step(self, action: np.ndarray):  # type: ignore[override]
+    def step(self, action: np.ndarray):
         a = torch.as_tensor(np.asarray(action, np.float32)).view(1, 3)
         _, reward, terminated, truncated = self._dream.step(a)
         return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
 
-    def render(self) -> np.ndarray | None:  # type: ignore[override]
+    def render(self) -> np.ndarray | None:
         if self.render_mode != "rgb_array":
             return None
         return self.world_model.decode_uint8(self._dream.z[:1])[0]

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from core.checkpoint import load_model
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
-from core.models import VISION_KINDS
+from core.models import VISION_KINDS, VisionModel
 from core.models.controller import Controller
 from core.models.mdnrnn import MDNRNN, LSTMState
 
@@ -32,15 +32,15 @@ run the DDS+VAE's full-resolution U-Nets faster on the CPU at every batch size (
 rounding; README, "Figures"). The ConvVAE keeps the default layout."""
 
 
-def load_vision(path: PathLike) -> nn.Module:
+def load_vision(path: PathLike) -> VisionModel:
     """Load a ConvVAE or DDS+VAE checkpoint (eval mode; weights channels-last for :data:`CHANNELS_LAST_KINDS`).
 
     Raises:
         CheckpointError: missing, corrupt or foreign file, or not a vision checkpoint.
     """
     model = load_model(path, VISION_KINDS)
-    if getattr(model, "kind", None) in CHANNELS_LAST_KINDS:
-        model.to(memory_format=torch.channels_last)
+    if model.kind in CHANNELS_LAST_KINDS:
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
     return model
 
 
@@ -103,12 +103,12 @@ class WorldModel:
         CheckpointError: the models' latent or hidden sizes disagree, or M was trained on another kind of V.
     """
 
-    def __init__(self, vision: nn.Module, memory: MDNRNN | None = None, controller: Controller | None = None):
+    def __init__(self, vision: VisionModel, memory: MDNRNN | None = None, controller: Controller | None = None):
         self.vision = vision.eval()
         self.memory = memory.eval() if memory is not None else None
         self.controller = controller.eval() if controller is not None else None
-        self.z_dim: int = int(vision.z_dim)  # type: ignore[arg-type]
-        self.size: int = int(vision.input_size)  # type: ignore[arg-type]
+        self.z_dim: int = int(vision.z_dim)
+        self.size: int = int(vision.input_size)
         self.lineage_warning = check_vision_memory(vision, memory) if memory is not None else None
         if controller is not None:
             cc = controller.config
@@ -136,7 +136,7 @@ class WorldModel:
         v = load_vision(vision)
         m = load_model(memory, "mdnrnn") if memory is not None else None
         c = load_model(controller, "controller") if controller is not None else None
-        wm = cls(v, m, c)  # type: ignore[arg-type]
+        wm = cls(v, m, c)
         if warn and wm.lineage_warning:
             warnings.warn(wm.lineage_warning, LineageWarning, stacklevel=2)
         return wm
@@ -260,13 +260,13 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _obs(self) -> np.ndarray:
         return self.tracker.obs()[0].numpy().astype(np.float32)
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):  # type: ignore[override]
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         frame, info = self.env.reset(seed=seed, options=options)
         self.tracker.reset(self.world_model.encode(frame)[0])
         info = dict(info, frame=frame)
         return self._obs(), info
 
-    def step(self, action: np.ndarray):  # type: ignore[override]
+    def step(self, action: np.ndarray):
         self.tracker.advance(action)
         frame, reward, terminated, truncated, info = self.env.step(action)
         self.tracker.observe(self.world_model.encode(frame)[0])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 from torch import nn
 
@@ -18,11 +18,16 @@ MODEL_KINDS: dict[str, tuple[type, Callable[[Any], nn.Module]]] = {
     "mdnrnn": (MDNRNNConfig, MDNRNN),
     "controller": (ControllerConfig, Controller),
 }
-VISION_KINDS = ("conv_vae", "dds_vae")
+VISION_KINDS: tuple[Literal["conv_vae"], Literal["dds_vae"]] = ("conv_vae", "dds_vae")
+VisionModel: TypeAlias = ConvVAE | DDSVAE
+"""A vision model V: ``encode`` float32 frames (B, 3, S, S) in [0, 1] -> ``(mu, logvar)`` float32 (B, z_dim),
+``decode`` z -> frames, ``kind`` one of :data:`VISION_KINDS`, ``config.z_dim``; the DDS+VAE adds the DDS mask
+(``encode_with_mask``, ``set_eval_gates``), told apart with ``isinstance(v, DDSVAE)``."""
 
 __all__ = [
     "MODEL_KINDS",
     "VISION_KINDS",
+    "VisionModel",
     "ConvVAE",
     "DDSVAE",
     "DDSVAEConfig",

@@ -220,7 +220,8 @@ class MiniVAE(nn.Module):
                 nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
             else:
                 continue
-            nn.init.zeros_(layer.bias)
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
 
     def encode(self, mini_mask: Tensor) -> tuple[Tensor, Tensor]:
         """(B, 4, 16, 16) -> ``(mu, logvar)``, each (B, z_dim)."""

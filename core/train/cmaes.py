@@ -69,7 +69,7 @@ class CMAES:
         covariance C with its eigendecomposition (B, D, refreshed lazily), evolution paths p_c and p_sigma,
         counters, and the sampling RNG."""
         es, sm = self._es, self._es.sm
-        _, keys, pos, has_gauss, cached = self._rng.get_state()
+        _, keys, pos, has_gauss, cached = self._rng.get_state(legacy=True)
         t = torch.from_numpy
         return {
             "mean": t(np.array(es.mean, np.float64)), "sigma": float(es.sigma),
@@ -78,7 +78,7 @@ class CMAES:
             "sigma_delta": float(es.adapt_sigma.delta),
             "countiter": int(es.countiter), "countevals": int(es.countevals),
             "count_tell": int(sm.count_tell), "last_update": int(sm.last_update), "count_eigen": int(sm.count_eigen),
-            "rng_keys": t(keys.astype(np.int64)), "rng_pos": int(pos), "rng_has_gauss": int(has_gauss),
+            "rng_keys": t(np.asarray(keys, np.int64)), "rng_pos": int(pos), "rng_has_gauss": int(has_gauss),
             "rng_cached_gaussian": float(cached),
         }  # fmt: skip
 

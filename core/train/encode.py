@@ -43,7 +43,7 @@ def train_encode(
     if config.max_episodes:
         files = files[: config.max_episodes]
     vision = load_vision(config.vision)
-    size = int(vision.input_size)  # type: ignore[arg-type]
+    size = int(vision.input_size)
     mus, logvars, actions, rewards, terminated, seeds, policies, starts = [], [], [], [], [], [], [], [0]
     for i, path in enumerate(files):
         if stop.is_set():

@@ -129,7 +129,7 @@ def _write_json(path: Path, obj: object) -> None:
         tmp.write_text(json.dumps(obj, indent=1))
 
 
-def _read_round(path: Path) -> dict:  # type: ignore[type-arg]
+def _read_round(path: Path) -> dict:
     """A finished round's record. Raises EpisodeError (naming the file) when it is not one."""
     try:
         done = json.loads(path.read_text())

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, cast
 
 import torch
 from torch import Tensor, nn
@@ -42,6 +42,10 @@ def seed_everything(seed: int) -> torch.Generator:
     """Seed torch's global RNG and return a generator with the same seed."""
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+LossFn: TypeAlias = Callable[[Any], tuple[Tensor, dict[str, float]]]
+"""A training loss: batch -> (scalar loss tensor, float metrics by name)."""
 
 
 @dataclass
@@ -79,7 +83,7 @@ class EpochLoop:
     grad_clip: float | None = None
     bf16: bool = False
     report_every: int = 10
-    loss_fn: Callable[[Any], tuple[Tensor, dict[str, float]]] | None = None
+    loss_fn: LossFn | None = None
 
     def _diverged(self, what: str, last: Path | None) -> NonFiniteError:
         kept = f"the last finite checkpoint is kept at {last}" if last is not None else "this run wrote no checkpoint"
@@ -104,7 +108,7 @@ class EpochLoop:
         history: list[tuple[int, dict[str, float]]] = []
         metrics: dict[str, float] = {}
         path: Path | None = None
-        loss_fn = self.loss_fn or self.model.loss  # type: ignore[assignment]
+        loss_fn = self.loss_fn if self.loss_fn is not None else cast(LossFn, self.model.loss)
         for epoch in range(self.start_epoch, self.epochs):
             self.model.train()
             running: dict[str, float] = {}

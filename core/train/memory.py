@@ -124,9 +124,8 @@ def train_memory(
             resume_path(config.out), "train-memory", {"epoch": int, "optimizer": dict}, checkpoint=config.out
         )
     if config.resume or config.init_from is not None:
-        source = config.out if config.resume else config.init_from
+        source = config.out if config.resume or config.init_from is None else config.init_from
         model = load_model(source, "mdnrnn")
-        assert isinstance(model, MDNRNN)
         if model.config.z_dim != latents.z_dim:
             raise CheckpointError(
                 f"{source}: an MDN-RNN over {model.config.z_dim}-d latents cannot train on "
