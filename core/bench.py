@@ -18,7 +18,7 @@ from multiprocessing import get_context
 import numpy as np
 import torch
 
-from core.errors import ConfigError
+from core.config import check
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
 
@@ -153,8 +153,10 @@ class BenchConfig:
     """Print one JSON object instead of the table."""
 
     def __post_init__(self) -> None:
-        if self.workers < 1 or self.env_steps < 30:
-            raise ConfigError(f"bench needs workers >= 1 and env_steps >= 30, got {self.workers} and {self.env_steps}")
+        check(
+            self.workers >= 1 and self.env_steps >= 30,
+            f"bench needs workers >= 1 and env_steps >= 30, got {self.workers} and {self.env_steps}",
+        )
 
 
 UNITS = {

@@ -16,7 +16,7 @@ from torch import Tensor
 
 from core.assets import default_paths
 from core.checkpoint import atomic_path, check_output_file
-from core.config import EvalGates, check_finite
+from core.config import EvalGates, check, check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.envs.world_model import load_vision
@@ -53,10 +53,14 @@ class CompareVisionConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        if self.frames < 1 or self.grid_rows < 1 or self.skip < 0:
-            raise ConfigError("frames and grid_rows must be >= 1 and skip >= 0")
-        if self.dds_eval_gates not in (None, *get_args(EvalGates)):
-            raise ConfigError(f"dds_eval_gates must be deterministic or frozen-noise, got {self.dds_eval_gates!r}")
+        check(
+            self.frames >= 1 and self.grid_rows >= 1 and self.skip >= 0,
+            "frames and grid_rows must be >= 1 and skip >= 0",
+        )
+        check(
+            self.dds_eval_gates in (None, *get_args(EvalGates)),
+            f"dds_eval_gates must be deterministic or frozen-noise, got {self.dds_eval_gates!r}",
+        )
 
 
 def _heldout_frames(config: CompareVisionConfig) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -19,9 +19,14 @@ EvalGates = Literal["deterministic", "frozen-noise"]
 CollectPolicy = Literal["random", "controller"]
 
 
-def _check(cond: bool, msg: str) -> None:
-    if not cond:
-        raise ConfigError(msg)
+def check(condition: bool, message: str) -> None:
+    """The one way a stage config checks a value in ``__post_init__``.
+
+    Raises:
+        ConfigError: ``message`` (one line naming the field, its range and the value given) unless ``condition``.
+    """
+    if not condition:
+        raise ConfigError(message)
 
 
 def check_finite(config: object) -> None:
@@ -120,25 +125,25 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        _check(self.policy in get_args(CollectPolicy), f"policy must be random or controller, got {self.policy!r}")
-        _check(
+        check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(self.policy in get_args(CollectPolicy), f"policy must be random or controller, got {self.policy!r}")
+        check(
             self.policy != "controller" or (self.vision is not None and self.controller is not None),
             "--policy controller needs --vision and --controller (and --memory for a full controller)",
         )
-        _check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")  # NaN fails too
-        _check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
-        _check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
-        _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
-        _check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
-        _check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
-        _check(
+        check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")  # NaN fails too
+        check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
+        check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
+        check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(
             self.seed + self.episodes <= MODEL_SELECTION.stop,
             f"collection seeds must stay below {MODEL_SELECTION.stop:,} (training and model-selection tracks; "
             f"evaluation tracks are held out), got {self.seed}.."
             f"{self.seed + self.episodes - 1}",
         )
-        _check(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")
+        check(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")
 
 
 @dataclass(frozen=True)
@@ -198,26 +203,26 @@ class VisionTrainConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
-        _check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _check(self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}")
-        _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
-        _check(
+        check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
+        check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.lr is None or self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check(self.frame_stride >= 1, f"frame_stride must be >= 1, got {self.frame_stride}")
+        check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
+        check(
             self.anneal_gate_alpha_to is None or self.anneal_gate_alpha_to >= 0,
             f"anneal_gate_alpha_to must be >= 0, got {self.anneal_gate_alpha_to}",
         )
-        _check(self.kl_weight is None or self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
-        _check(
+        check(self.kl_weight is None or self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
+        check(
             self.eval_gates is None or self.eval_gates in get_args(EvalGates),
             f"eval_gates must be deterministic or frozen-noise, got {self.eval_gates!r}",
         )
-        _check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
-        _check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
-        _check(
+        check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
+        check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
+        check(
             not self.mask_input or (self.model == "dds-vae" and self.phase == 1 and self.init_from is None),
             "mask_input applies to a DDS+VAE phase 1 started from scratch (a checkpoint keeps its own choice)",
         )
@@ -243,8 +248,8 @@ class EncodeConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
 
 
 @dataclass(frozen=True)
@@ -322,35 +327,38 @@ class MemoryTrainConfig:
         from core.data.datasets import parse_mix
 
         parse_mix(self.mix)
-        if not 0 <= self.open_loop_steps < self.seq_len:
-            raise ConfigError(f"--open-loop-steps must be in [0, --seq-len), got {self.open_loop_steps}")
-        if not (math.isfinite(self.open_loop_weight) and self.open_loop_weight >= 0):
-            raise ConfigError(f"--open-loop-weight must be finite and >= 0, got {self.open_loop_weight}")
-        if self.resume and self.init_from is not None:
-            raise ConfigError("use either --resume or --init-from, not both")
-        if any(not p.strip() for p in self.open_loop_policies.split(",")) and self.open_loop_policies:
-            raise ConfigError(
-                f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}"
-            )
-        _check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        _check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
-        _check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}")
-        _check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
-        _check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
-        _check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
+        check(
+            0 <= self.open_loop_steps < self.seq_len,
+            f"--open-loop-steps must be in [0, --seq-len), got {self.open_loop_steps}",
+        )
+        check(
+            math.isfinite(self.open_loop_weight) and self.open_loop_weight >= 0,
+            f"--open-loop-weight must be finite and >= 0, got {self.open_loop_weight}",
+        )
+        check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
+        check(
+            not self.open_loop_policies or all(p.strip() for p in self.open_loop_policies.split(",")),
+            f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}",
+        )
+        check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
+        check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(self.lr_min is None or 0 <= self.lr_min <= self.lr, f"lr_min must be in [0, lr], got {self.lr_min}")
+        check(self.grad_clip > 0, f"grad_clip must be > 0, got {self.grad_clip}")
+        check(1 <= self.hidden_dim <= 4096, f"hidden_dim must be in 1..4096, got {self.hidden_dim}")
+        check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
         check_fits_in_memory(
             f"seq_len {self.seq_len} x batch_size {self.batch_size} (the activations backpropagation keeps, "
             f"~{memory_train_bytes(1, 1, self.hidden_dim, self.n_gaussians) / 1024:.0f} KiB per sequence step with "
             f"hidden_dim {self.hidden_dim})",
             memory_train_bytes(self.seq_len, self.batch_size, self.hidden_dim, self.n_gaussians),
         )
-        _check(
+        check(
             0.0 <= self.clean_input_fraction <= 1.0,
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",
         )
-        _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
 
 
 @dataclass(frozen=True)
@@ -380,7 +388,7 @@ class DreamVideoConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        _check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
-        _check(self.fps >= 1, f"fps must be >= 1, got {self.fps}")
-        _check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
+        check(self.fps >= 1, f"fps must be >= 1, got {self.fps}")
+        check(self.warmup >= 0, f"warmup must be >= 0, got {self.warmup}")

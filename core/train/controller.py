@@ -42,7 +42,7 @@ from core.checkpoint import (
     save_checkpoint,
     save_resume_state,
 )
-from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check_finite, check_fits_in_memory
+from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check, check_finite, check_fits_in_memory
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.seeds import MODEL_SELECTION
 from core.envs.world_model import WorldModel
@@ -147,35 +147,27 @@ class ControllerTrainConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        checks = [
-            (self.evaluator in ("dream", "real"), f"evaluator must be dream or real, got {self.evaluator!r}"),
-            (self.population >= 4, f"population must be >= 4, got {self.population}"),
-            (self.rollouts >= 1, f"rollouts must be >= 1, got {self.rollouts}"),
-            (self.generations >= 1, f"generations must be >= 1, got {self.generations}"),
-            (self.sigma0 > 0, f"sigma0 must be > 0, got {self.sigma0}"),
-            (self.tau >= 0, f"tau must be >= 0, got {self.tau}"),
-            (self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}"),
-            (
-                0 <= self.start_step_min <= self.start_step_max,
-                f"need 0 <= start_step_min <= start_step_max, got {self.start_step_min}, {self.start_step_max}",
-            ),
-            (self.real_check_every >= 0, f"real_check_every must be >= 0, got {self.real_check_every}"),
-            (
-                1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
-                f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
-            ),
-            (
-                self.early_stop_patience >= 0,
-                f"early_stop_patience must be >= 0, got {self.early_stop_patience}",
-            ),
-            (self.seed >= 0, f"seed must be >= 0, got {self.seed}"),
-            (self.threads >= 1, f"threads must be >= 1, got {self.threads}"),
-            (self.workers >= 1, f"workers must be >= 1, got {self.workers}"),
-            (self.executor in EXECUTOR_KINDS, f"executor must be local or ray, got {self.executor!r}"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise ConfigError(msg)
+        check(self.evaluator in ("dream", "real"), f"evaluator must be dream or real, got {self.evaluator!r}")
+        check(self.population >= 4, f"population must be >= 4, got {self.population}")
+        check(self.rollouts >= 1, f"rollouts must be >= 1, got {self.rollouts}")
+        check(self.generations >= 1, f"generations must be >= 1, got {self.generations}")
+        check(self.sigma0 > 0, f"sigma0 must be > 0, got {self.sigma0}")
+        check(self.tau >= 0, f"tau must be >= 0, got {self.tau}")
+        check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        check(
+            0 <= self.start_step_min <= self.start_step_max,
+            f"need 0 <= start_step_min <= start_step_max, got {self.start_step_min}, {self.start_step_max}",
+        )
+        check(self.real_check_every >= 0, f"real_check_every must be >= 0, got {self.real_check_every}")
+        check(
+            1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
+            f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
+        )
+        check(self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}")
+        check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
+        check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
+        check(self.executor in EXECUTOR_KINDS, f"executor must be local or ray, got {self.executor!r}")
         n_params = 3 * (SHIPPED_Z_DIM + (0 if self.v_only else SHIPPED_HIDDEN_DIM) + 1)
         if self.evaluator == "dream":
             what = f"population {self.population} x rollouts {self.rollouts} (dreams stepped as one batch, ~{dream_rollout_bytes(n_params) / 1024:.1f} KiB each with the shipped model sizes)"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from core.checkpoint import check_output_dir, check_output_file, save_checkpoint
-from core.config import CollectConfig, _check, check_finite
+from core.config import CollectConfig, check, check_finite
 from core.data.collect import collect
 from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
@@ -75,16 +75,16 @@ class DistillConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        _check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
-        _check(
+        check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(
             0 <= self.seed and self.seed + self.episodes <= TRAINING.stop,
             f"teacher track seeds must lie in [0, {TRAINING.stop:,}), got {self.seed}..{self.seed + self.episodes - 1}",
         )
-        _check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
-        _check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
-        _check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        _check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        _check(self.workers >= 1 and self.threads >= 1, "workers and threads must be >= 1")
+        check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
+        check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check(self.workers >= 1 and self.threads >= 1, "workers and threads must be >= 1")
 
 
 @torch.no_grad()

@@ -21,11 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from core.checkpoint import atomic_path, check_output_dir, load_resume_state, resume_path
-from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check_finite
+from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check, check_finite
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
 from core.data.seeds import TRAINING
-from core.errors import ConfigError, EpisodeError
+from core.errors import EpisodeError
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.controller import ControllerTrainConfig, train_controller
@@ -78,27 +78,26 @@ class IterateConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        if self.rounds < 1:
-            raise ConfigError(f"rounds must be >= 1, got {self.rounds}")
-        if self.episodes < 1:
-            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
-        if not self.noise_std >= 0:
-            raise ConfigError(f"noise_std must be >= 0, got {self.noise_std}")
-        if not 0 <= self.excursion_prob <= 1:
-            raise ConfigError(f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
-        if not self.noise_corr_steps >= 0:
-            raise ConfigError(f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
-        if self.collect_max_steps < 1:
-            raise ConfigError(f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
-        if self.check_max_episodes < 0 or not self.check_horizons or min(self.check_horizons) < 1:
-            raise ConfigError("check_max_episodes must be >= 0 and check_horizons >= 1")
-        if self.collect_seed < 0 or self.collect_seed + self.rounds * self.episodes > TRAINING.stop:
-            raise ConfigError(
-                f"collection tracks {self.collect_seed}..{self.collect_seed + self.rounds * self.episodes - 1} "
-                f"must lie in [0, {TRAINING.stop:,}) (real-check and evaluation tracks are held out)"
-            )
-        if self.train_controller.latents is None:
-            raise ConfigError("iterate needs --train-controller.latents: M is retrained on the old and new latents")
+        check(self.rounds >= 1, f"rounds must be >= 1, got {self.rounds}")
+        check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")
+        check(0 <= self.excursion_prob <= 1, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
+        check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
+        check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
+        check(
+            self.check_max_episodes >= 0 and bool(self.check_horizons) and min(self.check_horizons) >= 1,
+            "check_max_episodes must be >= 0 and check_horizons >= 1",
+        )
+        last = self.collect_seed + self.rounds * self.episodes - 1
+        check(
+            0 <= self.collect_seed and last < TRAINING.stop,
+            f"collection tracks {self.collect_seed}..{last} must lie in [0, {TRAINING.stop:,}) "
+            "(real-check and evaluation tracks are held out)",
+        )
+        check(
+            self.train_controller.latents is not None,
+            "iterate needs --train-controller.latents: M is retrained on the old and new latents",
+        )
 
 
 def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
