@@ -220,3 +220,26 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --out $S/c_h200_rc2.safetensors --population 48 --rollouts 8 --generations 150 --max-steps 200 \
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc2.safetensors --episodes 10 --seed 1200000
+
+# 10. session 13, measured and NOT shipped (see the README, session 13): one iterate round with whole collected
+# episodes from section 9's real-check controller (c_h200_rc2), then the shipped agent behaviour-cloned onto the
+# round's M and fine-tuned with real CMA-ES. Development tracks 1,200,000..009. About 1 h 45 min on 2 cores.
+S=runs/s13
+$D iterate --out-dir $S/iterate --rounds 1 --episodes 100 --collect-seed 660100 --noise-std 0.1 --excursion-prob 0.005 \
+    --collect-max-steps 1000 --start-controller runs/s12/c_h200_rc2.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
+    --train-controller.vision assets/convvae_vision.safetensors --train-controller.memory $R/memory.safetensors \
+    --train-controller.latents $R/latents.npz --train-controller.population 48 --train-controller.rollouts 8 \
+    --train-controller.generations 100 --train-controller.real-check-every 10 --train-controller.real-check-episodes 4 \
+    --train-controller.threads 2 --train-controller.workers 2 \
+    --train-controller.max-steps 200 --train-controller.start-step-min 0 --train-controller.start-step-max 900 --train-controller.tau 1.0 \
+    --train-memory.epochs 10 --train-memory.joint --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25
+M13=$S/iterate/round_1/memory.safetensors
+$D evaluate --vision assets/convvae_vision.safetensors --memory $M13 --controller $S/iterate/round_1/controller.safetensors --episodes 10 --seed 1200000
+$D distill-controller --teacher assets/convvae_controller.safetensors --vision assets/convvae_vision.safetensors --memory $M13 \
+    --out $S/ft/controller_distilled.safetensors --episodes-dir data/teacher_s13 --episodes 12 --seed 700000 --workers 2 --threads 1
+$D evaluate --vision assets/convvae_vision.safetensors --memory $M13 --controller $S/ft/controller_distilled.safetensors --episodes 10 --seed 1200000
+$D train-controller --evaluator real --vision assets/convvae_vision.safetensors --memory $M13 --latents $S/iterate/round_1/latents.npz \
+    --out $S/ft/controller.safetensors --init-controller $S/ft/controller_distilled.safetensors \
+    --population 16 --rollouts 1 --generations 12 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 \
+    --real-check-episodes 8 --workers 2 --threads 1 --seed 13
+$D evaluate --vision assets/convvae_vision.safetensors --memory $M13 --controller $S/ft/controller.safetensors --episodes 10 --seed 1200000
