@@ -5,6 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=.venv/bin/dream-explorer
+PY=.venv/bin/python
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}   # one torch thread per process: fastest when other work shares the cores
 mkdir -p runs/convvae runs/ddsvae
 
@@ -221,9 +222,11 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc2.safetensors --episodes 10 --seed 1200000
 
-# 10. session 13, measured and NOT shipped (see the README, session 13): one iterate round with whole collected
-# episodes from section 9's real-check controller (c_h200_rc2), then the shipped agent behaviour-cloned onto the
-# round's M and fine-tuned with real CMA-ES. Development tracks 1,200,000..009. About 1 h 45 min on 2 cores.
+# 10. session 13, SHIPPED as the ConvVAE world model (see the README, session 13, and the card): one iterate round
+# with whole collected episodes from section 9's real-check controller (c_h200_rc2); the round's M ships, with
+# section 5's shipped agent behaviour-cloned onto it and fine-tuned with real CMA-ES. Development tracks
+# 1,200,000..009, the ship decision on fresh development tracks 1,400,000..049, then the final block 7,000,300..399
+# once. About 2 h on 2 cores.
 S=runs/s13
 $D iterate --out-dir $S/iterate --rounds 1 --episodes 100 --collect-seed 660100 --noise-std 0.1 --excursion-prob 0.005 \
     --collect-max-steps 1000 --start-controller runs/s12/c_h200_rc2.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
@@ -243,3 +246,14 @@ $D train-controller --evaluator real --vision assets/convvae_vision.safetensors 
     --population 16 --rollouts 1 --generations 12 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 \
     --real-check-episodes 8 --workers 2 --threads 1 --seed 13
 $D evaluate --vision assets/convvae_vision.safetensors --memory $M13 --controller $S/ft/controller.safetensors --episodes 10 --seed 1200000
+# the ship decision: fp16 export to runs/s13/ship, then both world models as shipped on 50 fresh development tracks
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('assets/convvae_vision.safetensors'), Path('$M13'), Path('$S/ft/controller.safetensors'), 'conv_vae', assets_dir=Path('$S/ship'))"
+$D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae_memory.safetensors \
+    --controller $S/ship/convvae_controller.safetensors --episodes 50 --seed 1400000 --results $S/candidate.eval_1400000x50.json
+$D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
+    --controller assets/convvae_controller.safetensors --episodes 50 --seed 1400000 --results $S/shipped.eval_1400000x50.json
+# the final figure, once, on the files that ship; then they replace section 5's in assets/
+$D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae_memory.safetensors \
+    --controller $S/ship/convvae_controller.safetensors --episodes 100 --seed 7000300 --results assets/results/convvae_final_7000300.json
+cp $S/ship/convvae_memory.safetensors $S/ship/convvae_controller.safetensors assets/
+$PY -c "from core.assets import write_manifest; write_manifest()"
