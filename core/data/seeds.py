@@ -72,6 +72,7 @@ FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
     7_000_200: "DDS+VAE world model shipped since session 6, its one final figure (session 13: 773.0 +- 155.1)",
+    7_000_300: "ConvVAE world model shipped in session 13 (816.1 +- 183.5)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
