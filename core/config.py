@@ -192,7 +192,8 @@ class VisionTrainConfig:
     """DDS+VAE: how the trained model's DDS gates in evaluation, stored in its checkpoint (None: keep the
     model's own; a new model's is "deterministic", the seed work's noise-free top-k). "frozen-noise" uses one
     fixed draw of the training noise for every frame, because the deterministic top-k masks are unlike any the
-    decoder saw in training (core.models.dds_vae.DDS; measured effect: docs/deviations.md). Phase 2 computes its target mini masks with it."""
+    decoder saw in training (core.models.dds_vae.DDS; measured effect: docs/deviations.md). Phase 2 computes its
+    target mini masks with it."""
     init_from: Path | None = None
     """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
     fresh optimiser and schedule: fine-tuning or a warm restart."""

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 from torch import nn
 
+from core.checkpoint import saved_metadata
 from explorer.input import DriveKeys
 
 Mode = Literal["real", "dream", "split"]
@@ -190,7 +191,7 @@ class MaskViews(NamedTuple):
 
 def describe(model: nn.Module, path: Path) -> str:
     """One line about a loaded checkpoint: its kind, file name and headline metric."""
-    metrics: dict[str, float] = getattr(model, "checkpoint_metrics", {}) or {}
+    metrics = saved_metadata(model)[0]
     keys = [k for k in metrics if k.endswith(("val/recon", "val/nll", "return_mean", "real_return", "fitness_best"))]
     extra = f", {keys[0].split('/', 1)[-1]} {metrics[keys[0]]:.4g}" if keys else ""
     return f"{getattr(model, 'kind', type(model).__name__)}: {path.name}{extra}"

@@ -430,9 +430,10 @@ def test_a_dream_only_controller_never_steps_the_real_env(
 def test_real_checks_of_a_dream_run_drive_whole_episodes(world: SimpleNamespace, tmp_path: Path) -> None:
     """A 200-step dream horizon once cut the real checks to 200 steps too, and they kept a generation-10
     controller (175.9 on 10 dev tracks, against 331.3 for the best by dream fitness)."""
-    from core.train.controller import WHOLE_EPISODE_STEPS, real_rollout_steps
+    from core.envs.car_racing import EPISODE_STEPS
+    from core.train.controller import real_rollout_steps
 
     dream = _config(world, tmp_path / "c.safetensors", max_steps=200, real_check_every=10)
     real = _config(world, tmp_path / "c.safetensors", evaluator="real", max_steps=200)
-    assert real_rollout_steps(dream) == WHOLE_EPISODE_STEPS == 1000
+    assert real_rollout_steps(dream) == EPISODE_STEPS == 1000
     assert real_rollout_steps(real) == 200

@@ -14,6 +14,8 @@ ENV_ID = "CarRacing-v3"
 FRAME_SHAPE = (96, 96, 3)
 HUD_ROWS = 12
 """Rows at the bottom of a CarRacing frame that hold the HUD (speed, ABS, steering, gyro bars)."""
+EPISODE_STEPS = 1000
+"""CarRacing-v3's own episode limit (its TimeLimit): a whole episode."""
 
 
 def make_real_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:

@@ -14,9 +14,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from core.checkpoint import load_model
+from core.checkpoint import load_model, saved_metadata
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
 from core.models import VISION_KINDS, VisionModel
@@ -44,7 +44,7 @@ def load_vision(path: PathLike) -> VisionModel:
     return model
 
 
-def check_vision_memory(vision: nn.Module, memory: nn.Module) -> str | None:
+def check_vision_memory(vision: VisionModel, memory: MDNRNN) -> str | None:
     """Check that M was trained on latents of this V, from what M's checkpoint records (``encode`` writes the
     vision kind and the SHA-256 of the vision checkpoint into the latent file; ``train-memory`` copies both).
 
@@ -61,11 +61,11 @@ def check_vision_memory(vision: nn.Module, memory: nn.Module) -> str | None:
     """
     v_path = getattr(vision, "checkpoint_path", "the vision model")
     m_path = getattr(memory, "checkpoint_path", "the memory model")
-    if memory.config.z_dim != vision.z_dim:  # type: ignore[union-attr]
+    if memory.config.z_dim != vision.z_dim:
         raise CheckpointError(
-            f"{m_path} takes z of size {memory.config.z_dim}, the vision model {v_path} gives {vision.z_dim}"  # type: ignore[union-attr]
+            f"{m_path} takes z of size {memory.config.z_dim}, the vision model {v_path} gives {vision.z_dim}"
         )
-    recorded: dict[str, Any] = getattr(memory, "checkpoint_extra", {})
+    recorded = saved_metadata(memory)[1]
     kind = recorded.get("vision_kind")
     if isinstance(kind, str) and kind and kind != str(vision.kind):
         raise CheckpointError(
@@ -78,7 +78,7 @@ def check_vision_memory(vision: nn.Module, memory: nn.Module) -> str | None:
     from core.data.datasets import file_sha256
 
     actual = file_sha256(v_path)
-    source = getattr(vision, "checkpoint_extra", {}).get("source_sha256")
+    source = saved_metadata(vision)[1].get("source_sha256")
     if sha in (actual, source):
         return None
     return (

@@ -45,6 +45,7 @@ from core.checkpoint import (
 from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check, check_finite, check_fits_in_memory
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.seeds import MODEL_SELECTION
+from core.envs.car_racing import EPISODE_STEPS
 from core.envs.world_model import WorldModel
 from core.errors import CheckpointError, ConfigError
 from core.evaluate import RealRolloutSpec
@@ -75,9 +76,6 @@ DIVERGED_WARNING = 0.1
 RESUME_FORMAT = 1
 
 Evaluator = Literal["dream", "real"]
-
-WHOLE_EPISODE_STEPS = 1000
-"""CarRacing-v3's own episode limit: the length of a real check with the dream evaluator."""
 
 
 @dataclass(frozen=True)
@@ -244,7 +242,7 @@ def _dream_evaluator(
 def real_rollout_steps(config: ControllerTrainConfig) -> int:
     """Steps per real episode: ``max_steps`` with the real evaluator, else whole episodes (a short dream horizon
     must not shorten the checks that choose the kept controller)."""
-    return config.max_steps if config.evaluator == "real" else WHOLE_EPISODE_STEPS
+    return config.max_steps if config.evaluator == "real" else EPISODE_STEPS
 
 
 def train_controller(

@@ -25,6 +25,7 @@ from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check, c
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
 from core.data.seeds import TRAINING
+from core.envs.car_racing import EPISODE_STEPS
 from core.errors import EpisodeError
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
@@ -70,7 +71,7 @@ class IterateConfig:
     collect_seed: int = 500_000
     """First track seed of the new rollouts; round r uses collect_seed + (r - 1) * episodes onwards (the
     range must stay below the real-check tracks at 900,000)."""
-    collect_max_steps: int = 1000
+    collect_max_steps: int = EPISODE_STEPS
     """Steps per collected episode at most (CarRacing's own limit is 1000): whole episodes, whatever the dream
     horizon of train_controller.max_steps."""
     warm_start_memory: bool = True
