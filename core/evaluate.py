@@ -146,8 +146,9 @@ def write_results(config: EvaluateConfig, result: EvaluationResult, path: Path) 
     return path
 
 
-def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> float:
-    """One real episode of ``controller`` through a :class:`WorldModelObservation` env; its return.
+def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> tuple[float, int]:
+    """One real episode of ``controller`` through a :class:`WorldModelObservation` env: its return and the
+    real-env steps it took (at most ``max_steps``; fewer when the episode ends or stops early).
 
     With ``early_stop_patience`` > 0 a hopeless episode (that many steps in a row without a positive reward:
     off the track or stuck) stops early and every remaining step counts ``STEP_REWARD``, as if it had run to
@@ -156,16 +157,18 @@ def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patien
     obs, _ = env.reset(seed=seed)
     total = 0.0
     since_positive = 0
+    steps = 0
     for t in range(max_steps):
         obs, reward, terminated, truncated, _ = env.step(controller.act(obs))
         total += reward
+        steps = t + 1
         if terminated or truncated:
             break
         since_positive = 0 if reward > 0 else since_positive + 1
         if early_stop_patience and since_positive >= early_stop_patience:
             total += STEP_REWARD * (max_steps - 1 - t)
             break
-    return total
+    return total, steps
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,9 @@ class RealRollout:
 _worker_envs: dict[tuple[str, bool], gym.Env] = {}
 
 
-def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> float:
-    """Worker task: the return of one real CarRacing-v3 episode (env and models built once per process)."""
+def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> tuple[float, int]:
+    """Worker task: one real CarRacing-v3 episode's return and real-env steps (env and models built once per
+    process)."""
     from core.envs.car_racing import make_real_env
     from core.envs.world_model import WorldModelObservation
     from core.models.controller import Controller, ControllerConfig
@@ -305,7 +309,7 @@ def _evaluate_controller(
     workers = min(config.workers, len(seeds))
     with make_executor(config.executor, workers, spec, config.ray_address) as executor:
         tasks = [RealRollout(seed) for seed in seeds]
-        for i, ret in executor.map_unordered(real_rollout_task, tasks, should_stop=stop):
+        for i, (ret, _) in executor.map_unordered(real_rollout_task, tasks, should_stop=stop):
             results[seeds[i]] = ret
             metrics = {f"{stage}/return": ret, f"{stage}/return_mean": float(np.mean(list(results.values())))}
             on_progress(Progress(stage, len(results), len(seeds), metrics))

@@ -230,8 +230,12 @@ def test_worker_crash_is_reported_and_the_best_controller_kept(world: SimpleName
     assert kept.checkpoint_metrics["controller/real_return"] == pytest.approx(  # type: ignore[attr-defined]
         reports[0].metrics["controller/real_return"]
     )
-    assert load_resume_state(resume_path(out))["generation"] == 1
+    state = load_resume_state(resume_path(out))
+    assert state["generation"] == 1
     assert kept.checkpoint_extra["vision"] == str(world.vision)  # type: ignore[attr-defined]
+    # 4 rollouts of at most 15 steps (at least 1 each), then one 15-step check; a resume goes on counting
+    steps = reports[0].metrics["controller/real_env_steps"]
+    assert 4 + 1 <= steps <= 4 * 15 + 15 and state["real_env_steps"] == steps
 
 
 def test_early_stop_counts_the_remaining_steps() -> None:
@@ -247,9 +251,11 @@ def test_early_stop_counts_the_remaining_steps() -> None:
 
     policy = SimpleNamespace(act=lambda obs: np.zeros(3, np.float32))
     env = StuckEnv()
-    assert rollout_return(env, policy, 0, 100, early_stop_patience=10) == pytest.approx(-10.0)
-    assert env.steps == 10
-    assert rollout_return(StuckEnv(), policy, 0, 100) == pytest.approx(-10.0)
+    ret, steps = rollout_return(env, policy, 0, 100, early_stop_patience=10)
+    assert ret == pytest.approx(-10.0)
+    assert env.steps == steps == 10  # the steps spent, not the steps counted
+    ret, steps = rollout_return(StuckEnv(), policy, 0, 100)
+    assert (ret, steps) == (pytest.approx(-10.0), 100)
 
 
 def _controller_checkpoint(world: SimpleNamespace, path: Path, hidden: int) -> Path:
@@ -425,6 +431,7 @@ def test_a_dream_only_controller_never_steps_the_real_env(
     result = train_controller(_config(world, tmp_path / "c.safetensors", generations=3, real_check_every=0))
     assert made == [] and result.checkpoint is not None and len(result.history) == 3
     assert not any("real_return" in k for _, m in result.history for k in m)
+    assert [m["controller/real_env_steps"] for _, m in result.history] == [0.0, 0.0, 0.0]
 
 
 def test_real_checks_of_a_dream_run_drive_whole_episodes(world: SimpleNamespace, tmp_path: Path) -> None:

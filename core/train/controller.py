@@ -56,6 +56,7 @@ from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.cmaes import CMAES
 from core.train.fitness import (
+    REAL_STEPS,
     DreamEvaluator,
     DreamStarts,
     FitnessEvaluator,
@@ -259,7 +260,9 @@ def train_controller(
     report ``controller/fitness_best``, ``controller/fitness_mean``, ``controller/fitness_worst`` (over
     finite values) and ``controller/sigma``, save the resume state; every ``real_check_every`` generations
     and after the last one, drive the generation's best candidate on the real check tracks
-    (``controller/real_return``) and keep it if it beats every earlier check. The kept controller is written
+    (``controller/real_return``) and keep it if it beats every earlier check; ``controller/real_env_steps``
+    counts every real-env step the run has taken so far (real-evaluator rollouts and real checks, kept across
+    ``resume``), the x axis of a learning curve in real experience. The kept controller is written
     whenever it changes, with ``extra`` recording the vision and memory checkpoints.
 
     Args:
@@ -288,6 +291,7 @@ def train_controller(
     cmaes = CMAES(_initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
     kept: _Kept | None = None
     start = 0
+    real_env_steps = 0  # every real-env step the run has taken: CMA-ES rollouts and real checks
     if config.resume:
         state = load_resume_state(
             resume_path(config.out), "train-controller",
@@ -304,6 +308,7 @@ def train_controller(
             cmaes.load_state_dict(state["cma"])
             start = int(state["generation"])
             kept = _Kept.from_state(state["kept"]) if "kept" in state else None
+            real_env_steps = int(state.get("real_env_steps", 0))
         on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
 
     check_seeds = real_check_seeds(config.real_check_episodes)
@@ -320,7 +325,7 @@ def train_controller(
         as its pair when ``new_kept`` (else the state names the checkpoint already on disk)."""
         state: dict[str, Any] = {
             "stage": "train-controller", "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
-            "n_params": n_params, "cma": cmaes.state_dict(),
+            "n_params": n_params, "cma": cmaes.state_dict(), "real_env_steps": real_env_steps,
         }  # fmt: skip
         if kept is None:
             save_resume_state(resume_path(config.out), state)
@@ -380,6 +385,7 @@ def train_controller(
                 "controller/sigma": cmaes.sigma,
                 **getattr(evaluator, "metrics", {}),
             }
+            real_env_steps += int(metrics.pop(REAL_STEPS, 0))
             diverged = metrics.get("controller/dream_diverged", 0.0)
             if diverged > DIVERGED_WARNING and not warned_divergence:
                 warned_divergence = True
@@ -395,14 +401,19 @@ def train_controller(
             )
             if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
-            save_resume(generation + 1, bool(new_kept))
             # -- real check of the generation's best --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
+            save_resume(generation + 1, bool(new_kept))
+            checked = None
             if due and finite[best] and executor is not None:
-                real = real_returns(executor, candidates[best], check_seeds, stop)
-                if real is None:
+                checked = real_returns(executor, candidates[best], check_seeds, stop)
+                if checked is None:
                     break
+                real_env_steps += checked[1]
+            metrics["controller/real_env_steps"] = float(real_env_steps)
+            if checked is not None:
+                real = checked[0]
                 real_mean = float(np.mean(real))
                 metrics["controller/real_return"] = real_mean
                 assert kept is not None
@@ -413,7 +424,7 @@ def train_controller(
                 )
                 if improved:
                     kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
-                    save_resume(generation + 1, new_kept=True)
+                save_resume(generation + 1, new_kept=improved)  # with the check's real-env steps
             metrics["controller/generation_s"] = time.perf_counter() - tg
             history.append((generation + 1, metrics))
             message = f"generation {generation + 1}: " + "; ".join(messages) if messages else ""

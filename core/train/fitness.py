@@ -35,6 +35,8 @@ from core.progress import Progress, ProgressFn, no_progress
 from core.train.cmaes import CMAES
 
 REAL_CHECK_SEED_START = MODEL_SELECTION.start
+REAL_STEPS = "controller/real_steps"
+"""Metric: real-env steps an evaluator's last call took (the real evaluator's; the dream's is 0)."""
 """Real checks drive on tracks REAL_CHECK_SEED_START.. (validation); real training rollouts stay below it."""
 
 
@@ -144,7 +146,8 @@ class FitnessEvaluator(Protocol):
     """Returns of candidate controllers: the interface behind ``--evaluator dream|real``.
 
     An evaluator may also expose ``metrics: dict[str, float]``, namespaced metrics of its last call, which
-    the stage reports with the generation's (the dream evaluator's ``controller/dream_diverged``).
+    the stage reports with the generation's (the dream evaluator's ``controller/dream_diverged``, the real
+    evaluator's ``controller/real_steps``).
     """
 
     def rollout_returns(
@@ -240,17 +243,21 @@ class RealEvaluator:
     def __init__(self, executor: Executor[RealRolloutSpec], early_stop_patience: int = 0) -> None:
         self.executor = executor
         self.early_stop_patience = early_stop_patience
+        self.metrics: dict[str, float] = {}
 
     def rollout_returns(
         self, candidates: np.ndarray, plan: GenerationPlan, should_stop: threading.Event | None = None
     ) -> np.ndarray | None:
+        """See :class:`FitnessEvaluator`; afterwards ``metrics[REAL_STEPS]`` is the real-env steps the call took."""
         p, r = len(candidates), len(plan.track_seeds)
         tasks = [RealRollout(int(s), cand, self.early_stop_patience) for cand in candidates for s in plan.track_seeds]
         returns = np.full(p * r, np.nan)
-        done = 0
-        for i, ret in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
+        done = steps = 0
+        for i, (ret, n) in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
             returns[i] = ret
             done += 1
+            steps += n
+        self.metrics = {REAL_STEPS: float(steps)}
         return returns.reshape(p, r) if done == len(tasks) else None
 
 
@@ -259,11 +266,14 @@ def real_returns(
     params: np.ndarray,
     seeds: list[int],
     should_stop: threading.Event | None,
-) -> list[float] | None:
-    """Returns of one controller (flat params) on real tracks ``seeds``, no early stop; None when stopped."""
+) -> tuple[list[float], int] | None:
+    """Returns of one controller (flat params) on real tracks ``seeds``, no early stop, and the real-env steps
+    they took; None when stopped."""
     tasks = [RealRollout(s, params) for s in seeds]
     out = dict(executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop))
-    return [out[i] for i in range(len(seeds))] if len(out) == len(seeds) else None
+    if len(out) < len(seeds):
+        return None
+    return [out[i][0] for i in range(len(seeds))], sum(out[i][1] for i in range(len(seeds)))
 
 
 # -- benchmark ----------------------------------------------------------------------------------------------------
