@@ -56,13 +56,13 @@ def bench_env(n_steps: int, workers: int) -> float:
 
 def bench_vae_train(batch: int, steps: int, bf16: bool) -> float:
     """ConvVAE optimiser steps on random frames; images/s."""
-    from core.models import ConvVAE
+    from core.models import ConvVAE, set_memory_format
 
     torch.manual_seed(0)
     model = ConvVAE()
     x = torch.rand(batch, 3, 64, 64)
     if bf16:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
+        set_memory_format(model, torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), 1e-4)
 

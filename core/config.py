@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -37,7 +37,9 @@ def check_finite(config: object) -> None:
     Raises:
         ConfigError: names the first such field and its value.
     """
-    for f in fields(config):  # type: ignore[arg-type]
+    if not is_dataclass(config):
+        raise TypeError(f"check_finite needs a dataclass, got {type(config).__name__}")
+    for f in fields(config):
         value = getattr(config, f.name)
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{f.name.replace('_', '-')} must be a finite number, got {value}")

@@ -8,8 +8,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import gymnasium as gym
 import numpy as np
 
 from core.config import check_finite
@@ -18,6 +18,9 @@ from core.errors import CheckpointError, ConfigError
 from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
 from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
+
+if TYPE_CHECKING:
+    from core.envs.world_model import WorldModelObservation
 
 EVAL_SEED_START = DEVELOPMENT.start
 """Held-out evaluation tracks start here (the development range, :mod:`core.data.seeds`); training,
@@ -196,7 +199,7 @@ class RealRollout:
     early_stop_patience: int = 0
 
 
-_worker_envs: dict[tuple[str, bool], gym.Env] = {}
+_worker_envs: dict[tuple[str, bool], WorldModelObservation] = {}
 
 
 def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> tuple[float, int]:
@@ -214,7 +217,7 @@ def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> tuple[floa
         wm = spec.files.load()
         _worker_envs[key] = WorldModelObservation(make_real_env(), wm, include_h=spec.include_h)
     env = _worker_envs[key]
-    wm = env.world_model  # type: ignore[attr-defined]
+    wm = env.world_model
     if rollout.params is None:
         controller = wm.controller
         if controller is None:

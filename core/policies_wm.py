@@ -77,13 +77,16 @@ class WorldModelFiles:
         """
         if self.key not in _loaded:
             with tempfile.TemporaryDirectory(prefix="dream-explorer-wm-") as tmp:
-                paths: dict[str, Path | None] = {}
-                for name, blob in (("vision", self.vision), ("memory", self.memory), ("controller", self.controller)):
-                    paths[name] = None
-                    if blob is not None:
-                        paths[name] = Path(tmp) / f"{name}.safetensors"
-                        paths[name].write_bytes(blob)  # type: ignore[union-attr]
-                wm = WorldModel.load(paths["vision"], paths["memory"], paths["controller"], warn=False)  # type: ignore[arg-type]
+
+                def written(name: str, blob: bytes) -> Path:
+                    path = Path(tmp) / f"{name}.safetensors"
+                    path.write_bytes(blob)
+                    return path
+
+                vision = written("vision", self.vision)
+                memory = written("memory", self.memory) if self.memory is not None else None
+                controller = written("controller", self.controller) if self.controller is not None else None
+                wm = WorldModel.load(vision, memory, controller, warn=False)
             while len(_loaded) >= _LOADED_MAX:
                 _loaded.pop(next(iter(_loaded)))
             _loaded[self.key] = wm

@@ -87,7 +87,7 @@ def record_dream(
             action = wm.controller.act(obs)
         else:
             action = policy.act(frame)
-        dream_frame = _upscale(dream.render(), side)  # type: ignore[arg-type]
+        dream_frame = _upscale(dream.frame(), side)
         if config.side_by_side:
             frames.append(np.concatenate([_upscale(frame, side), dream_frame], axis=1))
             frame = real.step(action)[4]["frame"]

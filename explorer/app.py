@@ -47,6 +47,7 @@ from explorer.panels.file_picker import FilePicker
 from explorer.panels.widgets import GREY, ORANGE, RED, Rect, note, paint_background
 from explorer.profiler import FrameClock, rss_mb
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
+from explorer.session_state import Mode
 from explorer.textures import TextureBank
 
 log = logging.getLogger("explorer")
@@ -243,9 +244,10 @@ class App:
             s.new_track()
         if pressed(K.g):
             s.start_dream()
-        for key, mode in ((K._1, "real"), (K._2, "dream"), (K._3, "split")):
+        modes: tuple[tuple[imgui.Key, Mode], ...] = ((K._1, "real"), (K._2, "dream"), (K._3, "split"))
+        for key, mode in modes:
             if pressed(key):
-                s.set_mode(mode)  # type: ignore[arg-type]
+                s.set_mode(mode)
 
     def frame(self) -> None:
         """Called once per frame before the panels: stage reports, input, one simulation step, exit."""

@@ -16,7 +16,6 @@ and constants the panels read.
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +27,7 @@ from core.api import (
     RandomExplorationPolicy,
     RealTracker,
     WorldModel,
+    car_speed,
     default_paths,
     make_real_env,
 )
@@ -300,10 +300,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
                 self._tracker.advance(action)
         with self.clock.section("env"):
             frame, reward, terminated, truncated, _ = self.env.step(action)
-            velocity = self.env.unwrapped.car.hull.linearVelocity  # type: ignore[attr-defined]
+            self.speed = car_speed(self.env)
         self.real_frame = frame
-        speed = math.hypot(velocity[0], velocity[1])
-        self.speed = speed if speed > 1e-3 else 0.0  # Box2D leaves ~1e-11 at rest
         self._encode_real()
         self.real_tally.add(float(reward))
         self.history["real_return"].append(self.real_tally.ret)

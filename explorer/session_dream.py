@@ -171,8 +171,9 @@ class DreamSide(SessionParts):
         if cached is not None and cached[0] == self.dream_version and len(cached[1]) >= k:
             return cached[1]
         now = time.monotonic()
-        with_recon = self._batched_reconstruction and self._real_z is not None and self._recon_due(now)
-        z = torch.cat([self.dream.z[:k], self._real_z]) if with_recon else self.dream.z[:k]  # type: ignore[list-item]
+        real_z = self._real_z
+        with_recon = self._batched_reconstruction and real_z is not None and self._recon_due(now)
+        z = torch.cat([self.dream.z[:k], real_z]) if with_recon and real_z is not None else self.dream.z[:k]
         with self._inference("decode", vision=True):
             decoded = self.world_model.decode(z)
         if with_recon:  # one batch for both: V's decode costs less per image at batch 2 than at batch 1

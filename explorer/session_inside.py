@@ -16,6 +16,7 @@ from torch import Tensor
 from core.api import (
     to_uint8_hwc,
 )
+from core.models import DDSVAE
 from explorer.session_parts import SessionParts
 from explorer.session_state import (
     FRAME_BUDGET,
@@ -102,7 +103,8 @@ class InsideViews(SessionParts):
         selected = self._real_mask
         if selected is None:
             with self._inference("encode", vision=True):
-                selected = self.vision.mask(self._real_x)  # type: ignore[union-attr, operator]
+                assert isinstance(self.vision, DDSVAE)  # mask views exist only for the DDS+VAE
+                selected = self.vision.mask(self._real_x)
         with self.clock.stage("mask"):
             views = self._make_mask_views(selected)
         self._cache["mask"] = ((self.real_version, now), views)

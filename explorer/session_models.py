@@ -21,7 +21,7 @@ from core.api import (
     load_model,
     read_checkpoint,
 )
-from core.models import DDSVAE
+from core.models import DDSVAE, set_memory_format
 from explorer.session_parts import SessionParts
 from explorer.session_state import (
     MISSING,
@@ -45,28 +45,33 @@ class ModelSlots(SessionParts):
     def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
         """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
         (for V: unless it runs on oneDNN, ``vision_onednn``)."""
-        mkldnn = torch.backends.mkldnn
-        was_enabled = mkldnn.enabled
+        onednn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
         native = self.native_kernels and not (vision and self.vision_onednn)
-        with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
-            mkldnn.enabled = was_enabled and not native  # type: ignore[assignment]
-            try:
-                yield
-            finally:
-                mkldnn.enabled = was_enabled
+        with (
+            self.clock.section("model"),
+            self.clock.stage(stage),
+            torch.inference_mode(),
+            torch.backends.mkldnn.flags(enabled=onednn and not native),
+        ):
+            yield
 
     def load_models(self, vision: Path | None, memory: Path | None, controller: Path | None) -> None:
         """Load each part that has a path; a missing or bad file leaves that part out with a note."""
         kinds: dict[Part, str | tuple[str, ...]] = {
             "vision": VISION_KINDS, "memory": ("mdnrnn",), "controller": ("controller",),
         }  # fmt: skip
-        for part, path in (("vision", vision), ("memory", memory), ("controller", controller)):
+        parts: tuple[tuple[Part, Path | None], ...] = (
+            ("vision", vision),
+            ("memory", memory),
+            ("controller", controller),
+        )
+        for part, path in parts:
             if path is None:
                 continue
             try:
                 with warnings.catch_warnings(record=True) as caught:  # e.g. a shipped file with no manifest to check
                     warnings.simplefilter("always", AssetWarning)
-                    model = load_model(path, kinds[part])  # type: ignore[index]
+                    model = load_model(path, kinds[part])
             except CheckpointError as exc:
                 setattr(self, part, None)
                 self.model_paths[part] = Path(path)
@@ -138,7 +143,7 @@ class ModelSlots(SessionParts):
         self.vision_onednn = self.vision is not None and self.vision.kind in ONEDNN_CHANNELS_LAST
         if self.vision is not None:
             fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
-            self.vision.to(memory_format=fmt)  # type: ignore[call-overload]  # not in torch's stubs
+            set_memory_format(self.vision, fmt)
         self._cache.clear()
         self._track_reset()
         self.dream = None

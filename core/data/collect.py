@@ -102,7 +102,8 @@ def policy_factory(config: CollectConfig) -> PolicyFactory:
         return RandomPolicyFactory()
     from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 
-    files = WorldModelFiles.read(config.vision, config.memory, config.controller)  # type: ignore[arg-type]
+    assert config.vision is not None  # CollectConfig refuses --policy controller without it
+    files = WorldModelFiles.read(config.vision, config.memory, config.controller)
     files.load()  # fail here, with a clear line, rather than in every worker
     return ControllerPolicyFactory(
         files, config.noise_std, excursion_prob=config.excursion_prob, noise_corr_steps=config.noise_corr_steps

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import cv2
@@ -24,6 +25,17 @@ def make_real_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
     Observations are uint8 (96, 96, 3) RGB frames.
     """
     return gym.make(ENV_ID, render_mode=render_mode, continuous=True, **kwargs)
+
+
+def car_speed(env: gym.Env) -> float:
+    """The car's speed in Box2D world units per second (the length of its hull's linear velocity; CarRacing's
+    HUD draws the same), 0.0 before the first reset. Values below 1e-3 read as 0.0: Box2D leaves ~1e-11 at rest."""
+    car = getattr(env.unwrapped, "car", None)
+    if car is None:
+        return 0.0
+    vx, vy = car.hull.linearVelocity
+    speed = math.hypot(vx, vy)
+    return speed if speed > 1e-3 else 0.0
 
 
 def preprocess_frames(frames: np.ndarray, size: int) -> np.ndarray:

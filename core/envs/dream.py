@@ -311,10 +311,13 @@ class DreamEnv(gym.Env):
         _, reward, terminated, truncated = self._dream.step(a)
         return self._obs(), float(reward[0]), bool(terminated[0]), bool(truncated[0]), {}
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode != "rgb_array":
-            return None
+    def frame(self) -> np.ndarray:
+        """The dreamed frame: V's decoding of the current z, uint8 (H, W, 3) at V's resolution, whatever the
+        render mode."""
         return self.world_model.decode_uint8(self._dream.z[:1])[0]
+
+    def render(self) -> np.ndarray | None:
+        return self.frame() if self.render_mode == "rgb_array" else None
 
 
 def register_dream_env() -> None:

@@ -19,7 +19,7 @@ from torch import Tensor
 from core.checkpoint import load_model, saved_metadata
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
-from core.models import VISION_KINDS, VisionModel
+from core.models import VISION_KINDS, VisionModel, set_memory_format
 from core.models.controller import Controller
 from core.models.mdnrnn import MDNRNN, LSTMState
 
@@ -40,7 +40,7 @@ def load_vision(path: PathLike) -> VisionModel:
     """
     model = load_model(path, VISION_KINDS)
     if model.kind in CHANNELS_LAST_KINDS:
-        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
+        set_memory_format(model, torch.channels_last)
     return model
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal, TypeAlias
 
+import torch
 from torch import nn
 
 from core.models.controller import Controller, ControllerConfig
@@ -24,7 +25,15 @@ VisionModel: TypeAlias = ConvVAE | DDSVAE
 ``decode`` z -> frames, ``kind`` one of :data:`VISION_KINDS`, ``config.z_dim``; the DDS+VAE adds the DDS mask
 (``encode_with_mask``, ``set_eval_gates``), told apart with ``isinstance(v, DDSVAE)``."""
 
+
+def set_memory_format(module: nn.Module, memory_format: torch.memory_format) -> nn.Module:
+    """Convert ``module``'s 4-D weights in place to ``memory_format`` (``torch.channels_last`` or
+    ``torch.contiguous_format``) and return it: ``Module.to(memory_format=...)``, which torch's type stubs lack."""
+    return module.to(memory_format=memory_format)  # type: ignore[call-overload]  # not in torch's stubs
+
+
 __all__ = [
+    "set_memory_format",
     "MODEL_KINDS",
     "VISION_KINDS",
     "VisionModel",

@@ -389,10 +389,10 @@ def train_controller(
             diverged = metrics.get("controller/dream_diverged", 0.0)
             if diverged > DIVERGED_WARNING and not warned_divergence:
                 warned_divergence = True
+                limit = f" (|z| > {evaluator.z_norm_limit:.1f})" if isinstance(evaluator, DreamEvaluator) else ""
                 messages.append(
-                    f"warning: {diverged:.0%} of the dreams ran off the range of real latents (|z| > "
-                    f"{evaluator.z_norm_limit:.1f}): M is unstable there and its rewards mean nothing; "  # type: ignore[attr-defined]
-                    "check M (trained on sampled z?) or lower --tau"
+                    f"warning: {diverged:.0%} of the dreams ran off the range of real latents{limit}: M is unstable "
+                    "there and its rewards mean nothing; check M (trained on sampled z?) or lower --tau"
                 )
             best = int(np.argmax(told))
             # -- keep the best by fitness until a real check has happened --

@@ -209,7 +209,8 @@ def iterate(
     check_output_dir(config.out_dir, "rounds directory")
     base = config.train_controller
     vision, memory = base.vision, base.memory
-    latents = Path(base.latents)  # type: ignore[arg-type]  # checked in IterateConfig
+    assert base.latents is not None  # IterateConfig refuses a run without them
+    latents = Path(base.latents)
     out_dir = Path(config.out_dir)
     metrics: dict[str, float] = {}
     history: list[tuple[int, dict[str, float]]] = []

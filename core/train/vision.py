@@ -24,7 +24,7 @@ from core.config import VisionTrainConfig
 from core.data.datasets import load_frames
 from core.data.episodes import list_episodes, split_episodes
 from core.errors import CheckpointError, ConfigError
-from core.models import DDSVAE, MODEL_KINDS, VisionModel
+from core.models import DDSVAE, MODEL_KINDS, VisionModel, set_memory_format
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -176,7 +176,7 @@ def train_vision(
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
     if config.bf16:
-        model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # not in torch's stubs
+        set_memory_format(model, torch.channels_last)
 
     alpha_to = config.anneal_gate_alpha_to
     anneal = alpha_to is not None and dds is not None and config.phase == 1

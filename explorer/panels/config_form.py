@@ -164,7 +164,7 @@ def config_from_draft(cls: type, draft: dict[str, Any]) -> Any:
         base, _ = _base_type(hints[f.name])
         value = draft[f.name]
         if dataclasses.is_dataclass(base) and isinstance(value, dict):
-            value = config_from_draft(base, value)  # type: ignore[arg-type]
+            value = config_from_draft(typing.cast(type, base), value)
         elif base is Path and value is not None:
             value = Path(value)
         elif typing.get_origin(base) is tuple:
@@ -195,7 +195,7 @@ def edit_config(cls: type, draft: dict[str, Any], label_width: float, skip: tupl
                 imgui.set_item_tooltip(docs[f.name])
             if opened:
                 imgui.push_id(f.name)
-                edit_config(base, value, label_width, picker=picker)  # type: ignore[arg-type]
+                edit_config(typing.cast(type, base), value, label_width, picker=picker)
                 imgui.pop_id()
                 imgui.tree_pop()
             continue

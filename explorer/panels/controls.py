@@ -9,6 +9,7 @@ from imgui_bundle import imgui
 
 from explorer.panels.widgets import GREY, PURPLE, caption, note, show_image
 from explorer.session import DRIVERS, TAU_RANGE
+from explorer.session_state import DreamSource
 
 if TYPE_CHECKING:
     from explorer.app import App
@@ -21,7 +22,7 @@ KEYS_HELP = (
     ("G", "new dream"),
     ("1, 2, 3", "real, dream, split"),
 )
-SOURCE_LABELS = {"real": "Real frame", "random": "Random z", "dataset": "Dataset frame"}
+SOURCE_LABELS: dict[DreamSource, str] = {"real": "Real frame", "random": "Random z", "dataset": "Dataset frame"}
 SOURCE_HELP = {
     "real": "Encode the current real frame and continue from reality's LSTM state",
     "random": "z ~ N(0, I) with a zero LSTM state",
@@ -96,8 +97,8 @@ def gui_dream_settings(app: App) -> None:
         if selected:
             imgui.push_style_color(imgui.Col_.button, imgui.get_style().color_(imgui.Col_.button_active))
         if imgui.button(f"{label}###source_{source}"):
-            s.dream_source = source  # type: ignore[assignment]
-            s.start_dream(source)  # type: ignore[arg-type]
+            s.dream_source = source
+            s.start_dream(source)
             if s.mode == "real":
                 s.set_mode("dream")
         if selected:
