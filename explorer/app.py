@@ -110,6 +110,7 @@ class App:
                 data_dir=Path(
                     last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str) and "\0" not in v)
                 ),  # fmt: skip
+                parallel_split=config.parallel_split,
             ),
             clock=self.clock,
         )

@@ -200,6 +200,9 @@ class AppConfig:
     """Start from the default layout and settings, and save nothing."""
     max_fps: float | None = None
     """Frame-rate cap; 0: none (unset: 50 = real time, none with --frames or --profile)."""
+    parallel_split: bool = True
+    """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
+    --no-parallel-split runs them one after the other."""
     stage_runner: Literal["process", "thread"] = "process"
     """Where Training-panel stages run: their own process (the GUI keeps its core and frame rate) or a thread of
     the app (starts faster; shares the interpreter lock and torch settings with the frame loop)."""

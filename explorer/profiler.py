@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ STAGES = {
     "controller": "the autopilot's action",
     "mask": "the DDS mask views (uint8 images)",
     "upload": "texture uploads (only images that changed)",
+    "wait": "the frame waits for the dream's step on the second thread (split mode)",
 }
 """Stages inside the sections, timed for ``--profile`` (a stage lies inside ``model`` or the GUI; panels are
 timed as ``panel:<name>``)."""
@@ -46,8 +48,14 @@ class FrameClock:
 
     def __init__(self, capacity: int = 2048) -> None:
         self.capacity = capacity
+        self._owner = threading.get_ident()
+        """The frame loop's thread: time another thread spends in a section runs beside the frame, not in it."""
+        self._lock = threading.Lock()
         self._current = dict.fromkeys(SECTIONS, 0.0)
+        self._beside = 0.0
         self._frames = np.zeros((capacity, len(SECTIONS) + 1), np.float64)  # sections..., frame total
+        self._beside_frames = np.zeros(capacity, np.float64)
+        """Per-frame seconds of model work on a second thread, overlapping the frame loop's own (split mode)."""
         self._stage_now: dict[str, float] = {}
         self._stages: dict[str, np.ndarray] = {}
         """Per-frame seconds of each stage (see STAGES), created at its first use."""
@@ -63,12 +71,18 @@ class FrameClock:
 
     @contextmanager
     def section(self, name: str) -> Iterator[None]:
-        """Time a block as part of section ``name`` (one of :data:`SECTIONS`)."""
+        """Time a block as part of section ``name`` (one of :data:`SECTIONS`); on another thread than the
+        clock's, as time spent beside the frame (it overlaps the frame loop's own work)."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
-            self._current[name] += time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            with self._lock:
+                if threading.get_ident() == self._owner:
+                    self._current[name] += dt
+                else:
+                    self._beside += dt
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -77,7 +91,9 @@ class FrameClock:
         try:
             yield
         finally:
-            self._stage_now[name] = self._stage_now.get(name, 0.0) + time.perf_counter() - t0
+            dt = time.perf_counter() - t0
+            with self._lock:
+                self._stage_now[name] = self._stage_now.get(name, 0.0) + dt
 
     def end_frame(self) -> None:
         """Close the current frame: its total is the time since the previous call."""
@@ -87,6 +103,7 @@ class FrameClock:
             row = self._frames[self._count % self.capacity]
             row[: len(SECTIONS)] = [self._current[s] for s in SECTIONS]
             row[-1] = self.last_frame = now - self._last_tick
+            self._beside_frames[self._count % self.capacity] = self._beside
             for name in self._stage_now.keys() | self._stages.keys():
                 column = self._stages.setdefault(name, np.zeros(self.capacity, np.float64))
                 column[self._count % self.capacity] = self._stage_now.get(name, 0.0)
@@ -95,6 +112,7 @@ class FrameClock:
                 self.rss_samples.append((self._count, rss_mb()))
         self._last_tick, self._last_cpu = now, cpu
         self._current = dict.fromkeys(SECTIONS, 0.0)
+        self._beside = 0.0
         self._stage_now = {}
 
     @property
@@ -124,7 +142,8 @@ class FrameClock:
         return float(len(rows) / rows[:, -1].sum()) if len(rows) and rows[:, -1].sum() > 0 else 0.0
 
     def breakdown(self, skip: int = 0) -> dict[str, float]:
-        """Mean milliseconds per frame: ``model``, ``env``, ``gui`` (the rest) and ``frame``; plus ``fps``.
+        """Mean milliseconds per frame: ``model``, ``env``, ``gui`` (the rest) and ``frame``; plus ``fps``, ``cpu``
+        (process CPU time) and ``beside`` (model work on a second thread, overlapping the frame's own).
 
         Args:
             skip: leading frames to leave out (start-up, first texture uploads).
@@ -139,6 +158,7 @@ class FrameClock:
         out["frame_p95"] = float(np.percentile(rows[:, -1], 95) * 1000.0)
         out["fps"] = 1000.0 / out["frame"] if out["frame"] > 0 else 0.0
         out["cpu"] = float(self._cpu[self._span(skip)].mean() * 1000.0)
+        out["beside"] = float(self._beside_frames[self._span(skip)].mean() * 1000.0)
         return out
 
     def report(self, skip: int = 0) -> str:
@@ -152,6 +172,8 @@ class FrameClock:
             f"  model  {b['model']:7.2f} ms/frame   (encode, MDN-RNN step, decode, controller)",
             f"  env    {b['env']:7.2f} ms/frame   (CarRacing-v3 step)",
             f"  gui    {b['gui']:7.2f} ms/frame   (layout, plots, texture upload, render, swap)",
+            f"  beside {b['beside']:7.2f} ms/frame   (model work on a second thread, overlapping the above: split "
+            "mode's dream step and decode)",
             f"  cpu    {b['cpu']:7.2f} ms/frame   (process CPU time, all threads: the work a frame takes, steadier "
             "than the frame rate when other jobs share the cores)",
         ]

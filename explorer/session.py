@@ -16,6 +16,7 @@ and constants the panels read.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,11 @@ class Session(ModelSlots, DreamSide, InsideViews):
         ONEDNN_CHANNELS_LAST): oneDNN re-packs a ConvTranspose2d's weights at every call, which at batch 1 costs 5
         of the ConvVAE's 7.7 ms decode (native: 2.7 ms). The switch is process-wide, so the app turns this off while
         a training thread runs (bf16 training is 30x slower without oneDNN)."""
+        self._kernels_pinned = False
+        """Inside ``_pinned_kernels``: model sections leave the oneDNN switch as it was set there."""
+        self.parallel_split = cfg.parallel_split
+        """Split mode steps the dream on a second thread beside the real env step (see SessionConfig)."""
+        self._dream_thread: ThreadPoolExecutor | None = None
         self.vision_onednn = False
         """V runs on oneDNN with channels-last weights and inputs (see ONEDNN_CHANNELS_LAST); set at load."""
         self.wants_reconstruction = False
@@ -354,13 +360,16 @@ class Session(ModelSlots, DreamSide, InsideViews):
         runs_real = self.mode in ("real", "split")
         runs_dream = self.mode in ("dream", "split") and self.dream is not None
         reward, terminated, truncated = 0.0, False, False
-        if runs_real:
-            reward, terminated, truncated = self._step_real(self.action)
         dream_done = False
-        if runs_dream:
-            dream_reward, dream_done = self._step_dream(self.action)
-            if not runs_real:
-                reward, truncated = dream_reward, dream_done
+        if runs_real and runs_dream and self._parallel_step:
+            reward, terminated, truncated, dream_done = self._step_both(self.action)
+        else:
+            if runs_real:
+                reward, terminated, truncated = self._step_real(self.action)
+            if runs_dream:
+                dream_reward, dream_done = self._step_dream(self.action)
+                if not runs_real:
+                    reward, truncated = dream_reward, dream_done
         if runs_real and runs_dream:
             self._record_divergence()
         if self.recorder.active:
@@ -382,6 +391,30 @@ class Session(ModelSlots, DreamSide, InsideViews):
             self.new_track()
         elif dream_done:
             self.start_dream("real" if self.mode == "split" else None)
+
+    @property
+    def _parallel_step(self) -> bool:
+        """Split mode with ``parallel_split``: the dream steps on a second thread beside the real env step."""
+        return self.parallel_split and self.mode == "split" and self.dream is not None
+
+    def _step_both(self, action: np.ndarray) -> tuple[float, bool, bool, bool]:
+        """Split mode's step with the dream's model work (M's step, V's decode) on a second thread while this one
+        steps the real env and encodes its frame; the same states and frames as one after the other (tested).
+
+        Returns:
+            ``(real reward, terminated, truncated, dream done)``.
+        """
+        if self._dream_thread is None:
+            self._dream_thread = ThreadPoolExecutor(1, thread_name_prefix="dream-step")
+        with self._pinned_kernels():
+            dream = self._dream_thread.submit(self._advance_dream, action, True)
+            try:
+                real = self._step_real(action)
+            finally:
+                with self.clock.section("model"), self.clock.stage("wait"):
+                    dream_reward, dream_done = dream.result()
+        self._dream_stepped(dream_reward)
+        return (*real, dream_done)
 
     def _record_divergence(self) -> None:
         """Reality vs dream, same actions: RMS latent distance and pixel MSE of decode(z_dream) vs V's input."""
@@ -405,5 +438,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
         log.info("recording %s", self.mode)
 
     def close(self) -> None:
-        """Release the env."""
+        """Release the env and the dream's thread."""
+        if self._dream_thread is not None:
+            self._dream_thread.shutdown(wait=True)
+            self._dream_thread = None
         self.env.close()

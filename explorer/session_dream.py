@@ -110,17 +110,32 @@ class DreamSide(SessionParts):
         return torch.from_numpy(action).view(1, 3).expand(self.dream.n, 3)
 
     def _step_dream(self, action: np.ndarray) -> tuple[float, bool]:
+        """One dream step with ``action`` and its bookkeeping: ``(reward, done)`` of the first dream."""
+        reward, done = self._advance_dream(action)
+        self._dream_stepped(reward)
+        return reward, done
+
+    def _advance_dream(self, action: np.ndarray, decode: bool = False) -> tuple[float, bool]:
+        """The model work of a dream step: M steps the N dreams; with ``decode``, V decodes the frames on view
+        (never the reconstruction, so the real side is not read). Touches only the dream's state, so it can run
+        on a second thread while the real env steps (split mode)."""
         assert self.dream is not None
         actions = self._dream_actions(action)
         with self._inference("memory"):
             _, reward, _, _ = self.dream.step(actions)
         self.dream_version += 1
-        self.dream_tally.add(float(reward[0]))
+        if decode:
+            self.dream_frames(recon=False)
+        return float(reward[0]), bool(self.dream.done[0])
+
+    def _dream_stepped(self, reward: float) -> None:
+        """After a dream step: the return, the spread of the futures, the road shares."""
+        assert self.dream is not None
+        self.dream_tally.add(reward)
         self.history["dream_return"].append(self.dream_tally.ret)
         if self.dream.n > 1:
             self.history["spread"].append(self.dream_spread())
         self._measure_road()
-        return float(reward[0]), bool(self.dream.done[0])
 
     @property
     def dream_z(self) -> np.ndarray | None:
@@ -162,8 +177,9 @@ class DreamSide(SessionParts):
         self._cache["spread"] = ((key, now), spread)
         return spread
 
-    def dream_frames(self) -> np.ndarray | None:
-        """Decoded dreams, uint8 (K, S, S, 3): all N when ``decode_all_futures`` else the first. None when idle."""
+    def dream_frames(self, recon: bool = True) -> np.ndarray | None:
+        """Decoded dreams, uint8 (K, S, S, 3): all N when ``decode_all_futures`` else the first. None when idle.
+        With ``recon`` a due reconstruction is decoded in the same batch (see ``_batched_reconstruction``)."""
         if self.dream is None or self.world_model is None:
             return None
         k = self.dream.n if self.decode_all_futures else 1
@@ -172,7 +188,7 @@ class DreamSide(SessionParts):
             return cached[1]
         now = time.monotonic()
         real_z = self._real_z
-        with_recon = self._batched_reconstruction and real_z is not None and self._recon_due(now)
+        with_recon = recon and self._batched_reconstruction and real_z is not None and self._recon_due(now)
         z = torch.cat([self.dream.z[:k], real_z]) if with_recon and real_z is not None else self.dream.z[:k]
         with self._inference("decode", vision=True):
             decoded = self.world_model.decode(z)

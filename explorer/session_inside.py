@@ -60,8 +60,9 @@ class InsideViews(SessionParts):
     @property
     def _batched_reconstruction(self) -> bool:
         """The reconstruction is decoded with the dream: the Vision panel is on screen and V runs on oneDNN (there
-        a batch of 2 costs the DDS+VAE 1.6 single decodes; the ConvVAE's native batch of 2 costs 3.4)."""
-        return self.wants_reconstruction and self.vision_onednn
+        a batch of 2 costs the DDS+VAE 1.6 single decodes; the ConvVAE's native batch of 2 costs 3.4), and the
+        dream does not step on its own thread (there it is decoded before the real frame is encoded)."""
+        return self.wants_reconstruction and self.vision_onednn and not self._parallel_step
 
     def _recon_due(self, now: float) -> bool:
         """The reconstruction shown is of an older real frame and old enough to be refreshed."""

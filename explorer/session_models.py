@@ -9,6 +9,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,6 +35,18 @@ from explorer.session_state import (
 log = logging.getLogger("explorer")
 
 
+@contextmanager
+def _onednn(enabled: bool) -> Iterator[None]:
+    """oneDNN on (if it was) or off for a block: the process-wide switch ``torch.backends.mkldnn.enabled``."""
+    mkldnn: Any = torch.backends.mkldnn  # its ``enabled`` is settable; torch's stubs type it read-only
+    was = mkldnn.enabled
+    mkldnn.enabled = was and enabled
+    try:
+        yield
+    finally:
+        mkldnn.enabled = was
+
+
 class ModelSlots(SessionParts):
     """V, M and C of a :class:`explorer.session.Session`, each optional, and the inference context every model
     section runs in. Mixed into Session; its state is set in ``Session.__init__``."""
@@ -44,16 +57,27 @@ class ModelSlots(SessionParts):
     @contextmanager
     def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
         """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
-        (for V: unless it runs on oneDNN, ``vision_onednn``)."""
-        onednn = torch.backends.mkldnn.is_available() and bool(torch.backends.mkldnn.enabled)
-        native = self.native_kernels and not (vision and self.vision_onednn)
-        with (
-            self.clock.section("model"),
-            self.clock.stage(stage),
-            torch.inference_mode(),
-            torch.backends.mkldnn.flags(enabled=onednn and not native),
-        ):
-            yield
+        (for V: unless it runs on oneDNN, ``vision_onednn``); inside :meth:`_pinned_kernels`, on the kernels
+        chosen there."""
+        with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
+            if self._kernels_pinned:
+                yield
+                return
+            native = self.native_kernels and not (vision and self.vision_onednn)
+            with _onednn(not native):
+                yield
+
+    @contextmanager
+    def _pinned_kernels(self) -> Iterator[None]:
+        """One kernel choice for a block whose model work runs on two threads at once: the oneDNN switch is
+        process-wide, so :meth:`_inference` leaves it alone in the block. V's choice holds for every model (its
+        convolutions cost the most): oneDNN for a V of ONEDNN_CHANNELS_LAST, else as ``native_kernels`` says."""
+        with _onednn(self.vision_onednn or not self.native_kernels):
+            self._kernels_pinned = True
+            try:
+                yield
+            finally:
+                self._kernels_pinned = False
 
     def load_models(self, vision: Path | None, memory: Path | None, controller: Path | None) -> None:
         """Load each part that has a path; a missing or bad file leaves that part out with a note."""

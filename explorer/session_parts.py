@@ -56,6 +56,8 @@ class SessionParts:
     _step_once: bool
     decode_all_futures: bool
     native_kernels: bool
+    _kernels_pinned: bool
+    parallel_split: bool
     vision_onednn: bool
     wants_reconstruction: bool
     human: HumanInput
@@ -107,6 +109,8 @@ class SessionParts:
         def _make_reconstruction(self, out: Tensor, now: float) -> Reconstruction: ...
         @property
         def _batched_reconstruction(self) -> bool: ...
+        @property
+        def _parallel_step(self) -> bool: ...
         @property
         def _real_z(self) -> Tensor | None: ...
         @property

@@ -92,6 +92,9 @@ class SessionConfig:
     """Where a new dream starts: the current real frame, a random z, or a frame of the dataset."""
     data_dir: Path = Path("data/episodes")
     """Dataset directory (dataset frames for dreams, recorded episodes)."""
+    parallel_split: bool = True
+    """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
+    encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""
 
 
 class RingBuffer:

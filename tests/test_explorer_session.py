@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -326,7 +327,8 @@ def count_decodes(s: Session) -> list[int]:
 
 
 def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_batch(data: Path) -> None:
-    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2))
+    config = SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2, parallel_split=False)
+    s = Session(config)
     try:
         sizes = count_decodes(s)
         for _ in range(3):
@@ -342,6 +344,55 @@ def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_b
         assert np.abs(recon.output.astype(int) - to_uint8_hwc(out)[0].astype(int)).max() <= 1
     finally:
         s.close()
+
+
+def test_with_the_dream_on_its_own_thread_a_shown_vision_panel_decodes_its_own_batch(data: Path) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2))
+    try:
+        sizes = count_decodes(s)
+        s.wants_reconstruction = True
+        s.tick(GAS)
+        assert sizes == [1]  # the dream's decode, on its thread: it does not read the real side
+        recon = s.reconstruction()
+        assert sizes == [1, 1] and recon is not None
+        s.tick(GAS)
+        s.reconstruction()
+        assert sizes == [1, 1, 1]  # not due again yet (RECON_PERIOD)
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("kind", ["conv_vae", "dds_vae"])
+def test_the_dream_stepped_beside_reality_gives_the_same_states_and_frames(data: Path, kind: str) -> None:
+    runs = {}
+    for parallel in (True, False):
+        s = Session(SessionConfig(assets=data / "assets", vision_kind=kind, mode="split", futures=3, seed=7,
+                                  parallel_split=parallel))  # fmt: skip
+        threads: list[str] = []
+        advance = s._advance_dream
+
+        def spy(*args: object, advance=advance, threads=threads) -> tuple[float, bool]:
+            threads.append(threading.current_thread().name)
+            return advance(*args)  # type: ignore[arg-type]
+
+        s._advance_dream = spy  # type: ignore[method-assign]
+        try:
+            for t in range(40):
+                s.tick(DriveKeys(gas=True, left=10 <= t < 25))
+            runs[parallel] = (s._real_z.clone(), s.dream.z.clone(), s.dream_frame().copy(),  # type: ignore[union-attr]
+                              s.real_tally.ret, s.dream_tally.ret, s.history["div_pixel"].values().copy(),
+                              s.road, threads)  # fmt: skip
+        finally:
+            s.close()
+    (real_a, dream_a, frame_a, ret_a, dret_a, div_a, road_a, threads_a) = runs[True]
+    (real_b, dream_b, frame_b, ret_b, dret_b, div_b, road_b, threads_b) = runs[False]
+    assert set(threads_a) == {"dream-step_0"} and set(threads_b) == {"MainThread"} and len(threads_a) == 40
+    assert ret_a == ret_b and torch.allclose(real_a, real_b, atol=1e-5)
+    # the DDS+VAE's M runs on oneDNN beside its V there (one kernel choice for both threads): float-level noise
+    assert torch.allclose(dream_a, dream_b, atol=1e-4) and dret_a == pytest.approx(dret_b, abs=1e-4)
+    assert np.abs(frame_a.astype(int) - frame_b.astype(int)).max() <= 1
+    assert np.allclose(div_a, div_b, atol=1e-5) and road_a.dream_steps == road_b.dream_steps == 40
+    assert (road_a.dream, road_a.real) == pytest.approx((road_b.dream, road_b.real), abs=1e-3)
 
 
 def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> None:
