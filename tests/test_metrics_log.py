@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 from pathlib import Path
 
@@ -62,3 +63,31 @@ def test_where_each_kind_of_output_logs() -> None:
         "runs/v.metrics.jsonl"
     )
     assert metrics_log_path(stage("evaluate").config_cls()) is None and metrics_log_path({"out": 3}) is None
+
+
+def test_the_learning_curve_script_reads_real_checks_against_real_steps(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.util
+    import json
+
+    path = Path(__file__).resolve().parent.parent / "scripts" / "learning_curve.py"
+    spec = importlib.util.spec_from_file_location("learning_curve", path)
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "learning_curve", script)  # its dataclasses look their module up
+    spec.loader.exec_module(script)
+    log = tmp_path / "c.metrics.jsonl"
+    lines = [(1, 9000, None), (2, 16000, 120.5), (3, 25000, None), (4, 41000, 80.0), (5, 60000, 300.25)]
+    log.write_text("".join(
+        json.dumps({"stage": "controller", "step": g, "total": 5, "time": 1.0, "metrics": {
+            "controller/real_env_steps": float(n), **({} if r is None else {"controller/real_return": r})}}) + "\n"
+        for g, n, r in lines
+    ))  # fmt: skip
+    assert script.main([f"{log}:real", "--budgets", "20000", "50000", "100000"]) == 0
+    out = capsys.readouterr().out
+    assert "| real | 4 | 41,000 | 80.0 | 120.5 |" in out  # the best so far stays the earlier check
+    assert "| real | 120.5 | 120.5 | 300.2 |" in out  # best within 20,000 / 50,000 / 100,000 real steps
+    (tmp_path / "none.metrics.jsonl").write_text(json.dumps({"step": 1, "metrics": {"controller/sigma": 0.1}}) + "\n")
+    assert script.main([str(tmp_path / "none.metrics.jsonl")]) == 2
+    assert "no real check" in capsys.readouterr().err
