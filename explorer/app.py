@@ -111,6 +111,7 @@ class App:
                     last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str) and "\0" not in v)
                 ),  # fmt: skip
                 parallel_split=config.parallel_split,
+                vision_runtime=config.vision_runtime,
             ),
             clock=self.clock,
         )

@@ -200,6 +200,9 @@ class AppConfig:
     """Start from the default layout and settings, and save nothing."""
     max_fps: float | None = None
     """Frame-rate cap; 0: none (unset: 50 = real time, none with --frames or --profile)."""
+    vision_runtime: Literal["onnxruntime", "pytorch"] = "onnxruntime"
+    """Where V's encode and decode run: ONNX Runtime (exported once per model into ~/.cache/dream-explorer/onnx,
+    checked against PyTorch; PyTorch where that fails) or PyTorch."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""

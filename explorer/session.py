@@ -32,7 +32,7 @@ from core.api import (
     default_paths,
     make_real_env,
 )
-from core.models import DDSVAE
+from core.vision_runtime import VisionRuntime
 from explorer.input import DriveKeys, HumanInput
 from explorer.profiler import FrameClock
 from explorer.recording import Recorder
@@ -127,6 +127,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self._zoom_resync = False  # the real episode started zoomed in; re-sync the split dream once settled
         # -- models --
         self.vision = None
+        self.vision_runtime: VisionRuntime | None = None
         self.memory = None
         self.controller = None
         self.model_notes: dict[str, str] = dict(MISSING)
@@ -274,14 +275,12 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self._real_x = self._real_mask = None
         if self.world_model is None or self._tracker is None:
             return
+        assert self.vision_runtime is not None
         with self._inference("encode", vision=True):
             x = self.world_model.preprocess(self.real_frame)
-            if self.vision_onednn:
+            if self.vision_onednn and self.vision_runtime.backend == "pytorch":
                 x = x.contiguous(memory_format=torch.channels_last)
-            if isinstance(self.vision, DDSVAE):
-                mu, _, self._real_mask = self.vision.encode_with_mask(x)
-            else:
-                mu, _ = self.world_model.vision.encode(x)
+            mu, _, self._real_mask = self.vision_runtime.encode(x)
         self._real_x = x
         self._tracker.observe(mu)
 

@@ -190,8 +190,9 @@ class DreamSide(SessionParts):
         real_z = self._real_z
         with_recon = recon and self._batched_reconstruction and real_z is not None and self._recon_due(now)
         z = torch.cat([self.dream.z[:k], real_z]) if with_recon and real_z is not None else self.dream.z[:k]
+        assert self.vision_runtime is not None
         with self._inference("decode", vision=True):
-            decoded = self.world_model.decode(z)
+            decoded = self.vision_runtime.decode(z)
         if with_recon:  # one batch for both: V's decode costs less per image at batch 2 than at batch 1
             self._recon_seconds = (time.monotonic() - now) / len(z)
             self._make_reconstruction(decoded[k:], now)

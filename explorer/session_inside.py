@@ -52,8 +52,9 @@ class InsideViews(SessionParts):
         batched = self._batched_reconstruction and self.mode == "split" and self.dream is not None
         if cached is not None and (batched or not self._recon_due(now)):
             return cached[1]  # in split mode it comes with the next dream decode
+        assert self.vision_runtime is not None
         with self._inference("recon", vision=True):
-            out = self.world_model.decode(self._real_z)
+            out = self.vision_runtime.decode(self._real_z)
         self._recon_seconds = time.monotonic() - now
         return self._make_reconstruction(out, now)
 

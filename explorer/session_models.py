@@ -23,6 +23,7 @@ from core.api import (
     read_checkpoint,
 )
 from core.models import DDSVAE, set_memory_format
+from core.vision_runtime import VisionRuntime
 from explorer.session_parts import SessionParts
 from explorer.session_state import (
     MISSING,
@@ -168,6 +169,7 @@ class ModelSlots(SessionParts):
         if self.vision is not None:
             fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
             set_memory_format(self.vision, fmt)
+        self._start_vision_runtime()
         self._cache.clear()
         self._track_reset()
         self.dream = None
@@ -175,6 +177,17 @@ class ModelSlots(SessionParts):
             self.start_dream()
         if not self.can_autopilot and self.driver == "autopilot":
             self.driver = "human"
+
+    def _start_vision_runtime(self) -> None:
+        """V's inference for the loaded vision model on ``config.vision_runtime`` (ONNX Runtime exports it once per
+        model, in the cache folder; PyTorch runs where that fails, and the Models panel says why)."""
+        if self.vision is None:
+            self.vision_runtime = None
+            return
+        self.vision_runtime = VisionRuntime(self.vision, self.config.vision_runtime)
+        if self.vision_runtime.note:
+            self.model_notes["vision"] = self.model_notes["vision"].split("; V runs on PyTorch")[0]
+            self.model_notes["vision"] += f"; {self.vision_runtime.note}"
 
     @property
     def can_dream(self) -> bool:
@@ -206,5 +219,6 @@ class ModelSlots(SessionParts):
         if not isinstance(self.vision, DDSVAE):
             raise ConfigError("evaluation gates belong to a DDS+VAE; the loaded vision model is not one")
         self.vision.set_eval_gates(eval_gates)
+        self._start_vision_runtime()  # the gates are part of the exported encoder
         self._cache.clear()
         self._encode_real()

@@ -21,6 +21,7 @@ from torch import Tensor
 from core.api import BatchedDream, RandomExplorationPolicy, RealTracker, WorldModel
 from core.models import MDNRNN, Controller, VisionModel
 from core.models.dds_vae import DDSMaskOutput
+from core.vision_runtime import VisionRuntime
 from explorer.input import HumanInput
 from explorer.profiler import FrameClock
 from explorer.recording import Recorder
@@ -70,6 +71,7 @@ class SessionParts:
     _zoom_resync: bool
     # -- models --
     vision: VisionModel | None
+    vision_runtime: VisionRuntime | None
     memory: MDNRNN | None
     controller: Controller | None
     model_notes: dict[str, str]

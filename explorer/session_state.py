@@ -11,6 +11,7 @@ import numpy as np
 from torch import nn
 
 from core.checkpoint import saved_metadata
+from core.vision_runtime import Backend
 from explorer.input import DriveKeys
 
 Mode = Literal["real", "dream", "split"]
@@ -92,6 +93,9 @@ class SessionConfig:
     """Where a new dream starts: the current real frame, a random z, or a frame of the dataset."""
     data_dir: Path = Path("data/episodes")
     """Dataset directory (dataset frames for dreams, recorded episodes)."""
+    vision_runtime: Backend = "onnxruntime"
+    """Where V's encode and decode run: ONNX Runtime (exported once per model, checked against PyTorch; PyTorch
+    where that fails) or PyTorch."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
     encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""

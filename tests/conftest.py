@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pytest
 import torch
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+# V's ONNX Runtime exports (core.vision_runtime) of the test models go to one folder per run, shared by the tests
+# and the app processes they start, and never into the user's cache
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dream-explorer-test-cache-")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 torch.set_num_threads(2)
 

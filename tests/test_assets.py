@@ -103,7 +103,9 @@ def test_app_autopilot_drives_as_evaluate_does(kind: str) -> None:
         obs, reward, *_ = env.step(wm.controller.act(obs))  # type: ignore[union-attr]
         expected += float(reward)
     env.close()
-    session = Session(SessionConfig(vision_kind=kind, mode="real", driver="autopilot", seed=1_000_123))
+    session = Session(
+        SessionConfig(vision_runtime="pytorch", vision_kind=kind, mode="real", driver="autopilot", seed=1_000_123)
+    )
     try:
         for _ in range(120):
             session.step()

@@ -39,13 +39,17 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture
 def session(data: Path) -> Iterator[Session]:
-    s = Session(SessionConfig(assets=data / "assets", mode="split", futures=3, data_dir=data / "episodes"))
+    s = Session(
+        SessionConfig(
+            vision_runtime="pytorch", assets=data / "assets", mode="split", futures=3, data_dir=data / "episodes"
+        )
+    )
     yield s
     s.close()
 
 
 def test_opens_without_models_and_drives_the_real_car(tmp_path: Path) -> None:
-    s = Session(SessionConfig(assets=tmp_path, mode="dream"))
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=tmp_path, mode="dream"))
     try:
         assert s.mode == "real" and not s.can_dream and s.world_model is None
         assert s.model_notes == MISSING
@@ -64,7 +68,7 @@ def test_a_corrupt_checkpoint_is_reported_not_fatal(data: Path, tmp_path: Path) 
     assets = tmp_path / "assets"
     make_untrained_assets(assets)
     (assets / "convvae_memory.safetensors").write_bytes(b"not a checkpoint")
-    s = Session(SessionConfig(assets=assets, mode="split"))
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=assets, mode="split"))
     try:
         assert s.vision is not None and s.memory is None and s.mode == "real"
         assert s.model_notes["memory"].startswith("cannot load memory")
@@ -160,7 +164,9 @@ def test_tau_zero_is_the_deterministic_dream(data: Path) -> None:
     z0 = np.linspace(-1.0, 1.0, 32, dtype=np.float32)
 
     def dream_latents(seed: int, tau: float) -> np.ndarray:
-        s = Session(SessionConfig(assets=data / "assets", mode="dream", futures=3, seed=seed, tau=tau))
+        s = Session(
+            SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="dream", futures=3, seed=seed, tau=tau)
+        )
         try:
             assert s.tau == tau
             s.start_dream(z=z0)
@@ -232,7 +238,7 @@ def test_reconstruction_and_error_map(session: Session) -> None:
 
 
 def test_dds_vae_mask_views(data: Path) -> None:
-    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="real"))
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind="dds_vae", mode="real"))
     try:
         views = s.mask_views()
         assert s.has_mask and views is not None
@@ -316,18 +322,25 @@ def test_split_dream_resyncs_once_the_autopilot_start_has_zoomed_in(session: Ses
 def count_decodes(s: Session) -> list[int]:
     """Batch sizes of every V.decode call from now on."""
     sizes: list[int] = []
-    decode = s.vision.decode  # type: ignore[union-attr]
+    decode = s.vision_runtime.decode  # type: ignore[union-attr]
 
     def counted(z: torch.Tensor) -> torch.Tensor:
         sizes.append(len(z))
         return decode(z)
 
-    s.vision.decode = counted  # type: ignore[union-attr, method-assign]
+    s.vision_runtime.decode = counted  # type: ignore[union-attr, method-assign]
     return sizes
 
 
 def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_batch(data: Path) -> None:
-    config = SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2, parallel_split=False)
+    config = SessionConfig(
+        vision_runtime="pytorch",
+        assets=data / "assets",
+        vision_kind="dds_vae",
+        mode="split",
+        futures=2,
+        parallel_split=False,
+    )
     s = Session(config)
     try:
         sizes = count_decodes(s)
@@ -347,7 +360,9 @@ def test_hidden_vision_panel_costs_no_decode_and_a_shown_one_shares_the_dreams_b
 
 
 def test_with_the_dream_on_its_own_thread_a_shown_vision_panel_decodes_its_own_batch(data: Path) -> None:
-    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2))
+    s = Session(
+        SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2)
+    )
     try:
         sizes = count_decodes(s)
         s.wants_reconstruction = True
@@ -366,7 +381,7 @@ def test_with_the_dream_on_its_own_thread_a_shown_vision_panel_decodes_its_own_b
 def test_the_dream_stepped_beside_reality_gives_the_same_states_and_frames(data: Path, kind: str) -> None:
     runs = {}
     for parallel in (True, False):
-        s = Session(SessionConfig(assets=data / "assets", vision_kind=kind, mode="split", futures=3, seed=7,
+        s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind=kind, mode="split", futures=3, seed=7,
                                   parallel_split=parallel))  # fmt: skip
         threads: list[str] = []
         advance = s._advance_dream
@@ -396,7 +411,9 @@ def test_the_dream_stepped_beside_reality_gives_the_same_states_and_frames(data:
 
 
 def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> None:
-    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1))
+    s = Session(
+        SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1)
+    )
     try:
         assert s.vision_onednn and s.vision.unet1.down[0][1][0].weight.is_contiguous(  # type: ignore[union-attr]
             memory_format=torch.channels_last

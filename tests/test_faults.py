@@ -381,7 +381,9 @@ def test_a_deleted_manifest_warns_in_one_line_and_the_files_still_load(assets: P
     with pytest.warns(AssetWarning, match="no asset manifest beside .*convvae_memory") as record:
         load_model(assets / "convvae_memory.safetensors")
     assert len(record) == 1 and "\n" not in str(record[0].message)
-    session = Session(SessionConfig(assets=assets, mode="real"))  # the app says so beside each part
+    session = Session(
+        SessionConfig(vision_runtime="pytorch", assets=assets, mode="real")
+    )  # the app says so beside each part
     try:
         assert session.vision is not None and session.controller is not None
         assert "warning: no asset manifest" in session.model_notes["vision"]

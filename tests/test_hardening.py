@@ -358,7 +358,7 @@ def test_a_truncated_round_record_names_the_file(tmp_path: Path) -> None:
 def test_the_app_warns_when_loading_an_m_trained_on_another_v(data: Path, tmp_path: Path) -> None:
     from explorer.session import Session, SessionConfig
 
-    session = Session(SessionConfig(assets=data / "assets", mode="real"))
+    session = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="real"))
     try:
         other = memory_recording(tmp_path / "other_v.safetensors", vision_kind="conv_vae", vision_sha256="f" * 64)
         message = session.load_checkpoint(other)

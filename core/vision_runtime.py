@@ -1,0 +1,208 @@
+"""V's batch-1 inference on ONNX Runtime, with PyTorch as the fallback.
+
+At batch 1 on the CPU, PyTorch's per-operator overhead dominates V's small convolutions; ONNX Runtime runs the
+same graph with less of it (measured in the README: the ConvVAE's encode and decode, the DDS+VAE's). The graphs
+are exported once from the loaded model with ``torch.onnx.export`` (batch size dynamic), kept in a cache folder
+under a key of the weights, the config and this module's format, and checked against PyTorch on fixed inputs
+before use. Where onnxruntime is missing, the export fails or the check does not pass, :class:`VisionRuntime`
+runs PyTorch and says why in ``note``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from core.models import DDSVAE, VisionModel
+from core.models.dds_vae import DDSMaskOutput
+
+log = logging.getLogger(__name__)
+
+Backend = Literal["onnxruntime", "pytorch"]
+BACKENDS: tuple[Backend, ...] = ("onnxruntime", "pytorch")
+FORMAT = 1
+"""Part of the cache key: bump when the exported graphs change."""
+TOLERANCE = 1e-3
+"""Largest absolute difference from PyTorch allowed in the check (z and [0, 1] pixels; fp32 reorderings give ~1e-6)."""
+MASK_TOLERANCE = 0.001
+"""Share of DDS mask pixels allowed to differ from PyTorch's in the check (top-k ties may fall either way)."""
+MAX_BATCH = 64
+"""Largest batch the exported decoder accepts (the futures grid and a reconstruction stay far below)."""
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/dream-explorer/onnx`` (``~/.cache/...`` when unset)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dream-explorer" / "onnx"
+
+
+class _Encode(nn.Module):
+    """frames float32 (B, 3, S, S) in [0, 1] -> mu, logvar (B, z_dim) [, mask, gated, mini_mask for a DDS+VAE]."""
+
+    def __init__(self, vision: VisionModel) -> None:
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        if isinstance(self.vision, DDSVAE):
+            mu, logvar, selected = self.vision.encode_with_mask(x)
+            return mu, logvar, *selected
+        return self.vision.encode(x)
+
+
+class _Decode(nn.Module):
+    def __init__(self, vision: VisionModel) -> None:
+        super().__init__()
+        self.vision = vision
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.vision.decode(z)
+
+
+def _model_key(vision: VisionModel) -> str:
+    """sha256 of the weights and buffers, the config and FORMAT (and the torch version that exports)."""
+    h = hashlib.sha256(f"{FORMAT} {torch.__version__} {type(vision).__name__} {vision.config!r}".encode())
+    for name, tensor in vision.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:32]
+
+
+def _export(module: nn.Module, arg: str, example: Tensor, path: Path) -> None:
+    """Export ``module`` (whose forward takes ``arg``) at ``example``'s shape (batch 2: torch.export fixes a
+    size-1 dimension) with a dynamic batch to ``path`` (written whole or not at all)."""
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    chatty = [logging.getLogger(name) for name in ("onnxscript", "onnx_ir", "torch.onnx", "torch._dynamo")]
+    levels = [logger.level for logger in chatty]
+    try:
+        for logger in chatty:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program: Any = torch.onnx.export(
+                module, (example,), None, input_names=["input"], dynamo=True, dynamic_shapes={arg: {0: batch}},
+                verbose=False,
+            )  # fmt: skip
+    finally:
+        for logger, level in zip(chatty, levels, strict=True):
+            logger.setLevel(level)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as tmp:
+        tmp.write(program.model_proto.SerializeToString())
+    os.replace(tmp.name, path)
+
+
+class VisionRuntime:
+    """V's ``encode`` and ``decode`` for inference on ``backend`` (see the module).
+
+    Args:
+        vision: the loaded model, in eval mode; the runtime keeps using it for PyTorch and reads nothing else.
+        backend: "onnxruntime" (falls back to PyTorch with a note) or "pytorch".
+        cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
+        threads: ONNX Runtime's intra-op threads.
+
+    Attributes:
+        backend: what runs now. note: why PyTorch runs where ONNX Runtime was asked for ("" otherwise).
+    """
+
+    def __init__(
+        self, vision: VisionModel, backend: Backend = "onnxruntime", cache_dir: Path | None = None, threads: int = 1
+    ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        self.vision = vision
+        self.backend: Backend = "pytorch"
+        self.note = ""
+        self._sessions: dict[str, Any] = {}
+        if backend == "onnxruntime":
+            try:
+                self._open(cache_dir or default_cache_dir(), threads)
+                self._check()
+                self.backend = "onnxruntime"
+            except Exception as exc:  # any failure of the optional path leaves PyTorch running
+                self._sessions = {}
+                if isinstance(exc, ImportError):
+                    reason = "onnxruntime is not installed"
+                else:
+                    reason = f"ONNX Runtime failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
+                self.note = f"V runs on PyTorch: {reason}"
+                log.warning(self.note)
+
+    @property
+    def is_dds(self) -> bool:
+        return isinstance(self.vision, DDSVAE)
+
+    def _open(self, cache_dir: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        key = _model_key(self.vision)
+        size = 96 if self.is_dds else 64
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        parts = {"encode": (_Encode(self.vision), "x", torch.rand(2, 3, size, size)),
+                 "decode": (_Decode(self.vision), "z", torch.zeros(2, self.vision.config.z_dim))}  # fmt: skip
+        for name, (module, arg, example) in parts.items():
+            path = cache_dir / f"{type(self.vision).__name__.lower()}-{key}-{name}.onnx"
+            for attempt in (0, 1):
+                if not path.is_file() or attempt:
+                    log.info("exporting V's %s to ONNX Runtime (once per model): %s", name, path)
+                    _export(module.eval(), arg, example, path)
+                try:
+                    self._sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    break
+                except Exception:  # a cached file cut short or foreign: export it again, once
+                    if attempt:
+                        raise
+
+    def _check(self) -> None:
+        """Compare with PyTorch on fixed inputs; raises RuntimeError when a difference exceeds the tolerances."""
+        g = torch.Generator().manual_seed(0)
+        size = 96 if self.is_dds else 64
+        x = torch.rand(2, 3, size, size, generator=g)
+        z = torch.randn(3, self.vision.config.z_dim, generator=g)
+        with torch.inference_mode():
+            ref_enc = _Encode(self.vision)(x)
+            ref_dec = self.vision.decode(z)
+        enc = self._run("encode", x)
+        dec = self._run("decode", z)[0]
+        errors = {"mu": (enc[0] - ref_enc[0]).abs().max(), "decode": (dec - ref_dec).abs().max()}
+        for name, err in errors.items():
+            if not float(err) <= TOLERANCE:
+                raise RuntimeError(f"{name} differs from PyTorch by {float(err):.2g} (tolerance {TOLERANCE:g})")
+        if self.is_dds:
+            flipped = float((enc[2] != ref_enc[2]).float().mean())
+            if flipped > MASK_TOLERANCE:
+                raise RuntimeError(f"the DDS mask differs from PyTorch's in {flipped:.2%} of its pixels")
+
+    def _run(self, name: str, x: Tensor) -> list[Tensor]:
+        session = self._sessions[name]
+        feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
+        return [torch.from_numpy(out) for out in session.run(None, feed)]
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, DDSMaskOutput | None]:
+        """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
+        (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
+        for PyTorch."""
+        if self.backend == "pytorch":
+            if isinstance(self.vision, DDSVAE):
+                return self.vision.encode_with_mask(x)
+            mu, logvar = self.vision.encode(x)
+            return mu, logvar, None
+        out = self._run("encode", x)
+        return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z float32 (B, z_dim), B <= MAX_BATCH on ONNX Runtime -> frames float32 (B, 3, S, S) in [0, 1]."""
+        if self.backend == "pytorch" or len(z) > MAX_BATCH:
+            return self.vision.decode(z)
+        return self._run("decode", z)[0]

@@ -1,0 +1,112 @@
+"""V on ONNX Runtime (core.vision_runtime): the same numbers as PyTorch, exported once, PyTorch where it fails."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import core.vision_runtime as vision_runtime
+from core.api import load_vision, to_uint8_hwc
+from core.models import DDSVAE
+from core.vision_runtime import VisionRuntime
+from explorer.input import DriveKeys
+from explorer.session import Session, SessionConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _vision(data: Path, kind: str):  # noqa: ANN202
+    name = "convvae" if kind == "conv_vae" else "ddsvae"
+    return load_vision(data / "assets" / f"{name}_vision.safetensors")
+
+
+@pytest.mark.parametrize("kind", ["conv_vae", "dds_vae"])
+def test_onnx_runtime_gives_pytorchs_latents_masks_and_frames(data: Path, kind: str) -> None:
+    vision = _vision(data, kind)
+    runtime = VisionRuntime(vision)
+    assert runtime.backend == "onnxruntime" and runtime.note == ""
+    size = 96 if kind == "dds_vae" else 64
+    x = torch.rand(1, 3, size, size, generator=torch.Generator().manual_seed(3))
+    z = torch.randn(5, vision.config.z_dim, generator=torch.Generator().manual_seed(4))  # a batch the export never saw
+    mu, logvar, selected = runtime.encode(x)
+    frames = runtime.decode(z)
+    with torch.inference_mode():
+        ref_mu, ref_logvar = vision.encode(x)
+        ref_frames = vision.decode(z)
+    assert mu.shape == (1, vision.config.z_dim) and frames.shape == (5, 3, size, size)
+    assert torch.allclose(mu, ref_mu, atol=1e-4) and torch.allclose(logvar, ref_logvar, atol=1e-4)
+    assert np.abs(to_uint8_hwc(frames).astype(int) - to_uint8_hwc(ref_frames).astype(int)).max() <= 1
+    if isinstance(vision, DDSVAE):
+        assert selected is not None
+        with torch.inference_mode():
+            ref = vision.mask(x)
+        assert float((selected.mask != ref.mask).float().mean()) < 0.001
+        assert torch.allclose(selected.mini_mask, ref.mini_mask, atol=1e-4)
+    else:
+        assert selected is None
+
+
+def test_the_export_is_kept_and_a_spoilt_one_is_made_again(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vision = _vision(data, "conv_vae")
+    exports: list[Path] = []
+    export = vision_runtime._export
+
+    def counted(module: torch.nn.Module, arg: str, example: torch.Tensor, path: Path) -> None:
+        exports.append(path)
+        export(module, arg, example, path)
+
+    monkeypatch.setattr(vision_runtime, "_export", counted)
+    assert VisionRuntime(vision, cache_dir=tmp_path).backend == "onnxruntime"
+    assert len(exports) == 2 and all(p.parent == tmp_path for p in exports)  # encode and decode
+    assert VisionRuntime(vision, cache_dir=tmp_path).backend == "onnxruntime"
+    assert len(exports) == 2  # the second start reads them
+    exports[1].write_bytes(b"cut short")
+    again = VisionRuntime(vision, cache_dir=tmp_path)
+    assert again.backend == "onnxruntime" and exports[2:] == [exports[1]]  # made again, once
+    vision.fc_decode.weight.data += 0.1  # other weights: another key, another export
+    assert VisionRuntime(vision, cache_dir=tmp_path).backend == "onnxruntime" and len(exports) == 5
+
+
+def test_without_onnxruntime_pytorch_runs_and_says_why(data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if not installed
+    vision = _vision(data, "dds_vae")
+    runtime = VisionRuntime(vision)
+    assert runtime.backend == "pytorch" and runtime.note == "V runs on PyTorch: onnxruntime is not installed"
+    x = torch.rand(1, 3, 96, 96)
+    with torch.inference_mode():
+        mu, _, selected = runtime.encode(x)
+        ref_mu, _, ref = vision.encode_with_mask(x)
+    assert torch.equal(mu, ref_mu) and selected is not None and torch.equal(selected.mask, ref.mask)
+    with pytest.raises(ValueError, match="backend must be one of"):
+        VisionRuntime(vision, "tensorrt")  # type: ignore[arg-type]
+
+
+def test_a_check_that_fails_leaves_pytorch_running(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    vision = _vision(data, "conv_vae")
+    monkeypatch.setattr(vision_runtime, "TOLERANCE", -1.0)  # nothing can pass
+    runtime = VisionRuntime(vision, cache_dir=tmp_path)
+    assert runtime.backend == "pytorch" and "differs from PyTorch" in runtime.note
+
+
+def test_the_app_session_shows_the_same_dream_on_either_runtime(data: Path) -> None:
+    shown = {}
+    for backend in ("onnxruntime", "pytorch"):
+        s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2, seed=3,
+                                  vision_runtime=backend))  # type: ignore[arg-type]  # fmt: skip
+        try:
+            assert s.vision_runtime is not None and s.vision_runtime.backend == backend
+            for _ in range(12):
+                s.tick(DriveKeys(gas=True))
+            shown[backend] = (s.real_z, s.dream_frame(), s.mask_views())
+        finally:
+            s.close()
+    (z_a, frame_a, mask_a), (z_b, frame_b, mask_b) = shown["onnxruntime"], shown["pytorch"]
+    assert z_a is not None and z_b is not None and np.allclose(z_a, z_b, atol=1e-4)
+    assert frame_a is not None and frame_b is not None and np.abs(frame_a.astype(int) - frame_b.astype(int)).max() <= 1
+    assert mask_a is not None and mask_b is not None and np.mean(mask_a.mask != mask_b.mask) < 0.001
