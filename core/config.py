@@ -14,7 +14,7 @@ from typing import Literal, get_args
 from core.data.seeds import MODEL_SELECTION
 from core.errors import ConfigError
 
-VisionKind = Literal["conv-vae", "dds-vae"]
+VisionKind = Literal["conv_vae", "dds_vae"]
 EvalGates = Literal["deterministic", "frozen-noise"]
 CollectPolicy = Literal["random", "controller"]
 
@@ -156,7 +156,7 @@ class VisionTrainConfig:
     """Directory of episode files."""
     out: Path = Path("runs/vision.safetensors")
     """Checkpoint to write (the resume state goes next to it as .resume.pt)."""
-    model: VisionKind = "conv-vae"
+    model: VisionKind = "conv_vae"
     """Vision model: Ha's ConvVAE (64x64) or the DDS+VAE (96x96)."""
     phase: int = 1
     """DDS+VAE only: 1 trains the DDS, U-Nets and scaling nets; 2 trains the mini-VAE (needs a phase-1 --out)."""
@@ -206,7 +206,7 @@ class VisionTrainConfig:
 
     def __post_init__(self) -> None:
         check_finite(self)
-        check(self.model in ("conv-vae", "dds-vae"), f"model must be conv-vae or dds-vae, got {self.model!r}")
+        check(self.model in ("conv_vae", "dds_vae"), f"model must be conv_vae or dds_vae, got {self.model!r}")
         check(self.phase in (1, 2), f"phase must be 1 or 2, got {self.phase}")
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -226,7 +226,7 @@ class VisionTrainConfig:
         check(self.epoch_frames >= 0, f"epoch_frames must be >= 0, got {self.epoch_frames}")
         check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
         check(
-            not self.mask_input or (self.model == "dds-vae" and self.phase == 1 and self.init_from is None),
+            not self.mask_input or (self.model == "dds_vae" and self.phase == 1 and self.init_from is None),
             "mask_input applies to a DDS+VAE phase 1 started from scratch (a checkpoint keeps its own choice)",
         )
 

@@ -14,7 +14,7 @@ $D collect --out-dir data/episodes --episodes 200 --seed 0 --workers 2
 
 # 2. ConvVAE world model
 # (the shipped V ran with --epochs 8 and was stopped after epoch 2 for time; --epochs 2 anneals fully)
-$D train-vision --model conv-vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 2 --frame-stride 2 --seed 0
+$D train-vision --model conv_vae --data-dir data/episodes --out runs/convvae/vision.safetensors --epochs 2 --frame-stride 2 --seed 0
 $D encode --data-dir data/episodes --vision runs/convvae/vision.safetensors --out runs/convvae/latents.npz
 $D train-memory --latents runs/convvae/latents.npz --out runs/convvae/memory.safetensors --epochs 30 --clean-input-fraction 0 --no-head-prior --seed 0
 # C: 10 generations in the dream, then 10 generations of real-env CMA-ES started from it
@@ -34,11 +34,11 @@ $D evaluate --controller runs/convvae/controller.safetensors --episodes 100 --js
 R=runs/ddsvae
 $D collect --out-dir data/heldout --episodes 5 --seed 500000 --workers 2
 # phase 1: 600 steps of batch 128 (12 epochs of 6,400 frames from every 2nd frame), 47 min
-OMP_NUM_THREADS=2 $D train-vision --model dds-vae --phase 1 --mask-input --data-dir data/episodes \
+OMP_NUM_THREADS=2 $D train-vision --model dds_vae --phase 1 --mask-input --data-dir data/episodes \
     --out $R/vision_phase1.safetensors --epochs 12 --epoch-frames 6400 --frame-stride 2 --lr 3e-3 --seed 0
 # phase 2: the mini-VAE at KL weight 0.01 (the seed's 1.0 collapsed the posterior here), 420 steps, 19 min;
 # evaluation gates "frozen-noise": one fixed draw of the training noise, so evaluation masks look like training ones
-OMP_NUM_THREADS=2 $D train-vision --model dds-vae --phase 2 --init-from $R/vision_phase1.safetensors \
+OMP_NUM_THREADS=2 $D train-vision --model dds_vae --phase 2 --init-from $R/vision_phase1.safetensors \
     --data-dir data/episodes --out $R/vision.safetensors --epochs 3 --epoch-frames 17920 --frame-stride 5 \
     --kl-weight 0.01 --eval-gates frozen-noise --seed 0
 OMP_NUM_THREADS=2 $D encode --data-dir data/episodes --vision $R/vision.safetensors --out $R/latents.npz --max-episodes 60
@@ -73,7 +73,7 @@ $D collect --seed 0 --episodes 150 --out-dir data/random
 $D collect $A --noise-std 0 --excursion-prob 0 --seed 900000 --episodes 20 --out-dir data/check_agent
 $D collect --seed 900100 --episodes 20 --out-dir data/check_random
 mkdir -p data/mixed && for f in data/agent/ep_*.npz data/random/ep_*.npz; do ln -sf "../${f#data/}" data/mixed/; done
-OMP_NUM_THREADS=2 $D train-vision --model conv-vae --init-from runs/convvae/vision.safetensors --data-dir data/mixed \
+OMP_NUM_THREADS=2 $D train-vision --model conv_vae --init-from runs/convvae/vision.safetensors --data-dir data/mixed \
     --out $C/vision.safetensors --epochs 2 --frame-stride 4 --lr 3e-4 --seed 0
 OMP_NUM_THREADS=2 $D encode --data-dir data/agent --extra-data-dirs data/random --vision $C/vision.safetensors --out $C/latents.npz
 OMP_NUM_THREADS=2 $D train-memory --latents $C/latents.npz --out $C/memory.safetensors --epochs 30 --mix controller:0.6,random:0.4 --seed 0

@@ -321,24 +321,24 @@ def test_evaluate_runs_on_held_out_seeds(tiny_world_model: dict[str, Path], tmp_
 def test_phase_two_needs_phase_one(real_episodes: Path, tmp_path: Path) -> None:
     with pytest.raises((CheckpointError, ConfigError)):
         train_vision(
-            VisionTrainConfig(data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds-vae", phase=2)
+            VisionTrainConfig(data_dir=real_episodes, out=tmp_path / "x.safetensors", model="dds_vae", phase=2)
         )
 
 
 def test_mask_input_builds_a_fresh_dds_vae_with_it_and_nothing_else(tmp_path: Path) -> None:
     from core.train.vision import _build
 
-    model, _ = _build(VisionTrainConfig(model="dds-vae", out=tmp_path / "v.safetensors", mask_input=True))
+    model, _ = _build(VisionTrainConfig(model="dds_vae", out=tmp_path / "v.safetensors", mask_input=True))
     assert model.config.mask_input  # type: ignore[union-attr]
     assert model.downscaling.net[0][0].in_channels == 6  # type: ignore[union-attr, index]
-    for bad in (dict(model="conv-vae"), dict(model="dds-vae", phase=2), dict(model="dds-vae", init_from=tmp_path)):
+    for bad in (dict(model="conv_vae"), dict(model="dds_vae", phase=2), dict(model="dds_vae", init_from=tmp_path)):
         with pytest.raises(ConfigError, match="mask_input"):
             VisionTrainConfig(mask_input=True, **bad)  # type: ignore[arg-type]
 
 
 def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Path) -> None:
     out = tmp_path / "dds.safetensors"
-    base = dict(data_dir=real_episodes, out=out, model="dds-vae", epochs=1, batch_size=8, frame_stride=6, seed=0)
+    base = dict(data_dir=real_episodes, out=out, model="dds_vae", epochs=1, batch_size=8, frame_stride=6, seed=0)
     p1 = train_vision(VisionTrainConfig(**base, phase=1, anneal_gate_alpha_to=0.25))
     assert not p1.cancelled and np.isfinite(p1.metrics["vision/val/recon"])
     assert p1.metrics["vision/gate_alpha"] == pytest.approx(0.25)  # annealed to the end value at the last step

@@ -28,7 +28,6 @@ from core.models import DDSVAE, MODEL_KINDS, VisionModel, set_memory_format
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
-KIND_OF = {"conv-vae": "conv_vae", "dds-vae": "dds_vae"}
 VISION_RESUME = {"epoch": int, "phase": int, "optimizer": dict, "scheduler": dict}
 """Entries of a train-vision resume state, with their types."""
 BN_RECALIBRATION_FRAMES = 1024
@@ -41,7 +40,7 @@ def recipe(config: VisionTrainConfig) -> tuple[str, float, float, float]:
     ConvVAE: Adam 1e-3 cosine to 1e-4. DDS+VAE (seed work): phase 1 AdamW 1e-2 -> 5e-5, wd 1e-5;
     phase 2 AdamW 1e-3 -> 1e-4, wd 1e-5. ``config.lr`` overrides the peak (final = peak / 10).
     """
-    if config.model == "conv-vae":
+    if config.model == "conv_vae":
         opt, lr, final, wd = "adam", 1e-3, 1e-4, 0.0
     elif config.phase == 1:
         opt, lr, final, wd = "adamw", 1e-2, 5e-5, 1e-5
@@ -77,7 +76,7 @@ def _as_vision(model: nn.Module, where: Path) -> VisionModel:
 
 def _build(config: VisionTrainConfig) -> tuple[VisionModel, int]:
     """The model to train and the number of epochs already done (resume / phase 2)."""
-    kind = KIND_OF[config.model]
+    kind = config.model
     if kind not in MODEL_KINDS:
         raise ConfigError(f"vision model {config.model!r} is not available in this build")
     out = Path(config.out)
@@ -148,7 +147,7 @@ def train_vision(
     if config.max_episodes:
         files = files[: config.max_episodes]
     model, start_epoch = _build(config)
-    kind = KIND_OF[config.model]
+    kind = config.model
     dds = model if isinstance(model, DDSVAE) else None
     if dds is not None and config.eval_gates is not None and not config.resume:
         dds.set_eval_gates(config.eval_gates)

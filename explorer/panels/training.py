@@ -178,7 +178,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
     elif job.status in ("done", "cancelled") and job.result is not None:
         imgui.text_colored(GREEN if job.status == "done" else ORANGE, summarize(job.result))
     draft = app.drafts[key]
-    if key == "vision" and job.status == "done" and draft.get("model") == "dds-vae" and draft.get("phase") == 1:
+    if key == "vision" and job.status == "done" and draft.get("model") == "dds_vae" and draft.get("phase") == 1:
         if imgui.button(f"{fa.ICON_FA_STEP_FORWARD} Phase 2: train the mini-VAE###phase2"):
             draft["phase"] = 2
             start_stage(app, key)
