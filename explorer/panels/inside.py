@@ -10,15 +10,27 @@ import numpy as np
 from imgui_bundle import imgui, implot
 
 from core.api import EVAL_GATES
-from explorer.panels.view import PLAY_AREA_ASPECT
-from explorer.panels.widgets import BLUE, GREY, ORANGE, PURPLE, caption, fit, item_rect, note, show_image, tau_text, u32
+from explorer.panels.widgets import (
+    BLUE,
+    GREY,
+    ORANGE,
+    PLAY_AREA_ASPECT,
+    PLOT_FLAGS,
+    PURPLE,
+    caption,
+    fit,
+    item_rect,
+    note,
+    show_image,
+    tau_text,
+    u32,
+)
 
 if TYPE_CHECKING:
     from explorer.app import App
 
 Z_LIMIT = 4.0
 """The latent plot and sliders span -Z_LIMIT .. Z_LIMIT (a unit Gaussian prior stays well inside)."""
-PLOT_FLAGS = implot.Flags_.no_frame | implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
 
 
 def _bars(label: str, values: np.ndarray, shift: float, width: float, color: imgui.ImVec4) -> None:

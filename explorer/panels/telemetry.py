@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from imgui_bundle import imgui, implot
 
-from explorer.panels.inside import PLOT_FLAGS
-from explorer.panels.widgets import BLUE, GREEN, GREY, ORANGE, PURPLE, RED, decimate
+from explorer.panels.widgets import BLUE, GREEN, GREY, ORANGE, PLOT_FLAGS, PURPLE, RED, decimate
 
 if TYPE_CHECKING:
     from explorer.app import App

@@ -14,8 +14,18 @@ from core.api import DreamExplorerError
 from core.metrics_log import metrics_log_path
 from explorer.jobs import JobRunner, summarize
 from explorer.panels.config_form import config_from_draft, edit_config, fill_loaded_models, has_model_inputs
-from explorer.panels.inside import PLOT_FLAGS
-from explorer.panels.widgets import BLUE, GREEN, GREY, ORANGE, RED, caption, decimate, note, plot_limits_for_one_point
+from explorer.panels.widgets import (
+    BLUE,
+    GREEN,
+    GREY,
+    ORANGE,
+    PLOT_FLAGS,
+    RED,
+    caption,
+    decimate,
+    note,
+    plot_limits_for_one_point,
+)
 from explorer.session import log
 
 if TYPE_CHECKING:

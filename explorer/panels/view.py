@@ -12,6 +12,7 @@ from explorer.panels.widgets import (
     GREEN,
     GREY,
     ORANGE,
+    PLAY_AREA_ASPECT,
     PURPLE,
     RED,
     Rect,
@@ -37,8 +38,6 @@ MODE_HELP = {
     "split": "Reality and the dream side by side, fed the same actions (key 3)",
 }
 SOURCE_WORDS = {"real": "the real frame", "random": "a random z", "dataset": "a dataset frame", "edit": "an edited z"}
-PLAY_AREA_ASPECT = 96 / 84
-"""Width / height of the play area a vision model sees (the frame without its 12 HUD rows)."""
 LOST_ROAD_HINT = "the dream lost the road - G restarts it from reality"
 """Shown over the dream in split mode once it has lost the road for a while (Session.road.lost)."""
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from imgui_bundle import hello_imgui, imgui
+from imgui_bundle import hello_imgui, imgui, implot
 
 from explorer.textures import Texture, TextureBank
 
@@ -16,6 +16,10 @@ ORANGE = imgui.ImVec4(1.00, 0.62, 0.20, 1.0)
 RED = imgui.ImVec4(0.95, 0.35, 0.35, 1.0)
 GREY = imgui.ImVec4(0.60, 0.62, 0.66, 1.0)
 PURPLE = imgui.ImVec4(0.72, 0.52, 1.00, 1.0)
+PLOT_FLAGS = implot.Flags_.no_frame | implot.Flags_.no_menus | implot.Flags_.no_box_select | implot.Flags_.no_title
+"""The panels' plots: no frame, menus, box selection or title."""
+PLAY_AREA_ASPECT = 96 / 84
+"""Width / height of the play area a vision model sees (the frame without its 12 HUD rows)."""
 
 
 def u32(color: imgui.ImVec4, alpha: float = 1.0) -> int:
