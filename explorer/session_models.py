@@ -185,9 +185,13 @@ class ModelSlots(SessionParts):
             self.vision_runtime = None
             return
         self.vision_runtime = VisionRuntime(self.vision, self.config.vision_runtime)
+        note = self.model_notes["vision"].split("; runs on ")[0].split("; V runs on PyTorch")[0]
         if self.vision_runtime.note:
-            self.model_notes["vision"] = self.model_notes["vision"].split("; V runs on PyTorch")[0]
-            self.model_notes["vision"] += f"; {self.vision_runtime.note}"
+            self.model_notes["vision"] = f"{note}; {self.vision_runtime.note}"
+        else:
+            self.model_notes["vision"] = (
+                f"{note}; runs on {'ONNX Runtime' if self.vision_runtime.backend == 'onnxruntime' else 'PyTorch'}"
+            )
 
     @property
     def can_dream(self) -> bool:

@@ -257,3 +257,23 @@ $D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae
     --controller $S/ship/convvae_controller.safetensors --episodes 100 --seed 7000300 --results assets/results/convvae_final_7000300.json
 cp $S/ship/convvae_memory.safetensors $S/ship/convvae_controller.safetensors assets/
 $PY -c "from core.assets import write_manifest; write_manifest()"
+
+# 11. session 14, measured and NOT shipped (see the README, session 14): a controller trained only in the dream of the
+# shipped M (section 10's) from zero, with session 12's dream settings and a real check every 10 generations, and
+# real-env CMA-ES alone from zero on the same V and M: their learning curves in real-env steps
+# (controller/real_env_steps in each run's metrics log; scripts/learning_curve.py prints them). Dream starts: 30
+# episodes of the shipped agent with steering noise and excursions (tracks 661,000..029). About 2 h on 2 cores.
+S=runs/s14
+V=assets/convvae_vision.safetensors
+M=assets/convvae_memory.safetensors
+$D collect --out-dir data/s14_agent --episodes 30 --seed 661000 --max-steps 1000 --workers 1 --policy controller \
+    --vision $V --memory $M --controller assets/convvae_controller.safetensors --noise-std 0.1 --excursion-prob 0.005
+$D encode --data-dir data/s14_agent --vision $V --out $S/latents.npz
+$D train-controller --vision $V --memory $M --latents $S/latents.npz --out $S/lc_dream.safetensors \
+    --population 48 --rollouts 8 --generations 450 --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 \
+    --real-check-every 10 --real-check-episodes 4 --threads 1 --workers 1 --seed 0
+$D train-controller --evaluator real --vision $V --memory $M --out $S/lc_real.safetensors --population 16 --rollouts 1 \
+    --generations 80 --sigma0 0.1 --early-stop-patience 50 --real-check-every 5 --real-check-episodes 4 --workers 1 --threads 1 --seed 14
+$PY scripts/learning_curve.py $S/lc_real.metrics.jsonl:real-CMA-ES $S/lc_dream.metrics.jsonl:dream
+$D evaluate --vision $V --memory $M --controller $S/lc_dream.safetensors --episodes 100 --seed 1500000 --results $S/lc_dream.eval_1500000x100.json
+$D evaluate --vision $V --memory $M --controller assets/convvae_controller.safetensors --episodes 100 --seed 1500000 --results $S/shipped.eval_1500000x100.json

@@ -101,6 +101,8 @@ def test_the_app_session_shows_the_same_dream_on_either_runtime(data: Path) -> N
                                   vision_runtime=backend))  # type: ignore[arg-type]  # fmt: skip
         try:
             assert s.vision_runtime is not None and s.vision_runtime.backend == backend
+            shown_as = "ONNX Runtime" if backend == "onnxruntime" else "PyTorch"
+            assert s.model_notes["vision"].endswith(f"; runs on {shown_as}")  # the Models panel's line
             for _ in range(12):
                 s.tick(DriveKeys(gas=True))
             shown[backend] = (s.real_z, s.dream_frame(), s.mask_views())

@@ -61,13 +61,17 @@ FINAL = SeedRange("final", 7_000_000, None)
 FINAL_BLOCK = 100
 """Tracks per final block: one block per shipped model, touched once."""
 
-DEVELOPMENT_USED = ((1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50))
+DEVELOPMENT_USED = (
+    (1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50), (1_500_000, 100),
+)  # fmt: skip
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
 session 11's dream-trained controller with the shipped one, and session 12 chose among its dream-trained
 controllers (dream settings, generations, its iterate round) on them too, and session 13 its iterate round and the
 fine-tuned controller; 1,300,000..099 then scored session 12's chosen one, once (a development figure: it decided
-nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model against the one shipped before)."""
+nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model against the one shipped before);
+1,500,000..099 scored session 14's dream-trained controller and the shipped one on the same tracks, once (a
+development figure: it decided nothing)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
