@@ -12,7 +12,7 @@ from explorer.session import DRIVERS, TAU_RANGE
 from explorer.session_state import DreamSource
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 KEYS_HELP = (
     ("arrows / WASD", "steer, gas, brake"),
@@ -30,7 +30,7 @@ SOURCE_HELP = {
 }
 
 
-def gui_driving(app: App) -> None:
+def gui_driving(app: PanelHost) -> None:
     """Driver choice, track seed, real-time pacing, gamepad state, key help."""
     s = app.session
     imgui.separator_text(f"{fa.ICON_FA_CAR}  Drive")
@@ -64,7 +64,7 @@ def gui_driving(app: App) -> None:
         imgui.tree_pop()
 
 
-def gui_dream_settings(app: App) -> None:
+def gui_dream_settings(app: PanelHost) -> None:
     """tau, horizon, number of futures, where the dream starts, and the spread tau gives."""
     s = app.session
     imgui.separator_text(f"{fa.ICON_FA_MOON}  Dream")
@@ -119,7 +119,7 @@ def gui_dream_settings(app: App) -> None:
         imgui.text_colored(GREY, f"  futures spread {s.dream_spread():.3f}")
 
 
-def gui_controls(app: App) -> None:
+def gui_controls(app: PanelHost) -> None:
     """The Controls panel."""
     gui_driving(app)
     gui_dream_settings(app)

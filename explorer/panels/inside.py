@@ -27,7 +27,7 @@ from explorer.panels.widgets import (
 )
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 Z_LIMIT = 4.0
 """The latent plot and sliders span -Z_LIMIT .. Z_LIMIT (a unit Gaussian prior stays well inside)."""
@@ -41,7 +41,7 @@ def _bars(label: str, values: np.ndarray, shift: float, width: float, color: img
     implot.plot_bars(label, xs, values.astype(np.float32), width, spec)
 
 
-def gui_latent(app: App) -> None:
+def gui_latent(app: PanelHost) -> None:
     """z as bars (reality, dream, edited) and one vertical slider per dimension to edit it."""
     s = app.session
     if s.vision is None:
@@ -108,7 +108,7 @@ def gui_latent(app: App) -> None:
     imgui.end_group()
 
 
-def _picture_row(app: App, pictures: list[tuple[str, np.ndarray, str, bool]], size: tuple[float, float],
+def _picture_row(app: PanelHost, pictures: list[tuple[str, np.ndarray, str, bool]], size: tuple[float, float],
                  version: int) -> None:  # fmt: skip
     """Captioned pictures side by side: (texture name, image, caption, smooth), uploaded when ``version`` changed."""
     for i, (name, image, label, smooth) in enumerate(pictures):
@@ -120,7 +120,7 @@ def _picture_row(app: App, pictures: list[tuple[str, np.ndarray, str, bool]], si
         imgui.end_group()
 
 
-def gui_vision(app: App) -> None:
+def gui_vision(app: PanelHost) -> None:
     """V's input, reconstruction and error map; with a DDS+VAE, its mask, gated input and mini mask."""
     s = app.session
     app.vision_seen = True
@@ -170,7 +170,7 @@ def gui_vision(app: App) -> None:
         s.set_dds_eval_gates(choices[index])
 
 
-def gui_futures(app: App) -> None:
+def gui_futures(app: PanelHost) -> None:
     """The N dreams batched from the same state, in a grid: what the temperature does to the futures."""
     s = app.session
     if s.dream is None:

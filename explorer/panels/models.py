@@ -13,13 +13,13 @@ from explorer.panels.widgets import GREEN, GREY, ORANGE, RED, caption, note
 from explorer.session import MISSING, log
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 PART_TITLES = {"vision": "V  vision", "memory": "M  memory", "controller": "C  controller"}
 KIND_LABELS = {"conv_vae": "ConvVAE", "dds_vae": "DDS+VAE"}
 
 
-def gui_models(app: App) -> None:
+def gui_models(app: PanelHost) -> None:
     """The shipped world model to use, each part's state, and a field to load any checkpoint."""
     s = app.session
     caption("shipped world model")
@@ -55,7 +55,7 @@ def gui_models(app: App) -> None:
         note(app.load_error, RED)
 
 
-def load_checkpoint(app: App, path: str) -> None:
+def load_checkpoint(app: PanelHost, path: str) -> None:
     """Load a checkpoint into the running app; a file that is not one leaves a one-line error (``load_error``,
     the Log panel, the status bar) and the loaded models as they were."""
     try:
@@ -68,7 +68,7 @@ def load_checkpoint(app: App, path: str) -> None:
         app.load_error = ""
 
 
-def gui_record(app: App) -> None:
+def gui_record(app: PanelHost) -> None:
     """Record what the mode runs; save it to the dataset as an episode, or to an MP4 / GIF."""
     s = app.session
     rec = s.recorder
@@ -115,7 +115,7 @@ def gui_record(app: App) -> None:
         note(app.status_line, GREY)
 
 
-def _save(app: App, write: Callable[[], Path]) -> None:
+def _save(app: PanelHost, write: Callable[[], Path]) -> None:
     """Run a save, and say where it went or why it failed."""
     try:
         path = write()

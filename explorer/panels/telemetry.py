@@ -11,7 +11,7 @@ from imgui_bundle import imgui, implot
 from explorer.panels.widgets import BLUE, GREEN, GREY, ORANGE, PLOT_FLAGS, PURPLE, RED, decimate
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 
 LEGEND = implot.LegendFlags_.horizontal | implot.LegendFlags_.outside
@@ -27,7 +27,7 @@ def _line(label: str, values: np.ndarray, color: imgui.ImVec4, axis: int | None 
     implot.plot_line(label, xs, ys, spec)
 
 
-def gui_figures(app: App) -> None:
+def gui_figures(app: PanelHost) -> None:
     """A small table: step, reward, return (and speed) of each side."""
     s = app.session
     flags = imgui.TableFlags_.sizing_fixed_fit | imgui.TableFlags_.no_host_extend_x
@@ -53,7 +53,7 @@ def gui_figures(app: App) -> None:
     imgui.end_table()
 
 
-def gui_road(app: App) -> None:
+def gui_road(app: PanelHost) -> None:
     """One line: the road share of reality and of the dream, and whether the dream tracks reality's road."""
     road = app.session.road
     if road is None:
@@ -82,7 +82,7 @@ def gui_road(app: App) -> None:
     )
 
 
-def gui_telemetry(app: App) -> None:
+def gui_telemetry(app: PanelHost) -> None:
     """Figures, road shares and plots over the last steps."""
     s = app.session
     h = s.history

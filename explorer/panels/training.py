@@ -29,7 +29,7 @@ from explorer.panels.widgets import (
 from explorer.session import log
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 STATUS_ICON = {"idle": "", "running": fa.ICON_FA_SPINNER, "done": fa.ICON_FA_CHECK, "cancelled": fa.ICON_FA_BAN,
                "failed": fa.ICON_FA_EXCLAMATION_TRIANGLE}  # fmt: skip
@@ -59,7 +59,7 @@ def default_metric(keys: list[str]) -> str:
     return keys[0]
 
 
-def start_stage(app: App, key: str) -> None:
+def start_stage(app: PanelHost, key: str) -> None:
     """Build the stage's config from the edited values and start it (one stage at a time: they share 2 cores)."""
     job = app.jobs[key]
     busy = [j.spec.title for j in app.jobs.values() if j.running]
@@ -80,7 +80,7 @@ def start_stage(app: App, key: str) -> None:
     log.info("started %s", job.spec.title)
 
 
-def logged_run(app: App, job: JobRunner) -> Path | None:
+def logged_run(app: PanelHost, job: JobRunner) -> Path | None:
     """The metrics log that a run with the tab's current settings wrote (:mod:`core.metrics_log`), if any."""
     try:
         path = metrics_log_path(config_from_draft(job.spec.config_cls, app.drafts[job.spec.key]))
@@ -89,7 +89,7 @@ def logged_run(app: App, job: JobRunner) -> Path | None:
     return path if path is not None and path.is_file() else None
 
 
-def gui_plot(app: App, job: JobRunner) -> None:
+def gui_plot(app: PanelHost, job: JobRunner) -> None:
     """The chosen metric over the stage's steps, with a combo of the reported metrics."""
     keys = sorted(job.history.series)
     if not keys:
@@ -140,7 +140,7 @@ def gui_log(job: JobRunner) -> None:
     imgui.end_child()
 
 
-def gui_stage(app: App, job: JobRunner) -> None:
+def gui_stage(app: PanelHost, job: JobRunner) -> None:
     """One stage: settings on the left; buttons, progress, and the live plot or the log on the right."""
     key = job.spec.key
     avail = imgui.get_content_region_avail()
@@ -208,7 +208,7 @@ def gui_stage(app: App, job: JobRunner) -> None:
     imgui.end_child()
 
 
-def gui_training(app: App) -> None:
+def gui_training(app: PanelHost) -> None:
     """A tab per stage: collect, vision, encode, memory, controller, evaluate."""
     if not imgui.begin_tab_bar("stages"):
         return

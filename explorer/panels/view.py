@@ -28,7 +28,7 @@ from explorer.panels.widgets import (
 from explorer.session import MODES
 
 if TYPE_CHECKING:
-    from explorer.app import App
+    from explorer.panels.host import PanelHost
 
 DRIVER_COLORS = {"human": GREEN, "autopilot": BLUE, "random": ORANGE}
 MODE_LABELS = {"real": "Real", "dream": "Dream", "split": "Split"}
@@ -42,7 +42,7 @@ LOST_ROAD_HINT = "the dream lost the road - G restarts it from reality"
 """Shown over the dream in split mode once it has lost the road for a while (Session.road.lost)."""
 
 
-def gui_toolbar(app: App) -> None:
+def gui_toolbar(app: PanelHost) -> None:
     """Mode buttons (1/2/3), pause (Space), single step (N), reset (R), new track (T), new dream (G)."""
     s = app.session
     for mode in MODES:
@@ -86,7 +86,7 @@ def gui_toolbar(app: App) -> None:
         imgui.text_colored(RED, f"{fa.ICON_FA_CIRCLE} REC {s.recorder.steps}")
 
 
-def gui_hud(app: App, width: float) -> None:
+def gui_hud(app: PanelHost, width: float) -> None:
     """Who drives, the action bars, and the running figures under the frames."""
     s = app.session
     badge(f"{fa.ICON_FA_USER if s.driver == 'human' else fa.ICON_FA_CAR}  {s.driver.upper()}",
@@ -124,7 +124,7 @@ def banner(text: str, rect: Rect) -> None:
     draw.add_text(imgui.get_font(), imgui.get_font_size(), (x0 + pad, top + pad), u32(ORANGE), text, wrap)
 
 
-def gui_view(app: App) -> None:
+def gui_view(app: PanelHost) -> None:
     """The frame(s) the mode runs: reality, the dream, or both side by side."""
     s = app.session
     gui_toolbar(app)
