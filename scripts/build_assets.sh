@@ -269,11 +269,22 @@ M=assets/convvae_memory.safetensors
 $D collect --out-dir data/s14_agent --episodes 30 --seed 661000 --max-steps 1000 --workers 1 --policy controller \
     --vision $V --memory $M --controller assets/convvae_controller.safetensors --noise-std 0.1 --excursion-prob 0.005
 $D encode --data-dir data/s14_agent --vision $V --out $S/latents.npz
-$D train-controller --vision $V --memory $M --latents $S/latents.npz --out $S/lc_dream.safetensors \
-    --population 48 --rollouts 8 --generations 450 --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 \
-    --real-check-every 10 --real-check-episodes 4 --threads 1 --workers 1 --seed 0
+# the dream run in three legs (150, 300, 450 generations; --resume continues the same CMA-ES run), the kept
+# controller copied after each leg
+for G in 150 300 450; do
+    RESUME=$([ $G -gt 150 ] && echo --resume || true)
+    $D train-controller --vision $V --memory $M --latents $S/latents.npz --out $S/lc_dream.safetensors $RESUME \
+        --population 48 --rollouts 8 --generations $G --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 \
+        --real-check-every 10 --real-check-episodes 4 --threads 1 --workers 1 --seed 0
+    cp $S/lc_dream.safetensors $S/lc_dream_g$G.safetensors
+done
+$D evaluate --vision $V --memory $M --controller $S/lc_dream_g150.safetensors --episodes 10 --seed 1200000
+$D evaluate --vision $V --memory $M --controller $S/lc_dream_g300.safetensors --episodes 10 --seed 1200000
 $D train-controller --evaluator real --vision $V --memory $M --out $S/lc_real.safetensors --population 16 --rollouts 1 \
     --generations 80 --sigma0 0.1 --early-stop-patience 50 --real-check-every 5 --real-check-episodes 4 --workers 1 --threads 1 --seed 14
+# (session 14 stopped it after generation 31 for time: Ctrl-C once stops after the current generation)
 $PY scripts/learning_curve.py $S/lc_real.metrics.jsonl:real-CMA-ES $S/lc_dream.metrics.jsonl:dream
+$D evaluate --vision $V --memory $M --controller $S/lc_dream_g300.safetensors --episodes 100 --seed 1500000 --results $S/lc_dream_g200.eval_1500000x100.json
 $D evaluate --vision $V --memory $M --controller $S/lc_dream.safetensors --episodes 100 --seed 1500000 --results $S/lc_dream.eval_1500000x100.json
+$D evaluate --vision $V --memory $M --controller $S/lc_real.safetensors --episodes 100 --seed 1500000 --results $S/lc_real.eval_1500000x100.json
 $D evaluate --vision $V --memory $M --controller assets/convvae_controller.safetensors --episodes 100 --seed 1500000 --results $S/shipped.eval_1500000x100.json
