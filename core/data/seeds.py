@@ -70,8 +70,8 @@ session 11's dream-trained controller with the shipped one, and session 12 chose
 controllers (dream settings, generations, its iterate round) on them too, and session 13 its iterate round and the
 fine-tuned controller; 1,300,000..099 then scored session 12's chosen one, once (a development figure: it decided
 nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model against the one shipped before);
-1,500,000..099 scored session 14's dream-trained controller and the shipped one on the same tracks, once (a
-development figure: it decided nothing)."""
+1,500,000..099 scored session 14's controllers (two snapshots of the dream-trained one, the real-env CMA-ES one) and
+the shipped one on the same tracks (development figures: nothing shipped on them)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
