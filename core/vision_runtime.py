@@ -119,6 +119,7 @@ class VisionRuntime:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.vision = vision
+        self._encoder = _Encode(vision)
         self.backend: Backend = "pytorch"
         self.note = ""
         self._sessions: dict[str, Any] = {}
@@ -144,12 +145,12 @@ class VisionRuntime:
         import onnxruntime as ort
 
         key = _model_key(self.vision)
-        size = 96 if self.is_dds else 64
+        size = self.vision.input_size
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        parts = {"encode": (_Encode(self.vision), "x", torch.rand(2, 3, size, size)),
+        parts = {"encode": (self._encoder, "x", torch.rand(2, 3, size, size)),
                  "decode": (_Decode(self.vision), "z", torch.zeros(2, self.vision.config.z_dim))}  # fmt: skip
         for name, (module, arg, example) in parts.items():
             path = cache_dir / f"{type(self.vision).__name__.lower()}-{key}-{name}.onnx"
@@ -167,11 +168,11 @@ class VisionRuntime:
     def _check(self) -> None:
         """Compare with PyTorch on fixed inputs; raises RuntimeError when a difference exceeds the tolerances."""
         g = torch.Generator().manual_seed(0)
-        size = 96 if self.is_dds else 64
+        size = self.vision.input_size
         x = torch.rand(2, 3, size, size, generator=g)
         z = torch.randn(3, self.vision.config.z_dim, generator=g)
         with torch.inference_mode():
-            ref_enc = _Encode(self.vision)(x)
+            ref_enc = self._encoder(x)
             ref_dec = self.vision.decode(z)
         enc = self._run("encode", x)
         dec = self._run("decode", z)[0]
@@ -193,12 +194,7 @@ class VisionRuntime:
         """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
         (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
         for PyTorch."""
-        if self.backend == "pytorch":
-            if isinstance(self.vision, DDSVAE):
-                return self.vision.encode_with_mask(x)
-            mu, logvar = self.vision.encode(x)
-            return mu, logvar, None
-        out = self._run("encode", x)
+        out = self._run("encode", x) if self.backend == "onnxruntime" else self._encoder(x)
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:

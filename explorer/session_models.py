@@ -169,7 +169,8 @@ class ModelSlots(SessionParts):
         if self.vision is not None:
             fmt = torch.channels_last if self.vision_onednn else torch.contiguous_format
             set_memory_format(self.vision, fmt)
-        self._start_vision_runtime()
+        if self.vision_runtime is None or self.vision_runtime.vision is not self.vision:  # V is new (or gone)
+            self._start_vision_runtime()
         self._cache.clear()
         self._track_reset()
         self.dream = None

@@ -262,12 +262,15 @@ def test_dds_vae_mask_views(data: Path) -> None:
 
 
 def test_load_checkpoint_by_kind_and_use_shipped(session: Session, data: Path) -> None:
+    runtime = session.vision_runtime
     message = session.load_checkpoint(data / "assets" / "convvae_controller.safetensors")
     assert message.startswith("loaded controller")
+    assert session.vision_runtime is runtime  # V did not change: its runtime (an export, a check) is not redone
     with pytest.raises(CheckpointError):
         session.load_checkpoint(data / "episodes" / "ep_0000000000.npz")
     session.use_shipped("dds_vae")
     assert session.has_mask and session.config.vision_kind == "dds_vae"
+    assert session.vision_runtime is not None and session.vision_runtime.vision is session.vision
 
 
 def test_record_real_drive_to_dataset_and_video(session: Session, tmp_path: Path) -> None:
