@@ -401,19 +401,16 @@ def train_controller(
             )
             if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
+            save_resume(generation + 1, bool(new_kept))
             # -- real check of the generation's best --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
-            save_resume(generation + 1, bool(new_kept))
-            checked = None
             if due and finite[best] and executor is not None:
                 checked = real_returns(executor, candidates[best], check_seeds, stop)
                 if checked is None:
                     break
-                real_env_steps += checked[1]
-            metrics["controller/real_env_steps"] = float(real_env_steps)
-            if checked is not None:
-                real = checked[0]
+                real, steps = checked
+                real_env_steps += steps
                 real_mean = float(np.mean(real))
                 metrics["controller/real_return"] = real_mean
                 assert kept is not None
@@ -425,6 +422,7 @@ def train_controller(
                 if improved:
                     kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
                 save_resume(generation + 1, new_kept=improved)  # with the check's real-env steps
+            metrics["controller/real_env_steps"] = float(real_env_steps)
             metrics["controller/generation_s"] = time.perf_counter() - tg
             history.append((generation + 1, metrics))
             message = f"generation {generation + 1}: " + "; ".join(messages) if messages else ""
