@@ -121,6 +121,15 @@ class ControllerTrainConfig:
     the best on these checks is kept (0: never; the best by fitness is kept)."""
     real_check_episodes: int = 8
     """Real tracks per check (seeds 900,000.., held apart from training and evaluation tracks)."""
+    check_patience: int = 0
+    """Stop after this many real checks in a row that do not beat the kept controller's: the dream's fitness
+    still climbs while reality's has stopped (0: never; run all generations)."""
+    recheck_top: int = 0
+    """At the end, the this-many best checked controllers drive --recheck-episodes more tracks, and the kept one
+    is the best by its mean over all its real tracks: the best of many small checks is biased upwards by the
+    choosing (0: keep the best single check)."""
+    recheck_episodes: int = 16
+    """Further real tracks per rechecked controller (model-selection seeds after the checks' own)."""
     early_stop_patience: int = 100
     """Real fitness rollouts stop after this many steps in a row without a positive reward (off the track or
     stuck), counting -0.1 for every remaining step (0: never). Checks and `evaluate` never stop early."""
@@ -161,6 +170,17 @@ class ControllerTrainConfig:
         check(
             1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
             f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
+        )
+        check(self.check_patience >= 0, f"check_patience must be >= 0, got {self.check_patience}")
+        check(self.recheck_top >= 0, f"recheck_top must be >= 0, got {self.recheck_top}")
+        check(
+            1 <= self.real_check_episodes + self.recheck_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
+            f"real_check_episodes + recheck_episodes must be <= 100000, got {self.recheck_episodes}",
+        )
+        check(self.recheck_episodes >= 1, f"recheck_episodes must be >= 1, got {self.recheck_episodes}")
+        check(
+            not (self.recheck_top or self.check_patience) or self.real_check_every > 0,
+            "check_patience and recheck_top need real checks (real_check_every > 0)",
         )
         check(self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
@@ -240,6 +260,37 @@ def _dream_evaluator(
     )
 
 
+def _recheck(
+    executor: Executor[RealRolloutSpec],
+    checked: list[_Kept],
+    config: ControllerTrainConfig,
+    stop: threading.Event,
+    report: ProgressFn,
+) -> tuple[_Kept, int] | None:
+    """Drive the ``recheck_top`` best checked controllers on ``recheck_episodes`` more model-selection tracks
+    and return the best by its mean over all its real tracks (check and recheck), with the real-env steps
+    taken; None when stopped or nothing was checked."""
+    top = sorted(checked, key=lambda c: c.real_return, reverse=True)[: config.recheck_top]
+    n_check = config.real_check_episodes
+    seeds = real_check_seeds(n_check + config.recheck_episodes)[n_check:]
+    best: _Kept | None = None
+    steps = 0
+    for candidate in top:
+        out = real_returns(executor, candidate.params, seeds, stop)
+        if out is None:
+            return None
+        returns, n = out
+        steps += n
+        overall = (candidate.real_return * n_check + float(np.sum(returns))) / (n_check + len(returns))
+        report(Progress("controller", candidate.generation, config.generations, message=(
+            f"recheck of generation {candidate.generation}'s: {np.mean(returns):.1f} on {len(returns)} more "
+            f"tracks (check {candidate.real_return:.1f}), {overall:.1f} on all {n_check + len(returns)}"
+        )))  # fmt: skip
+        if best is None or overall > best.real_return:
+            best = _Kept(candidate.params, candidate.fitness, overall, candidate.generation)
+    return None if best is None else (best, steps)
+
+
 def real_rollout_steps(config: ControllerTrainConfig) -> int:
     """Steps per real episode: ``max_steps`` with the real evaluator, else whole episodes (a short dream horizon
     must not shorten the checks that choose the kept controller)."""
@@ -290,6 +341,8 @@ def train_controller(
     n_params = controller.n_params
     cmaes = CMAES(_initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
     kept: _Kept | None = None
+    checked: list[_Kept] = []  # every real check's candidate, for --recheck-top
+    stale_checks = 0  # real checks in a row that did not beat the kept one, for --check-patience
     start = 0
     real_env_steps = 0  # every real-env step the run has taken: CMA-ES rollouts and real checks
     if config.resume:
@@ -309,10 +362,12 @@ def train_controller(
             start = int(state["generation"])
             kept = _Kept.from_state(state["kept"]) if "kept" in state else None
             real_env_steps = int(state.get("real_env_steps", 0))
+            checked = [_Kept.from_state(c) for c in state.get("checked", [])]
+            stale_checks = int(state.get("stale_checks", 0))
         on_progress(Progress("controller", start, config.generations, message=f"resumed after generation {start}"))
 
     check_seeds = real_check_seeds(config.real_check_episodes)
-    extra = {
+    extra: dict[str, Any] = {
         "vision": str(config.vision), "memory": str(config.memory),
         "latents": str(config.latents) if config.latents is not None else "",
         "evaluator": config.evaluator if evaluator is None else type(evaluator).__name__,
@@ -326,6 +381,7 @@ def train_controller(
         state: dict[str, Any] = {
             "stage": "train-controller", "format": RESUME_FORMAT, "generation": generations_done, "population": config.population,
             "n_params": n_params, "cma": cmaes.state_dict(), "real_env_steps": real_env_steps,
+            "checked": [c.as_state() for c in checked], "stale_checks": stale_checks,
         }  # fmt: skip
         if kept is None:
             save_resume_state(resume_path(config.out), state)
@@ -361,6 +417,7 @@ def train_controller(
                 evaluator = RealEvaluator(executor, config.early_stop_patience)
         n_starts = len(evaluator.starts or ()) if isinstance(evaluator, DreamEvaluator) else 0
         warned_divergence = False
+        patience_out = False
         for generation in range(start, config.generations):
             # -- sample, evaluate, update --
             tg = time.perf_counter()
@@ -406,10 +463,10 @@ def train_controller(
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
             if due and finite[best] and executor is not None:
-                checked = real_returns(executor, candidates[best], check_seeds, stop)
-                if checked is None:
+                check_out = real_returns(executor, candidates[best], check_seeds, stop)
+                if check_out is None:
                     break
-                real, steps = checked
+                real, steps = check_out
                 real_env_steps += steps
                 real_mean = float(np.mean(real))
                 metrics["controller/real_return"] = real_mean
@@ -419,16 +476,36 @@ def train_controller(
                     f"real check of the generation's best: {real_mean:.1f} +- {np.std(real):.1f} on "
                     f"{len(real)} tracks" + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
                 )
+                checked.append(_Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1))
+                stale_checks = 0 if improved else stale_checks + 1
                 if improved:
-                    kept = _Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1)
+                    kept = checked[-1]
+                if config.check_patience and stale_checks >= config.check_patience:
+                    messages.append(f"stopping: {stale_checks} real checks in a row below the kept one's")
+                    patience_out = True
                 save_resume(generation + 1, new_kept=improved)  # with the check's real-env steps
             metrics["controller/real_env_steps"] = float(real_env_steps)
             metrics["controller/generation_s"] = time.perf_counter() - tg
             history.append((generation + 1, metrics))
             message = f"generation {generation + 1}: " + "; ".join(messages) if messages else ""
             on_progress(Progress("controller", generation + 1, config.generations, metrics, message))
+            if patience_out:
+                generation += 1
+                break
         else:
             generation = config.generations
+        if (generation == config.generations or patience_out) and config.recheck_top and executor is not None:
+            rechecked = _recheck(executor, checked, config, stop, on_progress)
+            if rechecked is not None:
+                best_all, steps = rechecked
+                real_env_steps += steps
+                new_kept = best_all.generation != (kept.generation if kept is not None else -1)
+                kept = best_all
+                extra["kept_real_tracks"] = config.real_check_episodes + config.recheck_episodes
+                save_resume(generation, new_kept=True)
+                what = "a new one" if new_kept else "the same one"
+                msg = f"recheck done: kept generation {kept.generation}'s ({what}), {kept.real_return:.1f} on all its tracks"
+                on_progress(Progress("controller", generation, config.generations, message=msg))
     except (WorkerCrashed, TaskFailed) as exc:
         where = f"kept at {config.out}" if kept is not None else "not saved yet (no generation finished)"
         msg = f"{exc}; best controller so far {where}; continue with --resume"
@@ -438,8 +515,8 @@ def train_controller(
         torch.set_num_threads(threads)
         if executor is not None:
             executor.close()
-    cancelled = generation < config.generations
-    final = dict(metrics)
+    cancelled = generation < config.generations and not patience_out
+    final = dict(metrics, **{"controller/real_env_steps": float(real_env_steps)})
     if kept is not None:
         final["controller/kept_fitness"] = kept.fitness
         if not math.isnan(kept.real_return):
