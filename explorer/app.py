@@ -47,7 +47,7 @@ from explorer.panels.file_picker import FilePicker
 from explorer.panels.widgets import GREY, ORANGE, RED, Rect, note, paint_background
 from explorer.profiler import FrameClock, rss_mb
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
-from explorer.session_state import Mode
+from explorer.session_state import DEFAULT_TAU, Mode
 from explorer.textures import TextureBank
 
 log = logging.getLogger("explorer")
@@ -102,7 +102,7 @@ class App:
                 controller=config.controller,
                 mode=last(config.mode, "mode", "split", lambda v: v in MODES),
                 driver=config.driver,
-                tau=last(config.tau, "tau", 1.0, number),
+                tau=last(config.tau, "tau", DEFAULT_TAU, number),
                 seed=int(last(config.seed, "seed", 0, count)),
                 horizon=int(last(config.horizon, "horizon", 300, count)),
                 futures=int(last(config.futures, "futures", 4, count)),

@@ -175,7 +175,7 @@ class AppConfig:
     driver: Literal["human", "autopilot", "random"] = "human"
     """Who drives at start; any driving key takes the wheel from the autopilot or the random driver."""
     tau: float | None = None
-    """MDN temperature of the dream, 0 (deterministic: the MDN's mode) to 2.0 (unset: last, else 1.0)."""
+    """MDN temperature of the dream, 0 (deterministic: the MDN's mode) to 2.0 (unset: last, else 0.5)."""
     seed: int | None = None
     """Track seed of the real env (unset: last, else 0)."""
     horizon: int | None = None

@@ -36,6 +36,10 @@ HISTORY = 600
 TAU_RANGE = (0.0, 2.0)
 """The temperatures the tau slider offers; 0 (its left end) is the deterministic dream: each step takes the most
 likely component's mean, no noise (the MDN's mode, as ``--tau 0`` on the command line)."""
+DEFAULT_TAU = 0.5
+"""The app's dream temperature until the user moves the slider: below Ha's 1.0 the dream fed reality's actions
+keeps reality's road for longer while its futures still differ (measured per tau in the README, session 15).
+The command-line stages keep 1.0, the temperature the MDN was trained to sample at."""
 MAX_FUTURES = 16
 """Most dreams batched from one state."""
 RECON_PERIOD = 0.1
@@ -81,7 +85,7 @@ class SessionConfig:
     """What runs: the real env, the dream, or both side by side fed the same actions."""
     driver: Driver = "human"
     """Who drives at start."""
-    tau: float = 1.0
+    tau: float = DEFAULT_TAU
     """MDN temperature of the dream, in TAU_RANGE (0: the deterministic dream, the MDN's mode)."""
     seed: int = 0
     """Track seed of the real env (and seed of the dream's random streams)."""
