@@ -288,3 +288,30 @@ $D evaluate --vision $V --memory $M --controller $S/lc_dream_g300.safetensors --
 $D evaluate --vision $V --memory $M --controller $S/lc_dream.safetensors --episodes 100 --seed 1500000 --results $S/lc_dream.eval_1500000x100.json
 $D evaluate --vision $V --memory $M --controller $S/lc_real.safetensors --episodes 100 --seed 1500000 --results $S/lc_real.eval_1500000x100.json
 $D evaluate --vision $V --memory $M --controller assets/convvae_controller.safetensors --episodes 100 --seed 1500000 --results $S/shipped.eval_1500000x100.json
+
+# 12. session 15, measured and NOT shipped (see the README, session 15): the dream's temperature open loop on check
+# sets collected again with the shipped agent, and session 11's dream-only run again with 16 dreams per candidate and
+# 8-track real checks, at tau 1.15 and 1.0 side by side (one core each; about 70 min), then 100 dev tracks each and
+# the chosen one once on the final block 7,000,400.
+S=runs/s15
+A="--policy controller --vision $V --memory $M --controller assets/convvae_controller.safetensors"
+$D collect $A --noise-std 0 --excursion-prob 0 --seed 960000 --episodes 10 --workers 1 --out-dir data/check_agent10
+$D collect --seed 960100 --episodes 10 --workers 1 --out-dir data/check_random10
+for T in 1.0 0.5 0.0; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M --horizons 10 30 100 200 --start-every 100 --tau $T
+    $D divergence --data-dir data/check_random10 --vision $V --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --tau $T
+done
+for T in 1.0 0.5; do
+    $D divergence --data-dir data/check_agent10 --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
+        --horizons 10 30 100 200 --start-every 100 --tau $T --no-parked --no-steer --max-episodes 5
+done
+for T in 115 100; do  # the run's tau times 100
+    $D train-controller --vision $V --memory $M --latents runs/s14/latents.npz --out $S/dream_t$T.safetensors \
+        --population 48 --rollouts 16 --generations 300 --max-steps 200 --start-step-min 0 --start-step-max 900 --tau ${T:0:1}.${T:1} \
+        --real-check-every 10 --real-check-episodes 8 --threads 1 --workers 1 --seed 1 &
+done
+wait
+for T in 115 100; do
+    $D evaluate --vision $V --memory $M --controller $S/dream_t$T.safetensors --episodes 100 --seed 1600000 --workers 1
+done
+$D evaluate --vision $V --memory $M --controller $S/dream_t100.safetensors --episodes 100 --seed 7000400

@@ -63,6 +63,7 @@ FINAL_BLOCK = 100
 
 DEVELOPMENT_USED = (
     (1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50), (1_500_000, 100),
+    (1_600_000, 100),
 )  # fmt: skip
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
@@ -71,12 +72,14 @@ controllers (dream settings, generations, its iterate round) on them too, and se
 fine-tuned controller; 1,300,000..099 then scored session 12's chosen one, once (a development figure: it decided
 nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model against the one shipped before);
 1,500,000..099 scored session 14's controllers (two snapshots of the dream-trained one, the real-env CMA-ES one) and
-the shipped one on the same tracks (development figures: nothing shipped on them)."""
+the shipped one on the same tracks (development figures: nothing shipped on them); 1,600,000..099 chose between
+session 15's two dream-trained controllers (tau 1.15 and 1.0)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
     7_000_200: "DDS+VAE world model shipped since session 6, its one final figure (session 13: 773.0 +- 155.1)",
     7_000_300: "ConvVAE world model shipped in session 13 (816.1 +- 183.5)",
+    7_000_400: "session 15: the controller trained only in the dream (tau 1.0), not shipped (643.9 +- 242.5)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
