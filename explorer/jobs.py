@@ -13,6 +13,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -260,6 +261,18 @@ class JobRunner:
             self.log.append(f"FAILED: {self.error}")
         if self.running:
             self.elapsed = time.monotonic() - self.started
+
+    def poll_until(self, done: Callable[[JobRunner], bool], timeout: float, every: float = 0.05) -> bool:
+        """Poll, as the GUI does once a frame, until ``done(self)`` holds or ``timeout`` seconds have passed (scripts
+        and tests that drive a job without the GUI); returns whether ``done`` held."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.poll()
+            if done(self):
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(every)
 
     def join(self, timeout: float | None = None) -> None:
         """Wait for the thread or process (tests, and the app on exit after cancelling); a process still alive

@@ -54,21 +54,12 @@ def measure(key: str, config: Any, runner: str, work_s: float) -> dict[str, floa
     rss_before = rss_mb()
     job = JobRunner(stage(key), runner)  # type: ignore[arg-type]
     job.start(config)
-    deadline = time.monotonic() + 300
-    while job.progress is None and job.running and time.monotonic() < deadline:
-        job.poll()
-        time.sleep(0.05)
-    t_work = time.monotonic() + work_s
-    while job.running and time.monotonic() < t_work:
-        job.poll()
-        time.sleep(0.05)
-    if not job.running:
+    job.poll_until(lambda j: j.progress is not None or not j.running, 300)
+    if job.poll_until(lambda j: not j.running, work_s):
         return {"stage": key, "status": f"ended before the cancel ({job.status}: {job.error})"}
     t0 = time.monotonic()
     job.cancel()
-    while job.running and time.monotonic() - t0 < 120:
-        job.poll()
-        time.sleep(0.02)
+    job.poll_until(lambda j: not j.running, 120, every=0.02)
     cancel_s = time.monotonic() - t0
     rss_end = rss_mb()
     job.join(120)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -40,10 +39,7 @@ def run_job(config: dict, cancel: bool = False) -> JobRunner:
     with pytest.raises(RuntimeError):
         job.start(config)
     if cancel:  # after the first report: a stage process takes seconds to start
-        deadline = time.monotonic() + 60
-        while job.progress is None and time.monotonic() < deadline:
-            job.poll()
-            time.sleep(0.02)
+        job.poll_until(lambda j: j.progress is not None, 60, every=0.02)
         job.cancel()
     job.join(180)  # a spawned stage process imports torch first: slow on a loaded machine
     job.poll()
@@ -115,16 +111,11 @@ from explorer.jobs import JobRunner
 out = Path(sys.argv[1])
 job = JobRunner(stage(sys.argv[2]), sys.argv[3])
 job.start(CollectConfig(out_dir=out, episodes=8, max_steps=1000, workers=2, seed=3))
-deadline = time.monotonic() + 120
-while job.progress is None and time.monotonic() < deadline:  # the first report: the workers have started
-    job.poll()
-    time.sleep(0.2)
+job.poll_until(lambda j: j.progress is not None, 120, every=0.2)  # the first report: the workers have started
 time.sleep(4.0)  # the workers are inside their first episodes (1000 steps take several seconds each)
 t0 = time.monotonic()
 job.cancel()
-while job.running and time.monotonic() - t0 < 30:
-    job.poll()
-    time.sleep(0.05)
+job.poll_until(lambda j: not j.running, 30)
 cancel_s = time.monotonic() - t0
 job.join(120)  # the episodes already running finish in their workers, then they (and a stage process) exit
 deadline = time.monotonic() + 120
