@@ -1,0 +1,77 @@
+"""How train-controller chooses the controller it keeps from its real checks: stopping once the checks stop
+improving (--check-patience) and rechecking the best checked snapshots on more tracks (--recheck-top).
+
+The real checks are scripted (no CarRacing): the tests assert which snapshot is kept and what the run records.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from core.checkpoint import load_model, load_resume_state, resume_path
+from core.errors import ConfigError
+from core.progress import Progress
+from core.train.controller import train_controller
+from tests import test_controller
+from tests.test_controller import _config
+
+world = test_controller.world  # the tiny V, M and latents (module-scoped fixture)
+one_torch_thread = test_controller.one_torch_thread
+
+
+class ScriptedChecks:
+    """Stands in for ``real_returns``: each real check returns the next scripted mean; a recheck (seeds after
+    the checks') returns the scripted mean of the checked generation whose parameters it drives."""
+
+    def __init__(self, checks: list[float], rechecks: dict[int, float]) -> None:
+        self.checks, self.rechecks = list(checks), rechecks
+        self.checked: list[tuple[int, np.ndarray]] = []  # (check number, params)
+        self.recheck_seeds: list[list[int]] = []
+
+    def __call__(self, executor: object, params: np.ndarray, seeds: list[int], stop: object):
+        from core.train.fitness import REAL_CHECK_SEED_START
+
+        if seeds[0] == REAL_CHECK_SEED_START:
+            self.checked.append((len(self.checked) + 1, params.copy()))
+            return [self.checks.pop(0)] * len(seeds), 7 * len(seeds)
+        self.recheck_seeds.append(seeds)
+        number = next(n for n, p in self.checked if np.array_equal(p, params))
+        return [self.rechecks[number]] * len(seeds), 7 * len(seeds)
+
+
+def test_check_patience_stops_and_recheck_keeps_the_best_over_all_tracks(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.train.controller as stage
+
+    # checks 10, 50 (kept), 40, 30: two in a row below 50 -> stop after generation 4; the rechecks of the two best
+    # (50 and 40) on 3 more tracks return 0 and 60: over all 4 tracks 12.5 and 55.0, so generation 3's is kept
+    script = ScriptedChecks([10.0, 50.0, 40.0, 30.0, 99.0], {2: 0.0, 3: 60.0})
+    monkeypatch.setattr(stage, "real_returns", script)
+    monkeypatch.setattr(stage, "make_executor", lambda *a, **k: SimpleNamespace(close=lambda: None))
+    out = tmp_path / "c.safetensors"
+    reports: list[Progress] = []
+    config = _config(world, out, generations=10, real_check_every=1, real_check_episodes=1, check_patience=2,
+                     recheck_top=2, recheck_episodes=3)  # fmt: skip
+    result = train_controller(config, on_progress=reports.append)
+    assert not result.cancelled and [g for g, _ in result.history] == [1, 2, 3, 4]
+    assert any("stopping: 2 real checks in a row" in p.message for p in reports)
+    assert script.recheck_seeds == [[900_001, 900_002, 900_003]] * 2
+    kept = load_model(out, "controller")
+    flat = kept.get_flat()  # type: ignore[operator]
+    assert np.allclose(flat, script.checked[2][1], atol=1e-6) and not np.allclose(flat, script.checked[1][1])
+    assert kept.checkpoint_metrics["controller/real_return"] == pytest.approx(55.0)  # type: ignore[attr-defined]
+    assert kept.checkpoint_extra["generation"] == 3 and kept.checkpoint_extra["kept_real_tracks"] == 4  # type: ignore[attr-defined]
+    # 4 checks of 1 track and 2 rechecks of 3, 7 steps each
+    assert result.metrics["controller/real_env_steps"] == 7 * (4 + 6)
+    state = load_resume_state(resume_path(out))
+    assert [c["generation"] for c in state["checked"]] == [1, 2, 3, 4] and state["stale_checks"] == 2
+
+
+def test_recheck_and_patience_need_real_checks(world: SimpleNamespace, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="need real checks"):
+        _config(world, tmp_path / "c.safetensors", real_check_every=0, recheck_top=2)
