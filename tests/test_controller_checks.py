@@ -75,3 +75,46 @@ def test_check_patience_stops_and_recheck_keeps_the_best_over_all_tracks(
 def test_recheck_and_patience_need_real_checks(world: SimpleNamespace, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="need real checks"):
         _config(world, tmp_path / "c.safetensors", real_check_every=0, recheck_top=2)
+
+
+@pytest.mark.parametrize("candidate", ["mean", "best"])
+def test_check_candidate_drives_the_cmaes_mean_or_the_best(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, candidate: str
+) -> None:
+    import core.train.controller as stage
+
+    asked: list[np.ndarray] = []  # every generation's candidates
+    means: list[np.ndarray] = []  # the mean after every generation's update
+
+    class RecordingCMAES(stage.CMAES):
+        def ask(self) -> np.ndarray:
+            asked.append(super().ask())
+            return asked[-1]
+
+        def tell(self, candidates: np.ndarray, returns: np.ndarray) -> None:
+            super().tell(candidates, returns)
+            means.append(self.mean)
+
+    script = ScriptedChecks([10.0, 30.0, 20.0], {})
+    monkeypatch.setattr(stage, "CMAES", RecordingCMAES)
+    monkeypatch.setattr(stage, "real_returns", script)
+    monkeypatch.setattr(stage, "make_executor", lambda *a, **k: SimpleNamespace(close=lambda: None))
+    out = tmp_path / "c.safetensors"
+    reports: list[Progress] = []
+    config = _config(world, out, generations=3, real_check_every=1, real_check_episodes=1, check_candidate=candidate)
+    train_controller(config, on_progress=reports.append)
+    assert len(script.checked) == 3
+    for g, (_, params) in enumerate(script.checked):
+        is_candidate = any(np.array_equal(params, c) for c in asked[g])
+        assert np.array_equal(params, means[g]) == (candidate == "mean")
+        assert is_candidate == (candidate == "best")
+    # the kept controller is the second check's (30), and the reports name what was checked
+    flat = load_model(out, "controller").get_flat()  # type: ignore[operator]
+    assert np.allclose(flat, script.checked[1][1], atol=1e-6)
+    name = "CMA-ES mean" if candidate == "mean" else "generation's best"
+    assert sum(f"real check of the {name}: 30.0" in p.message for p in reports) == 1
+
+
+def test_check_candidate_must_be_best_or_mean(world: SimpleNamespace, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="check_candidate must be best or mean"):
+        _config(world, tmp_path / "c.safetensors", check_candidate="median")

@@ -54,6 +54,11 @@ class CMAES:
         """Overall step size."""
         return float(self._es.sigma)
 
+    @property
+    def mean(self) -> np.ndarray:
+        """The distribution mean m (Hansen, 2016, eq. 9 after :meth:`tell`), float64 (n,): a copy."""
+        return np.array(self._es.mean, np.float64)
+
     def ask(self) -> np.ndarray:
         """Sample a generation: float64 (popsize, n)."""
         return np.asarray(self._es.ask(), np.float64)

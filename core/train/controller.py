@@ -12,8 +12,8 @@ reality. Two fitness evaluators share one interface (:class:`FitnessEvaluator`):
 - :class:`RealEvaluator` runs CarRacing-v3 through the ``[z, h]`` wrapper on an executor (local worker
   processes or Ray), optionally stopping hopeless episodes early.
 
-Every ``real_check_every`` generations the generation's best candidate drives on real validation tracks; the
-controller kept at ``out`` is the best on those checks (until the first check: the best by fitness). All
+Every ``real_check_every`` generations the generation's best candidate (or the CMA-ES mean: ``check_candidate``)
+drives on real validation tracks; the controller kept at ``out`` is the best on those checks (until the first check: the best by fitness). All
 candidates of a generation share its random choices (tracks, dream seeds, starts): common random numbers make
 the ranking less noisy. Track seeds: real training rollouts in [0, 900,000), real checks in
 [900,000, 1,000,000), evaluation from 1,000,000 (:data:`core.evaluate.EVAL_SEED_START`), so they never overlap
@@ -71,6 +71,7 @@ NON_FINITE_FITNESS = -1e6
 START_POOL = 1024
 """Real starting states drawn from the latent file once per run; each generation samples from them."""
 DIVERGED_WARNING = 0.1
+CHECK_NAMES = {"best": "generation's best", "mean": "CMA-ES mean"}
 """Warn (once per run) when more than this share of a generation's dreams leave the range of real latents."""
 RESUME_FORMAT = 1
 
@@ -188,7 +189,8 @@ def train_controller(
     CMA-ES the mean returns (a NaN or infinite one is replaced by ``NON_FINITE_FITNESS`` and reported),
     report ``controller/fitness_best``, ``controller/fitness_mean``, ``controller/fitness_worst`` (over
     finite values) and ``controller/sigma``, save the resume state; every ``real_check_every`` generations
-    and after the last one, drive the generation's best candidate on the real check tracks
+    and after the last one, drive the generation's best candidate (or the updated CMA-ES mean, by
+    ``check_candidate``) on the real check tracks
     (``controller/real_return``) and keep it if it beats every earlier check; ``controller/real_env_steps``
     counts every real-env step the run has taken so far (real-evaluator rollouts and real checks, kept across
     ``resume``), the x axis of a learning curve in real experience. With ``check_patience`` the run stops
@@ -339,11 +341,17 @@ def train_controller(
             if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
             save_resume(generation + 1, bool(new_kept))
-            # -- real check of the generation's best --
+            # -- real check of the generation's best candidate, or of the updated CMA-ES mean --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
-            if due and finite[best] and executor is not None:
-                check_out = real_returns(executor, candidates[best], check_seeds, stop)
+            if config.check_candidate == "mean":  # no dream fitness of its own: it carries the generation's mean
+                check_params, check_ok = cmaes.mean, bool(finite.any())
+                check_fitness = float(good.mean()) if check_ok else math.nan
+            else:
+                check_params, check_ok = candidates[best].copy(), bool(finite[best])
+                check_fitness = float(fitness[best])
+            if due and check_ok and executor is not None:
+                check_out = real_returns(executor, check_params, check_seeds, stop)
                 if check_out is None:
                     break
                 real, steps = check_out
@@ -353,10 +361,10 @@ def train_controller(
                 assert kept is not None
                 improved = math.isnan(kept.real_return) or real_mean > kept.real_return
                 messages.append(
-                    f"real check of the generation's best: {real_mean:.1f} +- {np.std(real):.1f} on "
+                    f"real check of the {CHECK_NAMES[config.check_candidate]}: {real_mean:.1f} +- {np.std(real):.1f} on "
                     f"{len(real)} tracks" + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
                 )
-                checked.append(_Kept(candidates[best].copy(), float(fitness[best]), real_mean, generation + 1))
+                checked.append(_Kept(check_params, check_fitness, real_mean, generation + 1))
                 stale_checks = 0 if improved else stale_checks + 1
                 if improved:
                     kept = checked[-1]

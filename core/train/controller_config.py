@@ -13,6 +13,7 @@ from core.parallel import EXECUTOR_KINDS, ExecutorKind
 from core.train.fitness import dream_rollout_bytes
 
 Evaluator = Literal["dream", "real"]
+CheckCandidate = Literal["best", "mean"]
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,13 @@ class ControllerTrainConfig:
     start_step_max: int = 100
     """Latest real time step a dream starts from."""
     real_check_every: int = 10
-    """Every this many generations (and after the last), drive the generation's best candidate on real tracks;
+    """Every this many generations (and after the last), drive a controller (--check-candidate) on real tracks;
     the best on these checks is kept (0: never; the best by fitness is kept)."""
     real_check_episodes: int = 8
+    check_candidate: CheckCandidate = "best"
+    """Which controller a real check drives: the generation's "best" candidate by its dream fitness, or the
+    CMA-ES "mean" after the generation's update (Hansen's tutorial, sec. 4: the mean is the estimate of the
+    optimum; Ha's estool evaluated the mean, as a noisy fitness makes the best candidate partly luck)."""
     """Real tracks per check (seeds 900,000.., held apart from training and evaluation tracks)."""
     check_patience: int = 0
     """Stop after this many real checks in a row that do not beat the kept controller's: the dream's fitness
@@ -106,6 +111,10 @@ class ControllerTrainConfig:
         check(
             1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
             f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
+        )
+        check(
+            self.check_candidate in ("best", "mean"),
+            f"check_candidate must be best or mean, got {self.check_candidate!r}",
         )
         check(self.check_patience >= 0, f"check_patience must be >= 0, got {self.check_patience}")
         check(self.recheck_top >= 0, f"recheck_top must be >= 0, got {self.recheck_top}")
