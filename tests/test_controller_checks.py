@@ -118,3 +118,44 @@ def test_check_candidate_drives_the_cmaes_mean_or_the_best(
 def test_check_candidate_must_be_best_or_mean(world: SimpleNamespace, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="check_candidate must be best or mean"):
         _config(world, tmp_path / "c.safetensors", check_candidate="median")
+
+
+def test_dream_checks_choose_the_snapshot_without_a_real_step(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.train.controller as stage
+    from core.envs.world_model import WorldModel
+    from core.train.fitness import dream_check_plan
+
+    def no_real(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a dream-checked dream run stepped (or prepared) the real env")
+
+    monkeypatch.setattr(stage, "make_executor", no_real)
+    monkeypatch.setattr(stage, "real_returns", no_real)
+    out = tmp_path / "c.safetensors"
+    reports: list[Progress] = []
+    config = _config(world, out, generations=4, real_check_every=1, check_in="dream", dream_check_rollouts=5)
+    result = train_controller(config, on_progress=reports.append)
+    checks = [m["controller/dream_check_return"] for _, m in result.history]
+    assert len(checks) == 4 and result.metrics["controller/real_env_steps"] == 0
+    assert sum("dream check of the generation's best" in p.message and "on 5 dreams" in p.message for p in reports) == 4
+    kept = load_model(out, "controller")
+    assert kept.checkpoint_metrics["controller/dream_check_return"] == pytest.approx(max(checks))  # type: ignore[attr-defined]
+    assert kept.checkpoint_extra["generation"] == 1 + int(np.argmax(checks))  # type: ignore[attr-defined]
+    # the check is the kept controller's mean return over the run's fixed check dreams, whenever it is re-run
+    wm = WorldModel.load(config.vision, config.memory)
+    evaluator = stage._dream_evaluator(config, wm.require_memory(), kept.config, lambda p: None)  # type: ignore[attr-defined]
+    plan = dream_check_plan(config.seed, 5, len(evaluator.starts or ()))
+    again = evaluator.rollout_returns(kept.get_flat()[None], plan)  # type: ignore[operator]
+    assert again is not None and float(again.mean()) == pytest.approx(max(checks), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [({"evaluator": "real"}, "check_in dream needs evaluator dream"), ({"recheck_top": 2}, "recheck_top drives real")],
+)
+def test_dream_checks_refuse_what_needs_reality(
+    world: SimpleNamespace, tmp_path: Path, kw: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        _config(world, tmp_path / "c.safetensors", real_check_every=1, check_in="dream", **kw)

@@ -60,6 +60,7 @@ from core.train.fitness import (
     DreamStarts,
     FitnessEvaluator,
     RealEvaluator,
+    dream_check_plan,
     generation_plan,
     real_check_seeds,
     real_returns,
@@ -275,11 +276,13 @@ def train_controller(
         controller.set_flat(kept.params)
         metrics = {"controller/fitness": kept.fitness, "controller/generation": float(kept.generation)}
         if not math.isnan(kept.real_return):
-            metrics["controller/real_return"] = kept.real_return
+            metrics[check_key] = kept.real_return
         save_checkpoint(config.out, controller, kind="controller", config=controller_config, metrics=metrics,
                         extra=dict(extra, generation=kept.generation), resume_state=state)  # fmt: skip
 
-    needs_real = (evaluator is None and config.evaluator == "real") or config.real_check_every > 0
+    in_dream = config.check_in == "dream"  # checks in fixed dreams: no real-env step for choosing
+    check_key = "controller/dream_check_return" if in_dream else "controller/real_return"
+    needs_real = (evaluator is None and config.evaluator == "real") or (config.real_check_every > 0 and not in_dream)
     executor: Executor[RealRolloutSpec] | None = None
     history: list[tuple[int, dict[str, float]]] = []
     metrics: dict[str, float] = {}
@@ -298,6 +301,7 @@ def train_controller(
                 assert executor is not None
                 evaluator = RealEvaluator(executor, config.early_stop_patience)
         n_starts = len(evaluator.starts or ()) if isinstance(evaluator, DreamEvaluator) else 0
+        check_plan = dream_check_plan(config.seed, config.dream_check_rollouts, n_starts)
         warned_divergence = False
         patience_out = False
         for generation in range(start, config.generations):
@@ -341,7 +345,7 @@ def train_controller(
             if new_kept:
                 kept = _Kept(candidates[best].copy(), float(fitness[best]), math.nan, generation + 1)
             save_resume(generation + 1, bool(new_kept))
-            # -- real check of the generation's best candidate, or of the updated CMA-ES mean --
+            # -- a real (or dream) check of the generation's best candidate, or of the updated CMA-ES mean --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
             if config.check_candidate == "mean":  # no dream fitness of its own: it carries the generation's mean
@@ -350,19 +354,25 @@ def train_controller(
             else:
                 check_params, check_ok = candidates[best].copy(), bool(finite[best])
                 check_fitness = float(fitness[best])
-            if due and check_ok and executor is not None:
-                check_out = real_returns(executor, check_params, check_seeds, stop)
+            if due and check_ok and (executor is not None or in_dream):
+                if in_dream:
+                    dreamt = evaluator.rollout_returns(check_params[None], check_plan, stop)
+                    check_out = None if dreamt is None else (dreamt[0].tolist(), 0)
+                else:
+                    assert executor is not None
+                    check_out = real_returns(executor, check_params, check_seeds, stop)
                 if check_out is None:
                     break
                 real, steps = check_out
                 real_env_steps += steps
                 real_mean = float(np.mean(real))
-                metrics["controller/real_return"] = real_mean
+                metrics[check_key] = real_mean
                 assert kept is not None
                 improved = math.isnan(kept.real_return) or real_mean > kept.real_return
                 messages.append(
-                    f"real check of the {CHECK_NAMES[config.check_candidate]}: {real_mean:.1f} +- {np.std(real):.1f} on "
-                    f"{len(real)} tracks" + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
+                    f"{config.check_in} check of the {CHECK_NAMES[config.check_candidate]}: {real_mean:.1f} +- "
+                    f"{np.std(real):.1f} on {len(real)} {'dreams' if in_dream else 'tracks'}"
+                    + (" (kept)" if improved else f" (kept one: {kept.real_return:.1f})")
                 )
                 checked.append(_Kept(check_params, check_fitness, real_mean, generation + 1))
                 stale_checks = 0 if improved else stale_checks + 1

@@ -14,6 +14,7 @@ from core.train.fitness import dream_rollout_bytes
 
 Evaluator = Literal["dream", "real"]
 CheckCandidate = Literal["best", "mean"]
+CheckIn = Literal["real", "dream"]
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,15 @@ class ControllerTrainConfig:
     start_step_max: int = 100
     """Latest real time step a dream starts from."""
     real_check_every: int = 10
-    """Every this many generations (and after the last), drive a controller (--check-candidate) on real tracks;
-    the best on these checks is kept (0: never; the best by fitness is kept)."""
+    """Every this many generations (and after the last), check a controller (--check-candidate) on real tracks
+    (or in fixed dreams: --check-in); the best on these checks is kept (0: never; the best by fitness is kept)."""
     real_check_episodes: int = 8
+    check_in: CheckIn = "real"
+    """Where the checks run: "real" tracks (costs real-env steps), or "dream": --dream-check-rollouts fixed
+    dreams (the same seeds and starts at every check, at the run's --tau and --max-steps), so a dream-trained
+    run chooses its snapshot without stepping the real env (needs --evaluator dream; no --recheck-top)."""
+    dream_check_rollouts: int = 192
+    """Dreams per dream check (--check-in dream)."""
     check_candidate: CheckCandidate = "best"
     """Which controller a real check drives: the generation's "best" candidate by its dream fitness, or the
     CMA-ES "mean" after the generation's update (Hansen's tutorial, sec. 4: the mean is the estimate of the
@@ -111,6 +118,16 @@ class ControllerTrainConfig:
         check(
             1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
             f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
+        )
+        check(self.check_in in ("real", "dream"), f"check_in must be real or dream, got {self.check_in!r}")
+        check(self.dream_check_rollouts >= 1, f"dream_check_rollouts must be >= 1, got {self.dream_check_rollouts}")
+        check(
+            self.check_in == "real" or self.evaluator == "dream",
+            "check_in dream needs evaluator dream (a real-env run has no dream to check in)",
+        )
+        check(
+            self.check_in == "real" or not self.recheck_top,
+            "recheck_top drives real tracks; with check_in dream use a larger dream_check_rollouts instead",
         )
         check(
             self.check_candidate in ("best", "mean"),

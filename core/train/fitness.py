@@ -74,6 +74,17 @@ def generation_plan(seed: int, generation: int, rollouts: int, n_starts: int) ->
     )
 
 
+def dream_check_plan(seed: int, rollouts: int, n_starts: int) -> GenerationPlan:
+    """The fixed plan of a run's dream checks (``train-controller --check-in dream``): the same dreams (seeds
+    and starts) at every check, drawn from a stream no generation's plan uses."""
+    rng = np.random.default_rng([seed, 2, 0])
+    return GenerationPlan(
+        track_seeds=np.zeros(rollouts, np.int64),
+        dream_seeds=rng.integers(0, 2**31, rollouts),
+        starts=rng.integers(0, max(1, n_starts), rollouts),
+    )
+
+
 def real_check_seeds(episodes: int) -> list[int]:
     """Track seeds of the real checks: REAL_CHECK_SEED_START + 0 .. episodes - 1 (the same at every check)."""
     return [REAL_CHECK_SEED_START + i for i in range(episodes)]
