@@ -315,3 +315,28 @@ for T in 115 100; do
     $D evaluate --vision $V --memory $M --controller $S/dream_t$T.safetensors --episodes 100 --seed 1600000 --workers 1
 done
 $D evaluate --vision $V --memory $M --controller $S/dream_t100.safetensors --episodes 100 --seed 7000400
+
+# 13. session 16, measured and NOT shipped (see the README, session 16): section 12's tau-1.0 dream run again with
+# other ways to choose the kept snapshot (checks do not change the CMA-ES run, so seed 1 follows section 12's):
+# real checks of the CMA-ES mean with rechecks of the 3 best (about 58 min each), and checks in 192 fixed dreams
+# (no real-env step; about 12 min each), seeds 1 and 2, two runs at a time; then 100 dev tracks each
+# (1,600,000..099, the tracks section 12's runs were scored on) and the dream's ranking of the checked snapshots.
+S=runs/s16
+DREAM="--vision $V --memory $M --latents runs/s14/latents.npz --population 48 --rollouts 16 --generations 300 \
+    --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --threads 1 --workers 1"
+for SEED in 1 2; do
+    $D train-controller $DREAM --out $S/dream_mean_s$SEED.safetensors --real-check-episodes 8 --check-candidate mean \
+        --recheck-top 3 --recheck-episodes 16 --seed $SEED &
+done
+wait
+for SEED in 1 2; do
+    $D train-controller $DREAM --out $S/dream_dcheck_s$SEED.safetensors --check-in dream --dream-check-rollouts 192 \
+        --seed $SEED &
+done
+wait
+for RUN in dream_mean_s1 dream_mean_s2 dream_dcheck_s1 dream_dcheck_s2; do
+    $D evaluate --vision $V --memory $M --controller $S/$RUN.safetensors --episodes 100 --seed 1600000 --workers 1 \
+        --results $S/$RUN.eval_1600000x100.json
+done
+$PY scripts/rank_snapshots.py $S/dream_mean_s1.resume.pt $S/dream_mean_s2.resume.pt --memory $M \
+    --latents runs/s14/latents.npz --tau 1.0 0.5

@@ -73,7 +73,8 @@ fine-tuned controller; 1,300,000..099 then scored session 12's chosen one, once 
 nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model against the one shipped before);
 1,500,000..099 scored session 14's controllers (two snapshots of the dream-trained one, the real-env CMA-ES one) and
 the shipped one on the same tracks (development figures: nothing shipped on them); 1,600,000..099 chose between
-session 15's two dream-trained controllers (tau 1.15 and 1.0)."""
+session 15's two dream-trained controllers (tau 1.15 and 1.0), then scored session 16's four (other ways of choosing
+the snapshot; none beat session 15's, so no final block was run)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
