@@ -80,7 +80,8 @@ RESUME_FORMAT = 1
 # -- the stage ----------------------------------------------------------------------------------------------------
 @dataclass
 class _Kept:
-    """A controller worth keeping: flat params, its fitness, its mean real-check return (NaN: unchecked)."""
+    """A controller worth keeping: flat params, its fitness, its mean check return (NaN: unchecked): real tracks'
+    return, or the fixed dreams' with ``check_in="dream"`` (the field keeps its name for older resume states)."""
 
     params: np.ndarray
     fitness: float
@@ -191,9 +192,9 @@ def train_controller(
     report ``controller/fitness_best``, ``controller/fitness_mean``, ``controller/fitness_worst`` (over
     finite values) and ``controller/sigma``, save the resume state; every ``real_check_every`` generations
     and after the last one, drive the generation's best candidate (or the updated CMA-ES mean, by
-    ``check_candidate``) on the real check tracks
-    (``controller/real_return``) and keep it if it beats every earlier check; ``controller/real_env_steps``
-    counts every real-env step the run has taken so far (real-evaluator rollouts and real checks, kept across
+    ``check_candidate``) on the real check tracks (``controller/real_return``; with ``check_in="dream"`` in
+    the run's fixed check dreams instead, ``controller/dream_check_return``, no real-env step) and keep it if
+    it beats every earlier check; ``controller/real_env_steps`` counts every real-env step the run has taken so far (real-evaluator rollouts and real checks, kept across
     ``resume``), the x axis of a learning curve in real experience. With ``check_patience`` the run stops
     once that many checks in a row fall below the kept one's; with ``recheck_top`` the best checked controllers
     then drive more tracks and the best over all its tracks is kept. The kept controller is written
