@@ -187,17 +187,17 @@ def train_controller(
 ) -> StageResult:
     """Train the controller with CMA-ES and write the kept controller to ``config.out``.
 
-    Each generation: ask ``population`` candidates, get their rollouts' returns from the evaluator, tell
-    CMA-ES the mean returns (a NaN or infinite one is replaced by ``NON_FINITE_FITNESS`` and reported),
-    report ``controller/fitness_best``, ``controller/fitness_mean``, ``controller/fitness_worst`` (over
-    finite values) and ``controller/sigma``, save the resume state; every ``real_check_every`` generations
-    and after the last one, drive the generation's best candidate (or the updated CMA-ES mean, by
-    ``check_candidate``) on the real check tracks (``controller/real_return``; with ``check_in="dream"`` in
-    the run's fixed check dreams instead, ``controller/dream_check_return``, no real-env step) and keep it if
-    it beats every earlier check; ``controller/real_env_steps`` counts every real-env step the run has taken
-    so far (real-evaluator rollouts and real checks, kept across ``resume``), the x axis of a learning curve in real experience. With ``check_patience`` the run stops
-    once that many checks in a row fall below the kept one's; with ``recheck_top`` the best checked controllers
-    then drive more tracks and the best over all its tracks is kept. The kept controller is written
+    Each generation: ask ``population`` candidates, get their rollouts' returns from the evaluator, tell CMA-ES the
+    mean returns (a NaN or infinite one is replaced by ``NON_FINITE_FITNESS`` and reported), report
+    ``controller/fitness_best``, ``controller/fitness_mean``, ``controller/fitness_worst`` (over finite values) and
+    ``controller/sigma``, save the resume state; every ``real_check_every`` generations and after the last one,
+    drive the generation's best candidate (or the updated CMA-ES mean, by ``check_candidate``) on the real check
+    tracks (``controller/real_return``; with ``check_in="dream"`` in the run's fixed check dreams instead,
+    ``controller/dream_check_return``, no real-env step) and keep it if it beats every earlier check;
+    ``controller/real_env_steps`` counts every real-env step the run has taken so far (real-evaluator rollouts and
+    real checks, kept across ``resume``), the x axis of a learning curve in real experience. With ``check_patience``
+    the run stops once that many checks in a row fall below the kept one's; with ``recheck_top`` the best checked
+    controllers then drive more tracks and the best over all its tracks is kept. The kept controller is written
     whenever it changes, with ``extra`` recording the vision and memory checkpoints.
 
     Args:
