@@ -13,11 +13,11 @@ reality. Two fitness evaluators share one interface (:class:`FitnessEvaluator`):
   processes or Ray), optionally stopping hopeless episodes early.
 
 Every ``real_check_every`` generations the generation's best candidate (or the CMA-ES mean: ``check_candidate``)
-drives on real validation tracks; the controller kept at ``out`` is the best on those checks (until the first check: the best by fitness). All
-candidates of a generation share its random choices (tracks, dream seeds, starts): common random numbers make
-the ranking less noisy. Track seeds: real training rollouts in [0, 900,000), real checks in
-[900,000, 1,000,000), evaluation from 1,000,000 (:data:`core.evaluate.EVAL_SEED_START`), so they never overlap
-(the ranges: :mod:`core.data.seeds`).
+drives on real validation tracks (or in fixed dreams: ``check_in``); the controller kept at ``out`` is the best on
+those checks (until the first check: the best by fitness). All candidates of a generation share its random choices
+(tracks, dream seeds, starts): common random numbers make the ranking less noisy. Track seeds: real training
+rollouts in [0, 900,000), real checks in [900,000, 1,000,000), evaluation from 1,000,000
+(:data:`core.evaluate.EVAL_SEED_START`), so they never overlap (the ranges: :mod:`core.data.seeds`).
 """
 
 from __future__ import annotations
@@ -72,8 +72,9 @@ NON_FINITE_FITNESS = -1e6
 START_POOL = 1024
 """Real starting states drawn from the latent file once per run; each generation samples from them."""
 DIVERGED_WARNING = 0.1
-CHECK_NAMES = {"best": "generation's best", "mean": "CMA-ES mean"}
 """Warn (once per run) when more than this share of a generation's dreams leave the range of real latents."""
+CHECK_NAMES = {"best": "generation's best", "mean": "CMA-ES mean"}
+"""What a check drives, by ``check_candidate``, as the progress messages name it."""
 RESUME_FORMAT = 1
 
 
@@ -349,13 +350,15 @@ def train_controller(
             # -- a real (or dream) check of the generation's best candidate, or of the updated CMA-ES mean --
             last = generation + 1 == config.generations
             due = config.real_check_every and ((generation + 1) % config.real_check_every == 0 or last)
-            if config.check_candidate == "mean":  # no dream fitness of its own: it carries the generation's mean
+            if not due or (executor is None and not in_dream):
+                check_ok = False
+            elif config.check_candidate == "mean":  # no dream fitness of its own: it carries the generation's mean
                 check_params, check_ok = cmaes.mean, bool(finite.any())
                 check_fitness = float(good.mean()) if check_ok else math.nan
             else:
                 check_params, check_ok = candidates[best].copy(), bool(finite[best])
                 check_fitness = float(fitness[best])
-            if due and check_ok and (executor is not None or in_dream):
+            if check_ok:
                 if in_dream:
                     dreamt = evaluator.rollout_returns(check_params[None], check_plan, stop)
                     check_out = None if dreamt is None else (dreamt[0].tolist(), 0)

@@ -58,6 +58,7 @@ class ControllerTrainConfig:
     """Every this many generations (and after the last), check a controller (--check-candidate) on real tracks
     (or in fixed dreams: --check-in); the best on these checks is kept (0: never; the best by fitness is kept)."""
     real_check_episodes: int = 8
+    """Real tracks per check (seeds 900,000.., held apart from training and evaluation tracks)."""
     check_in: CheckIn = "real"
     """Where the checks run: "real" tracks (costs real-env steps), or "dream": --dream-check-rollouts fixed
     dreams (the same seeds and starts at every check, at the run's --tau and --max-steps), so a dream-trained
@@ -68,7 +69,6 @@ class ControllerTrainConfig:
     """Which controller a real check drives: the generation's "best" candidate by its dream fitness, or the
     CMA-ES "mean" after the generation's update (Hansen's tutorial, sec. 4: the mean is the estimate of the
     optimum; Ha's estool evaluated the mean, as a noisy fitness makes the best candidate partly luck)."""
-    """Real tracks per check (seeds 900,000.., held apart from training and evaluation tracks)."""
     check_patience: int = 0
     """Stop after this many real checks in a row that do not beat the kept controller's: the dream's fitness
     still climbs while reality's has stopped (0: never; run all generations)."""
