@@ -32,6 +32,32 @@ ACTION_HIGH = np.array([1.0, 1.0, 1.0], np.float32)
 _ACTION_LOW_T, _ACTION_HIGH_T = torch.from_numpy(ACTION_LOW), torch.from_numpy(ACTION_HIGH)
 
 
+def _fused_lstm(memory: MDNRNN, bf16: bool) -> tuple[Tensor, Tensor]:
+    """M's LSTM as one (z_dim + 3 + hidden, 4 * hidden) matrix and its bias: a single GEMM per step for the gates.
+    The cell-input gate's columns are doubled so that one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1).
+    """
+    lstm = memory.lstm
+    h4 = memory.config.hidden_dim
+    w_ih, w_hh, b_ih, b_hh = (
+        lstm.get_parameter(n) for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
+    )
+    w = torch.cat([w_ih, w_hh], dim=1).detach().t().contiguous()
+    b = (b_ih + b_hh).detach().clone()
+    w[:, 2 * h4 : 3 * h4] *= 2.0
+    b[2 * h4 : 3 * h4] *= 2.0
+    return (w.to(torch.bfloat16), b.to(torch.bfloat16)) if bf16 else (w, b)
+
+
+def _lstm_step(w: Tensor, b: Tensor, z: Tensor, a: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """One LSTM cell step (Hochreiter & Schmidhuber, 1997; gate order i, f, g, o as in torch.nn.LSTM) on the input
+    ``[z, a]`` with the fused weights of :func:`_fused_lstm`: the new ``(h, c)``, each float32 (N, hidden)."""
+    x = torch.cat([z, a, h], dim=1)
+    gates = torch.sigmoid(torch.addmm(b, x.to(w.dtype), w)).float()
+    i, f, g, o = gates.chunk(4, dim=1)
+    c = f * c + i * (2.0 * g - 1.0)
+    return o * torch.tanh(c), c
+
+
 class BatchedDream:
     """N dreams stepped together through the MDN-RNN; no decoding (cheap enough for training controllers).
 
@@ -46,9 +72,18 @@ class BatchedDream:
         bf16: run the two matrix products of a step (LSTM gates, MDN heads) in bfloat16 with float32 state,
             sampling and residual sum: about 2.3x faster products on this CPU; a rollout then differs from the
             float32 one by rounding (same distribution; measured in the README), so the default is float32.
+        reader: another MDN-RNN of the same sizes whose LSTM runs along on the dream's own z and actions; the
+            observations then carry its h instead of the dreaming M's. An ensemble's member dreams while the
+            controller reads the h of the M it drives with in reality (:class:`core.train.fitness.DreamEvaluator`).
+
+    Raises:
+        ValueError: ``n < 1``, or a reader of other sizes.
     """
 
-    def __init__(self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000, bf16: bool = False) -> None:
+    def __init__(
+        self, memory: MDNRNN, n: int, tau: float = 1.0, max_steps: int = 1000, bf16: bool = False,
+        reader: MDNRNN | None = None,
+    ) -> None:  # fmt: skip
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         self.memory = memory.eval()
@@ -57,18 +92,7 @@ class BatchedDream:
         self.max_steps = max_steps
         cfg = memory.config
         self.z_dim, self.hidden_dim, self.k = cfg.z_dim, cfg.hidden_dim, cfg.n_gaussians
-        lstm = memory.lstm
-        h4 = self.hidden_dim
-        # one (z_dim + 3 + hidden, 4 * hidden) matrix: a single GEMM per step for the LSTM gates; the cell-input
-        # gate's columns are doubled so that one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1)
-        w_ih, w_hh, b_ih, b_hh = (
-            lstm.get_parameter(n) for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")
-        )
-        w = torch.cat([w_ih, w_hh], dim=1).detach().t().contiguous()
-        b = (b_ih + b_hh).detach().clone()
-        w[:, 2 * h4 : 3 * h4] *= 2.0
-        b[2 * h4 : 3 * h4] *= 2.0
-        self._w, self._b = w, b
+        self._w, self._b = _fused_lstm(memory, bf16)
         # head rows reordered from (3, z_dim, k) to (3, k, z_dim): the per-dimension mixture reductions then run
         # over a short outer axis, vectorised along z_dim, instead of over a contiguous axis of length k
         d, k = self.z_dim, self.k
@@ -82,11 +106,20 @@ class BatchedDream:
         self._head_b = memory.head.bias.detach()[order].contiguous()
         self.bf16 = bf16
         if bf16:
-            self._w, self._b = self._w.to(torch.bfloat16), self._b.to(torch.bfloat16)
             self._head_w, self._head_b = self._head_w.to(torch.bfloat16), self._head_b.to(torch.bfloat16)
         self.z = torch.zeros(n, self.z_dim)
         self.h = torch.zeros(n, self.hidden_dim)
         self.c = torch.zeros(n, self.hidden_dim)
+        self.reader = reader
+        if reader is not None:
+            if (reader.config.z_dim, reader.config.hidden_dim) != (self.z_dim, self.hidden_dim):
+                raise ValueError(
+                    f"reader has z_dim {reader.config.z_dim}, hidden_dim {reader.config.hidden_dim}; the dream's M "
+                    f"{self.z_dim}, {self.hidden_dim}"
+                )
+            self._reader_w, self._reader_b = _fused_lstm(reader.eval(), bf16)
+        self.reader_h = torch.zeros(n, self.hidden_dim)
+        self.reader_c = torch.zeros(n, self.hidden_dim)
         self.steps = 0
         self.done = torch.zeros(n, dtype=torch.bool)
         self._generators: list[torch.Generator] = []
@@ -114,6 +147,7 @@ class BatchedDream:
         seeds: list[int] | np.ndarray,
         z: Tensor | None = None,
         state: LSTMState | None = None,
+        reader_state: LSTMState | None = None,
     ) -> Tensor:
         """Start N rollouts.
 
@@ -121,6 +155,7 @@ class BatchedDream:
             seeds: one integer seed per rollout (its random stream).
             z: float32 (N, z_dim) or (z_dim,) starting latents; default z ~ N(0, I) drawn from each stream.
             state: optional LSTM ``(h, c)``, each (1, N, hidden_dim) or (1, 1, hidden_dim); default zeros.
+            reader_state: the reader's LSTM ``(h, c)`` (same shapes) with a ``reader``; default: ``state``.
 
         Returns:
             The observations ``[z, h]``, float32 (N, z_dim + hidden_dim).
@@ -139,13 +174,18 @@ class BatchedDream:
         else:
             self.h = state[0].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
             self.c = state[1].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+        if reader_state is None:
+            self.reader_h, self.reader_c = self.h.clone(), self.c.clone()
+        else:
+            self.reader_h = reader_state[0].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+            self.reader_c = reader_state[1].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
         self.steps = 0
         self.done = torch.zeros(self.n, dtype=torch.bool)
         return self.observation()
 
     def observation(self) -> Tensor:
-        """``[z, h]``, float32 (N, z_dim + hidden_dim)."""
-        return torch.cat([self.z, self.h], dim=1)
+        """``[z, h]``, float32 (N, z_dim + hidden_dim); with a ``reader``, h is the reader's."""
+        return torch.cat([self.z, self.h if self.reader is None else self.reader_h], dim=1)
 
     @torch.no_grad()
     def step(self, action: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -160,19 +200,18 @@ class BatchedDream:
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
-        # LSTM cell (Hochreiter & Schmidhuber, 1997), gate order i, f, g, o as in torch.nn.LSTM
-        x = torch.cat([self.z, a, self.h], dim=1)
-        gates = torch.sigmoid(torch.addmm(self._b, x.to(self._w.dtype), self._w)).float()
-        i, f, g, o = gates.chunk(4, dim=1)
-        c = f * self.c + i * (2.0 * g - 1.0)
-        h = o * torch.tanh(c)
-        z_next, reward_pred, done_logit = self._sample(h)
+        h, c = _lstm_step(self._w, self._b, self.z, a, self.h, self.c)
         live = ~self.done
+        keep = live.unsqueeze(1)
+        if self.reader is not None:  # the reader's LSTM on the same z_t and a_t
+            reader_h, reader_c = _lstm_step(self._reader_w, self._reader_b, self.z, a, self.reader_h, self.reader_c)
+            self.reader_h = torch.where(keep, reader_h, self.reader_h)
+            self.reader_c = torch.where(keep, reader_c, self.reader_c)
+        z_next, reward_pred, done_logit = self._sample(h)
         reward = torch.where(live, reward_pred, torch.zeros_like(reward_pred))
         terminated = live & (done_logit > DONE_LOGIT_THRESHOLD)
         self.steps += 1
         truncated = live & ~terminated & (self.steps >= self.max_steps)
-        keep = live.unsqueeze(1)
         self.z = torch.where(keep, z_next, self.z)
         self.h = torch.where(keep, h, self.h)
         self.c = torch.where(keep, c, self.c)

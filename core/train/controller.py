@@ -123,23 +123,42 @@ def _dream_evaluator(
     config: ControllerTrainConfig, memory: MDNRNN, controller_config: ControllerConfig, report: ProgressFn
 ) -> DreamEvaluator:
     """The run's dream evaluator; with a latent file, dreams start from its real states and count as diverged
-    beyond twice the largest real ``|mu|``."""
+    beyond twice the largest real ``|mu|``; with ``dream_ensemble``, its Ms dream too, each from its own state after
+    the same real prefixes.
+
+    Raises:
+        CheckpointError: an ensemble checkpoint that is missing or not an MDN-RNN. ConfigError: one whose sizes
+        differ from M's.
+    """
+    members: list[MDNRNN] = []
+    for path in config.dream_ensemble:
+        member = load_model(path, "mdnrnn")
+        assert isinstance(member, MDNRNN)
+        sizes, wanted = (member.config.z_dim, member.config.hidden_dim), (memory.config.z_dim, memory.config.hidden_dim)
+        if sizes != wanted:
+            raise ConfigError(f"--dream-ensemble {path} has z_dim, hidden_dim {sizes}; --memory has {wanted}")
+        members.append(member)
     if config.latents is not None and not Path(config.latents).is_file():
         message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
         report(Progress("controller", 0, config.generations, message=message))
     if config.latents is None or not Path(config.latents).is_file():
-        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16)
+        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16,
+                              members=[(m, None) for m in members])  # fmt: skip
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and latents.vision_sha256 != file_sha256(config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
         report(Progress("controller", 0, config.generations, message=message))
-    starts = DreamStarts.from_latents(
-        latents, memory, START_POOL, config.start_step_min, config.start_step_max, config.seed
-    )
+
+    def starts_of(m: MDNRNN) -> DreamStarts:
+        return DreamStarts.from_latents(
+            latents, m, START_POOL, config.start_step_min, config.start_step_max, config.seed
+        )
+
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     return DreamEvaluator(
-        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16
-    )
+        memory, controller_config, config.tau, config.max_steps, starts_of(memory), limit, bf16=config.dream_bf16,
+        members=[(m, starts_of(m)) for m in members],
+    )  # fmt: skip
 
 
 def _recheck(
@@ -254,6 +273,7 @@ def train_controller(
     check_seeds = real_check_seeds(config.real_check_episodes)
     extra: dict[str, Any] = {
         "vision": str(config.vision), "memory": str(config.memory),
+        "dream_ensemble": [str(p) for p in config.dream_ensemble],
         "latents": str(config.latents) if config.latents is not None else "",
         "evaluator": config.evaluator if evaluator is None else type(evaluator).__name__,
         "real_check_seeds": [check_seeds[0], check_seeds[-1]],

@@ -25,6 +25,10 @@ class ControllerTrainConfig:
     """Vision checkpoint (V): real rollouts and checks encode frames with it; recorded in the controller."""
     memory: Path = Path("runs/memory.safetensors")
     """MDN-RNN checkpoint (M): the dream, and h in real rollouts."""
+    dream_ensemble: tuple[Path, ...] = ()
+    """More MDN-RNN checkpoints (same sizes as --memory) to dream in as an ensemble: rollout r of every candidate
+    is dreamt by model r mod K (K = 1 + their number; --memory is model 0), so fitness averages over all of
+    them; the controller reads --memory's h throughout, as in reality. Dream checks use the ensemble too."""
     latents: Path | None = Path("runs/latents.npz")
     """Latent file (from `encode`) whose real frames start the dreams, with M's state after the real prefix
     (None or a missing file: z ~ N(0, I), h = 0)."""
@@ -145,6 +149,10 @@ class ControllerTrainConfig:
             "check_patience and recheck_top need real checks (real_check_every > 0)",
         )
         check(self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}")
+        check(
+            not self.dream_ensemble or self.evaluator == "dream",
+            "dream_ensemble needs evaluator dream (the real env has no ensemble to dream in)",
+        )
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")

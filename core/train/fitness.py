@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -189,6 +190,12 @@ class DreamEvaluator:
     head over its steps until the done head fires or ``max_steps``. The returns equal stepping a
     :class:`DreamEnv` per rollout with ``reset(seed=dream_seed, options={"z": z, "state": (h, c)})``.
 
+    With ``members`` (an ensemble of K = 1 + len(members) MDN-RNNs), rollout r is dreamt by member ``r mod K``
+    (member 0: ``memory``), so every candidate's fitness averages over all of them and a controller cannot win by
+    exploiting one model's errors (the ensembles of model-based RL, e.g. Chua et al., 2018, "PETS"; Kurutach et
+    al., 2018, "ME-TRPO"). The controller always reads ``memory``'s h, run along on the member's z and actions
+    (``BatchedDream``'s reader), as it does in reality. Without members the rollouts are those above, unchanged.
+
     After each call, ``metrics["controller/dream_diverged"]`` is the share of rollouts whose ``|z|`` exceeded
     ``z_norm_limit`` at some step: dreams of an unstable M running off the range of real latents, where its
     reward head means nothing.
@@ -198,11 +205,17 @@ class DreamEvaluator:
         tau: temperature. max_steps: horizon. starts: real starting states (None: z ~ N(0, I), h = 0).
         z_norm_limit: ``|z|`` beyond which a dream counts as diverged (default ``2 (sqrt(z_dim) + 4)``, twice
             what N(0, I) latents stay below).
+        members: further MDN-RNNs of ``memory``'s sizes, each with its own start states: the same episodes and
+            steps as ``starts``, the LSTM state being that member's after the real prefix (None without starts).
+
+    Raises:
+        ValueError: a member of other sizes than ``memory``, or members' starts that do not match ``starts``.
     """
 
     def __init__(
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
         starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
+        members: Sequence[tuple[MDNRNN, DreamStarts | None]] = (),
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
         self.bf16 = bf16
@@ -210,6 +223,18 @@ class DreamEvaluator:
         self.tau, self.max_steps, self.starts = tau, max_steps, starts
         default_limit = 2.0 * (math.sqrt(memory.config.z_dim) + 4.0)
         self.z_norm_limit = z_norm_limit if z_norm_limit is not None else default_limit
+        sizes = (memory.config.z_dim, memory.config.hidden_dim)
+        for i, (member, member_starts) in enumerate(members, start=1):
+            if (member.config.z_dim, member.config.hidden_dim) != sizes:
+                raise ValueError(f"ensemble member {i} has other sizes than the controller's M")
+            same = (member_starts is None) == (starts is None)
+            if same and starts is not None and member_starts is not None:
+                same = np.array_equal(member_starts.episodes, starts.episodes) and np.array_equal(
+                    member_starts.steps, starts.steps
+                )
+            if not same:
+                raise ValueError(f"ensemble member {i}'s starts are not the same episodes and steps as M's")
+        self.members: list[tuple[MDNRNN, DreamStarts | None]] = [(memory, starts)] + [(m.eval(), s) for m, s in members]
         self.metrics: dict[str, float] = {}
 
     @torch.no_grad()
@@ -219,14 +244,26 @@ class DreamEvaluator:
         p, r = len(candidates), len(plan.dream_seeds)
         weights, biases = _split_params(candidates, self.config.input_dim)
         weights, biases = weights.repeat_interleave(r, 0), biases.repeat_interleave(r, 0)
-        dream = BatchedDream(self.memory, p * r, tau=self.tau, max_steps=self.max_steps, bf16=self.bf16)
         seeds = np.tile([dream_stream_seed(s) for s in plan.dream_seeds], p)
-        if self.starts is None:
-            obs = dream.reset(seeds)
-        else:
-            idx = torch.from_numpy(np.tile(plan.starts, p))
-            state = (self.starts.h[idx].unsqueeze(0), self.starts.c[idx].unsqueeze(0))
-            obs = dream.reset(seeds, z=self.starts.z[idx], state=state)
+        start_idx = torch.from_numpy(np.tile(plan.starts, p))
+        member_of = np.tile(np.arange(r) % len(self.members), p)
+        groups: list[tuple[Tensor | slice, BatchedDream]] = []
+        obs = torch.empty(p * r, self.memory.config.z_dim + self.memory.config.hidden_dim)
+        for k, (member, member_starts) in enumerate(self.members):
+            picked = np.flatnonzero(member_of == k)
+            if len(picked) == 0:
+                continue
+            rows = slice(None) if len(picked) == p * r else torch.from_numpy(picked)
+            reader = None if k == 0 else self.memory
+            dream = BatchedDream(member, len(picked), self.tau, self.max_steps, bf16=self.bf16, reader=reader)
+            if member_starts is None or self.starts is None:
+                obs[rows] = dream.reset(seeds[picked])
+            else:
+                idx = start_idx[picked]
+                state = (member_starts.h[idx].unsqueeze(0), member_starts.c[idx].unsqueeze(0))
+                reader_state = (self.starts.h[idx].unsqueeze(0), self.starts.c[idx].unsqueeze(0))
+                obs[rows] = dream.reset(seeds[picked], z=self.starts.z[idx], state=state, reader_state=reader_state)
+            groups.append((rows, dream))
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)
         diverged = torch.zeros(p * r, dtype=torch.bool)
@@ -234,10 +271,14 @@ class DreamEvaluator:
             if should_stop is not None and should_stop.is_set():
                 return None
             seen = obs if self.config.hidden_dim > 0 else obs[:, :z_dim]
-            obs, reward, _, _ = dream.step(batched_actions(weights, biases, seen))
-            total += reward.double()
-            diverged |= dream.z.norm(dim=1) > self.z_norm_limit
-            if bool(dream.done.all()):
+            actions = batched_actions(weights, biases, seen)
+            all_done = True
+            for rows, dream in groups:
+                obs[rows], reward, _, _ = dream.step(actions[rows])
+                total[rows] += reward.double()
+                diverged[rows] |= dream.z.norm(dim=1) > self.z_norm_limit
+                all_done = all_done and bool(dream.done.all())
+            if all_done:
                 break
         self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
         return total.view(p, r).numpy()
