@@ -23,9 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.checkpoint import load_model, load_resume_state  # noqa: E402
+from core.checkpoint import load_model, load_resume_state, save_checkpoint  # noqa: E402
 from core.data.datasets import LatentEpisodes  # noqa: E402
-from core.models.controller import ControllerConfig  # noqa: E402
+from core.models.controller import Controller, ControllerConfig  # noqa: E402
+from core.models.mdnrnn import MDNRNN  # noqa: E402
 from core.train.controller import START_POOL  # noqa: E402
 from core.train.fitness import DreamEvaluator, DreamStarts, dream_check_plan  # noqa: E402
 
@@ -45,12 +46,25 @@ def main() -> None:
     parser.add_argument("states", type=Path, nargs="+", help="train-controller resume states (*.resume.pt)")
     parser.add_argument("--memory", type=Path, required=True, help="the runs' M")
     parser.add_argument("--latents", type=Path, required=True, help="the runs' latent file (dream starts)")
+    parser.add_argument(
+        "--dream-ensemble",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="more MDN-RNNs to dream in (rollout r in model r mod K, as train-controller's option)",
+    )
     parser.add_argument("--tau", type=float, nargs="+", default=[1.0])
     parser.add_argument("--max-steps", type=int, default=200)
     parser.add_argument("--start-step-max", type=int, default=900)
     parser.add_argument("--dreams", type=int, default=192, help="fixed dreams per snapshot")
     parser.add_argument("--late", type=int, default=150, help="also correlate from this generation on")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--save-best",
+        type=Path,
+        default=None,
+        help="write the snapshot the dream ranks highest (at the first --tau) as a controller checkpoint",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     memory = load_model(args.memory, "mdnrnn")
@@ -66,13 +80,21 @@ def main() -> None:
         sys.exit(f"need at least 3 checked snapshots, got {len(params)}")
     p, r = np.stack(params), np.array(real)
     late = np.array([g >= args.late for _, g in where])
-    starts = DreamStarts.from_latents(latents, memory, START_POOL, 0, args.start_step_max, args.seed)
+
+    def starts_of(m: MDNRNN) -> DreamStarts:
+        return DreamStarts.from_latents(latents, m, START_POOL, 0, args.start_step_max, args.seed)
+
+    starts = starts_of(memory)
+    members = [(m, starts_of(m)) for m in (load_model(path, "mdnrnn") for path in args.dream_ensemble)]
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     plan = dream_check_plan(args.seed, args.dreams, len(starts))
+    models = f" in an ensemble of {1 + len(members)} MDN-RNNs" if members else ""
     print(f"{len(p)} snapshots ({int(late.sum())} from generation {args.late}), {args.dreams} fixed dreams of "
-          f"{args.max_steps} steps each")  # fmt: skip
+          f"{args.max_steps} steps each{models}")  # fmt: skip
     for tau in args.tau:
-        evaluator = DreamEvaluator(memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=True)
+        evaluator = DreamEvaluator(
+            memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=True, members=members
+        )
         returns = evaluator.rollout_returns(p, plan)
         assert returns is not None
         dream = returns.mean(axis=1)
@@ -81,6 +103,21 @@ def main() -> None:
         print(f"tau {tau}: Spearman {s_all:.2f} / Pearson {p_all:.2f} over all; {s_late:.2f} / {p_late:.2f} late")
         for i in np.argsort(-dream)[:5]:
             print(f"  {where[i][0]} generation {where[i][1]}: dream {dream[i]:.1f}, real check {r[i]:.1f}")
+        if args.save_best is not None and tau == args.tau[0]:
+            i = int(np.argmax(dream))
+            controller = Controller(ControllerConfig())
+            controller.set_flat(p[i])
+            extra = {
+                "snapshot_of": where[i][0],
+                "generation": where[i][1],
+                "memory": str(args.memory),
+                "dream_ensemble": [str(m) for m in args.dream_ensemble],
+                "chosen_by": "fixed-dream return",
+            }
+            metrics = {"controller/dream_check_return": float(dream[i])}
+            save_checkpoint(args.save_best, controller, kind="controller", config=controller.config, metrics=metrics,
+                            extra=extra)  # fmt: skip
+            print(f"wrote {args.save_best} ({where[i][0]} generation {where[i][1]})")
 
 
 if __name__ == "__main__":
