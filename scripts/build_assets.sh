@@ -340,3 +340,39 @@ for RUN in dream_mean_s1 dream_mean_s2 dream_dcheck_s1 dream_dcheck_s2; do
 done
 $PY scripts/rank_snapshots.py $S/dream_mean_s1.resume.pt $S/dream_mean_s2.resume.pt --memory $M \
     --latents runs/s14/latents.npz --tau 1.0 0.5
+
+# 14. session 17, measured (see the README, session 17): section 12's dream-only run again, dreaming in an ensemble
+# of three MDN-RNNs (the shipped M and two copies of it fine-tuned 20 epochs on two halves of new data: 100
+# episodes of the shipped agent with steering noise and excursions, 40 random-policy episodes); the controller
+# reads the shipped M's h throughout. Seeds 1 and 2 side by side (one core each, about 65 min), then 100 dev tracks
+# each (1,600,000..099, the tracks section 12's runs were scored on) and the dream's ranking of session 16's
+# checked snapshots in the ensemble.
+S=runs/s17
+$D collect $A --noise-std 0.1 --excursion-prob 0.005 --seed 670000 --episodes 100 --out-dir data/s17_agent
+$D collect --seed 671000 --episodes 40 --out-dir data/s17_random
+for H in 1 2; do  # halves: agent episodes 670,000..049 / 050..099 with random 671,000..019 / 020..039
+    mkdir -p data/s17_half$H
+    for F in $(ls data/s17_agent/ep_*.npz | sed -n "$((50 * H - 49)),$((50 * H))p") \
+             $(ls data/s17_random/ep_*.npz | sed -n "$((20 * H - 19)),$((20 * H))p"); do
+        ln -sf "$PWD/$F" data/s17_half$H/
+    done
+    OMP_NUM_THREADS=1 $D encode --data-dir data/s17_half$H --vision $V --out $S/latents_half$H.npz
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/latents_half$H.npz --out $S/m_ens$H.safetensors --init-from $M \
+        --epochs 20 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed $H
+done
+ENS="--dream-ensemble $S/m_ens1.safetensors $S/m_ens2.safetensors"
+for SEED in 1 2; do
+    $D train-controller --vision $V --memory $M --latents runs/s14/latents.npz $ENS --out $S/ens_s$SEED.safetensors \
+        --population 48 --rollouts 16 --generations 300 --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 \
+        --real-check-every 10 --real-check-episodes 8 --threads 1 --workers 1 --seed $SEED &
+done
+wait
+for SEED in 1 2; do
+    $D evaluate --vision $V --memory $M --controller $S/ens_s$SEED.safetensors --episodes 100 --seed 1600000 --workers 1 \
+        --results $S/ens_s$SEED.eval_1600000x100.json &
+done
+wait
+for SEED in 0 1; do
+    $PY scripts/rank_snapshots.py runs/s16/dream_mean_s1.resume.pt runs/s16/dream_mean_s2.resume.pt --memory $M \
+        --latents runs/s14/latents.npz --tau 1.0 --seed $SEED $ENS
+done
