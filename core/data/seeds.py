@@ -74,13 +74,15 @@ nothing); 1,400,000..049 decided session 13's ship (the new ConvVAE world model 
 1,500,000..099 scored session 14's controllers (two snapshots of the dream-trained one, the real-env CMA-ES one) and
 the shipped one on the same tracks (development figures: nothing shipped on them); 1,600,000..099 chose between
 session 15's two dream-trained controllers (tau 1.15 and 1.0), then scored session 16's four (other ways of choosing
-the snapshot; none beat session 15's, so no final block was run)."""
+the snapshot; none beat session 15's, so no final block was run), then session 17's two controllers trained in an
+ensemble of dreams, and chose between them."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
     7_000_200: "DDS+VAE world model shipped since session 6, its one final figure (session 13: 773.0 +- 155.1)",
     7_000_300: "ConvVAE world model shipped in session 13 (816.1 +- 183.5)",
     7_000_400: "session 15: the controller trained only in the dream (tau 1.0), not shipped (643.9 +- 242.5)",
+    7_000_500: "session 17: the controller trained only in an ensemble of dreams (seed 1), not shipped (827.8 +- 141.3)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
