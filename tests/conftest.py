@@ -93,3 +93,20 @@ def pipeline(real_episodes: Path, tmp_path_factory: pytest.TempPathFactory) -> d
     )
     assert m.checkpoint is not None
     return {"dir": d, "vision": d / "v.safetensors", "latents": d / "lat.npz", "memory": d / "m.safetensors"}
+
+
+def random_latents(path: Path, vision: Path, z_dim: int, episodes: int = 3, steps: int = 40) -> Path:
+    """A latent file of ``episodes`` random ``steps``-step episodes (N(0, I) mu, uniform actions, reward -0.1),
+    recorded as encoded by ``vision``."""
+    import numpy as np
+
+    from core.data.datasets import LatentEpisodes, file_sha256
+
+    rng = np.random.default_rng(0)
+    mu = rng.standard_normal((episodes * (steps + 1), z_dim)).astype(np.float32)
+    return LatentEpisodes(
+        mu=mu, logvar=np.zeros_like(mu), actions=rng.uniform(0, 1, (episodes * steps, 3)).astype(np.float32),
+        rewards=np.full(episodes * steps, -0.1, np.float32), terminated=np.zeros(episodes * steps, np.float32),
+        starts=np.arange(episodes + 1) * (steps + 1), seeds=np.arange(episodes), vision_kind="conv_vae",
+        vision_sha256=file_sha256(vision),
+    ).save(path)  # fmt: skip

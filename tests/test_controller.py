@@ -40,6 +40,7 @@ from core.train.fitness import (
     GenerationPlan,
 )
 from core.train.iterate import IterateConfig, iterate
+from tests.conftest import random_latents
 
 Z, H = 8, 16
 
@@ -64,15 +65,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     with torch.no_grad():
         m.head.bias[-1] = -3.0  # the done head fires rarely
     save_checkpoint(memory, m, kind="mdnrnn", config=m.config)
-    rng = np.random.default_rng(0)
-    e, t = 3, 40
-    mu = rng.standard_normal((e * (t + 1), Z)).astype(np.float32)
-    latents = LatentEpisodes(
-        mu=mu, logvar=np.zeros_like(mu), actions=rng.uniform(0, 1, (e * t, 3)).astype(np.float32),
-        rewards=np.full(e * t, -0.1, np.float32), terminated=np.zeros(e * t, np.float32),
-        starts=np.arange(e + 1) * (t + 1), seeds=np.arange(e), vision_kind="conv_vae",
-        vision_sha256=file_sha256(vision),
-    ).save(d / "latents.npz")  # fmt: skip
+    latents = random_latents(d / "latents.npz", vision, Z)
     return SimpleNamespace(dir=d, vision=vision, memory=memory, latents=latents)
 
 

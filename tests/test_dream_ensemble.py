@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from core.checkpoint import read_checkpoint, save_checkpoint
-from core.data.datasets import LatentEpisodes, file_sha256
+from core.data.datasets import LatentEpisodes
 from core.envs.dream import BatchedDream
 from core.errors import CheckpointError, ConfigError
 from core.models.controller import ControllerConfig
@@ -24,6 +24,7 @@ from core.models.vae import ConvVAE, VAEConfig
 from core.train.cmaes import CMAES
 from core.train.controller import ControllerTrainConfig, train_controller
 from core.train.fitness import DreamEvaluator, DreamStarts, generation_plan
+from tests.conftest import random_latents
 
 Z, H = 8, 16
 
@@ -45,15 +46,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     m0, m1 = _memory(0), _memory(1)
     save_checkpoint(memory, m0, kind="mdnrnn", config=m0.config)
     save_checkpoint(other, m1, kind="mdnrnn", config=m1.config)
-    rng = np.random.default_rng(0)
-    e, t = 3, 40
-    mu = rng.standard_normal((e * (t + 1), Z)).astype(np.float32)
-    latents = LatentEpisodes(
-        mu=mu, logvar=np.zeros_like(mu), actions=rng.uniform(0, 1, (e * t, 3)).astype(np.float32),
-        rewards=np.full(e * t, -0.1, np.float32), terminated=np.zeros(e * t, np.float32),
-        starts=np.arange(e + 1) * (t + 1), seeds=np.arange(e), vision_kind="conv_vae",
-        vision_sha256=file_sha256(vision),
-    ).save(d / "latents.npz")  # fmt: skip
+    latents = random_latents(d / "latents.npz", vision, Z)
     return SimpleNamespace(vision=vision, memory=memory, other=other, m0=m0, m1=m1, latents=latents)
 
 
