@@ -26,7 +26,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_model, load_resume_state, save_checkpoint  # noqa: E402
 from core.data.datasets import LatentEpisodes  # noqa: E402
 from core.models.controller import Controller, ControllerConfig  # noqa: E402
-from core.models.mdnrnn import MDNRNN  # noqa: E402
 from core.train.controller import START_POOL  # noqa: E402
 from core.train.fitness import DreamEvaluator, DreamStarts, dream_check_plan  # noqa: E402
 
@@ -80,12 +79,8 @@ def main() -> None:
         sys.exit(f"need at least 3 checked snapshots, got {len(params)}")
     p, r = np.stack(params), np.array(real)
     late = np.array([g >= args.late for _, g in where])
-
-    def starts_of(m: MDNRNN) -> DreamStarts:
-        return DreamStarts.from_latents(latents, m, START_POOL, 0, args.start_step_max, args.seed)
-
-    starts = starts_of(memory)
-    members = [(m, starts_of(m)) for m in (load_model(path, "mdnrnn") for path in args.dream_ensemble)]
+    starts = DreamStarts.from_latents(latents, memory, START_POOL, 0, args.start_step_max, args.seed)
+    members = [(m, starts.for_memory(latents, m)) for m in (load_model(path, "mdnrnn") for path in args.dream_ensemble)]
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     plan = dream_check_plan(args.seed, args.dreams, len(starts))
     models = f" in an ensemble of {1 + len(members)} MDN-RNNs" if members else ""

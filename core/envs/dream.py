@@ -118,8 +118,7 @@ class BatchedDream:
                     f"{self.z_dim}, {self.hidden_dim}"
                 )
             self._reader_w, self._reader_b = _fused_lstm(reader.eval(), bf16)
-        self.reader_h = torch.zeros(n, self.hidden_dim)
-        self.reader_c = torch.zeros(n, self.hidden_dim)
+        self.reader_h = self.reader_c = torch.zeros(n, self.hidden_dim)  # the reader's LSTM state (with a reader)
         self.steps = 0
         self.done = torch.zeros(n, dtype=torch.bool)
         self._generators: list[torch.Generator] = []
@@ -174,11 +173,10 @@ class BatchedDream:
         else:
             self.h = state[0].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
             self.c = state[1].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
-        if reader_state is None:
-            self.reader_h, self.reader_c = self.h.clone(), self.c.clone()
-        else:
-            self.reader_h = reader_state[0].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
-            self.reader_c = reader_state[1].reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+        if self.reader is not None:
+            h, c = (self.h, self.c) if reader_state is None else (reader_state[0], reader_state[1])
+            self.reader_h = h.reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+            self.reader_c = c.reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
         self.steps = 0
         self.done = torch.zeros(self.n, dtype=torch.bool)
         return self.observation()

@@ -148,16 +148,13 @@ def _dream_evaluator(
     if latents.vision_sha256 and latents.vision_sha256 != file_sha256(config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
         report(Progress("controller", 0, config.generations, message=message))
-
-    def starts_of(m: MDNRNN) -> DreamStarts:
-        return DreamStarts.from_latents(
-            latents, m, START_POOL, config.start_step_min, config.start_step_max, config.seed
-        )
-
+    starts = DreamStarts.from_latents(
+        latents, memory, START_POOL, config.start_step_min, config.start_step_max, config.seed
+    )
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     return DreamEvaluator(
-        memory, controller_config, config.tau, config.max_steps, starts_of(memory), limit, bf16=config.dream_bf16,
-        members=[(m, starts_of(m)) for m in members],
+        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16,
+        members=[(m, starts.for_memory(latents, m)) for m in members],
     )  # fmt: skip
 
 

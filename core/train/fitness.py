@@ -131,14 +131,29 @@ class DreamStarts:
         Raises:
             CheckpointError: the latents' size differs from M's z_dim.
         """
-        if latents.z_dim != memory.config.z_dim:
-            raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
         rng = np.random.default_rng([seed, 1])
         episodes = rng.integers(0, latents.n_episodes, count)
         lengths = np.diff(latents.starts) - 1  # steps per episode; frames are steps + 1
         hi = np.minimum(step_max, lengths[episodes])
         t = rng.integers(np.minimum(step_min, hi), hi + 1)
-        horizon = int(t.max())
+        return cls._at(latents, memory, episodes, t)
+
+    def for_memory(self, latents: LatentEpisodes, memory: MDNRNN) -> DreamStarts:
+        """The same starts (the same episodes of ``latents``, which must be the file they were drawn from, and
+        steps) with ``memory``'s LSTM state after each real prefix: an ensemble member's starts.
+
+        Raises:
+            CheckpointError: the latents' size differs from M's z_dim.
+        """
+        return self._at(latents, memory, self.episodes, self.steps)
+
+    @classmethod
+    @torch.no_grad()
+    def _at(cls, latents: LatentEpisodes, memory: MDNRNN, episodes: np.ndarray, t: np.ndarray) -> DreamStarts:
+        """Starts at step ``t[i]`` of episode ``episodes[i]``, with M run over each real prefix."""
+        if latents.z_dim != memory.config.z_dim:
+            raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
+        count, horizon = len(episodes), int(t.max())
         z0 = np.empty((count, latents.z_dim), np.float32)
         prefix_z = np.zeros((count, horizon, latents.z_dim), np.float32)
         prefix_a = np.zeros((count, horizon, 3), np.float32)
