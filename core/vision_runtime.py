@@ -14,7 +14,9 @@ import hashlib
 import logging
 import os
 import tempfile
+import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from core.models import DDSVAE, VisionModel
+from core.models import DDSVAE, VisionModel, set_memory_format
 from core.models.dds_vae import DDSMaskOutput
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,14 @@ MASK_TOLERANCE = 0.001
 """Share of DDS mask pixels allowed to differ from PyTorch's in the check (top-k ties may fall either way)."""
 MAX_BATCH = 64
 """Largest batch the exported decoder accepts (the futures grid and a reconstruction stay far below)."""
+BF16_KINDS = ("dds_vae",)
+"""V kinds whose decode may run in bfloat16 on oneDNN (the app runs them on oneDNN; the ConvVAE's decode is too
+small to gain and runs on the native kernels, where bfloat16 convolutions are slow)."""
+BF16_TOLERANCE = 0.02
+"""Largest absolute difference of the bfloat16 decode from float32 allowed in its check ([0, 1] pixels, about 5 of
+255 levels; bfloat16 keeps 8 significant bits)."""
+BF16_TIMING_CALLS = 7
+"""Batch-1 decodes timed per precision (the median of their thread CPU time decides)."""
 
 
 def default_cache_dir() -> Path:
@@ -108,13 +118,23 @@ class VisionRuntime:
         backend: "onnxruntime" (falls back to PyTorch with a note) or "pytorch".
         cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
         threads: ONNX Runtime's intra-op threads.
+        bf16_decode: for a V of :data:`BF16_KINDS`, decode in bfloat16 (a copy of V's weights, channels-last, on
+            oneDNN) when that passes its check against float32 (:data:`BF16_TOLERANCE`) and takes less CPU time per
+            decode than the float32 path on this machine (CPUs with native bfloat16, e.g. AVX512-BF16 or AMX; where
+            bfloat16 is emulated it loses and float32 stays). Encoding stays float32: z feeds M and the controller.
 
     Attributes:
-        backend: what runs now. note: why PyTorch runs where ONNX Runtime was asked for ("" otherwise).
+        backend: what runs the encode (and the decode unless bfloat16 does). note: why PyTorch runs where ONNX
+        Runtime was asked for ("" otherwise). decode_dtype: ``torch.bfloat16`` or ``torch.float32``.
     """
 
     def __init__(
-        self, vision: VisionModel, backend: Backend = "onnxruntime", cache_dir: Path | None = None, threads: int = 1
+        self,
+        vision: VisionModel,
+        backend: Backend = "onnxruntime",
+        cache_dir: Path | None = None,
+        threads: int = 1,
+        bf16_decode: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
@@ -136,6 +156,10 @@ class VisionRuntime:
                     reason = f"ONNX Runtime failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}"
                 self.note = f"V runs on PyTorch: {reason}"
                 log.warning(self.note)
+        self.decode_dtype = torch.float32
+        self._bf16: VisionModel | None = None
+        if bf16_decode and vision.kind in BF16_KINDS:
+            self._try_bf16()
 
     @property
     def is_dds(self) -> bool:
@@ -185,6 +209,34 @@ class VisionRuntime:
             if flipped > MASK_TOLERANCE:
                 raise RuntimeError(f"the DDS mask differs from PyTorch's in {flipped:.2%} of its pixels")
 
+    def _try_bf16(self) -> None:
+        """Decode in bfloat16 from now on if it is close to float32 and faster here (see ``bf16_decode``)."""
+        import copy
+
+        try:
+            bf16 = copy.deepcopy(self.vision).to(dtype=torch.bfloat16).eval()
+            set_memory_format(bf16, torch.channels_last)
+            z = torch.randn(3, self.vision.config.z_dim, generator=torch.Generator().manual_seed(1))
+            with torch.inference_mode():
+                err = float((bf16.decode(z.to(torch.bfloat16)).float() - self._decode_float32(z)).abs().max())
+                if not err <= BF16_TOLERANCE:
+                    log.info("V decodes in float32: bfloat16 differs by %.3g (tolerance %g)", err, BF16_TOLERANCE)
+                    return
+                one = z[:1]
+                fp32 = _cpu_ms(lambda: self._decode_float32(one))
+                half = _cpu_ms(lambda: bf16.decode(one.to(torch.bfloat16)))
+        except Exception as exc:  # an optional speed-up: any failure keeps float32
+            log.info("V decodes in float32: bfloat16 failed (%s: %s)", type(exc).__name__, exc)
+            return
+        if half < fp32:
+            self._bf16, self.decode_dtype = bf16, torch.bfloat16
+        log.info("V's decode: float32 %.1f ms, bfloat16 %.1f ms CPU per frame: %s", fp32, half, self.decode_dtype)
+
+    def _decode_float32(self, z: Tensor) -> Tensor:
+        if self.backend == "pytorch" or len(z) > MAX_BATCH:
+            return self.vision.decode(z)
+        return self._run("decode", z)[0]
+
     def _run(self, name: str, x: Tensor) -> list[Tensor]:
         session = self._sessions[name]
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
@@ -198,7 +250,20 @@ class VisionRuntime:
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:
-        """z float32 (B, z_dim), B <= MAX_BATCH on ONNX Runtime -> frames float32 (B, 3, S, S) in [0, 1]."""
-        if self.backend == "pytorch" or len(z) > MAX_BATCH:
-            return self.vision.decode(z)
-        return self._run("decode", z)[0]
+        """z float32 (B, z_dim) -> frames float32 (B, 3, S, S) in [0, 1], computed in ``decode_dtype``. Call under
+        ``torch.inference_mode`` for PyTorch (and with oneDNN on for bfloat16, as the app runs a V of BF16_KINDS)."""
+        if self._bf16 is not None:
+            return self._bf16.decode(z.to(torch.bfloat16)).float()
+        return self._decode_float32(z)
+
+
+def _cpu_ms(call: Callable[[], object]) -> float:
+    """Median CPU time of this thread per ``call`` in ms over BF16_TIMING_CALLS calls, after one warm-up call
+    (thread CPU time: steadier than the wall clock when other work shares the cores)."""
+    call()
+    times = []
+    for _ in range(BF16_TIMING_CALLS):
+        start = time.thread_time()
+        call()
+        times.append(time.thread_time() - start)
+    return 1e3 * float(np.median(times))

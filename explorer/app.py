@@ -112,6 +112,7 @@ class App:
                 ),  # fmt: skip
                 parallel_split=config.parallel_split,
                 vision_runtime=config.vision_runtime,
+                vision_bf16=config.vision_bf16,
             ),
             clock=self.clock,
         )

@@ -203,6 +203,9 @@ class AppConfig:
     vision_runtime: Literal["onnxruntime", "pytorch"] = "onnxruntime"
     """Where V's encode and decode run: ONNX Runtime (exported once per model into ~/.cache/dream-explorer/onnx,
     checked against PyTorch; PyTorch where that fails) or PyTorch."""
+    vision_bf16: bool = True
+    """A DDS+VAE decodes its pictures in bfloat16 where this CPU computes that faster than float32 (checked against
+    float32 at start); --no-vision-bf16 keeps float32. Encoding stays float32."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""

@@ -185,14 +185,16 @@ class ModelSlots(SessionParts):
         if self.vision is None:
             self.vision_runtime = None
             return
-        self.vision_runtime = VisionRuntime(self.vision, self.config.vision_runtime)
+        self.vision_runtime = VisionRuntime(
+            self.vision, self.config.vision_runtime, bf16_decode=self.config.vision_bf16
+        )
         note = self.model_notes["vision"].split("; runs on ")[0].split("; V runs on PyTorch")[0]
         if self.vision_runtime.note:
             self.model_notes["vision"] = f"{note}; {self.vision_runtime.note}"
         else:
-            self.model_notes["vision"] = (
-                f"{note}; runs on {'ONNX Runtime' if self.vision_runtime.backend == 'onnxruntime' else 'PyTorch'}"
-            )
+            where = "ONNX Runtime" if self.vision_runtime.backend == "onnxruntime" else "PyTorch"
+            bf16 = ", decodes in bfloat16" if self.vision_runtime.decode_dtype == torch.bfloat16 else ""
+            self.model_notes["vision"] = f"{note}; runs on {where}{bf16}"
 
     @property
     def can_dream(self) -> bool:

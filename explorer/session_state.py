@@ -100,6 +100,9 @@ class SessionConfig:
     vision_runtime: Backend = "onnxruntime"
     """Where V's encode and decode run: ONNX Runtime (exported once per model, checked against PyTorch; PyTorch
     where that fails) or PyTorch."""
+    vision_bf16: bool = False
+    """A DDS+VAE decodes in bfloat16 where that is faster on this CPU and within ``BF16_TOLERANCE`` of float32
+    (:class:`core.vision_runtime.VisionRuntime`); False: float32. The app turns it on (``--no-vision-bf16``)."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
     encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""

@@ -112,3 +112,50 @@ def test_the_app_session_shows_the_same_dream_on_either_runtime(data: Path) -> N
     assert z_a is not None and z_b is not None and np.allclose(z_a, z_b, atol=1e-4)
     assert frame_a is not None and frame_b is not None and np.abs(frame_a.astype(int) - frame_b.astype(int)).max() <= 1
     assert mask_a is not None and mask_b is not None and np.mean(mask_a.mask != mask_b.mask) < 0.001
+
+
+def _timed(fp32_ms: float, bf16_ms: float):  # noqa: ANN202
+    """A stand-in for the runtime's timer: the float32 decode is timed first, then the bfloat16 one."""
+    times = iter([fp32_ms, bf16_ms])
+    return lambda call: (call(), next(times))[1]
+
+
+def test_a_dds_vae_decodes_in_bfloat16_only_when_it_is_close_and_faster(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vision = _vision(data, "dds_vae")
+    z = torch.randn(4, vision.config.z_dim, generator=torch.Generator().manual_seed(5))
+    with torch.inference_mode():
+        ref = to_uint8_hwc(vision.decode(z)).astype(int)
+    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    runtime = VisionRuntime(vision, "pytorch", bf16_decode=True)
+    assert runtime.decode_dtype == torch.bfloat16
+    with torch.inference_mode():
+        frames = runtime.decode(z)
+    assert frames.dtype == torch.float32 and frames.shape == (4, 3, 96, 96)
+    assert np.abs(to_uint8_hwc(frames).astype(int) - ref).max() <= 255 * vision_runtime.BF16_TOLERANCE
+    assert not torch.equal(frames, vision.decode(z).detach())  # it really ran in bfloat16
+    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 12.0))  # slower here: float32 stays
+    assert VisionRuntime(vision, "pytorch", bf16_decode=True).decode_dtype == torch.float32
+    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    monkeypatch.setattr(vision_runtime, "BF16_TOLERANCE", 0.0)  # the check fails: float32 stays
+    assert VisionRuntime(vision, "pytorch", bf16_decode=True).decode_dtype == torch.float32
+    assert VisionRuntime(vision, "pytorch").decode_dtype == torch.float32  # off unless asked for
+    conv = _vision(data, "conv_vae")
+    assert VisionRuntime(conv, "pytorch", bf16_decode=True).decode_dtype == torch.float32  # not a BF16_KINDS V
+
+
+def test_the_app_session_decodes_in_bfloat16_when_asked_and_says_so(
+    data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2, seed=3,
+                              vision_runtime="pytorch", vision_bf16=True))  # fmt: skip
+    try:
+        assert s.vision_runtime is not None and s.vision_runtime.decode_dtype == torch.bfloat16
+        assert s.model_notes["vision"].endswith("; runs on PyTorch, decodes in bfloat16")
+        for _ in range(6):
+            s.tick(DriveKeys(gas=True))
+        assert s.dream_frame() is not None and s.road is not None  # the dream's picture and its road share
+    finally:
+        s.close()
