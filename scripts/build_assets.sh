@@ -376,3 +376,40 @@ for SEED in 0 1; do
     $PY scripts/rank_snapshots.py runs/s16/dream_mean_s1.resume.pt runs/s16/dream_mean_s2.resume.pt --memory $M \
         --latents runs/s14/latents.npz --tau 1.0 --seed $SEED $ENS
 done
+
+# 15. session 18, SHIPPED as the ConvVAE controller (see the README, session 18, and the card): section 14's
+# dream-only controller (seed 1) fine-tuned by real-env CMA-ES (population 16 x 1 episode, sigma0 0.03, checks of
+# the CMA-ES mean on 8 model-selection tracks every 4 generations, the 3 best rechecked on 16 more; about 50 min on
+# 2 cores), chosen on fresh development tracks 1,700,000..099 against the shipped controller and its own start, then
+# the final block 7,000,600..699 once, on the files that ship. V and M are unchanged.
+S=runs/s18
+$D train-controller --evaluator real --vision $V --memory $M --out $S/ft.safetensors \
+    --init-controller runs/s17/ens_s1.safetensors --population 16 --rollouts 1 --generations 24 --sigma0 0.03 \
+    --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
+    --recheck-episodes 16 --workers 2 --threads 1 --seed 18
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$V'), Path('$M'), Path('$S/ft.safetensors'), 'conv_vae', assets_dir=Path('$S/ship'))"
+for C in $S/ft.safetensors assets/convvae_controller.safetensors runs/s17/ens_s1.safetensors; do
+    $D evaluate --vision $V --memory $M --controller $C --episodes 100 --seed 1700000 --workers 1 \
+        --results $S/$(basename $C .safetensors).eval_1700000x100.json
+done
+$D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae_memory.safetensors \
+    --controller $S/ship/convvae_controller.safetensors --episodes 100 --seed 7000600 --workers 2 --results $S/ship.eval_7000600x100.json
+cp $S/ship/convvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+cp $S/ship.eval_7000600x100.json assets/results/convvae_final_7000600.json
+# measured, NOT shipped: the DDS+VAE M fine-tuned on the same new data as section 14's members (DDS+VAE latents of
+# data/s17_agent and data/s17_random), its dream fidelity against the shipped DDS+VAE M at tau 1.0 and 0.5, and the
+# shipped DDS+VAE controller driving with each M on 50 of the development tracks above
+OMP_NUM_THREADS=1 $D encode --data-dir data/s17_agent --extra-data-dirs data/s17_random --vision assets/ddsvae_vision.safetensors \
+    --out $S/dds_latents.npz --batch-size 64
+OMP_NUM_THREADS=1 $D train-memory --latents $S/dds_latents.npz --out $S/dds_m.safetensors --init-from assets/ddsvae_memory.safetensors \
+    --epochs 20 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0
+for DM in $S/dds_m.safetensors assets/ddsvae_memory.safetensors; do
+    for TAU in 1.0 0.5; do
+        $D divergence --data-dir data/check_agent10 --vision assets/ddsvae_vision.safetensors --memory $DM \
+            --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau $TAU
+    done
+    $D divergence --data-dir data/check_random10 --vision assets/ddsvae_vision.safetensors --memory $DM \
+        --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5
+    $D evaluate --vision assets/ddsvae_vision.safetensors --memory $DM --controller assets/ddsvae_controller.safetensors \
+        --episodes 50 --seed 1700000 --workers 1 --results $S/dds_$(basename $DM .safetensors).eval_1700000x50.json
+done

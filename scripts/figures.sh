@@ -31,10 +31,10 @@ figure "ConvVAE vs DDS+VAE on 500 frames of tracks 500,000..500,004 (they inform
     "mse_64 ConvVAE 0.00106 / DDS+VAE 0.00110; median 0.00082 / 0.00083; p95 0.00234 / 0.00296; per episode ConvVAE 0.00072 / 0.00080 / 0.00106 / 0.00148 / 0.00122, DDS+VAE 0.00052 / 0.00074 / 0.00092 / 0.00152 / 0.00178; DDS+VAE at 96x96 (mse_own) 0.00121 (README Figures, card)" \
     $D compare-vision --data-dir data/heldout --frames 500 --grid $OUT/compare_vision_500000.png
 
-figure "shipped ConvVAE agent (session 13), 10 development tracks 1,400,000..1,400,009" \
-    "827.98 +- 125.84, min 554.5, max 930.1: the first 10 tracks of the card's 50-track run on these files (831.4 +- 141.8 on 1,400,000..049)" \
+figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1,700,000..1,700,009" \
+    "855.23 +- 166.99, min 356.0, max 925.0: the first 10 tracks of the card's 100-track run on these weights (855.9 +- 112.5 on 1,700,000..099)" \
     $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
-        --controller assets/convvae_controller.safetensors --episodes 10 --seed 1400000 --results $OUT/convvae_1400000x10.json
+        --controller assets/convvae_controller.safetensors --episodes 10 --seed 1700000 --results $OUT/convvae_1700000x10.json
 
 figure "DDS+VAE dream vs reality, 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
     "pixel dream 0.00172 / 0.00858 / 0.0183 / 0.0187; pixel copy (standing still) 0.00199 / 0.0141 / 0.0246 / 0.0224; pixel V 0.0011; reward dream -7.4 vs real -8.6 at 100; off-manifold 1.0% (card)" \
@@ -45,21 +45,21 @@ cat <<'EOF'
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
 - DDS+VAE agent, 100 development tracks 1,000,000..099 (stated 784.6 +- 123.8; about 20 min):
   dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000
-- ConvVAE agent (session 13), 50 development tracks 1,400,000..049 (stated 831.4 +- 141.8, card; about 10 min):
-  dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 50 --seed 1400000
+- ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
+  dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
 - Dream fidelity of the ConvVAE world model (session 13) on model-selection agent and random-policy episodes
   (data/check_agent10 and data/check_random10 from scripts/build_assets.sh section 7; about 10 min each):
   dream-explorer divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
   (stated: tracked 98% / 96% / 63% / 39%, steering response dream -11.55 vs real -22.51; with --data-dir data/check_random10 --no-parked --no-steer 80% / 45% / 39% / 42%; card)
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
-  (scripts/build_assets.sh sections 5, 6 and 10) and their per-track results sit in assets/results/.
+  (scripts/build_assets.sh sections 5, 6, 10 and 15) and their per-track results sit in assets/results/.
 EOF
 
 if [ "${1:-}" = "--long" ]; then
     figure "DDS+VAE agent, 100 development tracks 1,000,000..1,000,099" "784.6 +- 123.8 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
             --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000 --results $OUT/ddsvae_1000000x100.json
-    figure "ConvVAE agent (session 13), 50 development tracks 1,400,000..1,400,049" "831.4 +- 141.8 (card)" \
+    figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
-            --controller assets/convvae_controller.safetensors --episodes 50 --seed 1400000 --results $OUT/convvae_1400000x50.json
+            --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000 --results $OUT/convvae_1700000x100.json
 fi
