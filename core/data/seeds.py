@@ -84,6 +84,7 @@ FINAL_BLOCKS_USED = {
     7_000_300: "ConvVAE world model shipped in session 13 (816.1 +- 183.5)",
     7_000_400: "session 15: the controller trained only in the dream (tau 1.0), not shipped (643.9 +- 242.5)",
     7_000_500: "session 17: the controller trained only in an ensemble of dreams (seed 1), not shipped (827.8 +- 141.3)",
+    7_000_600: "ConvVAE controller shipped in session 18: session 17's, fine-tuned by real CMA-ES (831.1 +- 145.2)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
