@@ -10,6 +10,7 @@ runs PyTorch and says why in ``note``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
@@ -211,8 +212,6 @@ class VisionRuntime:
 
     def _try_bf16(self) -> None:
         """Decode in bfloat16 from now on if it is close to float32 and faster here (see ``bf16_decode``)."""
-        import copy
-
         try:
             bf16 = copy.deepcopy(self.vision).to(dtype=torch.bfloat16).eval()
             set_memory_format(bf16, torch.channels_last)
@@ -258,12 +257,15 @@ class VisionRuntime:
 
 
 def _cpu_ms(call: Callable[[], object]) -> float:
-    """Median CPU time of this thread per ``call`` in ms over BF16_TIMING_CALLS calls, after one warm-up call
-    (thread CPU time: steadier than the wall clock when other work shares the cores)."""
+    """Median time per ``call`` in ms over BF16_TIMING_CALLS calls, after one warm-up call: the CPU time of this
+    thread with one torch thread (the app's; steadier than the wall clock when other work shares the cores, and the
+    whole cost, as ONNX Runtime runs here on the calling thread too), else the wall clock (other threads' work
+    would be missed)."""
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     call()
     times = []
     for _ in range(BF16_TIMING_CALLS):
-        start = time.thread_time()
+        start = clock()
         call()
-        times.append(time.thread_time() - start)
+        times.append(clock() - start)
     return 1e3 * float(np.median(times))
