@@ -396,9 +396,9 @@ $D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae
     --controller $S/ship/convvae_controller.safetensors --episodes 100 --seed 7000600 --workers 2 --results $S/ship.eval_7000600x100.json
 cp $S/ship/convvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
 cp $S/ship.eval_7000600x100.json assets/results/convvae_final_7000600.json
-# measured, NOT shipped: the DDS+VAE M fine-tuned on the same new data as section 14's members (DDS+VAE latents of
-# data/s17_agent and data/s17_random), its dream fidelity against the shipped DDS+VAE M at tau 1.0 and 0.5, and the
-# shipped DDS+VAE controller driving with each M on 50 of the development tracks above
+# the DDS+VAE M fine-tuned on the same new data as section 14's members (DDS+VAE latents of data/s17_agent and
+# data/s17_random), its dream fidelity against the DDS+VAE M shipped before at tau 1.0 and 0.5, and the DDS+VAE
+# controller shipped before driving with each M on 50 of the development tracks above
 OMP_NUM_THREADS=1 $D encode --data-dir data/s17_agent --extra-data-dirs data/s17_random --vision assets/ddsvae_vision.safetensors \
     --out $S/dds_latents.npz --batch-size 64
 OMP_NUM_THREADS=1 $D train-memory --latents $S/dds_latents.npz --out $S/dds_m.safetensors --init-from assets/ddsvae_memory.safetensors \
@@ -413,3 +413,15 @@ for DM in $S/dds_m.safetensors assets/ddsvae_memory.safetensors; do
     $D evaluate --vision assets/ddsvae_vision.safetensors --memory $DM --controller assets/ddsvae_controller.safetensors \
         --episodes 50 --seed 1700000 --workers 1 --results $S/dds_$(basename $DM .safetensors).eval_1700000x50.json
 done
+# then SHIPPED as the DDS+VAE world model: the shipped ConvVAE agent (above) behaviour-cloned onto the DDS+VAE's V and
+# the fine-tuned M, chosen on the same 50 development tracks, then the final block 7,000,700..799 once
+$D distill-controller --teacher assets/convvae_controller.safetensors --teacher-vision $V --teacher-memory $M \
+    --vision assets/ddsvae_vision.safetensors --memory $S/dds_m.safetensors --out $S/dds_c_distilled.safetensors \
+    --episodes-dir data/teacher_s18 --episodes 12 --seed 700000 --workers 2 --threads 1
+$D evaluate --vision assets/ddsvae_vision.safetensors --memory $S/dds_m.safetensors --controller $S/dds_c_distilled.safetensors \
+    --episodes 50 --seed 1700000 --workers 2 --results $S/dds_c_distilled.eval_1700000x50.json
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('assets/ddsvae_vision.safetensors'), Path('$S/dds_m.safetensors'), Path('$S/dds_c_distilled.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
+$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
+    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000700 --workers 2 --results $S/ship_dds.eval_7000700x100.json
+cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+cp $S/ship_dds.eval_7000700x100.json assets/results/ddsvae_final_7000700.json

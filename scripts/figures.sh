@@ -36,15 +36,15 @@ figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1
     $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
         --controller assets/convvae_controller.safetensors --episodes 10 --seed 1700000 --results $OUT/convvae_1700000x10.json
 
-figure "DDS+VAE dream vs reality, 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
-    "pixel dream 0.00172 / 0.00858 / 0.0183 / 0.0187; pixel copy (standing still) 0.00199 / 0.0141 / 0.0246 / 0.0224; pixel V 0.0011; reward dream -7.4 vs real -8.6 at 100; off-manifold 1.0% (card)" \
+figure "DDS+VAE dream vs reality (session 18's M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
+    "pixel dream 0.00180 / 0.00830 / 0.0173 / 0.0178; pixel copy (standing still) 0.00199 / 0.0141 / 0.0246 / 0.0224; pixel V 0.0011; reward dream -9.07 vs real -8.58 at 100; off-manifold 0.36% (card; session 6's M: 0.00172 / 0.00858 / 0.0183 / 0.0187, reward -7.4, off-manifold 1.0%)" \
     $D divergence --data-dir data/heldout --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --no-parked --no-steer
 
 cat <<'EOF'
 
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
-- DDS+VAE agent, 100 development tracks 1,000,000..099 (stated 784.6 +- 123.8; about 20 min):
-  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000
+- DDS+VAE agent (session 18), 50 development tracks 1,700,000..049 (stated 781.8 +- 172.6, card; about 10 min):
+  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1700000
 - ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
   dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
 - Dream fidelity of the ConvVAE world model (session 13) on model-selection agent and random-policy episodes
@@ -56,9 +56,9 @@ cat <<'EOF'
 EOF
 
 if [ "${1:-}" = "--long" ]; then
-    figure "DDS+VAE agent, 100 development tracks 1,000,000..1,000,099" "784.6 +- 123.8 (card)" \
+    figure "DDS+VAE agent (session 18), 50 development tracks 1,700,000..1,700,049" "781.8 +- 172.6 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
-            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1000000 --results $OUT/ddsvae_1000000x100.json
+            --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1700000 --results $OUT/ddsvae_1700000x50.json
     figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
             --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000 --results $OUT/convvae_1700000x100.json

@@ -76,7 +76,8 @@ the shipped one on the same tracks (development figures: nothing shipped on them
 session 15's two dream-trained controllers (tau 1.15 and 1.0), then scored session 16's four (other ways of choosing
 the snapshot; none beat session 15's, so no final block was run), then session 17's two controllers trained in an
 ensemble of dreams, and chose between them; 1,700,000..099 decided session 18's ship (the ensemble-trained controller
-after real-env CMA-ES, that controller before it, and the shipped one, on the same tracks)."""
+after real-env CMA-ES, that controller before it, and the shipped one, on the same tracks), and 1,700,000..049 its
+DDS+VAE ship (the fine-tuned DDS+VAE M with the shipped controller and with one distilled onto it)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
@@ -85,6 +86,7 @@ FINAL_BLOCKS_USED = {
     7_000_400: "session 15: the controller trained only in the dream (tau 1.0), not shipped (643.9 +- 242.5)",
     7_000_500: "session 17: the controller trained only in an ensemble of dreams (seed 1), not shipped (827.8 +- 141.3)",
     7_000_600: "ConvVAE controller shipped in session 18: session 17's, fine-tuned by real CMA-ES (831.1 +- 145.2)",
+    7_000_700: "DDS+VAE world model shipped in session 18: M fine-tuned on driving data, C distilled onto it (745.0 +- 198.3)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
