@@ -119,7 +119,7 @@ class App:
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
         self.stages = app_stages()
-        self.jobs = {spec.key: JobRunner(spec, config.stage_runner) for spec in self.stages}
+        self.jobs = {spec.key: JobRunner(spec, config.stage_runner, config.stage_priority) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
         saved_stages = saved.get("stages", {})
         for spec in self.stages:

@@ -26,8 +26,10 @@ from core.stages import Stage
 Status = Literal["idle", "running", "done", "cancelled", "failed"]
 Runner = Literal["thread", "process"]
 RUNNERS: tuple[Runner, ...] = ("process", "thread")
+Priority = Literal["idle", "low"]
+PRIORITIES: tuple[Priority, ...] = ("idle", "low")
 STAGE_NICE = 5
-"""Nice value of stage threads and processes: on 2 cores the GUI keeps its frame rate while a stage trains."""
+"""Nice value of stage threads and processes at priority ``low`` (and where ``idle`` is not available: 19)."""
 STAGE_THREADS = 1
 """Torch intra-op threads of a stage run in its own process (the GUI's frame loop needs the other core)."""
 LOG_LINES = 400
@@ -36,15 +38,32 @@ PLOT_POINTS = 4000
 """Points kept per metric for the live plots (thinned evenly beyond that, so memory stays flat)."""
 
 
-def lower_priority() -> None:
-    """Give the calling thread (and the worker processes it starts) a lower CPU priority than the GUI's.
+def lower_priority(priority: Priority = "idle") -> str:
+    """Give the calling thread (and the threads and worker processes it starts later) a lower CPU priority than
+    the GUI's, and return what was set.
 
-    On Linux ``setpriority`` on a thread id sets that thread's nice value; elsewhere this does nothing.
+    ``idle``: Linux's ``SCHED_IDLE`` policy, so the stage runs on what the frame loop leaves of the cores (the
+    GUI's frame rate is as without the stage, the stage slows instead); where that policy is missing, nice 19.
+    ``low``: nice :data:`STAGE_NICE` (the scheduler still shares the cores, weighted about 3:1 for the GUI).
+    On Linux both act on the calling thread only (its id is a valid pid for these calls). Returns
+    ``"SCHED_IDLE"``, ``"nice N"`` or ``"unchanged"`` (neither is possible here). Raises ValueError on an unknown
+    ``priority``.
     """
+    if priority not in PRIORITIES:
+        raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
+    tid = threading.get_native_id()
+    if priority == "idle":
+        try:
+            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
+            return "SCHED_IDLE"
+        except (AttributeError, OSError):
+            pass
+    nice = STAGE_NICE if priority == "low" else 19
     try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), STAGE_NICE)
+        os.setpriority(os.PRIO_PROCESS, tid, nice)
+        return f"nice {nice}"
     except (AttributeError, OSError):
-        pass
+        return "unchanged"
 
 
 def summarize(result: Any) -> str:
@@ -115,12 +134,12 @@ def _run_and_report(spec: Stage, config: Any, stop: Any, out: Any) -> None:
         out.put(("cancelled" if cancelled else "done", result))
 
 
-def _stage_process(spec: Stage, config: Any, stop: Any, out: Any) -> None:
-    """Body of a stage's own process (spawned): lower priority, STAGE_THREADS torch threads, then the stage
-    (:func:`_run_and_report`)."""
+def _stage_process(spec: Stage, config: Any, stop: Any, out: Any, priority: Priority = "idle") -> None:
+    """Body of a stage's own process (spawned): lower priority (before any thread starts, so torch's and the
+    worker processes inherit it), STAGE_THREADS torch threads, then the stage (:func:`_run_and_report`)."""
     import torch
 
-    os.nice(STAGE_NICE)
+    lower_priority(priority)
     torch.set_num_threads(STAGE_THREADS)
     _run_and_report(spec, config, stop, out)
     out.close()
@@ -149,11 +168,14 @@ class JobRunner:
         result: what the stage returned.
     """
 
-    def __init__(self, spec: Stage, runner: Runner = "process") -> None:
+    def __init__(self, spec: Stage, runner: Runner = "process", priority: Priority = "idle") -> None:
         if runner not in RUNNERS:
             raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
+        if priority not in PRIORITIES:
+            raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
         self.spec = spec
         self.runner: Runner = runner
+        self.priority: Priority = priority
         self.status: Status = "idle"
         self.progress: Progress | None = None
         self.history = MetricHistory()
@@ -192,13 +214,13 @@ class JobRunner:
         self.history = MetricHistory()
         self.log.clear()
         self.started = time.monotonic()
-        self.log.append(f"started {self.spec.key} in a {self.runner} with {config}")
+        self.log.append(f"started {self.spec.key} in a {self.runner} (priority {self.priority}) with {config}")
         if self.runner == "process":
             context = multiprocessing.get_context("spawn")
             self._stop, self._queue = context.Event(), context.Queue()
             # not a daemon: a stage (collect) may start worker processes of its own
             self._process = context.Process(target=_stage_process, args=(self.spec, config, self._stop,
-                                            self._queue), name=f"stage-{self.spec.key}")  # fmt: skip
+                                            self._queue, self.priority), name=f"stage-{self.spec.key}")  # fmt: skip
             self._process.start()
             return
         self._stop, self._queue = threading.Event(), queue.Queue()
@@ -207,7 +229,7 @@ class JobRunner:
         self._thread.start()
 
     def _run(self, config: Any, stop: threading.Event, out: queue.Queue[tuple[str, Any]]) -> None:
-        lower_priority()
+        lower_priority(self.priority)
         _run_and_report(self.spec, config, stop, out)
 
     def load_history(self, path: Path) -> None:

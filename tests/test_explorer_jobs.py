@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
+import sys
 import threading
 from pathlib import Path
 
@@ -22,6 +24,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> StageResult:  # type: ignore[no-untyped-def]
     """A stage for the job runner tests: reports steps; raises or waits for the stop flag on request."""
+    if config.get("report_priority"):  # the stage's own thread: its scheduling policy and nice value
+        tid = threading.get_native_id()
+        policy = {"policy": float(os.sched_getscheduler(tid)), "nice": float(os.getpriority(os.PRIO_PROCESS, tid))}
+        return StageResult(None, policy)
     for step in range(1, config["steps"] + 1):
         if config.get("raise") == step:
             raise ZeroDivisionError("boom")
@@ -33,8 +39,8 @@ def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> St
     return StageResult(Path("out.safetensors"), {"fake/train/loss": 0.1})
 
 
-def run_job(config: dict, cancel: bool = False) -> JobRunner:
-    job = JobRunner(Stage("fake", "fake", "Fake", dict, f"{__name__}:fake_stage", "a test stage"))
+def run_job(config: dict, cancel: bool = False, **runner_args: str) -> JobRunner:
+    job = JobRunner(Stage("fake", "fake", "Fake", dict, f"{__name__}:fake_stage", "a test stage"), **runner_args)  # type: ignore[arg-type]
     job.start(config)
     with pytest.raises(RuntimeError):
         job.start(config)
@@ -60,6 +66,22 @@ def test_job_runner_catches_a_crash_and_a_cancel() -> None:
     assert any("Traceback" in line for line in crashed.log)
     cancelled = run_job({"steps": 1000, "slow": True}, cancel=True)
     assert cancelled.status == "cancelled" and cancelled.fraction < 1.0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SCHED_IDLE and per-thread nice are Linux's")
+@pytest.mark.parametrize("runner", ["process", "thread"])
+def test_a_stage_runs_below_the_gui_priority(runner: str) -> None:
+    gui_tid = threading.get_native_id()
+    gui = (os.sched_getscheduler(gui_tid), os.getpriority(os.PRIO_PROCESS, gui_tid))
+    idle = run_job({"steps": 1, "report_priority": True}, runner=runner)
+    assert idle.status == "done" and idle.result.metrics["policy"] == os.SCHED_IDLE
+    assert any("priority idle" in line for line in idle.log)
+    low = run_job({"steps": 1, "report_priority": True}, runner=runner, priority="low")
+    assert low.result.metrics["policy"] == os.SCHED_OTHER and low.result.metrics["nice"] >= 5
+    # only the stage's thread (or process) was lowered, never the GUI's
+    assert (os.sched_getscheduler(gui_tid), os.getpriority(os.PRIO_PROCESS, gui_tid)) == gui
+    with pytest.raises(ValueError, match="priority must be one of"):
+        JobRunner(STAGES[0], priority="high")  # type: ignore[arg-type]
 
 
 def test_stage_errors_are_one_line() -> None:
