@@ -425,3 +425,24 @@ $D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/
     --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000700 --workers 2 --results $S/ship_dds.eval_7000700x100.json
 cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
 cp $S/ship_dds.eval_7000700x100.json assets/results/ddsvae_final_7000700.json
+
+# 16. session 19: section 15's DDS+VAE controller (distilled, no CMA-ES) fine-tuned by real-env CMA-ES with the
+# settings of section 15's ConvVAE fine-tune (20 generations; 48 min on 2 cores shared with dream-fidelity runs),
+# compared with the shipped one on fresh development tracks 1,800,000..099; if it ships, the final block
+# 7,000,800..899 once, on the files that ship. V and M are unchanged.
+S=runs/s19
+DV=assets/ddsvae_vision.safetensors; DM=assets/ddsvae_memory.safetensors
+$D train-controller --evaluator real --vision $DV --memory $DM --out $S/dds_ft.safetensors \
+    --init-controller assets/ddsvae_controller.safetensors --population 16 --rollouts 1 --generations 20 --sigma0 0.03 \
+    --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
+    --recheck-episodes 16 --workers 2 --threads 1 --seed 19
+for C in $S/dds_ft.safetensors assets/ddsvae_controller.safetensors; do
+    $D evaluate --vision $DV --memory $DM --controller $C --episodes 100 --seed 1800000 --workers 1 \
+        --results $S/$(basename $C .safetensors).eval_1800000x100.json
+done
+# then SHIPPED (812.1 against 716.6 on the dev tracks, paired +95.4): the final block 7,000,800..899 once
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$DV'), Path('$DM'), Path('$S/dds_ft.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
+$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
+    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000800 --workers 2 --results $S/ship_dds.eval_7000800x100.json
+cp $S/ship_dds/ddsvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+cp $S/ship_dds.eval_7000800x100.json assets/results/ddsvae_final_7000800.json

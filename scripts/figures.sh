@@ -43,8 +43,8 @@ figure "DDS+VAE dream vs reality (session 18's M), 5 episodes of tracks 500,000.
 cat <<'EOF'
 
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
-- DDS+VAE agent (session 18), 50 development tracks 1,700,000..049 (stated 781.8 +- 172.6, card; about 10 min):
-  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1700000
+- DDS+VAE agent (session 19's controller), 100 development tracks 1,800,000..099 (stated 812.1 +- 159.0, card; about 15 min):
+  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1800000
 - ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
   dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
 - Dream fidelity of the ConvVAE world model (session 13) on model-selection agent and random-policy episodes
@@ -52,13 +52,13 @@ cat <<'EOF'
   dream-explorer divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
   (stated: tracked 98% / 96% / 63% / 39%, steering response dream -11.55 vs real -22.51; with --data-dir data/check_random10 --no-parked --no-steer 80% / 45% / 39% / 42%; card)
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
-  (scripts/build_assets.sh sections 5, 6, 10 and 15) and their per-track results sit in assets/results/.
+  (scripts/build_assets.sh sections 5, 6, 10, 15 and 16) and their per-track results sit in assets/results/.
 EOF
 
 if [ "${1:-}" = "--long" ]; then
-    figure "DDS+VAE agent (session 18), 50 development tracks 1,700,000..1,700,049" "781.8 +- 172.6 (card)" \
+    figure "DDS+VAE agent (session 19's controller), 100 development tracks 1,800,000..1,800,099" "812.1 +- 159.0 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
-            --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1700000 --results $OUT/ddsvae_1700000x50.json
+            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1800000 --results $OUT/ddsvae_1800000x100.json
     figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
             --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000 --results $OUT/convvae_1700000x100.json

@@ -63,7 +63,7 @@ FINAL_BLOCK = 100
 
 DEVELOPMENT_USED = (
     (1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50), (1_500_000, 100),
-    (1_600_000, 100), (1_700_000, 100),
+    (1_600_000, 100), (1_700_000, 100), (1_800_000, 100),
 )  # fmt: skip
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
@@ -77,7 +77,8 @@ session 15's two dream-trained controllers (tau 1.15 and 1.0), then scored sessi
 the snapshot; none beat session 15's, so no final block was run), then session 17's two controllers trained in an
 ensemble of dreams, and chose between them; 1,700,000..099 decided session 18's ship (the ensemble-trained controller
 after real-env CMA-ES, that controller before it, and the shipped one, on the same tracks), and 1,700,000..049 its
-DDS+VAE ship (the fine-tuned DDS+VAE M with the shipped controller and with one distilled onto it)."""
+DDS+VAE ship (the fine-tuned DDS+VAE M with the shipped controller and with one distilled onto it); 1,800,000..099
+decided session 19's DDS+VAE ship (the distilled controller after real-env CMA-ES against it before)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
@@ -87,6 +88,7 @@ FINAL_BLOCKS_USED = {
     7_000_500: "session 17: the controller trained only in an ensemble of dreams (seed 1), not shipped (827.8 +- 141.3)",
     7_000_600: "ConvVAE controller shipped in session 18: session 17's, fine-tuned by real CMA-ES (831.1 +- 145.2)",
     7_000_700: "DDS+VAE world model shipped in session 18: M fine-tuned on driving data, C distilled onto it (745.0 +- 198.3)",
+    7_000_800: "DDS+VAE controller shipped in session 19: session 18's distilled C after real-env CMA-ES (793.0 +- 147.2)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
