@@ -43,7 +43,8 @@ def lower_priority(priority: Priority = "idle") -> str:
     the GUI's, and return what was set.
 
     ``idle``: Linux's ``SCHED_IDLE`` policy, so the stage runs on what the frame loop leaves of the cores (the
-    GUI's frame rate is as without the stage, the stage slows instead); where that policy is missing, nice 19.
+    GUI's frame rate stays near what it is without the stage, the stage slows instead); where that policy is
+    missing, nice 19.
     ``low``: nice :data:`STAGE_NICE` (the scheduler still shares the cores, weighted about 3:1 for the GUI).
     On Linux both act on the calling thread only (its id is a valid pid for these calls). Returns
     ``"SCHED_IDLE"``, ``"nice N"`` or ``"unchanged"`` (neither is possible here). Raises ValueError on an unknown
@@ -120,7 +121,8 @@ class MetricHistory:
 def _run_and_report(spec: Stage, config: Any, stop: Any, out: Any) -> None:
     """Run ``spec`` on ``config`` and put every report and then the outcome on ``out``: ("progress", Progress),
     then ("done" | "cancelled", result), ("cancelled", message) or ("failed", (message, traceback)). A crash
-    inside the stage ends as "failed": it must not take the app down."""
+    inside the stage ends as "failed": it must not take the app down. (The runner also puts ("log", line) lines
+    on ``out`` before this.)"""
     try:
         result = spec.run(config, on_progress=lambda p: out.put(("progress", p)), should_stop=stop)
     except StageCancelled as exc:
@@ -139,7 +141,7 @@ def _stage_process(spec: Stage, config: Any, stop: Any, out: Any, priority: Prio
     worker processes inherit it), STAGE_THREADS torch threads, then the stage (:func:`_run_and_report`)."""
     import torch
 
-    lower_priority(priority)
+    out.put(("log", f"CPU priority: {lower_priority(priority)}"))
     torch.set_num_threads(STAGE_THREADS)
     _run_and_report(spec, config, stop, out)
     out.close()
@@ -229,7 +231,7 @@ class JobRunner:
         self._thread.start()
 
     def _run(self, config: Any, stop: threading.Event, out: queue.Queue[tuple[str, Any]]) -> None:
-        lower_priority(self.priority)
+        out.put(("log", f"CPU priority: {lower_priority(self.priority)}"))
         _run_and_report(self.spec, config, stop, out)
 
     def load_history(self, path: Path) -> None:
@@ -259,6 +261,9 @@ class JobRunner:
                 break
             except (EOFError, OSError, ValueError):  # the queue's pipe is gone with the process
                 break
+            if kind == "log":
+                self.log.append(payload)
+                continue
             if kind == "progress":
                 self.progress = payload
                 if payload.metrics:

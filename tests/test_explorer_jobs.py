@@ -75,9 +75,10 @@ def test_a_stage_runs_below_the_gui_priority(runner: str) -> None:
     gui = (os.sched_getscheduler(gui_tid), os.getpriority(os.PRIO_PROCESS, gui_tid))
     idle = run_job({"steps": 1, "report_priority": True}, runner=runner)
     assert idle.status == "done" and idle.result.metrics["policy"] == os.SCHED_IDLE
-    assert any("priority idle" in line for line in idle.log)
+    assert any("priority idle" in line for line in idle.log) and "CPU priority: SCHED_IDLE" in idle.log
     low = run_job({"steps": 1, "report_priority": True}, runner=runner, priority="low")
     assert low.result.metrics["policy"] == os.SCHED_OTHER and low.result.metrics["nice"] >= 5
+    assert any(line.startswith("CPU priority: nice") for line in low.log)
     # only the stage's thread (or process) was lowered, never the GUI's
     assert (os.sched_getscheduler(gui_tid), os.getpriority(os.PRIO_PROCESS, gui_tid)) == gui
     with pytest.raises(ValueError, match="priority must be one of"):
