@@ -38,7 +38,7 @@ PLOT_POINTS = 4000
 """Points kept per metric for the live plots (thinned evenly beyond that, so memory stays flat)."""
 
 
-def lower_priority(priority: Priority = "idle") -> str:
+def lower_priority(priority: Priority = "idle", whole_process: bool = False) -> str:
     """Give the calling thread (and the threads and worker processes it starts later) a lower CPU priority than
     the GUI's, and return what was set.
 
@@ -46,25 +46,35 @@ def lower_priority(priority: Priority = "idle") -> str:
     GUI's frame rate stays near what it is without the stage, the stage slows instead); where that policy is
     missing, nice 19.
     ``low``: nice :data:`STAGE_NICE` (the scheduler still shares the cores, weighted about 3:1 for the GUI).
-    On Linux both act on the calling thread only (its id is a valid pid for these calls). Returns
-    ``"SCHED_IDLE"``, ``"nice N"`` or ``"unchanged"`` (neither is possible here). Raises ValueError on an unknown
-    ``priority``.
+    On Linux both act per thread (a thread id is a valid pid for these calls): the calling thread only, or with
+    ``whole_process`` every thread the process has now (a stage's own process: threads its start-up made, such
+    as a queue's feeder, would keep the GUI's priority otherwise). Returns ``"SCHED_IDLE"``, ``"nice N"`` or
+    ``"unchanged"`` (neither is possible here). Raises ValueError on an unknown ``priority``.
     """
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {PRIORITIES}, got {priority!r}")
-    tid = threading.get_native_id()
-    if priority == "idle":
+    tids = [threading.get_native_id()]
+    if whole_process:
         try:
-            os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
-            return "SCHED_IDLE"
-        except (AttributeError, OSError):
+            tids = sorted(int(t) for t in os.listdir("/proc/self/task"))
+        except OSError:
             pass
+
+    def apply(set_one: Callable[[int], None]) -> bool:
+        try:
+            for tid in tids:
+                set_one(tid)
+        except (AttributeError, OSError):
+            return False
+        return True
+
+    def to_idle(tid: int) -> None:
+        os.sched_setscheduler(tid, os.SCHED_IDLE, os.sched_param(0))  # type: ignore[attr-defined,unused-ignore]
+
+    if priority == "idle" and apply(to_idle):
+        return "SCHED_IDLE"
     nice = STAGE_NICE if priority == "low" else 19
-    try:
-        os.setpriority(os.PRIO_PROCESS, tid, nice)
-        return f"nice {nice}"
-    except (AttributeError, OSError):
-        return "unchanged"
+    return f"nice {nice}" if apply(lambda tid: os.setpriority(os.PRIO_PROCESS, tid, nice)) else "unchanged"
 
 
 def summarize(result: Any) -> str:
@@ -139,9 +149,10 @@ def _run_and_report(spec: Stage, config: Any, stop: Any, out: Any) -> None:
 def _stage_process(spec: Stage, config: Any, stop: Any, out: Any, priority: Priority = "idle") -> None:
     """Body of a stage's own process (spawned): lower priority (before any thread starts, so torch's and the
     worker processes inherit it), STAGE_THREADS torch threads, then the stage (:func:`_run_and_report`)."""
+    priority_set = lower_priority(priority, whole_process=True)  # before torch's import starts its threads
     import torch
 
-    out.put(("log", f"CPU priority: {lower_priority(priority)}"))
+    out.put(("log", f"CPU priority: {priority_set}"))
     torch.set_num_threads(STAGE_THREADS)
     _run_and_report(spec, config, stop, out)
     out.close()

@@ -27,6 +27,9 @@ def fake_stage(config: dict, *, on_progress, should_stop: threading.Event) -> St
     if config.get("report_priority"):  # the stage's own thread: its scheduling policy and nice value
         tid = threading.get_native_id()
         policy = {"policy": float(os.sched_getscheduler(tid)), "nice": float(os.getpriority(os.PRIO_PROCESS, tid))}
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+        policy["threads"] = float(len(tids))
+        policy["idle_threads"] = float(sum(os.sched_getscheduler(t) == os.SCHED_IDLE for t in tids))
         return StageResult(None, policy)
     for step in range(1, config["steps"] + 1):
         if config.get("raise") == step:
@@ -76,6 +79,9 @@ def test_a_stage_runs_below_the_gui_priority(runner: str) -> None:
     idle = run_job({"steps": 1, "report_priority": True}, runner=runner)
     assert idle.status == "done" and idle.result.metrics["policy"] == os.SCHED_IDLE
     assert any("priority idle" in line for line in idle.log) and "CPU priority: SCHED_IDLE" in idle.log
+    # in its own process every thread of the stage is idle (a queue's feeder, torch's); in a thread, that one only
+    expected_idle = idle.result.metrics["threads"] if runner == "process" else 1
+    assert idle.result.metrics["idle_threads"] == expected_idle
     low = run_job({"steps": 1, "report_priority": True}, runner=runner, priority="low")
     assert low.result.metrics["policy"] == os.SCHED_OTHER and low.result.metrics["nice"] >= 5
     assert any(line.startswith("CPU priority: nice") for line in low.log)
