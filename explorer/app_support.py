@@ -214,8 +214,8 @@ class AppConfig:
     the app (starts faster; shares the interpreter lock and torch settings with the frame loop)."""
     stage_priority: Literal["idle", "low"] = "idle"
     """CPU priority of Training-panel stages: idle (Linux's SCHED_IDLE: a stage uses only what the frame loop
-    leaves, so the GUI keeps its frame rate and the stage slows) or low (nice 5: the cores are shared, weighted
-    about 3:1 for the GUI)."""
+    leaves, so the GUI's frame rate stays near what it is without a stage and the stage slows) or low (nice 5: the
+    cores are shared, weighted about 3:1 for the GUI)."""
     start_stage: str | None = None
     """Start this Training-panel stage (collect, vision, encode, memory, ...) at the first frame, with the panel's
     settings (saved ones with --settings): a scripted start, e.g. to measure the frame rate while a stage runs."""

@@ -147,8 +147,9 @@ def _run_and_report(spec: Stage, config: Any, stop: Any, out: Any) -> None:
 
 
 def _stage_process(spec: Stage, config: Any, stop: Any, out: Any, priority: Priority = "idle") -> None:
-    """Body of a stage's own process (spawned): lower priority (before any thread starts, so torch's and the
-    worker processes inherit it), STAGE_THREADS torch threads, then the stage (:func:`_run_and_report`)."""
+    """Body of a stage's own process (spawned): every thread it has so far at the lowered priority, before torch's
+    import (threads and worker processes started later inherit it), STAGE_THREADS torch threads, then the stage
+    (:func:`_run_and_report`)."""
     priority_set = lower_priority(priority, whole_process=True)  # before torch's import starts its threads
     import torch
 
