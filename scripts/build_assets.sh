@@ -446,3 +446,52 @@ $D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/
     --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000800 --workers 2 --results $S/ship_dds.eval_7000800x100.json
 cp $S/ship_dds/ddsvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
 cp $S/ship_dds.eval_7000800x100.json assets/results/ddsvae_final_7000800.json
+
+# 17. session 20, measured (see the README, session 20). (a) Why the DDS+VAE dream loses the road sooner than the
+# ConvVAE's: MDN-RNNs trained from scratch on the same 140 episodes (section 14's data; DDS+VAE latents from section
+# 15, ConvVAE latents from section 14's halves), joint and per-dimension, open loop at the app's tau 0.5 on 5
+# model-selection agent episodes and 5 random-policy ones. (b) Section 14's ensemble-dream recipe for the DDS+VAE: the
+# shipped DDS+VAE M and two copies of it fine-tuned on the halves of the same data, a controller trained from zero
+# in their dreams only (200 generations, checks on 8 model-selection tracks every 10, the 3 best rechecked on 8
+# more). (c) The shipped ConvVAE controller fine-tuned again by real-env CMA-ES, 2 episodes per candidate.
+S=runs/s20
+mkdir -p $S
+DV=assets/ddsvae_vision.safetensors; DM=assets/ddsvae_memory.safetensors
+$PY -c "
+from core.data.datasets import LatentEpisodes
+from core.train.iterate import merge_latents
+merge_latents(LatentEpisodes.load('runs/s17/latents_half1.npz'), LatentEpisodes.load('runs/s17/latents_half2.npz')).save('$S/cv_s17.npz')
+d = LatentEpisodes.load('runs/s18/dds_latents.npz')
+half1 = [(670000 <= s < 670050) or (671000 <= s < 671020) for s in d.seeds]
+d.subset(half1).save('$S/dds_half1.npz')
+d.subset([not h for h in half1]).save('$S/dds_half2.npz')
+d.subset(d.policies == 'controller').save('$S/dds_agent.npz')"
+COMMON="--epochs 40 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0"
+OMP_NUM_THREADS=1 $D train-memory --latents runs/s18/dds_latents.npz --out $S/dds_mj.safetensors $COMMON --joint
+OMP_NUM_THREADS=1 $D train-memory --latents runs/s18/dds_latents.npz --out $S/dds_mp.safetensors $COMMON
+OMP_NUM_THREADS=1 $D train-memory --latents $S/cv_s17.npz --out $S/cv_mj.safetensors $COMMON --joint
+for DMX in $S/dds_mj.safetensors $S/dds_mp.safetensors $DM; do
+    for SET in check_agent10 check_random10; do
+        $D divergence --data-dir data/$SET --vision $DV --memory $DMX --horizons 10 30 100 200 --start-every 100 \
+            --no-parked --no-steer --max-episodes 5 --tau 0.5
+    done
+done
+$D divergence --data-dir data/check_agent10 --vision $DV --memory $DM --horizons 10 30 100 200 --start-every 100 \
+    --no-parked --no-steer --max-episodes 5 --tau 0
+for MX in $S/cv_mj.safetensors $M; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $MX --horizons 10 30 100 200 --start-every 100 \
+        --no-parked --no-steer --max-episodes 5 --tau 0.5
+done
+for H in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/dds_half$H.npz --out $S/dds_ens$H.safetensors --init-from $DM \
+        --epochs 20 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed $H
+done
+$D train-controller --vision $DV --memory $DM --latents $S/dds_agent.npz \
+    --dream-ensemble $S/dds_ens1.safetensors $S/dds_ens2.safetensors --out $S/dds_ens_c.safetensors \
+    --population 48 --rollouts 16 --generations 200 --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 \
+    --real-check-every 10 --real-check-episodes 8 --recheck-top 3 --recheck-episodes 8 --threads 1 --workers 1 --seed 1 &
+$D train-controller --evaluator real --vision $V --memory $M --out $S/cv_ft2.safetensors \
+    --init-controller assets/convvae_controller.safetensors --population 16 --rollouts 2 --generations 12 --sigma0 0.02 \
+    --early-stop-patience 60 --real-check-every 3 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
+    --recheck-episodes 16 --workers 2 --threads 1 --seed 20
+wait

@@ -9,7 +9,7 @@ import pytest
 
 from core.config import CollectConfig
 from core.data.collect import collect
-from core.data.datasets import load_frames
+from core.data.datasets import LatentEpisodes, load_frames
 from core.data.episodes import episode_path, list_episodes, read_episode, split_episodes
 from core.data.policies import RandomExplorationPolicy
 from core.envs.car_racing import preprocess_frames
@@ -92,3 +92,31 @@ def test_frame_dataset_and_split(real_episodes: Path) -> None:
     assert len(val) == 1 and len(train) == 2 and not set(train) & set(val)
     frames = load_frames(train, 64, stride=2)
     assert frames.shape == (2 * 31, 3, 64, 64)
+
+
+def test_latent_subset_keeps_whole_episodes_labels_and_identity(tmp_path: Path) -> None:
+    """Episodes of lengths 3, 5 and 2 steps, each filled with its own index: a subset in another order holds
+    exactly those episodes, step arrays one shorter than mu's, with their seeds and policy labels."""
+    lengths = [3, 5, 2]
+    mu = np.concatenate([np.full((n + 1, 4), i, np.float32) for i, n in enumerate(lengths)])
+    steps = np.concatenate([np.full(n, i, np.float32) for i, n in enumerate(lengths)])
+    latents = LatentEpisodes(
+        mu=mu, logvar=-mu, actions=np.repeat(steps[:, None], 3, axis=1), rewards=steps, terminated=steps * 0,
+        starts=np.concatenate([[0], np.cumsum(np.array(lengths) + 1)]), seeds=np.array([10, 11, 12]),
+        vision_kind="dds_vae", vision_sha256="ab", policies=np.array(["random", "controller", "random"]),
+    )  # fmt: skip
+    sub = latents.subset([2, 1])
+    assert sub.problem() is None and sub.n_episodes == 2
+    assert sub.seeds.tolist() == [12, 11] and sub.policies.tolist() == ["random", "controller"]
+    assert (sub.vision_kind, sub.vision_sha256) == ("dds_vae", "ab")
+    for j, i in enumerate([2, 1]):
+        ep = sub.episode(j)
+        assert ep["mu"].shape == (lengths[i] + 1, 4) and (ep["mu"] == i).all() and (ep["logvar"] == -i).all()
+        assert len(ep["action"]) == lengths[i] and (ep["reward"] == i).all() and (ep["action"] == i).all()
+    mask = latents.subset(latents.policies == "random")
+    assert mask.seeds.tolist() == [10, 12] and mask.policy_counts() == {"random": 2}
+    back = LatentEpisodes.load(sub.save(tmp_path / "sub.npz"))
+    assert np.array_equal(back.mu, sub.mu) and back.policies.tolist() == ["random", "controller"]
+    for bad in ([3], [], np.array([True, False])):
+        with pytest.raises(EpisodeError):
+            latents.subset(bad)

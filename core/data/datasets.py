@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,40 @@ class LatentEpisodes:
             "reward": self.rewards[sa:sb],
             "done": self.terminated[sa:sb],
         }
+
+    def subset(self, episodes: Sequence[int] | np.ndarray) -> LatentEpisodes:
+        """The listed episodes, in the order given, with their seeds, policy labels and vision identity.
+
+        Args:
+            episodes: episode indices in ``[0, n_episodes)``; a boolean mask of length ``n_episodes`` also works.
+
+        Raises:
+            EpisodeError: an index out of range, or no episode selected.
+        """
+        idx = np.asarray(episodes)
+        if idx.dtype == bool:
+            if len(idx) != self.n_episodes:
+                raise EpisodeError(f"episode mask of length {len(idx)} for {self.n_episodes} episodes")
+            idx = np.flatnonzero(idx)
+        idx = idx.astype(np.int64).ravel()
+        if len(idx) == 0:
+            raise EpisodeError("no episode selected")
+        if idx.min() < 0 or idx.max() >= self.n_episodes:
+            raise EpisodeError(f"episode index out of range [0, {self.n_episodes}): {idx.min()}..{idx.max()}")
+        parts = [self.episode(int(i)) for i in idx]
+        lengths = np.array([len(p["mu"]) for p in parts], np.int64)
+        return LatentEpisodes(
+            mu=np.concatenate([p["mu"] for p in parts]),
+            logvar=np.concatenate([p["logvar"] for p in parts]),
+            actions=np.concatenate([p["action"] for p in parts]),
+            rewards=np.concatenate([p["reward"] for p in parts]),
+            terminated=np.concatenate([p["done"] for p in parts]),
+            starts=np.concatenate([[0], np.cumsum(lengths)]),
+            seeds=self.seeds[idx],
+            vision_kind=self.vision_kind,
+            vision_sha256=self.vision_sha256,
+            policies=np.asarray(self.policies, str)[idx],
+        )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically to an ``.npz`` file."""
