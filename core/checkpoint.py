@@ -326,6 +326,27 @@ def saved_metadata(model: nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
     return dict(getattr(model, "checkpoint_metrics", {}) or {}), dict(getattr(model, "checkpoint_extra", {}) or {})
 
 
+def same_model_file(sha256: str, path: str | os.PathLike[str]) -> bool:
+    """Whether a file recorded by its SHA-256 (in a latent file or an M's metadata) is the checkpoint at ``path``:
+    the same bytes, or the file ``path`` was exported from (``core.assets.export_assets`` records it as
+    ``source_sha256``; an export that rewrites only the metadata keeps the weights). False when ``path`` cannot
+    be read; never raises."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    if file_sha256(p) == sha256:
+        return True
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(p), framework="pt") as f:
+            header = f.metadata() or {}
+        source = json.loads(header.get(_META_KEY, "{}")).get("extra", {}).get("source_sha256")
+    except (SafetensorError, OSError, ValueError, AttributeError):
+        return False
+    return source == sha256
+
+
 def resume_path(path: str | os.PathLike[str]) -> Path:
     """The training-state file that goes with checkpoint ``path``: ``x.safetensors`` -> ``x.resume.pt``."""
     p = Path(path)

@@ -158,6 +158,14 @@ def test_exported_vision_stands_for_its_source(tiny_world_model: dict[str, Path]
     export_assets(tiny_world_model["vision"], memory, None, "conv_vae", tmp_path / "assets")
     shipped = default_paths("conv_vae", tmp_path / "assets")
     assert WorldModel.load(shipped.vision, shipped.memory).lineage_warning is None  # float16 copy, same model
+    # latents encoded by the source file: the export stands for it in train-controller's check too
+    from core.checkpoint import same_model_file
+
+    source = file_sha256(tiny_world_model["vision"])
+    assert same_model_file(source, tiny_world_model["vision"]) and same_model_file(source, shipped.vision)
+    assert not same_model_file("f" * 64, shipped.vision) and not same_model_file(source, tmp_path / "none")
+    (tmp_path / "bad.safetensors").write_bytes(b"not a checkpoint")
+    assert not same_model_file(source, tmp_path / "bad.safetensors")
 
 
 def test_evaluate_refuses_a_full_controller_as_v_only_before_evaluating(

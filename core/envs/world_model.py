@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.checkpoint import load_model, saved_metadata
+from core.checkpoint import file_sha256, load_model, same_model_file, saved_metadata
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
 from core.models import VISION_KINDS, VisionModel, set_memory_format
@@ -75,12 +75,9 @@ def check_vision_memory(vision: VisionModel, memory: MDNRNN) -> str | None:
     sha = recorded.get("vision_sha256")
     if not isinstance(sha, str) or not sha or not Path(str(v_path)).is_file():
         return None
-    from core.data.datasets import file_sha256
-
-    actual = file_sha256(v_path)
-    source = saved_metadata(vision)[1].get("source_sha256")
-    if sha in (actual, source):
+    if same_model_file(sha, v_path):
         return None
+    actual = file_sha256(v_path)
     return (
         f"{m_path} was trained on latents of another vision checkpoint (SHA-256 {sha[:12]}), not {v_path} "
         f"({actual[:12]}): its dreams may not decode well unless that file is a copy of the same model"

@@ -39,10 +39,11 @@ from core.checkpoint import (
     load_resume_state,
     resume_path,
     resuming,
+    same_model_file,
     save_checkpoint,
     save_resume_state,
 )
-from core.data.datasets import LatentEpisodes, file_sha256
+from core.data.datasets import LatentEpisodes
 from core.envs.car_racing import EPISODE_STEPS
 from core.envs.world_model import WorldModel
 from core.errors import CheckpointError, ConfigError
@@ -145,7 +146,7 @@ def _dream_evaluator(
         return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16,
                               members=[(m, None) for m in members])  # fmt: skip
     latents = LatentEpisodes.load(config.latents)
-    if latents.vision_sha256 and latents.vision_sha256 != file_sha256(config.vision):
+    if latents.vision_sha256 and not same_model_file(latents.vision_sha256, config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
         report(Progress("controller", 0, config.generations, message=message))
     starts = DreamStarts.from_latents(
