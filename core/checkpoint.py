@@ -329,8 +329,8 @@ def saved_metadata(model: nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
 def same_model_file(sha256: str, path: str | os.PathLike[str]) -> bool:
     """Whether a file recorded by its SHA-256 (in a latent file or an M's metadata) is the checkpoint at ``path``:
     the same bytes, or the file ``path`` was exported from (``core.assets.export_assets`` records it as
-    ``source_sha256``; an export that rewrites only the metadata keeps the weights). False when ``path`` cannot
-    be read; never raises."""
+    ``source_sha256``: the same weights, in float32 or rounded to float16). False when ``path`` cannot be read;
+    never raises."""
     p = Path(path)
     if not p.is_file():
         return False
