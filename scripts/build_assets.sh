@@ -508,3 +508,6 @@ $D train-controller --evaluator real --vision $V --memory $M --out $S/cv_ft2.saf
     --early-stop-patience 60 --real-check-every 3 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
     --recheck-episodes 16 --workers 2 --threads 1 --seed 20
 wait
+# the best check of the three dream-only runs (100-step dreams, seed 1, generation 30's) on 50 fresh development tracks
+$D evaluate --vision $DV --memory $DM --controller $S/dds_ens_c100.safetensors --episodes 50 --seed 1900000 --workers 2 \
+    --results $S/dds_ens_c100.eval_1900000x50.json
