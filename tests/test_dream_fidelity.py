@@ -183,3 +183,28 @@ def test_windows_name_their_episode_so_dreams_can_be_scored_per_policy(tmp_path:
     result = train_memory(MemoryTrainConfig(latents=path, out=tmp_path / "m.safetensors", epochs=1, seq_len=8,
                                             batch_size=4, hidden_dim=8, open_loop_steps=3, open_loop_policies="random"))  # fmt: skip
     assert math.isfinite(result.metrics["memory/train/open_loop_nll"])
+
+
+def test_latent_speed_measures_one_minus_the_autocorrelation() -> None:
+    """scripts/latent_speed.py on AR(1) sequences x_{t+1} = phi x_t + noise, whose lag-k autocorrelation is
+    phi^k: it prints 1 - phi^k (to sampling error), ~1 for white noise and 0 for a constant offset per episode."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("latent_speed", Path(__file__).parents[1] / "scripts/latent_speed.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    rng = np.random.default_rng(0)
+    phi, n, features = 0.9, 20_000, 3
+    x = np.zeros((n, features))
+    noise = rng.normal(0.0, np.sqrt(1 - phi**2), (n, features))
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + noise[t]
+    lags = (1, 4, 16)
+    got = module.decorrelation([x[:10_000], x[10_000:]], lags, x.var(0))
+    assert np.allclose(got, [1 - phi**k for k in lags], atol=0.03)
+    white = rng.normal(size=(5_000, 2))
+    assert np.allclose(module.decorrelation([white], lags, white.var(0)), 1.0, atol=0.05)
+    still = [np.full((50, 2), v) for v in (-1.0, 1.0)]
+    assert module.decorrelation(still, (1,), np.concatenate(still).var(0)) == [0.0]
