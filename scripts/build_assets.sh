@@ -511,3 +511,8 @@ wait
 # the best check of the three dream-only runs (100-step dreams, seed 1, generation 30's) on 50 fresh development tracks
 $D evaluate --vision $DV --memory $DM --controller $S/dds_ens_c100.safetensors --episodes 50 --seed 1900000 --workers 2 \
     --results $S/dds_ens_c100.eval_1900000x50.json
+# how fast z (and, along V's stages, the frame, the DDS mask and the mini mask) moves along an episode
+$PY scripts/latent_speed.py --latents runs/s18/dds_latents.npz $S/cv_s17.npz
+for VX in $DV $V; do
+    $PY scripts/latent_speed.py --episodes-dir data/check_agent10 --vision $VX --max-episodes 3
+done
