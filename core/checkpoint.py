@@ -40,13 +40,14 @@ from core.files import (  # noqa: F401  (re-exported: the stages import them fro
     check_output_file,
     stale_temporary_files,
 )
+from core.lineage import META_KEY as _META_KEY
+from core.lineage import raw_metadata
 from core.manifest import check_shipped, file_sha256  # noqa: F401  (file_sha256 re-exported)
 
 if TYPE_CHECKING:
     from core.models import MDNRNN, Controller, VisionModel
 
 FORMAT_VERSION = 1
-_META_KEY = "dream_explorer"
 MAX_PARAMETERS = 200_000_000
 """Largest model a checkpoint's config may ask for (the shipped ones have under 5M parameters; 200M float32
 weights take 800 MB). Larger configs are refused before any memory is allocated."""
@@ -156,10 +157,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
         raise CheckpointError(f"checkpoint not found: {p}")
     check_shipped(p)
     try:
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as f:
-            header = f.metadata() or {}
+        header = raw_metadata(p)
         state = load_file(str(p))
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -324,27 +322,6 @@ def load_model(path: str | os.PathLike[str], kind: str | tuple[str, ...] | None 
 def saved_metadata(model: nn.Module) -> tuple[dict[str, float], dict[str, Any]]:
     """The ``(metrics, extra)`` that :func:`load_model` attached to ``model`` (empty for a model built in memory)."""
     return dict(getattr(model, "checkpoint_metrics", {}) or {}), dict(getattr(model, "checkpoint_extra", {}) or {})
-
-
-def same_model_file(sha256: str, path: str | os.PathLike[str]) -> bool:
-    """Whether a file recorded by its SHA-256 (in a latent file or an M's metadata) is the checkpoint at ``path``:
-    the same bytes, or the file ``path`` was exported from (``core.assets.export_assets`` records it as
-    ``source_sha256``: the same weights, in float32 or rounded to float16). False when ``path`` cannot be read;
-    never raises."""
-    p = Path(path)
-    if not p.is_file():
-        return False
-    if file_sha256(p) == sha256:
-        return True
-    try:
-        from safetensors import safe_open
-
-        with safe_open(str(p), framework="pt") as f:
-            header = f.metadata() or {}
-        source = json.loads(header.get(_META_KEY, "{}")).get("extra", {}).get("source_sha256")
-    except (SafetensorError, OSError, ValueError, AttributeError):
-        return False
-    return source == sha256
 
 
 def resume_path(path: str | os.PathLike[str]) -> Path:

@@ -159,7 +159,7 @@ def test_exported_vision_stands_for_its_source(tiny_world_model: dict[str, Path]
     shipped = default_paths("conv_vae", tmp_path / "assets")
     assert WorldModel.load(shipped.vision, shipped.memory).lineage_warning is None  # float16 copy, same model
     # latents encoded by the source file: the export stands for it in train-controller's check too
-    from core.checkpoint import same_model_file
+    from core.lineage import same_model_file
 
     source = file_sha256(tiny_world_model["vision"])
     assert same_model_file(source, tiny_world_model["vision"]) and same_model_file(source, shipped.vision)

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.checkpoint import file_sha256, load_model, same_model_file, saved_metadata
+from core.checkpoint import load_model, saved_metadata
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
+from core.lineage import file_identities
 from core.models import VISION_KINDS, VisionModel, set_memory_format
 from core.models.controller import Controller
 from core.models.mdnrnn import MDNRNN, LSTMState
@@ -75,9 +76,9 @@ def check_vision_memory(vision: VisionModel, memory: MDNRNN) -> str | None:
     sha = recorded.get("vision_sha256")
     if not isinstance(sha, str) or not sha or not Path(str(v_path)).is_file():
         return None
-    if same_model_file(sha, v_path):
+    actual, source = file_identities(v_path)
+    if sha in (actual, source):
         return None
-    actual = file_sha256(v_path)
     return (
         f"{m_path} was trained on latents of another vision checkpoint (SHA-256 {sha[:12]}), not {v_path} "
         f"({actual[:12]}): its dreams may not decode well unless that file is a copy of the same model"

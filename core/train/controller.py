@@ -39,7 +39,6 @@ from core.checkpoint import (
     load_resume_state,
     resume_path,
     resuming,
-    same_model_file,
     save_checkpoint,
     save_resume_state,
 )
@@ -48,6 +47,7 @@ from core.envs.car_racing import EPISODE_STEPS
 from core.envs.world_model import WorldModel
 from core.errors import CheckpointError, ConfigError
 from core.evaluate import RealRolloutSpec
+from core.lineage import same_model_file
 from core.models.controller import Controller, ControllerConfig
 from core.models.mdnrnn import MDNRNN
 from core.parallel import Executor, TaskFailed, WorkerCrashed, make_executor
