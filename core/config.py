@@ -196,9 +196,14 @@ class VisionTrainConfig:
     fixed draw of the training noise for every frame, because the deterministic top-k masks are unlike any the
     decoder saw in training (core.models.dds_vae.DDS; measured effect: docs/deviations.md). Phase 2 computes its
     target mini masks with it."""
+    temporal_weight: float | None = None
+    """DDS+VAE phase 2, not in the seed work: weight of a slowness term on the mini-VAE's mu between frames
+    ``frame_stride`` steps apart in one episode (core.models.vae.slowness; None: the model's own, 0 for a new
+    one). Each batch is then half frames and half the frames that follow them."""
     init_from: Path | None = None
-    """Start from the weights of this checkpoint of the same model kind (and, for DDS+VAE, phase 1), with a
-    fresh optimiser and schedule: fine-tuning or a warm restart."""
+    """Start from the weights of this checkpoint of the same model kind, with a fresh optimiser and schedule:
+    fine-tuning or a warm restart. DDS+VAE phase 2 from a phase-1 checkpoint trains a fresh mini-VAE, from a
+    phase-2 one fine-tunes its mini-VAE."""
     mask_input: bool = False
     """DDS+VAE phase 1 from scratch: the downscaling encoder also sees the gates ``mask * g``, so a kept black
     value differs from a dropped one (not in the seed work; see core.models.dds_vae.DDSVAEConfig.mask_input).
@@ -219,6 +224,14 @@ class VisionTrainConfig:
             f"anneal_gate_alpha_to must be >= 0, got {self.anneal_gate_alpha_to}",
         )
         check(self.kl_weight is None or self.kl_weight >= 0, f"kl_weight must be >= 0, got {self.kl_weight}")
+        check(
+            self.temporal_weight is None or self.temporal_weight >= 0,
+            f"temporal_weight must be >= 0, got {self.temporal_weight}",
+        )
+        check(
+            not self.temporal_weight or (self.model == "dds_vae" and self.phase == 2),
+            "temporal_weight applies to a DDS+VAE in phase 2",
+        )
         check(
             self.eval_gates is None or self.eval_gates in get_args(EvalGates),
             f"eval_gates must be deterministic or frozen-noise, got {self.eval_gates!r}",

@@ -150,7 +150,7 @@ def test_eval_is_deterministic(frames: torch.Tensor) -> None:
 @pytest.mark.parametrize(
     "field, value",
     [("z_dim", 0), ("keep_fraction", 0.0), ("keep_fraction", 1.5), ("gate_temperature", 0.0),
-     ("explore_prob", 1.1), ("free_bits", -1.0), ("gate_alpha", -1.0)],
+     ("explore_prob", 1.1), ("free_bits", -1.0), ("gate_alpha", -1.0), ("temporal_weight", -0.1)],
 )  # fmt: skip
 def test_config_rejects_bad_values(field: str, value: float) -> None:
     with pytest.raises(ConfigError):
@@ -268,3 +268,29 @@ def test_load_vision_gives_channels_last_weights_and_the_same_latents(tmp_path: 
         torch.testing.assert_close(loaded.decode(mu_ref), model.decode(mu_ref), rtol=0, atol=1e-4)
     again = save_checkpoint(tmp_path / "v2.safetensors", loaded, kind="dds_vae", config=loaded.config)
     assert load_model(again, "dds_vae") is not None  # channels-last weights save as ordinary tensors
+
+
+def test_slowness_is_one_minus_the_lag_autocorrelation_and_ignores_the_scale() -> None:
+    from core.models.vae import slowness
+
+    g = torch.Generator().manual_seed(0)
+    mu = torch.randn(4000, 8, generator=g)
+    assert slowness(mu, mu).item() == 0.0  # a z that does not move
+    assert slowness(mu, torch.randn(4000, 8, generator=g)).item() == pytest.approx(1.0, abs=0.05)  # unrelated
+    rho = 0.8  # AR(1) pairs: corr(mu, later) = rho, unit variance both
+    later = rho * mu + (1 - rho**2) ** 0.5 * torch.randn(4000, 8, generator=g)
+    assert slowness(mu, later).item() == pytest.approx(1 - rho, abs=0.03)
+    assert slowness(10 * mu, 10 * later).item() == pytest.approx(slowness(mu, later).item(), rel=1e-5)
+
+
+def test_phase2_temporal_term_adds_the_weighted_slowness_of_the_pairs(frames: torch.Tensor) -> None:
+    model = _model(temporal_weight=0.5)
+    with pytest.raises(ConfigError, match="phase 2"):
+        model.loss(frames, frames)
+    model.set_phase(2)
+    model.eval()  # z = mu: the loss is deterministic
+    base, _ = model.loss(torch.cat([frames, frames.flip(0)]))
+    paired, metrics = model.loss(frames, frames.flip(0))
+    assert metrics["slowness"] > 0
+    assert paired.item() == pytest.approx(base.item() + 0.5 * metrics["slowness"], rel=1e-5)
+    assert model.loss(frames, frames)[1]["slowness"] == 0.0  # the same frames later: z did not move

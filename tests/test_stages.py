@@ -364,6 +364,28 @@ def test_dds_vae_two_phase_run_on_real_frames(real_episodes: Path, tmp_path: Pat
     assert epochs_done == 1
     for k, v in model.state_dict().items():
         assert torch.equal(resumed.state_dict()[k], v), k
+    # phase 2 again on a phase-2 checkpoint: only by name (--init-from), and it fine-tunes the trained mini-VAE
+    with pytest.raises(CheckpointError, match="phase-1 checkpoint"):
+        _build(VisionTrainConfig(**base, phase=2))
+    tuned_out = tmp_path / "tuned.safetensors"
+    tune = dict(base, out=tuned_out, phase=2, init_from=out, temporal_weight=0.5)
+    start, _ = _build(VisionTrainConfig(**tune))  # type: ignore[arg-type]
+    for k, v in model.state_dict().items():
+        assert torch.equal(start.state_dict()[k], v), k
+    tuned = train_vision(VisionTrainConfig(**tune))  # type: ignore[arg-type]
+    assert 0 < tuned.metrics["vision/train/slowness"] < 2
+    assert load_model(tuned_out, "dds_vae").config.temporal_weight == 0.5  # type: ignore[union-attr]
+
+
+def test_temporal_pairs_stay_inside_one_episode() -> None:
+    from core.train.vision import _pair_firsts
+
+    firsts = _pair_firsts(torch.tensor([0, 3, 3, 5]))  # episodes of 3, 0 and 2 frames
+    assert firsts.tolist() == [0, 1, 3]
+    with pytest.raises(EpisodeError, match="at least 2 frames"):
+        _pair_firsts(torch.tensor([0, 1, 2]))
+    with pytest.raises(ConfigError, match="phase 2"):
+        VisionTrainConfig(model="dds_vae", phase=1, temporal_weight=0.1)
 
 
 def test_compare_vision_on_real_frames(data: Path, real_episodes: Path, tmp_path: Path) -> None:

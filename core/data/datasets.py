@@ -27,6 +27,19 @@ def load_frames(files: list[Path], size: int, stride: int = 1, threads: int = 2)
     Raises:
         EpisodeError: a file is corrupt, or no frames at all.
     """
+    return load_episode_frames(files, size, stride, threads)[0]
+
+
+def load_episode_frames(files: list[Path], size: int, stride: int = 1, threads: int = 2) -> tuple[Tensor, Tensor]:
+    """:func:`load_frames` and where each episode's frames start.
+
+    Returns:
+        ``(frames, starts)``: uint8 (N, 3, size, size), episodes back to back, and int64 (E + 1,) offsets;
+        episode i is ``frames[starts[i]:starts[i + 1]]``, frame j of it is the episode's step ``j * stride``.
+
+    Raises:
+        EpisodeError: a file is corrupt, or no frames at all.
+    """
 
     def one(path: Path) -> np.ndarray:
         return preprocess_frames(read_episode(path).frames[::stride], size)
@@ -35,7 +48,8 @@ def load_frames(files: list[Path], size: int, stride: int = 1, threads: int = 2)
         raise EpisodeError("no episodes to load frames from")
     with ThreadPoolExecutor(max_workers=threads) as pool:
         parts = list(pool.map(one, files))
-    return torch.from_numpy(np.concatenate(parts))
+    starts = torch.from_numpy(np.cumsum([0] + [len(p) for p in parts]))
+    return torch.from_numpy(np.concatenate(parts)), starts
 
 
 @dataclass(frozen=True)

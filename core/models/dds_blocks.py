@@ -1,6 +1,6 @@
 """The convolutional building blocks of the DDS+VAE (:mod:`core.models.dds_vae`): the U-Net of the selection and
 refinement stages (Ronneberger et al., 2015), and the downscaling encoder and upscaling decoder between the 96x96
-frame and the 4x16x16 mini mask, as the seed work builds them.
+frame and the 4x16x16 mini mask, and the mini-VAE on the mini mask, as the seed work builds them.
 """
 
 from __future__ import annotations
@@ -125,3 +125,60 @@ class UpscalingDecoder(nn.Module):
     def forward(self, mini_mask: Tensor) -> Tensor:
         """(B, 4, 16, 16) -> (B, 3, 96, 96)."""
         return self.activations(mini_mask)[-1]
+
+
+class MiniVAE(nn.Module):
+    """VAE (Kingma & Welling, 2014) on the mini mask: (B, 4, 16, 16) <-> (mu, logvar) (B, z_dim).
+
+    Encoder: 3x3 conv 4 -> 64, 2x2 stride-2 conv 64 -> 128 (8x8), 3x3 conv 128 -> 128, 2x2 stride-2 conv
+    128 -> 256 (4x4), 3x3 conv 256 -> 256, each + ReLU; flatten (4096) -> linear mu, logvar.
+    Decoder: linear z -> 4096 as 256x4x4, 2x2 stride-2 transposed conv 256 -> 256 (8x8), 3x3 conv
+    256 -> 128, 2x2 stride-2 transposed conv 128 -> 128 (16x16), 3x3 conv 128 -> 64, each + ReLU; 3x3 conv
+    64 -> 4, sigmoid.
+    """
+
+    def __init__(self, z_dim: int, width: int = 4 * BASE_CHANNELS) -> None:
+        super().__init__()
+        c, m = width, MINI_MASK_SHAPE[0]
+        flat = 4 * c * 4 * 4
+        self.encoder = nn.Sequential(
+            nn.Conv2d(m, c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Flatten(),
+        )  # fmt: skip
+        self.fc_mu = nn.Linear(flat, z_dim)
+        self.fc_logvar = nn.Linear(flat, z_dim)
+        self.decoder = nn.Sequential(
+            nn.Linear(z_dim, flat), nn.Unflatten(1, (4 * c, 4, 4)),
+            nn.ConvTranspose2d(4 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(4 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(2 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(c, m, 3, padding=1), nn.Sigmoid(),
+        )  # fmt: skip
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Fresh weights as the seed's phase 2 draws them: Kaiming-uniform (ReLU gain) for convs and linears,
+        Xavier-uniform for transposed convs, zero biases. Uses the global torch RNG."""
+        for layer in self.modules():
+            if isinstance(layer, nn.ConvTranspose2d):
+                nn.init.xavier_uniform_(layer.weight)
+            elif isinstance(layer, nn.Conv2d | nn.Linear):
+                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
+            else:
+                continue
+            if layer.bias is not None:
+                nn.init.zeros_(layer.bias)
+
+    def encode(self, mini_mask: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, 4, 16, 16) -> ``(mu, logvar)``, each (B, z_dim)."""
+        h = self.encoder(mini_mask)
+        return self.fc_mu(h), self.fc_logvar(h)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """(B, z_dim) -> mini mask (B, 4, 16, 16) in (0, 1)."""
+        return self.decoder(z)

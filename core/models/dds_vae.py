@@ -35,12 +35,13 @@ from core.models.dds_blocks import (  # noqa: F401  (re-exported)
     IMAGE_SHAPE,
     MINI_MASK_SHAPE,
     DownscalingEncoder,
+    MiniVAE,
     UNet,
     UNetUp,
     UpscalingDecoder,
     conv_block,
 )
-from core.models.vae import gaussian_kl, reparameterize
+from core.models.vae import gaussian_kl, reparameterize, slowness
 
 SCORE_OFFSET = 1.0
 """Added to the UNet1 scores before gating, as in the seed's DDS: at init the gates sit near sigmoid(1.5)."""
@@ -73,6 +74,10 @@ class DDSVAEConfig:
     """Phase 1: weight of the L1 term next to the pixel MSE."""
     kl_weight: float = 1.0
     """Phase 2: weight of the free-bits KL next to the internal perceptual loss."""
+    temporal_weight: float = 0.0
+    """Phase 2, not in the seed work: weight of :func:`core.models.vae.slowness` of mu between frames some steps
+    apart in one episode (0: the seed's loss). A z that moves with the scene rather than with each frame's
+    selection is easier for M to predict (README, session 21)."""
     eval_gates: str = "deterministic"
     """How the DDS gates in evaluation: ``"deterministic"`` (the seed work: ``sigmoid(u / T)``, i.e. the noise
     at its median U = 1/2) or ``"frozen-noise"`` (one fixed draw of the training noise ``logit(U)``, from
@@ -98,7 +103,7 @@ class DDSVAEConfig:
             raise ConfigError(f"explore_prob must be in [0, 1], got {self.explore_prob}")
         if self.eval_gates not in EVAL_GATES:
             raise ConfigError(f"eval_gates must be one of {', '.join(EVAL_GATES)}, got {self.eval_gates!r}")
-        for name in ("free_bits", "l1_weight", "kl_weight"):
+        for name in ("free_bits", "l1_weight", "kl_weight", "temporal_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
 
@@ -174,63 +179,6 @@ class DDS(nn.Module):
             explore = torch.rand(u.shape[0], 1, device=u.device) < self.explore_prob
             mask = mask.masked_fill(explore, 1.0)
         return mask.view_as(scores), gate.view_as(scores)
-
-
-class MiniVAE(nn.Module):
-    """VAE (Kingma & Welling, 2014) on the mini mask: (B, 4, 16, 16) <-> (mu, logvar) (B, z_dim).
-
-    Encoder: 3x3 conv 4 -> 64, 2x2 stride-2 conv 64 -> 128 (8x8), 3x3 conv 128 -> 128, 2x2 stride-2 conv
-    128 -> 256 (4x4), 3x3 conv 256 -> 256, each + ReLU; flatten (4096) -> linear mu, logvar.
-    Decoder: linear z -> 4096 as 256x4x4, 2x2 stride-2 transposed conv 256 -> 256 (8x8), 3x3 conv
-    256 -> 128, 2x2 stride-2 transposed conv 128 -> 128 (16x16), 3x3 conv 128 -> 64, each + ReLU; 3x3 conv
-    64 -> 4, sigmoid.
-    """
-
-    def __init__(self, z_dim: int, width: int = 4 * BASE_CHANNELS) -> None:
-        super().__init__()
-        c, m = width, MINI_MASK_SHAPE[0]
-        flat = 4 * c * 4 * 4
-        self.encoder = nn.Sequential(
-            nn.Conv2d(m, c, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
-            nn.Conv2d(2 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(2 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
-            nn.Conv2d(4 * c, 4 * c, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Flatten(),
-        )  # fmt: skip
-        self.fc_mu = nn.Linear(flat, z_dim)
-        self.fc_logvar = nn.Linear(flat, z_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(z_dim, flat), nn.Unflatten(1, (4 * c, 4, 4)),
-            nn.ConvTranspose2d(4 * c, 4 * c, 2, stride=2), nn.ReLU(inplace=True),
-            nn.Conv2d(4 * c, 2 * c, 3, padding=1), nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(2 * c, 2 * c, 2, stride=2), nn.ReLU(inplace=True),
-            nn.Conv2d(2 * c, c, 3, padding=1), nn.ReLU(inplace=True),
-            nn.Conv2d(c, m, 3, padding=1), nn.Sigmoid(),
-        )  # fmt: skip
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Fresh weights as the seed's phase 2 draws them: Kaiming-uniform (ReLU gain) for convs and linears,
-        Xavier-uniform for transposed convs, zero biases. Uses the global torch RNG."""
-        for layer in self.modules():
-            if isinstance(layer, nn.ConvTranspose2d):
-                nn.init.xavier_uniform_(layer.weight)
-            elif isinstance(layer, nn.Conv2d | nn.Linear):
-                nn.init.kaiming_uniform_(layer.weight, nonlinearity="relu")
-            else:
-                continue
-            if layer.bias is not None:
-                nn.init.zeros_(layer.bias)
-
-    def encode(self, mini_mask: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, 4, 16, 16) -> ``(mu, logvar)``, each (B, z_dim)."""
-        h = self.encoder(mini_mask)
-        return self.fc_mu(h), self.fc_logvar(h)
-
-    def decode(self, z: Tensor) -> Tensor:
-        """(B, z_dim) -> mini mask (B, 4, 16, 16) in (0, 1)."""
-        return self.decoder(z)
 
 
 class DDSVAE(nn.Module):
@@ -402,8 +350,8 @@ class DDSVAE(nn.Module):
         z = reparameterize(mu, logvar) if self.training else mu
         return self.decode(z), mu, logvar
 
-    def loss(self, x: Tensor) -> tuple[Tensor, dict[str, float]]:
-        """The loss of the current phase on a batch of frames.
+    def loss(self, x: Tensor, x_later: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+        """The loss of the current phase on a batch of frames (and, in phase 2, of ``x_later`` too).
 
         Phase 1: ``MSE + l1_weight * L1`` of the reconstruction vs ``x``. Metrics: ``recon`` (MSE per pixel
         value, in [0, 1]) and ``l1`` (mean absolute error per pixel value).
@@ -414,12 +362,22 @@ class DDSVAE(nn.Module):
         summed over z, before the clamp) and ``recon`` (pixel MSE of the full decode vs ``x``, no gradient;
         in training mode on the first :data:`RECON_METRIC_FRAMES` frames only, which saves ~20% of a step).
 
+        With ``x_later`` (phase 2): both batches' loss, plus ``temporal_weight`` * :func:`slowness` of their mu
+        (metric ``slowness``).
+
         Args:
-            x: float32 (B, 3, 96, 96) in [0, 1].
+            x: float32 (B, 3, 96, 96) in [0, 1]. x_later: the same shape, row b from row b's episode, later.
 
         Returns:
             ``(loss, metrics)``: a scalar tensor and plain floats.
+
+        Raises:
+            ConfigError: ``x_later`` in phase 1.
         """
+        if x_later is not None and self.phase == 1:
+            raise ConfigError("paired frames (the temporal term) are for phase 2 only")
+        if x_later is not None:
+            x = torch.cat([x, x_later])
         if self.phase == 1:
             recon = self(x)[0].float()
             mse = F.mse_loss(recon, x)
@@ -440,4 +398,8 @@ class DDSVAE(nn.Module):
             n = RECON_METRIC_FRAMES if self.training else x.shape[0]
             recon_mse = F.mse_loss(torch.sigmoid(self.unet2(pred[-1][:n])).float(), x[:n])
         metrics = {"perceptual": perceptual.item(), "kl": kl.sum(1).mean().item(), "recon": recon_mse.item()}
+        if x_later is not None:
+            slow = slowness(*mu.float().chunk(2))
+            loss = loss + self.config.temporal_weight * slow
+            metrics["slowness"] = slow.item()
         return loss, metrics

@@ -36,6 +36,26 @@ def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (1.0 + logvar - mu.pow(2) - logvar.exp())
 
 
+def slowness(mu: Tensor, mu_later: Tensor) -> Tensor:
+    """How far the latent moves between paired frames, against how far it spreads over the batch.
+
+    ``sum_d mean_b (mu - mu_later)^2 / (2 * sum_d var_b)``, where ``var_b`` is the variance of dimension d over
+    both halves: about 1 - the lag-autocorrelation of z weighted by each dimension's variance, so 0 for a z
+    that does not move between the pairs and about 1 for unrelated frames. The slowness principle of slow
+    feature analysis (Wiskott & Sejnowski, 2002, eq. 1-4, with the unit-variance constraint as the
+    denominator); dividing by the spread keeps it from being met by shrinking z.
+
+    Args:
+        mu, mu_later: float32 (B, z_dim), row b of both from the same episode, ``mu_later`` some steps later.
+
+    Returns:
+        A scalar tensor, >= 0.
+    """
+    both = torch.cat([mu, mu_later])
+    spread = both.var(dim=0, unbiased=False).sum().clamp_min(1e-8)
+    return (mu - mu_later).pow(2).mean(0).sum() / (2 * spread)
+
+
 class ConvVAE(nn.Module):
     """Convolutional VAE: 64x64x3 frame -> z (32) -> 64x64x3 frame. 4,348,547 parameters at z_dim 32.
 

@@ -21,9 +21,9 @@ from core.checkpoint import (
     saved_metadata,
 )
 from core.config import VisionTrainConfig
-from core.data.datasets import load_frames
+from core.data.datasets import load_episode_frames, load_frames
 from core.data.episodes import list_episodes, split_episodes
-from core.errors import CheckpointError, ConfigError
+from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.models import DDSVAE, MODEL_KINDS, VisionModel, set_memory_format
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
@@ -74,6 +74,16 @@ def _as_vision(model: nn.Module, where: Path) -> VisionModel:
     return model
 
 
+def _pair_firsts(starts: Tensor) -> Tensor:
+    """Indices of the loaded frames that have a next frame in their episode. Raises EpisodeError: none has."""
+    ends = torch.zeros(int(starts[-1]), dtype=torch.bool)
+    ends[starts[1:] - 1] = True
+    firsts = torch.nonzero(~ends).flatten()
+    if len(firsts) == 0:
+        raise EpisodeError("the temporal term needs episodes of at least 2 frames after --frame-stride")
+    return firsts
+
+
 def _build(config: VisionTrainConfig) -> tuple[VisionModel, int]:
     """The model to train and the number of epochs already done (resume / phase 2)."""
     kind = config.model
@@ -102,11 +112,17 @@ def _build(config: VisionTrainConfig) -> tuple[VisionModel, int]:
             raise CheckpointError(f"phase 2 needs the phase-1 checkpoint at {source} (run --phase 1 first)")
         dds = load_model(source, (kind,))
         assert isinstance(dds, DDSVAE)  # the kind checked by load_model
-        if int(saved_metadata(dds)[1].get("phase", 1)) != 1:
+        fine_tune = int(saved_metadata(dds)[1].get("phase", 1)) == 2
+        if fine_tune and config.init_from is None:  # fine-tuning a phase-2 mini-VAE is asked for by name only
             raise CheckpointError(f"{source}: phase 2 starts from a phase-1 checkpoint, this one is phase 2")
-        dds.set_phase(2)
+        mini_vae = {k: v.clone() for k, v in dds.mini_vae.state_dict().items()}
+        dds.set_phase(2)  # freezes the rest and draws a fresh mini-VAE
+        if fine_tune:
+            dds.mini_vae.load_state_dict(mini_vae)
         if config.kl_weight is not None:
             dds.config = dataclasses.replace(dds.config, kl_weight=config.kl_weight)
+        if config.temporal_weight is not None:
+            dds.config = dataclasses.replace(dds.config, temporal_weight=config.temporal_weight)
         return dds, 0
     if config.init_from is not None:  # a phase-2 checkpoint holds the phase-1 weights unchanged
         model = _as_vision(load_model(config.init_from, kind), config.init_from)
@@ -154,7 +170,10 @@ def train_vision(
     size = int(model.input_size)
     train_files, val_files = split_episodes(files, config.val_fraction, config.seed)
     on_progress(Progress("vision", 0, 1, message=f"loading {len(files)} episodes at {size}x{size}"))
-    train_frames = load_frames(train_files, size, config.frame_stride)
+    train_frames, train_starts = load_episode_frames(train_files, size, config.frame_stride)
+    # the temporal term pairs each frame with the next loaded one of its episode (frame_stride steps later)
+    paired = dds is not None and dds.phase == 2 and dds.config.temporal_weight > 0
+    firsts = _pair_firsts(train_starts) if paired else torch.arange(len(train_frames))
     val_frames = load_frames(val_files, size, max(config.frame_stride, 4)) if val_files else train_frames[:512]
     epoch_frames = min(config.epoch_frames or len(train_frames), len(train_frames))
     steps_per_epoch = max(1, epoch_frames // config.batch_size)
@@ -184,13 +203,19 @@ def train_vision(
 
     def batches(epoch: int):
         g = torch.Generator().manual_seed(config.seed * 100_003 + epoch)
-        order = torch.randperm(len(train_frames), generator=g)  # the epoch's frames are its first steps*batch
+        order = firsts[torch.randperm(len(firsts), generator=g)]  # the epoch's frames are its first steps*batch
+        per_step = config.batch_size // 2 if paired else config.batch_size
+
+        def frames(index: Tensor) -> Tensor:
+            x = train_frames[index].float().div_(255.0)
+            return x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
+
         for i in range(steps_per_epoch):
             if anneal and dds is not None and alpha_to is not None:
                 done = (epoch * steps_per_epoch + i) / max(1, total_steps - 1)
                 dds.dds.alpha = alpha_start + (alpha_to - alpha_start) * done
-            x = train_frames[order[i * config.batch_size : (i + 1) * config.batch_size]].float().div_(255.0)
-            yield x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
+            pick = order[i * per_step : (i + 1) * per_step]
+            yield (frames(pick), frames(pick + 1)) if paired else frames(pick)
 
     # frozen-noise evaluation gates draw masks from the training distribution, whose BatchNorm statistics
     # the training run already holds (re-estimating them on the frozen-noise flow measured worse: 0.0037 vs
@@ -236,5 +261,6 @@ def train_vision(
         stage="vision", prefix="vision", model=model, optimizer=optimizer, scheduler=scheduler,
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches, evaluate=evaluate,
         save=save, on_progress=on_progress, should_stop=stop, start_epoch=start_epoch, bf16=config.bf16,
+        loss_fn=(lambda pair: model.loss(*pair)) if paired else None,
     )  # fmt: skip
     return loop.run()
