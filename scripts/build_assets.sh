@@ -516,3 +516,37 @@ $PY scripts/latent_speed.py --latents runs/s18/dds_latents.npz $S/cv_s17.npz
 for VX in $DV $V; do
     $PY scripts/latent_speed.py --episodes-dir data/check_agent10 --vision $VX --max-episodes 3
 done
+
+# 18. Session 21: a slowness term on the DDS+VAE's z in phase 2 (README "A DDS+VAE latent that moves with the
+# scene"). The shipped V's mini-VAE fine-tuned 150 steps on session 17's 140 episodes (everything else frozen),
+# with temporal weights 0 (the control), 0.05, 0.15 and 0.4 on pairs of frames 3 steps apart; each V encodes the
+# same 50 episodes (36 agent, 14 random-policy), an M is trained on them from scratch, and its dream is measured
+# open loop; the shipped V's own latents of those 50 episodes are the baseline.
+S=runs/s21
+mkdir -p $S data/s21_all data/s21_sub
+for f in data/s17_agent/ep_*.npz; do ln -sf "$(readlink -f $f)" data/s21_all/ep_agent_$(basename $f); done
+for f in data/s17_random/ep_*.npz; do ln -sf "$(readlink -f $f)" data/s21_all/ep_random_$(basename $f); done
+for f in $(ls data/s17_agent/ep_*.npz | head -36) $(ls data/s17_random/ep_*.npz | head -14); do
+    ln -sf "$(readlink -f $f)" data/s21_sub/$(basename $f)
+done
+$PY -c "
+from core.data.datasets import LatentEpisodes
+d = LatentEpisodes.load('runs/s18/dds_latents.npz')
+d.subset([(670000 <= s < 670036) or (671000 <= s < 671014) for s in d.seeds]).save('$S/lat_shipped.npz')"
+COMMON="--epochs 40 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0 --joint"
+for W in 0 0.05 0.15 0.4; do  # two at a time, one thread each
+    OMP_NUM_THREADS=1 $D train-vision --model dds_vae --phase 2 --init-from assets/ddsvae_vision.safetensors \
+        --data-dir data/s21_all --out $S/v_tw$W.safetensors --epochs 3 --epoch-frames 6400 --frame-stride 3 --lr 3e-4 \
+        --temporal-weight $W --seed 0
+    OMP_NUM_THREADS=1 $D encode --data-dir data/s21_sub --vision $S/v_tw$W.safetensors --out $S/lat_tw$W.npz
+done
+for X in shipped tw0 tw0.05 tw0.15 tw0.4; do
+    VX=$S/v_$X.safetensors; [ $X = shipped ] && VX=assets/ddsvae_vision.safetensors
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_$X.npz --out $S/m_$X.safetensors $COMMON
+    for SET in check_agent10 check_random10; do
+        $D divergence --data-dir data/$SET --vision $VX --memory $S/m_$X.safetensors --horizons 10 30 100 200 \
+            --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5
+    done
+done
+$PY scripts/latent_speed.py --latents $S/lat_shipped.npz $S/lat_tw0.npz $S/lat_tw0.05.npz $S/lat_tw0.15.npz \
+    $S/lat_tw0.4.npz --policy controller
