@@ -299,6 +299,10 @@ class MemoryTrainConfig:
     MDNRNNConfig.joint)."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
+    dream_check_steps: int = 100
+    """After every epoch, dream this many steps open loop from real states of the held-out episodes and log the
+    dreamed z's error against the real one beside standing still's (memory/val/dream_mse, dream_mse_copy; see
+    core.train.memory.dream_latent_error); 0: off. Teacher-forced validation does not show how far a dream drifts."""
     sample_z: bool = True
     """Train on z ~ N(mu, exp(logvar)) drawn afresh each batch (Ha's recipe) instead of on mu. Training on mu
     predicts one step ahead better, but its dreams leave the data manifold; an M trained on samples keeps
@@ -375,6 +379,7 @@ class MemoryTrainConfig:
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",
         )
         check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        check(self.dream_check_steps >= 0, f"dream_check_steps must be >= 0, got {self.dream_check_steps}")
 
 
 @dataclass(frozen=True)

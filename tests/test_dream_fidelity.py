@@ -13,7 +13,8 @@ from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, episode_weights, parse_mix
 from core.errors import ConfigError, EpisodeError
 from core.metrics.road import road_offset, road_share, tracks_road
-from core.train.memory import train_memory
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+from core.train.memory import DREAM_CHECK_WARMUP, dream_latent_error, train_memory
 
 ROAD = (102 / 255, 102 / 255, 102 / 255)
 GRASS = (102 / 255, 204 / 255, 102 / 255)
@@ -208,3 +209,32 @@ def test_latent_speed_measures_one_minus_the_autocorrelation() -> None:
     assert np.allclose(module.decorrelation([white], lags, white.var(0)), 1.0, atol=0.05)
     still = [np.full((50, 2), v) for v in (-1.0, 1.0)]
     assert module.decorrelation(still, (1,), np.concatenate(still).var(0)) == [0.0]
+
+
+def _ramp_episode(steps: int, z_dim: int = 4) -> dict[str, torch.Tensor]:
+    """z_t = 0.01 t in every dimension, zero actions: standing still's error after k steps is (0.01 k)^2."""
+    z = (0.01 * torch.arange(steps + 1, dtype=torch.float32)).unsqueeze(1).expand(-1, z_dim)
+    return {"z": z.unsqueeze(0).contiguous(), "action": torch.zeros(1, steps, 3)}
+
+
+def test_the_dream_check_scores_standing_still_exactly_and_repeats_itself() -> None:
+    torch.manual_seed(0)
+    model = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=16, n_gaussians=3))
+    episodes = [_ramp_episode(DREAM_CHECK_WARMUP + 150)]  # starts at steps 50 and 150 for 10-step dreams
+    first = dream_latent_error(model, episodes, steps=10)
+    expected_copy = 1e-4 * np.mean(np.arange(1, 11) ** 2)  # mean over k = 1..10 of (0.01 k)^2
+    assert first["memory/val/dream_mse_copy"] == pytest.approx(expected_copy, rel=1e-4)
+    assert first == dream_latent_error(model, episodes, steps=10)  # the same random streams every epoch
+    # an untrained M dreams far off the slow ramp; only the scored dimensions count
+    assert first["memory/val/dream_mse"] > 10 * first["memory/val/dream_mse_copy"]
+    one = dream_latent_error(model, episodes, steps=10, active=np.array([True, False, False, False]))
+    assert one["memory/val/dream_mse_copy"] == pytest.approx(expected_copy, rel=1e-4)
+    assert one["memory/val/dream_mse"] != first["memory/val/dream_mse"]
+    assert dream_latent_error(model, [_ramp_episode(DREAM_CHECK_WARMUP + 9)], steps=10) == {}  # too short: skipped
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        dream_latent_error(model, episodes, steps=0)
+
+
+def test_memory_config_rejects_a_negative_dream_check() -> None:
+    with pytest.raises(ConfigError, match="dream_check_steps must be >= 0"):
+        MemoryTrainConfig(dream_check_steps=-1)

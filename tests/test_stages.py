@@ -85,13 +85,16 @@ def _action_driven_latents(real: LatentEpisodes, n_episodes: int, seed: int) -> 
 
 def test_memory_learns_what_copying_z_t_misses(pipeline: dict[str, Path], tmp_path: Path) -> None:
     """On held-out episodes M's mixture mean predicts z_{t+1} far better than z_{t+1} = z_t (measured: MSE
-    ratio 0.31); a stage that trains on misaligned targets or not at all stays near 1."""
+    ratio 0.31), and its dreams, fed the real actions, follow z better than standing still does; a stage that
+    trains on misaligned targets or not at all stays near 1."""
     latents = _action_driven_latents(LatentEpisodes.load(pipeline["latents"]), 120, seed=0).save(tmp_path / "z.npz")
     config = MemoryTrainConfig(
-        latents=latents, out=tmp_path / "m.safetensors", epochs=2, seq_len=16, batch_size=8, lr=1e-2, hidden_dim=64
-    )
+        latents=latents, out=tmp_path / "m.safetensors", epochs=2, seq_len=16, batch_size=8, lr=1e-2, hidden_dim=64,
+        dream_check_steps=8,
+    )  # fmt: skip
     metrics = train_memory(config).metrics
     assert metrics["memory/val/mse_mean"] < 0.6 * metrics["memory/val/mse_copy"]
+    assert metrics["memory/val/dream_mse"] < 0.6 * metrics["memory/val/dream_mse_copy"]
 
 
 def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from core.checkpoint import (
 )
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
+from core.envs.dream import BatchedDream
 from core.errors import CheckpointError, ConfigError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
@@ -84,6 +85,72 @@ def evaluate_memory(
         metrics["memory/val/mse_copy_active"] = mse_copy_active / n
         metrics["memory/val/active_dims"] = float(sel.sum())
     return metrics
+
+
+DREAM_CHECK_WARMUP = 50
+"""Dream checks start after this many steps of an episode (CarRacing zooms in on the track over its first ~50)."""
+DREAM_CHECK_EVERY = 100
+"""Steps between the starts of dream checks within an episode."""
+DREAM_CHECK_SAMPLES = 4
+"""Dreams per start (each its own random stream, the same every epoch)."""
+DREAM_CHECK_TAU = 0.5
+"""MDN temperature of the dream checks: the app's default."""
+
+
+@torch.no_grad()
+def dream_latent_error(
+    model: MDNRNN, episodes: list[dict[str, torch.Tensor]], steps: int, active: np.ndarray | None = None, seed: int = 0
+) -> dict[str, float]:
+    """Open-loop check of M on held-out episodes: how far its dreams drift from what happened.
+
+    From every DREAM_CHECK_EVERY-th step s of each episode (after the first DREAM_CHECK_WARMUP), M reads the real
+    z = mu up to s, then dreams ``steps`` steps from mu_s on its own samples (tau DREAM_CHECK_TAU, DREAM_CHECK_SAMPLES
+    dreams per start, fixed random streams), fed the episode's real actions: the app's split mode and
+    ``dream-explorer divergence`` in latent space, with no decoding. Teacher-forced metrics (:func:`evaluate_memory`)
+    miss this error: they never feed M its own samples (Bengio et al., 2015, "Scheduled Sampling").
+
+    Args:
+        episodes: as :meth:`SequenceSampler.full_episodes` (``z`` float32 (1, T+1, z_dim), ``action`` (1, T, 3)).
+        steps: dream length, >= 1; episodes shorter than DREAM_CHECK_WARMUP + steps are skipped.
+        active: bool (z_dim,) dimensions to score (see :func:`active_dims`); None or none active: all.
+
+    Returns:
+        ``memory/val/dream_mse``: squared error of the dreamed z against the real mu, mean over the scored
+        dimensions, over dream steps 1..steps and over dreams; ``memory/val/dream_mse_copy``: the same for z held at
+        mu_s (standing still, the baseline). Empty when no episode is long enough.
+
+    Raises:
+        ValueError: ``steps`` < 1.
+    """
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    sel = torch.from_numpy(np.asarray(active, bool)) if active is not None and np.any(active) else None
+    dream_sum = copy_sum = 0.0
+    n = 0
+    for e, ep in enumerate(episodes):
+        z, actions = ep["z"][0], ep["action"][0]
+        starts = list(range(DREAM_CHECK_WARMUP, len(actions) - steps + 1, DREAM_CHECK_EVERY))
+        if not starts:
+            continue
+        k = len(starts)
+        h, c = model.state_after(z[:-1].expand(k, -1, -1), actions.expand(k, -1, -1), torch.tensor(starts))
+        idx = torch.tensor(starts).repeat_interleave(DREAM_CHECK_SAMPLES)
+        dream = BatchedDream(model, len(idx), tau=DREAM_CHECK_TAU, max_steps=steps)
+        seeds = [seed * 1_000_003 + e * 10_007 + j for j in range(len(idx))]
+        state = (h.repeat_interleave(DREAM_CHECK_SAMPLES, 1), c.repeat_interleave(DREAM_CHECK_SAMPLES, 1))
+        dream.reset(seeds, z=z[idx], state=state)
+        for t in range(1, steps + 1):
+            dream.step(actions[idx + t - 1])
+            real = z[idx + t]
+            err_dream, err_copy = (dream.z - real).pow(2), (z[idx] - real).pow(2)
+            if sel is not None:
+                err_dream, err_copy = err_dream[:, sel], err_copy[:, sel]
+            dream_sum += float(err_dream.mean(1).sum())
+            copy_sum += float(err_copy.mean(1).sum())
+            n += len(idx)
+    if not n:
+        return {}
+    return {"memory/val/dream_mse": dream_sum / n, "memory/val/dream_mse_copy": copy_sum / n}
 
 
 def train_memory(
@@ -207,10 +274,16 @@ def train_memory(
         )  # fmt: skip
         return path
 
+    def evaluate() -> dict[str, float]:
+        metrics = evaluate_memory(model, val_episodes, active)
+        if config.dream_check_steps:
+            metrics.update(dream_latent_error(model, val_episodes, config.dream_check_steps, active, config.seed))
+        return metrics
+
     loop = EpochLoop(
         stage="memory", prefix="memory", model=model, optimizer=optimizer, scheduler=scheduler,
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches,
-        evaluate=lambda: evaluate_memory(model, val_episodes, active), save=save, on_progress=on_progress,
+        evaluate=evaluate, save=save, on_progress=on_progress,
         should_stop=stop, start_epoch=start_epoch, grad_clip=config.grad_clip, loss_fn=loss_fn,
     )  # fmt: skip
     return loop.run()
