@@ -550,3 +550,47 @@ for X in shipped tw0 tw0.05 tw0.15 tw0.4; do
 done
 $PY scripts/latent_speed.py --latents $S/lat_shipped.npz $S/lat_tw0.npz $S/lat_tw0.05.npz $S/lat_tw0.15.npz \
     $S/lat_tw0.4.npz --policy controller
+# the M's draw: seeds 1 and 2 for W = 0.15 and for the shipped V's latents (the same 50 episodes)
+for SEED in 1 2; do
+    for X in tw0.15 shipped; do
+        VX=$S/v_$X.safetensors; [ $X = shipped ] && VX=assets/ddsvae_vision.safetensors
+        OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_$X.npz --out $S/m_${X}_seed$SEED.safetensors \
+            --epochs 40 --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED
+        for SET in check_agent10 check_random10; do
+            $D divergence --data-dir data/$SET --vision $VX --memory $S/m_${X}_seed$SEED.safetensors --horizons 10 30 100 200 \
+                --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5
+        done
+    done
+done
+# all 140 episodes with the W = 0.15 V: 40 epochs (joint and per-dimension) against 14 epochs; the 40-epoch run
+# again with the per-epoch dream check (memory/val/dream_mse in its log)
+mkdir -p data/s21_rest_a data/s21_rest_r
+for f in $(ls data/s17_agent/ep_*.npz | tail -n +37); do ln -sf "$(readlink -f $f)" data/s21_rest_a/$(basename $f); done
+for f in $(ls data/s17_random/ep_*.npz | tail -n +15); do ln -sf "$(readlink -f $f)" data/s21_rest_r/$(basename $f); done
+OMP_NUM_THREADS=1 $D encode --data-dir data/s21_rest_a --extra-data-dirs data/s21_rest_r --vision $S/v_tw0.15.safetensors \
+    --out $S/lat15_rest.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L('$S/lat_tw0.15.npz'), L('$S/lat15_rest.npz')).save('$S/lat15_all.npz')"
+for RUN in "m15j --epochs 40 --joint --dream-check-steps 0" "m15p --epochs 40 --dream-check-steps 0" "m15all_e14 --epochs 14 --joint" "m15j_check --epochs 40 --joint"; do
+    set -- $RUN; NAME=$1; shift
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat15_all.npz --out $S/$NAME.safetensors --lr-min 1e-4 \
+        --mix controller:0.75,random:0.25 --seed 0 "$@"
+    for SET in check_agent10 check_random10; do
+        $D divergence --data-dir data/$SET --vision $S/v_tw0.15.safetensors --memory $S/$NAME.safetensors \
+            --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5
+    done
+done
+# a controller for the W = 0.15 V and the seed-0 M of the 50 episodes: the ConvVAE agent distilled onto them, then
+# section 16's real-env CMA-ES; the shipped DDS+VAE agent on the fresh development tracks 1,900,050..149
+$D distill-controller --teacher assets/convvae_controller.safetensors --teacher-vision assets/convvae_vision.safetensors \
+    --teacher-memory assets/convvae_memory.safetensors --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
+    --out $S/c15_distilled.safetensors --episodes-dir data/teacher_s18 --episodes 12 --seed 700000 --workers 2 --threads 1
+$D train-controller --evaluator real --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
+    --out $S/c15_ft.safetensors --init-controller $S/c15_distilled.safetensors --population 16 --rollouts 1 \
+    --generations 20 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 \
+    --check-candidate mean --recheck-top 3 --recheck-episodes 16 --workers 2 --threads 1 --seed 19
+$D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
+    --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050 --workers 1 \
+    --results $S/shipped_dds.eval_1900050x100.json
