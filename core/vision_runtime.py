@@ -17,7 +17,8 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -118,7 +119,9 @@ class VisionRuntime:
         vision: the loaded model, in eval mode; the runtime keeps using it for PyTorch and reads nothing else.
         backend: "onnxruntime" (falls back to PyTorch with a note) or "pytorch".
         cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
-        threads: ONNX Runtime's intra-op threads.
+        threads: the intra-op threads V may use when ``wide`` is set (ONNX Runtime's, and torch's for the bfloat16
+            decode); 1 keeps every call on the calling thread. The caller sets ``wide`` only when no other model
+            work runs beside V (e.g. the app's dream or real mode with no training stage).
         bf16_decode: for a V of :data:`BF16_KINDS`, decode in bfloat16 (a copy of V's weights, channels-last, on
             oneDNN) when that passes its check against float32 (:data:`BF16_TOLERANCE`) and takes less CPU time per
             decode than the float32 path on this machine (CPUs with native bfloat16, e.g. AVX512-BF16 or AMX; where
@@ -126,7 +129,8 @@ class VisionRuntime:
 
     Attributes:
         backend: what runs the encode (and the decode unless bfloat16 does). note: why PyTorch runs where ONNX
-        Runtime was asked for ("" otherwise). decode_dtype: ``torch.bfloat16`` or ``torch.float32``.
+        Runtime was asked for ("" otherwise). decode_dtype: ``torch.bfloat16`` or ``torch.float32``. wide: calls
+        run on ``threads`` threads (False: one; settable at any time, read at every call).
     """
 
     def __init__(
@@ -143,7 +147,9 @@ class VisionRuntime:
         self._encoder = _Encode(vision)
         self.backend: Backend = "pytorch"
         self.note = ""
-        self._sessions: dict[str, Any] = {}
+        self._sessions: dict[tuple[str, int], Any] = {}
+        self.threads = max(1, int(threads))
+        self.wide = False
         if backend == "onnxruntime":
             try:
                 self._open(cache_dir or default_cache_dir(), threads)
@@ -171,10 +177,6 @@ class VisionRuntime:
 
         key = _model_key(self.vision)
         size = self.vision.input_size
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
         parts = {"encode": (self._encoder, "x", torch.rand(2, 3, size, size)),
                  "decode": (_Decode(self.vision), "z", torch.zeros(2, self.vision.config.z_dim))}  # fmt: skip
         for name, (module, arg, example) in parts.items():
@@ -184,7 +186,16 @@ class VisionRuntime:
                     log.info("exporting V's %s to ONNX Runtime (once per model): %s", name, path)
                     _export(module.eval(), arg, example, path)
                 try:
-                    self._sessions[name] = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+                    for n in sorted({1, threads}):
+                        options = ort.SessionOptions()
+                        options.intra_op_num_threads = n
+                        options.inter_op_num_threads = 1
+                        options.log_severity_level = 3
+                        # idle pool threads sleep instead of spinning: the second core is the GUI's between calls
+                        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+                        self._sessions[name, n] = ort.InferenceSession(
+                            str(path), options, providers=["CPUExecutionProvider"]
+                        )
                     break
                 except Exception:  # a cached file cut short or foreign: export it again, once
                     if attempt:
@@ -236,8 +247,12 @@ class VisionRuntime:
             return self.vision.decode(z)
         return self._run("decode", z)[0]
 
+    def _torch_threads(self) -> AbstractContextManager[None]:
+        """torch's intra-op threads at ``threads`` for a PyTorch call when ``wide``; else left as they are."""
+        return _torch_threads(self.threads) if self.wide and self.threads > 1 else nullcontext()
+
     def _run(self, name: str, x: Tensor) -> list[Tensor]:
-        session = self._sessions[name]
+        session = self._sessions[name, self.threads if self.wide else 1]
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
         return [torch.from_numpy(out) for out in session.run(None, feed)]
 
@@ -245,15 +260,34 @@ class VisionRuntime:
         """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
         (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
         for PyTorch."""
-        out = self._run("encode", x) if self.backend == "onnxruntime" else self._encoder(x)
+        if self.backend == "onnxruntime":
+            out = self._run("encode", x)
+        else:
+            with self._torch_threads():
+                out = self._encoder(x)
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:
         """z float32 (B, z_dim) -> frames float32 (B, 3, S, S) in [0, 1], computed in ``decode_dtype``. Call under
         ``torch.inference_mode`` for PyTorch (and with oneDNN on for bfloat16, as the app runs a V of BF16_KINDS)."""
-        if self._bf16 is not None:
-            return self._bf16.decode(z.to(torch.bfloat16)).float()
-        return self._decode_float32(z)
+        with self._torch_threads():
+            if self._bf16 is not None:
+                return self._bf16.decode(z.to(torch.bfloat16)).float()
+            return self._decode_float32(z)
+
+
+@contextmanager
+def _torch_threads(n: int) -> Iterator[None]:
+    """torch's intra-op threads at ``n`` for a block (process-wide; unchanged when already ``n``)."""
+    was = torch.get_num_threads()
+    if n == was:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(was)
 
 
 def _cpu_ms(call: Callable[[], object]) -> float:

@@ -113,6 +113,7 @@ class App:
                 parallel_split=config.parallel_split,
                 vision_runtime=config.vision_runtime,
                 vision_bf16=config.vision_bf16,
+                vision_threads=config.vision_threads,
             ),
             clock=self.clock,
         )
@@ -267,6 +268,7 @@ class App:
             if self.config.start_stage in self.stage_errors:
                 log.error("%s not started: %s", self.config.start_stage, self.stage_errors[self.config.start_stage])
         self.session.native_kernels = not any(job.running and job.runner == "thread" for job in self.jobs.values())
+        self.session.second_core_free = not any(job.running for job in self.jobs.values())
         self.hotkeys()
         self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
         self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
@@ -410,6 +412,9 @@ def main(argv: list[str]) -> int:
     if config.start_stage is not None and config.start_stage not in stages:
         print(f"error: --start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})",
               file=sys.stderr)  # fmt: skip
+        return 2
+    if config.vision_threads is not None and config.vision_threads < 1:
+        print(f"error: --vision-threads must be at least 1, got {config.vision_threads}", file=sys.stderr)
         return 2
     if config.screenshot is not None:
         problem = unwritable(config.screenshot)

@@ -206,6 +206,9 @@ class AppConfig:
     vision_bf16: bool = True
     """A DDS+VAE decodes its pictures in bfloat16 where this CPU computes that faster than float32 (checked against
     float32 at start); --no-vision-bf16 keeps float32. Encoding stays float32."""
+    vision_threads: int | None = None
+    """V's threads in dream and real mode while no stage runs (unset: 2 for a DDS+VAE, 1 for a ConvVAE, whose small
+    calls do not gain; 1 keeps V on the frame's thread)."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""

@@ -106,6 +106,9 @@ class Session(ModelSlots, DreamSide, InsideViews):
         ONEDNN_CHANNELS_LAST): oneDNN re-packs a ConvTranspose2d's weights at every call, which at batch 1 costs 5
         of the ConvVAE's 7.7 ms decode (native: 2.7 ms). The switch is process-wide, so the app turns this off while
         a training thread runs (bf16 training is 30x slower without oneDNN)."""
+        self.second_core_free = True
+        """Nothing else computes beside the frame's thread (the app clears it while a training stage runs): V may
+        then run on VISION_THREADS threads wherever it is the only model work (not in split mode's parallel step)."""
         self._kernels_pinned = False
         """Inside ``_pinned_kernels``: model sections leave the oneDNN switch as it was set there."""
         self.parallel_split = cfg.parallel_split

@@ -29,6 +29,8 @@ from explorer.session_state import (
     MISSING,
     ONEDNN_CHANNELS_LAST,
     VISION_KINDS,
+    VISION_THREADS,
+    WIDE_VISION_KINDS,
     Part,
     describe,
 )
@@ -59,7 +61,10 @@ class ModelSlots(SessionParts):
     def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
         """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
         (for V: unless it runs on oneDNN, ``vision_onednn``); inside :meth:`_pinned_kernels`, on the kernels
-        chosen there."""
+        chosen there. V runs on its runtime's threads when ``second_core_free`` and outside that block (one
+        thread there: the other one runs model work too)."""
+        if vision and self.vision_runtime is not None:
+            self.vision_runtime.wide = self.second_core_free and not self._kernels_pinned
         with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
             if self._kernels_pinned:
                 yield
@@ -185,8 +190,11 @@ class ModelSlots(SessionParts):
         if self.vision is None:
             self.vision_runtime = None
             return
+        threads = self.config.vision_threads
+        if threads is None:
+            threads = VISION_THREADS if self.vision.kind in WIDE_VISION_KINDS else 1
         self.vision_runtime = VisionRuntime(
-            self.vision, self.config.vision_runtime, bf16_decode=self.config.vision_bf16
+            self.vision, self.config.vision_runtime, threads=threads, bf16_decode=self.config.vision_bf16
         )
         note = self.model_notes["vision"].split("; runs on ")[0].split("; V runs on PyTorch")[0]
         if self.vision_runtime.note:

@@ -57,6 +57,7 @@ class SessionParts:
     _step_once: bool
     decode_all_futures: bool
     native_kernels: bool
+    second_core_free: bool
     _kernels_pinned: bool
     parallel_split: bool
     vision_onednn: bool

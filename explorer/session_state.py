@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, NamedTuple
@@ -55,6 +56,13 @@ ONEDNN_CHANNELS_LAST = ("dds_vae",)
 DDS+VAE encodes in 9.8 ms instead of 19 ms on the native kernels, decodes in 11 ms instead of 21). The ConvVAE
 stays on the native kernels (decode 1.1 ms vs 4.6 ms: oneDNN re-packs a ConvTranspose2d's weights at every
 call), and so does the MDN-RNN (a step 0.09 ms vs 0.34 ms)."""
+WIDE_VISION_KINDS = ("dds_vae",)
+"""Vision kinds whose inference runs on VISION_THREADS threads when nothing else computes beside the frame. Measured
+at batch 1 on this 2-core machine, median of 60 calls, 1 -> 2 threads (the README, session 22): the DDS+VAE encodes
+in 7.5 -> 4.9 ms and decodes in 8.0 -> 5.3 ms (1.5x; about 10% more CPU time); the ConvVAE's calls (0.3 and 1.0 ms)
+do not gain."""
+VISION_THREADS = min(2, os.cpu_count() or 1)
+"""V's intra-op threads for a vision model of WIDE_VISION_KINDS (this machine's cores)."""
 NO_KEYS = DriveKeys()
 """No driving key held."""
 SPREAD_PERIOD = 0.1
@@ -103,6 +111,9 @@ class SessionConfig:
     vision_bf16: bool = False
     """A DDS+VAE decodes in bfloat16 where that is faster on this CPU and within ``BF16_TOLERANCE`` of float32
     (:class:`core.vision_runtime.VisionRuntime`); False: float32. The app turns it on (``--no-vision-bf16``)."""
+    vision_threads: int | None = None
+    """V's threads where it is the only model work of the frame and ``second_core_free`` (None: VISION_THREADS for
+    a vision model of WIDE_VISION_KINDS, else 1; 1 keeps V on the frame's thread)."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
     encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""

@@ -158,3 +158,11 @@ def test_screenshot_into_an_unwritable_place_is_a_one_line_error(tmp_path: Path,
         assert main(["--frames", "2", "--screenshot", str(target)]) == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith(f"error: cannot write the screenshot {target}") and "\n" not in err
+
+
+def test_vision_threads_below_one_is_a_one_line_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from explorer.app import main
+
+    assert main(["--vision-threads", "0", "--frames", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --vision-threads must be at least 1, got 0"

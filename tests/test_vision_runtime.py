@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -157,5 +158,53 @@ def test_the_app_session_decodes_in_bfloat16_when_asked_and_says_so(
         for _ in range(6):
             s.tick(DriveKeys(gas=True))
         assert s.dream_frame() is not None and s.road is not None  # the dream's picture and its road share
+    finally:
+        s.close()
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "pytorch"])
+def test_two_threads_give_one_threads_numbers_and_leave_torch_as_it_was(data: Path, backend: str) -> None:
+    vision = _vision(data, "dds_vae")
+    runtime = VisionRuntime(vision, backend, threads=2)  # type: ignore[arg-type]
+    assert runtime.backend == backend and not runtime.wide  # one thread until the caller says otherwise
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(6))
+    z = torch.randn(3, vision.config.z_dim, generator=torch.Generator().manual_seed(7))
+    seen: list[int] = []
+    if backend == "pytorch":  # the thread count each PyTorch call runs on
+        decode = vision.decode
+        vision.decode = lambda z: (seen.append(torch.get_num_threads()), decode(z))[1]  # type: ignore[method-assign]
+    out = {}
+    with torch.inference_mode():
+        for wide in (False, True):
+            runtime.wide = wide
+            mu, _, selected = runtime.encode(x)
+            out[wide] = (mu, runtime.decode(z), selected)
+    assert torch.allclose(out[False][0], out[True][0], atol=1e-5)
+    assert torch.allclose(out[False][1], out[True][1], atol=1e-5)
+    assert out[False][2] is not None and out[True][2] is not None
+    assert torch.equal(out[False][2].mask, out[True][2].mask)
+    assert torch.get_num_threads() == 1  # the fixture's count, restored after every wide call
+    if backend == "pytorch":
+        assert seen == [1, 2]  # one decode narrow, one wide
+
+
+@pytest.mark.parametrize(("mode", "free", "wide"), [("dream", True, True), ("real", True, True),
+                                                    ("split", True, False), ("dream", False, False)])  # fmt: skip
+def test_the_app_runs_v_on_two_threads_only_when_nothing_else_computes(
+    data: Path, mode: str, free: bool, wide: bool
+) -> None:
+    s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode=mode, seed=3))  # type: ignore[arg-type]
+    try:
+        runtime = s.vision_runtime
+        assert runtime is not None and runtime.threads == min(2, os.cpu_count() or 1)
+        calls: list[bool] = []
+        encode, decode = runtime.encode, runtime.decode
+        runtime.encode = lambda x: (calls.append(runtime.wide), encode(x))[1]  # type: ignore[method-assign]
+        runtime.decode = lambda z: (calls.append(runtime.wide), decode(z))[1]  # type: ignore[method-assign]
+        s.second_core_free = free
+        for _ in range(4):
+            s.tick(DriveKeys(gas=True))
+            s.dream_frames()
+        assert calls and all(c == (wide and runtime.threads > 1) for c in calls)
     finally:
         s.close()
