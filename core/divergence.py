@@ -54,7 +54,7 @@ import torch
 
 from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
-from core.envs.dream import BatchedDream
+from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.road import road_offset, road_share, tracks_road
@@ -171,7 +171,7 @@ def dream_divergence(
         dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
         h0 = torch.stack([states[int(s)][0] for s in idx]).unsqueeze(0)
         c0 = torch.stack([states[int(s)][1] for s in idx]).unsqueeze(0)
-        seeds = [config.seed * 1_000_003 + e * 10_007 + j for j in range(n)]
+        seeds = window_seeds(config.seed, e, n)
         dream.reset(seeds, z=mu[idx], state=(h0, c0))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon

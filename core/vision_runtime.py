@@ -191,8 +191,6 @@ class VisionRuntime:
                         options.intra_op_num_threads = n
                         options.inter_op_num_threads = 1
                         options.log_severity_level = 3
-                        # idle pool threads sleep instead of spinning: the second core is the GUI's between calls
-                        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                         self._sessions[name, n] = ort.InferenceSession(
                             str(path), options, providers=["CPUExecutionProvider"]
                         )

@@ -32,6 +32,13 @@ ACTION_HIGH = np.array([1.0, 1.0, 1.0], np.float32)
 _ACTION_LOW_T, _ACTION_HIGH_T = torch.from_numpy(ACTION_LOW), torch.from_numpy(ACTION_HIGH)
 
 
+def window_seeds(seed: int, episode: int, n: int) -> list[int]:
+    """Seeds of the ``n`` dream streams started in episode ``episode`` of an open-loop check run with ``seed``:
+    ``seed * 1_000_003 + episode * 10_007 + j`` (distinct for every episode below 100 with at most 10,007 streams,
+    and the same at every call, so two models are checked on the same noise)."""
+    return [seed * 1_000_003 + episode * 10_007 + j for j in range(n)]
+
+
 def _fused_lstm(memory: MDNRNN, bf16: bool) -> tuple[Tensor, Tensor]:
     """M's LSTM as one (z_dim + 3 + hidden, 4 * hidden) matrix and its bias: a single GEMM per step for the gates.
     The cell-input gate's columns are doubled so that one sigmoid serves all four gates (tanh(x) = 2 sigmoid(2x) - 1).

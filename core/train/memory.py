@@ -20,7 +20,7 @@ from core.checkpoint import (
 )
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
-from core.envs.dream import BatchedDream
+from core.envs.dream import BatchedDream, window_seeds
 from core.errors import CheckpointError, ConfigError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
@@ -136,9 +136,8 @@ def dream_latent_error(
         h, c = model.state_after(z[:-1].expand(k, -1, -1), actions.expand(k, -1, -1), torch.tensor(starts))
         idx = torch.tensor(starts).repeat_interleave(DREAM_CHECK_SAMPLES)
         dream = BatchedDream(model, len(idx), tau=DREAM_CHECK_TAU, max_steps=steps)
-        seeds = [seed * 1_000_003 + e * 10_007 + j for j in range(len(idx))]
         state = (h.repeat_interleave(DREAM_CHECK_SAMPLES, 1), c.repeat_interleave(DREAM_CHECK_SAMPLES, 1))
-        dream.reset(seeds, z=z[idx], state=state)
+        dream.reset(window_seeds(seed, e, len(idx)), z=z[idx], state=state)
         for t in range(1, steps + 1):
             dream.step(actions[idx + t - 1])
             real = z[idx + t]
