@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -47,6 +47,11 @@ small to gain and runs on the native kernels, where bfloat16 convolutions are sl
 BF16_TOLERANCE = 0.02
 """Largest absolute difference of the bfloat16 decode from float32 allowed in its check ([0, 1] pixels, about 5 of
 255 levels; bfloat16 keeps 8 significant bits)."""
+PROBE_EVERY = 250
+"""With ``wide`` set, every this many calls of a kind run on the thread count not in use, to re-time it (the faster
+one on recent calls runs the others)."""
+TIME_SMOOTHING = 0.2
+"""Weight of the newest call in the running mean of the wall time of the thread count in use."""
 BF16_TIMING_CALLS = 7
 """Batch-1 decodes timed per precision (the median of their thread CPU time decides)."""
 
@@ -121,7 +126,10 @@ class VisionRuntime:
         cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
         threads: the intra-op threads V may use when ``wide`` is set (ONNX Runtime's, and torch's for the bfloat16
             decode); 1 keeps every call on the calling thread. The caller sets ``wide`` only when no other model
-            work runs beside V (e.g. the app's dream or real mode with no training stage).
+            work of its own runs beside V (e.g. the app's dream or real mode with no training stage). Other
+            processes may still take the cores, and then a second thread's spin-waits make a call many times
+            slower: each call kind (encode or decode, per batch size) runs on whichever count was faster in wall
+            time over its recent calls (:class:`ThreadChoice`).
         bf16_decode: for a V of :data:`BF16_KINDS`, decode in bfloat16 (a copy of V's weights, channels-last, on
             oneDNN) when that passes its check against float32 (:data:`BF16_TOLERANCE`) and takes less CPU time per
             decode than the float32 path on this machine (CPUs with native bfloat16, e.g. AVX512-BF16 or AMX; where
@@ -150,6 +158,7 @@ class VisionRuntime:
         self._sessions: dict[tuple[str, int], Any] = {}
         self.threads = max(1, int(threads))
         self.wide = False
+        self.choice = ThreadChoice(self.threads)
         if backend == "onnxruntime":
             try:
                 self._open(cache_dir or default_cache_dir(), threads)
@@ -240,17 +249,26 @@ class VisionRuntime:
             self._bf16, self.decode_dtype = bf16, torch.bfloat16
         log.info("V's decode: float32 %.1f ms, bfloat16 %.1f ms CPU per frame: %s", fp32, half, self.decode_dtype)
 
-    def _decode_float32(self, z: Tensor) -> Tensor:
+    def _decode_float32(self, z: Tensor, threads: int = 1) -> Tensor:
         if self.backend == "pytorch" or len(z) > MAX_BATCH:
             return self.vision.decode(z)
-        return self._run("decode", z)[0]
+        return self._run("decode", z, threads)[0]
 
-    def _torch_threads(self) -> AbstractContextManager[None]:
-        """torch's intra-op threads at ``threads`` for a PyTorch call when ``wide``; else left as they are."""
-        return _torch_threads(self.threads) if self.wide and self.threads > 1 else nullcontext()
+    @contextmanager
+    def _threads(self, kind: tuple[str, int]) -> Iterator[int]:
+        """The block runs one call of ``kind`` on the thread count it yields: 1 unless ``wide``, else as
+        ``choice`` says (torch's intra-op threads set to it for the block, then restored), and is timed for it."""
+        if not self.wide or self.threads == 1:
+            yield 1
+            return
+        n, probe = self.choice.pick(kind)
+        start = time.perf_counter()
+        with _torch_threads(n) if n > 1 else nullcontext():
+            yield n
+        self.choice.record(kind, n, time.perf_counter() - start, probe)
 
-    def _run(self, name: str, x: Tensor) -> list[Tensor]:
-        session = self._sessions[name, self.threads if self.wide else 1]
+    def _run(self, name: str, x: Tensor, threads: int = 1) -> list[Tensor]:
+        session = self._sessions[name, threads]
         feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
         return [torch.from_numpy(out) for out in session.run(None, feed)]
 
@@ -258,20 +276,50 @@ class VisionRuntime:
         """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
         (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
         for PyTorch."""
-        if self.backend == "onnxruntime":
-            out = self._run("encode", x)
-        else:
-            with self._torch_threads():
-                out = self._encoder(x)
+        with self._threads(("encode", len(x))) as n:
+            out = self._run("encode", x, n) if self.backend == "onnxruntime" else self._encoder(x)
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:
         """z float32 (B, z_dim) -> frames float32 (B, 3, S, S) in [0, 1], computed in ``decode_dtype``. Call under
         ``torch.inference_mode`` for PyTorch (and with oneDNN on for bfloat16, as the app runs a V of BF16_KINDS)."""
-        with self._torch_threads():
+        with self._threads(("decode", len(z))) as n:
             if self._bf16 is not None:
                 return self._bf16.decode(z.to(torch.bfloat16)).float()
-            return self._decode_float32(z)
+            return self._decode_float32(z, n)
+
+
+class ThreadChoice:
+    """Which thread count runs the next call of a kind: each count's wall time per call is kept (a running mean,
+    weight TIME_SMOOTHING, for the count in use; the latest time for the other, re-timed once every PROBE_EVERY
+    calls), and the faster one runs. A count never timed for a kind is tried first (``threads`` before 1).
+
+    Args:
+        threads: the wide count (the other one is 1).
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.seconds: dict[tuple[str, int], dict[int, float]] = {}
+        self._calls: dict[tuple[str, int], int] = {}
+
+    def pick(self, kind: tuple[str, int]) -> tuple[int, bool]:
+        """``(thread count, whether this call re-times the count not in use)`` for the next call of ``kind``."""
+        times = self.seconds.setdefault(kind, {})
+        calls = self._calls[kind] = self._calls.get(kind, 0) + 1
+        for n in (self.threads, 1):
+            if n not in times:
+                return n, False
+        best = min(times, key=lambda n: times[n])
+        if calls % PROBE_EVERY == 0:
+            return (1 if best != 1 else self.threads), True
+        return best, False
+
+    def record(self, kind: tuple[str, int], threads: int, seconds: float, probe: bool) -> None:
+        """Add the wall time of one call of ``kind`` on ``threads`` threads."""
+        times = self.seconds.setdefault(kind, {})
+        old = times.get(threads)
+        times[threads] = seconds if old is None or probe else (1 - TIME_SMOOTHING) * old + TIME_SMOOTHING * seconds
 
 
 @contextmanager

@@ -208,3 +208,24 @@ def test_the_app_runs_v_on_two_threads_only_when_nothing_else_computes(
         assert calls and all(c == (wide and runtime.threads > 1) for c in calls)
     finally:
         s.close()
+
+
+def test_the_thread_choice_follows_the_faster_count_and_re_times_the_other() -> None:
+    choice = vision_runtime.ThreadChoice(2)
+    kind = ("decode", 1)
+    cost = {2: 0.005, 1: 0.008}  # wide is faster at first
+    used = []
+    for _ in range(2 * vision_runtime.PROBE_EVERY):
+        n, probe = choice.pick(kind)
+        used.append(n)
+        choice.record(kind, n, cost[n], probe)
+    assert used[:2] == [2, 1]  # each count timed once, wide first
+    assert used.count(1) == 3  # then wide, but for the re-timing calls
+    cost[2] = 0.110  # another process takes the second core: two threads spin-wait
+    used.clear()
+    for _ in range(2 * vision_runtime.PROBE_EVERY):
+        n, probe = choice.pick(kind)
+        used.append(n)
+        choice.record(kind, n, cost[n], probe)
+    assert used.count(2) == 3  # one slow call, then only the two re-timing calls
+    assert choice.pick(("encode", 1)) == (2, False)  # another kind keeps its own times
