@@ -18,7 +18,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,8 +48,11 @@ BF16_TOLERANCE = 0.02
 """Largest absolute difference of the bfloat16 decode from float32 allowed in its check ([0, 1] pixels, about 5 of
 255 levels; bfloat16 keeps 8 significant bits)."""
 PROBE_EVERY = 250
-"""With ``wide`` set, every this many calls of a kind run on the thread count not in use, to re-time it (the faster
-one on recent calls runs the others)."""
+"""With ``wide`` set, every this many calls of a kind, PROBE_CALLS of them run on the thread count not in use, to
+re-time it (the faster one on recent calls runs the others)."""
+PROBE_CALLS = 3
+"""Calls in a row that re-time the count not in use: the first after a while may wake sleeping threads, so the
+last one's time is kept."""
 TIME_SMOOTHING = 0.2
 """Weight of the newest call in the running mean of the wall time of the thread count in use."""
 BF16_TIMING_CALLS = 7
@@ -124,8 +127,8 @@ class VisionRuntime:
         vision: the loaded model, in eval mode; the runtime keeps using it for PyTorch and reads nothing else.
         backend: "onnxruntime" (falls back to PyTorch with a note) or "pytorch".
         cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
-        threads: the intra-op threads V may use when ``wide`` is set (ONNX Runtime's, and torch's for the bfloat16
-            decode); 1 keeps every call on the calling thread. The caller sets ``wide`` only when no other model
+        threads: ONNX Runtime's intra-op threads when ``wide`` is set (PyTorch calls, and the bfloat16 decode,
+            stay on the calling thread: in the app a second torch thread did not gain); 1 keeps every call there. The caller sets ``wide`` only when no other model
             work of its own runs beside V (e.g. the app's dream or real mode with no training stage). Other
             processes may still take the cores, and then a second thread's spin-waits make a call many times
             slower: each call kind (encode or decode, per batch size) runs on whichever count was faster in wall
@@ -249,22 +252,21 @@ class VisionRuntime:
             self._bf16, self.decode_dtype = bf16, torch.bfloat16
         log.info("V's decode: float32 %.1f ms, bfloat16 %.1f ms CPU per frame: %s", fp32, half, self.decode_dtype)
 
-    def _decode_float32(self, z: Tensor, threads: int = 1) -> Tensor:
+    def _decode_float32(self, z: Tensor) -> Tensor:
         if self.backend == "pytorch" or len(z) > MAX_BATCH:
             return self.vision.decode(z)
-        return self._run("decode", z, threads)[0]
+        return self._run("decode", z)[0]
 
     @contextmanager
     def _threads(self, kind: tuple[str, int]) -> Iterator[int]:
-        """The block runs one call of ``kind`` on the thread count it yields: 1 unless ``wide``, else as
-        ``choice`` says (torch's intra-op threads set to it for the block, then restored), and is timed for it."""
+        """The block runs one ONNX Runtime call of ``kind`` on the thread count it yields: 1 unless ``wide``, else
+        as ``choice`` says, and is timed for it."""
         if not self.wide or self.threads == 1:
             yield 1
             return
         n, probe = self.choice.pick(kind)
         start = time.perf_counter()
-        with _torch_threads(n) if n > 1 else nullcontext():
-            yield n
+        yield n
         self.choice.record(kind, n, time.perf_counter() - start, probe)
 
     def _run(self, name: str, x: Tensor, threads: int = 1) -> list[Tensor]:
@@ -276,23 +278,29 @@ class VisionRuntime:
         """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
         (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
         for PyTorch."""
-        with self._threads(("encode", len(x))) as n:
-            out = self._run("encode", x, n) if self.backend == "onnxruntime" else self._encoder(x)
+        if self.backend == "onnxruntime":
+            with self._threads(("encode", len(x))) as n:
+                out = self._run("encode", x, n)
+        else:
+            out = self._encoder(x)
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:
         """z float32 (B, z_dim) -> frames float32 (B, 3, S, S) in [0, 1], computed in ``decode_dtype``. Call under
         ``torch.inference_mode`` for PyTorch (and with oneDNN on for bfloat16, as the app runs a V of BF16_KINDS)."""
+        if self._bf16 is not None:
+            return self._bf16.decode(z.to(torch.bfloat16)).float()
+        if self.backend == "pytorch" or len(z) > MAX_BATCH:
+            return self.vision.decode(z)
         with self._threads(("decode", len(z))) as n:
-            if self._bf16 is not None:
-                return self._bf16.decode(z.to(torch.bfloat16)).float()
-            return self._decode_float32(z, n)
+            return self._run("decode", z, n)[0]
 
 
 class ThreadChoice:
     """Which thread count runs the next call of a kind: each count's wall time per call is kept (a running mean,
-    weight TIME_SMOOTHING, for the count in use; the latest time for the other, re-timed once every PROBE_EVERY
-    calls), and the faster one runs. A count never timed for a kind is tried first (``threads`` before 1).
+    weight TIME_SMOOTHING, for the count in use; the latest time for the other, re-timed by PROBE_CALLS calls every
+    PROBE_EVERY calls), and the faster one runs. A count never timed for a kind is tried first (``threads`` before
+    1); its first call starts its threads and is not timed.
 
     Args:
         threads: the wide count (the other one is 1).
@@ -302,6 +310,7 @@ class ThreadChoice:
         self.threads = threads
         self.seconds: dict[tuple[str, int], dict[int, float]] = {}
         self._calls: dict[tuple[str, int], int] = {}
+        self._started: set[tuple[tuple[str, int], int]] = set()
 
     def pick(self, kind: tuple[str, int]) -> tuple[int, bool]:
         """``(thread count, whether this call re-times the count not in use)`` for the next call of ``kind``."""
@@ -311,29 +320,18 @@ class ThreadChoice:
             if n not in times:
                 return n, False
         best = min(times, key=lambda n: times[n])
-        if calls % PROBE_EVERY == 0:
+        if calls >= PROBE_EVERY and calls % PROBE_EVERY < PROBE_CALLS:
             return (1 if best != 1 else self.threads), True
         return best, False
 
     def record(self, kind: tuple[str, int], threads: int, seconds: float, probe: bool) -> None:
         """Add the wall time of one call of ``kind`` on ``threads`` threads."""
+        if (kind, threads) not in self._started:  # its threads were started by this call
+            self._started.add((kind, threads))
+            return
         times = self.seconds.setdefault(kind, {})
         old = times.get(threads)
         times[threads] = seconds if old is None or probe else (1 - TIME_SMOOTHING) * old + TIME_SMOOTHING * seconds
-
-
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads at ``n`` for a block (process-wide; unchanged when already ``n``)."""
-    was = torch.get_num_threads()
-    if n == was:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(was)
 
 
 def _cpu_ms(call: Callable[[], object]) -> float:

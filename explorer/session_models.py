@@ -61,10 +61,11 @@ class ModelSlots(SessionParts):
     def _inference(self, stage: str, vision: bool = False) -> Iterator[None]:
         """A model section without autograd, timed as ``stage``, on native kernels when ``native_kernels`` is set
         (for V: unless it runs on oneDNN, ``vision_onednn``); inside :meth:`_pinned_kernels`, on the kernels
-        chosen there. V runs on its runtime's threads when ``second_core_free`` and outside that block (one
-        thread there: the other one runs model work too)."""
+        chosen there. V runs on its runtime's threads when ``second_core_free`` and the dream does not step on a
+        second thread (split mode's parallel step: there every V call keeps one thread, as the other one runs model
+        work too, and a second thread's spin-waits would take its core)."""
         if vision and self.vision_runtime is not None:
-            self.vision_runtime.wide = self.second_core_free and not self._kernels_pinned
+            self.vision_runtime.wide = self.second_core_free and not (self._kernels_pinned or self._parallel_step)
         with self.clock.section("model"), self.clock.stage(stage), torch.inference_mode():
             if self._kernels_pinned:
                 yield
