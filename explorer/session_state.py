@@ -57,10 +57,11 @@ DDS+VAE encodes in 9.8 ms instead of 19 ms on the native kernels, decodes in 11 
 stays on the native kernels (decode 1.1 ms vs 4.6 ms: oneDNN re-packs a ConvTranspose2d's weights at every
 call), and so does the MDN-RNN (a step 0.09 ms vs 0.34 ms)."""
 WIDE_VISION_KINDS = ("dds_vae",)
-"""Vision kinds whose inference runs on VISION_THREADS threads when nothing else computes beside the frame. Measured
-at batch 1 on this 2-core machine, median of 60 calls, 1 -> 2 threads (the README, session 22): the DDS+VAE encodes
-in 7.5 -> 4.9 ms and decodes in 8.0 -> 5.3 ms (1.5x; about 10% more CPU time); the ConvVAE's calls (0.3 and 1.0 ms)
-do not gain."""
+"""Vision kinds whose ONNX Runtime calls may run on VISION_THREADS threads when nothing else of the app computes
+beside the frame (dream and real mode, no stage running; :class:`core.vision_runtime.ThreadChoice` keeps one thread
+wherever that is faster of late, e.g. while another process takes the cores). Batch 1, median of 60 calls, 1 -> 2
+threads: the DDS+VAE encodes in 7.5 -> 4.9 ms; the ConvVAE's calls (0.3 and 1.0 ms) do not gain. The app's frame
+rate with it: README, session 22."""
 VISION_THREADS = min(2, os.cpu_count() or 1)
 """V's intra-op threads for a vision model of WIDE_VISION_KINDS (this machine's cores)."""
 NO_KEYS = DriveKeys()
