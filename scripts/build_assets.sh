@@ -594,3 +594,39 @@ $D train-controller --evaluator real --vision $S/v_tw0.15.safetensors --memory $
 $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
     --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050 --workers 1 \
     --results $S/shipped_dds.eval_1900050x100.json
+
+# 19. Session 22: section 18's DDS+VAE candidate built again on a new machine (runs/ and data/ do not survive one),
+# then scored on the development tracks and, past the gate, once on the final block. Note: section 14 collected
+# data/s17_agent with the ConvVAE controller shipped at the time (session 13's, `git show
+# 555c7e2:assets/convvae_controller.safetensors`); this rebuild collected it with today's (session 18's), so its
+# episodes, V, M and C differ from session 21's (distillation R^2 0.975 against 0.972).
+S=runs/s21
+A="--policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors"
+$D collect $A --noise-std 0.1 --excursion-prob 0.005 --seed 670000 --episodes 100 --out-dir data/s17_agent --workers 2
+$D collect --seed 671000 --episodes 40 --out-dir data/s17_random --workers 2
+# (data/s21_all and data/s21_sub linked as in section 18)
+OMP_NUM_THREADS=1 $D train-vision --model dds_vae --phase 2 --init-from assets/ddsvae_vision.safetensors \
+    --data-dir data/s21_all --out $S/v_tw0.15.safetensors --epochs 3 --epoch-frames 6400 --frame-stride 3 --lr 3e-4 \
+    --temporal-weight 0.15 --seed 0
+OMP_NUM_THREADS=1 $D encode --data-dir data/s21_sub --vision $S/v_tw0.15.safetensors --out $S/lat_tw0.15.npz
+OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_tw0.15.npz --out $S/m_tw0.15.safetensors \
+    --epochs 40 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0 --joint
+$D distill-controller --teacher assets/convvae_controller.safetensors --teacher-vision assets/convvae_vision.safetensors \
+    --teacher-memory assets/convvae_memory.safetensors --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
+    --out $S/c15_distilled.safetensors --episodes-dir data/teacher_s18 --episodes 12 --seed 700000 --workers 2 --threads 1
+$D train-controller --evaluator real --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
+    --out $S/c15_ft.safetensors --init-controller $S/c15_distilled.safetensors --population 16 --rollouts 1 \
+    --generations 12 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 \
+    --check-candidate mean --recheck-top 3 --recheck-episodes 16 --workers 2 --threads 1 --seed 19
+for SET in check_agent10 check_random10; do
+    $D divergence --data-dir data/$SET --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
+        --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5
+done
+$D evaluate --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors --controller $S/c15_ft.safetensors \
+    --episodes 100 --seed 1900050 --workers 2 --results $S/c15_ft.eval_1900050x100.json
+# the gate: 790 or more on those tracks (the shipped DDS+VAE agent: 760.7; session 21's candidate: 814.9), then
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$S/v_tw0.15.safetensors'), Path('$S/m_tw0.15.safetensors'), Path('$S/c15_ft.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
+$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
+    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000900 --workers 2 --results $S/ship_dds.eval_7000900x100.json
+# the app's frame rate with V's encode on 2 threads (quiet machine)
+$PY scripts/bench_explorer.py --kinds dds_vae --frames 300 --repeats 2 --variants vision-threads=1 vision-threads=2
