@@ -20,15 +20,15 @@ $D collect --episodes 5 --seed 980000 --out-dir data/fresh_980000 --workers 2
 $D collect --episodes 5 --seed 500000 --out-dir data/heldout --workers 2
 
 figure "parameters of the shipped files" \
-    "ConvVAE V 4,348,547, M 384,071, C 867; DDS+VAE V 4,039,521, M 423,906, C 867 (card, file table)" \
+    "ConvVAE V 4,348,547, M 384,071, C 867; DDS+VAE V 4,039,521, M 384,071, C 867 (card, file table)" \
     $PY -c "from core.assets import parameter_counts; print(parameter_counts())"
 
 figure "ConvVAE vs DDS+VAE on 500 fresh frames, tracks 980,000..980,004 (issue 17), one 64x64 reference" \
-    "mse_64 ConvVAE 0.00105 / DDS+VAE 0.00096; median 0.00081 / 0.00079; p95 0.00261 / 0.00254; per episode ConvVAE 0.00102 / 0.00071 / 0.00117 / 0.00106 / 0.00131, DDS+VAE 0.00097 / 0.00047 / 0.00110 / 0.00106 / 0.00121; DDS+VAE at 96x96 (mse_own) 0.00107 (card)" \
+    "mse_64 ConvVAE 0.00105 / DDS+VAE 0.00101; median 0.00081 / 0.00081; p95 0.00261 / 0.00275; per episode ConvVAE 0.00102 / 0.00071 / 0.00117 / 0.00106 / 0.00131, DDS+VAE 0.00102 / 0.00050 / 0.00114 / 0.00114 / 0.00126; DDS+VAE at 96x96 (mse_own) 0.00112 (card; session 22's V)" \
     $D compare-vision --data-dir data/fresh_980000 --frames 500 --grid $OUT/compare_vision_980000.png
 
 figure "ConvVAE vs DDS+VAE on 500 frames of tracks 500,000..500,004 (they informed decisions)" \
-    "mse_64 ConvVAE 0.00106 / DDS+VAE 0.00110; median 0.00082 / 0.00083; p95 0.00234 / 0.00296; per episode ConvVAE 0.00072 / 0.00080 / 0.00106 / 0.00148 / 0.00122, DDS+VAE 0.00052 / 0.00074 / 0.00092 / 0.00152 / 0.00178; DDS+VAE at 96x96 (mse_own) 0.00121 (README Figures, card)" \
+    "mse_64 ConvVAE 0.00106 / DDS+VAE 0.00128; median 0.00082 / 0.00088; p95 0.00234 / 0.00396; per episode ConvVAE 0.00072 / 0.00080 / 0.00106 / 0.00148 / 0.00122, DDS+VAE 0.00063 / 0.00077 / 0.00101 / 0.00160 / 0.00239; DDS+VAE at 96x96 (mse_own) 0.00140 (README Figures, card; session 22's V)" \
     $D compare-vision --data-dir data/heldout --frames 500 --grid $OUT/compare_vision_500000.png
 
 figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1,700,000..1,700,009" \
@@ -36,15 +36,15 @@ figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1
     $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
         --controller assets/convvae_controller.safetensors --episodes 10 --seed 1700000 --results $OUT/convvae_1700000x10.json
 
-figure "DDS+VAE dream vs reality (session 18's M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
-    "pixel dream 0.00180 / 0.00830 / 0.0173 / 0.0178; pixel copy (standing still) 0.00199 / 0.0141 / 0.0246 / 0.0224; pixel V 0.0011; reward dream -9.07 vs real -8.58 at 100; off-manifold 0.36% (card; session 6's M: 0.00172 / 0.00858 / 0.0183 / 0.0187, reward -7.4, off-manifold 1.0%)" \
+figure "DDS+VAE dream vs reality (session 22's V and M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
+    "pixel dream 0.00269 / 0.01322 / 0.01883 / 0.01936; pixel copy (standing still) 0.00208 / 0.01395 / 0.02457 / 0.02222; pixel V 0.00134; reward dream -6.29 vs real -8.58 at 100; off-manifold 0.11% (card; session 18's M: 0.00180 / 0.00830 / 0.0173 / 0.0178, reward -9.07, off-manifold 0.36%)" \
     $D divergence --data-dir data/heldout --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --no-parked --no-steer
 
 cat <<'EOF'
 
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
-- DDS+VAE agent (session 19's controller), 100 development tracks 1,800,000..099 (stated 812.1 +- 159.0, card; about 15 min):
-  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1800000
+- DDS+VAE agent (session 22's world model), 100 development tracks 1,900,050..149 (stated 822.1 +- 146.0, card; about 17 min):
+  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050
 - ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
   dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
 - Dream fidelity of the ConvVAE world model (session 13) on model-selection agent and random-policy episodes
@@ -52,13 +52,13 @@ cat <<'EOF'
   dream-explorer divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
   (stated: tracked 98% / 96% / 63% / 39%, steering response dream -11.55 vs real -22.51; with --data-dir data/check_random10 --no-parked --no-steer 80% / 45% / 39% / 42%; card)
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
-  (scripts/build_assets.sh sections 5, 6, 10, 15 and 16) and their per-track results sit in assets/results/.
+  (scripts/build_assets.sh sections 5, 6, 10, 15, 16 and 19) and their per-track results sit in assets/results/.
 EOF
 
 if [ "${1:-}" = "--long" ]; then
-    figure "DDS+VAE agent (session 19's controller), 100 development tracks 1,800,000..1,800,099" "812.1 +- 159.0 (card)" \
+    figure "DDS+VAE agent (session 22's world model), 100 development tracks 1,900,050..1,900,149" "822.1 +- 146.0 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
-            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1800000 --results $OUT/ddsvae_1800000x100.json
+            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050 --results $OUT/ddsvae_1900050x100.json
     figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
             --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000 --results $OUT/convvae_1700000x100.json

@@ -92,6 +92,7 @@ FINAL_BLOCKS_USED = {
     7_000_600: "ConvVAE controller shipped in session 18: session 17's, fine-tuned by real CMA-ES (831.1 +- 145.2)",
     7_000_700: "DDS+VAE world model shipped in session 18: M fine-tuned on driving data, C distilled onto it (745.0 +- 198.3)",
     7_000_800: "DDS+VAE controller shipped in session 19: session 18's distilled C after real-env CMA-ES (793.0 +- 147.2)",
+    7_000_900: "DDS+VAE world model shipped in session 22: slowness-term V, M from scratch, C distilled + CMA-ES (791.2 +- 164.3)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
