@@ -32,12 +32,12 @@ from explorer.app_support import (  # noqa: F401  (Notices and log_stage_end re-
     _HelloImguiLog,
     add_ons,
     docking_layout,
+    flag_problem,
     log_stage_end,
     parse_flags,
     read_settings_file,
     release_memory,
     setup_style,
-    unwritable,
 )
 from explorer.input import DriveKeys, Gamepad
 from explorer.jobs import JobRunner
@@ -408,19 +408,10 @@ def main(argv: list[str]) -> int:
         config = parse_flags(argv)
     except SystemExit as exc:  # --help, or a bad flag (tyro printed why)
         return int(exc.code or 0)
-    stages = [spec.key for spec in app_stages()]
-    if config.start_stage is not None and config.start_stage not in stages:
-        print(f"error: --start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})",
-              file=sys.stderr)  # fmt: skip
+    problem = flag_problem(config, [spec.key for spec in app_stages()])
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
         return 2
-    if config.vision_threads is not None and config.vision_threads < 1:
-        print(f"error: --vision-threads must be at least 1, got {config.vision_threads}", file=sys.stderr)
-        return 2
-    if config.screenshot is not None:
-        problem = unwritable(config.screenshot)
-        if problem:
-            print(f"error: cannot write the screenshot {config.screenshot}: {problem}", file=sys.stderr)
-            return 2
     app = build_app(argv)
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         app.session.close()

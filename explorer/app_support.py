@@ -231,6 +231,20 @@ def parse_flags(argv: list[str]) -> AppConfig:
                     description="Dream Explorer: drive CarRacing-v3 in reality and in the dream.")  # fmt: skip
 
 
+def flag_problem(config: AppConfig, stages: list[str]) -> str | None:
+    """Why the flags cannot run (one line: a --start-stage that is no stage, --vision-threads below 1, a screenshot
+    path that cannot be written), or None."""
+    if config.start_stage is not None and config.start_stage not in stages:
+        return f"--start-stage {config.start_stage!r} is not a stage (one of: {', '.join(stages)})"
+    if config.vision_threads is not None and config.vision_threads < 1:
+        return f"--vision-threads must be at least 1, got {config.vision_threads}"
+    if config.screenshot is not None:
+        problem = unwritable(config.screenshot)
+        if problem:
+            return f"cannot write the screenshot {config.screenshot}: {problem}"
+    return None
+
+
 def docking_layout(panel: Callable[[Callable[[Any], None]], Callable[[], None]]) -> hello_imgui.DockingParams:
     """The default docking layout (the user's changes are kept in layout.ini); ``panel`` wraps a ``gui_*`` function
     into the window's callback.
