@@ -604,16 +604,8 @@ S=runs/s21
 A="--policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors"
 $D collect $A --noise-std 0.1 --excursion-prob 0.005 --seed 670000 --episodes 100 --out-dir data/s17_agent --workers 2
 $D collect --seed 671000 --episodes 40 --out-dir data/s17_random --workers 2
-# (data/s21_all and data/s21_sub linked as in section 18)
-OMP_NUM_THREADS=1 $D train-vision --model dds_vae --phase 2 --init-from assets/ddsvae_vision.safetensors \
-    --data-dir data/s21_all --out $S/v_tw0.15.safetensors --epochs 3 --epoch-frames 6400 --frame-stride 3 --lr 3e-4 \
-    --temporal-weight 0.15 --seed 0
-OMP_NUM_THREADS=1 $D encode --data-dir data/s21_sub --vision $S/v_tw0.15.safetensors --out $S/lat_tw0.15.npz
-OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_tw0.15.npz --out $S/m_tw0.15.safetensors \
-    --epochs 40 --lr-min 1e-4 --mix controller:0.75,random:0.25 --seed 0 --joint
-$D distill-controller --teacher assets/convvae_controller.safetensors --teacher-vision assets/convvae_vision.safetensors \
-    --teacher-memory assets/convvae_memory.safetensors --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
-    --out $S/c15_distilled.safetensors --episodes-dir data/teacher_s18 --episodes 12 --seed 700000 --workers 2 --threads 1
+# then section 18's commands for W = 0.15 alone, unchanged: data/s21_all and data/s21_sub linked, train-vision,
+# encode, train-memory (seed 0), distill-controller; and its train-controller with --generations 12:
 $D train-controller --evaluator real --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors \
     --out $S/c15_ft.safetensors --init-controller $S/c15_distilled.safetensors --population 16 --rollouts 1 \
     --generations 12 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 \
@@ -628,5 +620,7 @@ $D evaluate --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors --
 $PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$S/v_tw0.15.safetensors'), Path('$S/m_tw0.15.safetensors'), Path('$S/c15_ft.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
 $D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
     --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000900 --workers 2 --results $S/ship_dds.eval_7000900x100.json
+cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+cp $S/ship_dds.eval_7000900x100.json assets/results/ddsvae_final_7000900.json
 # the app's frame rate with V's encode on 2 threads (quiet machine)
 $PY scripts/bench_explorer.py --kinds dds_vae --frames 300 --repeats 2 --variants vision-threads=1 vision-threads=2
