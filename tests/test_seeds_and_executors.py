@@ -55,7 +55,7 @@ def test_evaluation_stays_within_the_development_or_a_final_range() -> None:
         with pytest.raises(ConfigError, match="development evaluation tracks 1,000,000..1,999,999"):
             EvaluateConfig(seed=seed, episodes=episodes)
     assert {7_000_000, 7_000_100, 7_000_200, 7_000_300, 7_000_400, 7_000_500} <= set(FINAL_BLOCKS_USED)
-    assert next_final_block() == 7_000_900
+    assert next_final_block() == 7_001_000
     assert 999_999 in MODEL_SELECTION and 1_000_000 not in MODEL_SELECTION and 899_999 in TRAINING
 
 
