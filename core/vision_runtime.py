@@ -128,11 +128,11 @@ class VisionRuntime:
         backend: "onnxruntime" (falls back to PyTorch with a note) or "pytorch".
         cache_dir: where exported graphs are kept (default: :func:`default_cache_dir`).
         threads: ONNX Runtime's intra-op threads when ``wide`` is set (PyTorch calls, and the bfloat16 decode,
-            stay on the calling thread: in the app a second torch thread did not gain); 1 keeps every call there. The caller sets ``wide`` only when no other model
-            work of its own runs beside V (e.g. the app's dream or real mode with no training stage). Other
-            processes may still take the cores, and then a second thread's spin-waits make a call many times
-            slower: each call kind (encode or decode, per batch size) runs on whichever count was faster in wall
-            time over its recent calls (:class:`ThreadChoice`).
+            stay on the calling thread: in the app a second torch thread did not gain); 1 keeps every call there.
+            The caller sets ``wide`` only when no other model work of its own runs beside V (e.g. the app's dream
+            or real mode with no training stage). Other processes may still take the cores, and then a second
+            thread's spin-waits make a call many times slower: each call kind (encode or decode, per batch size)
+            runs on whichever count was faster in wall time over its recent calls (:class:`ThreadChoice`).
         bf16_decode: for a V of :data:`BF16_KINDS`, decode in bfloat16 (a copy of V's weights, channels-last, on
             oneDNN) when that passes its check against float32 (:data:`BF16_TOLERANCE`) and takes less CPU time per
             decode than the float32 path on this machine (CPUs with native bfloat16, e.g. AVX512-BF16 or AMX; where
@@ -164,7 +164,7 @@ class VisionRuntime:
         self.choice = ThreadChoice(self.threads)
         if backend == "onnxruntime":
             try:
-                self._open(cache_dir or default_cache_dir(), threads)
+                self._open(cache_dir or default_cache_dir(), self.threads)
                 self._check()
                 self.backend = "onnxruntime"
             except Exception as exc:  # any failure of the optional path leaves PyTorch running
@@ -259,8 +259,8 @@ class VisionRuntime:
 
     @contextmanager
     def _threads(self, kind: tuple[str, int]) -> Iterator[int]:
-        """The block runs one ONNX Runtime call of ``kind`` on the thread count it yields: 1 unless ``wide``, else
-        as ``choice`` says, and is timed for it."""
+        """The block runs one ONNX Runtime call of ``kind`` (graph name, batch size) on the thread count it yields:
+        1 unless ``wide``, else as ``choice`` says, and is timed for it."""
         if not self.wide or self.threads == 1:
             yield 1
             return
@@ -269,20 +269,17 @@ class VisionRuntime:
         yield n
         self.choice.record(kind, n, time.perf_counter() - start, probe)
 
-    def _run(self, name: str, x: Tensor, threads: int = 1) -> list[Tensor]:
-        session = self._sessions[name, threads]
-        feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
-        return [torch.from_numpy(out) for out in session.run(None, feed)]
+    def _run(self, name: str, x: Tensor) -> list[Tensor]:
+        with self._threads((name, len(x))) as n:
+            session = self._sessions[name, n]
+            feed = {session.get_inputs()[0].name: np.ascontiguousarray(x.detach().cpu().numpy(), dtype=np.float32)}
+            return [torch.from_numpy(out) for out in session.run(None, feed)]
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, DDSMaskOutput | None]:
         """Frames float32 (B, 3, S, S) in [0, 1] -> ``(mu, logvar, mask output)``: mu and logvar float32
         (B, z_dim), the DDS mask output for a DDS+VAE (None for a ConvVAE). Call under ``torch.inference_mode``
         for PyTorch."""
-        if self.backend == "onnxruntime":
-            with self._threads(("encode", len(x))) as n:
-                out = self._run("encode", x, n)
-        else:
-            out = self._encoder(x)
+        out = self._run("encode", x) if self.backend == "onnxruntime" else self._encoder(x)
         return out[0], out[1], DDSMaskOutput(*out[2:]) if self.is_dds else None
 
     def decode(self, z: Tensor) -> Tensor:
@@ -290,10 +287,7 @@ class VisionRuntime:
         ``torch.inference_mode`` for PyTorch (and with oneDNN on for bfloat16, as the app runs a V of BF16_KINDS)."""
         if self._bf16 is not None:
             return self._bf16.decode(z.to(torch.bfloat16)).float()
-        if self.backend == "pytorch" or len(z) > MAX_BATCH:
-            return self.vision.decode(z)
-        with self._threads(("decode", len(z))) as n:
-            return self._run("decode", z, n)[0]
+        return self._decode_float32(z)
 
 
 class ThreadChoice:

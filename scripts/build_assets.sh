@@ -420,11 +420,15 @@ $D distill-controller --teacher assets/convvae_controller.safetensors --teacher-
     --episodes-dir data/teacher_s18 --episodes 12 --seed 700000 --workers 2 --threads 1
 $D evaluate --vision assets/ddsvae_vision.safetensors --memory $S/dds_m.safetensors --controller $S/dds_c_distilled.safetensors \
     --episodes 50 --seed 1700000 --workers 2 --results $S/dds_c_distilled.eval_1700000x50.json
-$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('assets/ddsvae_vision.safetensors'), Path('$S/dds_m.safetensors'), Path('$S/dds_c_distilled.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
-$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
-    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000700 --workers 2 --results $S/ship_dds.eval_7000700x100.json
-cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
-cp $S/ship_dds.eval_7000700x100.json assets/results/ddsvae_final_7000700.json
+ship_dds() {  # ship_dds V M C FINAL_SEED: export V, M, C (float32) to $S/ship_dds, score them once on the final
+    # block FINAL_SEED..+99, then copy them and the per-track results into assets/
+    $PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$1'), Path('$2'), Path('$3'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
+    $D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
+        --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed $4 --workers 2 --results $S/ship_dds.eval_${4}x100.json
+    cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+    cp $S/ship_dds.eval_${4}x100.json assets/results/ddsvae_final_$4.json
+}
+ship_dds assets/ddsvae_vision.safetensors $S/dds_m.safetensors $S/dds_c_distilled.safetensors 7000700
 
 # 16. session 19: section 15's DDS+VAE controller (distilled, no CMA-ES) fine-tuned by real-env CMA-ES with the
 # settings of section 15's ConvVAE fine-tune (20 generations; 48 min on 2 cores shared with dream-fidelity runs),
@@ -617,10 +621,6 @@ done
 $D evaluate --vision $S/v_tw0.15.safetensors --memory $S/m_tw0.15.safetensors --controller $S/c15_ft.safetensors \
     --episodes 100 --seed 1900050 --workers 2 --results $S/c15_ft.eval_1900050x100.json
 # the gate: 790 or more on those tracks (the shipped DDS+VAE agent: 760.7; session 21's candidate: 814.9), then
-$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('$S/v_tw0.15.safetensors'), Path('$S/m_tw0.15.safetensors'), Path('$S/c15_ft.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
-$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
-    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7000900 --workers 2 --results $S/ship_dds.eval_7000900x100.json
-cp $S/ship_dds/ddsvae_*.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
-cp $S/ship_dds.eval_7000900x100.json assets/results/ddsvae_final_7000900.json
+ship_dds $S/v_tw0.15.safetensors $S/m_tw0.15.safetensors $S/c15_ft.safetensors 7000900  # section 15's function
 # the app's frame rate with V's encode on 2 threads (quiet machine)
 $PY scripts/bench_explorer.py --kinds dds_vae --frames 300 --repeats 2 --variants vision-threads=1 vision-threads=2
