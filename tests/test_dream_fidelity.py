@@ -238,3 +238,38 @@ def test_the_dream_check_scores_standing_still_exactly_and_repeats_itself() -> N
 def test_memory_config_rejects_a_negative_dream_check() -> None:
     with pytest.raises(ConfigError, match="dream_check_steps must be >= 0"):
         MemoryTrainConfig(dream_check_steps=-1)
+
+
+def test_pick_memory_picks_the_m_whose_dreams_track_the_road_on_every_check_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """scripts/pick_memory.py scores each M by its road tracking averaged over check sets and horizons: an M that
+    tracks the agent's road best but loses it on random-policy episodes loses to one that is good on both."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("pick_memory", Path(__file__).parents[1] / "scripts/pick_memory.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tracked = {("a", "agent"): 0.95, ("a", "random"): 0.10, ("b", "agent"): 0.80, ("b", "random"): 0.45}
+    calls = []
+
+    def fake_divergence(config):  # type: ignore[no-untyped-def]
+        calls.append((config.memory.name, config.data_dir.name, config.parked, config.steer, config.horizons))
+        share = tracked[(config.memory.name, config.data_dir.name)]
+        metrics = {f"divergence/road_tracked@{k}": share for k in config.horizons}
+        metrics |= {f"divergence/pixel_mse_dream@{k}": 0.5 for k in config.horizons}
+        metrics |= {f"divergence/pixel_mse_copy@{k}": 1.0 for k in config.horizons}
+        return type("Result", (), {"metrics": metrics})()
+
+    monkeypatch.setattr(module, "dream_divergence", fake_divergence)
+    out = tmp_path / "pick.json"
+    argv = ["--vision", "v", "--memories", "a", "b", "--check-dirs", "agent", "random", "--json", str(out)]
+    assert module.main(argv) == 0
+    assert "picked: b (score 0.625)" in capsys.readouterr().out
+    assert json.loads(out.read_text())["scores"] == pytest.approx({"a": 0.525, "b": 0.625})
+    assert calls[0] == ("a", "agent", False, False, (10, 30, 100, 200))  # open loop only, the scored horizons measured
+    assert len(calls) == 4
+    with pytest.raises(KeyError):
+        module.score({"agent": {"divergence/road_tracked@100": 1.0}}, (100, 200))
