@@ -118,16 +118,27 @@ class ControllerPolicy:
     back, so the episode holds the recovery too. Noise and excursions are seeded per episode, so the same seed
     and frames give the same actions.
 
+    Gas holds decouple speed from the road ahead: with probability ``gas_hold_prob`` per step (outside an
+    excursion) the gas is held at one value drawn from U(0, 1), brake 0, for U{20..80} steps while C keeps
+    steering, so the car stays on the road at a speed C did not choose. A driver's data tie its gas to the road
+    (it eases off before bends, where tiles keep coming), and an M trained on them alone pays a dream that
+    coasts as well as one that drives (the README's session-23 measurement); held gas shows what gas does.
+
     Args:
         world_model: V, M and C (C required).
         noise_std: standard deviation of the action noise (0 = the controller as trained), >= 0.
         excursion_prob: per-step probability of starting an excursion, in [0, 1].
         noise_corr_steps: correlation time of the steering noise in env steps (0 = white noise), >= 0.
+        gas_hold_prob: per-step probability of starting a gas hold, in [0, 1].
     """
 
+    GAS_HOLD_STEPS = (20, 80)
+    """Shortest and longest gas hold in env steps (uniform)."""
+
     def __init__(
-        self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0
-    ) -> None:
+        self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0,
+        gas_hold_prob: float = 0.0,
+    ) -> None:  # fmt: skip
         if world_model.controller is None:
             raise CheckpointError("a controller policy needs a controller checkpoint")
         self.world_model = world_model
@@ -142,11 +153,15 @@ class ControllerPolicy:
         self.rng = np.random.default_rng(0)
         self._excursion_left = 0
         self._excursion_action = np.zeros(3, np.float32)
+        self.gas_hold_prob = gas_hold_prob
+        self._gas_left = 0
+        self._gas = 0.0
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.tracker.reset()  # the first frame comes with the first act
         self._excursion_left = 0
+        self._gas_left = 0
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
     def _excursion(self) -> np.ndarray | None:
@@ -162,6 +177,16 @@ class ControllerPolicy:
         self._excursion_left -= 1
         return self._excursion_action.copy()
 
+    def _gas_held(self) -> bool:
+        """Whether a gas hold lasts this step (starting one with probability ``gas_hold_prob``)."""
+        if self._gas_left <= 0 and self.gas_hold_prob > 0 and self.rng.random() < self.gas_hold_prob:
+            self._gas = float(self.rng.uniform(0.0, 1.0))
+            self._gas_left = int(self.rng.integers(self.GAS_HOLD_STEPS[0], self.GAS_HOLD_STEPS[1] + 1))
+        if self._gas_left <= 0:
+            return False
+        self._gas_left -= 1
+        return True
+
     @torch.no_grad()
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
@@ -174,6 +199,8 @@ class ControllerPolicy:
         excursion = self._excursion()
         if excursion is not None:
             action = excursion
+        elif self._gas_held():
+            action[1], action[2] = self._gas, 0.0
         action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
         self.tracker.advance(action)
         return action
@@ -189,6 +216,7 @@ class ControllerPolicyFactory:
         name: recorded as the episodes' ``policy``.
         excursion_prob: per-step probability of a random excursion (see :class:`ControllerPolicy`).
         noise_corr_steps: correlation time of the steering noise in steps (0 = white; see :class:`ControllerPolicy`).
+        gas_hold_prob: per-step probability of a gas hold (see :class:`ControllerPolicy`).
     """
 
     files: WorldModelFiles
@@ -196,6 +224,9 @@ class ControllerPolicyFactory:
     name: str = "controller"
     excursion_prob: float = 0.0
     noise_corr_steps: float = 0.0
+    gas_hold_prob: float = 0.0
 
     def make(self) -> ControllerPolicy:
-        return ControllerPolicy(self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps)
+        return ControllerPolicy(
+            self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps, self.gas_hold_prob
+        )

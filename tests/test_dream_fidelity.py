@@ -149,6 +149,27 @@ def test_controller_policy_explores_steering_and_takes_excursions_reproducibly()
     assert len(np.unique(held[:, 0])) < len(held) / 5  # an excursion holds one action for 5-30 steps
 
 
+def test_gas_holds_keep_c_steering_and_hold_one_random_gas_for_20_to_80_steps() -> None:
+    from core.policies_wm import ControllerPolicy
+
+    policy = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.0, gas_hold_prob=0.02)  # type: ignore[arg-type]
+    frame = np.zeros((96, 96, 3), np.uint8)
+    policy.reset(7)
+    a = np.stack([policy.act(frame) for _ in range(5000)])
+    assert np.all(a[:, 0] == np.float32(0.3)) and np.all(a[:, 2] == 0)  # C steers throughout, no brake
+    held = a[:, 1] != np.float32(0.1)
+    assert 0.35 < held.mean() < 0.7  # 2% per step x ~50 steps each, starting only outside a hold
+    runs = np.split(a[:, 1], np.flatnonzero(np.diff(a[:, 1]) != 0) + 1)
+    lengths = [len(r) for r in runs if r[0] != np.float32(0.1)]
+    assert min(lengths) >= 1 and max(lengths) <= 2 * 80  # two holds may meet only end to end
+    assert np.median(lengths) >= 20  # a hold lasts 20-80 steps (a run is shorter only where the data end)
+    gases = np.array([r[0] for r in runs if r[0] != np.float32(0.1)])
+    assert gases.min() < 0.25 and gases.max() > 0.75  # U(0, 1): coasting and full gas both shown
+    off = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.0)  # type: ignore[arg-type]
+    off.reset(7)
+    assert all(off.act(frame)[1] == np.float32(0.1) for _ in range(500))  # the default: no holds
+
+
 def test_correlated_steering_noise_is_an_ar1_process_with_the_stated_std_and_correlation_time() -> None:
     from core.policies_wm import ControllerPolicy
 
@@ -273,3 +294,10 @@ def test_pick_memory_picks_the_m_whose_dreams_track_the_road_on_every_check_set(
     assert len(calls) == 4
     with pytest.raises(KeyError):
         module.score({"agent": {"divergence/road_tracked@100": 1.0}}, (100, 200))
+
+
+def test_collect_config_rejects_a_gas_hold_probability_outside_0_1() -> None:
+    from core.config import CollectConfig
+
+    with pytest.raises(ConfigError, match="gas_hold_prob must be in"):
+        CollectConfig(gas_hold_prob=1.5)

@@ -106,8 +106,9 @@ def policy_factory(config: CollectConfig) -> PolicyFactory:
     files = WorldModelFiles.read(config.vision, config.memory, config.controller)
     files.load()  # fail here, with a clear line, rather than in every worker
     return ControllerPolicyFactory(
-        files, config.noise_std, excursion_prob=config.excursion_prob, noise_corr_steps=config.noise_corr_steps
-    )
+        files, config.noise_std, excursion_prob=config.excursion_prob, noise_corr_steps=config.noise_corr_steps,
+        gas_hold_prob=config.gas_hold_prob,
+    )  # fmt: skip
 
 
 def collect(

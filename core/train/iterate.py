@@ -60,6 +60,9 @@ class IterateConfig:
     noise_corr_steps: float = 0.0
     """Correlation time of the steering noise in env steps (AR(1) / Ornstein-Uhlenbeck; 0 = white noise).
     Correlated pushes move the car off the controller's line, so M sees what steering does."""
+    gas_hold_prob: float = 0.0
+    """Per-step probability of holding the gas at a random value for 20-80 steps while the controller steers (so M
+    sees what gas does; see core.policies_wm.ControllerPolicy)."""
     check_data_dirs: tuple[Path, ...] = ()
     """Held-out episode directories (e.g. agent-driven and random ones, seeds 900,000..999,999) on which every
     round's new M is measured with `divergence` (road share kept and tracked, pixel MSE, reward per horizon);
@@ -84,6 +87,7 @@ class IterateConfig:
         check(self.noise_std >= 0, f"noise_std must be >= 0, got {self.noise_std}")
         check(0 <= self.excursion_prob <= 1, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
+        check(0 <= self.gas_hold_prob <= 1, f"gas_hold_prob must be in [0, 1], got {self.gas_hold_prob}")
         check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         check(
             self.check_max_episodes >= 0 and bool(self.check_horizons) and min(self.check_horizons) >= 1,
@@ -246,6 +250,7 @@ def iterate(
             config.noise_std,
             excursion_prob=config.excursion_prob,
             noise_corr_steps=config.noise_corr_steps,
+            gas_hold_prob=config.gas_hold_prob,
         )
         collect_config = CollectConfig(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=config.collect_max_steps,
