@@ -22,6 +22,10 @@ its state at each window start s; from there the batched dream continues open lo
   replayed up to the start); the road's horizontal offset (:func:`core.metrics.road.road_offset`, pixels at V's
   resolution) after steering right minus after steering left. Reality's is negative (a right turn moves the road
   to the left of the car); a dream whose response has the other sign, or none, does not obey the driver;
+- coasting (with ``coast``): from every window start, the recorded steering with the gas at 0 for the longest
+  horizon, in the dream (the same random streams as the recorded actions' dreams) and in reality (the track
+  replayed up to the start); the return of each beside the recorded actions'. Reality pays less for coasting
+  than for the driver's gas; a dream that pays coasting as well or better teaches a controller to leave the gas;
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold);
 - nudged reality (with ``nudge``): reality itself from each window start, replayed on the track, with the steering
   nudged by -NUDGE and then +NUDGE for NUDGE_STEPS steps and the recorded actions after that; its road share
@@ -43,8 +47,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +59,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
+from core.metrics.replay import real_frame_after, real_frames_after, real_return
 from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
@@ -91,6 +94,9 @@ class DivergenceConfig:
     """Also measure the parked return (dream vs reality, see the module doc; costs real env steps)."""
     steer: bool = True
     """Also measure the steering response (dream vs reality, see the module doc; costs real env steps)."""
+    coast: bool = False
+    """Also measure coasting (see the module doc; costs real env steps: a replay of the track up to every window
+    start)."""
     nudge: bool = False
     """Also measure nudged reality (see the module doc): the open-loop ceiling of road tracking (costs real env
     steps: a replay of the track up to every window start)."""
@@ -206,7 +212,7 @@ def dream_divergence(
                 for sign in (-1.0, 1.0):
                     nudged = actions[s0 : s0 + horizon].clone()
                     nudged[:NUDGE_STEPS, 0] = (nudged[:NUDGE_STEPS, 0] + sign * NUDGE).clamp(-1.0, 1.0)
-                    obs = _real_frames_after(ep, s0, nudged.numpy(), config.horizons)
+                    obs = real_frames_after(ep, s0, nudged.numpy(), config.horizons)
                     if obs is None:
                         continue
                     nudged_road = road_share(wm.preprocess(obs))
@@ -218,12 +224,26 @@ def dream_divergence(
             _closed_loop(
                 wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add
             )
+        if config.coast:  # from every window: the recorded steering with no gas, dream vs reality (paired streams)
+            m, coasting = config.samples, actions[idx.unsqueeze(1) + torch.arange(horizon)].clone()
+            coasting[..., 1] = 0.0
+            coast = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
+            coast.reset(seeds, z=mu[idx], state=(h0, c0))
+            coast_reward = torch.stack([coast.step(coasting[:, t])[1].double() for t in range(horizon)]).sum(0)
+            for j, s0 in enumerate(starts):
+                real_coast = real_return(ep, s0, coasting[j * m].numpy())
+                if real_coast is not None:
+                    rows = slice(j * m, (j + 1) * m)
+                    add(f"coast_reward_dream@{horizon}", float(coast_reward[rows].sum()), m)
+                    add(f"coast_reward_real@{horizon}", real_coast * m, m)
+                    add(f"coast_recorded_dream@{horizon}", float(dream_reward[rows].sum()), m)
+                    add(f"coast_recorded_real@{horizon}", float(real_cum[s0 + horizon] - real_cum[s0]) * m, m)
         if config.parked:
             m = config.samples
             brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)
             # from mid-episode, full brake; from the reset frame (car at rest), no input at all
             for name, s0, action in (("parked", starts[len(starts) // 2], brake), ("parked_start", 0, idle)):
-                real_parked = _real_parked_return(ep, s0, horizon, action)
+                real_parked = real_return(ep, s0, np.tile(np.asarray(action, np.float32), (horizon, 1)))
                 if real_parked is None:
                     continue
                 if s0 == 0:
@@ -246,7 +266,7 @@ def dream_divergence(
             for sign in (-1.0, 1.0):
                 held = actions[s0 : s0 + STEER_STEPS].clone()
                 held[:, 0] = sign * STEER
-                frame = _real_frame_after(ep, s0, held.numpy())
+                frame = real_frame_after(ep, s0, held.numpy())
                 if frame is None:
                     break
                 real_offsets.append(road_offset(wm.preprocess(frame[None]))[0][0])
@@ -301,77 +321,10 @@ STEER_STEPS = 20
 """Steps the steering is held."""
 
 
-@contextmanager
-def _replayed(ep, start: int) -> Iterator[Any]:
-    """The real env on ``ep``'s track after its recorded actions up to ``start``, or None when the replay does
-    not reproduce the recorded rewards (another env version) or the episode ends first."""
-    from core.envs.car_racing import make_real_env
-
-    env = make_real_env()
-    try:
-        env.reset(seed=int(ep.seed))
-        replayed, ended = 0.0, False
-        for t in range(start):
-            _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
-            replayed += float(r)
-            if ended:
-                break
-        reproduced = abs(replayed - float(np.sum(ep.rewards[:start]))) <= 1e-3 * max(1.0, abs(replayed))
-        yield env if reproduced and not ended else None
-    finally:
-        env.close()
-
-
 NUDGE = 0.2
 """Steering offset of the nudged-reality baseline (CarRacing's steer is in [-1, 1])."""
 NUDGE_STEPS = 2
 """Steps the nudge lasts."""
-
-
-def _real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:
-    """Reality's frames uint8 (len(horizons), 96, 96, 3) after ``k`` of ``actions`` float32 (K, 3) for each ``k``
-    in ``horizons``, from ``ep``'s track replayed up to ``start``; None when the replay fails (see
-    :func:`_replayed`) or the episode ends first."""
-    with _replayed(ep, start) as env:
-        if env is None:
-            return None
-        frames = []
-        for k, action in enumerate(actions, start=1):
-            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
-            if term:
-                return None
-            if k in horizons:
-                frames.append(obs)
-        return np.stack(frames)
-
-
-def _real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:
-    """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
-    float32 (K, 3); None when the replay fails (see :func:`_replayed`) or the episode ends first."""
-    with _replayed(ep, start) as env:
-        if env is None:
-            return None
-        obs = None
-        for action in held:
-            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
-            if term:
-                return None
-        return obs
-
-
-def _real_parked_return(ep, start: int, steps: int, action: tuple[float, float, float]) -> float | None:
-    """Reality's return over ``steps`` steps of ``action`` held after replaying ``ep`` up to ``start``; None
-    when the replay fails (see :func:`_replayed`)."""
-    with _replayed(ep, start) as env:
-        if env is None:
-            return None
-        total = 0.0
-        for _ in range(steps):
-            _, r, term, _, _ = env.step(np.array(action, np.float32))
-            total += float(r)
-            if term:
-                break
-        return total
 
 
 def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
@@ -418,6 +371,12 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
                 f"{name} ({what}, {h} steps): reward real {metrics[f'divergence/{name}_reward_real@{h}']:.2f}, "
                 f"dream {metrics[f'divergence/{name}_reward_dream@{h}']:.2f}"
             )
+    if f"divergence/coast_reward_dream@{h}" in metrics:
+        c = {name: metrics[f"divergence/coast_{name}@{h}"] for name in ("reward_real", "reward_dream", "recorded_real",
+                                                                         "recorded_dream")}  # fmt: skip
+        rows.append(f"coasting (recorded steering, no gas, {h} steps): reward real {c['reward_real']:.2f}, dream "
+                    f"{c['reward_dream']:.2f}; the same windows' recorded actions: real {c['recorded_real']:.2f}, "
+                    f"dream {c['recorded_dream']:.2f}")  # fmt: skip
     if "divergence/steer_response_dream" in metrics:
         rows.append(
             f"steering response (road offset after {STEER_STEPS} steps steering right minus left, pixels; "

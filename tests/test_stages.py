@@ -267,6 +267,39 @@ def test_nudged_reality_replays_the_track_and_without_a_nudge_is_reality(
     )
 
 
+def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
+    pipeline: dict[str, Path], real_episodes: Path
+) -> None:
+    from core.data.episodes import list_episodes, read_episode
+    from core.envs.car_racing import make_real_env
+
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(3, 10),
+        warmup=5, start_every=20, samples=2, parked=False, steer=False, coast=True,
+    )  # fmt: skip
+    m = dream_divergence(cfg).metrics
+    # the recorded actions' figures of the same windows and random streams are the plain ones
+    assert m["divergence/coast_recorded_real@10"] == pytest.approx(m["divergence/reward_sum_real@10"], abs=1e-6)
+    assert m["divergence/coast_recorded_dream@10"] == pytest.approx(m["divergence/reward_sum_dream@10"], abs=1e-4)
+    assert m["divergence/coast_reward_dream@10"] != pytest.approx(m["divergence/reward_sum_dream@10"], abs=1e-6)
+    expected = []  # reality by hand: the track replayed to each window start, then the recorded steering, no gas
+    for path in list_episodes(real_episodes):
+        ep = read_episode(path, frames=False)
+        for s0 in range(5, len(ep.actions) - 10 + 1, 20):
+            env = make_real_env()
+            env.reset(seed=int(ep.seed))
+            for t in range(s0):
+                env.step(np.asarray(ep.actions[t], np.float32))
+            total = 0.0
+            for t in range(s0, s0 + 10):
+                action = np.asarray(ep.actions[t], np.float32).copy()
+                action[1] = 0.0
+                total += float(env.step(action)[1])
+            env.close()
+            expected.append(total)
+    assert m["divergence/coast_reward_real@10"] == pytest.approx(np.mean(expected), abs=1e-4)
+
+
 def test_memory_resume_continues(pipeline: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "m.safetensors"
     cfg = MemoryTrainConfig(latents=pipeline["latents"], out=out, epochs=1, seq_len=16, batch_size=4)

@@ -1,0 +1,83 @@
+"""Reality replayed on a recorded episode's track: the real counterpart of a dream started mid-episode.
+
+CarRacing-v3 is deterministic given its track seed and the actions, so replaying an episode's recorded actions
+up to step ``start`` puts the real car where the episode had it; the functions here then drive on with other
+actions (held steering, no gas, full brake, a nudge) and report what reality shows or pays. A replay that does
+not reproduce the recorded rewards (another gymnasium or Box2D version) yields None instead of a wrong figure.
+Used by :mod:`core.divergence`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+
+@contextmanager
+def replayed(ep, start: int) -> Iterator[Any]:
+    """The real env on ``ep``'s track after its recorded actions up to ``start``, or None when the replay does
+    not reproduce the recorded rewards (another env version) or the episode ends first."""
+    from core.envs.car_racing import make_real_env
+
+    env = make_real_env()
+    try:
+        env.reset(seed=int(ep.seed))
+        total, ended = 0.0, False
+        for t in range(start):
+            _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
+            total += float(r)
+            if ended:
+                break
+        reproduced = abs(total - float(np.sum(ep.rewards[:start]))) <= 1e-3 * max(1.0, abs(total))
+        yield env if reproduced and not ended else None
+    finally:
+        env.close()
+
+
+def real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, ...]) -> np.ndarray | None:
+    """Reality's frames uint8 (len(horizons), 96, 96, 3) after ``k`` of ``actions`` float32 (K, 3) for each ``k``
+    in ``horizons``, from ``ep``'s track replayed up to ``start``; None when the replay fails (see
+    :func:`replayed`) or the episode ends first."""
+    with replayed(ep, start) as env:
+        if env is None:
+            return None
+        frames = []
+        for k, action in enumerate(actions, start=1):
+            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
+            if term:
+                return None
+            if k in horizons:
+                frames.append(obs)
+        return np.stack(frames)
+
+
+def real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:
+    """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
+    float32 (K, 3); None when the replay fails (see :func:`replayed`) or the episode ends first."""
+    with replayed(ep, start) as env:
+        if env is None:
+            return None
+        obs = None
+        for action in held:
+            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
+            if term:
+                return None
+        return obs
+
+
+def real_return(ep, start: int, actions: np.ndarray) -> float | None:
+    """Reality's return over ``actions`` float32 (K, 3) after replaying ``ep`` up to ``start`` (until the episode
+    ends, if sooner); None when the replay fails (see :func:`replayed`)."""
+    with replayed(ep, start) as env:
+        if env is None:
+            return None
+        total = 0.0
+        for action in actions:
+            _, r, term, _, _ = env.step(np.asarray(action, np.float32))
+            total += float(r)
+            if term:
+                break
+        return total
