@@ -5,7 +5,10 @@ teacher-forced validation loss does not tell the draws apart. This runs ``dream-
 on each check set (open loop, fed reality's actions; no parked or steering measurements), prints one row per M and
 names the one with the highest score: the mean over the check sets of the share of dreams whose road share stays
 within +-50% of reality's at ``--score-horizons`` (issue 13's measure). Pixel error at the longest of those
-horizons is printed beside it as a share of standing still's (the copy baseline), not scored.
+horizons is printed beside it as a share of standing still's (the copy baseline), not scored. With ``--coast`` each
+row also gives, per check set, the dream's return for coasting (the recorded steering, no gas) over its return for
+the recorded actions, and reality's (``divergence --coast``; costs a replay of the track per window): a dream whose
+ratio is at or above 1 pays a driver for leaving the gas (README, session 23). Not scored either.
 
 Usage (figures in the README, session 23):
 
@@ -36,6 +39,17 @@ def score(metrics_by_set: dict[str, dict[str, float]], horizons: tuple[int, ...]
     return sum(values) / len(values)
 
 
+def coast_ratios(metrics: dict[str, float], horizon: int) -> str:
+    """``"dream D / real R"``: coasting's return over the recorded actions' over ``horizon`` steps, in the dream
+    and in reality (``divergence --coast`` metrics); ``"-"`` where no window was replayed or a return is 0."""
+    names = ("coast_reward_dream", "coast_recorded_dream", "coast_reward_real", "coast_recorded_real")
+    values = [metrics.get(f"divergence/{name}@{horizon}") for name in names]
+    if any(v is None for v in values) or 0.0 in values[1::2]:
+        return "-"
+    coast_dream, recorded_dream, coast_real, recorded_real = (float(v) for v in values)  # type: ignore[arg-type]
+    return f"dream {coast_dream / recorded_dream:.2f} / real {coast_real / recorded_real:.2f}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vision", type=Path, required=True, help="the V every M was trained on")
@@ -45,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-episodes", type=int, default=5, help="episodes per check set (0: all)")
     parser.add_argument("--start-every", type=int, default=100, help="a dream starts every this many real steps")
     parser.add_argument("--tau", type=float, default=0.5, help="dream temperature (the app's default: 0.5)")
+    parser.add_argument("--coast", action="store_true", help="also print the coasting ratios (replays the tracks)")
     parser.add_argument("--json", type=Path, default=None, help="also write every M's metrics to this file")
     args = parser.parse_args(argv)
     horizons = tuple(sorted({10, 30, *args.score_horizons}))
@@ -55,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             config = DivergenceConfig(
                 data_dir=check_dir, vision=args.vision, memory=memory, horizons=horizons,
                 start_every=args.start_every, tau=args.tau, max_episodes=args.max_episodes, parked=False, steer=False,
+                coast=args.coast,
             )  # fmt: skip
             metrics = dream_divergence(config).metrics
             results[str(memory)][str(check_dir)] = metrics
@@ -65,15 +81,19 @@ def main(argv: list[str] | None = None) -> int:
     sets = [str(d) for d in args.check_dirs]
     print("\nroad tracked (share of dreams within +-50% of reality's road share) per check set, and pixel MSE of the "
           f"dream / standing still's at {last} steps")  # fmt: skip
+    coast_titles = [f"{Path(s).name + ' coast':>20}" for s in sets] if args.coast else []
     print(f"{'memory':<48} " + " ".join(f"{Path(s).name + ' @' + str(k):>20}" for s in sets for k in score_horizons)
-          + " " + " ".join(f"{Path(s).name + ' pixel':>20}" for s in sets) + f" {'score':>7}")  # fmt: skip
+          + " " + " ".join(f"{Path(s).name + ' pixel':>20}" for s in sets) + " ".join([""] + coast_titles)
+          + f" {'score':>7}")  # fmt: skip
     scores = {}
     for memory, by_set in results.items():
         scores[memory] = score(by_set, score_horizons)
         tracked = [f"{by_set[s][f'divergence/road_tracked@{k}']:>20.0%}" for s in sets for k in score_horizons]
         pixel = [f"{by_set[s][f'divergence/pixel_mse_dream@{last}'] / by_set[s][f'divergence/pixel_mse_copy@{last}']:>20.2f}"
                  for s in sets]  # fmt: skip
-        print(f"{memory:<48} " + " ".join(tracked) + " " + " ".join(pixel) + f" {scores[memory]:>7.3f}")
+        coast = [f"{coast_ratios(by_set[s], max(horizons)):>20}" for s in sets] if args.coast else []
+        print(f"{memory:<48} " + " ".join(tracked) + " " + " ".join(pixel) + " ".join([""] + coast)
+              + f" {scores[memory]:>7.3f}")  # fmt: skip
     best = max(scores, key=lambda m: scores[m])
     print(f"\npicked: {best} (score {scores[best]:.3f})")
     if args.json is not None:

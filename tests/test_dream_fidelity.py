@@ -288,10 +288,26 @@ def test_pick_memory_picks_the_m_whose_dreams_track_the_road_on_every_check_set(
     out = tmp_path / "pick.json"
     argv = ["--vision", "v", "--memories", "a", "b", "--check-dirs", "agent", "random", "--json", str(out)]
     assert module.main(argv) == 0
-    assert "picked: b (score 0.625)" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "picked: b (score 0.625)" in out_text and "coast" not in out_text
     assert json.loads(out.read_text())["scores"] == pytest.approx({"a": 0.525, "b": 0.625})
     assert calls[0] == ("a", "agent", False, False, (10, 30, 100, 200))  # open loop only, the scored horizons measured
     assert len(calls) == 4
+    calls.clear()
+    coast = {"coast_reward_dream": 200.0, "coast_recorded_dream": 190.0, "coast_reward_real": 110.0,
+             "coast_recorded_real": 200.0}  # fmt: skip
+    real_divergence = fake_divergence
+
+    def fake_with_coast(config):  # type: ignore[no-untyped-def]
+        result = real_divergence(config)
+        if config.coast:
+            result.metrics |= {f"divergence/{name}@200": value for name, value in coast.items()}
+        return result
+
+    monkeypatch.setattr(module, "dream_divergence", fake_with_coast)
+    assert module.main([*argv, "--coast"]) == 0
+    assert "dream 1.05 / real 0.55" in capsys.readouterr().out  # 200 / 190 and 110 / 200
+    assert module.coast_ratios({}, 200) == "-"
     with pytest.raises(KeyError):
         module.score({"agent": {"divergence/road_tracked@100": 1.0}}, (100, 200))
 
