@@ -41,10 +41,11 @@ def score(metrics_by_set: dict[str, dict[str, float]], horizons: tuple[int, ...]
 
 def coast_ratios(metrics: dict[str, float], horizon: int) -> str:
     """``"dream D / real R"``: coasting's return over the recorded actions' over ``horizon`` steps, in the dream
-    and in reality (``divergence --coast`` metrics); ``"-"`` where no window was replayed or a return is 0."""
+    and in reality (``divergence --coast`` metrics); ``"-"`` where no window was replayed, or where the recorded
+    actions earn nothing (random-policy episodes: a ratio of two losses says nothing about the pedal)."""
     names = ("coast_reward_dream", "coast_recorded_dream", "coast_reward_real", "coast_recorded_real")
     values = [metrics.get(f"divergence/{name}@{horizon}") for name in names]
-    if any(v is None for v in values) or 0.0 in values[1::2]:
+    if any(v is None or v <= 0.0 for v in values[1::2]) or values[0] is None or values[2] is None:
         return "-"
     coast_dream, recorded_dream, coast_real, recorded_real = (float(v) for v in values)  # type: ignore[arg-type]
     return f"dream {coast_dream / recorded_dream:.2f} / real {coast_real / recorded_real:.2f}"

@@ -308,6 +308,10 @@ def test_pick_memory_picks_the_m_whose_dreams_track_the_road_on_every_check_set(
     assert module.main([*argv, "--coast"]) == 0
     assert "dream 1.05 / real 0.55" in capsys.readouterr().out  # 200 / 190 and 110 / 200
     assert module.coast_ratios({}, 200) == "-"
+    losing = {f"divergence/{name}@200": value for name, value in coast.items()} | {
+        "divergence/coast_recorded_real@200": -15.7
+    }
+    assert module.coast_ratios(losing, 200) == "-"
     with pytest.raises(KeyError):
         module.score({"agent": {"divergence/road_tracked@100": 1.0}}, (100, 200))
 
