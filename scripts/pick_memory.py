@@ -45,9 +45,11 @@ def coast_ratios(metrics: dict[str, float], horizon: int) -> str:
     actions earn nothing (random-policy episodes: a ratio of two losses says nothing about the pedal)."""
     names = ("coast_reward_dream", "coast_recorded_dream", "coast_reward_real", "coast_recorded_real")
     values = [metrics.get(f"divergence/{name}@{horizon}") for name in names]
-    if any(v is None or v <= 0.0 for v in values[1::2]) or values[0] is None or values[2] is None:
+    if any(v is None for v in values):
         return "-"
     coast_dream, recorded_dream, coast_real, recorded_real = (float(v) for v in values)  # type: ignore[arg-type]
+    if recorded_dream <= 0.0 or recorded_real <= 0.0:
+        return "-"
     return f"dream {coast_dream / recorded_dream:.2f} / real {coast_real / recorded_real:.2f}"
 
 
