@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -207,16 +208,21 @@ def test_windows_name_their_episode_so_dreams_can_be_scored_per_policy(tmp_path:
     assert math.isfinite(result.metrics["memory/train/open_loop_nll"])
 
 
-def test_latent_speed_measures_one_minus_the_autocorrelation() -> None:
-    """scripts/latent_speed.py on AR(1) sequences x_{t+1} = phi x_t + noise, whose lag-k autocorrelation is
-    phi^k: it prints 1 - phi^k (to sampling error), ~1 for white noise and 0 for a constant offset per episode."""
+def _script(name: str) -> Any:
+    """The module of ``scripts/<name>.py`` (scripts are not a package)."""
     import importlib.util
-    from pathlib import Path
 
-    spec = importlib.util.spec_from_file_location("latent_speed", Path(__file__).parents[1] / "scripts/latent_speed.py")
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).parents[1] / f"scripts/{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_latent_speed_measures_one_minus_the_autocorrelation() -> None:
+    """scripts/latent_speed.py on AR(1) sequences x_{t+1} = phi x_t + noise, whose lag-k autocorrelation is
+    phi^k: it prints 1 - phi^k (to sampling error), ~1 for white noise and 0 for a constant offset per episode."""
+    module = _script("latent_speed")
     rng = np.random.default_rng(0)
     phi, n, features = 0.9, 20_000, 3
     x = np.zeros((n, features))
@@ -266,13 +272,9 @@ def test_pick_memory_picks_the_m_whose_dreams_track_the_road_on_every_check_set(
 ) -> None:
     """scripts/pick_memory.py scores each M by its road tracking averaged over check sets and horizons: an M that
     tracks the agent's road best but loses it on random-policy episodes loses to one that is good on both."""
-    import importlib.util
     import json
 
-    spec = importlib.util.spec_from_file_location("pick_memory", Path(__file__).parents[1] / "scripts/pick_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _script("pick_memory")
     tracked = {("a", "agent"): 0.95, ("a", "random"): 0.10, ("b", "agent"): 0.80, ("b", "random"): 0.45}
     calls = []
 
