@@ -120,9 +120,10 @@ class ControllerPolicy:
 
     Gas holds decouple speed from the road ahead: with probability ``gas_hold_prob`` per step (outside an
     excursion) the gas is held at one value drawn from U(0, 1), brake 0, for U{20..80} steps while C keeps
-    steering, so the car stays on the road at a speed C did not choose. A driver's data tie its gas to the road
-    (it eases off before bends, where tiles keep coming), and an M trained on them alone pays a dream that
-    coasts as well as one that drives (the README's session-23 measurement); held gas shows what gas does.
+    steering, so the car stays on the road at a speed C did not choose. A driver's gas follows the road, so an M
+    trained on its data alone can learn the road's pace from the road rather than from the pedal; every such M
+    measured in session 23 paid a dream that coasts at least as well as one that drives (README). Held gas shows
+    what gas does.
 
     Args:
         world_model: V, M and C (C required).
