@@ -301,6 +301,10 @@ class MemoryTrainConfig:
     """One mixture over the whole latent vector (K diagonal Gaussians sharing one set of weights) instead of Ha's
     independent mixture per dimension, so a dream draws one coherent future for all of z (see
     MDNRNNConfig.joint)."""
+    speed_weight: float = 0.0
+    """> 0: M also predicts the car's speed from h (read from the HUD; the latent file must have speeds, written by
+    encode) with this weight on its MSE, so the LSTM carries the speed and the pedal's effect on it (see
+    MDNRNNConfig.speed_weight). 0: no speed head. With --init-from the source M's heads are kept."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     dream_check_steps: int = 100

@@ -64,6 +64,8 @@ class LatentEpisodes:
         vision_kind: which vision model made the latents; vision_sha256: hash of its checkpoint file.
         policies: str (E,) what drove each episode ("random", "controller", ...; files written before this
             field read as "random", which is what every earlier collection used).
+        speeds: optional float32 (sum of (T_i + 1),): the car's speed at each frame, world units per second, read
+            from the HUD (:func:`core.envs.car_racing.hud_speed`); None in files written before it was recorded.
     """
 
     mu: np.ndarray
@@ -76,6 +78,7 @@ class LatentEpisodes:
     vision_kind: str
     vision_sha256: str
     policies: np.ndarray | None = None
+    speeds: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.policies is None:
@@ -97,10 +100,12 @@ class LatentEpisodes:
         return int(self.mu.shape[1])
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
-        """Arrays of episode ``i``: ``mu``/``logvar`` (T+1, z_dim), ``action`` (T, 3), ``reward``/``done`` (T,)."""
+        """Arrays of episode ``i``: ``mu``/``logvar`` (T+1, z_dim), ``action`` (T, 3), ``reward``/``done`` (T,),
+        and ``speed`` (T+1,) when the file has speeds."""
         a, b = int(self.starts[i]), int(self.starts[i + 1])
         sa, sb = a - i, b - i - 1  # step arrays have one entry fewer per episode
-        return {
+        speed = {} if self.speeds is None else {"speed": self.speeds[a:b]}
+        return speed | {
             "mu": self.mu[a:b],
             "logvar": self.logvar[a:b],
             "action": self.actions[sa:sb],
@@ -140,6 +145,7 @@ class LatentEpisodes:
             vision_kind=self.vision_kind,
             vision_sha256=self.vision_sha256,
             policies=np.asarray(self.policies, str)[idx],
+            speeds=None if self.speeds is None else np.concatenate([p["speed"] for p in parts]),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -153,6 +159,7 @@ class LatentEpisodes:
                     terminated=self.terminated, starts=self.starts, seeds=self.seeds,
                     vision_kind=np.array(self.vision_kind), vision_sha256=np.array(self.vision_sha256),
                     policies=np.asarray(self.policies, str),
+                    **({} if self.speeds is None else {"speeds": self.speeds}),
                 )  # fmt: skip
         return target
 
@@ -169,6 +176,7 @@ class LatentEpisodes:
                     terminated=d["terminated"], starts=d["starts"], seeds=d["seeds"],
                     vision_kind=str(d["vision_kind"]), vision_sha256=str(d["vision_sha256"]),
                     policies=d["policies"].astype(str) if "policies" in d.files else None,
+                    speeds=d["speeds"] if "speeds" in d.files else None,
                 )  # fmt: skip
         except Exception as exc:  # numpy raises many types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -197,7 +205,10 @@ class LatentEpisodes:
         for name, arr in (("rewards", self.rewards), ("terminated", self.terminated)):
             if arr.shape != (steps,) or arr.dtype.kind not in "fiub":
                 return f"{name} must be ({steps},) numbers, got {arr.dtype} {arr.shape}"
+        if self.speeds is not None and (self.speeds.shape != (n,) or self.speeds.dtype.kind != "f"):
+            return f"speeds must be float ({n},), one per frame, got {self.speeds.dtype} {self.speeds.shape}"
         for name, arr in (
+            ("speeds", self.speeds if self.speeds is not None else np.zeros(0)),
             ("mu", self.mu),
             ("logvar", self.logvar),
             ("actions", self.actions),
@@ -296,7 +307,8 @@ class SequenceSampler:
     ) -> dict[str, Tensor]:
         """A batch: ``z`` (B, L+1, z_dim) (inputs z_0..z_{L-1}, and z_1..z_L as targets unless ``z_target``),
         ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), ``episode`` int64 (B,) (each window's episode
-        index in the latent file), optional ``z_target`` (B, L, z_dim).
+        index in the latent file), optional ``z_target`` (B, L, z_dim), and ``speed`` (B, L) (the speeds at
+        frames 1..L, world units per second) when the latent file has speeds.
 
         ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: the targets are mu_1..mu_L (denoised)
         while the inputs stay sampled. ``clean_input_fraction``: this share of the sequences (drawn at random)
@@ -307,6 +319,7 @@ class SequenceSampler:
         action = np.zeros((batch_size, L, 3), np.float32)
         reward = np.zeros((batch_size, L), np.float32)
         done = np.zeros((batch_size, L), np.float32)
+        speed = np.zeros((batch_size, L), np.float32) if self.latents.speeds is not None else None
         mask = np.zeros((batch_size, L), np.float32)
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
@@ -331,6 +344,8 @@ class SequenceSampler:
             action[b, :n] = d["action"][start : start + n]
             reward[b, :n] = d["reward"][start : start + n]
             done[b, :n] = d["done"][start : start + n]
+            if speed is not None:
+                speed[b, :n] = d["speed"][start + 1 : start + n + 1]
             mask[b, :n] = 1.0
         out = {
             "z": torch.from_numpy(z),
@@ -342,6 +357,8 @@ class SequenceSampler:
         }
         if z_target is not None:
             out["z_target"] = torch.from_numpy(z_target)
+        if speed is not None:
+            out["speed"] = torch.from_numpy(speed)
         return out
 
     def full_episodes(self) -> list[dict[str, Tensor]]:
@@ -353,5 +370,5 @@ class SequenceSampler:
                 "action": torch.from_numpy(d["action"]).unsqueeze(0),
                 "reward": torch.from_numpy(d["reward"]).unsqueeze(0),
                 "done": torch.from_numpy(d["done"].astype(np.float32)).unsqueeze(0),
-            })  # fmt: skip
+            } | ({"speed": torch.from_numpy(d["speed"][1:]).unsqueeze(0)} if "speed" in d else {}))  # fmt: skip
         return out

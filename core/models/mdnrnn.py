@@ -18,6 +18,8 @@ from torch import Tensor, nn
 from core.errors import ConfigError
 
 LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+SPEED_SCALE = 100.0
+"""The speed head predicts speed / SPEED_SCALE (world units per second; CarRacing's agents drive at 40-80)."""
 LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0
 """Bounds of the predicted component log standard deviations (keeps the NLL finite)."""
 
@@ -43,6 +45,11 @@ class MDNRNNConfig:
     """Weight of the reward MSE in the loss."""
     done_weight: float = 1.0
     """Weight of the done BCE in the loss."""
+    speed_weight: float = 0.0
+    """> 0 adds a speed head: h_{t+1} -> the car's speed at t+1 (from the HUD the frames crop away), fitted by MSE
+    in units of SPEED_SCALE with this weight. The LSTM must then carry the speed and integrate the pedal into it,
+    which frames alone (one z per step) leave to chance; the dream's reward and motion can read it. 0: no head
+    (every M before it)."""
     residual: bool = True
     """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
     default and the LSTM learns the motion; False gives Ha's absolute means."""
@@ -57,8 +64,8 @@ class MDNRNNConfig:
         for name in ("z_dim", "action_dim", "hidden_dim", "n_gaussians"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.reward_weight < 0 or self.done_weight < 0:
-            raise ConfigError("reward_weight and done_weight must be >= 0")
+        if self.reward_weight < 0 or self.done_weight < 0 or self.speed_weight < 0:
+            raise ConfigError("reward_weight, done_weight and speed_weight must be >= 0")
 
 
 class MDNOutput(NamedTuple):
@@ -186,6 +193,7 @@ class MDNRNN(nn.Module):
         # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
         # then the reward and the done logit
         self.head = nn.Linear(cfg.hidden_dim, self.n_logits + 2 * self.n_mdn + 2)
+        self.speed_head = nn.Linear(cfg.hidden_dim, 1) if cfg.speed_weight > 0 else None
 
     @torch.no_grad()
     def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
@@ -222,6 +230,27 @@ class MDNRNN(nn.Module):
             mu = mu + z.unsqueeze(-1)
         log_sigma = mdn[..., 1, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
+
+    def speed(self, h: Tensor) -> Tensor | None:
+        """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
+        second (see ``MDNRNNConfig.speed_weight``); None for an M without a speed head."""
+        if self.speed_head is None:
+            return None
+        return self.speed_head(h).squeeze(-1) * SPEED_SCALE
+
+    def _speed_mse(self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor) -> Tensor | None:
+        """Masked MSE of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``,
+        in SPEED_SCALE units; None without a head.
+
+        Raises:
+            ValueError: the model has a speed head and the batch has no speeds.
+        """
+        if self.speed_head is None:
+            return None
+        if "speed" not in batch:
+            raise ValueError("this MDN-RNN has a speed head but the latents have no speeds (run encode again)")
+        err = (self.speed_head(h).squeeze(-1) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
+        return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
     def forward(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> tuple[MDNOutput, LSTMState]:
         """Run over sequences.
@@ -329,7 +358,7 @@ class MDNRNN(nn.Module):
             mask = torch.ones(target.shape[:2], device=z.device)
         out, state = self(z[:, : start + 1], action[:, : start + 1])
         last = MDNOutput(*(t[:, -1] for t in out))
-        preds = []
+        preds, hs = [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
             z_t = sample_mdn_with_noise(
@@ -337,14 +366,20 @@ class MDNRNN(nn.Module):
             )  # index: no grad
             last, state = self.step(z_t, action[:, t], state)
             preds.append(last)
+            hs.append(state[0][0])
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
         nll, reward_mse, done_bce = self._step_losses(dream, part, target[:, sl], mask[:, sl])
         loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
-        return loss, {
+        metrics = {
             "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
         }  # fmt: skip
+        speed_mse = self._speed_mse(torch.stack(hs, dim=1), batch, sl, mask[:, sl])
+        if speed_mse is not None:
+            loss = loss + self.config.speed_weight * speed_mse
+            metrics["open_loop_speed_mse"] = speed_mse.item()
+        return loss, metrics
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
         """Training loss on a batch of sequences.
@@ -354,18 +389,29 @@ class MDNRNN(nn.Module):
                 ``reward`` (B, T) (r_1..r_T), ``done`` (B, T) in {0, 1} (terminated_1..T),
                 optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps, optional ``z_target``
                 (B, T, z_dim): the z_1..z_T to fit when they differ from the inputs' (e.g. mu while the inputs
-                are sampled); default ``z[:, 1:]``.
+                are sampled); default ``z[:, 1:]``; ``speed`` (B, T) (speeds at frames 1..T, world units per
+                second), needed with a speed head.
 
         Returns:
             ``(loss, metrics)``: loss = NLL per latent dimension + reward_weight * reward MSE
-            + done_weight * done BCE; metrics ``nll`` (nats per dimension), ``reward_mse``, ``done_bce``.
+            + done_weight * done BCE (+ speed_weight * speed MSE with a speed head); metrics ``nll`` (nats per
+            dimension), ``reward_mse``, ``done_bce`` (and ``speed_mse``, in SPEED_SCALE units).
+
+        Raises:
+            ValueError: a speed head and no ``speed`` in the batch.
         """
         z, action = batch["z"], batch["action"]
-        out, _ = self(z[:, :-1], action)
+        h = self.hidden_sequence(z[:, :-1], action)
+        out = self.heads(h, z[:, :-1])
         target = batch["z_target"] if "z_target" in batch else z[:, 1:]
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)
         nll, reward_mse, done_bce = self._step_losses(out, batch, target, mask)
         loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
-        return loss, {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}
+        metrics = {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}
+        speed_mse = self._speed_mse(h, batch, slice(None), mask)
+        if speed_mse is not None:
+            loss = loss + self.config.speed_weight * speed_mse
+            metrics["speed_mse"] = speed_mse.item()
+        return loss, metrics

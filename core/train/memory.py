@@ -22,7 +22,7 @@ from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.envs.dream import BatchedDream, window_seeds
 from core.errors import CheckpointError, ConfigError
-from core.models.mdnrnn import MDNRNN, MDNRNNConfig, mixture_mean
+from core.models.mdnrnn import MDNRNN, SPEED_SCALE, MDNRNNConfig, mixture_mean
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -46,13 +46,14 @@ def evaluate_memory(
 
     Returns ``memory/val/nll`` (nats per latent dimension), ``memory/val/mse_mean`` (MSE of the mixture
     mean of z_{t+1}), ``memory/val/mse_copy`` (MSE of predicting z_{t+1} = z_t, the baseline),
-    ``memory/val/reward_mse`` and ``memory/val/done_acc``; with ``active`` (bool (z_dim,), see
+    ``memory/val/reward_mse`` and ``memory/val/done_acc`` (and ``memory/val/speed_mse``, in SPEED_SCALE units, for
+    an M with a speed head); with ``active`` (bool (z_dim,), see
     :func:`active_dims`) also ``memory/val/mse_mean_active`` and ``memory/val/mse_copy_active`` over those
     dimensions only. (An M trained on sampled z cannot track mu in the unused dimensions, where the posterior
     noise, sigma ~ 0.95, hides changes of ~0.05 per step; the decoder ignores those dimensions.)
     """
     model.eval()
-    nll = mse_mean = mse_copy = reward_mse = done_hits = 0.0
+    nll = mse_mean = mse_copy = reward_mse = done_hits = speed_mse = 0.0
     mse_mean_active = mse_copy_active = 0.0
     sel = torch.from_numpy(np.asarray(active, bool)) if active is not None and np.any(active) else None
     n = 0
@@ -70,6 +71,9 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
+        if model.speed_head is not None and "speed" in ep:
+            h = model.hidden_sequence(z[:, :-1], a)
+            speed_mse += (model.speed(h) - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
         n += steps
     n = max(n, 1)
@@ -80,6 +84,8 @@ def evaluate_memory(
         "memory/val/reward_mse": reward_mse / n,
         "memory/val/done_acc": done_hits / n,
     }
+    if model.speed_head is not None:
+        metrics["memory/val/speed_mse"] = speed_mse / n
     if sel is not None:
         metrics["memory/val/mse_mean_active"] = mse_mean_active / n
         metrics["memory/val/mse_copy_active"] = mse_copy_active / n
@@ -173,6 +179,8 @@ def train_memory(
     check_output_file(config.out, "checkpoint")
     seed_everything(config.seed)
     latents = LatentEpisodes.load(config.latents)
+    if config.speed_weight > 0 and latents.speeds is None:
+        raise ConfigError(f"--speed-weight needs speeds in {config.latents}; encode the episodes again to write them")
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(latents.n_episodes)
     n_val = n_validation(latents.n_episodes, config.val_fraction)
@@ -205,6 +213,7 @@ def train_memory(
                 n_gaussians=config.n_gaussians,
                 residual=config.residual,
                 joint=config.joint,
+                speed_weight=config.speed_weight,
             )
         )
         if config.head_prior:

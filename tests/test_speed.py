@@ -1,0 +1,115 @@
+"""The car's speed: read from the HUD of recorded frames, written by encode, and learned by M's speed head."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.config import MemoryTrainConfig
+from core.data.datasets import LatentEpisodes, SequenceSampler
+from core.data.episodes import list_episodes, read_episode
+from core.envs.car_racing import car_speed, hud_speed, make_real_env
+from core.errors import ConfigError
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+from core.train.memory import train_memory
+from tests.conftest import random_latents
+
+
+def test_hud_speed_reads_the_cars_speed_from_the_frame() -> None:
+    """Full gas for 120 steps, then coasting and braking: the bar's reading follows the hull's speed both ways."""
+    env = make_real_env()
+    env.reset(seed=3)
+    frames, truth = [], []
+    for t in range(220):
+        action = np.array([0.0, 1.0 if t < 120 else 0.0, 0.6 if t >= 180 else 0.0], np.float32)
+        obs, *_ = env.step(action)
+        frames.append(obs)
+        truth.append(car_speed(env))
+    env.close()
+    read, truth_a = hud_speed(np.stack(frames)), np.array(truth)
+    assert read.dtype == np.float32 and read.shape == (220,)
+    assert truth_a.max() > 30 and truth_a[-1] < 0.5 * truth_a.max()  # the run spans fast and slow
+    assert np.abs(read - truth_a).max() < 2.5
+    assert hud_speed(frames[100]) == pytest.approx(read[100])
+    no_bar = np.stack(frames[:2]).copy()
+    no_bar[:, 84:] = 0
+    assert (hud_speed(no_bar) == 0).all()
+    with pytest.raises(ValueError, match="96, 96, 3"):
+        hud_speed(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_encode_writes_the_hud_speed_of_every_frame(pipeline: dict[str, Path], real_episodes: Path) -> None:
+    lat = LatentEpisodes.load(pipeline["latents"])
+    assert lat.speeds is not None and lat.speeds.shape == (len(lat.mu),)
+    first = read_episode(list_episodes(real_episodes)[0])
+    np.testing.assert_array_equal(lat.episode(0)["speed"], hud_speed(first.frames))
+    assert lat.speeds.max() > 1.0  # the random policy presses the gas
+
+
+def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeline: dict[str, Path]) -> None:
+    plain = LatentEpisodes.load(random_latents(tmp_path / "plain.npz", pipeline["vision"], 4, episodes=3, steps=20))
+    assert plain.speeds is None and "speed" not in SequenceSampler(plain, [0], 8, 0).batch(2)
+    speeds = np.arange(len(plain.mu), dtype=np.float32)
+    lat = LatentEpisodes.load(dataclasses.replace(plain, speeds=speeds).save(tmp_path / "s.npz"))
+    np.testing.assert_array_equal(lat.speeds, speeds)
+    np.testing.assert_array_equal(lat.subset([2]).speeds, speeds[42:63])
+    batch = SequenceSampler(lat, [1], 25, 0).batch(2, sample_z=False)
+    # episode 1 holds frames 21..41 (speed = frame index): the targets are the speeds of frames 1..20 of it
+    np.testing.assert_array_equal(batch["speed"][0, :20].numpy(), speeds[22:42])
+    assert (batch["speed"][:, 20:] == 0).all() and (batch["mask"][:, 20:] == 0).all()
+    full = SequenceSampler(lat, [1], 25, 0).full_episodes()[0]
+    np.testing.assert_array_equal(full["speed"][0].numpy(), speeds[22:42])
+    bad = dataclasses.replace(plain, speeds=speeds[:-1])
+    assert "speeds must be float" in str(bad.problem())
+
+
+def _pedal_batch(seed: int, batch: int = 32, steps: int = 40) -> dict[str, torch.Tensor]:
+    """Frames that say nothing of the speed (z is noise) and a car that integrates its pedal:
+    speed_{t+1} = 0.9 speed_t + 8 gas_t, with gas held at 0 or 1 for 10 steps at a time."""
+    g = torch.Generator().manual_seed(seed)
+    gas = (torch.rand(batch, steps // 10, 1, generator=g) > 0.5).float().repeat_interleave(10, dim=1)
+    action = torch.cat([torch.zeros(batch, steps, 1), gas, torch.zeros(batch, steps, 1)], dim=-1)
+    speed = torch.zeros(batch, steps + 1)
+    for t in range(steps):
+        speed[:, t + 1] = 0.9 * speed[:, t] + 8.0 * gas[:, t, 0]
+    z = torch.randn(batch, steps + 1, 2, generator=g)
+    zeros = torch.zeros(batch, steps)
+    return {"z": z, "action": action, "reward": zeros, "done": zeros, "speed": speed[:, 1:]}
+
+
+def test_the_speed_head_integrates_the_pedal(one_torch_thread: None) -> None:
+    torch.manual_seed(0)
+    m = MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=16, n_gaussians=2, speed_weight=10.0))
+    assert MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=16)).speed(torch.zeros(1, 16)) is None
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    first = None
+    for i in range(250):
+        loss, parts = m.loss(_pedal_batch(i))
+        first = parts["speed_mse"] if first is None else first
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["speed_mse"] < 0.05 * first
+    with torch.no_grad():  # step by step, as a dream runs: 30 steps of full gas, then 30 of none
+        state, read = None, []
+        for gas in [1.0] * 30 + [0.0] * 30:
+            _, state = m.step(torch.randn(1, 2), torch.tensor([[0.0, gas, 0.0]]), state)
+            read.append(float(m.speed(state[0][0])[0]))
+    assert read[29] == pytest.approx(80.0 * (1 - 0.9**30), abs=8.0)  # near the car's top speed of 80
+    assert read[59] < 0.25 * read[29]
+    batch = _pedal_batch(0)
+    del batch["speed"]
+    with pytest.raises(ValueError, match="no speeds"):
+        m.loss(batch)
+
+
+def test_a_speed_head_needs_latents_with_speeds(tmp_path: Path, pipeline: dict[str, Path]) -> None:
+    plain = random_latents(tmp_path / "plain.npz", pipeline["vision"], 4)
+    with pytest.raises(ConfigError, match="encode the episodes again"):
+        train_memory(MemoryTrainConfig(latents=plain, out=tmp_path / "m.safetensors", epochs=1, speed_weight=1.0))
+    with pytest.raises(ConfigError, match="speed_weight"):
+        MDNRNNConfig(speed_weight=-1.0)
