@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -151,16 +152,17 @@ class LatentEpisodes:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write atomically to an ``.npz`` file."""
         target = Path(path)
+        arrays: dict[str, Any] = {
+            "mu": self.mu, "logvar": self.logvar, "actions": self.actions, "rewards": self.rewards,
+            "terminated": self.terminated, "starts": self.starts, "seeds": self.seeds,
+            "vision_kind": np.array(self.vision_kind), "vision_sha256": np.array(self.vision_sha256),
+            "policies": np.asarray(self.policies, str),
+        }  # fmt: skip
+        if self.speeds is not None:
+            arrays["speeds"] = self.speeds
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(
-                    f,
-                    mu=self.mu, logvar=self.logvar, actions=self.actions, rewards=self.rewards,
-                    terminated=self.terminated, starts=self.starts, seeds=self.seeds,
-                    vision_kind=np.array(self.vision_kind), vision_sha256=np.array(self.vision_sha256),
-                    policies=np.asarray(self.policies, str),
-                    **({} if self.speeds is None else {"speeds": self.speeds}),
-                )  # fmt: skip
+                np.savez(f, **arrays)
         return target
 
     @classmethod

@@ -71,9 +71,9 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        if model.speed_head is not None and "speed" in ep:
-            h = model.hidden_sequence(z[:, :-1], a)
-            speed_mse += (model.speed(h) - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
+        speed = model.speed(model.hidden_sequence(z[:, :-1], a)) if "speed" in ep else None
+        if speed is not None:
+            speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
         n += steps
     n = max(n, 1)
