@@ -26,6 +26,9 @@ its state at each window start s; from there the batched dream continues open lo
   horizon, in the dream (the same random streams as the recorded actions' dreams) and in reality (the track
   replayed up to the start); the return of each beside the recorded actions'. Reality pays less for coasting
   than for the driver's gas; a dream that pays coasting as well or better teaches a controller to leave the gas;
+  with an M that has a speed head, also the speed at the end (M's head in the dream, the HUD in reality);
+- speed (an M with a speed head, see ``MDNRNNConfig.speed_weight``): the speed M's head reads from the dream's
+  h at each horizon against the HUD's in the real frame (:func:`core.envs.car_racing.hud_speed`);
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold);
 - nudged reality (with ``nudge``): reality itself from each window start, replayed on the track, with the steering
   nudged by -NUDGE and then +NUDGE for NUDGE_STEPS steps and the recorded actions after that; its road share
@@ -56,10 +59,11 @@ import torch
 
 from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
+from core.envs.car_racing import hud_speed
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
-from core.metrics.replay import real_frame_after, real_frames_after, real_return
+from core.metrics.replay import real_drive, real_frame_after, real_frames_after, real_return
 from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
@@ -164,6 +168,7 @@ def dream_divergence(
         max_norm = max(max_norm, float(mu.norm(dim=1).max()))
         actions = torch.from_numpy(np.asarray(ep.actions, np.float32))
         rewards = torch.from_numpy(np.asarray(ep.rewards, np.float64))
+        real_speed = torch.from_numpy(hud_speed(ep.frames)) if memory.speed_head is not None else None
         # M over reality, keeping its state (h, c) before each window start
         state = memory.initial_state(1)
         states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -195,6 +200,10 @@ def dream_divergence(
                 add(f"road_share_vision@{k}", float(road_share(vision_frames).sum()), n)
                 add(f"road_kept@{k}", float((dream_road >= 0.5 * real_road).sum()), n)
                 add(f"road_tracked@{k}", float(tracks_road(dream_road, real_road).sum()), n)
+                dream_speed = memory.speed(dream.h)  # M's speed head against the HUD's
+                if real_speed is not None and dream_speed is not None:
+                    add(f"speed_dream@{k}", float(dream_speed.sum()), n)
+                    add(f"speed_real@{k}", float(real_speed[idx + k].sum()), n)
                 real_k = real_cum[idx + k] - real_cum[idx]
                 add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
                 add(f"reward_sum_real@{k}", float(real_k.sum()), n)
@@ -230,10 +239,14 @@ def dream_divergence(
             coast = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
             coast.reset(seeds, z=mu[idx], state=(h0, c0))
             coast_reward = torch.stack([coast.step(coasting[:, t])[1].double() for t in range(horizon)]).sum(0)
+            coast_speed = memory.speed(coast.h)
             for j, s0 in enumerate(starts):
-                real_coast = real_return(ep, s0, coasting[j * m].numpy())
-                if real_coast is not None:
-                    rows = slice(j * m, (j + 1) * m)
+                drive = real_drive(ep, s0, coasting[j * m].numpy())
+                if drive is not None:
+                    real_coast, rows = drive[0], slice(j * m, (j + 1) * m)
+                    if coast_speed is not None:
+                        add(f"coast_speed_dream@{horizon}", float(coast_speed[rows].sum()), m)
+                        add(f"coast_speed_real@{horizon}", float(hud_speed(drive[1])) * m, m)
                     add(f"coast_reward_dream@{horizon}", float(coast_reward[rows].sum()), m)
                     add(f"coast_reward_real@{horizon}", real_coast * m, m)
                     add(f"coast_recorded_dream@{horizon}", float(dream_reward[rows].sum()), m)
@@ -377,6 +390,13 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
         rows.append(f"coasting (recorded steering, no gas, {h} steps): reward real {c['reward_real']:.2f}, dream "
                     f"{c['reward_dream']:.2f}; the same windows' recorded actions: real {c['recorded_real']:.2f}, "
                     f"dream {c['recorded_dream']:.2f}")  # fmt: skip
+    if f"divergence/speed_dream@{h}" in metrics:
+        rows.append("speed (world units/s, HUD's against M's head) real / dream: " + ", ".join(
+            f"{metrics[f'divergence/speed_real@{k}']:.1f} / {metrics[f'divergence/speed_dream@{k}']:.1f} @{k}"
+            for k in horizons))  # fmt: skip
+    if f"divergence/coast_speed_dream@{h}" in metrics:
+        rows.append(f"speed after {h} steps of coasting: real {metrics[f'divergence/coast_speed_real@{h}']:.1f}, "
+                    f"dream {metrics[f'divergence/coast_speed_dream@{h}']:.1f}")  # fmt: skip
     if "divergence/steer_response_dream" in metrics:
         rows.append(
             f"steering response (road offset after {STEER_STEPS} steps steering right minus left, pixels; "

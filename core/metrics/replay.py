@@ -68,16 +68,23 @@ def real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:
         return obs
 
 
-def real_return(ep, start: int, actions: np.ndarray) -> float | None:
+def real_drive(ep, start: int, actions: np.ndarray) -> tuple[float, np.ndarray] | None:
     """Reality's return over ``actions`` float32 (K, 3) after replaying ``ep`` up to ``start`` (until the episode
-    ends, if sooner); None when the replay fails (see :func:`replayed`)."""
+    ends, if sooner) and its last frame uint8 (96, 96, 3); None when the replay fails (see :func:`replayed`) or
+    ``actions`` is empty."""
     with replayed(ep, start) as env:
         if env is None:
             return None
-        total = 0.0
+        total, obs = 0.0, None
         for action in actions:
-            _, r, term, _, _ = env.step(np.asarray(action, np.float32))
+            obs, r, term, _, _ = env.step(np.asarray(action, np.float32))
             total += float(r)
             if term:
                 break
-        return total
+        return None if obs is None else (total, obs)
+
+
+def real_return(ep, start: int, actions: np.ndarray) -> float | None:
+    """Reality's return of :func:`real_drive`, or None."""
+    out = real_drive(ep, start, actions)
+    return None if out is None else out[0]
