@@ -11,7 +11,7 @@ import torch
 
 from core.checkpoint import load_model
 from core.data.episodes import list_episodes, read_episode
-from core.divergence import DivergenceConfig, dream_divergence
+from core.divergence import DivergenceConfig, dream_divergence, format_table
 from core.envs.car_racing import preprocess_frames
 from core.errors import EpisodeError
 from core.metrics.road import road_share
@@ -144,13 +144,20 @@ def test_nudged_reality_replays_the_track_and_without_a_nudge_is_reality(
 
 
 def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
-    pipeline: dict[str, Path], real_episodes: Path
+    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
 ) -> None:
+    """With an M that has a speed head, the speeds too: M's head in the dream against the HUD in reality."""
+    from core.config import MemoryTrainConfig
     from core.data.episodes import read_episode
-    from core.envs.car_racing import make_real_env
+    from core.envs.car_racing import hud_speed, make_real_env
+    from core.train.memory import train_memory
 
+    memory = train_memory(
+        MemoryTrainConfig(latents=pipeline["latents"], out=tmp_path / "m.safetensors", epochs=1, seq_len=16,
+                          batch_size=4, speed_weight=1.0, dream_check_steps=0)
+    ).checkpoint  # fmt: skip
     cfg = DivergenceConfig(
-        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(3, 10),
+        data_dir=real_episodes, vision=pipeline["vision"], memory=memory, horizons=(3, 10),
         warmup=5, start_every=20, samples=2, parked=False, steer=False, coast=True,
     )  # fmt: skip
     m = dream_divergence(cfg).metrics
@@ -158,9 +165,9 @@ def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
     assert m["divergence/coast_recorded_real@10"] == pytest.approx(m["divergence/reward_sum_real@10"], abs=1e-6)
     assert m["divergence/coast_recorded_dream@10"] == pytest.approx(m["divergence/reward_sum_dream@10"], abs=1e-4)
     assert m["divergence/coast_reward_dream@10"] != pytest.approx(m["divergence/reward_sum_dream@10"], abs=1e-6)
-    expected = []  # reality by hand: the track replayed to each window start, then the recorded steering, no gas
-    for path in list_episodes(real_episodes):
-        ep = read_episode(path, frames=False)
+    expected, speeds, recorded_speeds = [], [], []  # reality by hand: the track replayed to each window start,
+    for path in list_episodes(real_episodes):  # then the recorded steering, no gas
+        ep = read_episode(path)
         for s0 in range(5, len(ep.actions) - 10 + 1, 20):
             env = make_real_env()
             env.reset(seed=int(ep.seed))
@@ -170,7 +177,14 @@ def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
             for t in range(s0, s0 + 10):
                 action = np.asarray(ep.actions[t], np.float32).copy()
                 action[1] = 0.0
-                total += float(env.step(action)[1])
+                obs, r, *_ = env.step(action)
+                total += float(r)
             env.close()
             expected.append(total)
+            speeds.append(float(hud_speed(obs)))
+            recorded_speeds.append(float(hud_speed(ep.frames[s0 + 10])))
     assert m["divergence/coast_reward_real@10"] == pytest.approx(np.mean(expected), abs=1e-4)
+    assert m["divergence/coast_speed_real@10"] == pytest.approx(np.mean(speeds), abs=1e-4)
+    assert m["divergence/speed_real@10"] == pytest.approx(np.mean(recorded_speeds), abs=1e-4)
+    assert np.isfinite(m["divergence/speed_dream@10"]) and np.isfinite(m["divergence/coast_speed_dream@10"])
+    assert "speed after 10 steps of coasting" in format_table(m, cfg.horizons)
