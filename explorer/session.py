@@ -124,7 +124,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self.action = np.zeros(3, np.float32)
         self.recorder = Recorder()
         self.history = {name: RingBuffer() for name in ("real_return", "dream_return", "speed", "div_latent",
-                                                        "div_pixel", "spread", "road_real", "road_dream")}  # fmt: skip
+                                                        "div_pixel", "spread", "road_real", "road_dream",
+                                                        "dream_speed")}  # fmt: skip
         self.real_tally = Tally()
         self.dream_tally = Tally()
         self._zoom_resync = False  # the real episode started zoomed in; re-sync the split dream once settled
@@ -145,6 +146,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
         """z_t and M's (h_t, c_t) of the real episode (None without V)."""
         self._real_mask = None
         self.speed = 0.0
+        self.dream_speed = None  # the first dream's speed from M's speed head (world units/s), None without one
         # -- dream --
         self.dream: BatchedDream | None = None
         self.dream_version = 0

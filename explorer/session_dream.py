@@ -82,6 +82,8 @@ class DreamSide(SessionParts):
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
         self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
+        self.history["dream_speed"].clear()
+        self._read_dream_speed()
         self.dream_version += 1
         self._measure_road(restarted=True)
 
@@ -135,7 +137,19 @@ class DreamSide(SessionParts):
         self.history["dream_return"].append(self.dream_tally.ret)
         if self.dream.n > 1:
             self.history["spread"].append(self.dream_spread())
+        self._read_dream_speed()
         self._measure_road()
+
+    def _read_dream_speed(self) -> None:
+        """The first dream's speed as M's speed head reads it from h, into :attr:`dream_speed` and its history."""
+        if self.dream is None or self.dream.memory.speed_head is None:
+            speed = None
+        else:
+            with self._inference("memory"):
+                speed = self.dream.memory.speed(self.dream.h[:1])
+        self.dream_speed = None if speed is None else float(speed[0])
+        if self.dream_speed is not None:
+            self.history["dream_speed"].append(self.dream_speed)
 
     @property
     def dream_z(self) -> np.ndarray | None:

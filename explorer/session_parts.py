@@ -86,6 +86,7 @@ class SessionParts:
     _tracker: RealTracker | None
     _real_mask: DDSMaskOutput | None
     speed: float
+    dream_speed: float | None
     # -- the dream --
     dream: BatchedDream | None
     dream_version: int

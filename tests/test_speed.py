@@ -113,3 +113,28 @@ def test_a_speed_head_needs_latents_with_speeds(tmp_path: Path, pipeline: dict[s
         train_memory(MemoryTrainConfig(latents=plain, out=tmp_path / "m.safetensors", epochs=1, speed_weight=1.0))
     with pytest.raises(ConfigError, match="speed_weight"):
         MDNRNNConfig(speed_weight=-1.0)
+
+
+def test_the_app_shows_the_dreams_speed_when_m_has_a_speed_head(data: Path, tmp_path: Path) -> None:
+    from core.checkpoint import save_checkpoint
+    from explorer.input import DriveKeys
+    from explorer.session import Session, SessionConfig
+
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="dream", seed=3))
+    try:
+        s.tick(DriveKeys(gas=True))
+        assert s.dream is not None and s.dream_speed is None  # the shipped-style M has no speed head
+        torch.manual_seed(0)
+        m = MDNRNN(MDNRNNConfig(speed_weight=1.0))
+        with torch.no_grad():
+            m.head.bias[-1] = -20.0  # never done: the dream runs on
+        assert s.load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config))
+        for _ in range(5):
+            s.tick(DriveKeys(gas=True))
+        assert s.dream is not None and s.dream_tally.step == 5
+        with torch.inference_mode():
+            expected = s.dream.memory.speed(s.dream.h[:1])
+        assert expected is not None and s.dream_speed == pytest.approx(float(expected[0]), abs=1e-5)
+        assert len(s.history["dream_speed"].values()) == 6  # the restart's reading and one per step
+    finally:
+        s.close()

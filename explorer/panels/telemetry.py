@@ -42,7 +42,8 @@ def gui_figures(app: PanelHost) -> None:
         rows.append(("reality", BLUE, r.step, r.reward, r.ret, f"{s.speed:.1f}"))
     if s.mode != "real" and s.dream is not None:
         d = s.dream_tally
-        rows.append(("dream", PURPLE, d.step, d.reward, d.ret, "-"))
+        dream_speed = "-" if s.dream_speed is None else f"{s.dream_speed:.1f}"
+        rows.append(("dream", PURPLE, d.step, d.reward, d.ret, dream_speed))
     for name, color, step, reward, ret, speed in rows:
         imgui.table_next_row()
         imgui.table_next_column()
@@ -132,6 +133,8 @@ def gui_telemetry(app: PanelHost) -> None:
         implot.setup_legend(implot.Location_.north, LEGEND)
         if s.mode != "dream":
             _line("speed", h["speed"].values(), BLUE)
+        if s.mode == "split" and s.dream_speed is not None:
+            _line("dream speed", h["dream_speed"].values(), PURPLE)
         if s.mode != "real" and s.futures > 1:
             _line("futures spread", h["spread"].values(), PURPLE)
         implot.end_plot()

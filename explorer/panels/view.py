@@ -108,7 +108,8 @@ def gui_hud(app: PanelHost, width: float) -> None:
         parts.append(f"real: return {r.ret:7.1f}  reward {r.reward:+5.2f}  step {r.step:4d}  speed {s.speed:5.1f}")
     if s.mode != "real" and s.dream is not None:
         d = s.dream_tally
-        parts.append(f"dream: return {d.ret:7.1f}  reward {d.reward:+5.2f}  step {d.step:4d}/{s.horizon}")
+        parts.append(f"dream: return {d.ret:7.1f}  reward {d.reward:+5.2f}  step {d.step:4d}/{s.horizon}"
+                     + ("" if s.dream_speed is None else f"  speed {s.dream_speed:5.1f}"))  # fmt: skip
     imgui.text("    ".join(parts))
 
 
