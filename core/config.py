@@ -127,6 +127,9 @@ class CollectConfig:
     gas_hold_prob: float = 0.0
     """--policy controller: per-step probability of holding the gas at a random value U(0, 1) for 20-80 steps while
     the controller steers, so the data show what gas does on the road (see core.policies_wm.ControllerPolicy)."""
+    stop_prob: float = 0.0
+    """--policy controller: per-step probability of a stop: full brake until the car stands, then no input for
+    20-100 steps; with it > 0 half the episodes also begin parked (see core.policies_wm.ControllerPolicy)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -140,6 +143,7 @@ class CollectConfig:
         check(0.0 <= self.excursion_prob <= 1.0, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
         check(0.0 <= self.gas_hold_prob <= 1.0, f"gas_hold_prob must be in [0, 1], got {self.gas_hold_prob}")
+        check(0.0 <= self.stop_prob <= 1.0, f"stop_prob must be in [0, 1], got {self.stop_prob}")
         check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

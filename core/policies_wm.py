@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from core.envs.car_racing import hud_speed
 from core.envs.dream import ACTION_HIGH, ACTION_LOW
 from core.envs.world_model import RealTracker, WorldModel
 from core.errors import CheckpointError
@@ -125,20 +126,32 @@ class ControllerPolicy:
     measured in session 23 paid a dream that coasts at least as well as one that drives (README). Held gas shows
     what gas does.
 
+    Stops show what no gas does: with probability ``stop_prob`` per step (outside an excursion or a gas hold) the
+    policy brakes fully (from a moving car) until the HUD reads it at rest (:func:`core.envs.car_racing.hud_speed` below
+    STOP_SPEED), then gives no input for U{20..100} steps, then C drives off again from rest. With ``stop_prob``
+    > 0, half the episodes (drawn per episode) also begin parked for U{20..100} steps with no input. A driver never
+    stands, so an M trained on its data alone has never seen a car that stays where it is: every M measured in
+    session 24 dreamed the car at rest rolling off at ~25 units/s without gas, and paid for it (README).
+
     Args:
         world_model: V, M and C (C required).
         noise_std: standard deviation of the action noise (0 = the controller as trained), >= 0.
         excursion_prob: per-step probability of starting an excursion, in [0, 1].
         noise_corr_steps: correlation time of the steering noise in env steps (0 = white noise), >= 0.
         gas_hold_prob: per-step probability of starting a gas hold, in [0, 1].
+        stop_prob: per-step probability of starting a stop (brake to rest, then stand), in [0, 1].
     """
 
     GAS_HOLD_STEPS = (20, 80)
     """Shortest and longest gas hold in env steps (uniform)."""
+    STOP_STEPS = (20, 100)
+    """Shortest and longest time standing still in a stop, env steps (uniform)."""
+    STOP_SPEED = 0.5
+    """HUD speed (world units per second) below which a braking car counts as at rest."""
 
     def __init__(
         self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0,
-        gas_hold_prob: float = 0.0,
+        gas_hold_prob: float = 0.0, stop_prob: float = 0.0,
     ) -> None:  # fmt: skip
         if world_model.controller is None:
             raise CheckpointError("a controller policy needs a controller checkpoint")
@@ -157,12 +170,19 @@ class ControllerPolicy:
         self.gas_hold_prob = gas_hold_prob
         self._gas_left = 0
         self._gas = 0.0
+        self.stop_prob = stop_prob
+        self._braking = False
+        self._stand_left = 0
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
         self.tracker.reset()  # the first frame comes with the first act
         self._excursion_left = 0
         self._gas_left = 0
+        self._braking = False
+        self._stand_left = 0
+        if self.stop_prob > 0 and self.rng.random() < 0.5:  # a parked start
+            self._stand_left = int(self.rng.integers(self.STOP_STEPS[0], self.STOP_STEPS[1] + 1))
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
     def _excursion(self) -> np.ndarray | None:
@@ -188,6 +208,24 @@ class ControllerPolicy:
         self._gas_left -= 1
         return True
 
+    def _stop(self, frame: np.ndarray) -> np.ndarray | None:
+        """Full brake until the car is at rest, then no input while the stand lasts (starting a stop with
+        probability ``stop_prob`` while the car moves); None when no stop is on."""
+        if self.stop_prob <= 0:
+            return None
+        at_rest = bool(hud_speed(frame) < self.STOP_SPEED)
+        if not self._braking and self._stand_left <= 0 and not at_rest and self.rng.random() < self.stop_prob:
+            self._braking = True
+        if self._braking and at_rest:
+            self._braking = False
+            self._stand_left = int(self.rng.integers(self.STOP_STEPS[0], self.STOP_STEPS[1] + 1))
+        if self._braking:
+            return np.array([0.0, 0.0, 1.0], np.float32)
+        if self._stand_left <= 0:
+            return None
+        self._stand_left -= 1
+        return np.zeros(3, np.float32)
+
     @torch.no_grad()
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
@@ -197,9 +235,12 @@ class ControllerPolicy:
         # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
         self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()
         action[0] += self._noise
-        excursion = self._excursion()
+        excursion = self._excursion() if self._stand_left <= 0 and not self._braking else None
+        stop = self._stop(frame) if excursion is None and self._gas_left <= 0 else None
         if excursion is not None:
             action = excursion
+        elif stop is not None:
+            action = stop
         elif self._gas_held():
             action[1], action[2] = self._gas, 0.0
         action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
@@ -218,6 +259,7 @@ class ControllerPolicyFactory:
         excursion_prob: per-step probability of a random excursion (see :class:`ControllerPolicy`).
         noise_corr_steps: correlation time of the steering noise in steps (0 = white; see :class:`ControllerPolicy`).
         gas_hold_prob: per-step probability of a gas hold (see :class:`ControllerPolicy`).
+        stop_prob: per-step probability of a stop (see :class:`ControllerPolicy`).
     """
 
     files: WorldModelFiles
@@ -226,8 +268,10 @@ class ControllerPolicyFactory:
     excursion_prob: float = 0.0
     noise_corr_steps: float = 0.0
     gas_hold_prob: float = 0.0
+    stop_prob: float = 0.0
 
     def make(self) -> ControllerPolicy:
         return ControllerPolicy(
-            self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps, self.gas_hold_prob
-        )
+            self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps, self.gas_hold_prob,
+            self.stop_prob,
+        )  # fmt: skip

@@ -138,3 +138,39 @@ def test_the_app_shows_the_dreams_speed_when_m_has_a_speed_head(data: Path, tmp_
         assert len(s.history["dream_speed"].values()) == 6  # the restart's reading and one per step
     finally:
         s.close()
+
+
+def test_stops_brake_to_rest_by_the_hud_then_stand_20_to_100_steps() -> None:
+    from core.policies_wm import ControllerPolicy
+    from tests.test_dream_fidelity import _ScriptedWorldModel
+
+    moving = np.zeros((96, 96, 3), np.uint8)
+    moving[91:94, 12:15] = 255  # a speed bar ~3 px tall: ~59 units/s
+    at_rest = np.zeros((96, 96, 3), np.uint8)
+    assert hud_speed(moving) > 50 and hud_speed(at_rest) == 0
+    policy = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.0, stop_prob=0.01)  # type: ignore[arg-type]
+    starts_parked = 0
+    for seed in range(40):
+        policy.reset(seed)
+        speed, braked, actions = 59.0, 0, []
+        for _ in range(1500):  # a car that stops after 6 braking steps and moves off with any gas
+            a = policy.act(moving if speed > 0 else at_rest)
+            braked = braked + 1 if a[2] == 1.0 else 0
+            speed = 0.0 if braked >= 6 or (speed == 0 and a[1] == 0) else 59.0
+            actions.append(a)
+        a = np.stack(actions)
+        kind = np.where(a[:, 2] == 1.0, 2, np.where((a == 0).all(1), 1, 0))  # 2 brake, 1 stand, 0 C drives
+        runs = np.split(kind, np.flatnonzero(np.diff(kind) != 0) + 1)
+        starts_parked += int(kind[0] == 1)
+        assert set(np.unique(kind)) == {0, 1, 2}
+        for before, run, after in zip(runs, runs[1:], runs[2:], strict=False):
+            if run[0] == 2:  # a brake lasts until the HUD reads rest (6 steps here), then the stand follows
+                assert len(run) == 6 and after[0] == 1
+            if run[0] == 1 and before[0] == 2:
+                assert 20 <= len(run) <= 100 and after[0] == 0
+        assert np.all(a[kind == 0] == np.array([0.3, 0.1, 0.0], np.float32))  # otherwise C drives
+    assert 10 <= starts_parked <= 30  # half the episodes begin parked
+    with pytest.raises(ConfigError, match="stop_prob must be in"):
+        from core.config import CollectConfig
+
+        CollectConfig(stop_prob=-0.1)
