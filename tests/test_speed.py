@@ -63,6 +63,10 @@ def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeli
     assert (batch["speed"][:, 20:] == 0).all() and (batch["mask"][:, 20:] == 0).all()
     full = SequenceSampler(lat, [1], 25, 0).full_episodes()[0]
     np.testing.assert_array_equal(full["speed"][0].numpy(), speeds[22:42])
+    from core.train.iterate import merge_latents
+
+    np.testing.assert_array_equal(merge_latents(lat, lat.subset([0])).speeds, np.concatenate([speeds, speeds[:21]]))
+    assert merge_latents(lat, plain).speeds is None  # speeds only where every episode has them
     bad = dataclasses.replace(plain, speeds=speeds[:-1])
     assert "speeds must be float" in str(bad.problem())
 

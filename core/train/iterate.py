@@ -106,7 +106,7 @@ class IterateConfig:
 
 
 def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
-    """Episodes of ``old`` followed by those of ``new``.
+    """Episodes of ``old`` followed by those of ``new`` (with speeds when both have them).
 
     Raises:
         EpisodeError: the files come from different vision models or latent sizes.
@@ -124,6 +124,7 @@ def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
         vision_kind=old.vision_kind,
         vision_sha256=old.vision_sha256,
         policies=np.concatenate([np.asarray(old.policies, str), np.asarray(new.policies, str)]),
+        speeds=None if old.speeds is None or new.speeds is None else np.concatenate([old.speeds, new.speeds]),
     )
 
 
