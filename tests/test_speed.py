@@ -178,3 +178,30 @@ def test_stops_brake_to_rest_by_the_hud_then_stand_20_to_100_steps() -> None:
         from core.config import CollectConfig
 
         CollectConfig(stop_prob=-0.1)
+
+
+def test_pedal_response_from_rest_reads_reality_and_each_dream(
+    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+) -> None:
+    from tests.test_dream_fidelity import _script
+
+    head = train_memory(
+        MemoryTrainConfig(latents=pipeline["latents"], out=tmp_path / "m.safetensors", epochs=1, seq_len=16,
+                          batch_size=4, speed_weight=1.0, dream_check_steps=0)
+    ).checkpoint  # fmt: skip
+    out = _script("pedal_response").main([
+        "--data-dir", str(real_episodes), "--vision", str(pipeline["vision"]), "--memories", str(pipeline["memory"]),
+        str(head), "--episodes", "2", "--gas", "0", "1", "--steps", "10", "--read-at", "5", "10", "--dreams", "2",
+        "--json", str(tmp_path / "p.json"),
+    ])  # fmt: skip
+    env, expected = make_real_env(), []
+    for path in list_episodes(real_episodes)[:2]:
+        env.reset(seed=int(read_episode(path, frames=False).seed))
+        expected.append(sum(float(env.step(np.zeros(3, np.float32))[1]) for _ in range(10)))
+    env.close()
+    assert out["reality"][0.0]["return"] == pytest.approx(np.mean(expected), abs=1e-5)
+    assert out["reality"][0.0]["speed"] == [0.0, 0.0]  # no gas: the car stands
+    assert out["reality"][1.0]["speed"][1] > out["reality"][1.0]["speed"][0] > 5.0  # full gas: it gathers speed
+    assert out[str(pipeline["memory"])][0.0]["speed"] is None  # no speed head
+    assert len(out[str(head)][1.0]["speed"]) == 2 and np.isfinite(out[str(head)][1.0]["return"])
+    assert (tmp_path / "p.json").is_file()
