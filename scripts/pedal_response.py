@@ -94,9 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict = {"reality": {}}
     print(f"from rest, steering 0, gas held; return over {args.steps} steps, speed at steps {list(read_at)}")
     for gas in args.gas:
-        ret, speed = reality([int(ep.seed) for ep in eps], gas, args.steps, read_at)
-        out["reality"][gas] = {"return": ret, "speed": speed}
-        print(f"reality   gas {gas:.2f}: return {ret:8.1f}  speed {' / '.join(f'{v:.1f}' for v in speed)}")
+        ret, real_speed = reality([int(ep.seed) for ep in eps], gas, args.steps, read_at)
+        out["reality"][gas] = {"return": ret, "speed": real_speed}
+        print(f"reality   gas {gas:.2f}: return {ret:8.1f}  speed {' / '.join(f'{v:.1f}' for v in real_speed)}")
     for path in args.memories:
         wm = WorldModel.load(args.vision, path, None)
         out[str(path)] = {}
