@@ -205,3 +205,15 @@ def test_pedal_response_from_rest_reads_reality_and_each_dream(
     assert out[str(pipeline["memory"])][0.0]["speed"] is None  # no speed head
     assert len(out[str(head)][1.0]["speed"]) == 2 and np.isfinite(out[str(head)][1.0]["return"])
     assert (tmp_path / "p.json").is_file()
+
+
+def test_the_speed_read_out_is_never_negative() -> None:
+    m = MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=4, speed_weight=1.0))
+    assert m.speed_head is not None
+    with torch.no_grad():
+        m.speed_head.weight.zero_()
+        m.speed_head.bias.fill_(-0.3)  # the linear head says -30 units/s
+    assert torch.equal(m.speed(torch.zeros(3, 4)), torch.zeros(3))
+    batch = _pedal_batch(0, batch=2, steps=10)
+    _, parts = m.loss(batch)  # the fit sees the raw output: -0.3 against speeds of 0..0.8 (units of 100)
+    assert parts["speed_mse"] == pytest.approx(float(((batch["speed"] / 100 + 0.3) ** 2).mean()), rel=1e-5)

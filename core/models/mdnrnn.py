@@ -233,10 +233,11 @@ class MDNRNN(nn.Module):
 
     def speed(self, h: Tensor) -> Tensor | None:
         """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
-        second (see ``MDNRNNConfig.speed_weight``); None for an M without a speed head."""
+        second, >= 0 (the linear head's output clamped: a speed is a length; training fits the head unclamped; see
+        ``MDNRNNConfig.speed_weight``); None for an M without a speed head."""
         if self.speed_head is None:
             return None
-        return self.speed_head(h).squeeze(-1) * SPEED_SCALE
+        return (self.speed_head(h).squeeze(-1) * SPEED_SCALE).clamp(min=0.0)
 
     def _speed_mse(self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor) -> Tensor | None:
         """Masked MSE of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``,
