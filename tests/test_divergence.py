@@ -144,20 +144,14 @@ def test_nudged_reality_replays_the_track_and_without_a_nudge_is_reality(
 
 
 def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
-    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+    pipeline: dict[str, Path], real_episodes: Path, speed_memory: Path
 ) -> None:
     """With an M that has a speed head, the speeds too: M's head in the dream against the HUD in reality."""
-    from core.config import MemoryTrainConfig
     from core.data.episodes import read_episode
     from core.envs.car_racing import hud_speed, make_real_env
-    from core.train.memory import train_memory
 
-    memory = train_memory(
-        MemoryTrainConfig(latents=pipeline["latents"], out=tmp_path / "m.safetensors", epochs=1, seq_len=16,
-                          batch_size=4, speed_weight=1.0, dream_check_steps=0)
-    ).checkpoint  # fmt: skip
     cfg = DivergenceConfig(
-        data_dir=real_episodes, vision=pipeline["vision"], memory=memory, horizons=(3, 10),
+        data_dir=real_episodes, vision=pipeline["vision"], memory=speed_memory, horizons=(3, 10),
         warmup=5, start_every=20, samples=2, parked=False, steer=False, coast=True,
     )  # fmt: skip
     m = dream_divergence(cfg).metrics

@@ -181,14 +181,11 @@ def test_stops_brake_to_rest_by_the_hud_then_stand_20_to_100_steps() -> None:
 
 
 def test_pedal_response_from_rest_reads_reality_and_each_dream(
-    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+    pipeline: dict[str, Path], real_episodes: Path, speed_memory: Path, tmp_path: Path
 ) -> None:
     from tests.test_dream_fidelity import _script
 
-    head = train_memory(
-        MemoryTrainConfig(latents=pipeline["latents"], out=tmp_path / "m.safetensors", epochs=1, seq_len=16,
-                          batch_size=4, speed_weight=1.0, dream_check_steps=0)
-    ).checkpoint  # fmt: skip
+    head = speed_memory
     out = _script("pedal_response").main([
         "--data-dir", str(real_episodes), "--vision", str(pipeline["vision"]), "--memories", str(pipeline["memory"]),
         str(head), "--episodes", "2", "--gas", "0", "1", "--steps", "10", "--read-at", "5", "10", "--dreams", "2",

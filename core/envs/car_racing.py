@@ -50,6 +50,16 @@ HUD_SPEED_OFFSET = 3.56
 height (fitted with :data:`HUD_SPEED_PER_PIXEL`; residual within 1.5 units up to speed 37, see the test)."""
 
 
+def _frame_batch(frames: np.ndarray) -> tuple[np.ndarray, bool]:
+    """``(batch, single)``: uint8 frames (96, 96, 3) or (B, 96, 96, 3) as a batch (B, 96, 96, 3), and whether one
+    frame came in. Raises ValueError for anything else."""
+    single = frames.ndim == 3
+    batch = frames[None] if single else frames
+    if batch.dtype != np.uint8 or batch.shape[1:] != FRAME_SHAPE:
+        raise ValueError(f"expected uint8 frames of shape (B, 96, 96, 3), got {batch.dtype} {batch.shape}")
+    return batch, single
+
+
 def hud_speed(frames: np.ndarray) -> np.ndarray:
     """The car's speed read from the speed bar of CarRacing's HUD in recorded frames (the bottom rows that
     :func:`preprocess_frames` crops away), for episodes saved without the env's state.
@@ -64,10 +74,7 @@ def hud_speed(frames: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: frames are not uint8 96x96x3.
     """
-    single = frames.ndim == 3
-    batch = frames[None] if single else frames
-    if batch.dtype != np.uint8 or batch.shape[1:] != FRAME_SHAPE:
-        raise ValueError(f"expected uint8 frames of shape (B, 96, 96, 3), got {batch.dtype} {batch.shape}")
+    batch, single = _frame_batch(frames)
     column = batch[:, 96 - HUD_ROWS :, HUD_SPEED_COLUMN].astype(np.float32).mean(-1)  # the bar is white
     height = column.sum(-1) / 255.0
     speed = np.where(height > 0, np.maximum(HUD_SPEED_PER_PIXEL * height - HUD_SPEED_OFFSET, 0.0), 0.0)
@@ -91,10 +98,7 @@ def preprocess_frames(frames: np.ndarray, size: int) -> np.ndarray:
     Raises:
         ValueError: frames are not uint8 96x96x3.
     """
-    single = frames.ndim == 3
-    batch = frames[None] if single else frames
-    if batch.dtype != np.uint8 or batch.shape[1:] != FRAME_SHAPE:
-        raise ValueError(f"expected uint8 frames of shape (B, 96, 96, 3), got {batch.dtype} {batch.shape}")
+    batch, single = _frame_batch(frames)
     cropped = batch[:, : 96 - HUD_ROWS]
     out = np.empty((len(batch), size, size, 3), dtype=np.uint8)
     for i, frame in enumerate(cropped):
