@@ -131,7 +131,7 @@ class ControllerPolicy:
     STOP_SPEED), then gives no input for U{20..100} steps, then C drives off again from rest. With ``stop_prob``
     > 0, half the episodes (drawn per episode) also begin parked for U{20..100} steps with no input. A driver never
     stands, so an M trained on its data alone has never seen a car that stays where it is: every M measured in
-    session 24 dreamed the car at rest rolling off at ~25 units/s without gas, and paid for it (README).
+    session 24 dreamed the car at rest rolling off at about 20 units/s without gas, and paid for it (README).
 
     Args:
         world_model: V, M and C (C required).
@@ -148,6 +148,8 @@ class ControllerPolicy:
     """Shortest and longest time standing still in a stop, env steps (uniform)."""
     STOP_SPEED = 0.5
     """HUD speed (world units per second) below which a braking car counts as at rest."""
+    PARKED_START_SHARE = 0.5
+    """With stops on, the share of episodes (drawn per episode) that begin parked."""
 
     def __init__(
         self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0,
@@ -181,7 +183,7 @@ class ControllerPolicy:
         self._gas_left = 0
         self._braking = False
         self._stand_left = 0
-        if self.stop_prob > 0 and self.rng.random() < 0.5:  # a parked start
+        if self.stop_prob > 0 and self.rng.random() < self.PARKED_START_SHARE:
             self._stand_left = int(self.rng.integers(self.STOP_STEPS[0], self.STOP_STEPS[1] + 1))
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
 
