@@ -728,6 +728,10 @@ for M in $S/m_speed1 $S/m_speed10 $S/m_speed10_ol $S/m_gas_speed10_ol $S/m_stops
 done
 $PY scripts/pedal_response.py --data-dir data/check_agent10 --vision $V --memories $S/m_stops_w0.safetensors \
     $S/m_stops_w10.safetensors $S/m_speed10.safetensors runs/s23/m_seed1.safetensors runs/s21/m_tw0.15.safetensors
+$PY scripts/pedal_response.py --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors \
+    --memories assets/convvae_memory.safetensors
+OMP_NUM_THREADS=1 $D divergence --data-dir data/check_random10 --vision $V --memory $S/m_stops_w0.safetensors \
+    --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5
 # the second CMA-ES draw on the picked M (section 20's command, --seed 24), the dev gate (800), the final block
 $D train-controller --evaluator real --vision $V --memory runs/s23/m_seed1.safetensors --out $S/c_ft2.safetensors \
     --init-controller runs/s23/c_distilled.safetensors --population 16 --rollouts 1 --generations 12 --sigma0 0.03 \
