@@ -174,10 +174,13 @@ def test_stops_brake_to_rest_by_the_hud_then_stand_20_to_100_steps() -> None:
                 assert 20 <= len(run) <= 100 and after[0] == 0
         assert np.all(a[kind == 0] == np.array([0.3, 0.1, 0.0], np.float32))  # otherwise C drives
     assert 10 <= starts_parked <= 30  # half the episodes begin parked
-    with pytest.raises(ConfigError, match="stop_prob must be in"):
-        from core.config import CollectConfig
+    from core.config import CollectConfig
+    from core.train.iterate import IterateConfig
 
-        CollectConfig(stop_prob=-0.1)
+    for config in (CollectConfig, IterateConfig):  # collect and iterate rounds both take stops
+        assert config().stop_prob == 0.0  # off by default
+        with pytest.raises(ConfigError, match="stop_prob must be in"):
+            config(stop_prob=-0.1)
 
 
 def test_pedal_response_from_rest_reads_reality_and_each_dream(

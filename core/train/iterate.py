@@ -63,6 +63,9 @@ class IterateConfig:
     gas_hold_prob: float = 0.0
     """Per-step probability of holding the gas at a random value for 20-80 steps while the controller steers (so M
     sees what gas does; see core.policies_wm.ControllerPolicy)."""
+    stop_prob: float = 0.0
+    """Per-step probability of a stop: brake to rest, stand 20-100 steps, drive off; half the episodes also begin
+    parked (so M sees a car that stays where it is; see core.policies_wm.ControllerPolicy)."""
     check_data_dirs: tuple[Path, ...] = ()
     """Held-out episode directories (e.g. agent-driven and random ones, seeds 900,000..999,999) on which every
     round's new M is measured with `divergence` (road share kept and tracked, pixel MSE, reward per horizon);
@@ -88,6 +91,7 @@ class IterateConfig:
         check(0 <= self.excursion_prob <= 1, f"excursion_prob must be in [0, 1], got {self.excursion_prob}")
         check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
         check(0 <= self.gas_hold_prob <= 1, f"gas_hold_prob must be in [0, 1], got {self.gas_hold_prob}")
+        check(0 <= self.stop_prob <= 1, f"stop_prob must be in [0, 1], got {self.stop_prob}")
         check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         check(
             self.check_max_episodes >= 0 and bool(self.check_horizons) and min(self.check_horizons) >= 1,
@@ -252,6 +256,7 @@ def iterate(
             excursion_prob=config.excursion_prob,
             noise_corr_steps=config.noise_corr_steps,
             gas_hold_prob=config.gas_hold_prob,
+            stop_prob=config.stop_prob,
         )
         collect_config = CollectConfig(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=config.collect_max_steps,
