@@ -28,8 +28,8 @@ def train_encode(
     """Encode all episodes of ``config.data_dir`` with ``config.vision`` and write ``config.out``.
 
     The latent file holds, per episode, ``mu``/``logvar`` float32 (T+1, z_dim) and the actions, rewards and
-    terminated flags, the driving policy's label and the car's speed at each frame (read from the HUD), plus the vision kind and the SHA-256 of its checkpoint
-    (see :class:`LatentEpisodes`). ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
+    terminated flags, the driving policy's label and the car's speed at each frame (read from the HUD), plus the
+    vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`). ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.

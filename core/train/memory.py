@@ -59,7 +59,8 @@ def evaluate_memory(
     n = 0
     for ep in episodes:
         z, a = ep["z"], ep["action"]
-        out, _ = model(z[:, :-1], a)
+        h = model.hidden_sequence(z[:, :-1], a)  # one LSTM pass for the heads and the speed
+        out = model.heads(h, z[:, :-1])
         target = z[:, 1:]
         steps = target.shape[1]
         nll += model.nll(out, target).sum().item()
@@ -71,7 +72,7 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        speed = model.speed(model.hidden_sequence(z[:, :-1], a)) if "speed" in ep else None
+        speed = model.speed(h) if "speed" in ep else None
         if speed is not None:
             speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
