@@ -63,7 +63,7 @@ from core.envs.car_racing import hud_speed
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
-from core.metrics.replay import real_drive, real_frame_after, real_frames_after, real_return
+from core.metrics.replay import real_drive, real_frames_after
 from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
@@ -256,8 +256,8 @@ def dream_divergence(
             brake, idle = (0.0, 0.0, 1.0), (0.0, 0.0, 0.0)
             # from mid-episode, full brake; from the reset frame (car at rest), no input at all
             for name, s0, action in (("parked", starts[len(starts) // 2], brake), ("parked_start", 0, idle)):
-                real_parked = real_return(ep, s0, np.tile(np.asarray(action, np.float32), (horizon, 1)))
-                if real_parked is None:
+                drive = real_drive(ep, s0, np.tile(np.asarray(action, np.float32), (horizon, 1)))
+                if drive is None:
                     continue
                 if s0 == 0:
                     h_s, c_s = (t[0, 0] for t in memory.initial_state(1))
@@ -271,7 +271,7 @@ def dream_divergence(
                 for _ in range(horizon):
                     parked_reward += parked.step(held)[1].double()
                 add(f"{name}_reward_dream@{horizon}", float(parked_reward.sum()), m)
-                add(f"{name}_reward_real@{horizon}", real_parked * m, m)
+                add(f"{name}_reward_real@{horizon}", drive[0] * m, m)
         if config.steer and starts[len(starts) // 2] + STEER_STEPS <= steps:
             s0, m = starts[len(starts) // 2], config.samples
             h_s, c_s = states[s0]
@@ -279,10 +279,10 @@ def dream_divergence(
             for sign in (-1.0, 1.0):
                 held = actions[s0 : s0 + STEER_STEPS].clone()
                 held[:, 0] = sign * STEER
-                frame = real_frame_after(ep, s0, held.numpy())
-                if frame is None:
+                real_turned = real_frames_after(ep, s0, held.numpy(), (STEER_STEPS,))
+                if real_turned is None:
                     break
-                real_offsets.append(road_offset(wm.preprocess(frame[None]))[0][0])
+                real_offsets.append(road_offset(wm.preprocess(real_turned))[0][0])
                 turned = BatchedDream(memory, m, tau=config.tau, max_steps=STEER_STEPS)
                 turned.reset(seeds[:m], z=mu[s0].expand(m, -1),
                              state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip

@@ -54,20 +54,6 @@ def real_frames_after(ep, start: int, actions: np.ndarray, horizons: tuple[int, 
         return np.stack(frames)
 
 
-def real_frame_after(ep, start: int, held: np.ndarray) -> np.ndarray | None:
-    """Reality's frame uint8 (96, 96, 3) after replaying ``ep`` up to ``start`` and then the actions ``held``
-    float32 (K, 3); None when the replay fails (see :func:`replayed`) or the episode ends first."""
-    with replayed(ep, start) as env:
-        if env is None:
-            return None
-        obs = None
-        for action in held:
-            obs, _, term, _, _ = env.step(np.asarray(action, np.float32))
-            if term:
-                return None
-        return obs
-
-
 def real_drive(ep, start: int, actions: np.ndarray) -> tuple[float, np.ndarray] | None:
     """Reality's return over ``actions`` float32 (K, 3) after replaying ``ep`` up to ``start`` (until the episode
     ends, if sooner) and its last frame uint8 (96, 96, 3); None when the replay fails (see :func:`replayed`) or
@@ -82,9 +68,3 @@ def real_drive(ep, start: int, actions: np.ndarray) -> tuple[float, np.ndarray] 
             if term:
                 break
         return None if obs is None else (total, obs)
-
-
-def real_return(ep, start: int, actions: np.ndarray) -> float | None:
-    """Reality's return of :func:`real_drive`, or None."""
-    out = real_drive(ep, start, actions)
-    return None if out is None else out[0]
