@@ -13,14 +13,22 @@ from core.data.collect import collect
 from core.data.episodes import Episode, list_episodes, read_episode, write_episode
 from core.data.policies import RandomExplorationPolicy, RandomPolicyFactory
 from core.divergence import DivergenceConfig, dream_divergence
-from core.envs.car_racing import FRAME_SHAPE, HUD_ROWS, car_speed, make_real_env, preprocess_frames, to_uint8_hwc
+from core.envs.car_racing import (
+    FRAME_SHAPE,
+    HUD_ROWS,
+    car_speed,
+    hud_speed,
+    make_real_env,
+    preprocess_frames,
+    to_uint8_hwc,
+)  # fmt: skip
 from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import RealTracker, WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
 from core.evaluate import EvaluateConfig, EvaluationResult, evaluate
 from core.metrics.road import road_offset, road_share, tracks_road
 from core.models.dds_vae import EVAL_GATES
-from core.models.mdnrnn import mixture_mean, sample_mdn
+from core.models.mdn import mixture_mean, sample_mdn
 from core.parallel import TaskFailed, WorkerCrashed, make_executor
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn
@@ -39,7 +47,7 @@ __all__ = [
     "CollectConfig", "DreamVideoConfig", "EncodeConfig", "MemoryTrainConfig", "VisionTrainConfig", "EvaluateConfig",
     "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",
     "Episode", "list_episodes", "read_episode", "write_episode", "RandomExplorationPolicy", "RandomPolicyFactory",
-    "FRAME_SHAPE", "HUD_ROWS", "car_speed", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
+    "FRAME_SHAPE", "HUD_ROWS", "car_speed", "hud_speed", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "WorldModel",
     "WorldModelObservation", "RealTracker", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
     "ControllerTrainConfig", "train_controller", "DistillConfig", "distill_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",

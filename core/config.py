@@ -309,6 +309,9 @@ class MemoryTrainConfig:
     """> 0: M also predicts the car's speed from h (read from the HUD; the latent file must have speeds, written by
     encode) with this weight on its MSE, so the LSTM carries the speed and the pedal's effect on it (see
     MDNRNNConfig.speed_weight). 0: no speed head. With --init-from the source M's heads are kept."""
+    speed_input: bool = False
+    """The LSTM also reads the car's speed (the HUD's in reality, its own running sum in the dream) and the speed head
+    predicts its change (see MDNRNNConfig.speed_input); needs --speed-weight > 0."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     dream_check_steps: int = 100

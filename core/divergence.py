@@ -176,14 +176,14 @@ def dream_divergence(
             if t in starts:
                 states[t] = (state[0][0, 0].clone(), state[1][0, 0].clone())
             if t < max(starts):
-                _, state = memory.step(mu[t : t + 1], actions[t : t + 1], state)
+                _, state = memory.step(mu[t : t + 1], actions[t : t + 1], state, _at(real_speed, t, t + 1))
         idx = torch.tensor(starts).repeat_interleave(config.samples)
         n = len(idx)
         dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
         h0 = torch.stack([states[int(s)][0] for s in idx]).unsqueeze(0)
         c0 = torch.stack([states[int(s)][1] for s in idx]).unsqueeze(0)
         seeds = window_seeds(config.seed, e, n)
-        dream.reset(seeds, z=mu[idx], state=(h0, c0))
+        dream.reset(seeds, z=mu[idx], state=(h0, c0), speed=_at(real_speed, idx))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
@@ -200,7 +200,7 @@ def dream_divergence(
                 add(f"road_share_vision@{k}", float(road_share(vision_frames).sum()), n)
                 add(f"road_kept@{k}", float((dream_road >= 0.5 * real_road).sum()), n)
                 add(f"road_tracked@{k}", float(tracks_road(dream_road, real_road).sum()), n)
-                dream_speed = memory.speed(dream.h)  # M's speed head against the HUD's
+                dream_speed = dream.predicted_speed()  # M's speed against the HUD's
                 if real_speed is not None and dream_speed is not None:
                     add(f"speed_dream@{k}", float(dream_speed.sum()), n)
                     add(f"speed_real@{k}", float(real_speed[idx + k].sum()), n)
@@ -231,15 +231,23 @@ def dream_divergence(
                         add(f"nudged_road_tracked@{k}", float(tracks_road(nudged_road[j : j + 1], real_road)[0]), 1)
         if wm.controller is not None:
             _closed_loop(
-                wm, memory, config, mu[idx], (h0, c0), seeds, x[idx.unsqueeze(1) + torch.tensor(config.horizons)], add
+                wm,
+                memory,
+                config,
+                mu[idx],
+                (h0, c0),
+                seeds,
+                x[idx.unsqueeze(1) + torch.tensor(config.horizons)],
+                add,
+                _at(real_speed, idx),
             )
         if config.coast:  # from every window: the recorded steering with no gas, dream vs reality (paired streams)
             m, coasting = config.samples, actions[idx.unsqueeze(1) + torch.arange(horizon)].clone()
             coasting[..., 1] = 0.0
             coast = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
-            coast.reset(seeds, z=mu[idx], state=(h0, c0))
+            coast.reset(seeds, z=mu[idx], state=(h0, c0), speed=_at(real_speed, idx))
             coast_reward = torch.stack([coast.step(coasting[:, t])[1].double() for t in range(horizon)]).sum(0)
-            coast_speed = memory.speed(coast.h)
+            coast_speed = coast.predicted_speed()
             for j, s0 in enumerate(starts):
                 drive = real_drive(ep, s0, coasting[j * m].numpy())
                 if drive is not None:
@@ -265,7 +273,8 @@ def dream_divergence(
                     h_s, c_s = states[s0]
                 parked = BatchedDream(memory, m, tau=config.tau, max_steps=horizon)
                 parked.reset(seeds[:m], z=mu[s0].expand(m, -1),
-                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip
+                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()),
+                             speed=_at(real_speed, s0))  # fmt: skip
                 held = torch.tensor([action]).expand(m, 3)
                 parked_reward = torch.zeros(m, dtype=torch.float64)
                 for _ in range(horizon):
@@ -285,7 +294,8 @@ def dream_divergence(
                 real_offsets.append(road_offset(wm.preprocess(real_turned))[0][0])
                 turned = BatchedDream(memory, m, tau=config.tau, max_steps=STEER_STEPS)
                 turned.reset(seeds[:m], z=mu[s0].expand(m, -1),
-                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()))  # fmt: skip
+                             state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()),
+                             speed=_at(real_speed, s0))  # fmt: skip
                 for t in range(STEER_STEPS):
                     turned.step(held[t].expand(m, 3))
                 dream_offsets.append(road_offset(wm.decode(turned.z))[0])
@@ -305,16 +315,23 @@ def dream_divergence(
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
 
 
+def _at(speed: torch.Tensor | None, index: Any, stop: int | None = None) -> torch.Tensor | None:
+    """``speed[index]`` (or ``speed[index:stop]``) of reality's HUD speeds, None without them."""
+    if speed is None:
+        return None
+    return speed[index:stop] if stop is not None else speed[index]
+
+
 def _closed_loop(wm: WorldModel, memory: Any, config: DivergenceConfig, z0: torch.Tensor,
                  state: tuple[torch.Tensor, torch.Tensor], seeds: list[int], real_frames: torch.Tensor,
-                 add: Any) -> None:  # fmt: skip
+                 add: Any, speed: torch.Tensor | None) -> None:  # fmt: skip
     """The controller drives the dream from each window start (see the module doc); ``real_frames`` float32
-    (N, len(horizons), 3, S, S) are reality's frames at the horizons."""
+    (N, len(horizons), 3, S, S) are reality's frames at the horizons; ``speed`` (N,) reality's speeds there."""
     controller = wm.controller
     assert controller is not None
     n, horizon = len(z0), max(config.horizons)
     dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
-    obs = dream.reset(seeds, z=z0, state=state)
+    obs = dream.reset(seeds, z=z0, state=state, speed=speed)
     v_only = controller.config.input_dim == wm.z_dim
     reward = torch.zeros(n, dtype=torch.float64)
     for k in range(1, horizon + 1):

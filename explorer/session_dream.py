@@ -15,6 +15,7 @@ from torch import Tensor
 from core.api import (
     BatchedDream,
     DreamExplorerError,
+    hud_speed,
     list_episodes,
     read_episode,
     road_share,
@@ -57,12 +58,13 @@ class DreamSide(SessionParts):
         wm = self.world_model
         assert wm is not None
         source = source or self.dream_source
-        state = None
+        state, speed = None, 0.0  # a dream from a frame without its past starts at rest
         if z is not None:
             z0 = torch.as_tensor(np.asarray(z, np.float32)).view(1, -1)
         elif source == "real":
             assert self._real_z is not None
             z0, state = self._real_z, self._real_state
+            speed = float(hud_speed(self.real_frame))
         elif source == "random":
             z0 = torch.randn(1, wm.z_dim, generator=self.torch_rng)
         else:
@@ -74,11 +76,12 @@ class DreamSide(SessionParts):
                 return
             with self._inference("encode", vision=True):
                 z0 = wm.encode(self.dataset_frame)[0]
+            speed = float(hud_speed(self.dataset_frame))
         if self.dream is None or self.dream.n != self.futures or self.dream.memory is not wm.memory:
             self.dream = BatchedDream(wm.require_memory(), self.futures, tau=self._tau, max_steps=self._horizon)
         seeds = self.rng.integers(0, 2**31, size=self.futures).tolist()
         with self._inference("memory"):
-            self.dream.reset(seeds, z=z0, state=state)
+            self.dream.reset(seeds, z=z0, state=state, speed=speed)
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
         self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
@@ -141,12 +144,13 @@ class DreamSide(SessionParts):
         self._measure_road()
 
     def _read_dream_speed(self) -> None:
-        """The first dream's speed as M's speed head reads it from h, into :attr:`dream_speed` and its history."""
+        """The first dream's speed as M predicts it (``BatchedDream.predicted_speed``), into :attr:`dream_speed` and
+        its history."""
         if self.dream is None or self.dream.memory.speed_head is None:
             speed = None
         else:
             with self._inference("memory"):
-                speed = self.dream.memory.speed(self.dream.h[:1])
+                speed = self.dream.predicted_speed()
         self.dream_speed = None if speed is None else float(speed[0])
         if self.dream_speed is not None:
             self.history["dream_speed"].append(self.dream_speed)
@@ -181,7 +185,10 @@ class DreamSide(SessionParts):
         memory = self.world_model.require_memory()
         h, c = self.dream.state
         with self._inference("memory"):
-            out, _ = memory.step(self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]))
+            speed = self.dream.speed[:1] if self.dream.speed_input else None
+            out, _ = memory.step(
+                self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]), speed
+            )
             k = SPREAD_SAMPLES
             draws = sample_mdn(
                 out.log_pi.expand(k, -1, -1), out.mu.expand(k, -1, -1), out.log_sigma.expand(k, -1, -1),

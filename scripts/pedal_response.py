@@ -66,7 +66,7 @@ def dream(
         for t in range(1, steps + 1):
             _, r, _, _ = d.step(action)
             total += r.double()
-            speed = memory.speed(d.h)
+            speed = d.predicted_speed()
             if t in read_at and speed is not None:
                 read.append(float(speed.mean()))
         returns.append(float(total.mean()))

@@ -14,7 +14,7 @@ import core  # noqa: F401  (registers DreamCarRacing-v0)
 from core.envs.car_racing import make_real_env
 from core.envs.dream import BatchedDream, DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation
-from core.models.mdnrnn import sample_mdn_with_noise
+from core.models.mdn import sample_mdn_with_noise
 
 
 @pytest.fixture(scope="module")

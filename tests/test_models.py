@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.models import MDNRNN, Controller, ControllerConfig, ConvVAE, MDNRNNConfig, VAEConfig
-from core.models.mdnrnn import mdn_nll, mixture_mean, sample_mdn
+from core.models.mdn import mdn_nll, mixture_mean, sample_mdn
 
 
 def n_params(m: torch.nn.Module) -> int:

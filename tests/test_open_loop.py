@@ -9,7 +9,8 @@ import torch
 
 from core.config import MemoryTrainConfig
 from core.errors import ConfigError
-from core.models.mdnrnn import LOG_SIGMA_MIN, MDNRNN, MDNRNNConfig
+from core.models.mdn import LOG_SIGMA_MIN
+from core.models.mdnrnn import MDNRNN, MDNRNNConfig
 
 
 def _ar_batch(seed: int, batch: int = 16, steps: int = 30) -> dict[str, torch.Tensor]:

@@ -60,9 +60,11 @@ def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeli
     batch = SequenceSampler(lat, [1], 25, 0).batch(2, sample_z=False)
     # episode 1 holds frames 21..41 (speed = frame index): the targets are the speeds of frames 1..20 of it
     np.testing.assert_array_equal(batch["speed"][0, :20].numpy(), speeds[22:42])
+    np.testing.assert_array_equal(batch["speed_in"][0, :20].numpy(), speeds[21:41])  # the input frames 0..19
     assert (batch["speed"][:, 20:] == 0).all() and (batch["mask"][:, 20:] == 0).all()
     full = SequenceSampler(lat, [1], 25, 0).full_episodes()[0]
     np.testing.assert_array_equal(full["speed"][0].numpy(), speeds[22:42])
+    np.testing.assert_array_equal(full["speed_in"][0].numpy(), speeds[21:41])
     from core.train.iterate import merge_latents
 
     np.testing.assert_array_equal(merge_latents(lat, lat.subset([0])).speeds, np.concatenate([speeds, speeds[:21]]))
@@ -82,7 +84,7 @@ def _pedal_batch(seed: int, batch: int = 32, steps: int = 40) -> dict[str, torch
         speed[:, t + 1] = 0.9 * speed[:, t] + 8.0 * gas[:, t, 0]
     z = torch.randn(batch, steps + 1, 2, generator=g)
     zeros = torch.zeros(batch, steps)
-    return {"z": z, "action": action, "reward": zeros, "done": zeros, "speed": speed[:, 1:]}
+    return {"z": z, "action": action, "reward": zeros, "done": zeros, "speed": speed[:, 1:], "speed_in": speed[:, :-1]}
 
 
 def test_the_speed_head_integrates_the_pedal(one_torch_thread: None) -> None:
@@ -217,3 +219,78 @@ def test_the_speed_read_out_is_never_negative() -> None:
     batch = _pedal_batch(0, batch=2, steps=10)
     _, parts = m.loss(batch)  # the fit sees the raw output: -0.3 against speeds of 0..0.8 (units of 100)
     assert parts["speed_mse"] == pytest.approx(float(((batch["speed"] / 100 + 0.3) ** 2).mean()), rel=1e-5)
+
+
+def test_an_m_that_reads_the_speed_dreams_it_on_its_own(one_torch_thread: None) -> None:
+    """Trained on the pedal batches, an M with ``speed_input`` learns the change of speed; a dream then runs on its
+    own sum of changes (the pedal drives it up and coasting lets it fall), the same as M stepped by hand."""
+    from core.envs.dream import BatchedDream
+
+    torch.manual_seed(0)
+    with pytest.raises(ConfigError, match="speed_input needs a speed head"):
+        MDNRNNConfig(speed_input=True)
+    m = MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=16, n_gaussians=2, speed_weight=10.0, speed_input=True))
+    assert m.lstm.input_size == 2 + 3 + 1
+    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
+    for i in range(150):
+        loss, parts = m.loss(_pedal_batch(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["speed_mse"] < 1e-3  # 3 units/s
+    gas = [1.0] * 30 + [0.0] * 30
+    dream = BatchedDream(m, 2, tau=1.0, max_steps=60)
+    dream.reset([1, 2], z=torch.zeros(2))  # at rest by default
+    read = []
+    for g in gas:
+        dream.step(torch.tensor([[0.0, g, 0.0]]).expand(2, 3))
+        read.append(float(dream.speed[0]))
+        assert torch.equal(dream.predicted_speed(), dream.speed)
+    assert read[29] == pytest.approx(80.0 * (1 - 0.9**30), abs=8.0)
+    assert read[59] < 0.25 * read[29]
+    with torch.no_grad():  # M by hand on the dream's first steps: the same h and speeds
+        m2 = BatchedDream(m, 1, tau=0.0, max_steps=5)
+        m2.reset([0], z=torch.zeros(2), speed=20.0)
+        state, s, z = None, torch.tensor([20.0]), torch.zeros(1, 2)
+        for _ in range(5):
+            m2.step(torch.tensor([[0.0, 1.0, 0.0]]))
+            _, state = m.step(z, torch.tensor([[0.0, 1.0, 0.0]]), state, s)
+            s = m.speed(state[0][0], s)
+            z = m2.z.clone()
+            torch.testing.assert_close(m2.h, state[0][0], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(m2.speed, s, atol=1e-4, rtol=1e-5)
+    batch = _pedal_batch(0)
+    del batch["speed_in"]
+    with pytest.raises(ValueError, match="reads the car's speed"):
+        m.loss(batch)
+    with pytest.raises(ValueError, match="reads the car's speed"):
+        m.step(torch.zeros(1, 2), torch.zeros(1, 3), None)
+
+
+def test_reality_feeds_the_hud_speed_to_an_m_that_reads_it(pipeline: dict[str, Path], tmp_path: Path) -> None:
+    """The real-env wrapper reads the HUD of each frame into M; the app's tracker refuses to step without it."""
+    from core.checkpoint import save_checkpoint
+    from core.envs.world_model import RealTracker, WorldModel, WorldModelObservation
+
+    wm = WorldModel.load(pipeline["vision"])
+    m = MDNRNN(MDNRNNConfig(z_dim=wm.z_dim, hidden_dim=8, n_gaussians=2, speed_weight=1.0, speed_input=True))
+    path = save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config)
+    wm = WorldModel.load(pipeline["vision"], path)
+    env = WorldModelObservation(make_real_env(), wm)
+    env.reset(seed=3)
+    for _ in range(60):
+        _, _, _, _, info = env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert env.tracker.speed is not None and float(env.tracker.speed[0]) == pytest.approx(hud_speed(info["frame"]))
+    assert float(env.tracker.speed[0]) > 10.0
+    state = env.state
+    assert state is not None  # M by hand with the HUD's speed: the same next state
+    z, s = env.z, env.tracker.speed
+    _, expect = m.step(z, torch.tensor([[0.0, 1.0, 0.0]]), state, s)
+    env.step(np.array([0.0, 1.0, 0.0], np.float32))
+    assert env.state is not None
+    torch.testing.assert_close(env.state[0], expect[0])
+    env.close()
+    tracker = RealTracker(wm)
+    tracker.reset(torch.zeros(1, wm.z_dim))
+    with pytest.raises(ValueError, match="reads the car's speed"):
+        tracker.advance(np.zeros(3, np.float32))

@@ -310,7 +310,8 @@ class SequenceSampler:
         """A batch: ``z`` (B, L+1, z_dim) (inputs z_0..z_{L-1}, and z_1..z_L as targets unless ``z_target``),
         ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), ``episode`` int64 (B,) (each window's episode
         index in the latent file), optional ``z_target`` (B, L, z_dim), and ``speed`` (B, L) (the speeds at
-        frames 1..L, world units per second) when the latent file has speeds.
+        frames 1..L, world units per second) and ``speed_in`` (B, L) (frames 0..L-1) when the latent file has
+        speeds.
 
         ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: the targets are mu_1..mu_L (denoised)
         while the inputs stay sampled. ``clean_input_fraction``: this share of the sequences (drawn at random)
@@ -321,7 +322,7 @@ class SequenceSampler:
         action = np.zeros((batch_size, L, 3), np.float32)
         reward = np.zeros((batch_size, L), np.float32)
         done = np.zeros((batch_size, L), np.float32)
-        speed = np.zeros((batch_size, L), np.float32) if self.latents.speeds is not None else None
+        speed = np.zeros((batch_size, L + 1), np.float32) if self.latents.speeds is not None else None
         mask = np.zeros((batch_size, L), np.float32)
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
@@ -347,7 +348,7 @@ class SequenceSampler:
             reward[b, :n] = d["reward"][start : start + n]
             done[b, :n] = d["done"][start : start + n]
             if speed is not None:
-                speed[b, :n] = d["speed"][start + 1 : start + n + 1]
+                speed[b, : n + 1] = d["speed"][start : start + n + 1]
             mask[b, :n] = 1.0
         out = {
             "z": torch.from_numpy(z),
@@ -360,7 +361,7 @@ class SequenceSampler:
         if z_target is not None:
             out["z_target"] = torch.from_numpy(z_target)
         if speed is not None:
-            out["speed"] = torch.from_numpy(speed)
+            out["speed"], out["speed_in"] = torch.from_numpy(speed[:, 1:]), torch.from_numpy(speed[:, :-1])
         return out
 
     def full_episodes(self) -> list[dict[str, Tensor]]:
@@ -372,5 +373,6 @@ class SequenceSampler:
                 "action": torch.from_numpy(d["action"]).unsqueeze(0),
                 "reward": torch.from_numpy(d["reward"]).unsqueeze(0),
                 "done": torch.from_numpy(d["done"].astype(np.float32)).unsqueeze(0),
-            } | ({"speed": torch.from_numpy(d["speed"][1:]).unsqueeze(0)} if "speed" in d else {}))  # fmt: skip
+            } | ({"speed": torch.from_numpy(d["speed"][1:]).unsqueeze(0),
+                  "speed_in": torch.from_numpy(d["speed"][:-1]).unsqueeze(0)} if "speed" in d else {}))  # fmt: skip
         return out

@@ -19,8 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.envs.car_racing import hud_speed
 from core.envs.world_model import WorldModel
-from core.models.mdnrnn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, MDNRNN, LSTMState, normal_to_uniform
+from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, normal_to_uniform
+from core.models.mdnrnn import MDNRNN, SPEED_SCALE, LSTMState
 
 NOISE_CHUNK = 128
 """Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
@@ -68,7 +70,9 @@ def _lstm_step(w: Tensor, b: Tensor, z: Tensor, a: Tensor, h: Tensor, c: Tensor)
 class BatchedDream:
     """N dreams stepped together through the MDN-RNN; no decoding (cheap enough for training controllers).
 
-    State per rollout: ``z`` (N, z_dim), LSTM ``(h, c)`` (1, N, hidden_dim), step count, done flag.
+    State per rollout: ``z`` (N, z_dim), LSTM ``(h, c)`` (1, N, hidden_dim), step count, done flag, and for an M
+    that reads the speed (``MDNRNNConfig.speed_input``) the dream's own speed ``speed`` (N,), world units per
+    second: s_{t+1} = max(0, s_t + the speed head's change), fed to the LSTM with z and the action.
     After a rollout is done its reward is 0 and its state stops changing.
 
     Args:
@@ -84,7 +88,8 @@ class BatchedDream:
             controller reads the h of the M it drives with in reality (:class:`core.train.fitness.DreamEvaluator`).
 
     Raises:
-        ValueError: ``n < 1``, or a reader of other sizes.
+        ValueError: ``n < 1``, or a reader of other sizes or that reads the speed where M does not (or not where
+            M does).
     """
 
     def __init__(
@@ -117,6 +122,9 @@ class BatchedDream:
         self.z = torch.zeros(n, self.z_dim)
         self.h = torch.zeros(n, self.hidden_dim)
         self.c = torch.zeros(n, self.hidden_dim)
+        self.speed_input = cfg.speed_input
+        self.speed = torch.zeros(n)
+        """The dream's speed (N,), world units per second (kept at 0 for an M that does not read it)."""
         self.reader = reader
         if reader is not None:
             if (reader.config.z_dim, reader.config.hidden_dim) != (self.z_dim, self.hidden_dim):
@@ -124,6 +132,8 @@ class BatchedDream:
                     f"reader has z_dim {reader.config.z_dim}, hidden_dim {reader.config.hidden_dim}; the dream's M "
                     f"{self.z_dim}, {self.hidden_dim}"
                 )
+            if reader.config.speed_input != self.speed_input:
+                raise ValueError("the reader and the dream's M must both read the car's speed, or neither")
             self._reader_w, self._reader_b = _fused_lstm(reader.eval(), bf16)
         self.reader_h = self.reader_c = torch.zeros(n, self.hidden_dim)  # the reader's LSTM state (with a reader)
         self.steps = 0
@@ -154,6 +164,7 @@ class BatchedDream:
         z: Tensor | None = None,
         state: LSTMState | None = None,
         reader_state: LSTMState | None = None,
+        speed: Tensor | float | None = None,
     ) -> Tensor:
         """Start N rollouts.
 
@@ -162,6 +173,8 @@ class BatchedDream:
             z: float32 (N, z_dim) or (z_dim,) starting latents; default z ~ N(0, I) drawn from each stream.
             state: optional LSTM ``(h, c)``, each (1, N, hidden_dim) or (1, 1, hidden_dim); default zeros.
             reader_state: the reader's LSTM ``(h, c)`` (same shapes) with a ``reader``; default: ``state``.
+            speed: the starting speed, float32 (N,) or a number, world units per second (an M that reads the speed;
+                default 0, a car at rest).
 
         Returns:
             The observations ``[z, h]``, float32 (N, z_dim + hidden_dim).
@@ -184,6 +197,9 @@ class BatchedDream:
             h, c = (self.h, self.c) if reader_state is None else (reader_state[0], reader_state[1])
             self.reader_h = h.reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
             self.reader_c = c.reshape(-1, self.hidden_dim).expand(self.n, -1).clone()
+        self.speed = torch.zeros(self.n)
+        if speed is not None and self.speed_input:
+            self.speed = torch.as_tensor(speed, dtype=torch.float32).reshape(-1).expand(self.n).clone()
         self.steps = 0
         self.done = torch.zeros(self.n, dtype=torch.bool)
         return self.observation()
@@ -205,10 +221,16 @@ class BatchedDream:
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
+        if self.speed_input:
+            a = torch.cat([a, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1)
         h, c = _lstm_step(self._w, self._b, self.z, a, self.h, self.c)
         live = ~self.done
         keep = live.unsqueeze(1)
-        if self.reader is not None:  # the reader's LSTM on the same z_t and a_t
+        if self.speed_input:
+            speed = self.memory.speed(h, self.speed)
+            assert speed is not None  # speed_input implies a speed head
+            self.speed = torch.where(live, speed, self.speed)
+        if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and s_t)
             reader_h, reader_c = _lstm_step(self._reader_w, self._reader_b, self.z, a, self.reader_h, self.reader_c)
             self.reader_h = torch.where(keep, reader_h, self.reader_h)
             self.reader_c = torch.where(keep, reader_c, self.reader_c)
@@ -254,6 +276,11 @@ class BatchedDream:
             z_next = z_next + self.z
         return z_next, y[:, -2], y[:, -1]
 
+    def predicted_speed(self) -> Tensor | None:
+        """The dream's speed, float32 (N,), world units per second: its running speed for an M that reads the speed,
+        the speed head on h for one that only predicts it, None for an M without a speed head."""
+        return self.speed.clone() if self.speed_input else self.memory.speed(self.h)
+
     @property
     def state(self) -> LSTMState:
         """LSTM state ``(h, c)``, each float32 (1, N, hidden_dim)."""
@@ -272,6 +299,8 @@ class DreamEnv(gym.Env):
         ``"frame"``: a real uint8 (96, 96, 3) frame, encoded to its posterior mean;
         ``"z"``: a latent (z_dim,);
         ``"state"``: an LSTM ``(h, c)`` to continue from (e.g. where reality stands), with ``"z"`` or ``"frame"``;
+        ``"speed"``: the car's speed there (world units per second; an M that reads the speed; default: the HUD's
+        in ``"frame"``, else 0);
         none of them: z ~ N(0, I).
 
     Args:
@@ -342,12 +371,13 @@ class DreamEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         stream_seed = int(self.np_random.integers(0, 2**62))
-        z = None
+        z, speed = None, options.get("speed")
         if options.get("frame") is not None:
             z = self.world_model.encode(np.asarray(options["frame"], np.uint8))[0]
+            speed = hud_speed(np.asarray(options["frame"], np.uint8)) if speed is None else speed
         elif options.get("z") is not None:
             z = torch.as_tensor(np.asarray(options["z"], np.float32))
-        self._dream.reset([stream_seed], z=z, state=options.get("state"))
+        self._dream.reset([stream_seed], z=z, state=options.get("state"), speed=None if speed is None else float(speed))
         return self._obs(), {"stream_seed": stream_seed}
 
     def step(self, action: np.ndarray):

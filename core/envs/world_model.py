@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from core.checkpoint import load_model, saved_metadata
-from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
+from core.envs.car_racing import hud_speed, preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
 from core.lineage import file_identities
 from core.models import VISION_KINDS, VisionModel, set_memory_format
@@ -196,6 +196,9 @@ class RealTracker:
         """Current latent z_t (posterior mean), float32 (1, z_dim)."""
         self.state: LSTMState | None = None
         """M's ``(h_t, c_t)``, each float32 (1, 1, hidden_dim); None when h is not tracked."""
+        self.speed: Tensor | None = None
+        """The car's speed s_t at the current frame (the HUD's), float32 (1,), world units per second; M reads it
+        when it was trained to (``MDNRNNConfig.speed_input``)."""
 
     @property
     def h(self) -> Tensor | None:
@@ -209,16 +212,23 @@ class RealTracker:
             self.z = z
         self.state = self.world_model.initial_state(1) if self.include_h else None
 
-    def observe(self, z: Tensor) -> None:
-        """Take the latent ``z`` float32 (1, z_dim) of the frame the env returned after :meth:`advance`."""
+    def observe(self, z: Tensor, speed: float | None = None) -> None:
+        """Take the latent ``z`` float32 (1, z_dim) of the frame the env returned after :meth:`advance`, and the
+        car's ``speed`` there (world units per second, :func:`core.envs.car_racing.hud_speed` of the frame)."""
         self.z = z
+        self.speed = None if speed is None else torch.tensor([float(speed)])
 
     @torch.no_grad()
     def advance(self, action: np.ndarray | Tensor) -> None:
-        """Step M's state with ``(z_t, a_t)``, for the action ``a_t`` (3,) just taken in the real env."""
+        """Step M's state with ``(z_t, a_t)`` (and s_t for an M that reads the speed), for the action ``a_t`` (3,)
+        just taken in the real env.
+
+        Raises:
+            ValueError: M reads the speed and :meth:`observe` was given none.
+        """
         if self.state is not None:
             a = torch.as_tensor(np.asarray(action, np.float32)).view(1, -1)
-            _, self.state = self.world_model.require_memory().step(self.z, a, self.state)
+            _, self.state = self.world_model.require_memory().step(self.z, a, self.state, self.speed)
 
     def obs(self, include_h: bool = True) -> Tensor:
         """``[z_t, h_t]`` float32 (1, z_dim + hidden_dim), or ``z_t`` alone (no h tracked, or ``include_h``
@@ -261,12 +271,13 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         frame, info = self.env.reset(seed=seed, options=options)
         self.tracker.reset(self.world_model.encode(frame)[0])
+        self.tracker.observe(self.tracker.z, float(hud_speed(frame)))
         info = dict(info, frame=frame)
         return self._obs(), info
 
     def step(self, action: np.ndarray):
         self.tracker.advance(action)
         frame, reward, terminated, truncated, info = self.env.step(action)
-        self.tracker.observe(self.world_model.encode(frame)[0])
+        self.tracker.observe(self.world_model.encode(frame)[0], float(hud_speed(frame)))
         info = dict(info, frame=frame)
         return self._obs(), float(reward), terminated, truncated, info

@@ -16,17 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.errors import ConfigError
+from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_with_noise
 
-LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 SPEED_SCALE = 100.0
 """The speed head predicts speed / SPEED_SCALE (world units per second; CarRacing's agents drive at 40-80)."""
-LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0
-"""Bounds of the predicted component log standard deviations (keeps the NLL finite)."""
-
-
-def normal_to_uniform(x: Tensor) -> Tensor:
-    """Standard normal noise -> Uniform(0, 1) through the normal CDF, ``Phi(x) = (1 + erf(x / sqrt 2)) / 2``."""
-    return 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 @dataclass(frozen=True)
@@ -50,6 +43,10 @@ class MDNRNNConfig:
     in units of SPEED_SCALE with this weight. The LSTM must then carry the speed and integrate the pedal into it,
     which frames alone (one z per step) leave to chance; the dream's reward and motion can read it. 0: no head
     (every M before it)."""
+    speed_input: bool = False
+    """The LSTM also reads the car's speed s_t (speed / SPEED_SCALE) beside z_t and a_t, and the speed head
+    predicts the change s_{t+1} - s_t: reality feeds the HUD's speed, the dream its own running sum (needs
+    ``speed_weight`` > 0). The pedal then acts on an explicit speed that the reward and the motion can read."""
     residual: bool = True
     """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
     default and the LSTM learns the motion; False gives Ha's absolute means."""
@@ -66,6 +63,8 @@ class MDNRNNConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.reward_weight < 0 or self.done_weight < 0 or self.speed_weight < 0:
             raise ConfigError("reward_weight, done_weight and speed_weight must be >= 0")
+        if self.speed_input and self.speed_weight <= 0:
+            raise ConfigError("speed_input needs a speed head (speed_weight > 0): the dream integrates its output")
 
 
 class MDNOutput(NamedTuple):
@@ -89,96 +88,6 @@ class MDNOutput(NamedTuple):
 LSTMState = tuple[Tensor, Tensor]
 
 
-def mdn_nll(log_pi: Tensor, mu: Tensor, log_sigma: Tensor, target: Tensor, joint: bool = False) -> Tensor:
-    """Negative log-likelihood of ``target`` under the Gaussian mixtures, via log-sum-exp.
-
-    Per dimension: ``-log sum_k pi_k N(target_d; mu_kd, sigma_kd^2)`` (Bishop, 1994, eq. 29; Ha & Schmidhuber,
-    2018, app. A.2). Joint (``joint=True``): ``-log sum_k pi_k prod_d N(target_d; mu_kd, sigma_kd^2)`` (Bishop,
-    1994, eq. 22 and 29, diagonal covariance), spread evenly over the D dimensions so both read in nats per
-    dimension and their means compare.
-
-    Args:
-        log_pi, mu, log_sigma: float (..., D, K); with ``joint`` the weights are read from ``log_pi[..., 0, :]``.
-        target: float (..., D).
-        joint: one mixture over the vector instead of one per dimension.
-
-    Returns:
-        float (..., D): the NLL per dimension, in nats.
-    """
-    t = target.unsqueeze(-1)
-    log_prob = -0.5 * ((t - mu) * torch.exp(-log_sigma)).pow(2) - log_sigma - LOG_SQRT_2PI
-    if not joint:
-        return -torch.logsumexp(log_pi + log_prob, dim=-1)
-    d = target.shape[-1]
-    total = -torch.logsumexp(log_pi[..., 0, :] + log_prob.sum(dim=-2), dim=-1)  # (...)
-    return (total / d).unsqueeze(-1).expand(target.shape)
-
-
-def sample_mdn_with_noise(
-    log_pi: Tensor, mu: Tensor, log_sigma: Tensor, tau: float, noise: Tensor, joint: bool = False
-) -> Tensor:
-    """Sample z_{t+1} from the mixtures at temperature ``tau``, given standard normal noise.
-
-    As in Ha's code (Ha & Schmidhuber, 2018, sec. 4.3): the mixture logits are divided by ``tau`` before the
-    softmax and the Gaussian noise is scaled by ``sqrt(tau)``. The component is drawn by inverting the
-    categorical CDF with one uniform per dimension, ``u = Phi(noise[..., 0])``; ``noise[..., 1]`` is the
-    Gaussian noise. ``tau == 0`` picks the most likely component's mean (deterministic, mode seeking). A joint
-    mixture (``joint``; its ``log_pi`` rows are equal) draws one component for the whole vector, from the first
-    dimension's uniform.
-
-    Args:
-        log_pi, mu, log_sigma: float32 (..., D, K).
-        tau: temperature >= 0.
-        noise: float32 (..., D, 2), independent standard normal.
-        joint: one component for all D dimensions.
-
-    Returns:
-        float32 (..., D).
-
-    Raises:
-        ValueError: ``tau`` < 0.
-    """
-    if tau < 0:
-        raise ValueError(f"tau must be >= 0, got {tau}")
-    if tau == 0:
-        k = log_pi.argmax(dim=-1, keepdim=True)
-        return mu.gather(-1, k).squeeze(-1)
-    cdf = torch.softmax(log_pi / tau, dim=-1).cumsum(dim=-1)
-    u = normal_to_uniform(noise[..., 0:1])
-    if joint:
-        u = u[..., :1, :].expand_as(u)
-    k = (u > cdf).sum(dim=-1, keepdim=True).clamp_(max=log_pi.shape[-1] - 1)
-    mu_k = mu.gather(-1, k).squeeze(-1)
-    sigma_k = log_sigma.gather(-1, k).squeeze(-1).exp()
-    return mu_k + sigma_k * noise[..., 1] * math.sqrt(tau)
-
-
-def sample_mdn(
-    log_pi: Tensor,
-    mu: Tensor,
-    log_sigma: Tensor,
-    tau: float,
-    generator: torch.Generator | None = None,
-    joint: bool = False,
-) -> Tensor:
-    """Sample z_{t+1} at temperature ``tau`` (see :func:`sample_mdn_with_noise`), drawing the noise here.
-
-    Args:
-        log_pi, mu, log_sigma: float32 (..., D, K); tau >= 0; generator: optional torch RNG; joint: one
-            component for the whole vector (a joint mixture).
-
-    Returns:
-        float32 (..., D).
-    """
-    noise = torch.randn((*mu.shape[:-1], 2), generator=generator, dtype=mu.dtype, device=mu.device)
-    return sample_mdn_with_noise(log_pi, mu, log_sigma, tau, noise, joint)
-
-
-def mixture_mean(log_pi: Tensor, mu: Tensor) -> Tensor:
-    """Expected value of each per-dimension mixture: ``sum_k pi_k mu_k``, (..., D, K) -> (..., D)."""
-    return (log_pi.exp() * mu).sum(-1)
-
-
 class MDNRNN(nn.Module):
     """LSTM(z_dim + action_dim -> hidden_dim) + MDN head (z_{t+1}) + reward head + done head."""
 
@@ -187,7 +96,7 @@ class MDNRNN(nn.Module):
     def __init__(self, config: MDNRNNConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MDNRNNConfig()
-        self.lstm = nn.LSTM(cfg.z_dim + cfg.action_dim, cfg.hidden_dim, batch_first=True)
+        self.lstm = nn.LSTM(cfg.z_dim + cfg.action_dim + int(cfg.speed_input), cfg.hidden_dim, batch_first=True)
         self.n_mdn = cfg.z_dim * cfg.n_gaussians
         self.n_logits = cfg.n_gaussians if cfg.joint else self.n_mdn
         # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
@@ -231,17 +140,48 @@ class MDNRNN(nn.Module):
         log_sigma = mdn[..., 1, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
 
-    def speed(self, h: Tensor) -> Tensor | None:
+    def _inputs(self, z: Tensor, action: Tensor, speed: Tensor | None) -> Tensor:
+        """The LSTM's input ``[z, a]``, or ``[z, a, s / SPEED_SCALE]`` for an M with ``speed_input``.
+
+        Raises:
+            ValueError: the M reads the speed and ``speed`` is None.
+        """
+        if not self.config.speed_input:
+            return torch.cat([z, action], dim=-1)
+        if speed is None:
+            raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
+        return torch.cat([z, action, speed.unsqueeze(-1) / SPEED_SCALE], dim=-1)
+
+    def _speed_raw(self, h: Tensor, speed: Tensor | None) -> Tensor:
+        """The speed head's unclamped prediction of s_{t+1} / SPEED_SCALE from h_{t+1} (and s_t with
+        ``speed_input``, whose head predicts the change)."""
+        assert self.speed_head is not None
+        out = self.speed_head(h).squeeze(-1)
+        if self.config.speed_input:
+            if speed is None:
+                raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
+            out = out + speed / SPEED_SCALE
+        return out
+
+    def speed(self, h: Tensor, speed: Tensor | None = None) -> Tensor | None:
         """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
         second, >= 0 (the linear head's output clamped: a speed is a length; training fits the head unclamped; see
-        ``MDNRNNConfig.speed_weight``); None for an M without a speed head."""
+        ``MDNRNNConfig.speed_weight``); None for an M without a speed head. An M with ``speed_input`` predicts the
+        change from ``speed`` (...), the input speed of the step that gave ``h``.
+
+        Raises:
+            ValueError: ``speed_input`` and no ``speed``.
+        """
         if self.speed_head is None:
             return None
-        return (self.speed_head(h).squeeze(-1) * SPEED_SCALE).clamp(min=0.0)
+        return (self._speed_raw(h, speed) * SPEED_SCALE).clamp(min=0.0)
 
-    def _speed_mse(self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor) -> Tensor | None:
+    def _speed_mse(
+        self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None
+    ) -> Tensor | None:
         """Masked MSE of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``,
-        in SPEED_SCALE units; None without a head.
+        in SPEED_SCALE units; None without a head. ``speed_in`` (B, T'): the input speeds (``speed_input``);
+        default ``batch["speed_in"][:, sl]``.
 
         Raises:
             ValueError: the model has a speed head and the batch has no speeds.
@@ -250,34 +190,42 @@ class MDNRNN(nn.Module):
             return None
         if "speed" not in batch:
             raise ValueError("this MDN-RNN has a speed head but the latents have no speeds (run encode again)")
-        err = (self.speed_head(h).squeeze(-1) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
+        if speed_in is None and self.config.speed_input:
+            speed_in = batch["speed_in"][:, sl]
+        err = (self._speed_raw(h, speed_in) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
         return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
-    def forward(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> tuple[MDNOutput, LSTMState]:
+    def forward(
+        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None
+    ) -> tuple[MDNOutput, LSTMState]:
         """Run over sequences.
 
         Args:
             z: float32 (B, T, z_dim) latents z_0..z_{T-1}.
             action: float32 (B, T, action_dim) actions a_0..a_{T-1}.
             state: optional LSTM state, each (1, B, hidden_dim).
+            speed: float32 (B, T) speeds s_0..s_{T-1} (world units per second), needed with ``speed_input``.
 
         Returns:
             ``(out, state)``; ``out`` fields are (B, T, ...) predictions for step t+1.
         """
-        out, new_state = self.lstm(torch.cat([z, action], dim=-1), state)
+        out, new_state = self.lstm(self._inputs(z, action, speed), state)
         return self.heads(out, z), new_state
 
-    def hidden_sequence(self, z: Tensor, action: Tensor, state: LSTMState | None = None) -> Tensor:
+    def hidden_sequence(
+        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None
+    ) -> Tensor:
         """LSTM outputs h_1..h_T, float32 (B, T, hidden_dim), for the same inputs as :meth:`forward`."""
-        return self.lstm(torch.cat([z, action], dim=-1), state)[0]
+        return self.lstm(self._inputs(z, action, speed), state)[0]
 
-    def state_after(self, z: Tensor, action: Tensor, lengths: Tensor) -> LSTMState:
+    def state_after(self, z: Tensor, action: Tensor, lengths: Tensor, speed: Tensor | None = None) -> LSTMState:
         """LSTM state after each sequence's own prefix: sequence ``i`` is fed z_0..z_{L_i - 1} and
         a_0..a_{L_i - 1} from the zero state (what :meth:`step` would hold after ``L_i`` steps).
 
         Args:
             z: float32 (B, T, z_dim); action: float32 (B, T, action_dim), padded past each length.
             lengths: int64 (B,) prefix lengths in [0, T]; 0 gives the zero state.
+            speed: float32 (B, T) input speeds, needed with ``speed_input``.
 
         Returns:
             ``(h, c)``, each float32 (1, B, hidden_dim).
@@ -285,22 +233,27 @@ class MDNRNN(nn.Module):
         h, c = self.initial_state(len(z), z.device)
         live = lengths > 0
         if bool(live.any()):
-            x = torch.cat([z[live], action[live]], dim=-1)
+            x = self._inputs(z[live], action[live], None if speed is None else speed[live])
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths[live].cpu(), batch_first=True, enforce_sorted=False)
             _, (h_live, c_live) = self.lstm(packed)
             h[:, live], c[:, live] = h_live, c_live
         return h, c
 
-    def step(self, z: Tensor, action: Tensor, state: LSTMState | None) -> tuple[MDNOutput, LSTMState]:
+    def step(
+        self, z: Tensor, action: Tensor, state: LSTMState | None, speed: Tensor | None = None
+    ) -> tuple[MDNOutput, LSTMState]:
         """One dream step with the same weights as :meth:`forward`.
 
         Args:
-            z: float32 (B, z_dim); action: float32 (B, action_dim); state: ``(h, c)`` each (1, B, hidden_dim).
+            z: float32 (B, z_dim); action: float32 (B, action_dim); state: ``(h, c)`` each (1, B, hidden_dim);
+            speed: float32 (B,) the speed s_t, needed with ``speed_input``.
 
         Returns:
             ``(out, state)``; ``out`` fields are (B, ...) and ``state[0][0]`` is the new h (B, hidden_dim).
         """
-        out, new_state = self.forward(z.unsqueeze(1), action.unsqueeze(1), state)
+        out, new_state = self.forward(
+            z.unsqueeze(1), action.unsqueeze(1), state, None if speed is None else speed[:, None]
+        )
         return MDNOutput(*(t.squeeze(1) for t in out)), new_state
 
     def nll(self, out: MDNOutput, target: Tensor) -> Tensor:
@@ -357,17 +310,27 @@ class MDNRNN(nn.Module):
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)
-        out, state = self(z[:, : start + 1], action[:, : start + 1])
+        speed_in = batch.get("speed_in") if self.config.speed_input else None
+        out, state = self(
+            z[:, : start + 1], action[:, : start + 1], None, None if speed_in is None else speed_in[:, : start + 1]
+        )
         last = MDNOutput(*(t[:, -1] for t in out))
-        preds, hs = [], []
+        # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
+        s_t = (
+            None if speed_in is None else (self._speed_raw(state[0][0], speed_in[:, start]) * SPEED_SCALE).clamp(min=0)
+        )
+        preds, hs, ins = [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
             z_t = sample_mdn_with_noise(
                 last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint
             )  # index: no grad
-            last, state = self.step(z_t, action[:, t], state)
+            last, state = self.step(z_t, action[:, t], state, s_t)
             preds.append(last)
             hs.append(state[0][0])
+            if s_t is not None:
+                ins.append(s_t)
+                s_t = (self._speed_raw(state[0][0], s_t) * SPEED_SCALE).clamp(min=0)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
@@ -376,7 +339,9 @@ class MDNRNN(nn.Module):
         metrics = {
             "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
         }  # fmt: skip
-        speed_mse = self._speed_mse(torch.stack(hs, dim=1), batch, sl, mask[:, sl])
+        speed_mse = self._speed_mse(
+            torch.stack(hs, dim=1), batch, sl, mask[:, sl], torch.stack(ins, 1) if ins else None
+        )
         if speed_mse is not None:
             loss = loss + self.config.speed_weight * speed_mse
             metrics["open_loop_speed_mse"] = speed_mse.item()
@@ -391,7 +356,7 @@ class MDNRNN(nn.Module):
                 optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps, optional ``z_target``
                 (B, T, z_dim): the z_1..z_T to fit when they differ from the inputs' (e.g. mu while the inputs
                 are sampled); default ``z[:, 1:]``; ``speed`` (B, T) (speeds at frames 1..T, world units per
-                second), needed with a speed head.
+                second), needed with a speed head; ``speed_in`` (B, T) (frames 0..T-1), needed with ``speed_input``.
 
         Returns:
             ``(loss, metrics)``: loss = NLL per latent dimension + reward_weight * reward MSE
@@ -402,7 +367,7 @@ class MDNRNN(nn.Module):
             ValueError: a speed head and no ``speed`` in the batch.
         """
         z, action = batch["z"], batch["action"]
-        h = self.hidden_sequence(z[:, :-1], action)
+        h = self.hidden_sequence(z[:, :-1], action, None, batch.get("speed_in"))
         out = self.heads(h, z[:, :-1])
         target = batch["z_target"] if "z_target" in batch else z[:, 1:]
         mask = batch.get("mask")

@@ -109,6 +109,8 @@ class DreamStarts:
         h, c: float32 (S, hidden_dim), M's LSTM state after that episode's real z_0..z_{t-1} and actions
             a_0..a_{t-1} (zeros at t = 0): what the real env's ``[z, h]`` wrapper holds there.
         episodes, steps: int64 (S,) where each start comes from.
+        speed: float32 (S,) the car's speed at each start (the HUD's, world units per second) for an M that reads
+            the speed (``MDNRNNConfig.speed_input``), else None.
     """
 
     z: Tensor
@@ -116,6 +118,7 @@ class DreamStarts:
     c: Tensor
     episodes: np.ndarray
     steps: np.ndarray
+    speed: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.z)
@@ -153,19 +156,28 @@ class DreamStarts:
         """Starts at step ``t[i]`` of episode ``episodes[i]``, with M run over each real prefix."""
         if latents.z_dim != memory.config.z_dim:
             raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
+        reads_speed = memory.config.speed_input
+        if reads_speed and latents.speeds is None:
+            raise CheckpointError("this MDN-RNN reads the car's speed and the latent file has none (encode again)")
         count, horizon = len(episodes), int(t.max())
         z0 = np.empty((count, latents.z_dim), np.float32)
         prefix_z = np.zeros((count, horizon, latents.z_dim), np.float32)
         prefix_a = np.zeros((count, horizon, 3), np.float32)
+        prefix_s = np.zeros((count, horizon + 1), np.float32)
         for i, (e, ti) in enumerate(zip(episodes, t, strict=True)):
             ep = latents.episode(int(e))
             z0[i] = ep["mu"][ti]
             prefix_z[i, :ti] = ep["mu"][:ti]
             prefix_a[i, :ti] = ep["action"][:ti]
+            if reads_speed:
+                prefix_s[i, : ti + 1] = ep["speed"][: ti + 1]
+        speed = torch.from_numpy(prefix_s) if reads_speed else None
         h, c = memory.state_after(
-            torch.from_numpy(prefix_z), torch.from_numpy(prefix_a), torch.from_numpy(t.astype(np.int64))
-        )
-        return cls(torch.from_numpy(z0), h[0], c[0], episodes, t)
+            torch.from_numpy(prefix_z), torch.from_numpy(prefix_a), torch.from_numpy(t.astype(np.int64)),
+            None if speed is None else speed[:, :horizon],
+        )  # fmt: skip
+        start_speed = None if speed is None else speed[torch.arange(count), torch.from_numpy(t.astype(np.int64))]
+        return cls(torch.from_numpy(z0), h[0], c[0], episodes, t, start_speed)
 
 
 # -- fitness evaluators ------------------------------------------------------------------------------------------
@@ -277,7 +289,10 @@ class DreamEvaluator:
                 idx = start_idx[picked]
                 state = (member_starts.h[idx].unsqueeze(0), member_starts.c[idx].unsqueeze(0))
                 reader_state = (self.starts.h[idx].unsqueeze(0), self.starts.c[idx].unsqueeze(0))
-                obs[rows] = dream.reset(seeds[picked], z=self.starts.z[idx], state=state, reader_state=reader_state)
+                obs[rows] = dream.reset(
+                    seeds[picked], z=self.starts.z[idx], state=state, reader_state=reader_state,
+                    speed=None if member_starts.speed is None else member_starts.speed[idx],
+                )  # fmt: skip
             groups.append((rows, dream))
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)

@@ -22,7 +22,8 @@ from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, parse_mix
 from core.envs.dream import BatchedDream, window_seeds
 from core.errors import CheckpointError, ConfigError
-from core.models.mdnrnn import MDNRNN, SPEED_SCALE, MDNRNNConfig, mixture_mean
+from core.models.mdn import mixture_mean
+from core.models.mdnrnn import MDNRNN, SPEED_SCALE, MDNRNNConfig
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -59,7 +60,8 @@ def evaluate_memory(
     n = 0
     for ep in episodes:
         z, a = ep["z"], ep["action"]
-        h = model.hidden_sequence(z[:, :-1], a)  # one LSTM pass for the heads and the speed
+        speed_in = ep.get("speed_in")
+        h = model.hidden_sequence(z[:, :-1], a, None, speed_in)  # one LSTM pass for the heads and the speed
         out = model.heads(h, z[:, :-1])
         target = z[:, 1:]
         steps = target.shape[1]
@@ -72,7 +74,7 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        speed = model.speed(h) if "speed" in ep else None
+        speed = model.speed(h, speed_in) if "speed" in ep else None
         if speed is not None:
             speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
@@ -140,11 +142,15 @@ def dream_latent_error(
         if not starts:
             continue
         k = len(starts)
-        h, c = model.state_after(z[:-1].expand(k, -1, -1), actions.expand(k, -1, -1), torch.tensor(starts))
+        speed = ep["speed_in"][0] if "speed_in" in ep else None  # frames 0..T-1
+        h, c = model.state_after(
+            z[:-1].expand(k, -1, -1), actions.expand(k, -1, -1), torch.tensor(starts),
+            None if speed is None else speed.expand(k, -1),
+        )  # fmt: skip
         idx = torch.tensor(starts).repeat_interleave(DREAM_CHECK_SAMPLES)
         dream = BatchedDream(model, len(idx), tau=DREAM_CHECK_TAU, max_steps=steps)
         state = (h.repeat_interleave(DREAM_CHECK_SAMPLES, 1), c.repeat_interleave(DREAM_CHECK_SAMPLES, 1))
-        dream.reset(window_seeds(seed, e, len(idx)), z=z[idx], state=state)
+        dream.reset(window_seeds(seed, e, len(idx)), z=z[idx], state=state, speed=None if speed is None else speed[idx])
         for t in range(1, steps + 1):
             dream.step(actions[idx + t - 1])
             real = z[idx + t]
@@ -215,6 +221,7 @@ def train_memory(
                 residual=config.residual,
                 joint=config.joint,
                 speed_weight=config.speed_weight,
+                speed_input=config.speed_input,
             )
         )
         if config.head_prior:
