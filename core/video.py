@@ -12,7 +12,7 @@ import numpy as np
 from core.checkpoint import atomic_path, check_output_file
 from core.config import DreamVideoConfig
 from core.data.policies import RandomExplorationPolicy
-from core.envs.car_racing import make_real_env
+from core.envs.car_racing import hud_speed, make_real_env
 from core.envs.dream import DreamEnv
 from core.envs.world_model import WorldModel, WorldModelObservation
 from core.errors import DreamExplorerError, StageCancelled
@@ -76,7 +76,9 @@ def record_dream(
         obs, _, _, _, info = real.step(action)
         frame = info["frame"]
     dream = DreamEnv(wm, tau=config.tau, render_mode="rgb_array", max_steps=config.steps)
-    obs, _ = dream.reset(seed=config.seed, options={"z": real.z[0], "state": real.state})
+    obs, _ = dream.reset(
+        seed=config.seed, options={"z": real.z[0], "state": real.state, "speed": float(hud_speed(frame))}
+    )
     side = 256
     frames: list[np.ndarray] = []
     total_reward = 0.0

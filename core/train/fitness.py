@@ -215,7 +215,8 @@ class DreamEvaluator:
     Rollout ``p * R + r`` is candidate p on the plan's rollout r: dream seed ``plan.dream_seeds[r]`` (its noise
     stream, as :func:`dream_stream_seed`) and start ``plan.starts[r]``; its return is the sum of M's reward
     head over its steps until the done head fires or ``max_steps``. The returns equal stepping a
-    :class:`DreamEnv` per rollout with ``reset(seed=dream_seed, options={"z": z, "state": (h, c)})``.
+    :class:`DreamEnv` per rollout with ``reset(seed=dream_seed, options={"z": z, "state": (h, c)})`` (and
+    ``"speed"``: the start's HUD speed, for an M that reads the speed).
 
     With ``members`` (an ensemble of K = 1 + len(members) MDN-RNNs), rollout r is dreamt by member ``r mod K``
     (member 0: ``memory``), so every candidate's fitness averages over all of them and a controller cannot win by
