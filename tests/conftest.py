@@ -109,6 +109,20 @@ def speed_memory(pipeline: dict[str, Path], tmp_path_factory: pytest.TempPathFac
     return checkpoint
 
 
+@pytest.fixture(scope="session")
+def speed_input_memory(pipeline: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An M that reads the car's speed (``speed_input``, 1 epoch) on :func:`pipeline`'s latents."""
+    from core.config import MemoryTrainConfig
+    from core.train.memory import train_memory
+
+    out = tmp_path_factory.mktemp("speed_input") / "m.safetensors"
+    cfg = MemoryTrainConfig(latents=pipeline["latents"], out=out, epochs=1, seq_len=16, batch_size=4, speed_weight=1.0,
+                            speed_input=True, dream_check_steps=5)  # fmt: skip
+    checkpoint = train_memory(cfg).checkpoint
+    assert checkpoint is not None
+    return checkpoint
+
+
 def random_latents(path: Path, vision: Path, z_dim: int, episodes: int = 3, steps: int = 40) -> Path:
     """A latent file of ``episodes`` random ``steps``-step episodes (N(0, I) mu, uniform actions, reward -0.1),
     recorded as encoded by ``vision``."""

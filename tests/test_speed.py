@@ -294,3 +294,36 @@ def test_reality_feeds_the_hud_speed_to_an_m_that_reads_it(pipeline: dict[str, P
     tracker.reset(torch.zeros(1, wm.z_dim))
     with pytest.raises(ValueError, match="reads the car's speed"):
         tracker.advance(np.zeros(3, np.float32))
+
+
+def test_dream_starts_and_divergence_carry_realitys_speed(
+    pipeline: dict[str, Path], real_episodes: Path, speed_input_memory: Path
+) -> None:
+    """Dreams of an M that reads the speed start at the HUD's speed of their real frame, after M ran over the real
+    prefix with the real speeds; the divergence checks all run on it and report the dream's own speed."""
+    from core.checkpoint import load_model
+    from core.divergence import DivergenceConfig, dream_divergence
+    from core.errors import CheckpointError
+    from core.train.fitness import DreamStarts
+
+    lat = LatentEpisodes.load(pipeline["latents"])
+    m = load_model(speed_input_memory, "mdnrnn")
+    starts = DreamStarts.from_latents(lat, m, 5, 3, 30, 0)
+    assert starts.speed is not None
+    for i, (e, t) in enumerate(zip(starts.episodes, starts.steps, strict=True)):
+        ep = lat.episode(int(e))
+        assert float(starts.speed[i]) == pytest.approx(float(ep["speed"][t]))
+        with torch.no_grad():  # M by hand over the prefix, fed each frame's speed
+            h = m.hidden_sequence(torch.from_numpy(ep["mu"][None, :t]), torch.from_numpy(ep["action"][None, :t]),
+                                  None, torch.from_numpy(ep["speed"][None, :t]))  # fmt: skip
+        torch.testing.assert_close(starts.h[i], h[0, -1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(CheckpointError, match="has none"):
+        DreamStarts.from_latents(dataclasses.replace(lat, speeds=None), m, 2, 0, 10, 0)
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=speed_input_memory, horizons=(3, 10),
+        warmup=5, start_every=20, samples=2, coast=True,
+    )  # fmt: skip
+    metrics = dream_divergence(cfg).metrics
+    for key in ("speed_dream@10", "coast_speed_dream@10", "parked_reward_dream@10", "steer_response_dream"):
+        assert np.isfinite(metrics[f"divergence/{key}"]), key
+    assert metrics["divergence/speed_dream@10"] >= 0.0
