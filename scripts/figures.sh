@@ -36,14 +36,14 @@ figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1
     $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
         --controller assets/convvae_controller.safetensors --episodes 10 --seed 1700000 --results $OUT/convvae_1700000x10.json
 
-figure "DDS+VAE dream vs reality (session 22's V, session 24's M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
-    "pixel dream 0.00261 / 0.01287 / 0.01848 / 0.01865; pixel copy (standing still) 0.00208 / 0.01395 / 0.02457 / 0.02222; pixel V 0.00134; reward dream -7.54 vs real -8.58 at 100; off-manifold 1.08% (card; session 22's M: 0.00269 / 0.01322 / 0.01883 / 0.01936, reward -6.29, off-manifold 0.11%)" \
+figure "DDS+VAE dream vs reality (session 22's V, session 25's M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
+    "pixel dream 0.00268 / 0.01261 / 0.01851 / 0.01936; pixel copy (standing still) 0.00208 / 0.01395 / 0.02457 / 0.02222; pixel V 0.00134; reward dream -6.87 vs real -8.58 at 100; off-manifold 0.01% (card; session 24's M: 0.00261 / 0.01287 / 0.01848 / 0.01865, reward -7.54, off-manifold 1.08%)" \
     $D divergence --data-dir data/heldout --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --no-parked --no-steer
 
 cat <<'EOF'
 
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
-- DDS+VAE agent (session 24's world model), 100 development tracks 1,900,050..149 (stated 823.7 +- 152.3, card; about 17 min):
+- DDS+VAE agent (session 25's world model), 100 development tracks 1,900,050..149 (stated 817.9 +- 199.4, card; about 17 min):
   dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050
 - ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
   dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
@@ -52,11 +52,11 @@ cat <<'EOF'
   dream-explorer divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
   (stated: tracked 98% / 96% / 63% / 39%, steering response dream -11.55 vs real -22.51; with --data-dir data/check_random10 --no-parked --no-steer 80% / 45% / 39% / 42%; card)
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
-  (scripts/build_assets.sh sections 5, 6, 10, 15, 16, 19 and 21) and their per-track results sit in assets/results/.
+  (scripts/build_assets.sh sections 5, 6, 10, 15, 16, 19, 21 and 22) and their per-track results sit in assets/results/.
 EOF
 
 if [ "${1:-}" = "--long" ]; then
-    figure "DDS+VAE agent (session 24's world model), 100 development tracks 1,900,050..1,900,149" "823.7 +- 152.3 (card)" \
+    figure "DDS+VAE agent (session 25's world model), 100 development tracks 1,900,050..1,900,149" "817.9 +- 199.4 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
             --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050 --results $OUT/ddsvae_1900050x100.json
     figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
