@@ -807,3 +807,11 @@ $D collect --policy controller --vision assets/ddsvae_vision.safetensors --memor
 $D divergence --data-dir data/s25_agent5 --vision assets/ddsvae_vision.safetensors \
     --memory assets/ddsvae_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --coast \
     --max-episodes 5 --tau 0.5
+# the M shipped before, parked at the start on the same 5 check episodes as the card's row
+$D divergence --data-dir data/check_agent10 --vision $V --memory runs/s23/m_seed1.safetensors --horizons 200 \
+    --start-every 100 --no-steer --max-episodes 5 --tau 0.5
+# the steering response of the shipped M, the one before and the stops M (one window per episode)
+for M in $S/m_sin_w10 runs/s23/m_seed1 runs/s24/m_stops_w0; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors --horizons 10 --start-every 100 \
+        --no-parked --max-episodes 5 --tau 0.5
+done
