@@ -270,8 +270,8 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         frame, info = self.env.reset(seed=seed, options=options)
-        self.tracker.reset(self.world_model.encode(frame)[0])
-        self.tracker.observe(self.tracker.z, float(hud_speed(frame)))
+        self.tracker.reset()
+        self.tracker.observe(self.world_model.encode(frame)[0], float(hud_speed(frame)))
         info = dict(info, frame=frame)
         return self._obs(), info
 

@@ -88,6 +88,13 @@ class MDNOutput(NamedTuple):
 LSTMState = tuple[Tensor, Tensor]
 
 
+def _required(speed: Tensor | None) -> Tensor:
+    """``speed`` for an M that reads the speed. Raises ValueError when it is None."""
+    if speed is None:
+        raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
+    return speed
+
+
 class MDNRNN(nn.Module):
     """LSTM(z_dim + action_dim -> hidden_dim) + MDN head (z_{t+1}) + reward head + done head."""
 
@@ -148,20 +155,18 @@ class MDNRNN(nn.Module):
         """
         if not self.config.speed_input:
             return torch.cat([z, action], dim=-1)
-        if speed is None:
-            raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
-        return torch.cat([z, action, speed.unsqueeze(-1) / SPEED_SCALE], dim=-1)
+        return torch.cat([z, action, _required(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
 
     def _speed_raw(self, h: Tensor, speed: Tensor | None) -> Tensor:
         """The speed head's unclamped prediction of s_{t+1} / SPEED_SCALE from h_{t+1} (and s_t with
         ``speed_input``, whose head predicts the change)."""
         assert self.speed_head is not None
         out = self.speed_head(h).squeeze(-1)
-        if self.config.speed_input:
-            if speed is None:
-                raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
-            out = out + speed / SPEED_SCALE
-        return out
+        return out + _required(speed) / SPEED_SCALE if self.config.speed_input else out
+
+    def _next_speed(self, h: Tensor, speed: Tensor | None) -> Tensor:
+        """:meth:`speed` for an M known to have a speed head: world units per second, clamped at 0."""
+        return (self._speed_raw(h, speed) * SPEED_SCALE).clamp(min=0.0)
 
     def speed(self, h: Tensor, speed: Tensor | None = None) -> Tensor | None:
         """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
@@ -172,9 +177,7 @@ class MDNRNN(nn.Module):
         Raises:
             ValueError: ``speed_input`` and no ``speed``.
         """
-        if self.speed_head is None:
-            return None
-        return (self._speed_raw(h, speed) * SPEED_SCALE).clamp(min=0.0)
+        return None if self.speed_head is None else self._next_speed(h, speed)
 
     def _speed_mse(
         self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None
@@ -316,9 +319,7 @@ class MDNRNN(nn.Module):
         )
         last = MDNOutput(*(t[:, -1] for t in out))
         # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
-        s_t = (
-            None if speed_in is None else (self._speed_raw(state[0][0], speed_in[:, start]) * SPEED_SCALE).clamp(min=0)
-        )
+        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start])
         preds, hs, ins = [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
@@ -330,7 +331,7 @@ class MDNRNN(nn.Module):
             hs.append(state[0][0])
             if s_t is not None:
                 ins.append(s_t)
-                s_t = (self._speed_raw(state[0][0], s_t) * SPEED_SCALE).clamp(min=0)
+                s_t = self._next_speed(state[0][0], s_t)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
