@@ -32,6 +32,7 @@ from explorer.app_support import (  # noqa: F401  (Notices and log_stage_end re-
     _HelloImguiLog,
     add_ons,
     docking_layout,
+    draw_status_bar,
     flag_problem,
     log_stage_end,
     parse_flags,
@@ -44,8 +45,9 @@ from explorer.jobs import JobRunner
 from explorer.panels import training
 from explorer.panels.config_form import draft_from_config, fill_loaded_models, merge_draft
 from explorer.panels.file_picker import FilePicker
-from explorer.panels.widgets import GREY, ORANGE, RED, Rect, note, paint_background
-from explorer.profiler import FrameClock, rss_mb
+from explorer.panels.widgets import RED, Rect, note, paint_background
+from explorer.pipeline import PhysicalKeys, StepThread, imgui_drive_keys
+from explorer.profiler import FrameClock
 from explorer.session import DREAM_SOURCES, MODES, VISION_KINDS, Session, SessionConfig
 from explorer.session_state import DEFAULT_TAU, Mode
 from explorer.textures import TextureBank
@@ -119,6 +121,10 @@ class App:
         )
         self.textures = TextureBank(self.clock)
         self.gamepad = Gamepad()
+        self.step_thread = StepThread(self.clock) if config.pipeline else None
+        """Runs the next step while this frame is swapped to the screen (explorer.pipeline); None: at frame start."""
+        self.physical_keys: PhysicalKeys | None = None
+        """The keyboard read at the step's start (made with the window; unavailable under the test engine)."""
         self.stages = app_stages()
         self.jobs = {spec.key: JobRunner(spec, config.stage_runner, config.stage_priority) for spec in self.stages}
         self.drafts: dict[str, dict[str, Any]] = {}
@@ -214,17 +220,8 @@ class App:
 
     # -- the frame ---------------------------------------------------------------------------------
     def drive_keys(self) -> DriveKeys:
-        """Arrows or WASD, unless a text field has the keyboard."""
-        if imgui.get_io().want_text_input:
-            return DriveKeys()
-        down = imgui.is_key_down
-        K = imgui.Key
-        return DriveKeys(
-            left=down(K.left_arrow) or down(K.a),
-            right=down(K.right_arrow) or down(K.d),
-            gas=down(K.up_arrow) or down(K.w),
-            brake=down(K.down_arrow) or down(K.s),
-        )
+        """Arrows or WASD as imgui saw them at the frame's start, unless a text field has the keyboard."""
+        return imgui_drive_keys()
 
     def hotkeys(self) -> None:
         """P autopilot, Space pause, N single step, R reset, T new track, G new dream, 1/2/3 modes."""
@@ -270,14 +267,36 @@ class App:
         self.session.native_kernels = not any(job.running and job.runner == "thread" for job in self.jobs.values())
         self.session.second_core_free = not any(job.running for job in self.jobs.values())
         self.hotkeys()
-        self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
-        self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
-        self.session.tick(self.drive_keys(), self.gamepad.read())
+        if self.step_thread is None or self.frame_count == 0:
+            self._tick_inputs()
+            self.session.tick(self.drive_keys(), self.gamepad.read())
         params = hello_imgui.get_runner_params()
         params.fps_idling.fps_max = self.fps_cap()
         self.frame_count += 1
         if self.config.frames and self.frame_count >= self.config.frames:
             params.app_shall_exit = True
+
+    def _tick_inputs(self) -> None:
+        """What the panels drawn since the last step ask of the next one (every dream's decode, the reconstruction)."""
+        self.session.decode_all_futures, self.futures_seen = self.futures_seen, False
+        self.session.wants_reconstruction, self.vision_seen = self.vision_seen, False
+
+    def start_next_step(self) -> None:
+        """Before the swap: start the step the next frame shows on the step thread, with the keys held now."""
+        if self.step_thread is None or hello_imgui.get_runner_params().app_shall_exit:
+            return
+        if self.physical_keys is None:
+            self.physical_keys = PhysicalKeys()
+            if not self.physical_keys.available:
+                log.info("pipelined steps read imgui's keys of the frame (no GLFW binding or window)")
+        testing = hello_imgui.get_runner_params().use_imgui_test_engine
+        if testing or not self.physical_keys.available or imgui.get_io().want_text_input:
+            keys = self.drive_keys()
+        else:
+            keys = self.physical_keys.read()
+        pad = self.gamepad.read()
+        self._tick_inputs()
+        self.step_thread.submit(lambda: self.session.tick(keys, pad))
 
     def fps_cap(self) -> float:
         """The frame-rate cap now: the flag, else real time unless profiling or counting frames."""
@@ -288,31 +307,13 @@ class App:
         return REAL_TIME_FPS if self.real_time else 0.0
 
     def status_bar(self) -> None:
-        """FPS and the frame-time breakdown, memory, and the running stage."""
-        b = self.clock.breakdown()
-        if b:
-            imgui.text(f"{b['fps']:5.1f} FPS  model {b['model']:4.1f} ms  env {b['env']:4.1f} ms  "
-                       f"gui {b['gui']:4.1f} ms  |  RSS {rss_mb():.0f} MB")  # fmt: skip
-        for job in self.jobs.values():
-            if job.running:
-                imgui.same_line()
-                imgui.text(f"  |  {job.spec.title}: {100 * job.fraction:.0f}%")
-        notice = self.notices.current()
-        if notice is not None:
-            level, text = notice
-            imgui.same_line()
-            imgui.text("  |  ")
-            imgui.same_line()
-            room = imgui.get_content_region_avail().x
-            shown = text
-            while len(shown) > 8 and imgui.calc_text_size(shown).x > room:
-                shown = shown[: int(len(shown) * 0.9)].rstrip() + "..."
-            color = RED if level >= logging.ERROR else ORANGE if level >= logging.WARNING else GREY
-            imgui.text_colored(color, shown)
-            imgui.set_item_tooltip(text + "\n(the Log panel keeps every line)")
+        """FPS and the frame-time breakdown, memory, the running stage and the latest notice."""
+        draw_status_bar(self.clock, self.jobs.values(), self.notices)
 
     def before_exit(self) -> None:
-        """Stop running stages, save settings, grab the screenshot, free the textures."""
+        """Finish the pending step, stop running stages, save settings, grab the screenshot, free the textures."""
+        if self.step_thread is not None:
+            self.step_thread.close()
         for job in self.jobs.values():
             job.cancel()
         for job in self.jobs.values():
@@ -341,6 +342,9 @@ class App:
         p.callbacks.show_status = self.status_bar
         p.callbacks.setup_imgui_style = setup_style
         p.callbacks.before_exit = self.before_exit
+        if self.step_thread is not None:
+            p.callbacks.before_swap = self.start_next_step
+            p.callbacks.pre_new_frame = self.step_thread.join
         p.docking_params = docking_layout(self._panel)
         p.fps_idling.enable_idling = False
         p.fps_idling.vsync_to_monitor = False

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,6 +22,8 @@ from imgui_bundle import hello_imgui, imgui, immapp
 
 from explorer.jobs import JobRunner, summarize
 from explorer.panels import controls, inside, models, telemetry, training, view
+from explorer.panels.widgets import GREY, ORANGE, RED
+from explorer.profiler import FrameClock, rss_mb
 
 log = logging.getLogger("explorer")
 
@@ -212,6 +214,9 @@ class AppConfig:
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""
+    pipeline: bool = True
+    """Run the step the next frame shows on a thread of its own while this frame is swapped to the screen (keys
+    read just before the step starts: no frame of input lag); --no-pipeline steps at the frame's start."""
     stage_runner: Literal["process", "thread"] = "process"
     """Where Training-panel stages run: their own process (the GUI keeps its core and frame rate) or a thread of
     the app (starts faster; shares the interpreter lock and torch settings with the frame loop)."""
@@ -305,3 +310,29 @@ NO_DISPLAY = (
     "error: cannot open a window: no display (DISPLAY is not set or the X server refused); "
     "run it in a desktop session, or headless with `xvfb-run -a dream-explorer --frames N --screenshot out.png`"
 )
+
+
+def draw_status_bar(clock: FrameClock, jobs: Iterable[JobRunner], notices: Notices) -> None:
+    """The status bar: FPS and the frame-time breakdown, memory, the running stage and the latest notice (coloured
+    by level, cut to the room left, in full in its tooltip)."""
+    b = clock.breakdown()
+    if b:
+        imgui.text(f"{b['fps']:5.1f} FPS  model {b['model']:4.1f} ms  env {b['env']:4.1f} ms  "
+                   f"gui {b['gui']:4.1f} ms  |  RSS {rss_mb():.0f} MB")  # fmt: skip
+    for job in jobs:
+        if job.running:
+            imgui.same_line()
+            imgui.text(f"  |  {job.spec.title}: {100 * job.fraction:.0f}%")
+    notice = notices.current()
+    if notice is not None:
+        level, text = notice
+        imgui.same_line()
+        imgui.text("  |  ")
+        imgui.same_line()
+        room = imgui.get_content_region_avail().x
+        shown = text
+        while len(shown) > 8 and imgui.calc_text_size(shown).x > room:
+            shown = shown[: int(len(shown) * 0.9)].rstrip() + "..."
+        color = RED if level >= logging.ERROR else ORANGE if level >= logging.WARNING else GREY
+        imgui.text_colored(color, shown)
+        imgui.set_item_tooltip(text + "\n(the Log panel keeps every line)")

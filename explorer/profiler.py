@@ -22,6 +22,7 @@ STAGES = {
     "mask": "the DDS mask views (uint8 images)",
     "upload": "texture uploads (only images that changed)",
     "wait": "the frame waits for the dream's step on the second thread (split mode)",
+    "step": "the frame waits for its step, run on the step thread during the previous swap (--pipeline)",
 }
 """Stages inside the sections, timed for ``--profile`` (a stage lies inside ``model`` or the GUI; panels are
 timed as ``panel:<name>``)."""
@@ -50,9 +51,16 @@ class FrameClock:
         self.capacity = capacity
         self._owner = threading.get_ident()
         """The frame loop's thread: time another thread spends in a section runs beside the frame, not in it."""
+        self._adopted: set[int] = set()
+        """Threads whose sections are the frame's own work although they run off the loop's thread (the step
+        thread of explorer.pipeline, overlapping the swap)."""
         self._lock = threading.Lock()
         self._current = dict.fromkeys(SECTIONS, 0.0)
         self._beside = 0.0
+        self._loop_busy = 0.0
+        """Seconds of the current frame the loop's thread spent in sections or waiting (the rest is the GUI's)."""
+        self._gui = np.zeros(capacity, np.float64)
+        """Per-frame seconds of the loop's thread not in a section and not waiting: layout, upload, render, swap."""
         self._frames = np.zeros((capacity, len(SECTIONS) + 1), np.float64)  # sections..., frame total
         self._beside_frames = np.zeros(capacity, np.float64)
         """Per-frame seconds of model work on a second thread, overlapping the frame loop's own (split mode)."""
@@ -79,10 +87,31 @@ class FrameClock:
         finally:
             dt = time.perf_counter() - t0
             with self._lock:
-                if threading.get_ident() == self._owner:
+                thread = threading.get_ident()
+                if thread == self._owner or thread in self._adopted:
                     self._current[name] += dt
+                    self._loop_busy += dt if thread == self._owner else 0.0
                 else:
                     self._beside += dt
+
+    def adopt_thread(self) -> None:
+        """Count the calling thread's sections as the frame's own work (not as work beside it), although they
+        overlap the loop's GUI time: the step thread of :class:`explorer.pipeline.StepThread`."""
+        with self._lock:
+            self._adopted.add(threading.get_ident())
+
+    @contextmanager
+    def waiting(self, stage: str) -> Iterator[None]:
+        """Time a block where the loop's thread waits for another thread's work, as the stage ``stage`` and as
+        neither GUI nor a section (the work itself is timed on its own thread)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            dt = time.perf_counter() - t0
+            with self._lock:
+                self._loop_busy += dt
+                self._stage_now[stage] = self._stage_now.get(stage, 0.0) + dt
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
@@ -103,6 +132,7 @@ class FrameClock:
             row = self._frames[self._count % self.capacity]
             row[: len(SECTIONS)] = [self._current[s] for s in SECTIONS]
             row[-1] = self.last_frame = now - self._last_tick
+            self._gui[self._count % self.capacity] = self.last_frame - self._loop_busy
             self._beside_frames[self._count % self.capacity] = self._beside
             for name in self._stage_now.keys() | self._stages.keys():
                 column = self._stages.setdefault(name, np.zeros(self.capacity, np.float64))
@@ -113,6 +143,7 @@ class FrameClock:
         self._last_tick, self._last_cpu = now, cpu
         self._current = dict.fromkeys(SECTIONS, 0.0)
         self._beside = 0.0
+        self._loop_busy = 0.0
         self._stage_now = {}
 
     @property
@@ -142,7 +173,8 @@ class FrameClock:
         return float(len(rows) / rows[:, -1].sum()) if len(rows) and rows[:, -1].sum() > 0 else 0.0
 
     def breakdown(self, skip: int = 0) -> dict[str, float]:
-        """Mean milliseconds per frame: ``model``, ``env``, ``gui`` (the rest) and ``frame``; plus ``fps``, ``cpu``
+        """Mean milliseconds per frame: ``model``, ``env``, ``gui`` (the loop's thread outside sections and waits:
+        the frame minus model and env where the step runs on the loop's thread) and ``frame``; plus ``fps``, ``cpu``
         (process CPU time) and ``beside`` (model work on a second thread, overlapping the frame's own).
 
         Args:
@@ -153,7 +185,7 @@ class FrameClock:
             return {}
         mean = rows.mean(0) * 1000.0
         out = {name: float(mean[i]) for i, name in enumerate(SECTIONS)}
-        out["gui"] = float(mean[-1] - mean[: len(SECTIONS)].sum())
+        out["gui"] = float(self._gui[self._span(skip)].mean() * 1000.0)
         out["frame"] = float(mean[-1])
         out["frame_p95"] = float(np.percentile(rows[:, -1], 95) * 1000.0)
         out["fps"] = 1000.0 / out["frame"] if out["frame"] > 0 else 0.0
