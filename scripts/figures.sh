@@ -51,6 +51,9 @@ cat <<'EOF'
   (data/check_agent10 and data/check_random10 from scripts/build_assets.sh section 7; about 10 min each):
   dream-explorer divergence --data-dir data/check_agent10 --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --horizons 10 30 100 200 --start-every 100
   (stated: tracked 98% / 96% / 63% / 39%, steering response dream -11.55 vs real -22.51; with --data-dir data/check_random10 --no-parked --no-steer 80% / 45% / 39% / 42%; card)
+- The explorer's frame rate, both world models, every mode, with and without the pipelined step (README "The next
+  step beside the swap"; stated e.g. DDS+VAE split 32.1 -> 36.9 FPS; needs a quiet machine and xvfb-run; about 9 min):
+  .venv/bin/python scripts/bench_explorer.py --frames 300 --repeats 2 --variants no-pipeline pipeline
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
   (scripts/build_assets.sh sections 5, 6, 10, 15, 16, 19, 21 and 22) and their per-track results sit in assets/results/.
 EOF
