@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tyro
 
-from core.train.fitness import bench_evaluators
+from core.train.fitness_bench import bench_evaluators
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,10 @@ class ControllerTrainConfig:
     """More MDN-RNN checkpoints (same sizes as --memory) to dream in as an ensemble: rollout r of every candidate
     is dreamt by model r mod K (K = 1 + their number; --memory is model 0), so fitness averages over all of
     them; the controller reads --memory's h throughout, as in reality. Dream checks use the ensemble too."""
+    disagreement_penalty: float = 0.0
+    """With --dream-ensemble: take lambda times the members' disagreement about the next z (the standard deviation of
+    their predicted means, RMS over z; core.train.disagreement) off the dream's reward at every step, so a
+    controller is not paid where the models part, i.e. where the data never went (MOPO, Yu et al., 2020). 0: off."""
     latents: Path | None = Path("runs/latents.npz")
     """Latent file (from `encode`) whose real frames start the dreams, with M's state after the real prefix
     (None or a missing file: z ~ N(0, I), h = 0)."""
@@ -152,6 +156,10 @@ class ControllerTrainConfig:
         check(
             not self.dream_ensemble or self.evaluator == "dream",
             "dream_ensemble needs evaluator dream (the real env has no ensemble to dream in)",
+        )
+        check(
+            self.disagreement_penalty == 0 or (self.disagreement_penalty > 0 and bool(self.dream_ensemble)),
+            f"disagreement_penalty must be >= 0 and needs --dream-ensemble, got {self.disagreement_penalty}",
         )
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")

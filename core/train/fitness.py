@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -18,22 +16,16 @@ import torch
 from gymnasium.utils import seeding
 from torch import Tensor
 
-from core.checkpoint import (
-    save_checkpoint,
-)
 from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM
 from core.data.datasets import LatentEpisodes
 from core.data.seeds import MODEL_SELECTION, TRAINING
 from core.envs.dream import BatchedDream
-from core.envs.world_model import WorldModel
 from core.errors import CheckpointError
 from core.evaluate import RealRollout, RealRolloutSpec, real_rollout_task
 from core.models.controller import ControllerConfig, batched_actions
 from core.models.mdnrnn import MDNRNN
-from core.parallel import Executor, make_executor
-from core.policies_wm import WorldModelFiles
-from core.progress import Progress, ProgressFn, no_progress
-from core.train.cmaes import CMAES
+from core.parallel import Executor
+from core.train.disagreement import EnsembleDisagreement
 
 REAL_CHECK_SEED_START = MODEL_SELECTION.start
 REAL_STEPS = "controller/real_steps"
@@ -235,15 +227,20 @@ class DreamEvaluator:
             what N(0, I) latents stay below).
         members: further MDN-RNNs of ``memory``'s sizes, each with its own start states: the same episodes and
             steps as ``starts``, the LSTM state being that member's after the real prefix (None without starts).
+        disagreement_penalty: lambda >= 0; > 0 (needs members) takes ``lambda * u_t`` off every live step's reward,
+            u_t the members' disagreement about z_{t+1} (:class:`core.train.disagreement.EnsembleDisagreement`;
+            MOPO, Yu et al., 2020, eq. 7); the returns are then those of the penalised reward, and
+            ``metrics["controller/dream_disagreement"]`` is u's mean over live steps.
 
     Raises:
-        ValueError: a member of other sizes than ``memory``, or members' starts that do not match ``starts``.
+        ValueError: a member of other sizes than ``memory``, members' starts that do not match ``starts``, or a
+            negative penalty (or a positive one without members).
     """
 
     def __init__(
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
         starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
-        members: Sequence[tuple[MDNRNN, DreamStarts | None]] = (),
+        members: Sequence[tuple[MDNRNN, DreamStarts | None]] = (), disagreement_penalty: float = 0.0,
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
         self.bf16 = bf16
@@ -263,6 +260,9 @@ class DreamEvaluator:
             if not same:
                 raise ValueError(f"ensemble member {i}'s starts are not the same episodes and steps as M's")
         self.members: list[tuple[MDNRNN, DreamStarts | None]] = [(memory, starts)] + [(m.eval(), s) for m, s in members]
+        if disagreement_penalty < 0 or (disagreement_penalty > 0 and len(self.members) < 2):
+            raise ValueError("disagreement_penalty must be >= 0, and > 0 needs ensemble members")
+        self.penalty = disagreement_penalty
         self.metrics: dict[str, float] = {}
 
     @torch.no_grad()
@@ -275,7 +275,7 @@ class DreamEvaluator:
         seeds = np.tile([dream_stream_seed(s) for s in plan.dream_seeds], p)
         start_idx = torch.from_numpy(np.tile(plan.starts, p))
         member_of = np.tile(np.arange(r) % len(self.members), p)
-        groups: list[tuple[Tensor | slice, BatchedDream]] = []
+        groups: list[tuple[Tensor | slice, BatchedDream, EnsembleDisagreement | None]] = []
         obs = torch.empty(p * r, self.memory.config.z_dim + self.memory.config.hidden_dim)
         for k, (member, member_starts) in enumerate(self.members):
             picked = np.flatnonzero(member_of == k)
@@ -294,17 +294,24 @@ class DreamEvaluator:
                     seeds[picked], z=self.starts.z[idx], state=state, reader_state=reader_state,
                     speed=None if member_starts.speed is None else member_starts.speed[idx],
                 )  # fmt: skip
-            groups.append((rows, dream))
+            groups.append((rows, dream, self._disagreement(picked, start_idx)))
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)
         diverged = torch.zeros(p * r, dtype=torch.bool)
+        spread_sum, live_steps = 0.0, 0
         for _ in range(self.max_steps):
             if should_stop is not None and should_stop.is_set():
                 return None
             seen = obs if self.config.hidden_dim > 0 else obs[:, :z_dim]
             actions = batched_actions(weights, biases, seen)
             all_done = True
-            for rows, dream in groups:
+            for rows, dream, critic in groups:
+                if critic is not None:  # MOPO's penalised reward (Yu et al., 2020, eq. 7), on z_t, a_t before the step
+                    spread = critic.step(
+                        dream.z, actions[rows], dream.speed if dream.speed_input else None, ~dream.done
+                    )
+                    total[rows] -= self.penalty * spread.double()
+                    spread_sum, live_steps = spread_sum + float(spread.sum()), live_steps + int((~dream.done).sum())
                 obs[rows], reward, _, _ = dream.step(actions[rows])
                 total[rows] += reward.double()
                 diverged[rows] |= dream.z.norm(dim=1) > self.z_norm_limit
@@ -312,7 +319,23 @@ class DreamEvaluator:
             if all_done:
                 break
         self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
+        if self.penalty > 0:
+            self.metrics["controller/dream_disagreement"] = spread_sum / max(live_steps, 1)
         return total.view(p, r).numpy()
+
+    def _disagreement(self, picked: np.ndarray, start_idx: Tensor) -> EnsembleDisagreement | None:
+        """With a penalty: every member's LSTM state at the starts of rows ``picked`` (zeros without starts)."""
+        if self.penalty <= 0:
+            return None
+        states = []
+        for _, member_starts in self.members:
+            if member_starts is None or self.starts is None:
+                zeros = torch.zeros(1, len(picked), self.memory.config.hidden_dim)
+                states.append((zeros, zeros.clone()))
+            else:
+                idx = start_idx[picked]
+                states.append((member_starts.h[idx].unsqueeze(0), member_starts.c[idx].unsqueeze(0)))
+        return EnsembleDisagreement([m for m, _ in self.members], states)
 
 
 class RealEvaluator:
@@ -357,79 +380,3 @@ def real_returns(
     if len(out) < len(seeds):
         return None
     return [out[i][0] for i in range(len(seeds))], sum(out[i][1] for i in range(len(seeds)))
-
-
-# -- benchmark ----------------------------------------------------------------------------------------------------
-def bench_evaluators(
-    vision: Path | None = None,
-    memory: Path | None = None,
-    *,
-    population: int = 64,
-    rollouts: int = 16,
-    max_steps: int = 1000,
-    real_rollouts: int = 4,
-    workers: int = 2,
-    threads: int = 2,
-    tau: float = 1.15,
-    on_progress: ProgressFn = no_progress,
-) -> dict[str, float]:
-    """Candidate-rollouts per second of the dream and the real evaluator, measured in one run.
-
-    The dream runs one full generation (``population`` x ``rollouts`` x ``max_steps``); the real evaluator
-    ``real_rollouts`` episodes of CMA-ES candidates from the same generation on ``workers`` processes, without
-    early stopping, after a warm-up that loads the models in every worker. The dream uses ``threads`` torch
-    threads (restored afterwards). Without ``vision``/``memory``, untrained full-size models are used, M's done
-    head switched off so every dream runs the full horizon.
-
-    Returns:
-        ``bench/dream_generation_s``, ``bench/dream_rollouts_per_s``, ``bench/real_rollouts_per_s``,
-        ``bench/real_seconds_per_rollout``, ``bench/speedup`` (dream / real rollouts per second).
-    """
-    import tempfile
-
-    from core.models.mdnrnn import MDNRNNConfig
-    from core.models.vae import ConvVAE, VAEConfig
-
-    with tempfile.TemporaryDirectory(prefix="dream-explorer-bench-") as tmp:
-        if vision is None or memory is None:
-            torch.manual_seed(0)
-            m = MDNRNN(MDNRNNConfig())
-            with torch.no_grad():
-                m.head.bias[-1] = -20.0  # done probability ~ 0: every dream runs max_steps
-            vision, memory = Path(tmp) / "vision.safetensors", Path(tmp) / "memory.safetensors"
-            save_checkpoint(vision, ConvVAE(VAEConfig()), kind="conv_vae", config=VAEConfig())
-            save_checkpoint(memory, m, kind="mdnrnn", config=m.config)
-        wm = WorldModel.load(vision, memory)
-        controller_config = ControllerConfig(wm.z_dim, wm.hidden_dim)
-        candidates = CMAES(np.zeros(controller_config.input_dim * 3 + 3), 0.1, population, 0).ask()
-        plan = generation_plan(0, 0, rollouts, 0)
-        on_progress(Progress("bench", 0, 2, message=f"dream: {population} x {rollouts} rollouts x {max_steps} steps"))
-        dream = DreamEvaluator(wm.require_memory(), controller_config, tau, max_steps)
-        previous = torch.get_num_threads()
-        torch.set_num_threads(threads)
-        try:
-            t = time.perf_counter()
-            dream.rollout_returns(candidates, plan)
-            dream_s = time.perf_counter() - t
-        finally:
-            torch.set_num_threads(previous)
-        on_progress(Progress("bench", 1, 2, {"bench/dream_generation_s": dream_s},
-                             message=f"real: {real_rollouts} rollouts x {max_steps} steps on {workers} workers"))  # fmt: skip
-        spec = RealRolloutSpec(WorldModelFiles.read(vision, memory), max_steps)
-        with make_executor("local", workers, spec) as executor:
-            warm = [RealRollout(s, candidates[0], early_stop_patience=1) for s in range(workers)]
-            list(executor.map_unordered(real_rollout_task, warm))
-            t = time.perf_counter()
-            list(executor.map_unordered(real_rollout_task, [RealRollout(s, candidates[s % population])
-                                                              for s in range(real_rollouts)]))  # fmt: skip
-            real_s = time.perf_counter() - t
-    dream_rate, real_rate = population * rollouts / dream_s, real_rollouts / real_s
-    result = {
-        "bench/dream_generation_s": dream_s,
-        "bench/dream_rollouts_per_s": dream_rate,
-        "bench/real_rollouts_per_s": real_rate,
-        "bench/real_seconds_per_rollout": real_s / real_rollouts,
-        "bench/speedup": dream_rate / real_rate,
-    }
-    on_progress(Progress("bench", 2, 2, result))
-    return result
