@@ -130,6 +130,10 @@ class CollectConfig:
     stop_prob: float = 0.0
     """--policy controller: per-step probability of a stop: full brake until the car stands, then no input for
     20-100 steps; with it > 0 half the episodes also begin parked (see core.policies_wm.ControllerPolicy)."""
+    pedal_pulse_prob: float = 0.0
+    """--policy controller: per-step probability of 20-60 steps of pedal pulses: gas U(0, 1) and, half the time,
+    brake U(0.1, 1), drawn afresh every step while the controller steers, so the data show what part brakes do at
+    speed (see core.policies_wm.ControllerPolicy)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -144,6 +148,7 @@ class CollectConfig:
         check(self.noise_corr_steps >= 0, f"noise_corr_steps must be >= 0, got {self.noise_corr_steps}")
         check(0.0 <= self.gas_hold_prob <= 1.0, f"gas_hold_prob must be in [0, 1], got {self.gas_hold_prob}")
         check(0.0 <= self.stop_prob <= 1.0, f"stop_prob must be in [0, 1], got {self.stop_prob}")
+        check(0.0 <= self.pedal_pulse_prob <= 1.0, f"pedal_pulse_prob must be in [0, 1], got {self.pedal_pulse_prob}")
         check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")

@@ -133,6 +133,13 @@ class ControllerPolicy:
     stands, so an M trained on its data alone has never seen a car that stays where it is: every M measured in
     session 24 dreamed the car at rest rolling off at about 20 units/s without gas, and paid for it (README).
 
+    Pedal pulses show what the brake does at speed: with probability ``pedal_pulse_prob`` per step (outside the
+    other overrides) the pedals are drawn afresh every step for U{20..60} steps while C steers: gas U(0, 1), and
+    with probability 0.5 brake U(0.1, 1) (else 0), so brakes, gas and both at once alternate at speed. A driver
+    brakes little and a stop brakes fully to rest, so an M trained on that data alone priced part brakes at speed
+    wrongly: session 26's dream-trained controllers alternated gas and brake, which sped up their dream's car and
+    stopped reality's (README).
+
     Args:
         world_model: V, M and C (C required).
         noise_std: standard deviation of the action noise (0 = the controller as trained), >= 0.
@@ -140,6 +147,7 @@ class ControllerPolicy:
         noise_corr_steps: correlation time of the steering noise in env steps (0 = white noise), >= 0.
         gas_hold_prob: per-step probability of starting a gas hold, in [0, 1].
         stop_prob: per-step probability of starting a stop (brake to rest, then stand), in [0, 1].
+        pedal_pulse_prob: per-step probability of starting pedal pulses, in [0, 1].
     """
 
     GAS_HOLD_STEPS = (20, 80)
@@ -148,12 +156,14 @@ class ControllerPolicy:
     """Shortest and longest time standing still in a stop, env steps (uniform)."""
     STOP_SPEED = 0.5
     """HUD speed (world units per second) below which a braking car counts as at rest."""
+    PEDAL_PULSE_STEPS = (20, 60)
+    """Shortest and longest run of pedal pulses in env steps (uniform)."""
     PARKED_START_SHARE = 0.5
     """With stops on, the share of episodes (drawn per episode) that begin parked."""
 
     def __init__(
         self, world_model: WorldModel, noise_std: float, excursion_prob: float = 0.0, noise_corr_steps: float = 0.0,
-        gas_hold_prob: float = 0.0, stop_prob: float = 0.0,
+        gas_hold_prob: float = 0.0, stop_prob: float = 0.0, pedal_pulse_prob: float = 0.0,
     ) -> None:  # fmt: skip
         if world_model.controller is None:
             raise CheckpointError("a controller policy needs a controller checkpoint")
@@ -175,6 +185,8 @@ class ControllerPolicy:
         self.stop_prob = stop_prob
         self._braking = False
         self._stand_left = 0
+        self.pedal_pulse_prob = pedal_pulse_prob
+        self._pulses_left = 0
 
     def reset(self, seed: int) -> None:
         self.rng = np.random.default_rng(seed)
@@ -183,6 +195,7 @@ class ControllerPolicy:
         self._gas_left = 0
         self._braking = False
         self._stand_left = 0
+        self._pulses_left = 0
         if self.stop_prob > 0 and self.rng.random() < self.PARKED_START_SHARE:
             self._stand_left = int(self.rng.integers(self.STOP_STEPS[0], self.STOP_STEPS[1] + 1))
         self._noise = self.noise_std * self.rng.standard_normal() if self.noise_rho > 0 else 0.0
@@ -209,6 +222,17 @@ class ControllerPolicy:
             return False
         self._gas_left -= 1
         return True
+
+    def _pedal_pulse(self) -> tuple[float, float] | None:
+        """This step's random ``(gas, brake)`` while pedal pulses last (starting them with probability
+        ``pedal_pulse_prob``), else None."""
+        r = self.rng
+        if self._pulses_left <= 0 and self.pedal_pulse_prob > 0 and r.random() < self.pedal_pulse_prob:
+            self._pulses_left = int(r.integers(self.PEDAL_PULSE_STEPS[0], self.PEDAL_PULSE_STEPS[1] + 1))
+        if self._pulses_left <= 0:
+            return None
+        self._pulses_left -= 1
+        return float(r.uniform(0.0, 1.0)), float(r.uniform(0.1, 1.0)) if r.random() < 0.5 else 0.0
 
     def _stop(self, frame: np.ndarray) -> np.ndarray | None:
         """Full brake until the car is at rest, then no input while the stand lasts (starting a stop with
@@ -238,11 +262,14 @@ class ControllerPolicy:
         self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()
         action[0] += self._noise
         excursion = self._excursion() if self._stand_left <= 0 and not self._braking else None
-        stop = self._stop(frame) if excursion is None and self._gas_left <= 0 else None
+        stop = self._stop(frame) if excursion is None and self._gas_left <= 0 and self._pulses_left <= 0 else None
+        pulse = self._pedal_pulse() if excursion is None and stop is None and self._gas_left <= 0 else None
         if excursion is not None:
             action = excursion
         elif stop is not None:
             action = stop
+        elif pulse is not None:
+            action[1], action[2] = pulse
         elif self._gas_held():
             action[1], action[2] = self._gas, 0.0
         action = np.clip(action, ACTION_LOW, ACTION_HIGH).astype(np.float32)
@@ -262,6 +289,7 @@ class ControllerPolicyFactory:
         noise_corr_steps: correlation time of the steering noise in steps (0 = white; see :class:`ControllerPolicy`).
         gas_hold_prob: per-step probability of a gas hold (see :class:`ControllerPolicy`).
         stop_prob: per-step probability of a stop (see :class:`ControllerPolicy`).
+        pedal_pulse_prob: per-step probability of pedal pulses (see :class:`ControllerPolicy`).
     """
 
     files: WorldModelFiles
@@ -271,9 +299,10 @@ class ControllerPolicyFactory:
     noise_corr_steps: float = 0.0
     gas_hold_prob: float = 0.0
     stop_prob: float = 0.0
+    pedal_pulse_prob: float = 0.0
 
     def make(self) -> ControllerPolicy:
         return ControllerPolicy(
             self.files.load(), self.noise_std, self.excursion_prob, self.noise_corr_steps, self.gas_hold_prob,
-            self.stop_prob,
+            self.stop_prob, self.pedal_pulse_prob,
         )  # fmt: skip

@@ -815,3 +815,39 @@ for M in $S/m_sin_w10 runs/s23/m_seed1 runs/s24/m_stops_w0; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors --horizons 10 --start-every 100 \
         --no-parked --max-episodes 5 --tau 0.5
 done
+
+# 23. Session 26: data where the shipped DDS+VAE agent drives with correlated steering pushes (README "Steering pushes
+# in the data ..."): two sets (OU steering noise 0.3 and 0.15), each added to section 21's stop data, an M on each
+# by section 22's recipe, checked as there; controllers trained only in their dreams (one M, an ensemble of three,
+# the ensemble with the disagreement penalty, and z-only controllers). Nothing ships from it.
+S=runs/s26
+mkdir -p $S
+V=runs/s21/v_tw0.15.safetensors
+A="--policy controller --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors"
+E="--noise-corr-steps 10 --excursion-prob 0.005 --gas-hold-prob 0.005 --stop-prob 0.002"
+$D collect $A --noise-std 0.3 $E --seed 676000 --episodes 40 --out-dir data/s26_steer --workers 2
+$D collect $A --noise-std 0.15 $E --seed 677000 --episodes 40 --out-dir data/s26_steer15 --workers 1
+for SET in steer steer15; do
+    OMP_NUM_THREADS=1 $D encode --data-dir data/s26_$SET --vision $V --out $S/lat_$SET.npz --batch-size 64
+    $PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('runs/s24/lat_stops_mix.npz'), L.load('$S/lat_$SET.npz')).save('$S/lat_${SET}_mix.npz')"
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_${SET}_mix.npz --out $S/m_$SET.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_$SET.safetensors --horizons 10 30 100 200 \
+        --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_$SET.safetensors --horizons 10 \
+        --start-every 100 --no-parked --max-episodes 5 --tau 0.5
+done
+DREAM="--vision $V --latents runs/s25/lat_agent_speed.npz --population 48 --rollouts 16 --max-steps 100 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 1 \
+    --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1 --generations 30"
+ENS="--memory $S/m_steer15.safetensors --dream-ensemble runs/s25/m_sin_w10.safetensors $S/m_steer.safetensors"
+$D train-controller $DREAM --memory $S/m_steer15.safetensors --out $S/c_dream_s15.safetensors
+$D train-controller $DREAM $ENS --out $S/c_dream_ens.safetensors
+for L in 1 3; do  # stopped after generation 10's check
+    $D train-controller $DREAM $ENS --disagreement-penalty $L --out $S/c_dream_pen$L.safetensors
+done
+$D train-controller $DREAM $ENS --v-only --out $S/c_dream_ens_z.safetensors
+$D train-controller $DREAM --v-only --memory runs/s25/m_sin_w10.safetensors --out $S/c_dream_w10_z.safetensors

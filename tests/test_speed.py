@@ -327,3 +327,33 @@ def test_dream_starts_and_divergence_carry_realitys_speed(
     for key in ("speed_dream@10", "coast_speed_dream@10", "parked_reward_dream@10", "steer_response_dream"):
         assert np.isfinite(metrics[f"divergence/{key}"]), key
     assert metrics["divergence/speed_dream@10"] >= 0.0
+
+
+def test_pedal_pulses_draw_gas_and_part_brakes_every_step_while_c_steers() -> None:
+    """Pedal pulses (``pedal_pulse_prob``): C's steering throughout; in a pulse the pedals change every step, gas
+    U(0, 1) and half the time brake U(0.1, 1), so gas and brake at once appear too; reproducible by seed."""
+    from core.policies_wm import ControllerPolicy
+    from tests.test_dream_fidelity import _ScriptedWorldModel
+
+    frame = np.zeros((96, 96, 3), np.uint8)
+
+    def drive(seed: int, prob: float = 0.02) -> np.ndarray:
+        policy = ControllerPolicy(_ScriptedWorldModel(), noise_std=0.0, pedal_pulse_prob=prob)  # type: ignore[arg-type]
+        policy.reset(seed)
+        return np.stack([policy.act(frame) for _ in range(5000)])
+
+    a = drive(4)
+    assert np.array_equal(a, drive(4)) and not np.array_equal(a, drive(5))
+    assert np.all(a[:, 0] == np.float32(0.3))  # C steers throughout
+    pulsed = (a[:, 1] != np.float32(0.1)) | (a[:, 2] != 0)
+    assert 0.35 < pulsed.mean() < 0.6  # 2% per step x ~40 steps each, starting only outside pulses
+    braking = a[pulsed, 2] > 0
+    assert 0.4 < braking.mean() < 0.6 and a[pulsed][braking, 2].min() >= 0.1  # half the pulse steps brake, >= 0.1
+    assert ((a[:, 1] > 0.5) & (a[:, 2] > 0.5)).mean() > 0.05  # gas and brake at once
+    assert np.mean(np.diff(a[pulsed, 1]) != 0) > 0.95  # drawn afresh every step
+    assert np.all(drive(4, prob=0.0)[:, 1:] == np.array([0.1, 0.0], np.float32))  # the default: no pulses
+    from core.config import CollectConfig
+    from core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="pedal_pulse_prob must be in"):
+        CollectConfig(pedal_pulse_prob=1.5)

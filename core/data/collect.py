@@ -108,7 +108,7 @@ def policy_factory(config: CollectConfig) -> PolicyFactory:
     return ControllerPolicyFactory(
         files, config.noise_std, excursion_prob=config.excursion_prob, noise_corr_steps=config.noise_corr_steps,
         gas_hold_prob=config.gas_hold_prob,
-        stop_prob=config.stop_prob,
+        stop_prob=config.stop_prob, pedal_pulse_prob=config.pedal_pulse_prob,
     )  # fmt: skip
 
 
