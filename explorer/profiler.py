@@ -6,8 +6,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import numpy as np
 
@@ -78,21 +78,29 @@ class FrameClock:
         self.rss_samples: list[tuple[int, float]] = []
 
     @contextmanager
-    def section(self, name: str) -> Iterator[None]:
-        """Time a block as part of section ``name`` (one of :data:`SECTIONS`); on another thread than the
-        clock's, as time spent beside the frame (it overlaps the frame loop's own work)."""
+    def _timed(self, record: Callable[[float], None]) -> Iterator[None]:
+        """Time a block and hand its seconds to ``record``, under the clock's lock (threads time blocks at once)."""
         t0 = time.perf_counter()
         try:
             yield
         finally:
             dt = time.perf_counter() - t0
             with self._lock:
-                thread = threading.get_ident()
-                if thread == self._owner or thread in self._adopted:
-                    self._current[name] += dt
-                    self._loop_busy += dt if thread == self._owner else 0.0
-                else:
-                    self._beside += dt
+                record(dt)
+
+    def section(self, name: str) -> AbstractContextManager[None]:
+        """Time a block as part of section ``name`` (one of :data:`SECTIONS`); on another thread than the
+        clock's (unless adopted), as time spent beside the frame (it overlaps the frame loop's own work)."""
+        thread = threading.get_ident()
+
+        def record(dt: float) -> None:
+            if thread == self._owner or thread in self._adopted:
+                self._current[name] += dt
+                self._loop_busy += dt if thread == self._owner else 0.0
+            else:
+                self._beside += dt
+
+        return self._timed(record)
 
     def adopt_thread(self) -> None:
         """Count the calling thread's sections as the frame's own work (not as work beside it), although they
@@ -100,29 +108,22 @@ class FrameClock:
         with self._lock:
             self._adopted.add(threading.get_ident())
 
-    @contextmanager
-    def waiting(self, stage: str) -> Iterator[None]:
+    def _add_stage(self, name: str, dt: float) -> None:
+        self._stage_now[name] = self._stage_now.get(name, 0.0) + dt
+
+    def waiting(self, stage: str) -> AbstractContextManager[None]:
         """Time a block where the loop's thread waits for another thread's work, as the stage ``stage`` and as
         neither GUI nor a section (the work itself is timed on its own thread)."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            dt = time.perf_counter() - t0
-            with self._lock:
-                self._loop_busy += dt
-                self._stage_now[stage] = self._stage_now.get(stage, 0.0) + dt
 
-    @contextmanager
-    def stage(self, name: str) -> Iterator[None]:
+        def record(dt: float) -> None:
+            self._loop_busy += dt
+            self._add_stage(stage, dt)
+
+        return self._timed(record)
+
+    def stage(self, name: str) -> AbstractContextManager[None]:
         """Time a block as the stage ``name`` (e.g. one of :data:`STAGES`), inside whatever section it runs in."""
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
-            dt = time.perf_counter() - t0
-            with self._lock:
-                self._stage_now[name] = self._stage_now.get(name, 0.0) + dt
+        return self._timed(lambda dt: self._add_stage(name, dt))
 
     def end_frame(self) -> None:
         """Close the current frame: its total is the time since the previous call."""
