@@ -842,12 +842,32 @@ merge_latents(L.load('runs/s24/lat_stops_mix.npz'), L.load('$S/lat_$SET.npz')).s
 done
 DREAM="--vision $V --latents runs/s25/lat_agent_speed.npz --population 48 --rollouts 16 --max-steps 100 \
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 1 \
-    --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1 --generations 30"
+    --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1"
 ENS="--memory $S/m_steer15.safetensors --dream-ensemble runs/s25/m_sin_w10.safetensors $S/m_steer.safetensors"
-$D train-controller $DREAM --memory $S/m_steer15.safetensors --out $S/c_dream_s15.safetensors
-$D train-controller $DREAM $ENS --out $S/c_dream_ens.safetensors
+$D train-controller $DREAM --generations 30 --memory $S/m_steer15.safetensors --out $S/c_dream_s15.safetensors
+$D train-controller $DREAM --generations 30 $ENS --out $S/c_dream_ens.safetensors
 for L in 1 3; do  # stopped after generation 10's check
-    $D train-controller $DREAM $ENS --disagreement-penalty $L --out $S/c_dream_pen$L.safetensors
+    $D train-controller $DREAM --generations 30 $ENS --disagreement-penalty $L --out $S/c_dream_pen$L.safetensors
 done
-$D train-controller $DREAM $ENS --v-only --out $S/c_dream_ens_z.safetensors
-$D train-controller $DREAM --v-only --memory runs/s25/m_sin_w10.safetensors --out $S/c_dream_w10_z.safetensors
+$D train-controller $DREAM --generations 30 $ENS --v-only --out $S/c_dream_ens_z.safetensors  # stopped after generation 20
+$D train-controller $DREAM --generations 30 --v-only --memory runs/s25/m_sin_w10.safetensors \
+    --out $S/c_dream_w10_z.safetensors  # stopped after generation 20
+# pedal pulses: 40 more episodes of the shipped agent, added to the std-0.15 set's data; dream-only controllers from
+# the agent states, then from every state of that data (parked starts, stands and random-policy episodes included)
+$D collect $A --noise-std 0.1 --excursion-prob 0.003 --gas-hold-prob 0.003 --stop-prob 0.002 --pedal-pulse-prob 0.01 \
+    --seed 678000 --episodes 40 --out-dir data/s26_pedal --workers 2
+OMP_NUM_THREADS=2 $D encode --data-dir data/s26_pedal --vision $V --out $S/lat_pedal.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('$S/lat_steer15_mix.npz'), L.load('$S/lat_pedal.npz')).save('$S/lat_pedal_mix.npz')"
+OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_pedal_mix.npz --out $S/m_pedal.safetensors --epochs 22 \
+    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input
+PEDAL="--memory $S/m_pedal.safetensors --generations 20"
+$D train-controller $DREAM $PEDAL --out $S/c_dream_pedal.safetensors  # stopped after generation 10's check
+$D train-controller $DREAM $PEDAL --v-only --out $S/c_dream_pedal_z.safetensors  # stopped after generation 10's check
+ALL=$(echo "$DREAM" | sed "s|runs/s25/lat_agent_speed.npz|$S/lat_pedal_mix.npz|")
+$D train-controller $ALL $PEDAL --out $S/c_dream_pedal_all.safetensors
+$D train-controller $ALL $PEDAL --v-only --out $S/c_dream_pedal_all_z.safetensors
+$D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_pedal.safetensors --horizons 10 30 100 200 \
+    --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
