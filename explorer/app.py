@@ -40,7 +40,7 @@ from explorer.app_support import (  # noqa: F401  (Notices and log_stage_end re-
     release_memory,
     setup_style,
 )
-from explorer.input import DriveKeys, Gamepad
+from explorer.input import Gamepad
 from explorer.jobs import JobRunner
 from explorer.panels import training
 from explorer.panels.config_form import draft_from_config, fill_loaded_models, merge_draft
@@ -219,10 +219,6 @@ class App:
                 pass
 
     # -- the frame ---------------------------------------------------------------------------------
-    def drive_keys(self) -> DriveKeys:
-        """Arrows or WASD as imgui saw them at the frame's start, unless a text field has the keyboard."""
-        return imgui_drive_keys()
-
     def hotkeys(self) -> None:
         """P autopilot, Space pause, N single step, R reset, T new track, G new dream, 1/2/3 modes."""
         if imgui.get_io().want_text_input:
@@ -269,7 +265,7 @@ class App:
         self.hotkeys()
         if self.step_thread is None or self.frame_count == 0:
             self._tick_inputs()
-            self.session.tick(self.drive_keys(), self.gamepad.read())
+            self.session.tick(imgui_drive_keys(), self.gamepad.read())
         params = hello_imgui.get_runner_params()
         params.fps_idling.fps_max = self.fps_cap()
         self.frame_count += 1
@@ -291,7 +287,7 @@ class App:
                 log.info("pipelined steps read imgui's keys of the frame (no GLFW binding or window)")
         testing = hello_imgui.get_runner_params().use_imgui_test_engine
         if testing or not self.physical_keys.available or imgui.get_io().want_text_input:
-            keys = self.drive_keys()
+            keys = imgui_drive_keys()
         else:
             keys = self.physical_keys.read()
         pad = self.gamepad.read()

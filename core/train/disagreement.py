@@ -16,11 +16,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from core.envs.dream import ACTION_HIGH, ACTION_LOW
 from core.models.mdn import mixture_mean
 from core.models.mdnrnn import MDNRNN, LSTMState
 
-ACTION_LOW = torch.tensor([-1.0, 0.0, 0.0])
-ACTION_HIGH = torch.tensor([1.0, 1.0, 1.0])
+_LOW, _HIGH = torch.from_numpy(ACTION_LOW), torch.from_numpy(ACTION_HIGH)
 
 
 class EnsembleDisagreement:
@@ -69,7 +69,7 @@ class EnsembleDisagreement:
         """
         if self.speed_input and speed is None:
             raise ValueError("these members read the car's speed: pass the dream's speed")
-        a = action.float().clamp(min=ACTION_LOW, max=ACTION_HIGH)
+        a = action.float().clamp(min=_LOW, max=_HIGH)
         means = []
         for i, member in enumerate(self.members):
             out, (h, c) = member.step(z, a, self.states[i], speed if self.speed_input else None)

@@ -328,12 +328,12 @@ class DreamEvaluator:
         if self.penalty <= 0:
             return None
         states = []
+        idx = start_idx[picked]
         for _, member_starts in self.members:
             if member_starts is None or self.starts is None:
                 zeros = torch.zeros(1, len(picked), self.memory.config.hidden_dim)
                 states.append((zeros, zeros.clone()))
             else:
-                idx = start_idx[picked]
                 states.append((member_starts.h[idx].unsqueeze(0), member_starts.c[idx].unsqueeze(0)))
         return EnsembleDisagreement([m for m, _ in self.members], states)
 
