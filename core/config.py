@@ -317,6 +317,10 @@ class MemoryTrainConfig:
     speed_input: bool = False
     """The LSTM also reads the car's speed (the HUD's in reality, its own running sum in the dream) and the speed head
     predicts its change (see MDNRNNConfig.speed_input); needs --speed-weight > 0."""
+    speed_model: str = "lstm"
+    """What the speed head reads with --speed-input: "lstm" (h_{t+1}) or "markov" (only a_t and s_t, an MLP: the
+    car's longitudinal dynamics as a first-order model, so a pattern of pedal pulses cannot speed up the dream's car
+    where each of its steps would slow it; see MDNRNNConfig.speed_model)."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     dream_check_steps: int = 100
@@ -381,6 +385,11 @@ class MemoryTrainConfig:
             f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}",
         )
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
+        check(self.speed_model in ("lstm", "markov"), f"--speed-model must be lstm or markov, got {self.speed_model!r}")
+        check(
+            self.speed_model == "lstm" or self.speed_input,
+            "--speed-model markov steps the speed from the action and the speed: it needs --speed-input",
+        )
         check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")

@@ -357,3 +357,63 @@ def test_pedal_pulses_draw_gas_and_part_brakes_every_step_while_c_steers() -> No
 
     with pytest.raises(ConfigError, match="pedal_pulse_prob must be in"):
         CollectConfig(pedal_pulse_prob=1.5)
+
+
+def _pulse_batch(seed: int, batch: int = 64, steps: int = 20) -> dict[str, torch.Tensor]:
+    """Frames that say nothing of the speed and a car with a brake: speed_{t+1} = max(0, 0.97 speed_t + 4 gas_t -
+    12 brake_t) from a speed drawn in [0, 80), gas (70% of steps) and brake (20%) drawn afresh at every step."""
+    g = torch.Generator().manual_seed(seed)
+    gas = torch.rand(batch, steps, generator=g) * (torch.rand(batch, steps, generator=g) < 0.7)
+    brake = torch.rand(batch, steps, generator=g) * (torch.rand(batch, steps, generator=g) < 0.2)
+    action = torch.stack([torch.zeros(batch, steps), gas, brake], dim=-1)
+    speed = torch.zeros(batch, steps + 1)
+    speed[:, 0] = torch.rand(batch, generator=g) * 80
+    for t in range(steps):
+        speed[:, t + 1] = (0.97 * speed[:, t] + 4.0 * gas[:, t] - 12.0 * brake[:, t]).clamp(min=0.0)
+    z = torch.randn(batch, steps + 1, 2, generator=g)
+    zeros = torch.zeros(batch, steps)
+    return {"z": z, "action": action, "reward": zeros, "done": zeros, "speed": speed[:, 1:], "speed_in": speed[:, :-1]}
+
+
+def test_a_markov_speed_model_prices_a_pulsed_pedal_step_by_step(one_torch_thread: None) -> None:
+    """The Markov speed model reads only (a_t, s_t): two dreams with other latents and LSTM states run the same
+    speeds under the same pedal, a pattern of alternating gas and brake costs what its steps cost on the car that
+    made the data, and the dream's running speed is the head stepped by hand."""
+    from core.envs.dream import BatchedDream
+
+    with pytest.raises(ConfigError, match="needs speed_input"):
+        MDNRNNConfig(speed_weight=1.0, speed_model="markov")
+    with pytest.raises(ConfigError, match="speed_model must be"):
+        MDNRNNConfig(speed_weight=1.0, speed_input=True, speed_model="h")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="needs --speed-input"):
+        MemoryTrainConfig(speed_weight=1.0, speed_model="markov")
+    torch.manual_seed(0)
+    cfg = MDNRNNConfig(z_dim=2, hidden_dim=16, n_gaussians=2, speed_weight=10.0, speed_input=True, speed_model="markov")
+    m = MDNRNN(cfg)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
+    for i in range(600):
+        loss, parts = m.loss(_pulse_batch(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert parts["speed_mse"] < 1e-3  # 3 units/s per step
+    with pytest.raises(ValueError, match="give a_t"):
+        m.speed(torch.zeros(1, 16), torch.zeros(1))
+    pattern = [(1.0, 0.0), (0.0, 0.3)] * 20  # full gas, then 0.3 of the brake, alternating
+    car = [60.0]
+    for gas, brake in pattern:
+        car.append(max(0.0, 0.97 * car[-1] + 4.0 * gas - 12.0 * brake))
+    dream = BatchedDream(m, 2, tau=1.0, max_steps=len(pattern))
+    dream.reset([1, 2], z=torch.randn(2, 2) * 3, speed=60.0)  # two latents far apart: other h, same speed
+    read = []
+    for gas, brake in pattern:
+        dream.step(torch.tensor([[0.0, gas, brake]]).expand(2, 3))
+        assert not torch.equal(dream.h[0], dream.h[1])
+        assert float(dream.speed[0]) == pytest.approx(float(dream.speed[1]), abs=1e-4)
+        read.append(float(dream.speed[0]))
+    assert car[-1] < 0.5 * car[0] and read[-1] == pytest.approx(car[-1], abs=4.0)  # the pulses slow it, as there
+    with torch.no_grad():  # by hand: s_{t+1} = s_t + f(a_t, s_t), whatever h is
+        s = torch.tensor([60.0])
+        for gas, brake in pattern[:5]:
+            s = m.speed(torch.randn(1, 16), s, torch.tensor([[0.0, gas, brake]]))
+        assert float(s[0]) == pytest.approx(read[4], abs=1e-4)

@@ -220,14 +220,13 @@ class BatchedDream:
             (0 for rollouts already done); terminated, truncated bool (N,) for this step.
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
-        a = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
-        if self.speed_input:
-            a = torch.cat([a, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1)
+        act = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
+        a = torch.cat([act, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1) if self.speed_input else act
         h, c = _lstm_step(self._w, self._b, self.z, a, self.h, self.c)
         live = ~self.done
         keep = live.unsqueeze(1)
         if self.speed_input:
-            speed = self.memory.speed(h, self.speed)
+            speed = self.memory.speed(h, self.speed, act)
             assert speed is not None  # speed_input implies a speed head
             self.speed = torch.where(live, speed, self.speed)
         if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and s_t)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -20,6 +20,9 @@ from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_wi
 
 SPEED_SCALE = 100.0
 """The speed head predicts speed / SPEED_SCALE (world units per second; CarRacing's agents drive at 40-80)."""
+SpeedModel = Literal["lstm", "markov"]
+MARKOV_WIDTH = 64
+"""Hidden width of the Markov speed model's MLP (``MDNRNNConfig.speed_model``)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,11 @@ class MDNRNNConfig:
     """The LSTM also reads the car's speed s_t (speed / SPEED_SCALE) beside z_t and a_t, and the speed head
     predicts the change s_{t+1} - s_t: reality feeds the HUD's speed, the dream its own running sum (needs
     ``speed_weight`` > 0). The pedal then acts on an explicit speed that the reward and the motion can read."""
+    speed_model: SpeedModel = "lstm"
+    """What the speed head reads. "lstm": h_{t+1}, a linear head (every M before it). "markov": only the car's own
+    state, s_{t+1} - s_t = f(a_t, s_t), an MLP (width MARKOV_WIDTH): a first-order model of the car's longitudinal
+    dynamics, as a physics engine steps it, whose answer to a pedal cannot depend on the history a controller
+    leads the LSTM through (a pattern of pulses is priced as the sum of its steps). Needs ``speed_input``."""
     residual: bool = True
     """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
     default and the LSTM learns the motion; False gives Ha's absolute means."""
@@ -65,6 +73,10 @@ class MDNRNNConfig:
             raise ConfigError("reward_weight, done_weight and speed_weight must be >= 0")
         if self.speed_input and self.speed_weight <= 0:
             raise ConfigError("speed_input needs a speed head (speed_weight > 0): the dream integrates its output")
+        if self.speed_model not in get_args(SpeedModel):
+            raise ConfigError(f"speed_model must be one of {get_args(SpeedModel)}, got {self.speed_model!r}")
+        if self.speed_model == "markov" and not self.speed_input:
+            raise ConfigError("speed_model 'markov' steps the speed from (a_t, s_t): it needs speed_input")
 
 
 class MDNOutput(NamedTuple):
@@ -95,6 +107,18 @@ def _required(speed: Tensor | None) -> Tensor:
     return speed
 
 
+def _speed_head(cfg: MDNRNNConfig) -> nn.Module | None:
+    """The speed head ``MDNRNNConfig.speed_model`` asks for: None without ``speed_weight``."""
+    if cfg.speed_weight <= 0:
+        return None
+    if cfg.speed_model == "markov":
+        width = MARKOV_WIDTH
+        return nn.Sequential(
+            nn.Linear(cfg.action_dim + 1, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1)
+        )
+    return nn.Linear(cfg.hidden_dim, 1)
+
+
 class MDNRNN(nn.Module):
     """LSTM(z_dim + action_dim -> hidden_dim) + MDN head (z_{t+1}) + reward head + done head."""
 
@@ -109,7 +133,7 @@ class MDNRNN(nn.Module):
         # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
         # then the reward and the done logit
         self.head = nn.Linear(cfg.hidden_dim, self.n_logits + 2 * self.n_mdn + 2)
-        self.speed_head = nn.Linear(cfg.hidden_dim, 1) if cfg.speed_weight > 0 else None
+        self.speed_head = _speed_head(cfg)
 
     @torch.no_grad()
     def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
@@ -157,27 +181,38 @@ class MDNRNN(nn.Module):
             return torch.cat([z, action], dim=-1)
         return torch.cat([z, action, _required(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
 
-    def _speed_raw(self, h: Tensor, speed: Tensor | None) -> Tensor:
+    def _speed_raw(self, h: Tensor, speed: Tensor | None, action: Tensor | None = None) -> Tensor:
         """The speed head's unclamped prediction of s_{t+1} / SPEED_SCALE from h_{t+1} (and s_t with
-        ``speed_input``, whose head predicts the change)."""
+        ``speed_input``, whose head predicts the change; the Markov model reads a_t and s_t instead of h).
+
+        Raises:
+            ValueError: the head needs ``speed`` or ``action`` and it is None.
+        """
         assert self.speed_head is not None
+        if self.config.speed_model == "markov":
+            if action is None:
+                raise ValueError("this MDN-RNN's speed model steps from the action: give a_t beside s_t")
+            s = _required(speed) / SPEED_SCALE
+            return self.speed_head(torch.cat([action, s.unsqueeze(-1)], dim=-1)).squeeze(-1) + s
         out = self.speed_head(h).squeeze(-1)
         return out + _required(speed) / SPEED_SCALE if self.config.speed_input else out
 
-    def _next_speed(self, h: Tensor, speed: Tensor | None) -> Tensor:
+    def _next_speed(self, h: Tensor, speed: Tensor | None, action: Tensor | None = None) -> Tensor:
         """:meth:`speed` for an M known to have a speed head: world units per second, clamped at 0."""
-        return (self._speed_raw(h, speed) * SPEED_SCALE).clamp(min=0.0)
+        return (self._speed_raw(h, speed, action) * SPEED_SCALE).clamp(min=0.0)
 
-    def speed(self, h: Tensor, speed: Tensor | None = None) -> Tensor | None:
+    def speed(self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None) -> Tensor | None:
         """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
-        second, >= 0 (the linear head's output clamped: a speed is a length; training fits the head unclamped; see
+        second, >= 0 (the head's output clamped: a speed is a length; training fits the head unclamped; see
         ``MDNRNNConfig.speed_weight``); None for an M without a speed head. An M with ``speed_input`` predicts the
-        change from ``speed`` (...), the input speed of the step that gave ``h``.
+        change from ``speed`` (...), the input speed of the step that gave ``h``; a Markov speed model
+        (``MDNRNNConfig.speed_model``) predicts it from ``speed`` and ``action`` (..., action_dim), that step's a_t,
+        and ignores ``h``.
 
         Raises:
-            ValueError: ``speed_input`` and no ``speed``.
+            ValueError: ``speed_input`` and no ``speed``; a Markov speed model and no ``action``.
         """
-        return None if self.speed_head is None else self._next_speed(h, speed)
+        return None if self.speed_head is None else self._next_speed(h, speed, action)
 
     def _speed_mse(
         self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None
@@ -195,7 +230,7 @@ class MDNRNN(nn.Module):
             raise ValueError("this MDN-RNN has a speed head but the latents have no speeds (run encode again)")
         if speed_in is None and self.config.speed_input:
             speed_in = batch["speed_in"][:, sl]
-        err = (self._speed_raw(h, speed_in) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
+        err = (self._speed_raw(h, speed_in, batch["action"][:, sl]) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
         return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
     def forward(
@@ -319,7 +354,7 @@ class MDNRNN(nn.Module):
         )
         last = MDNOutput(*(t[:, -1] for t in out))
         # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
-        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start])
+        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start], action[:, start])
         preds, hs, ins = [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
@@ -331,7 +366,7 @@ class MDNRNN(nn.Module):
             hs.append(state[0][0])
             if s_t is not None:
                 ins.append(s_t)
-                s_t = self._next_speed(state[0][0], s_t)
+                s_t = self._next_speed(state[0][0], s_t, action[:, t])
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}

@@ -74,7 +74,7 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        speed = model.speed(h, speed_in) if "speed" in ep else None
+        speed = model.speed(h, speed_in, a) if "speed" in ep else None
         if speed is not None:
             speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
@@ -222,6 +222,7 @@ def train_memory(
                 joint=config.joint,
                 speed_weight=config.speed_weight,
                 speed_input=config.speed_input,
+                speed_model=config.speed_model,  # type: ignore[arg-type]  # checked by the config
             )
         )
         if config.head_prior:
