@@ -376,7 +376,7 @@ def _pulse_batch(seed: int, batch: int = 64, steps: int = 20) -> dict[str, torch
 
 
 def test_a_markov_speed_model_prices_a_pulsed_pedal_step_by_step(one_torch_thread: None) -> None:
-    """The Markov speed model reads only (a_t, s_t): two dreams with other latents and LSTM states run the same
+    """The Markov speed model reads only the present (z_t, a_t, s_t): two dreams from other LSTM states run the same
     speeds under the same pedal, a pattern of alternating gas and brake costs what its steps cost on the car that
     made the data, and the dream's running speed is the head stepped by hand."""
     from core.envs.dream import BatchedDream
@@ -397,23 +397,26 @@ def test_a_markov_speed_model_prices_a_pulsed_pedal_step_by_step(one_torch_threa
         loss.backward()
         opt.step()
     assert parts["speed_mse"] < 1e-3  # 3 units/s per step
-    with pytest.raises(ValueError, match="give a_t"):
-        m.speed(torch.zeros(1, 16), torch.zeros(1))
+    with pytest.raises(ValueError, match="give z_t and a_t"):
+        m.speed(torch.zeros(1, 16), torch.zeros(1), torch.zeros(1, 3))
     pattern = [(1.0, 0.0), (0.0, 0.3)] * 20  # full gas, then 0.3 of the brake, alternating
     car = [60.0]
     for gas, brake in pattern:
         car.append(max(0.0, 0.97 * car[-1] + 4.0 * gas - 12.0 * brake))
-    dream = BatchedDream(m, 2, tau=1.0, max_steps=len(pattern))
-    dream.reset([1, 2], z=torch.randn(2, 2) * 3, speed=60.0)  # two latents far apart: other h, same speed
-    read = []
+    dream = BatchedDream(m, 2, tau=0.0, max_steps=len(pattern))
+    dream.reset([1, 2], z=torch.zeros(2), speed=60.0)
+    read, zs = [], []
     for gas, brake in pattern:
+        zs.append(dream.z[:1].clone())
+        dream.z[1] = dream.z[0]  # the same frame in both, whatever their LSTMs dream next
+        dream.h[1] += torch.randn(16)  # and another LSTM state at every step
+        dream.c[1] += torch.randn(16)
         dream.step(torch.tensor([[0.0, gas, brake]]).expand(2, 3))
-        assert not torch.equal(dream.h[0], dream.h[1])
         assert float(dream.speed[0]) == pytest.approx(float(dream.speed[1]), abs=1e-4)
         read.append(float(dream.speed[0]))
     assert car[-1] < 0.5 * car[0] and read[-1] == pytest.approx(car[-1], abs=4.0)  # the pulses slow it, as there
-    with torch.no_grad():  # by hand: s_{t+1} = s_t + f(a_t, s_t), whatever h is
+    with torch.no_grad():  # by hand: s_{t+1} = s_t + f(z_t, a_t, s_t), whatever h is
         s = torch.tensor([60.0])
-        for gas, brake in pattern[:5]:
-            s = m.speed(torch.randn(1, 16), s, torch.tensor([[0.0, gas, brake]]))
+        for (gas, brake), z in zip(pattern[:5], zs, strict=False):
+            s = m.speed(torch.randn(1, 16), s, torch.tensor([[0.0, gas, brake]]), z)
         assert float(s[0]) == pytest.approx(read[4], abs=1e-4)

@@ -226,7 +226,7 @@ class BatchedDream:
         live = ~self.done
         keep = live.unsqueeze(1)
         if self.speed_input:
-            speed = self.memory.speed(h, self.speed, act)
+            speed = self.memory.speed(h, self.speed, act, self.z)
             assert speed is not None  # speed_input implies a speed head
             self.speed = torch.where(live, speed, self.speed)
         if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and s_t)

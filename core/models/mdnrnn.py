@@ -23,6 +23,8 @@ SPEED_SCALE = 100.0
 SpeedModel = Literal["lstm", "markov"]
 MARKOV_WIDTH = 64
 """Hidden width of the Markov speed model's MLP (``MDNRNNConfig.speed_model``)."""
+MARKOV_Z_DIMS = 2
+"""How many linear read-outs of z_t the Markov speed model sees (what the frame says of grass and bends)."""
 
 
 @dataclass(frozen=True)
@@ -51,10 +53,12 @@ class MDNRNNConfig:
     predicts the change s_{t+1} - s_t: reality feeds the HUD's speed, the dream its own running sum (needs
     ``speed_weight`` > 0). The pedal then acts on an explicit speed that the reward and the motion can read."""
     speed_model: SpeedModel = "lstm"
-    """What the speed head reads. "lstm": h_{t+1}, a linear head (every M before it). "markov": only the car's own
-    state, s_{t+1} - s_t = f(a_t, s_t), an MLP (width MARKOV_WIDTH): a first-order model of the car's longitudinal
-    dynamics, as a physics engine steps it, whose answer to a pedal cannot depend on the history a controller
-    leads the LSTM through (a pattern of pulses is priced as the sum of its steps). Needs ``speed_input``."""
+    """What the speed head reads. "lstm": h_{t+1}, a linear head (every M before it). "markov": only the present,
+    s_{t+1} - s_t = f(a_t, s_t, W z_t), an MLP (width MARKOV_WIDTH) of the action, the speed and MARKOV_Z_DIMS
+    learned linear read-outs W z_t of the frame (the surface under the car and the bend ahead, which slow it): a
+    first-order model of the car's longitudinal dynamics, as a physics engine steps it, whose answer to a pedal
+    cannot depend on the history a controller leads the LSTM through (a pattern of pulses is priced as the sum of
+    its steps). Needs ``speed_input``."""
     residual: bool = True
     """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
     default and the LSTM learns the motion; False gives Ha's absolute means."""
@@ -107,15 +111,30 @@ def _required(speed: Tensor | None) -> Tensor:
     return speed
 
 
+class MarkovSpeed(nn.Module):
+    """The Markov speed model of ``MDNRNNConfig.speed_model``: (z_t, a_t, s_t / SPEED_SCALE) -> the change of
+    s / SPEED_SCALE over the step, an MLP over ``[a_t, s_t / SPEED_SCALE, W z_t]`` with W (MARKOV_Z_DIMS, z_dim)."""
+
+    def __init__(self, z_dim: int, action_dim: int) -> None:
+        super().__init__()
+        width = MARKOV_WIDTH
+        self.read_z = nn.Linear(z_dim, MARKOV_Z_DIMS, bias=False)
+        self.mlp = nn.Sequential(
+            nn.Linear(action_dim + 1 + MARKOV_Z_DIMS, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
+            nn.Linear(width, 1),
+        )  # fmt: skip
+
+    def forward(self, z: Tensor, action: Tensor, s: Tensor) -> Tensor:
+        """z (..., z_dim), action (..., action_dim), s (...) in SPEED_SCALE units -> the change (...)."""
+        return self.mlp(torch.cat([action, s.unsqueeze(-1), self.read_z(z)], dim=-1)).squeeze(-1)
+
+
 def _speed_head(cfg: MDNRNNConfig) -> nn.Module | None:
     """The speed head ``MDNRNNConfig.speed_model`` asks for: None without ``speed_weight``."""
     if cfg.speed_weight <= 0:
         return None
     if cfg.speed_model == "markov":
-        width = MARKOV_WIDTH
-        return nn.Sequential(
-            nn.Linear(cfg.action_dim + 1, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(), nn.Linear(width, 1)
-        )
+        return MarkovSpeed(cfg.z_dim, cfg.action_dim)
     return nn.Linear(cfg.hidden_dim, 1)
 
 
@@ -181,45 +200,58 @@ class MDNRNN(nn.Module):
             return torch.cat([z, action], dim=-1)
         return torch.cat([z, action, _required(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
 
-    def _speed_raw(self, h: Tensor, speed: Tensor | None, action: Tensor | None = None) -> Tensor:
+    def _speed_raw(
+        self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
+    ) -> Tensor:
         """The speed head's unclamped prediction of s_{t+1} / SPEED_SCALE from h_{t+1} (and s_t with
-        ``speed_input``, whose head predicts the change; the Markov model reads a_t and s_t instead of h).
+        ``speed_input``, whose head predicts the change; the Markov model reads z_t, a_t and s_t instead of h).
 
         Raises:
-            ValueError: the head needs ``speed`` or ``action`` and it is None.
+            ValueError: the head needs ``speed``, ``action`` or ``z`` and it is None.
         """
         assert self.speed_head is not None
         if self.config.speed_model == "markov":
-            if action is None:
-                raise ValueError("this MDN-RNN's speed model steps from the action: give a_t beside s_t")
+            if action is None or z is None:
+                raise ValueError("this MDN-RNN's speed model steps from the frame and the action: give z_t and a_t")
             s = _required(speed) / SPEED_SCALE
-            return self.speed_head(torch.cat([action, s.unsqueeze(-1)], dim=-1)).squeeze(-1) + s
+            return self.speed_head(z, action, s) + s
         out = self.speed_head(h).squeeze(-1)
         return out + _required(speed) / SPEED_SCALE if self.config.speed_input else out
 
-    def _next_speed(self, h: Tensor, speed: Tensor | None, action: Tensor | None = None) -> Tensor:
+    def _next_speed(
+        self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
+    ) -> Tensor:
         """:meth:`speed` for an M known to have a speed head: world units per second, clamped at 0."""
-        return (self._speed_raw(h, speed, action) * SPEED_SCALE).clamp(min=0.0)
+        return (self._speed_raw(h, speed, action, z) * SPEED_SCALE).clamp(min=0.0)
 
-    def speed(self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None) -> Tensor | None:
+    def speed(
+        self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None, z: Tensor | None = None
+    ) -> Tensor | None:
         """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
         second, >= 0 (the head's output clamped: a speed is a length; training fits the head unclamped; see
         ``MDNRNNConfig.speed_weight``); None for an M without a speed head. An M with ``speed_input`` predicts the
         change from ``speed`` (...), the input speed of the step that gave ``h``; a Markov speed model
-        (``MDNRNNConfig.speed_model``) predicts it from ``speed`` and ``action`` (..., action_dim), that step's a_t,
-        and ignores ``h``.
+        (``MDNRNNConfig.speed_model``) predicts it from ``speed``, that step's ``action`` a_t (..., action_dim) and
+        latent ``z`` z_t (..., z_dim), and ignores ``h``.
 
         Raises:
-            ValueError: ``speed_input`` and no ``speed``; a Markov speed model and no ``action``.
+            ValueError: ``speed_input`` and no ``speed``; a Markov speed model and no ``action`` or ``z``.
         """
-        return None if self.speed_head is None else self._next_speed(h, speed, action)
+        return None if self.speed_head is None else self._next_speed(h, speed, action, z)
 
     def _speed_mse(
-        self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None
+        self,
+        h: Tensor,
+        batch: dict[str, Tensor],
+        sl: slice,
+        mask: Tensor,
+        speed_in: Tensor | None = None,
+        z_in: Tensor | None = None,
     ) -> Tensor | None:
         """Masked MSE of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``,
         in SPEED_SCALE units; None without a head. ``speed_in`` (B, T'): the input speeds (``speed_input``);
-        default ``batch["speed_in"][:, sl]``.
+        default ``batch["speed_in"][:, sl]``. ``z_in`` (B, T', z_dim): the input latents (a Markov speed model's);
+        default ``batch["z"][:, sl]``.
 
         Raises:
             ValueError: the model has a speed head and the batch has no speeds.
@@ -230,7 +262,9 @@ class MDNRNN(nn.Module):
             raise ValueError("this MDN-RNN has a speed head but the latents have no speeds (run encode again)")
         if speed_in is None and self.config.speed_input:
             speed_in = batch["speed_in"][:, sl]
-        err = (self._speed_raw(h, speed_in, batch["action"][:, sl]) - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
+        z_in = batch["z"][:, :-1][:, sl] if z_in is None else z_in
+        predicted = self._speed_raw(h, speed_in, batch["action"][:, sl], z_in)
+        err = (predicted - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
         return (err * mask).sum() / mask.sum().clamp(min=1.0)
 
     def forward(
@@ -354,8 +388,8 @@ class MDNRNN(nn.Module):
         )
         last = MDNOutput(*(t[:, -1] for t in out))
         # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
-        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start], action[:, start])
-        preds, hs, ins = [], [], []
+        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start], action[:, start], z[:, start])
+        preds, hs, ins, zs = [], [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
             z_t = sample_mdn_with_noise(
@@ -366,7 +400,8 @@ class MDNRNN(nn.Module):
             hs.append(state[0][0])
             if s_t is not None:
                 ins.append(s_t)
-                s_t = self._next_speed(state[0][0], s_t, action[:, t])
+                zs.append(z_t)
+                s_t = self._next_speed(state[0][0], s_t, action[:, t], z_t)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
@@ -376,8 +411,9 @@ class MDNRNN(nn.Module):
             "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
         }  # fmt: skip
         speed_mse = self._speed_mse(
-            torch.stack(hs, dim=1), batch, sl, mask[:, sl], torch.stack(ins, 1) if ins else None
-        )
+            torch.stack(hs, dim=1), batch, sl, mask[:, sl], torch.stack(ins, 1) if ins else None,
+            torch.stack(zs, 1) if zs else None,
+        )  # fmt: skip
         if speed_mse is not None:
             loss = loss + self.config.speed_weight * speed_mse
             metrics["open_loop_speed_mse"] = speed_mse.item()

@@ -74,7 +74,7 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        speed = model.speed(h, speed_in, a) if "speed" in ep else None
+        speed = model.speed(h, speed_in, a, z[:, :-1]) if "speed" in ep else None
         if speed is not None:
             speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
