@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
@@ -17,14 +17,7 @@ from torch import Tensor, nn
 
 from core.errors import ConfigError
 from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_with_noise
-
-SPEED_SCALE = 100.0
-"""The speed head predicts speed / SPEED_SCALE (world units per second; CarRacing's agents drive at 40-80)."""
-SpeedModel = Literal["lstm", "markov"]
-MARKOV_WIDTH = 64
-"""Hidden width of the Markov speed model's MLP (``MDNRNNConfig.speed_model``)."""
-MARKOV_Z_DIMS = 2
-"""How many linear read-outs of z_t the Markov speed model sees (what the frame says of grass and bends)."""
+from core.models.speed import SPEED_SCALE, SpeedModel, required_speed, speed_head
 
 
 @dataclass(frozen=True)
@@ -104,40 +97,6 @@ class MDNOutput(NamedTuple):
 LSTMState = tuple[Tensor, Tensor]
 
 
-def _required(speed: Tensor | None) -> Tensor:
-    """``speed`` for an M that reads the speed. Raises ValueError when it is None."""
-    if speed is None:
-        raise ValueError("this MDN-RNN reads the car's speed (speed_input): give the speed of each input frame")
-    return speed
-
-
-class MarkovSpeed(nn.Module):
-    """The Markov speed model of ``MDNRNNConfig.speed_model``: (z_t, a_t, s_t / SPEED_SCALE) -> the change of
-    s / SPEED_SCALE over the step, an MLP over ``[a_t, s_t / SPEED_SCALE, W z_t]`` with W (MARKOV_Z_DIMS, z_dim)."""
-
-    def __init__(self, z_dim: int, action_dim: int) -> None:
-        super().__init__()
-        width = MARKOV_WIDTH
-        self.read_z = nn.Linear(z_dim, MARKOV_Z_DIMS, bias=False)
-        self.mlp = nn.Sequential(
-            nn.Linear(action_dim + 1 + MARKOV_Z_DIMS, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
-            nn.Linear(width, 1),
-        )  # fmt: skip
-
-    def forward(self, z: Tensor, action: Tensor, s: Tensor) -> Tensor:
-        """z (..., z_dim), action (..., action_dim), s (...) in SPEED_SCALE units -> the change (...)."""
-        return self.mlp(torch.cat([action, s.unsqueeze(-1), self.read_z(z)], dim=-1)).squeeze(-1)
-
-
-def _speed_head(cfg: MDNRNNConfig) -> nn.Module | None:
-    """The speed head ``MDNRNNConfig.speed_model`` asks for: None without ``speed_weight``."""
-    if cfg.speed_weight <= 0:
-        return None
-    if cfg.speed_model == "markov":
-        return MarkovSpeed(cfg.z_dim, cfg.action_dim)
-    return nn.Linear(cfg.hidden_dim, 1)
-
-
 class MDNRNN(nn.Module):
     """LSTM(z_dim + action_dim -> hidden_dim) + MDN head (z_{t+1}) + reward head + done head."""
 
@@ -152,7 +111,7 @@ class MDNRNN(nn.Module):
         # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
         # then the reward and the done logit
         self.head = nn.Linear(cfg.hidden_dim, self.n_logits + 2 * self.n_mdn + 2)
-        self.speed_head = _speed_head(cfg)
+        self.speed_head = speed_head(cfg.speed_model, cfg.speed_weight, cfg.z_dim, cfg.action_dim, cfg.hidden_dim)
 
     @torch.no_grad()
     def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
@@ -198,7 +157,7 @@ class MDNRNN(nn.Module):
         """
         if not self.config.speed_input:
             return torch.cat([z, action], dim=-1)
-        return torch.cat([z, action, _required(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
+        return torch.cat([z, action, required_speed(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
 
     def _speed_raw(
         self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
@@ -213,10 +172,10 @@ class MDNRNN(nn.Module):
         if self.config.speed_model == "markov":
             if action is None or z is None:
                 raise ValueError("this MDN-RNN's speed model steps from the frame and the action: give z_t and a_t")
-            s = _required(speed) / SPEED_SCALE
+            s = required_speed(speed) / SPEED_SCALE
             return self.speed_head(z, action, s) + s
         out = self.speed_head(h).squeeze(-1)
-        return out + _required(speed) / SPEED_SCALE if self.config.speed_input else out
+        return out + required_speed(speed) / SPEED_SCALE if self.config.speed_input else out
 
     def _next_speed(
         self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
@@ -388,7 +347,11 @@ class MDNRNN(nn.Module):
         )
         last = MDNOutput(*(t[:, -1] for t in out))
         # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
-        s_t = None if speed_in is None else self._next_speed(state[0][0], speed_in[:, start], action[:, start], z[:, start])
+        s_t = (
+            None
+            if speed_in is None
+            else self._next_speed(state[0][0], speed_in[:, start], action[:, start], z[:, start])
+        )
         preds, hs, ins, zs = [], [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
