@@ -1,0 +1,119 @@
+"""How a controller drives in reality and in M's dream: its mean actions, the car's speed and the return.
+
+A dream-trained controller that fails in reality is read here: which pedal and wheel it uses in each world, and
+whether the dream's car goes where reality's does. Reality: whole blocks of ``--block`` steps on each track, from
+the reset. Dream: ``--dreams`` dreams of ``--dream-steps`` steps from real states of a latent file (drawn as
+``train-controller`` draws its starts), at the HUD's speed of their frame for an M that reads the speed.
+
+    .venv/bin/python scripts/controller_behaviour.py --vision V --memory M --controller C \
+        --latents runs/s25/lat_agent_speed.npz --tracks 1900000 1900001
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.data.datasets import LatentEpisodes
+from core.envs.car_racing import car_speed, make_real_env
+from core.envs.dream import BatchedDream
+from core.envs.world_model import WorldModel, WorldModelObservation
+from core.errors import DreamExplorerError
+from core.train.fitness import DreamStarts
+
+
+def summary(actions: np.ndarray, speeds: list[float], ret: float) -> str:
+    """One line: mean steer, |steer|, gas, brake, the share of steps braking above 0.3, speed first -> middle ->
+    last (world units per second), and the return."""
+    a = np.asarray(actions)
+    return (
+        f"steer {a[:, 0].mean():+.2f} |steer| {np.abs(a[:, 0]).mean():.2f} gas {a[:, 1].mean():.2f} "
+        f"brake {a[:, 2].mean():.2f} (above 0.3 on {np.mean(a[:, 2] > 0.3):.0%}); speed {speeds[0]:.1f} -> "
+        f"{speeds[len(speeds) // 2]:.1f} -> {speeds[-1]:.1f}; return {ret:.1f}"
+    )
+
+
+def in_reality(wm: WorldModel, include_h: bool, track: int, steps: int, block: int) -> None:
+    """Drive ``steps`` steps on ``track`` and print one line per ``block`` of them."""
+    assert wm.controller is not None
+    env = WorldModelObservation(make_real_env(), wm, include_h=include_h)
+    try:
+        obs, _ = env.reset(seed=track)
+        actions, speeds, ret = [], [], 0.0
+        for t in range(steps):
+            a = wm.controller.act(obs)
+            obs, r, terminated, truncated, _ = env.step(a)
+            actions.append(a)
+            speeds.append(car_speed(env))
+            ret += r
+            if (t + 1) % block == 0 or terminated or truncated:
+                first = (t // block) * block
+                print(
+                    f"reality, track {track}, steps {first}-{t}: "
+                    + summary(np.array(actions[first:]), speeds[first:], ret)
+                )
+            if terminated or truncated:
+                break
+    finally:
+        env.close()
+
+
+@torch.no_grad()
+def in_dream(wm: WorldModel, include_h: bool, latents: Path, dreams: int, steps: int, tau: float, seed: int) -> None:
+    """Run ``dreams`` dreams of ``steps`` steps from real states and print the mean line over all of them."""
+    assert wm.controller is not None and wm.memory is not None
+    starts = DreamStarts.from_latents(LatentEpisodes.load(latents), wm.memory, dreams, 0, 900, seed)
+    dream = BatchedDream(wm.memory, dreams, tau, steps)
+    obs = dream.reset(
+        np.arange(dreams) + seed * dreams, z=starts.z, state=(starts.h[None], starts.c[None]), speed=starts.speed
+    )
+    speed = dream.predicted_speed()
+    speeds = [float(speed.mean()) if speed is not None else float("nan")]
+    actions, ret = [], torch.zeros(dreams)
+    for _ in range(steps):
+        a = wm.controller(obs if include_h else obs[:, : wm.z_dim])
+        obs, r, *_ = dream.step(a)
+        ret += r
+        actions.append(a.numpy())
+        speed = dream.predicted_speed()
+        speeds.append(float(speed.mean()) if speed is not None else float("nan"))
+    print(
+        f"dream ({dreams} from real states, {steps} steps, tau {tau}): "
+        + summary(np.concatenate(actions), speeds, float(ret.mean()))
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--vision", type=Path, required=True)
+    p.add_argument("--memory", type=Path, required=True)
+    p.add_argument("--controller", type=Path, required=True)
+    p.add_argument("--latents", type=Path, required=True, help="latent file of the dreams' real starting states")
+    p.add_argument("--tracks", type=int, nargs="*", default=[], help="real tracks (none: the dream only)")
+    p.add_argument("--steps", type=int, default=300, help="real steps per track")
+    p.add_argument("--block", type=int, default=100, help="real steps per printed line")
+    p.add_argument("--dreams", type=int, default=64)
+    p.add_argument("--dream-steps", type=int, default=100)
+    p.add_argument("--tau", type=float, default=1.0)
+    p.add_argument("--seed", type=int, default=7)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        wm = WorldModel.load(args.vision, args.memory, args.controller, warn=False)
+        assert wm.controller is not None
+        include_h = wm.controller.config.hidden_dim > 0
+        for track in args.tracks:
+            in_reality(wm, include_h, track, args.steps, args.block)
+        in_dream(wm, include_h, args.latents, args.dreams, args.dream_steps, args.tau, args.seed)
+    except DreamExplorerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
