@@ -871,3 +871,33 @@ $D train-controller $ALL $PEDAL --out $S/c_dream_pedal_all.safetensors
 $D train-controller $ALL $PEDAL --v-only --out $S/c_dream_pedal_all_z.safetensors
 $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_pedal.safetensors --horizons 10 30 100 200 \
     --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+# 24. Session 27: a Markov speed model (README "A speed model that prices each step of the pedal ..."). The speed
+# head reads only the present (a_t, s_t and two read-outs of z_t) instead of h; Ms on section 23's pedal data, a
+# dream-only controller, then one iterate round: 30 episodes of that controller with steering noise added to the
+# data, an M again and a dream-only controller again. Nothing ships from it.
+S=runs/s27
+mkdir -p $S
+V=runs/s21/v_tw0.15.safetensors
+for SEED in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents runs/s26/lat_pedal_mix.npz --out $S/m_mkz_s$SEED.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov
+done
+$D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_mkz_s1.safetensors --horizons 10 30 100 200 \
+    --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+DREAM="--vision $V --latents runs/s25/lat_agent_speed.npz --population 48 --rollouts 16 --max-steps 100 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 1 \
+    --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1"
+$D train-controller $DREAM --generations 60 --memory $S/m_mkz_s1.safetensors --out $S/c_dream_mkz.safetensors  # stopped after generation 40
+$PY scripts/controller_behaviour.py --vision $V --memory $S/m_mkz_s1.safetensors --controller $S/c_dream_mkz.safetensors \
+    --latents runs/s25/lat_agent_speed.npz --tracks 1900000
+$D collect --policy controller --vision $V --memory $S/m_mkz_s1.safetensors --controller $S/c_dream_mkz.safetensors \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679000 --episodes 30 --out-dir data/s27_iter --workers 1
+OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter --vision $V --out $S/lat_iter.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('runs/s26/lat_pedal_mix.npz'), L.load('$S/lat_iter.npz')).save('$S/lat_iter_mix.npz')"
+OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter_mix.npz --out $S/m_iter_mkz.safetensors --epochs 22 \
+    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov
+$D train-controller $DREAM --generations 60 --memory $S/m_iter_mkz.safetensors --out $S/c_dream_iter.safetensors
