@@ -13,6 +13,7 @@ from typing import Literal, get_args
 
 from core.data.seeds import MODEL_SELECTION
 from core.errors import ConfigError
+from core.models.speed import SpeedModel
 
 VisionKind = Literal["conv_vae", "dds_vae"]
 EvalGates = Literal["deterministic", "frozen-noise"]
@@ -317,10 +318,11 @@ class MemoryTrainConfig:
     speed_input: bool = False
     """The LSTM also reads the car's speed (the HUD's in reality, its own running sum in the dream) and the speed head
     predicts its change (see MDNRNNConfig.speed_input); needs --speed-weight > 0."""
-    speed_model: str = "lstm"
-    """What the speed head reads with --speed-input: "lstm" (h_{t+1}) or "markov" (only a_t and s_t, an MLP: the
-    car's longitudinal dynamics as a first-order model, so a pattern of pedal pulses cannot speed up the dream's car
-    where each of its steps would slow it; see MDNRNNConfig.speed_model)."""
+    speed_model: SpeedModel = "lstm"
+    """What the speed head reads with --speed-input: "lstm" (h_{t+1}) or "markov" (only the present step: a_t, s_t
+    and two linear read-outs of z_t, through an MLP; a first-order model of the car's longitudinal dynamics, so a
+    pattern of pedal pulses cannot speed up the dream's car where each of its steps would slow it; see
+    MDNRNNConfig.speed_model)."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     dream_check_steps: int = 100
@@ -385,7 +387,9 @@ class MemoryTrainConfig:
             f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}",
         )
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        check(self.speed_model in ("lstm", "markov"), f"--speed-model must be lstm or markov, got {self.speed_model!r}")
+        check(
+            self.speed_model in get_args(SpeedModel), f"--speed-model must be lstm or markov, got {self.speed_model!r}"
+        )
         check(
             self.speed_model == "lstm" or self.speed_input,
             "--speed-model markov steps the speed from the action and the speed: it needs --speed-input",

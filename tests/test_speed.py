@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,6 +72,18 @@ def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeli
     assert merge_latents(lat, plain).speeds is None  # speeds only where every episode has them
     bad = dataclasses.replace(plain, speeds=speeds[:-1])
     assert "speeds must be float" in str(bad.problem())
+
+
+def _fit(m: MDNRNN, batch: Callable[[int], dict[str, torch.Tensor]], steps: int, lr: float) -> dict[str, float]:
+    """Adam on ``m.loss`` over ``batch(0)``..``batch(steps - 1)``; the last step's loss parts."""
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    parts: dict[str, float] = {}
+    for i in range(steps):
+        loss, parts = m.loss(batch(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return parts
 
 
 def _pedal_batch(seed: int, batch: int = 32, steps: int = 40) -> dict[str, torch.Tensor]:
@@ -231,12 +244,7 @@ def test_an_m_that_reads_the_speed_dreams_it_on_its_own(one_torch_thread: None) 
         MDNRNNConfig(speed_input=True)
     m = MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=16, n_gaussians=2, speed_weight=10.0, speed_input=True))
     assert m.lstm.input_size == 2 + 3 + 1
-    opt = torch.optim.Adam(m.parameters(), lr=1e-2)
-    for i in range(150):
-        loss, parts = m.loss(_pedal_batch(i))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    parts = _fit(m, _pedal_batch, 150, 1e-2)
     assert parts["speed_mse"] < 1e-3  # 3 units/s
     gas = [1.0] * 30 + [0.0] * 30
     dream = BatchedDream(m, 2, tau=1.0, max_steps=60)
@@ -390,12 +398,7 @@ def test_a_markov_speed_model_prices_a_pulsed_pedal_step_by_step(one_torch_threa
     torch.manual_seed(0)
     cfg = MDNRNNConfig(z_dim=2, hidden_dim=16, n_gaussians=2, speed_weight=10.0, speed_input=True, speed_model="markov")
     m = MDNRNN(cfg)
-    opt = torch.optim.Adam(m.parameters(), lr=3e-3)
-    for i in range(600):
-        loss, parts = m.loss(_pulse_batch(i))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    parts = _fit(m, _pulse_batch, 600, 3e-3)
     assert parts["speed_mse"] < 1e-3  # 3 units/s per step
     with pytest.raises(ValueError, match="give z_t and a_t"):
         m.speed(torch.zeros(1, 16), torch.zeros(1), torch.zeros(1, 3))

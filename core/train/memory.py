@@ -222,7 +222,7 @@ def train_memory(
                 joint=config.joint,
                 speed_weight=config.speed_weight,
                 speed_input=config.speed_input,
-                speed_model=config.speed_model,  # type: ignore[arg-type]  # checked by the config
+                speed_model=config.speed_model,
             )
         )
         if config.head_prior:
