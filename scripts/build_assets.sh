@@ -900,4 +900,27 @@ from core.train.iterate import merge_latents
 merge_latents(L.load('runs/s26/lat_pedal_mix.npz'), L.load('$S/lat_iter.npz')).save('$S/lat_iter_mix.npz')"
 OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter_mix.npz --out $S/m_iter_mkz.safetensors --epochs 22 \
     --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov
-$D train-controller $DREAM --generations 60 --memory $S/m_iter_mkz.safetensors --out $S/c_dream_iter.safetensors
+$D train-controller $DREAM --generations 60 --memory $S/m_iter_mkz.safetensors --out $S/c_dream_iter.safetensors  # stopped after generation 30
+$D train-controller $(echo "$DREAM" | sed "s/--seed 1/--seed 2/") --generations 30 --memory $S/m_iter_mkz.safetensors \
+    --out $S/c_dream_iter_s2.safetensors
+for C in c_dream_iter c_dream_iter_s2; do  # development tracks 1,910,000..019
+    $D evaluate --vision $V --memory $S/m_iter_mkz.safetensors --controller $S/$C.safetensors --episodes 20 --seed 1910000 --workers 1
+done
+# a second round: 30 episodes of the first round's generation-10 controller, an M on all 230, a controller in its
+# dream, and one in an ensemble of both rounds' Ms
+$D collect --policy controller --vision $V --memory $S/m_iter_mkz.safetensors --controller $S/c_dream_iter.safetensors \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679100 --episodes 30 --out-dir data/s27_iter2 --workers 1
+OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter2 --vision $V --out $S/lat_iter2.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('$S/lat_iter_mix.npz'), L.load('$S/lat_iter2.npz')).save('$S/lat_iter2_mix.npz')"
+OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter2_mkz.safetensors --epochs 22 \
+    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov
+$D train-controller $DREAM --generations 40 --memory $S/m_iter2_mkz.safetensors --out $S/c_dream_iter2.safetensors
+$D train-controller $DREAM --generations 30 --memory $S/m_iter_mkz.safetensors \
+    --dream-ensemble $S/m_iter2_mkz.safetensors --out $S/c_dream_iter_ens.safetensors
+for M in m_iter_mkz m_iter2_mkz; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors --horizons 10 30 100 200 \
+        --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+done
