@@ -920,7 +920,10 @@ OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter
 $D train-controller $DREAM --generations 40 --memory $S/m_iter2_mkz.safetensors --out $S/c_dream_iter2.safetensors
 $D train-controller $DREAM --generations 30 --memory $S/m_iter_mkz.safetensors \
     --dream-ensemble $S/m_iter2_mkz.safetensors --out $S/c_dream_iter_ens.safetensors
-for M in m_iter_mkz m_iter2_mkz; do
+OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter2_mkz_s2.safetensors --epochs 22 \
+    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 2 --speed-weight 10 --speed-input --speed-model markov
+$D train-controller $DREAM --generations 20 --memory $S/m_iter2_mkz_s2.safetensors --out $S/c_dream_iter2_m2.safetensors
+for M in m_iter_mkz m_iter2_mkz m_iter2_mkz_s2; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors --horizons 10 30 100 200 \
         --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
 done
