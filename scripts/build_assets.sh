@@ -925,10 +925,22 @@ OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter
 $D train-controller $DREAM --generations 20 --memory $S/m_iter2_mkz_s2.safetensors --out $S/c_dream_iter2_m2.safetensors
 $D evaluate --vision $V --memory $S/m_iter2_mkz_s2.safetensors --controller $S/c_dream_iter2_m2.safetensors --episodes 20 \
     --seed 1910000 --workers 1
-# the next round's data (not used yet): 24 episodes of that controller
+# round 3's data: 24 episodes of that controller, two Ms on all 254 (checked open loop; no controller trained)
 $D collect --policy controller --vision $V --memory $S/m_iter2_mkz_s2.safetensors --controller $S/c_dream_iter2_m2.safetensors \
     --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679200 --episodes 24 --out-dir data/s27_iter3 --workers 1
 for M in m_iter_mkz m_iter2_mkz m_iter2_mkz_s2; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors --horizons 10 30 100 200 \
         --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+done
+OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter3 --vision $V --out $S/lat_iter3.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('$S/lat_iter2_mix.npz'), L.load('$S/lat_iter3.npz')).save('$S/lat_iter3_mix.npz')"
+for SEED in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_iter3_mix.npz --out $S/m_iter3_mkz_s$SEED.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_iter3_mkz_s$SEED.safetensors \
+        --horizons 10 30 100 200 --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
 done
