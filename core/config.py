@@ -392,7 +392,7 @@ class MemoryTrainConfig:
         )
         check(
             self.speed_model == "lstm" or self.speed_input,
-            "--speed-model markov steps the speed from the action and the speed: it needs --speed-input",
+            "--speed-model markov steps the speed from the frame, the action and the speed: it needs --speed-input",
         )
         check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")

@@ -73,7 +73,7 @@ class MDNRNNConfig:
         if self.speed_model not in get_args(SpeedModel):
             raise ConfigError(f"speed_model must be one of {get_args(SpeedModel)}, got {self.speed_model!r}")
         if self.speed_model == "markov" and not self.speed_input:
-            raise ConfigError("speed_model 'markov' steps the speed from (a_t, s_t): it needs speed_input")
+            raise ConfigError("speed_model 'markov' steps the speed from (z_t, a_t, s_t): it needs speed_input")
 
 
 class MDNOutput(NamedTuple):
