@@ -873,74 +873,64 @@ $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_pedal.safe
     --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
 # 24. Session 27: a Markov speed model (README "A speed model that prices each step of the pedal ..."). The speed
 # head reads only the present (a_t, s_t and two read-outs of z_t) instead of h; Ms on section 23's pedal data, a
-# dream-only controller, then one iterate round: 30 episodes of that controller with steering noise added to the
-# data, an M again and a dream-only controller again. Nothing ships from it.
+# dream-only controller, then iterate rounds by hand: episodes of the last dream-only controller with steering noise
+# added to the data, an M again (two draws from round 2 on) and a dream-only controller again. Nothing ships from it.
 S=runs/s27
 mkdir -p $S
 V=runs/s21/v_tw0.15.safetensors
+markov_m() {  # markov_m LATENTS OUT SEED THREADS: section 22's M recipe with the Markov speed model
+    OMP_NUM_THREADS=$4 $D train-memory --latents $1 --out $2 --epochs 22 --lr-min 1e-4 \
+        --mix controller:0.75,random:0.25 --joint --seed $3 --speed-weight 10 --speed-input --speed-model markov
+}
+iterate_data() {  # iterate_data M C SEED EPISODES NAME OLD_MIX: C drives with noise -> data/s27_NAME -> $S/lat_NAME_mix.npz
+    $D collect --policy controller --vision $V --memory $1 --controller $2 --noise-std 0.1 --noise-corr-steps 10 \
+        --excursion-prob 0.003 --seed $3 --episodes $4 --out-dir data/s27_$5 --workers 1
+    OMP_NUM_THREADS=2 $D encode --data-dir data/s27_$5 --vision $V --out $S/lat_$5.npz --batch-size 64
+    $PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('$6'), L.load('$S/lat_$5.npz')).save('$S/lat_$5_mix.npz')"
+}
+open_loop() {  # open_loop M: the card's open-loop checks on the agent check episodes
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $1 --horizons 10 30 100 200 \
+        --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+}
 for SEED in 1 2; do
-    OMP_NUM_THREADS=1 $D train-memory --latents runs/s26/lat_pedal_mix.npz --out $S/m_mkz_s$SEED.safetensors --epochs 22 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
-        --speed-model markov
+    markov_m runs/s26/lat_pedal_mix.npz $S/m_mkz_s$SEED.safetensors $SEED 1
 done
-$D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_mkz_s1.safetensors --horizons 10 30 100 200 \
-    --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+open_loop $S/m_mkz_s1.safetensors
 DREAM="--vision $V --latents runs/s25/lat_agent_speed.npz --population 48 --rollouts 16 --max-steps 100 \
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 1 \
     --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1"
 $D train-controller $DREAM --generations 60 --memory $S/m_mkz_s1.safetensors --out $S/c_dream_mkz.safetensors  # stopped after generation 40
 $PY scripts/controller_behaviour.py --vision $V --memory $S/m_mkz_s1.safetensors --controller $S/c_dream_mkz.safetensors \
     --latents runs/s25/lat_agent_speed.npz --tracks 1900000
-$D collect --policy controller --vision $V --memory $S/m_mkz_s1.safetensors --controller $S/c_dream_mkz.safetensors \
-    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679000 --episodes 30 --out-dir data/s27_iter --workers 1
-OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter --vision $V --out $S/lat_iter.npz --batch-size 64
-$PY -c "
-from core.data.datasets import LatentEpisodes as L
-from core.train.iterate import merge_latents
-merge_latents(L.load('runs/s26/lat_pedal_mix.npz'), L.load('$S/lat_iter.npz')).save('$S/lat_iter_mix.npz')"
-OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter_mix.npz --out $S/m_iter_mkz.safetensors --epochs 22 \
-    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov
+# round 1: 30 episodes of that controller, an M on all 200, two dream-only controllers, on development tracks
+iterate_data $S/m_mkz_s1.safetensors $S/c_dream_mkz.safetensors 679000 30 iter runs/s26/lat_pedal_mix.npz
+markov_m $S/lat_iter_mix.npz $S/m_iter_mkz.safetensors 1 2
 $D train-controller $DREAM --generations 60 --memory $S/m_iter_mkz.safetensors --out $S/c_dream_iter.safetensors  # stopped after generation 30
 $D train-controller $(echo "$DREAM" | sed "s/--seed 1/--seed 2/") --generations 30 --memory $S/m_iter_mkz.safetensors \
     --out $S/c_dream_iter_s2.safetensors
 for C in c_dream_iter c_dream_iter_s2; do  # development tracks 1,910,000..019
     $D evaluate --vision $V --memory $S/m_iter_mkz.safetensors --controller $S/$C.safetensors --episodes 20 --seed 1910000 --workers 1
 done
-# a second round: 30 episodes of the first round's generation-10 controller, an M on all 230, a controller in its
-# dream, and one in an ensemble of both rounds' Ms
-$D collect --policy controller --vision $V --memory $S/m_iter_mkz.safetensors --controller $S/c_dream_iter.safetensors \
-    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679100 --episodes 30 --out-dir data/s27_iter2 --workers 1
-OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter2 --vision $V --out $S/lat_iter2.npz --batch-size 64
-$PY -c "
-from core.data.datasets import LatentEpisodes as L
-from core.train.iterate import merge_latents
-merge_latents(L.load('$S/lat_iter_mix.npz'), L.load('$S/lat_iter2.npz')).save('$S/lat_iter2_mix.npz')"
-OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter2_mkz.safetensors --epochs 22 \
-    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov
+# round 2: 30 episodes of round 1's generation-10 controller, two Ms on all 230, a controller in each M seed's
+# dream and one in an ensemble of both rounds' first Ms
+iterate_data $S/m_iter_mkz.safetensors $S/c_dream_iter.safetensors 679100 30 iter2 $S/lat_iter_mix.npz
+markov_m $S/lat_iter2_mix.npz $S/m_iter2_mkz.safetensors 1 2
 $D train-controller $DREAM --generations 40 --memory $S/m_iter2_mkz.safetensors --out $S/c_dream_iter2.safetensors
 $D train-controller $DREAM --generations 30 --memory $S/m_iter_mkz.safetensors \
     --dream-ensemble $S/m_iter2_mkz.safetensors --out $S/c_dream_iter_ens.safetensors
-OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_iter2_mix.npz --out $S/m_iter2_mkz_s2.safetensors --epochs 22 \
-    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 2 --speed-weight 10 --speed-input --speed-model markov
+markov_m $S/lat_iter2_mix.npz $S/m_iter2_mkz_s2.safetensors 2 2
 $D train-controller $DREAM --generations 20 --memory $S/m_iter2_mkz_s2.safetensors --out $S/c_dream_iter2_m2.safetensors
 $D evaluate --vision $V --memory $S/m_iter2_mkz_s2.safetensors --controller $S/c_dream_iter2_m2.safetensors --episodes 20 \
     --seed 1910000 --workers 1
-# round 3's data: 24 episodes of that controller, two Ms on all 254 (checked open loop; no controller trained)
-$D collect --policy controller --vision $V --memory $S/m_iter2_mkz_s2.safetensors --controller $S/c_dream_iter2_m2.safetensors \
-    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --seed 679200 --episodes 24 --out-dir data/s27_iter3 --workers 1
 for M in m_iter_mkz m_iter2_mkz m_iter2_mkz_s2; do
-    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors --horizons 10 30 100 200 \
-        --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+    open_loop $S/$M.safetensors
 done
-OMP_NUM_THREADS=2 $D encode --data-dir data/s27_iter3 --vision $V --out $S/lat_iter3.npz --batch-size 64
-$PY -c "
-from core.data.datasets import LatentEpisodes as L
-from core.train.iterate import merge_latents
-merge_latents(L.load('$S/lat_iter2_mix.npz'), L.load('$S/lat_iter3.npz')).save('$S/lat_iter3_mix.npz')"
+# round 3: 24 episodes of round 2's seed-2 controller, two Ms on all 254 (checked open loop; no controller trained)
+iterate_data $S/m_iter2_mkz_s2.safetensors $S/c_dream_iter2_m2.safetensors 679200 24 iter3 $S/lat_iter2_mix.npz
 for SEED in 1 2; do
-    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_iter3_mix.npz --out $S/m_iter3_mkz_s$SEED.safetensors --epochs 22 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
-        --speed-model markov
-    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_iter3_mkz_s$SEED.safetensors \
-        --horizons 10 30 100 200 --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+    markov_m $S/lat_iter3_mix.npz $S/m_iter3_mkz_s$SEED.safetensors $SEED 1
+    open_loop $S/m_iter3_mkz_s$SEED.safetensors
 done
