@@ -315,6 +315,7 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
         excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
+        memory_draws=2, controller_from_start=True,
     )  # fmt: skip
     result = iterate(config)
     round_dir = tmp_path / "iterate" / "round_1"
@@ -332,7 +333,28 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         round_dir / "memory.safetensors"
     )
     assert "iterate/collect_return" in result.metrics
+    # two draws of M (seeds 0 and 1), each checked; the round kept the better one's bytes and its figures
+    draws = record["memory_draws"]
+    assert [d["seed"] for d in draws] == [0, 1] and all(f"check/{real_episodes.name}/road_tracked@5" in d["metrics"]
+                                                         for d in draws)  # fmt: skip
+    best = max(draws, key=lambda d: tuple(d["score"]))
+    assert (round_dir / "memory.safetensors").read_bytes() == Path(best["memory"]).read_bytes()
+    assert record["metrics"]["iterate/memory_seed"] == best["seed"] and tracked == best["metrics"][
+        f"check/{real_episodes.name}/road_tracked@5"]  # fmt: skip
+    assert Path(draws[0]["memory"]).read_bytes() != Path(draws[1]["memory"]).read_bytes()
+    assert "M seed" in format_rounds(result.history)
+    # C trained from zero (controller_from_start, no init_controller), not from the start controller
+    trained = load_model(result.checkpoint, "controller").checkpoint_extra["train_config"]  # type: ignore[attr-defined]
+    assert trained["init_controller"] == "None"
     assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round
+
+
+def test_iterate_refuses_draws_of_m_it_cannot_rank(world: SimpleNamespace, tmp_path: Path) -> None:
+    base = _config(world, tmp_path / "c.safetensors")
+    with pytest.raises(ConfigError, match="memory_draws > 1 keeps the draw with the best dream checks"):
+        IterateConfig(train_controller=base, memory_draws=2)
+    with pytest.raises(ConfigError, match="memory_draws must be >= 1"):
+        IterateConfig(train_controller=base, memory_draws=0)
 
 
 def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: SimpleNamespace, tmp_path: Path) -> None:
