@@ -315,8 +315,10 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
         excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
-        memory_draws=2, controller_from_start=True,
+        memory_draws=2, controller_from_start=True, dream_starts=world.latents,
     )  # fmt: skip
+    with pytest.raises(ConfigError, match="no latent file"):
+        iterate(dataclasses.replace(config, dream_starts=tmp_path / "none.npz"))
     result = iterate(config)
     round_dir = tmp_path / "iterate" / "round_1"
     # episodes as long as collect_max_steps, not the dream horizon (train_controller.max_steps 25)
@@ -345,7 +347,7 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
     assert "M seed" in format_rounds(result.history)
     # C trained from zero (controller_from_start, no init_controller), not from the start controller
     trained = load_model(result.checkpoint, "controller").checkpoint_extra["train_config"]  # type: ignore[attr-defined]
-    assert trained["init_controller"] == "None"
+    assert trained["init_controller"] == "None" and trained["latents"] == str(world.latents)  # dream_starts
     assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round
 
 

@@ -27,7 +27,7 @@ from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
 from core.data.seeds import TRAINING
 from core.envs.car_racing import EPISODE_STEPS
-from core.errors import EpisodeError
+from core.errors import ConfigError, EpisodeError
 from core.policies_wm import ControllerPolicyFactory, WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.controller import ControllerTrainConfig, train_controller
@@ -89,6 +89,10 @@ class IterateConfig:
     horizon, ties to the lower latent MSE there. Ms of one recipe can differ more by seed than by recipe (the
     share of dreams keeping the road at 200 steps 32% against 93% for two seeds on the same data). > 1 needs
     check_data_dirs."""
+    dream_starts: Path | None = None
+    """Latent file whose real frames start the controller's dreams in every round (e.g. an agent's on-road episodes,
+    with speeds for an M that reads them); default: the round's merged latents, every state of the data, random
+    episodes included."""
     controller_from_start: bool = False
     """Train each round's C from train_controller.init_controller (None: CMA-ES from zero) in the new dream
     instead of continuing the previous round's controller, so a controller that learnt the last M's errors does
@@ -269,10 +273,13 @@ def iterate(
     Raises:
         Whatever the sub-stages raise (CheckpointError, EpisodeError, WorkerCrashed, ...); finished rounds stay
         on disk and a rerun continues after them. OutputError: ``config.out_dir`` cannot be written (checked first).
+        ConfigError: ``config.dream_starts`` is not a file.
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
     check_output_dir(config.out_dir, "rounds directory")
+    if config.dream_starts is not None and not Path(config.dream_starts).is_file():
+        raise ConfigError(f"--dream-starts: no latent file at {config.dream_starts}")
     base = config.train_controller
     vision, memory = base.vision, base.memory
     assert base.latents is not None  # IterateConfig refuses a run without them
@@ -341,7 +348,12 @@ def iterate(
         controller_out = round_dir / "controller.safetensors"
         init = base.init_controller if config.controller_from_start else controller
         controller_config = dataclasses.replace(
-            base, memory=memory_out, latents=merged_path, out=controller_out, init_controller=init, resume=False
+            base,
+            memory=memory_out,
+            latents=config.dream_starts or merged_path,
+            out=controller_out,
+            init_controller=init,
+            resume=False,
         )
         result = train_controller(controller_config, on_progress=on_progress, should_stop=stop)
         if result.cancelled or result.checkpoint is None:
