@@ -934,3 +934,39 @@ for SEED in 1 2; do
     markov_m $S/lat_iter3_mix.npz $S/m_iter3_mkz_s$SEED.safetensors $SEED 1
     open_loop $S/m_iter3_mkz_s$SEED.safetensors
 done
+# 25. Session 28: iterate runs section 24's recipe itself (README "Iterate rounds as section 24 ran them by hand ...").
+# The round-1 seed-2 controller read without its brake, dreams started from every state of the data, the Markov M
+# also scored in its own dreams, and one iterate round from the CLI: two M draws kept by their open-loop checks, C
+# from zero in the kept M's dream from the agent's states. Nothing ships from it.
+S=runs/s28
+mkdir -p $S
+V=runs/s21/v_tw0.15.safetensors
+R=runs/s27
+$PY scripts/controller_behaviour.py --vision $V --memory $R/m_iter_mkz.safetensors --controller $R/c_dream_iter_s2.safetensors \
+    --latents runs/s25/lat_agent_speed.npz --tracks 1910007 1910016 1910000 --block 100
+$PY scripts/controller_behaviour.py --vision $V --memory $R/m_iter_mkz.safetensors --controller $R/c_dream_iter_s2.safetensors \
+    --latents runs/s25/lat_agent_speed.npz --tracks 1910007 1910016 1910000 --block 100 --steps 500 --no-brake
+open_loop_random() {  # open_loop_random M: the open-loop checks on the random-policy check episodes
+    $D divergence --data-dir data/check_random10 --vision $V --memory $1 --horizons 10 30 100 200 \
+        --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
+}
+open_loop_random $R/m_iter_mkz.safetensors
+DREAM_ALL=$(echo "$DREAM" | sed "s|runs/s25/lat_agent_speed.npz|$R/lat_iter_mix.npz|")
+$D train-controller $DREAM_ALL --generations 30 --memory $R/m_iter_mkz.safetensors --out $S/c_dream_all.safetensors  # stopped after generation 10's check
+OMP_NUM_THREADS=1 $D train-memory --latents $R/lat_iter_mix.npz --out $S/m_ol30.safetensors --epochs 22 --lr-min 1e-4 \
+    --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov --open-loop-steps 30
+open_loop $S/m_ol30.safetensors
+OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 24 --collect-seed 679300 \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $R/c_dream_iter_s2.safetensors \
+    --check-data-dirs data/check_agent10 --check-max-episodes 5 --memory-draws 2 --no-warm-start-memory \
+    --controller-from-start --dream-starts runs/s25/lat_agent_speed.npz \
+    --train-controller.vision $V --train-controller.memory $R/m_iter_mkz.safetensors \
+    --train-controller.latents $R/lat_iter3_mix.npz --train-controller.population 48 --train-controller.rollouts 16 \
+    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+    --train-controller.recheck-top 1 --train-controller.recheck-episodes 8 --train-controller.check-patience 6 \
+    --train-controller.generations 20 --train-controller.threads 1 --train-controller.workers 1 \
+    --train-controller.seed 1 \
+    --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+    --train-memory.speed-model markov

@@ -100,12 +100,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dream-steps", type=int, default=100)
     p.add_argument("--tau", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--no-brake", action="store_true", help="read the controller with its brake held at 0")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
         wm = WorldModel.load(args.vision, args.memory, args.controller, warn=False)
         assert wm.controller is not None
         include_h = wm.controller.config.hidden_dim > 0
+        if args.no_brake:  # brake = clip(tanh(raw), 0, 1): a raw output of -5 is brake 0 everywhere
+            with torch.no_grad():
+                wm.controller.fc.weight[2].zero_()
+                wm.controller.fc.bias[2] = -5.0
         for track in args.tracks:
             in_reality(wm, include_h, track, args.steps, args.block)
         in_dream(wm, include_h, args.latents, args.dreams, args.dream_steps, args.tau, args.seed)
