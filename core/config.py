@@ -323,6 +323,10 @@ class MemoryTrainConfig:
     and two linear read-outs of z_t, through an MLP; a first-order model of the car's longitudinal dynamics, so a
     pattern of pedal pulses cannot speed up the dream's car where each of its steps would slow it; see
     MDNRNNConfig.speed_model)."""
+    speed_rollout_weight: float = 0.0
+    """> 0 (with --speed-model markov): also step the speed model alone along each window's real z and actions from
+    its first real speed and add this weight times the MSE of the stepped speeds (MDNRNN.speed_rollout_mse), so a
+    small bias per step cannot sum to a slow dream car over hundreds of steps."""
     val_fraction: float = 0.1
     """Share of episodes held out for validation."""
     dream_check_steps: int = 100
@@ -373,23 +377,18 @@ class MemoryTrainConfig:
         from core.data.datasets import parse_mix
 
         parse_mix(self.mix)
-        check(
-            0 <= self.open_loop_steps < self.seq_len,
-            f"--open-loop-steps must be in [0, --seq-len), got {self.open_loop_steps}",
-        )
-        check(
-            math.isfinite(self.open_loop_weight) and self.open_loop_weight >= 0,
-            f"--open-loop-weight must be finite and >= 0, got {self.open_loop_weight}",
-        )
+        n = self.open_loop_steps
+        check(0 <= n < self.seq_len, f"--open-loop-steps must be in [0, --seq-len), got {n}")
+        check(self.open_loop_weight >= 0, f"--open-loop-weight must be >= 0, got {self.open_loop_weight}")
+        w, why = self.speed_rollout_weight, "must be >= 0, and > 0 only with --speed-model markov"
+        check(w == 0 or (w > 0 and self.speed_model == "markov"), f"--speed-rollout-weight {why}, got {w}")
         check(not (self.resume and self.init_from is not None), "use either --resume or --init-from, not both")
         check(
             not self.open_loop_policies or all(p.strip() for p in self.open_loop_policies.split(",")),
             f"--open-loop-policies must be comma-separated policy names, got {self.open_loop_policies!r}",
         )
         check(self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}")
-        check(
-            self.speed_model in get_args(SpeedModel), f"--speed-model must be lstm or markov, got {self.speed_model!r}"
-        )
+        check(self.speed_model in get_args(SpeedModel), f"--speed-model must be lstm or markov: {self.speed_model!r}")
         check(
             self.speed_model == "lstm" or self.speed_input,
             "--speed-model markov steps the speed from the frame, the action and the speed: it needs --speed-input",
@@ -408,7 +407,7 @@ class MemoryTrainConfig:
             memory_train_bytes(self.seq_len, self.batch_size, self.hidden_dim, self.n_gaussians),
         )
         check(
-            0.0 <= self.clean_input_fraction <= 1.0,
+            0 <= self.clean_input_fraction <= 1,
             f"clean_input_fraction must be in [0, 1], got {self.clean_input_fraction}",
         )
         check(0.0 <= self.val_fraction < 1.0, f"val_fraction must be in [0, 1), got {self.val_fraction}")

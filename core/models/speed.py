@@ -40,6 +40,24 @@ class MarkovSpeed(nn.Module):
         """z (..., z_dim), action (..., action_dim), s (...) in SPEED_SCALE units -> the change (...)."""
         return self.mlp(torch.cat([action, s.unsqueeze(-1), self.read_z(z)], dim=-1)).squeeze(-1)
 
+    def rollout(self, z: Tensor, action: Tensor, s0: Tensor) -> Tensor:
+        """The speed stepped by this model alone along given frames and actions, as the dream steps it
+        (s_{t+1} = max(s_t + f(z_t, a_t, s_t), 0)).
+
+        Args:
+            z: float32 (B, T, z_dim) z_0..z_{T-1}; action: float32 (B, T, action_dim) a_0..a_{T-1}.
+            s0: float32 (B,) the speed s_0 in SPEED_SCALE units.
+
+        Returns:
+            float32 (B, T): s_1..s_T in SPEED_SCALE units, differentiable through every step.
+        """
+        read = self.read_z(z)  # (B, T, MARKOV_Z_DIMS), once for all steps
+        s, out = s0, []
+        for t in range(action.shape[1]):
+            s = (s + self.mlp(torch.cat([action[:, t], s.unsqueeze(-1), read[:, t]], dim=-1)).squeeze(-1)).clamp(0.0)
+            out.append(s)
+        return torch.stack(out, dim=1)
+
 
 def speed_head(model: SpeedModel, weight: float, z_dim: int, action_dim: int, hidden_dim: int) -> nn.Module | None:
     """The speed head an MDN-RNN's config asks for (``MDNRNNConfig.speed_model`` and ``speed_weight``): None

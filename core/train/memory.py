@@ -262,6 +262,9 @@ def train_memory(
 
     def loss_fn(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         loss, parts = model.loss(batch)
+        if config.speed_rollout_weight > 0:
+            rolled = model.speed_rollout_mse(batch)
+            loss, parts = loss + config.speed_rollout_weight * rolled, {**parts, "speed_rollout_mse": rolled.item()}
         if config.open_loop_steps == 0:
             return loss, parts
         start = int(dream_rng.integers(0, config.seq_len - config.open_loop_steps))
