@@ -970,3 +970,13 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 24 --col
     --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov
+# the Markov M with the speed rollout loss (same data and recipe as round 1's M), its speed drift beside round 1's
+# and the open-loop-trained one's, its open-loop checks, and a dream-only controller in it
+OMP_NUM_THREADS=1 $D train-memory --latents $R/lat_iter_mix.npz --out $S/m_roll1.safetensors --epochs 22 --lr-min 1e-4 \
+    --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input --speed-model markov \
+    --speed-rollout-weight 1
+for M in $R/m_iter_mkz $S/m_roll1 $S/m_ol30; do
+    $PY scripts/speed_drift.py --memory $M.safetensors --latents runs/s25/lat_agent_speed.npz
+done
+open_loop $S/m_roll1.safetensors
+$D train-controller $DREAM --generations 20 --memory $S/m_roll1.safetensors --out $S/c_dream_roll1.safetensors

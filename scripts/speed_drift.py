@@ -1,0 +1,86 @@
+"""How far an M's speed drifts from the recorded speed over many steps, fed the recorded actions.
+
+For an M that reads the car's speed (``train-memory --speed-input``): from step ``--start`` of ``--episodes``
+non-random episodes of a latent file, the M reads the real prefix, then its speed is stepped for ``--steps`` steps
+with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
+the dream at each ``--tau`` (the dream's own z). Printed: the mean recorded speed and each mean stepped speed at
+a few horizons, in world units per second.
+
+    .venv/bin/python scripts/speed_drift.py --memory M --latents runs/s25/lat_agent_speed.npz
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from core.checkpoint import load_model
+from core.data.datasets import LatentEpisodes
+from core.envs.dream import BatchedDream
+from core.errors import DreamExplorerError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--memory", type=Path, required=True)
+    p.add_argument("--latents", type=Path, required=True, help="latent file with speeds")
+    p.add_argument("--episodes", type=int, default=24)
+    p.add_argument("--start", type=int, default=200, help="real steps read before the speed is stepped")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--tau", type=float, nargs="+", default=[0.0, 0.5, 1.0])
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        m = load_model(args.memory, "mdnrnn")
+        lat = LatentEpisodes.load(args.latents)
+    except DreamExplorerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if not m.config.speed_input or lat.speeds is None:
+        print("error: needs an M that reads the speed and a latent file with speeds", file=sys.stderr)
+        return 2
+    end = args.start + args.steps
+    policies = lat.policies if lat.policies is not None else np.full(lat.n_episodes, "unknown")
+    ok = [i for i in range(lat.n_episodes) if policies[i] != "random" and lat.episode(i)["action"].shape[0] >= end]
+    if not ok:
+        print(f"error: no non-random episode of {args.latents} has {end} steps", file=sys.stderr)
+        return 2
+    pick = np.random.default_rng(args.seed).choice(ok, min(args.episodes, len(ok)), replace=False)
+    eps = [lat.episode(int(i)) for i in pick]
+    z = torch.tensor(np.stack([e["mu"][: end + 1] for e in eps]))
+    a = torch.tensor(np.stack([e["action"][:end] for e in eps]))
+    s = torch.tensor(np.stack([e["speed"][: end + 1] for e in eps]))
+    at = [k for k in (10, 50, 100, 200, 500) if k <= args.steps]
+    real = s[:, args.start + 1 :]
+    print(
+        f"{len(eps)} episodes from step {args.start}; recorded speed "
+        + ", ".join(f"{real[:, k - 1].mean():.1f} @{k}" for k in at)
+    )
+    with torch.no_grad():
+        if m.config.speed_model == "markov":
+            speed, out, unread_h = s[:, args.start], [], torch.zeros(len(eps), m.config.hidden_dim)
+            for t in range(args.start, end):  # a Markov speed model reads no h
+                stepped = m.speed(unread_h, speed, a[:, t], z[:, t])
+                assert stepped is not None
+                speed = stepped
+                out.append(speed)
+            print("speed model along the real z: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
+        _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start])
+        for tau in args.tau:
+            dream = BatchedDream(m, len(eps), tau=tau, max_steps=args.steps)
+            dream.reset(list(range(len(eps))), z=z[:, args.start], state=state, speed=s[:, args.start])
+            out = []
+            for t in range(args.start, end):
+                dream.step(a[:, t])
+                out.append(dream.speed.clone())
+            print(f"dream at tau {tau}: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
