@@ -27,11 +27,15 @@ from core.train.fitness import DreamStarts
 
 
 def summary(actions: np.ndarray, speeds: list[float], ret: float) -> str:
-    """One line: mean steer, |steer|, gas, brake, the share of steps braking above 0.3, speed first -> middle ->
-    last (world units per second), and the return."""
+    """One line: mean steer, |steer|, the mean change of the steering from step to step, gas, brake, the share of
+    steps braking above 0.3, speed first -> middle -> last (world units per second), and the return. ``actions``:
+    (T, 3) one run's steps, or (T, N, 3) N runs side by side."""
     a = np.asarray(actions)
+    change = np.abs(np.diff(a[..., 0], axis=0)).mean()
+    a = a.reshape(-1, 3)
     return (
-        f"steer {a[:, 0].mean():+.2f} |steer| {np.abs(a[:, 0]).mean():.2f} gas {a[:, 1].mean():.2f} "
+        f"steer {a[:, 0].mean():+.2f} |steer| {np.abs(a[:, 0]).mean():.2f} |change| {change:.2f} "
+        f"gas {a[:, 1].mean():.2f} "
         f"brake {a[:, 2].mean():.2f} (above 0.3 on {np.mean(a[:, 2] > 0.3):.0%}); speed {speeds[0]:.1f} -> "
         f"{speeds[len(speeds) // 2]:.1f} -> {speeds[-1]:.1f}; return {ret:.1f}"
     )
@@ -83,7 +87,7 @@ def in_dream(wm: WorldModel, include_h: bool, latents: Path, dreams: int, steps:
         speeds.append(float(speed.mean()) if speed is not None else float("nan"))
     print(
         f"dream ({dreams} from real states, {steps} steps, tau {tau}): "
-        + summary(np.concatenate(actions), speeds, float(ret.mean()))
+        + summary(np.stack(actions), speeds, float(ret.mean()))
     )
 
 
