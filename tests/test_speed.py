@@ -13,7 +13,7 @@ import torch
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, SequenceSampler
 from core.data.episodes import list_episodes, read_episode
-from core.envs.car_racing import car_speed, hud_speed, make_real_env
+from core.envs.car_racing import car_speed, car_yaw_rate, hud_speed, hud_yaw_rate, make_real_env
 from core.errors import ConfigError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig
 from core.models.speed import MarkovSpeed
@@ -42,6 +42,30 @@ def test_hud_speed_reads_the_cars_speed_from_the_frame() -> None:
     assert (hud_speed(no_bar) == 0).all()
     with pytest.raises(ValueError, match="96, 96, 3"):
         hud_speed(np.zeros((2, 64, 64, 3), np.uint8))
+
+
+def test_hud_yaw_rate_reads_the_cars_turning_from_the_gyroscope_bar() -> None:
+    """The wheel turned both ways, then a hard spin: the red bar's reading follows the hull's angular velocity in
+    sign and size, and other bars (speed, ABS, steering) do not leak into it."""
+    env = make_real_env()
+    env.reset(seed=3)
+    steer = np.random.default_rng(0).uniform(-1, 1, 16)
+    frames, truth = [], []
+    for t in range(400):
+        obs, *_ = env.step(np.array([steer[t // 25], 0.6 if t < 150 else 0.2, 0.0], np.float32))
+        frames.append(obs)
+        truth.append(car_yaw_rate(env))
+    env.close()
+    read, truth_a = hud_yaw_rate(np.stack(frames)), np.array(truth)
+    assert read.dtype == np.float32 and read.shape == (400,)
+    assert truth_a.min() < -2 and truth_a.max() > 8  # both ways, and a spin
+    assert np.abs(read - truth_a).max() < 0.2  # rad/s (seen: 0.13, RMS 0.06)
+    assert hud_yaw_rate(frames[80]) == pytest.approx(read[80])
+    no_bar = np.stack(frames[:40]).copy()
+    no_bar[:, 86:92, 40:] = 0  # the gyroscope and steering bars gone: speed and ABS bars remain
+    assert (hud_yaw_rate(no_bar) == 0).all() and hud_speed(no_bar).max() > 0
+    with pytest.raises(ValueError, match="96, 96, 3"):
+        hud_yaw_rate(np.zeros((2, 64, 64, 3), np.uint8))
 
 
 def test_encode_writes_the_hud_speed_of_every_frame(pipeline: dict[str, Path], real_episodes: Path) -> None:
