@@ -74,6 +74,9 @@ def test_encode_writes_the_hud_speed_of_every_frame(pipeline: dict[str, Path], r
     first = read_episode(list_episodes(real_episodes)[0])
     np.testing.assert_array_equal(lat.episode(0)["speed"], hud_speed(first.frames))
     assert lat.speeds.max() > 1.0  # the random policy presses the gas
+    assert lat.yaw_rates is not None and lat.yaw_rates.shape == (len(lat.mu),)
+    np.testing.assert_array_equal(lat.episode(0)["yaw_rate"], hud_yaw_rate(first.frames))
+    assert np.abs(lat.yaw_rates).max() > 0.1  # the random policy turns the wheel
 
 
 def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeline: dict[str, Path]) -> None:
@@ -97,6 +100,15 @@ def test_speeds_survive_save_subset_and_reach_the_windows(tmp_path: Path, pipeli
     assert merge_latents(lat, plain).speeds is None  # speeds only where every episode has them
     bad = dataclasses.replace(plain, speeds=speeds[:-1])
     assert "speeds must be float" in str(bad.problem())
+    # yaw rates travel the same way (save, load, subset, merge), and only where every episode has them
+    yaws = -speeds / 10
+    both = LatentEpisodes.load(dataclasses.replace(lat, yaw_rates=yaws).save(tmp_path / "y.npz"))
+    np.testing.assert_array_equal(both.yaw_rates, yaws)
+    np.testing.assert_array_equal(both.subset([2]).episode(0)["yaw_rate"], yaws[42:63])
+    np.testing.assert_array_equal(merge_latents(both, both.subset([0])).yaw_rates, np.concatenate([yaws, yaws[:21]]))
+    assert merge_latents(both, lat).yaw_rates is None and lat.yaw_rates is None
+    assert "yaw_rates must be float" in str(dataclasses.replace(plain, yaw_rates=yaws[:-1]).problem())
+    assert "yaw_rates hold NaN" in str(dataclasses.replace(plain, yaw_rates=yaws * np.nan).problem())
 
 
 def _fit(m: MDNRNN, batch: Callable[[int], dict[str, torch.Tensor]], steps: int, lr: float) -> dict[str, float]:

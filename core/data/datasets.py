@@ -67,6 +67,9 @@ class LatentEpisodes:
             field read as "random", which is what every earlier collection used).
         speeds: optional float32 (sum of (T_i + 1),): the car's speed at each frame, world units per second, read
             from the HUD (:func:`core.envs.car_racing.hud_speed`); None in files written before it was recorded.
+        yaw_rates: optional float32 (sum of (T_i + 1),): the car's yaw rate at each frame, rad/s, counter-clockwise
+            positive, read from the HUD's gyroscope bar (:func:`core.envs.car_racing.hud_yaw_rate`); None in files
+            written before it was recorded.
     """
 
     mu: np.ndarray
@@ -80,6 +83,7 @@ class LatentEpisodes:
     vision_sha256: str
     policies: np.ndarray | None = None
     speeds: np.ndarray | None = None
+    yaw_rates: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if self.policies is None:
@@ -102,17 +106,22 @@ class LatentEpisodes:
 
     def episode(self, i: int) -> dict[str, np.ndarray]:
         """Arrays of episode ``i``: ``mu``/``logvar`` (T+1, z_dim), ``action`` (T, 3), ``reward``/``done`` (T,),
-        and ``speed`` (T+1,) when the file has speeds."""
+        and ``speed`` / ``yaw_rate`` (T+1,) when the file has them."""
         a, b = int(self.starts[i]), int(self.starts[i + 1])
         sa, sb = a - i, b - i - 1  # step arrays have one entry fewer per episode
         speed = {} if self.speeds is None else {"speed": self.speeds[a:b]}
-        return speed | {
-            "mu": self.mu[a:b],
-            "logvar": self.logvar[a:b],
-            "action": self.actions[sa:sb],
-            "reward": self.rewards[sa:sb],
-            "done": self.terminated[sa:sb],
-        }
+        yaw = {} if self.yaw_rates is None else {"yaw_rate": self.yaw_rates[a:b]}
+        return (
+            speed
+            | yaw
+            | {
+                "mu": self.mu[a:b],
+                "logvar": self.logvar[a:b],
+                "action": self.actions[sa:sb],
+                "reward": self.rewards[sa:sb],
+                "done": self.terminated[sa:sb],
+            }
+        )
 
     def subset(self, episodes: Sequence[int] | np.ndarray) -> LatentEpisodes:
         """The listed episodes, in the order given, with their seeds, policy labels and vision identity.
@@ -147,6 +156,7 @@ class LatentEpisodes:
             vision_sha256=self.vision_sha256,
             policies=np.asarray(self.policies, str)[idx],
             speeds=None if self.speeds is None else np.concatenate([p["speed"] for p in parts]),
+            yaw_rates=None if self.yaw_rates is None else np.concatenate([p["yaw_rate"] for p in parts]),
         )
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -160,6 +170,8 @@ class LatentEpisodes:
         }  # fmt: skip
         if self.speeds is not None:
             arrays["speeds"] = self.speeds
+        if self.yaw_rates is not None:
+            arrays["yaw_rates"] = self.yaw_rates
         with atomic_path(target) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, **arrays)
@@ -179,6 +191,7 @@ class LatentEpisodes:
                     vision_kind=str(d["vision_kind"]), vision_sha256=str(d["vision_sha256"]),
                     policies=d["policies"].astype(str) if "policies" in d.files else None,
                     speeds=d["speeds"] if "speeds" in d.files else None,
+                    yaw_rates=d["yaw_rates"] if "yaw_rates" in d.files else None,
                 )  # fmt: skip
         except Exception as exc:  # numpy raises many types for a bad file
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -207,10 +220,12 @@ class LatentEpisodes:
         for name, arr in (("rewards", self.rewards), ("terminated", self.terminated)):
             if arr.shape != (steps,) or arr.dtype.kind not in "fiub":
                 return f"{name} must be ({steps},) numbers, got {arr.dtype} {arr.shape}"
-        if self.speeds is not None and (self.speeds.shape != (n,) or self.speeds.dtype.kind != "f"):
-            return f"speeds must be float ({n},), one per frame, got {self.speeds.dtype} {self.speeds.shape}"
+        for name, per_frame in (("speeds", self.speeds), ("yaw_rates", self.yaw_rates)):
+            if per_frame is not None and (per_frame.shape != (n,) or per_frame.dtype.kind != "f"):
+                return f"{name} must be float ({n},), one per frame, got {per_frame.dtype} {per_frame.shape}"
         for name, arr in (
             ("speeds", self.speeds if self.speeds is not None else np.zeros(0)),
+            ("yaw_rates", self.yaw_rates if self.yaw_rates is not None else np.zeros(0)),
             ("mu", self.mu),
             ("logvar", self.logvar),
             ("actions", self.actions),

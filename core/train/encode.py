@@ -12,7 +12,7 @@ from core.checkpoint import check_output_file
 from core.config import EncodeConfig
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.data.episodes import list_episodes, read_episode
-from core.envs.car_racing import hud_speed, preprocess_frames, to_tensor
+from core.envs.car_racing import hud_speed, hud_yaw_rate, preprocess_frames, to_tensor
 from core.envs.world_model import load_vision
 from core.errors import StageCancelled
 from core.progress import Progress, ProgressFn, never_stop, no_progress
@@ -28,8 +28,9 @@ def train_encode(
     """Encode all episodes of ``config.data_dir`` with ``config.vision`` and write ``config.out``.
 
     The latent file holds, per episode, ``mu``/``logvar`` float32 (T+1, z_dim) and the actions, rewards and
-    terminated flags, the driving policy's label and the car's speed at each frame (read from the HUD), plus the
-    vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`). ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
+    terminated flags, the driving policy's label and the car's speed and yaw rate at each frame (read from the
+    HUD), plus the vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`).
+    ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
@@ -45,6 +46,7 @@ def train_encode(
     vision = load_vision(config.vision)
     size = int(vision.input_size)
     mus, logvars, actions, rewards, terminated, seeds, policies, speeds, starts = [], [], [], [], [], [], [], [], [0]
+    yaw_rates: list[np.ndarray] = []
     for i, path in enumerate(files):
         if stop.is_set():
             raise StageCancelled("encode stopped; nothing written")
@@ -64,6 +66,7 @@ def train_encode(
         seeds.append(ep.seed)
         policies.append(ep.policy)
         speeds.append(hud_speed(ep.frames))
+        yaw_rates.append(hud_yaw_rate(ep.frames))
         starts.append(starts[-1] + len(ep.frames))
         on_progress(Progress("encode", i + 1, len(files), {"encode/frames": float(starts[-1])}))
     latents = LatentEpisodes(
@@ -78,6 +81,7 @@ def train_encode(
         vision_sha256=file_sha256(config.vision),
         policies=np.asarray(policies, str),
         speeds=np.concatenate(speeds),
+        yaw_rates=np.concatenate(yaw_rates),
     )
     path = latents.save(config.out)
     metrics = {"encode/episodes": float(len(files)), "encode/frames": float(starts[-1])}

@@ -130,7 +130,7 @@ class IterateConfig:
 
 
 def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
-    """Episodes of ``old`` followed by those of ``new`` (with speeds when both have them).
+    """Episodes of ``old`` followed by those of ``new`` (with speeds and yaw rates when both have them).
 
     Raises:
         EpisodeError: the files come from different vision models or latent sizes.
@@ -149,6 +149,9 @@ def merge_latents(old: LatentEpisodes, new: LatentEpisodes) -> LatentEpisodes:
         vision_sha256=old.vision_sha256,
         policies=np.concatenate([np.asarray(old.policies, str), np.asarray(new.policies, str)]),
         speeds=None if old.speeds is None or new.speeds is None else np.concatenate([old.speeds, new.speeds]),
+        yaw_rates=None
+        if old.yaw_rates is None or new.yaw_rates is None
+        else np.concatenate([old.yaw_rates, new.yaw_rates]),
     )
 
 
