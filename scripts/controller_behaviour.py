@@ -19,17 +19,18 @@ import numpy as np
 import torch
 
 from core.data.datasets import LatentEpisodes
-from core.envs.car_racing import car_speed, make_real_env
+from core.envs.car_racing import car_speed, car_yaw_rate, make_real_env
 from core.envs.dream import BatchedDream
 from core.envs.world_model import WorldModel, WorldModelObservation
 from core.errors import DreamExplorerError
 from core.train.fitness import DreamStarts
 
 
-def summary(actions: np.ndarray, speeds: list[float], ret: float) -> str:
+def summary(actions: np.ndarray, speeds: list[float], ret: float, yaw_rates: list[float] | None = None) -> str:
     """One line: mean steer, |steer|, the mean change of the steering from step to step, gas, brake, the share of
-    steps braking above 0.3, speed first -> middle -> last (world units per second), and the return. ``actions``:
-    (T, 3) one run's steps, or (T, N, 3) N runs side by side."""
+    steps braking above 0.3, speed first -> middle -> last (world units per second), the mean |yaw rate| (rad/s;
+    reality only: a car circling holds it high), and the return. ``actions``: (T, 3) one run's steps, or (T, N, 3)
+    N runs side by side."""
     a = np.asarray(actions)
     change = np.abs(np.diff(a[..., 0], axis=0)).mean()
     a = a.reshape(-1, 3)
@@ -37,7 +38,9 @@ def summary(actions: np.ndarray, speeds: list[float], ret: float) -> str:
         f"steer {a[:, 0].mean():+.2f} |steer| {np.abs(a[:, 0]).mean():.2f} |change| {change:.2f} "
         f"gas {a[:, 1].mean():.2f} "
         f"brake {a[:, 2].mean():.2f} (above 0.3 on {np.mean(a[:, 2] > 0.3):.0%}); speed {speeds[0]:.1f} -> "
-        f"{speeds[len(speeds) // 2]:.1f} -> {speeds[-1]:.1f}; return {ret:.1f}"
+        f"{speeds[len(speeds) // 2]:.1f} -> {speeds[-1]:.1f}; "
+        + ("" if yaw_rates is None else f"|yaw rate| {np.abs(yaw_rates).mean():.2f}; ")
+        + f"return {ret:.1f}"
     )
 
 
@@ -47,18 +50,19 @@ def in_reality(wm: WorldModel, include_h: bool, track: int, steps: int, block: i
     env = WorldModelObservation(make_real_env(), wm, include_h=include_h)
     try:
         obs, _ = env.reset(seed=track)
-        actions, speeds, ret = [], [], 0.0
+        actions, speeds, yaw_rates, ret = [], [], [], 0.0
         for t in range(steps):
             a = wm.controller.act(obs)
             obs, r, terminated, truncated, _ = env.step(a)
             actions.append(a)
             speeds.append(car_speed(env))
+            yaw_rates.append(car_yaw_rate(env))
             ret += r
             if (t + 1) % block == 0 or terminated or truncated:
                 first = (t // block) * block
                 print(
                     f"reality, track {track}, steps {first}-{t}: "
-                    + summary(np.array(actions[first:]), speeds[first:], ret)
+                    + summary(np.array(actions[first:]), speeds[first:], ret, yaw_rates[first:])
                 )
             if terminated or truncated:
                 break
