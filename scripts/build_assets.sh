@@ -980,3 +980,20 @@ for M in $R/m_iter_mkz $S/m_roll1 $S/m_ol30; do
 done
 open_loop $S/m_roll1.safetensors
 $D train-controller $DREAM --generations 20 --memory $S/m_roll1.safetensors --out $S/c_dream_roll1.safetensors
+$D train-controller $(echo "$DREAM" | sed "s/--seed 1/--seed 2/") --generations 20 --memory $S/m_roll1.safetensors \
+    --out $S/c_dream_roll1_s2.safetensors
+$PY scripts/controller_behaviour.py --vision $V --memory $S/m_roll1.safetensors --controller $S/c_dream_roll1.safetensors \
+    --latents runs/s25/lat_agent_speed.npz --tracks 1910000 1910016 --block 100
+for M in $R/m_iter_mkz $S/m_roll1 $S/m_ol30; do  # the steering response, dream against reality
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors --horizons 10 --start-every 100 \
+        --no-parked --max-episodes 10 --tau 0.5
+done
+# the iterate round's controller on the development tracks; two Markov Ms with the rollout loss on its data
+$D evaluate --vision $V --memory $S/iterate/round_1/memory.safetensors --controller $S/iterate/round_1/controller.safetensors \
+    --episodes 20 --seed 1910000 --workers 1
+for SEED in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/iterate/round_1/latents.npz --out $S/m_r4_roll_s$SEED.safetensors \
+        --epochs 22 --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1
+    open_loop $S/m_r4_roll_s$SEED.safetensors
+done
