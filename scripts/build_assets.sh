@@ -997,3 +997,5 @@ for SEED in 1 2; do
         --speed-model markov --speed-rollout-weight 1
     open_loop $S/m_r4_roll_s$SEED.safetensors
 done
+$D train-controller $DREAM --generations 20 --memory $S/m_r4_roll_s2.safetensors --out $S/c_dream_r4_roll_s2.safetensors
+open_loop_random $S/m_r4_roll_s2.safetensors
