@@ -999,3 +999,6 @@ for SEED in 1 2; do
 done
 $D train-controller $DREAM --generations 20 --memory $S/m_r4_roll_s2.safetensors --out $S/c_dream_r4_roll_s2.safetensors
 open_loop_random $S/m_r4_roll_s2.safetensors
+$PY scripts/controller_behaviour.py --vision $V --memory $S/iterate/round_1/memory.safetensors \
+    --controller $S/iterate/round_1/controller.safetensors --latents runs/s25/lat_agent_speed.npz \
+    --tracks 1910000 1910007 --block 100 --steps 500 --dreams 32
