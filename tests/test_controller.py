@@ -315,7 +315,7 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
         excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
-        memory_draws=2, controller_from_start=True, dream_starts=world.latents,
+        memory_draws=2, controller_from_start=True, dream_starts=world.latents, check_tau=0.5, check_samples=1,
     )  # fmt: skip
     with pytest.raises(ConfigError, match="no latent file"):
         iterate(dataclasses.replace(config, dream_starts=tmp_path / "none.npz"))
@@ -345,6 +345,8 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         f"check/{real_episodes.name}/road_tracked@5"]  # fmt: skip
     assert Path(draws[0]["memory"]).read_bytes() != Path(draws[1]["memory"]).read_bytes()
     assert "M seed" in format_rounds(result.history)
+    checked = draws[0]["metrics"]  # one dream per window (check_samples)
+    assert checked[f"check/{real_episodes.name}/dreams"] == checked[f"check/{real_episodes.name}/windows"] > 0
     # C trained from zero (controller_from_start, no init_controller), not from the start controller
     trained = load_model(result.checkpoint, "controller").checkpoint_extra["train_config"]  # type: ignore[attr-defined]
     assert trained["init_controller"] == "None" and trained["latents"] == str(world.latents)  # dream_starts
@@ -357,6 +359,8 @@ def test_iterate_refuses_draws_of_m_it_cannot_rank(world: SimpleNamespace, tmp_p
         IterateConfig(train_controller=base, memory_draws=2)
     with pytest.raises(ConfigError, match="memory_draws must be >= 1"):
         IterateConfig(train_controller=base, memory_draws=0)
+    with pytest.raises(ConfigError, match="check_tau must be >= 0 and check_samples >= 1"):
+        IterateConfig(train_controller=base, check_samples=0)
 
 
 def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: SimpleNamespace, tmp_path: Path) -> None:

@@ -75,6 +75,10 @@ class IterateConfig:
     """Dream horizons of the per-round divergence check."""
     check_max_episodes: int = 10
     """Episodes per check directory in the per-round divergence check (0 = all)."""
+    check_tau: float = 1.0
+    """MDN temperature of the per-round divergence check's dreams (the README's open-loop tables use 0.5)."""
+    check_samples: int = 2
+    """Dreams per window in the per-round divergence check."""
     collect_seed: int = 500_000
     """First track seed of the new rollouts; round r uses collect_seed + (r - 1) * episodes onwards (the
     range must stay below the real-check tracks at 900,000)."""
@@ -117,6 +121,7 @@ class IterateConfig:
             self.check_max_episodes >= 0 and bool(self.check_horizons) and min(self.check_horizons) >= 1,
             "check_max_episodes must be >= 0 and check_horizons >= 1",
         )
+        check(self.check_tau >= 0 and self.check_samples >= 1, "check_tau must be >= 0 and check_samples >= 1")
         last = self.collect_seed + self.rounds * self.episodes - 1
         check(
             0 <= self.collect_seed and last < TRAINING.stop,
@@ -181,8 +186,8 @@ def round_check(config: IterateConfig, vision: Path, memory: Path, should_stop: 
     for data_dir in config.check_data_dirs:
         result = dream_divergence(
             DivergenceConfig(data_dir=Path(data_dir), vision=Path(vision), memory=Path(memory),
-                             horizons=config.check_horizons, start_every=100, samples=2,
-                             max_episodes=config.check_max_episodes, parked=False),
+                             horizons=config.check_horizons, start_every=100, samples=config.check_samples,
+                             tau=config.check_tau, max_episodes=config.check_max_episodes, parked=False),
             should_stop=should_stop,
         )  # fmt: skip
         for k, v in result.metrics.items():
