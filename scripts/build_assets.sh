@@ -1002,3 +1002,9 @@ open_loop_random $S/m_r4_roll_s2.safetensors
 $PY scripts/controller_behaviour.py --vision $V --memory $S/iterate/round_1/memory.safetensors \
     --controller $S/iterate/round_1/controller.safetensors --latents runs/s25/lat_agent_speed.npz \
     --tracks 1910000 1910007 --block 100 --steps 500 --dreams 32
+$D train-controller $(echo "$DREAM" | sed "s/--seed 1/--seed 2/") --generations 20 --memory $S/m_r4_roll_s2.safetensors \
+    --out $S/c_dream_r4_roll_s2_c2.safetensors
+for C in c_dream_r4_roll_s2 c_dream_r4_roll_s2_c2; do
+    $PY scripts/controller_behaviour.py --vision $V --memory $S/m_r4_roll_s2.safetensors --controller $S/$C.safetensors \
+        --latents runs/s25/lat_agent_speed.npz --tracks 1910000 1910016 1910007 --block 100 --steps 400 --dreams 32
+done
