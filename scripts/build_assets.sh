@@ -984,7 +984,7 @@ $D train-controller $(echo "$DREAM" | sed "s/--seed 1/--seed 2/") --generations 
     --out $S/c_dream_roll1_s2.safetensors
 $PY scripts/controller_behaviour.py --vision $V --memory $S/m_roll1.safetensors --controller $S/c_dream_roll1.safetensors \
     --latents runs/s25/lat_agent_speed.npz --tracks 1910000 1910016 --block 100
-for M in $R/m_iter_mkz $S/m_roll1 $S/m_ol30; do  # the steering response, dream against reality
+for M in $R/m_iter_mkz $S/m_roll1 $S/m_ol30 $S/m_r4_roll_s2; do  # the steering response, dream against reality
     $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors --horizons 10 --start-every 100 \
         --no-parked --max-episodes 10 --tau 0.5
 done
