@@ -22,6 +22,7 @@ from core.checkpoint import load_model
 from core.data.datasets import LatentEpisodes
 from core.envs.dream import BatchedDream
 from core.errors import DreamExplorerError
+from core.models.speed import SPEED_SCALE, MarkovSpeed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,14 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{real[:, k - 1].mean():.1f} @{k}" for k in at)
     )
     with torch.no_grad():
-        if m.config.speed_model == "markov":
-            speed, out, unread_h = s[:, args.start], [], torch.zeros(len(eps), m.config.hidden_dim)
-            for t in range(args.start, end):  # a Markov speed model reads no h
-                stepped = m.speed(unread_h, speed, a[:, t], z[:, t])
-                assert stepped is not None
-                speed = stepped
-                out.append(speed)
-            print("speed model along the real z: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
+        if isinstance(m.speed_head, MarkovSpeed):  # stepped alone, as the dream steps it (it reads no h)
+            window = slice(args.start, end)
+            rolled = m.speed_head.rollout(z[:, window], a[:, window], s[:, args.start] / SPEED_SCALE) * SPEED_SCALE
+            print("speed model along the real z: " + ", ".join(f"{rolled[:, k - 1].mean():.1f} @{k}" for k in at))
         _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start])
         for tau in args.tau:
             dream = BatchedDream(m, len(eps), tau=tau, max_steps=args.steps)

@@ -20,6 +20,11 @@ from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_wi
 from core.models.speed import SPEED_SCALE, MarkovSpeed, SpeedModel, required_speed, speed_head
 
 
+def _masked_mse(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """Mean squared error over the steps where ``mask`` (same shape, 1 = a real step) is set."""
+    return ((predicted - target).pow(2) * mask).sum() / mask.sum().clamp(min=1.0)
+
+
 @dataclass(frozen=True)
 class MDNRNNConfig:
     """Sizes and loss weights of the MDN-RNN."""
@@ -223,8 +228,7 @@ class MDNRNN(nn.Module):
             speed_in = batch["speed_in"][:, sl]
         z_in = batch["z"][:, :-1][:, sl] if z_in is None else z_in
         predicted = self._speed_raw(h, speed_in, batch["action"][:, sl], z_in)
-        err = (predicted - batch["speed"][:, sl] / SPEED_SCALE).pow(2)
-        return (err * mask).sum() / mask.sum().clamp(min=1.0)
+        return _masked_mse(predicted, batch["speed"][:, sl] / SPEED_SCALE, mask)
 
     def speed_rollout_mse(self, batch: dict[str, Tensor]) -> Tensor:
         """Masked MSE (SPEED_SCALE units) of a Markov speed model stepped alone along a batch's real z and actions
@@ -244,9 +248,7 @@ class MDNRNN(nn.Module):
             raise ValueError("the speed rollout loss needs the latents' speeds (run encode again)")
         rolled = self.speed_head.rollout(batch["z"][:, :-1], batch["action"], batch["speed_in"][:, 0] / SPEED_SCALE)
         mask = batch.get("mask")
-        mask = torch.ones_like(rolled) if mask is None else mask
-        err = (rolled - batch["speed"] / SPEED_SCALE).pow(2)
-        return (err * mask).sum() / mask.sum().clamp(min=1.0)
+        return _masked_mse(rolled, batch["speed"] / SPEED_SCALE, torch.ones_like(rolled) if mask is None else mask)
 
     def forward(
         self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None

@@ -38,7 +38,11 @@ class MarkovSpeed(nn.Module):
 
     def forward(self, z: Tensor, action: Tensor, s: Tensor) -> Tensor:
         """z (..., z_dim), action (..., action_dim), s (...) in SPEED_SCALE units -> the change (...)."""
-        return self.mlp(torch.cat([action, s.unsqueeze(-1), self.read_z(z)], dim=-1)).squeeze(-1)
+        return self._change(action, s, self.read_z(z))
+
+    def _change(self, action: Tensor, s: Tensor, read: Tensor) -> Tensor:
+        """The MLP on ``[a_t, s_t, W z_t]`` given the read-outs ``read`` (..., MARKOV_Z_DIMS): the change (...)."""
+        return self.mlp(torch.cat([action, s.unsqueeze(-1), read], dim=-1)).squeeze(-1)
 
     def rollout(self, z: Tensor, action: Tensor, s0: Tensor) -> Tensor:
         """The speed stepped by this model alone along given frames and actions, as the dream steps it
@@ -54,7 +58,7 @@ class MarkovSpeed(nn.Module):
         read = self.read_z(z)  # (B, T, MARKOV_Z_DIMS), once for all steps
         s, out = s0, []
         for t in range(action.shape[1]):
-            s = (s + self.mlp(torch.cat([action[:, t], s.unsqueeze(-1), read[:, t]], dim=-1)).squeeze(-1)).clamp(0.0)
+            s = (s + self._change(action[:, t], s, read[:, t])).clamp(min=0.0)
             out.append(s)
         return torch.stack(out, dim=1)
 

@@ -238,13 +238,12 @@ def draw_score(config: IterateConfig, checks: dict[str, float]) -> tuple[float, 
 
 
 def _train_round_memory(
-    config: IterateConfig, vision: Path, memory: Path, latents: Path, round_dir: Path,
+    config: IterateConfig, vision: Path, memory: Path, latents: Path, out: Path,
     on_progress: ProgressFn, stop: threading.Event,
 ) -> tuple[dict[str, float], list[dict]] | None:  # fmt: skip
-    """Train the round's M (``config.memory_draws`` of them, keeping the best by :func:`draw_score`) as
-    ``round_dir/memory.safetensors``; returns the kept M's check metrics and one record per draw, or None when
-    cancelled."""
-    out = round_dir / "memory.safetensors"
+    """Train the round's M as ``out`` (``config.memory_draws`` of them beside it, keeping the best by
+    :func:`draw_score`); returns the kept M's check metrics and one record per draw, or None when cancelled."""
+    round_dir = out.parent
     if config.memory_draws == 1:
         result = train_memory(_memory_config(config, memory, latents, out), on_progress=on_progress, should_stop=stop)
         if result.cancelled:
@@ -348,7 +347,7 @@ def iterate(
         # -- 4. retrain M on old + new --
         memory_out = round_dir / "memory.safetensors"
         report(r - 1, f"round {r}: training {config.memory_draws} M(s), dream fidelity on the held-out sets")
-        trained = _train_round_memory(config, Path(vision), memory, merged_path, round_dir, on_progress, stop)
+        trained = _train_round_memory(config, Path(vision), memory, merged_path, memory_out, on_progress, stop)
         if trained is None:
             break
         metrics.update(trained[0])
