@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pytest
 import torch
+
+if TYPE_CHECKING:
+    from core.models.mdnrnn import MDNRNN
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 # V's ONNX Runtime exports (core.vision_runtime) of the test models go to one folder per run, shared by the tests
@@ -138,3 +143,24 @@ def random_latents(path: Path, vision: Path, z_dim: int, episodes: int = 3, step
         starts=np.arange(episodes + 1) * (steps + 1), seeds=np.arange(episodes), vision_kind="conv_vae",
         vision_sha256=file_sha256(vision),
     ).save(path)  # fmt: skip
+
+
+def fit_mdnrnn(m: MDNRNN, batch: Callable[[int], dict[str, torch.Tensor]], steps: int, lr: float) -> dict[str, float]:
+    """Adam on ``m.loss`` over ``batch(0)``..``batch(steps - 1)``; the last step's loss parts."""
+    opt = torch.optim.Adam(m.parameters(), lr=lr)
+    parts: dict[str, float] = {}
+    for i in range(steps):
+        loss, parts = m.loss(batch(i))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return parts
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    """Tiny untrained V and M checkpoints and a latent file of 3 random 40-step episodes (controller and iterate
+    tests; :func:`tests.controller_world.make_world`)."""
+    from tests.controller_world import make_world
+
+    return make_world(tmp_path_factory.mktemp("world"))

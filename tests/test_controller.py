@@ -28,21 +28,17 @@ from core.envs.world_model import WorldModel
 from core.errors import ConfigError
 from core.evaluate import EVAL_SEED_START, EvaluateConfig, rollout_return
 from core.models.controller import Controller, ControllerConfig
-from core.models.mdnrnn import MDNRNN, MDNRNNConfig
-from core.models.vae import ConvVAE, VAEConfig
+from core.models.mdnrnn import MDNRNN
 from core.parallel import WorkerCrashed
 from core.progress import Progress
 from core.train.cmaes import CMAES
-from core.train.controller import ControllerTrainConfig, train_controller
+from core.train.controller import train_controller
 from core.train.fitness import (
     DreamEvaluator,
     DreamStarts,
     GenerationPlan,
 )
-from core.train.iterate import IterateConfig, iterate
-from tests.conftest import random_latents
-
-Z, H = 8, 16
+from tests.controller_world import H, Z, controller_checkpoint, dream_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -52,27 +48,6 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    """Tiny untrained V and M checkpoints and a latent file of 3 random 40-step episodes."""
-    d = tmp_path_factory.mktemp("world")
-    torch.manual_seed(0)
-    vision, memory = d / "vision.safetensors", d / "memory.safetensors"
-    save_checkpoint(vision, ConvVAE(VAEConfig(z_dim=Z)), kind="conv_vae", config=VAEConfig(z_dim=Z))
-    m = MDNRNN(MDNRNNConfig(z_dim=Z, hidden_dim=H, n_gaussians=2))
-    with torch.no_grad():
-        m.head.bias[-1] = -3.0  # the done head fires rarely
-    save_checkpoint(memory, m, kind="mdnrnn", config=m.config)
-    latents = random_latents(d / "latents.npz", vision, Z)
-    return SimpleNamespace(dir=d, vision=vision, memory=memory, latents=latents)
-
-
-def _config(world: SimpleNamespace, out: Path, **kw: object) -> ControllerTrainConfig:
-    base = dict(vision=world.vision, memory=world.memory, latents=world.latents, out=out, population=6,
-                rollouts=2, generations=4, max_steps=30, real_check_every=0, threads=1)  # fmt: skip
-    return ControllerTrainConfig(**{**base, **kw})  # type: ignore[arg-type]
 
 
 class QuadraticEvaluator:
@@ -88,7 +63,7 @@ class QuadraticEvaluator:
 
 def test_cmaes_improves_a_controller_on_a_known_optimum(world: SimpleNamespace, tmp_path: Path) -> None:
     target = np.random.default_rng(1).uniform(-1, 1, 3 * Z + 3)  # V-only controller: 27 parameters
-    config = _config(world, tmp_path / "c.safetensors", v_only=True, population=12, rollouts=1, generations=60,
+    config = dream_config(world, tmp_path / "c.safetensors", v_only=True, population=12, rollouts=1, generations=60,
                      sigma0=0.3, latents=None)  # fmt: skip
     result = train_controller(config, evaluator=QuadraticEvaluator(target))
     kept = load_model(result.checkpoint, "controller")
@@ -133,16 +108,18 @@ def test_batched_dream_matches_dream_env_one_rollout_at_a_time(world: SimpleName
 
 
 def test_resume_continues_the_same_cmaes_run(world: SimpleNamespace, tmp_path: Path) -> None:
-    straight = train_controller(_config(world, tmp_path / "a.safetensors"))
+    straight = train_controller(dream_config(world, tmp_path / "a.safetensors"))
     stop = threading.Event()
 
     def stop_after_two(p: Progress) -> None:
         if p.step == 2 and p.metrics:
             stop.set()
 
-    first = train_controller(_config(world, tmp_path / "b.safetensors"), on_progress=stop_after_two, should_stop=stop)
+    first = train_controller(
+        dream_config(world, tmp_path / "b.safetensors"), on_progress=stop_after_two, should_stop=stop
+    )
     assert first.cancelled and load_resume_state(resume_path(tmp_path / "b.safetensors"))["generation"] == 2
-    resumed = train_controller(_config(world, tmp_path / "b.safetensors", resume=True))
+    resumed = train_controller(dream_config(world, tmp_path / "b.safetensors", resume=True))
     assert not resumed.cancelled and [g for g, _ in resumed.history] == [3, 4]
     for (_, a), (_, b) in zip(straight.history[2:], resumed.history, strict=True):
         for key in ("controller/fitness_best", "controller/fitness_mean", "controller/sigma"):
@@ -171,7 +148,7 @@ def test_nan_fitness_is_reported_and_the_best_controller_kept(world: SimpleNames
     memory = WorldModel.load(world.vision, world.memory).require_memory()
     evaluator = NaNAfter(DreamEvaluator(memory, ControllerConfig(Z, H), 1.15, 30))
     reports: list[Progress] = []
-    result = train_controller(_config(world, tmp_path / "c.safetensors", generations=5, latents=None),
+    result = train_controller(dream_config(world, tmp_path / "c.safetensors", generations=5, latents=None),
                               evaluator=evaluator, on_progress=reports.append)  # fmt: skip
     messages = [p.message for p in reports if "NaN" in p.message]
     assert len(messages) == 3 and "2/6 candidates" in messages[0] and "6/6 candidates" in messages[-1]
@@ -195,18 +172,18 @@ def _memory_with_constant_mean(world: SimpleNamespace, path: Path, mean: float) 
 def test_diverging_dreams_are_flagged(world: SimpleNamespace, tmp_path: Path) -> None:
     far = _memory_with_constant_mean(world, tmp_path / "far.safetensors", 50.0)  # far outside the latents
     reports: list[Progress] = []
-    config = _config(world, tmp_path / "c.safetensors", memory=far, generations=2, tau=0.0)
+    config = dream_config(world, tmp_path / "c.safetensors", memory=far, generations=2, tau=0.0)
     result = train_controller(config, on_progress=reports.append)
     assert [m["controller/dream_diverged"] for _, m in result.history] == [1.0, 1.0]
     assert sum("ran off the range of real latents" in p.message for p in reports) == 1  # warned once
     near = _memory_with_constant_mean(world, tmp_path / "near.safetensors", 0.0)
-    stable = train_controller(_config(world, tmp_path / "s.safetensors", memory=near, generations=1, tau=0.0))
+    stable = train_controller(dream_config(world, tmp_path / "s.safetensors", memory=near, generations=1, tau=0.0))
     assert stable.history[0][1]["controller/dream_diverged"] == 0.0
 
 
 def test_worker_crash_is_reported_and_the_best_controller_kept(world: SimpleNamespace, tmp_path: Path) -> None:
     out = tmp_path / "c.safetensors"
-    config = _config(world, out, evaluator="real", population=4, rollouts=1, generations=3, max_steps=15,
+    config = dream_config(world, out, evaluator="real", population=4, rollouts=1, generations=3, max_steps=15,
                      real_check_every=1, real_check_episodes=1, early_stop_patience=5)  # fmt: skip
     reports: list[Progress] = []
 
@@ -251,20 +228,13 @@ def test_early_stop_counts_the_remaining_steps() -> None:
     assert (ret, steps) == (pytest.approx(-10.0), 100)
 
 
-def _controller_checkpoint(world: SimpleNamespace, path: Path, hidden: int) -> Path:
-    torch.manual_seed(hidden)
-    c = Controller(ControllerConfig(Z, hidden))
-    return save_checkpoint(path, c, kind="controller", config=c.config,
-                           extra={"vision": str(world.vision), "memory": str(world.memory)})  # fmt: skip
-
-
 def test_evaluate_prints_json_with_the_v_only_baseline(
     world: SimpleNamespace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from explorer.cli import main
 
-    full = _controller_checkpoint(world, tmp_path / "c.safetensors", H)
-    v_only = _controller_checkpoint(world, tmp_path / "v.safetensors", 0)
+    full = controller_checkpoint(world, tmp_path / "c.safetensors", H)
+    v_only = controller_checkpoint(world, tmp_path / "v.safetensors", 0)
     args = ["evaluate", "--controller", str(full), "--v-only", str(v_only), "--episodes", "2", "--max-steps", "20",
             "--workers", "1", "--json"]  # fmt: skip
     assert main(args) == 0
@@ -303,66 +273,6 @@ def test_a_shipped_controllers_results_stay_out_of_the_assets_folder() -> None:
     assert results_path(own).parent == Path("runs/x")
 
 
-@pytest.mark.slow
-def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_path: Path) -> None:
-    from core.data.episodes import list_episodes, read_episode
-    from core.train.iterate import format_rounds
-
-    start = _controller_checkpoint(world, tmp_path / "start.safetensors", H)
-    config = IterateConfig(
-        train_controller=_config(world, tmp_path / "unused.safetensors", generations=1, population=4, rollouts=1,
-                                 max_steps=25),
-        train_memory=MemoryTrainConfig(epochs=1, seq_len=10, batch_size=4, hidden_dim=H, n_gaussians=2),
-        start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
-        excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
-        memory_draws=2, controller_from_start=True, dream_starts=world.latents, check_tau=0.5, check_samples=1,
-    )  # fmt: skip
-    with pytest.raises(ConfigError, match="no latent file"):
-        iterate(dataclasses.replace(config, dream_starts=tmp_path / "none.npz"))
-    result = iterate(config)
-    round_dir = tmp_path / "iterate" / "round_1"
-    # episodes as long as collect_max_steps, not the dream horizon (train_controller.max_steps 25)
-    assert {len(read_episode(f, frames=False).actions) for f in list_episodes(round_dir / "episodes")} == {40}
-    assert not result.cancelled and result.checkpoint == round_dir / "controller.safetensors"
-    assert {read_episode(f, frames=False).policy for f in list_episodes(round_dir / "episodes")} == {"controller"}
-    merged = LatentEpisodes.load(round_dir / "latents.npz")
-    assert merged.n_episodes == 3 + 2 and sorted(merged.seeds[-2:].tolist()) == [1000, 1001]
-    assert merged.policies.tolist() == ["random"] * 3 + ["controller"] * 2
-    record = json.loads((round_dir / "round.json").read_text())
-    tracked = record["metrics"][f"check/{real_episodes.name}/road_tracked@5"]
-    assert 0.0 <= tracked <= 1.0 and f"{real_episodes.name[:14]} @5" in format_rounds(result.history)
-    assert load_model(result.checkpoint, "controller").checkpoint_extra["memory"] == str(  # type: ignore[attr-defined]
-        round_dir / "memory.safetensors"
-    )
-    assert "iterate/collect_return" in result.metrics
-    # two draws of M (seeds 0 and 1), each checked; the round kept the better one's bytes and its figures
-    draws = record["memory_draws"]
-    assert [d["seed"] for d in draws] == [0, 1] and all(f"check/{real_episodes.name}/road_tracked@5" in d["metrics"]
-                                                         for d in draws)  # fmt: skip
-    best = max(draws, key=lambda d: tuple(d["score"]))
-    assert (round_dir / "memory.safetensors").read_bytes() == Path(best["memory"]).read_bytes()
-    assert record["metrics"]["iterate/memory_seed"] == best["seed"] and tracked == best["metrics"][
-        f"check/{real_episodes.name}/road_tracked@5"]  # fmt: skip
-    assert Path(draws[0]["memory"]).read_bytes() != Path(draws[1]["memory"]).read_bytes()
-    assert "M seed" in format_rounds(result.history)
-    checked = draws[0]["metrics"]  # one dream per window (check_samples)
-    assert checked[f"check/{real_episodes.name}/dreams"] == checked[f"check/{real_episodes.name}/windows"] > 0
-    # C trained from zero (controller_from_start, no init_controller), not from the start controller
-    trained = load_model(result.checkpoint, "controller").checkpoint_extra["train_config"]  # type: ignore[attr-defined]
-    assert trained["init_controller"] == "None" and trained["latents"] == str(world.latents)  # dream_starts
-    assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round
-
-
-def test_iterate_refuses_draws_of_m_it_cannot_rank(world: SimpleNamespace, tmp_path: Path) -> None:
-    base = _config(world, tmp_path / "c.safetensors")
-    with pytest.raises(ConfigError, match="memory_draws > 1 keeps the draw with the best dream checks"):
-        IterateConfig(train_controller=base, memory_draws=2)
-    with pytest.raises(ConfigError, match="memory_draws must be >= 1"):
-        IterateConfig(train_controller=base, memory_draws=0)
-    with pytest.raises(ConfigError, match="check_tau must be >= 0 and check_samples >= 1"):
-        IterateConfig(train_controller=base, check_samples=0)
-
-
 def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: SimpleNamespace, tmp_path: Path) -> None:
     from core.train.controller import _initial_mean
 
@@ -373,7 +283,7 @@ def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: Simp
         v_only.fc.bias.normal_(0.0, 0.5)
     path = save_checkpoint(tmp_path / "v.safetensors", v_only, kind="controller", config=v_only.config)
     full = Controller(ControllerConfig(Z, H))
-    full.set_flat(_initial_mean(_config(world, tmp_path / "c.safetensors", init_controller=path), full.config,
+    full.set_flat(_initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=path), full.config,
                                 full.n_params))  # fmt: skip
     z, h = torch.randn(50, Z), torch.randn(50, H)
     with torch.no_grad():
@@ -382,7 +292,7 @@ def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: Simp
     wrong = Controller(ControllerConfig(Z + 1, 0))
     wrong_path = save_checkpoint(tmp_path / "w.safetensors", wrong, kind="controller", config=wrong.config)
     with pytest.raises(ConfigError, match="sizes"):
-        _initial_mean(_config(world, tmp_path / "c.safetensors", init_controller=wrong_path), full.config,
+        _initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=wrong_path), full.config,
                       full.n_params)  # fmt: skip
 
 
@@ -449,7 +359,7 @@ def test_a_dream_only_controller_never_steps_the_real_env(
 
     monkeypatch.setattr(gymnasium, "make", counting_make)
     monkeypatch.setattr(car_racing, "make_real_env", counting_make)
-    result = train_controller(_config(world, tmp_path / "c.safetensors", generations=3, real_check_every=0))
+    result = train_controller(dream_config(world, tmp_path / "c.safetensors", generations=3, real_check_every=0))
     assert made == [] and result.checkpoint is not None and len(result.history) == 3
     assert not any("real_return" in k for _, m in result.history for k in m)
     assert [m["controller/real_env_steps"] for _, m in result.history] == [0.0, 0.0, 0.0]
@@ -461,7 +371,7 @@ def test_real_checks_of_a_dream_run_drive_whole_episodes(world: SimpleNamespace,
     from core.envs.car_racing import EPISODE_STEPS
     from core.train.controller import real_rollout_steps
 
-    dream = _config(world, tmp_path / "c.safetensors", max_steps=200, real_check_every=10)
-    real = _config(world, tmp_path / "c.safetensors", evaluator="real", max_steps=200)
+    dream = dream_config(world, tmp_path / "c.safetensors", max_steps=200, real_check_every=10)
+    real = dream_config(world, tmp_path / "c.safetensors", evaluator="real", max_steps=200)
     assert real_rollout_steps(dream) == EPISODE_STEPS == 1000
     assert real_rollout_steps(real) == 200
