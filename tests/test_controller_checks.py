@@ -16,11 +16,9 @@ from core.checkpoint import load_model, load_resume_state, resume_path
 from core.errors import ConfigError
 from core.progress import Progress
 from core.train.controller import train_controller
-from tests import test_controller
-from tests.test_controller import _config
+from tests.controller_world import dream_config
 
-world = test_controller.world  # the tiny V, M and latents (module-scoped fixture)
-one_torch_thread = test_controller.one_torch_thread
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # world: the tiny V, M and latents (tests/conftest.py)
 
 
 class ScriptedChecks:
@@ -55,7 +53,7 @@ def test_check_patience_stops_and_recheck_keeps_the_best_over_all_tracks(
     monkeypatch.setattr(stage, "make_executor", lambda *a, **k: SimpleNamespace(close=lambda: None))
     out = tmp_path / "c.safetensors"
     reports: list[Progress] = []
-    config = _config(world, out, generations=10, real_check_every=1, real_check_episodes=1, check_patience=2,
+    config = dream_config(world, out, generations=10, real_check_every=1, real_check_episodes=1, check_patience=2,
                      recheck_top=2, recheck_episodes=3)  # fmt: skip
     result = train_controller(config, on_progress=reports.append)
     assert not result.cancelled and [g for g, _ in result.history] == [1, 2, 3, 4]
@@ -74,7 +72,7 @@ def test_check_patience_stops_and_recheck_keeps_the_best_over_all_tracks(
 
 def test_recheck_and_patience_need_real_checks(world: SimpleNamespace, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="need real checks"):
-        _config(world, tmp_path / "c.safetensors", real_check_every=0, recheck_top=2)
+        dream_config(world, tmp_path / "c.safetensors", real_check_every=0, recheck_top=2)
 
 
 @pytest.mark.parametrize("candidate", ["mean", "best"])
@@ -101,7 +99,9 @@ def test_check_candidate_drives_the_cmaes_mean_or_the_best(
     monkeypatch.setattr(stage, "make_executor", lambda *a, **k: SimpleNamespace(close=lambda: None))
     out = tmp_path / "c.safetensors"
     reports: list[Progress] = []
-    config = _config(world, out, generations=3, real_check_every=1, real_check_episodes=1, check_candidate=candidate)
+    config = dream_config(
+        world, out, generations=3, real_check_every=1, real_check_episodes=1, check_candidate=candidate
+    )
     train_controller(config, on_progress=reports.append)
     assert len(script.checked) == 3
     for g, (_, params) in enumerate(script.checked):
@@ -117,7 +117,7 @@ def test_check_candidate_drives_the_cmaes_mean_or_the_best(
 
 def test_check_candidate_must_be_best_or_mean(world: SimpleNamespace, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="check_candidate must be best or mean"):
-        _config(world, tmp_path / "c.safetensors", check_candidate="median")
+        dream_config(world, tmp_path / "c.safetensors", check_candidate="median")
 
 
 def test_dream_checks_choose_the_snapshot_without_a_real_step(
@@ -134,7 +134,7 @@ def test_dream_checks_choose_the_snapshot_without_a_real_step(
     monkeypatch.setattr(stage, "real_returns", no_real)
     out = tmp_path / "c.safetensors"
     reports: list[Progress] = []
-    config = _config(world, out, generations=4, real_check_every=1, check_in="dream", dream_check_rollouts=5)
+    config = dream_config(world, out, generations=4, real_check_every=1, check_in="dream", dream_check_rollouts=5)
     result = train_controller(config, on_progress=reports.append)
     checks = [m["controller/dream_check_return"] for _, m in result.history]
     assert len(checks) == 4 and result.metrics["controller/real_env_steps"] == 0
@@ -158,4 +158,4 @@ def test_dream_checks_refuse_what_needs_reality(
     world: SimpleNamespace, tmp_path: Path, kw: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ConfigError, match=message):
-        _config(world, tmp_path / "c.safetensors", real_check_every=1, check_in="dream", **kw)
+        dream_config(world, tmp_path / "c.safetensors", real_check_every=1, check_in="dream", **kw)
