@@ -319,10 +319,11 @@ class MemoryTrainConfig:
     """The LSTM also reads the car's speed (the HUD's in reality, its own running sum in the dream) and the speed head
     predicts its change (see MDNRNNConfig.speed_input); needs --speed-weight > 0."""
     speed_model: SpeedModel = "lstm"
-    """What the speed head reads with --speed-input: "lstm" (h_{t+1}) or "markov" (only the present step: a_t, s_t
-    and two linear read-outs of z_t, through an MLP; a first-order model of the car's longitudinal dynamics, so a
-    pattern of pedal pulses cannot speed up the dream's car where each of its steps would slow it; see
-    MDNRNNConfig.speed_model)."""
+    """What the speed head reads with --speed-input: "lstm" (h_{t+1}) or "markov" (a_t, s_t and two read-outs of z_t,
+    through an MLP: a first-order model of the car's dynamics; see MDNRNNConfig.speed_model)."""
+    yaw_input: bool = False
+    """The car's yaw rate (the HUD's gyroscope bar) joins the speed as an LSTM input and a state the Markov model
+    steps (see MDNRNNConfig.yaw_input); needs --speed-model markov and yaw rates in the latent file."""
     speed_rollout_weight: float = 0.0
     """> 0 (with --speed-model markov): also step the speed model alone along each window's real z and actions from
     its first real speed and add this weight times the MSE of the stepped speeds (MDNRNN.speed_rollout_mse), so a
@@ -393,6 +394,7 @@ class MemoryTrainConfig:
             self.speed_model == "lstm" or self.speed_input,
             "--speed-model markov steps the speed from the frame, the action and the speed: it needs --speed-input",
         )
+        check(not self.yaw_input or self.speed_model == "markov", "--yaw-input needs --speed-model markov")
         check(self.seq_len >= 2, f"seq_len must be >= 2, got {self.seq_len}")
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")

@@ -52,14 +52,14 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
 
 from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
-from core.envs.car_racing import hud_speed
+from core.envs.car_racing import hud_speed, hud_yaw_rate
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
@@ -169,6 +169,7 @@ def dream_divergence(
         actions = torch.from_numpy(np.asarray(ep.actions, np.float32))
         rewards = torch.from_numpy(np.asarray(ep.rewards, np.float64))
         real_speed = torch.from_numpy(hud_speed(ep.frames)) if memory.speed_head is not None else None
+        real_yaw = torch.from_numpy(hud_yaw_rate(ep.frames)) if memory.config.yaw_input else None
         # M over reality, keeping its state (h, c) before each window start
         state = memory.initial_state(1)
         states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -176,14 +177,16 @@ def dream_divergence(
             if t in starts:
                 states[t] = (state[0][0, 0].clone(), state[1][0, 0].clone())
             if t < max(starts):
-                _, state = memory.step(mu[t : t + 1], actions[t : t + 1], state, _at(real_speed, t, t + 1))
+                _, state = memory.step(
+                    mu[t : t + 1], actions[t : t + 1], state, _at(real_speed, t, t + 1), _at(real_yaw, t, t + 1)
+                )
         idx = torch.tensor(starts).repeat_interleave(config.samples)
         n = len(idx)
         dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
         h0 = torch.stack([states[int(s)][0] for s in idx]).unsqueeze(0)
         c0 = torch.stack([states[int(s)][1] for s in idx]).unsqueeze(0)
         seeds = window_seeds(config.seed, e, n)
-        dream.reset(seeds, z=mu[idx], state=(h0, c0), speed=_at(real_speed, idx))
+        dream.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
@@ -239,13 +242,13 @@ def dream_divergence(
                 seeds,
                 x[idx.unsqueeze(1) + torch.tensor(config.horizons)],
                 add,
-                _at(real_speed, idx),
+                _car_at(real_speed, real_yaw, idx),
             )
         if config.coast:  # from every window: the recorded steering with no gas, dream vs reality (paired streams)
             m, coasting = config.samples, actions[idx.unsqueeze(1) + torch.arange(horizon)].clone()
             coasting[..., 1] = 0.0
             coast = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
-            coast.reset(seeds, z=mu[idx], state=(h0, c0), speed=_at(real_speed, idx))
+            coast.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
             coast_reward = torch.stack([coast.step(coasting[:, t])[1].double() for t in range(horizon)]).sum(0)
             coast_speed = coast.predicted_speed()
             for j, s0 in enumerate(starts):
@@ -274,7 +277,7 @@ def dream_divergence(
                 parked = BatchedDream(memory, m, tau=config.tau, max_steps=horizon)
                 parked.reset(seeds[:m], z=mu[s0].expand(m, -1),
                              state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()),
-                             speed=_at(real_speed, s0))  # fmt: skip
+                             **_car_at(real_speed, real_yaw, s0))  # fmt: skip
                 held = torch.tensor([action]).expand(m, 3)
                 parked_reward = torch.zeros(m, dtype=torch.float64)
                 for _ in range(horizon):
@@ -295,7 +298,7 @@ def dream_divergence(
                 turned = BatchedDream(memory, m, tau=config.tau, max_steps=STEER_STEPS)
                 turned.reset(seeds[:m], z=mu[s0].expand(m, -1),
                              state=(h_s.expand(1, m, -1).contiguous(), c_s.expand(1, m, -1).contiguous()),
-                             speed=_at(real_speed, s0))  # fmt: skip
+                             **_car_at(real_speed, real_yaw, s0))  # fmt: skip
                 for t in range(STEER_STEPS):
                     turned.step(held[t].expand(m, 3))
                 dream_offsets.append(road_offset(wm.decode(turned.z))[0])
@@ -315,6 +318,17 @@ def dream_divergence(
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
 
 
+class _Car(TypedDict):
+    speed: torch.Tensor | None
+    yaw: torch.Tensor | None
+
+
+def _car_at(speed: torch.Tensor | None, yaw: torch.Tensor | None, index: Any) -> _Car:
+    """The car state at ``index`` of reality's per-frame speeds and yaw rates, as :meth:`BatchedDream.reset`'s
+    keyword arguments (None where the M does not read it)."""
+    return {"speed": _at(speed, index), "yaw": _at(yaw, index)}
+
+
 def _at(speed: torch.Tensor | None, index: Any, stop: int | None = None) -> torch.Tensor | None:
     """``speed[index]`` (or ``speed[index:stop]``) of reality's HUD speeds, None without them."""
     if speed is None:
@@ -324,14 +338,15 @@ def _at(speed: torch.Tensor | None, index: Any, stop: int | None = None) -> torc
 
 def _closed_loop(wm: WorldModel, memory: Any, config: DivergenceConfig, z0: torch.Tensor,
                  state: tuple[torch.Tensor, torch.Tensor], seeds: list[int], real_frames: torch.Tensor,
-                 add: Any, speed: torch.Tensor | None) -> None:  # fmt: skip
+                 add: Any, car: _Car) -> None:  # fmt: skip
     """The controller drives the dream from each window start (see the module doc); ``real_frames`` float32
-    (N, len(horizons), 3, S, S) are reality's frames at the horizons; ``speed`` (N,) reality's speeds there."""
+    (N, len(horizons), 3, S, S) are reality's frames at the horizons; ``car`` reality's speeds and yaw rates (N,)
+    at the starts (:func:`_car_at`)."""
     controller = wm.controller
     assert controller is not None
     n, horizon = len(z0), max(config.horizons)
     dream = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
-    obs = dream.reset(seeds, z=z0, state=state, speed=speed)
+    obs = dream.reset(seeds, z=z0, state=state, **car)
     v_only = controller.config.input_dim == wm.z_dim
     reward = torch.zeros(n, dtype=torch.float64)
     for k in range(1, horizon + 1):

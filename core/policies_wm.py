@@ -256,7 +256,7 @@ class ControllerPolicy:
     def act(self, frame: np.ndarray) -> np.ndarray:
         """uint8 (96, 96, 3) frame -> float32 (3,) action [steer, gas, brake]."""
         z = self.world_model.encode(frame)[0]
-        self.tracker.observe(z, float(hud_speed(frame)))
+        self.tracker.observe_frame(z, frame)
         action = self.controller(self.tracker.obs()[0]).numpy()
         # steer only (see the class doc); AR(1) with stationary std noise_std (rho = 0: white noise)
         self._noise = self.noise_rho * self._noise + self._innovation_std * self.rng.standard_normal()

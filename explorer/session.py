@@ -30,7 +30,6 @@ from core.api import (
     WorldModel,
     car_speed,
     default_paths,
-    hud_speed,
     make_real_env,
 )
 from core.vision_runtime import VisionRuntime
@@ -288,7 +287,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
                 x = x.contiguous(memory_format=torch.channels_last)
             mu, _, self._real_mask = self.vision_runtime.encode(x)
         self._real_x = x
-        self._tracker.observe(mu, float(hud_speed(self.real_frame)))
+        self._tracker.observe_frame(mu, self.real_frame)
 
     @property
     def _real_z(self) -> Tensor | None:

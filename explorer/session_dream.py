@@ -16,6 +16,7 @@ from core.api import (
     BatchedDream,
     DreamExplorerError,
     hud_speed,
+    hud_yaw_rate,
     list_episodes,
     read_episode,
     road_share,
@@ -58,13 +59,13 @@ class DreamSide(SessionParts):
         wm = self.world_model
         assert wm is not None
         source = source or self.dream_source
-        state, speed = None, 0.0  # a dream from a frame without its past starts at rest
+        state, speed, yaw = None, 0.0, 0.0  # a dream from a frame without its past starts at rest
         if z is not None:
             z0 = torch.as_tensor(np.asarray(z, np.float32)).view(1, -1)
         elif source == "real":
             assert self._real_z is not None
             z0, state = self._real_z, self._real_state
-            speed = float(hud_speed(self.real_frame))
+            speed, yaw = float(hud_speed(self.real_frame)), float(hud_yaw_rate(self.real_frame))
         elif source == "random":
             z0 = torch.randn(1, wm.z_dim, generator=self.torch_rng)
         else:
@@ -76,12 +77,12 @@ class DreamSide(SessionParts):
                 return
             with self._inference("encode", vision=True):
                 z0 = wm.encode(self.dataset_frame)[0]
-            speed = float(hud_speed(self.dataset_frame))
+            speed, yaw = float(hud_speed(self.dataset_frame)), float(hud_yaw_rate(self.dataset_frame))
         if self.dream is None or self.dream.n != self.futures or self.dream.memory is not wm.memory:
             self.dream = BatchedDream(wm.require_memory(), self.futures, tau=self._tau, max_steps=self._horizon)
         seeds = self.rng.integers(0, 2**31, size=self.futures).tolist()
         with self._inference("memory"):
-            self.dream.reset(seeds, z=z0, state=state, speed=speed)
+            self.dream.reset(seeds, z=z0, state=state, speed=speed, yaw=yaw)
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
         self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
@@ -186,8 +187,9 @@ class DreamSide(SessionParts):
         h, c = self.dream.state
         with self._inference("memory"):
             speed = self.dream.speed[:1] if self.dream.speed_input else None
+            yaw = self.dream.yaw[:1] if self.dream.yaw_input else None
             out, _ = memory.step(
-                self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]), speed
+                self.dream.z[:1], torch.from_numpy(self.action).view(1, 3), (h[:, :1], c[:, :1]), speed, yaw
             )
             k = SPREAD_SAMPLES
             draws = sample_mdn(

@@ -22,7 +22,7 @@ from core.checkpoint import load_model
 from core.data.datasets import LatentEpisodes
 from core.envs.dream import BatchedDream
 from core.errors import DreamExplorerError
-from core.models.speed import SPEED_SCALE, MarkovSpeed
+from core.models.speed import SPEED_SCALE, MarkovSpeed, car_state
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,8 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     except DreamExplorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if not m.config.speed_input or lat.speeds is None:
-        print("error: needs an M that reads the speed and a latent file with speeds", file=sys.stderr)
+    if not m.config.speed_input or lat.speeds is None or (m.config.yaw_input and lat.yaw_rates is None):
+        print("error: needs an M that reads the speed and a latent file with speeds (and yaw rates)", file=sys.stderr)
         return 2
     end = args.start + args.steps
     policies = lat.policies if lat.policies is not None else np.full(lat.n_episodes, "unknown")
@@ -56,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     z = torch.tensor(np.stack([e["mu"][: end + 1] for e in eps]))
     a = torch.tensor(np.stack([e["action"][:end] for e in eps]))
     s = torch.tensor(np.stack([e["speed"][: end + 1] for e in eps]))
+    yaw = torch.tensor(np.stack([e["yaw_rate"][: end + 1] for e in eps])) if m.config.yaw_input else None
     at = [k for k in (10, 50, 100, 200, 500) if k <= args.steps]
     real = s[:, args.start + 1 :]
     print(
@@ -65,18 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad():
         if isinstance(m.speed_head, MarkovSpeed):  # stepped alone, as the dream steps it (it reads no h)
             window = slice(args.start, end)
-            rolled = m.speed_head.rollout(z[:, window], a[:, window], s[:, args.start] / SPEED_SCALE) * SPEED_SCALE
+            car0 = car_state(s[:, args.start], None if yaw is None else yaw[:, args.start])
+            rolled = m.speed_head.rollout(z[:, window], a[:, window], car0)[..., 0] * SPEED_SCALE
             print("speed model along the real z: " + ", ".join(f"{rolled[:, k - 1].mean():.1f} @{k}" for k in at))
-        _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start])
+        _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start], _upto(yaw, args.start))
         for tau in args.tau:
             dream = BatchedDream(m, len(eps), tau=tau, max_steps=args.steps)
-            dream.reset(list(range(len(eps))), z=z[:, args.start], state=state, speed=s[:, args.start])
+            dream.reset(
+                list(range(len(eps))), z=z[:, args.start], state=state, speed=s[:, args.start],
+                yaw=None if yaw is None else yaw[:, args.start],
+            )  # fmt: skip
             out = []
             for t in range(args.start, end):
                 dream.step(a[:, t])
                 out.append(dream.speed.clone())
             print(f"dream at tau {tau}: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
     return 0
+
+
+def _upto(x: torch.Tensor | None, t: int) -> torch.Tensor | None:
+    """The first ``t`` frames of per-frame readings (B, T), or None."""
+    return None if x is None else x[:, :t]
 
 
 if __name__ == "__main__":

@@ -108,7 +108,7 @@ def test_the_speed_rollout_loss_steps_the_markov_model_as_the_dream_does(one_tor
         batch, true = _noisy_pulse_batch(10_000, batch=256, steps=60)
         assert isinstance(model.speed_head, MarkovSpeed)
         with torch.no_grad():  # 60 steps from the true speed, against the true speeds
-            rolled = model.speed_head.rollout(batch["z"][:, :-1], batch["action"], true[:, 0] / 100.0) * 100.0
+            rolled = model.speed_head.rollout(batch["z"][:, :-1], batch["action"], true[:, :1] / 100.0)[..., 0] * 100.0
         return model, float((rolled - true[:, 1:]).pow(2).mean().sqrt())
 
     (_, one_step), (m, rollout) = fit(0.0), fit(1.0)
@@ -128,5 +128,6 @@ def test_the_speed_rollout_loss_steps_the_markov_model_as_the_dream_does(one_tor
         stepped.append(dream.speed.clone())
     assert not dream.done.any()
     with torch.no_grad():
-        rolled = m.speed_head.rollout(batch["z"][:, :-1], batch["action"], batch["speed_in"][:, 0] / 100.0) * 100.0
+        rolled = m.speed_head.rollout(batch["z"][:, :-1], batch["action"], batch["speed_in"][:, :1] / 100.0)[..., 0]
+        rolled = rolled * 100.0
     torch.testing.assert_close(rolled, torch.stack(stepped, 1), atol=1e-3, rtol=1e-4)

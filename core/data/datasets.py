@@ -326,7 +326,7 @@ class SequenceSampler:
         ``action`` (B, L, 3), ``reward``/``done``/``mask`` (B, L), ``episode`` int64 (B,) (each window's episode
         index in the latent file), optional ``z_target`` (B, L, z_dim), and ``speed`` (B, L) (the speeds at
         frames 1..L, world units per second) and ``speed_in`` (B, L) (frames 0..L-1) when the latent file has
-        speeds.
+        speeds, and ``yaw``, ``yaw_in`` (B, L) (rad/s, the same frames) when it has yaw rates.
 
         ``sample_z``: z ~ N(mu, exp(logvar)) (else z = mu). ``target_mu``: the targets are mu_1..mu_L (denoised)
         while the inputs stay sampled. ``clean_input_fraction``: this share of the sequences (drawn at random)
@@ -338,6 +338,7 @@ class SequenceSampler:
         reward = np.zeros((batch_size, L), np.float32)
         done = np.zeros((batch_size, L), np.float32)
         speed = np.zeros((batch_size, L + 1), np.float32) if self.latents.speeds is not None else None
+        yaw = np.zeros((batch_size, L + 1), np.float32) if self.latents.yaw_rates is not None else None
         mask = np.zeros((batch_size, L), np.float32)
         split = target_mu or clean_input_fraction > 0
         z_target = np.zeros((batch_size, L, zd), np.float32) if split else None
@@ -364,6 +365,8 @@ class SequenceSampler:
             done[b, :n] = d["done"][start : start + n]
             if speed is not None:
                 speed[b, : n + 1] = d["speed"][start : start + n + 1]
+            if yaw is not None:
+                yaw[b, : n + 1] = d["yaw_rate"][start : start + n + 1]
             mask[b, :n] = 1.0
         out = {
             "z": torch.from_numpy(z),
@@ -377,17 +380,31 @@ class SequenceSampler:
             out["z_target"] = torch.from_numpy(z_target)
         if speed is not None:
             out["speed"], out["speed_in"] = torch.from_numpy(speed[:, 1:]), torch.from_numpy(speed[:, :-1])
+        if yaw is not None:
+            out["yaw"], out["yaw_in"] = torch.from_numpy(yaw[:, 1:]), torch.from_numpy(yaw[:, :-1])
         return out
 
     def full_episodes(self) -> list[dict[str, Tensor]]:
         """Every episode whole, with z = mu (for validation), each as a batch of one."""
         out = []
         for d in self.data:
-            out.append({
-                "z": torch.from_numpy(d["mu"]).unsqueeze(0),
-                "action": torch.from_numpy(d["action"]).unsqueeze(0),
-                "reward": torch.from_numpy(d["reward"]).unsqueeze(0),
-                "done": torch.from_numpy(d["done"].astype(np.float32)).unsqueeze(0),
-            } | ({"speed": torch.from_numpy(d["speed"][1:]).unsqueeze(0),
-                  "speed_in": torch.from_numpy(d["speed"][:-1]).unsqueeze(0)} if "speed" in d else {}))  # fmt: skip
+            out.append(
+                {
+                    "z": torch.from_numpy(d["mu"]).unsqueeze(0),
+                    "action": torch.from_numpy(d["action"]).unsqueeze(0),
+                    "reward": torch.from_numpy(d["reward"]).unsqueeze(0),
+                    "done": torch.from_numpy(d["done"].astype(np.float32)).unsqueeze(0),
+                }
+                | _per_frame(d, "speed", "speed")
+                | _per_frame(d, "yaw_rate", "yaw")
+            )
         return out
+
+
+def _per_frame(episode: dict[str, np.ndarray], key: str, name: str) -> dict[str, Tensor]:
+    """An episode's per-frame reading ``key`` (T+1,) as ``{name: frames 1..T, name_in: frames 0..T-1}``, each a
+    batch of one (1, T); empty when the episode lacks it."""
+    if key not in episode:
+        return {}
+    x = torch.from_numpy(episode[key])
+    return {name: x[1:].unsqueeze(0), name + "_in": x[:-1].unsqueeze(0)}

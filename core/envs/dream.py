@@ -19,10 +19,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.envs.car_racing import hud_speed
+from core.envs.car_racing import hud_speed, hud_yaw_rate
 from core.envs.world_model import WorldModel
 from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, normal_to_uniform
-from core.models.mdnrnn import MDNRNN, SPEED_SCALE, LSTMState
+from core.models.mdnrnn import MDNRNN, SPEED_SCALE, YAW_SCALE, LSTMState
 
 NOISE_CHUNK = 128
 """Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
@@ -72,7 +72,8 @@ class BatchedDream:
 
     State per rollout: ``z`` (N, z_dim), LSTM ``(h, c)`` (1, N, hidden_dim), step count, done flag, and for an M
     that reads the speed (``MDNRNNConfig.speed_input``) the dream's own speed ``speed`` (N,), world units per
-    second: s_{t+1} = max(0, s_t + the speed head's change), fed to the LSTM with z and the action.
+    second: s_{t+1} = max(0, s_t + the speed head's change), fed to the LSTM with z and the action; for one that
+    also reads the yaw rate (``MDNRNNConfig.yaw_input``) its own yaw rate ``yaw`` (N,), rad/s, stepped with it.
     After a rollout is done its reward is 0 and its state stops changing.
 
     Args:
@@ -125,6 +126,9 @@ class BatchedDream:
         self.speed_input = cfg.speed_input
         self.speed = torch.zeros(n)
         """The dream's speed (N,), world units per second (kept at 0 for an M that does not read it)."""
+        self.yaw_input = cfg.yaw_input
+        self.yaw = torch.zeros(n)
+        """The dream's yaw rate (N,), rad/s counter-clockwise positive (kept at 0 for an M that does not read it)."""
         self.reader = reader
         if reader is not None:
             if (reader.config.z_dim, reader.config.hidden_dim) != (self.z_dim, self.hidden_dim):
@@ -132,8 +136,8 @@ class BatchedDream:
                     f"reader has z_dim {reader.config.z_dim}, hidden_dim {reader.config.hidden_dim}; the dream's M "
                     f"{self.z_dim}, {self.hidden_dim}"
                 )
-            if reader.config.speed_input != self.speed_input:
-                raise ValueError("the reader and the dream's M must both read the car's speed, or neither")
+            if (reader.config.speed_input, reader.config.yaw_input) != (self.speed_input, self.yaw_input):
+                raise ValueError("the reader and the dream's M must read the same car state (speed, yaw rate)")
             self._reader_w, self._reader_b = _fused_lstm(reader.eval(), bf16)
         self.reader_h = self.reader_c = torch.zeros(n, self.hidden_dim)  # the reader's LSTM state (with a reader)
         self.steps = 0
@@ -165,6 +169,7 @@ class BatchedDream:
         state: LSTMState | None = None,
         reader_state: LSTMState | None = None,
         speed: Tensor | float | None = None,
+        yaw: Tensor | float | None = None,
     ) -> Tensor:
         """Start N rollouts.
 
@@ -175,6 +180,7 @@ class BatchedDream:
             reader_state: the reader's LSTM ``(h, c)`` (same shapes) with a ``reader``; default: ``state``.
             speed: the starting speed, float32 (N,) or a number, world units per second (an M that reads the speed;
                 default 0, a car at rest).
+            yaw: the starting yaw rate, float32 (N,) or a number, rad/s (an M that reads it; default 0).
 
         Returns:
             The observations ``[z, h]``, float32 (N, z_dim + hidden_dim).
@@ -200,6 +206,9 @@ class BatchedDream:
         self.speed = torch.zeros(self.n)
         if speed is not None and self.speed_input:
             self.speed = torch.as_tensor(speed, dtype=torch.float32).reshape(-1).expand(self.n).clone()
+        self.yaw = torch.zeros(self.n)
+        if yaw is not None and self.yaw_input:
+            self.yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1).expand(self.n).clone()
         self.steps = 0
         self.done = torch.zeros(self.n, dtype=torch.bool)
         return self.observation()
@@ -221,14 +230,20 @@ class BatchedDream:
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         act = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
-        a = torch.cat([act, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1) if self.speed_input else act
+        a = act
+        if self.speed_input:
+            a = torch.cat([a, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1)
+        if self.yaw_input:
+            a = torch.cat([a, self.yaw.unsqueeze(1) / YAW_SCALE], dim=1)
         h, c = _lstm_step(self._w, self._b, self.z, a, self.h, self.c)
         live = ~self.done
         keep = live.unsqueeze(1)
         if self.speed_input:
-            speed = self.memory.speed(h, self.speed, act, self.z)
-            assert speed is not None  # speed_input implies a speed head
-            self.speed = torch.where(live, speed, self.speed)
+            car = self.memory.next_car(h, self.speed, act, self.z, self.yaw if self.yaw_input else None)
+            assert car is not None  # speed_input implies a speed head
+            self.speed = torch.where(live, car[0], self.speed)
+            if car[1] is not None:
+                self.yaw = torch.where(live, car[1], self.yaw)
         if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and s_t)
             reader_h, reader_c = _lstm_step(self._reader_w, self._reader_b, self.z, a, self.reader_h, self.reader_c)
             self.reader_h = torch.where(keep, reader_h, self.reader_h)
@@ -299,7 +314,7 @@ class DreamEnv(gym.Env):
         ``"z"``: a latent (z_dim,);
         ``"state"``: an LSTM ``(h, c)`` to continue from (e.g. where reality stands), with ``"z"`` or ``"frame"``;
         ``"speed"``: the car's speed there (world units per second; an M that reads the speed; default: the HUD's
-        in ``"frame"``, else 0);
+        in ``"frame"``, else 0); ``"yaw"``: its yaw rate, rad/s (an M with ``yaw_input``; default likewise);
         none of them: z ~ N(0, I).
 
     Args:
@@ -370,13 +385,18 @@ class DreamEnv(gym.Env):
         super().reset(seed=seed)
         options = options or {}
         stream_seed = int(self.np_random.integers(0, 2**62))
-        z, speed = None, options.get("speed")
+        z, speed, yaw = None, options.get("speed"), options.get("yaw")
         if options.get("frame") is not None:
-            z = self.world_model.encode(np.asarray(options["frame"], np.uint8))[0]
-            speed = hud_speed(np.asarray(options["frame"], np.uint8)) if speed is None else speed
+            frame = np.asarray(options["frame"], np.uint8)
+            z = self.world_model.encode(frame)[0]
+            speed = hud_speed(frame) if speed is None else speed
+            yaw = hud_yaw_rate(frame) if yaw is None else yaw
         elif options.get("z") is not None:
             z = torch.as_tensor(np.asarray(options["z"], np.float32))
-        self._dream.reset([stream_seed], z=z, state=options.get("state"), speed=None if speed is None else float(speed))
+        self._dream.reset(
+            [stream_seed], z=z, state=options.get("state"), speed=None if speed is None else float(speed),
+            yaw=None if yaw is None else float(yaw),
+        )  # fmt: skip
         return self._obs(), {"stream_seed": stream_seed}
 
     def step(self, action: np.ndarray):

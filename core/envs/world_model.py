@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from core.checkpoint import load_model, saved_metadata
-from core.envs.car_racing import hud_speed, preprocess_frames, to_tensor, to_uint8_hwc
+from core.envs.car_racing import hud_speed, hud_yaw_rate, preprocess_frames, to_tensor, to_uint8_hwc
 from core.errors import CheckpointError, LineageWarning
 from core.lineage import file_identities
 from core.models import VISION_KINDS, VisionModel, set_memory_format
@@ -199,6 +199,8 @@ class RealTracker:
         self.speed: Tensor | None = None
         """The car's speed s_t at the current frame (the HUD's), float32 (1,), world units per second; M reads it
         when it was trained to (``MDNRNNConfig.speed_input``)."""
+        self.yaw: Tensor | None = None
+        """The car's yaw rate at the current frame (the HUD's), float32 (1,), rad/s (``MDNRNNConfig.yaw_input``)."""
 
     @property
     def h(self) -> Tensor | None:
@@ -212,11 +214,18 @@ class RealTracker:
             self.z = z
         self.state = self.world_model.initial_state(1) if self.include_h else None
 
-    def observe(self, z: Tensor, speed: float | None = None) -> None:
+    def observe(self, z: Tensor, speed: float | None = None, yaw: float | None = None) -> None:
         """Take the latent ``z`` float32 (1, z_dim) of the frame the env returned after :meth:`advance`, and the
-        car's ``speed`` there (world units per second, :func:`core.envs.car_racing.hud_speed` of the frame)."""
+        car's ``speed`` there (world units per second, :func:`core.envs.car_racing.hud_speed` of the frame) and
+        ``yaw`` rate (rad/s, :func:`core.envs.car_racing.hud_yaw_rate`)."""
         self.z = z
         self.speed = None if speed is None else torch.tensor([float(speed)])
+        self.yaw = None if yaw is None else torch.tensor([float(yaw)])
+
+    def observe_frame(self, z: Tensor, frame: np.ndarray) -> None:
+        """:meth:`observe` with the speed and yaw rate read from the HUD of ``frame`` (uint8 (96, 96, 3)), the frame
+        ``z`` was encoded from."""
+        self.observe(z, float(hud_speed(frame)), float(hud_yaw_rate(frame)))
 
     @torch.no_grad()
     def advance(self, action: np.ndarray | Tensor) -> None:
@@ -228,7 +237,7 @@ class RealTracker:
         """
         if self.state is not None:
             a = torch.as_tensor(np.asarray(action, np.float32)).view(1, -1)
-            _, self.state = self.world_model.require_memory().step(self.z, a, self.state, self.speed)
+            _, self.state = self.world_model.require_memory().step(self.z, a, self.state, self.speed, self.yaw)
 
     def obs(self, include_h: bool = True) -> Tensor:
         """``[z_t, h_t]`` float32 (1, z_dim + hidden_dim), or ``z_t`` alone (no h tracked, or ``include_h``
@@ -271,13 +280,13 @@ class WorldModelObservation(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         frame, info = self.env.reset(seed=seed, options=options)
         self.tracker.reset()
-        self.tracker.observe(self.world_model.encode(frame)[0], float(hud_speed(frame)))
+        self.tracker.observe_frame(self.world_model.encode(frame)[0], frame)
         info = dict(info, frame=frame)
         return self._obs(), info
 
     def step(self, action: np.ndarray):
         self.tracker.advance(action)
         frame, reward, terminated, truncated, info = self.env.step(action)
-        self.tracker.observe(self.world_model.encode(frame)[0], float(hud_speed(frame)))
+        self.tracker.observe_frame(self.world_model.encode(frame)[0], frame)
         info = dict(info, frame=frame)
         return self._obs(), float(reward), terminated, truncated, info

@@ -8,77 +8,16 @@ Doom model had). The same module trains on sequences (``forward``) and dreams on
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import NamedTuple, get_args
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.errors import ConfigError
 from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_with_noise
-from core.models.speed import SPEED_SCALE, MarkovSpeed, SpeedModel, required_speed, speed_head
-
-
-def _masked_mse(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
-    """Mean squared error over the steps where ``mask`` (same shape, 1 = a real step) is set."""
-    return ((predicted - target).pow(2) * mask).sum() / mask.sum().clamp(min=1.0)
-
-
-@dataclass(frozen=True)
-class MDNRNNConfig:
-    """Sizes and loss weights of the MDN-RNN."""
-
-    z_dim: int = 32
-    """Latent size of the vision model."""
-    action_dim: int = 3
-    """Action size (CarRacing: steer, gas, brake)."""
-    hidden_dim: int = 256
-    """LSTM state size (Ha: 256)."""
-    n_gaussians: int = 5
-    """Mixture components per latent dimension (Ha: 5)."""
-    reward_weight: float = 1.0
-    """Weight of the reward MSE in the loss."""
-    done_weight: float = 1.0
-    """Weight of the done BCE in the loss."""
-    speed_weight: float = 0.0
-    """> 0 adds a speed head: h_{t+1} -> the car's speed at t+1 (from the HUD the frames crop away), fitted by MSE
-    in units of SPEED_SCALE with this weight. The LSTM must then carry the speed and integrate the pedal into it,
-    which frames alone (one z per step) leave to chance; the dream's reward and motion can read it. 0: no head
-    (every M before it)."""
-    speed_input: bool = False
-    """The LSTM also reads the car's speed s_t (speed / SPEED_SCALE) beside z_t and a_t, and the speed head
-    predicts the change s_{t+1} - s_t: reality feeds the HUD's speed, the dream its own running sum (needs
-    ``speed_weight`` > 0). The pedal then acts on an explicit speed that the reward and the motion can read."""
-    speed_model: SpeedModel = "lstm"
-    """What the speed head reads. "lstm": h_{t+1}, a linear head (every M before it). "markov": only the present,
-    s_{t+1} - s_t = f(a_t, s_t, W z_t), an MLP (width MARKOV_WIDTH) of the action, the speed and MARKOV_Z_DIMS
-    learned linear read-outs W z_t of the frame (the surface under the car and the bend ahead, which slow it): a
-    first-order model of the car's longitudinal dynamics, as a physics engine steps it, whose answer to a pedal
-    cannot depend on the history a controller leads the LSTM through (a pattern of pulses is priced as the sum of
-    its steps). Needs ``speed_input``."""
-    residual: bool = True
-    """Component means are predicted as offsets from z_t (mu_k = z_t + head output), so "no change" is the
-    default and the LSTM learns the motion; False gives Ha's absolute means."""
-    joint: bool = False
-    """One mixture over the whole latent vector: K components, each a diagonal Gaussian over all z_dim dimensions,
-    with one set of weights pi_k (Bishop, 1994, eq. 22 with a diagonal covariance; the form of ctallec's PyTorch
-    port). False: Ha's independent mixture per dimension, where a dream picks each dimension's component on its
-    own, so at a fork of the road (left or right) it can draw half of one future and half of the other; a joint
-    mixture picks one future for the whole z."""
-
-    def __post_init__(self) -> None:
-        for name in ("z_dim", "action_dim", "hidden_dim", "n_gaussians"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.reward_weight < 0 or self.done_weight < 0 or self.speed_weight < 0:
-            raise ConfigError("reward_weight, done_weight and speed_weight must be >= 0")
-        if self.speed_input and self.speed_weight <= 0:
-            raise ConfigError("speed_input needs a speed head (speed_weight > 0): the dream integrates its output")
-        if self.speed_model not in get_args(SpeedModel):
-            raise ConfigError(f"speed_model must be one of {get_args(SpeedModel)}, got {self.speed_model!r}")
-        if self.speed_model == "markov" and not self.speed_input:
-            raise ConfigError("speed_model 'markov' steps the speed from (z_t, a_t, s_t): it needs speed_input")
+from core.models.mdnrnn_config import MDNRNNConfig
+from core.models.speed import SPEED_SCALE, YAW_SCALE, MarkovSpeed, car_state, required_speed, required_yaw, speed_head
+from core.models.speed import masked_mse as _masked_mse
 
 
 class MDNOutput(NamedTuple):
@@ -110,13 +49,17 @@ class MDNRNN(nn.Module):
     def __init__(self, config: MDNRNNConfig | None = None) -> None:
         super().__init__()
         self.config = cfg = config or MDNRNNConfig()
-        self.lstm = nn.LSTM(cfg.z_dim + cfg.action_dim + int(cfg.speed_input), cfg.hidden_dim, batch_first=True)
+        self.lstm = nn.LSTM(
+            cfg.z_dim + cfg.action_dim + int(cfg.speed_input) + int(cfg.yaw_input), cfg.hidden_dim, batch_first=True
+        )
         self.n_mdn = cfg.z_dim * cfg.n_gaussians
         self.n_logits = cfg.n_gaussians if cfg.joint else self.n_mdn
         # head rows: mixture logits (K joint, z_dim * K per dimension), then mu and log_sigma (z_dim * K each),
         # then the reward and the done logit
         self.head = nn.Linear(cfg.hidden_dim, self.n_logits + 2 * self.n_mdn + 2)
-        self.speed_head = speed_head(cfg.speed_model, cfg.speed_weight, cfg.z_dim, cfg.action_dim, cfg.hidden_dim)
+        self.speed_head = speed_head(
+            cfg.speed_model, cfg.speed_weight, cfg.z_dim, cfg.action_dim, cfg.hidden_dim, cfg.yaw_input
+        )
 
     @torch.no_grad()
     def init_head_priors(self, reward_mean: float, done_rate: float) -> None:
@@ -154,105 +97,137 @@ class MDNRNN(nn.Module):
         log_sigma = mdn[..., 1, :, :].clamp(LOG_SIGMA_MIN, LOG_SIGMA_MAX)
         return MDNOutput(log_pi, mu, log_sigma, y[..., -2], y[..., -1])
 
-    def _inputs(self, z: Tensor, action: Tensor, speed: Tensor | None) -> Tensor:
-        """The LSTM's input ``[z, a]``, or ``[z, a, s / SPEED_SCALE]`` for an M with ``speed_input``.
+    def _inputs(self, z: Tensor, action: Tensor, speed: Tensor | None, yaw: Tensor | None = None) -> Tensor:
+        """The LSTM's input ``[z, a]``, with ``s / SPEED_SCALE`` for an M with ``speed_input`` and then
+        ``yaw / YAW_SCALE`` for one with ``yaw_input``.
 
         Raises:
-            ValueError: the M reads the speed and ``speed`` is None.
+            ValueError: the M reads the speed (yaw rate) and ``speed`` (``yaw``) is None.
         """
-        if not self.config.speed_input:
-            return torch.cat([z, action], dim=-1)
-        return torch.cat([z, action, required_speed(speed).unsqueeze(-1) / SPEED_SCALE], dim=-1)
+        cfg = self.config
+        parts = [z, action]
+        if cfg.speed_input:
+            parts.append(required_speed(speed).unsqueeze(-1) / SPEED_SCALE)
+        if cfg.yaw_input:
+            parts.append(required_yaw(yaw).unsqueeze(-1) / YAW_SCALE)
+        return torch.cat(parts, dim=-1)
 
-    def _speed_raw(
-        self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
-    ) -> Tensor:
-        """The speed head's unclamped prediction of s_{t+1} / SPEED_SCALE from h_{t+1} (and s_t with
-        ``speed_input``, whose head predicts the change; the Markov model reads z_t, a_t and s_t instead of h).
+    def _car_raw(
+        self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
+        """The speed head's unclamped prediction of the car state c_{t+1} (``core.models.speed.car_state``;
+        (..., 1), or (..., 2) with ``yaw_input``) from h_{t+1} (and s_t with ``speed_input``, whose head predicts
+        the change; the Markov model reads z_t, a_t and c_t instead of h).
 
         Raises:
-            ValueError: the head needs ``speed``, ``action`` or ``z`` and it is None.
+            ValueError: the head needs ``speed``, ``yaw``, ``action`` or ``z`` and it is None.
         """
         assert self.speed_head is not None
-        if self.config.speed_model == "markov":
+        if isinstance(self.speed_head, MarkovSpeed):
             if action is None or z is None:
                 raise ValueError("this MDN-RNN's speed model steps from the frame and the action: give z_t and a_t")
-            s = required_speed(speed) / SPEED_SCALE
-            return self.speed_head(z, action, s) + s
-        out = self.speed_head(h).squeeze(-1)
-        return out + required_speed(speed) / SPEED_SCALE if self.config.speed_input else out
+            car = car_state(required_speed(speed), required_yaw(yaw) if self.config.yaw_input else None)
+            return self.speed_head(z, action, car) + car
+        out = self.speed_head(h)
+        return out + required_speed(speed).unsqueeze(-1) / SPEED_SCALE if self.config.speed_input else out
 
-    def _next_speed(
-        self, h: Tensor, speed: Tensor | None, action: Tensor | None = None, z: Tensor | None = None
-    ) -> Tensor:
-        """:meth:`speed` for an M known to have a speed head: world units per second, clamped at 0."""
-        return (self._speed_raw(h, speed, action, z) * SPEED_SCALE).clamp(min=0.0)
+    def next_car(
+        self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None, z: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None] | None:  # fmt: skip
+        """The car's speed and yaw rate at t+1 as the dream steps them; None for an M without a speed head.
 
-    def speed(
-        self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None, z: Tensor | None = None
-    ) -> Tensor | None:
-        """The car's speed predicted from LSTM outputs ``h`` (..., hidden_dim): float32 (...), world units per
-        second, >= 0 (the head's output clamped: a speed is a length; training fits the head unclamped; see
-        ``MDNRNNConfig.speed_weight``); None for an M without a speed head. An M with ``speed_input`` predicts the
-        change from ``speed`` (...), the input speed of the step that gave ``h``; a Markov speed model
-        (``MDNRNNConfig.speed_model``) predicts it from ``speed``, that step's ``action`` a_t (..., action_dim) and
-        latent ``z`` z_t (..., z_dim), and ignores ``h``.
+        Args:
+            h: float32 (..., hidden_dim), the LSTM output h_{t+1}.
+            speed: float32 (...) the input speed s_t of the step that gave ``h`` (world units per second), needed
+                with ``speed_input``.
+            action: float32 (..., action_dim) that step's a_t, and ``z`` (..., z_dim) its z_t: needed by a Markov
+                speed model (``MDNRNNConfig.speed_model``).
+            yaw: float32 (...) that step's yaw rate (rad/s), needed with ``yaw_input``.
 
-        Raises:
-            ValueError: ``speed_input`` and no ``speed``; a Markov speed model and no ``action`` or ``z``.
-        """
-        return None if self.speed_head is None else self._next_speed(h, speed, action, z)
-
-    def _speed_mse(
-        self,
-        h: Tensor,
-        batch: dict[str, Tensor],
-        sl: slice,
-        mask: Tensor,
-        speed_in: Tensor | None = None,
-        z_in: Tensor | None = None,
-    ) -> Tensor | None:
-        """Masked MSE of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``,
-        in SPEED_SCALE units; None without a head. ``speed_in`` (B, T'): the input speeds (``speed_input``);
-        default ``batch["speed_in"][:, sl]``. ``z_in`` (B, T', z_dim): the input latents (a Markov speed model's);
-        default ``batch["z"][:, sl]``.
+        Returns:
+            ``(speed, yaw)``: speed float32 (...) world units per second, >= 0 (the head's output clamped; training
+            fits it unclamped; see ``MDNRNNConfig.speed_weight``); yaw float32 (...) rad/s within +-YAW_MAX, or None
+            for an M without ``yaw_input``.
 
         Raises:
-            ValueError: the model has a speed head and the batch has no speeds.
+            ValueError: ``speed_input`` and no ``speed``; ``yaw_input`` and no ``yaw``; a Markov speed model and no
+                ``action`` or ``z``.
         """
         if self.speed_head is None:
             return None
-        if "speed" not in batch:
-            raise ValueError("this MDN-RNN has a speed head but the latents have no speeds (run encode again)")
-        if speed_in is None and self.config.speed_input:
-            speed_in = batch["speed_in"][:, sl]
-        z_in = batch["z"][:, :-1][:, sl] if z_in is None else z_in
-        predicted = self._speed_raw(h, speed_in, batch["action"][:, sl], z_in)
-        return _masked_mse(predicted, batch["speed"][:, sl] / SPEED_SCALE, mask)
+        car = self._car_raw(h, speed, action, z, yaw)
+        if isinstance(self.speed_head, MarkovSpeed):
+            car = self.speed_head.clamp(car)
+        speed_next = (car[..., 0] * SPEED_SCALE).clamp(min=0.0)
+        return speed_next, (car[..., 1] * YAW_SCALE if self.config.yaw_input else None)
 
-    def speed_rollout_mse(self, batch: dict[str, Tensor]) -> Tensor:
-        """Masked MSE (SPEED_SCALE units) of a Markov speed model stepped alone along a batch's real z and actions
-        from each window's first real speed (:meth:`MarkovSpeed.rollout`) against the real speeds: the error the
-        dream sums over many steps, which a one-step fit leaves free (a bias of 0.1 units/s per step is 20 after
-        200 steps). Multi-step prediction objective as in Hafner et al., 2019, "PlaNet", sec. 4.
+    def speed(
+        self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None, z: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> Tensor | None:  # fmt: skip
+        """The speed of :meth:`next_car`, float32 (...) world units per second, >= 0; None without a speed head."""
+        car = self.next_car(h, speed, action, z, yaw)
+        return None if car is None else car[0]
 
-        Args:
-            batch: as :meth:`loss`, with ``speed`` and ``speed_in``.
+    def _car_mse(
+        self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None,
+        z_in: Tensor | None = None, yaw_in: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None] | None:  # fmt: skip
+        """Masked MSEs of the speed head on LSTM outputs ``h`` (B, T', hidden) against ``batch["speed"][:, sl]``
+        (SPEED_SCALE units) and, with ``yaw_input``, ``batch["yaw"][:, sl]`` (YAW_SCALE units): ``(speed_mse,
+        yaw_mse or None)``; None without a head. ``speed_in``, ``yaw_in`` (B, T'): the input speeds and yaw rates;
+        default ``batch["speed_in"][:, sl]``, ``batch["yaw_in"][:, sl]``. ``z_in`` (B, T', z_dim): the input
+        latents (a Markov speed model's); default the inputs ``batch["z"][:, :-1][:, sl]``.
 
         Raises:
-            ValueError: the model has no Markov speed model, or the batch no speeds.
+            ValueError: the model has a speed head and the batch has no speeds (or no yaw rates, with ``yaw_input``).
+        """
+        if self.speed_head is None:
+            return None
+        cfg = self.config
+        if "speed" not in batch or (cfg.yaw_input and "yaw" not in batch):
+            raise ValueError(
+                "this MDN-RNN has a speed head but the latents have no speeds or yaw rates (run encode again, or "
+                "scripts/add_yaw_rates.py)"
+            )
+        if speed_in is None and cfg.speed_input:
+            speed_in = batch["speed_in"][:, sl]
+        if yaw_in is None and cfg.yaw_input:
+            yaw_in = batch["yaw_in"][:, sl]
+        z_in = batch["z"][:, :-1][:, sl] if z_in is None else z_in
+        predicted = self._car_raw(h, speed_in, batch["action"][:, sl], z_in, yaw_in)
+        speed_mse = _masked_mse(predicted[..., 0], batch["speed"][:, sl] / SPEED_SCALE, mask)
+        if not cfg.yaw_input:
+            return speed_mse, None
+        return speed_mse, _masked_mse(predicted[..., 1], batch["yaw"][:, sl] / YAW_SCALE, mask)
+
+    def speed_rollout_mse(self, batch: dict[str, Tensor]) -> Tensor:
+        """Masked MSE of a Markov speed model stepped alone along a batch's real z and actions from each window's
+        first real car state (:meth:`MarkovSpeed.rollout`) against the real states, summed over the state's
+        parts (speed in SPEED_SCALE units, with ``yaw_input`` the yaw rate in YAW_SCALE units): the error the
+        dream makes by summing the model's steps, which a one-step fit on noisy HUD readings leaves biased.
+
+        Args:
+            batch: as :meth:`loss`, with ``speed`` and ``speed_in`` (and ``yaw``, ``yaw_in`` with ``yaw_input``).
+
+        Raises:
+            ValueError: the model has no Markov speed model, or the batch no speeds (or yaw rates).
         """
         if not isinstance(self.speed_head, MarkovSpeed):
             raise ValueError("the speed rollout loss steps a Markov speed model: this MDN-RNN has none")
-        if "speed" not in batch or "speed_in" not in batch:
-            raise ValueError("the speed rollout loss needs the latents' speeds (run encode again)")
-        rolled = self.speed_head.rollout(batch["z"][:, :-1], batch["action"], batch["speed_in"][:, 0] / SPEED_SCALE)
-        mask = batch.get("mask")
-        return _masked_mse(rolled, batch["speed"] / SPEED_SCALE, torch.ones_like(rolled) if mask is None else mask)
+        yaw = self.config.yaw_input
+        if "speed" not in batch or "speed_in" not in batch or (yaw and "yaw_in" not in batch):
+            raise ValueError("the speed rollout loss needs the latents' speeds and yaw rates (run encode again)")
+        car0 = car_state(batch["speed_in"][:, 0], batch["yaw_in"][:, 0] if yaw else None)
+        target = car_state(batch["speed"], batch["yaw"] if yaw else None)
+        return self.speed_head.rollout_mse(batch["z"][:, :-1], batch["action"], car0, target, batch.get("mask"))
 
     def forward(
-        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None
-    ) -> tuple[MDNOutput, LSTMState]:
+        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> tuple[MDNOutput, LSTMState]:  # fmt: skip
         """Run over sequences.
 
         Args:
@@ -260,27 +235,31 @@ class MDNRNN(nn.Module):
             action: float32 (B, T, action_dim) actions a_0..a_{T-1}.
             state: optional LSTM state, each (1, B, hidden_dim).
             speed: float32 (B, T) speeds s_0..s_{T-1} (world units per second), needed with ``speed_input``.
+            yaw: float32 (B, T) yaw rates (rad/s) of the same frames, needed with ``yaw_input``.
 
         Returns:
             ``(out, state)``; ``out`` fields are (B, T, ...) predictions for step t+1.
         """
-        out, new_state = self.lstm(self._inputs(z, action, speed), state)
+        out, new_state = self.lstm(self._inputs(z, action, speed, yaw), state)
         return self.heads(out, z), new_state
 
     def hidden_sequence(
-        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None
-    ) -> Tensor:
+        self, z: Tensor, action: Tensor, state: LSTMState | None = None, speed: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """LSTM outputs h_1..h_T, float32 (B, T, hidden_dim), for the same inputs as :meth:`forward`."""
-        return self.lstm(self._inputs(z, action, speed), state)[0]
+        return self.lstm(self._inputs(z, action, speed, yaw), state)[0]
 
-    def state_after(self, z: Tensor, action: Tensor, lengths: Tensor, speed: Tensor | None = None) -> LSTMState:
+    def state_after(
+        self, z: Tensor, action: Tensor, lengths: Tensor, speed: Tensor | None = None, yaw: Tensor | None = None
+    ) -> LSTMState:
         """LSTM state after each sequence's own prefix: sequence ``i`` is fed z_0..z_{L_i - 1} and
         a_0..a_{L_i - 1} from the zero state (what :meth:`step` would hold after ``L_i`` steps).
 
         Args:
             z: float32 (B, T, z_dim); action: float32 (B, T, action_dim), padded past each length.
             lengths: int64 (B,) prefix lengths in [0, T]; 0 gives the zero state.
-            speed: float32 (B, T) input speeds, needed with ``speed_input``.
+            speed, yaw: float32 (B, T) input speeds and yaw rates, needed with ``speed_input`` / ``yaw_input``.
 
         Returns:
             ``(h, c)``, each float32 (1, B, hidden_dim).
@@ -288,27 +267,32 @@ class MDNRNN(nn.Module):
         h, c = self.initial_state(len(z), z.device)
         live = lengths > 0
         if bool(live.any()):
-            x = self._inputs(z[live], action[live], None if speed is None else speed[live])
+            x = self._inputs(
+                z[live], action[live], None if speed is None else speed[live], None if yaw is None else yaw[live]
+            )
             packed = nn.utils.rnn.pack_padded_sequence(x, lengths[live].cpu(), batch_first=True, enforce_sorted=False)
             _, (h_live, c_live) = self.lstm(packed)
             h[:, live], c[:, live] = h_live, c_live
         return h, c
 
     def step(
-        self, z: Tensor, action: Tensor, state: LSTMState | None, speed: Tensor | None = None
-    ) -> tuple[MDNOutput, LSTMState]:
+        self, z: Tensor, action: Tensor, state: LSTMState | None, speed: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> tuple[MDNOutput, LSTMState]:  # fmt: skip
         """One dream step with the same weights as :meth:`forward`.
 
         Args:
             z: float32 (B, z_dim); action: float32 (B, action_dim); state: ``(h, c)`` each (1, B, hidden_dim);
-            speed: float32 (B,) the speed s_t, needed with ``speed_input``.
+            speed: float32 (B,) the speed s_t, needed with ``speed_input``; yaw: float32 (B,) the yaw rate, needed
+                with ``yaw_input``.
 
         Returns:
             ``(out, state)``; ``out`` fields are (B, ...) and ``state[0][0]`` is the new h (B, hidden_dim).
         """
         out, new_state = self.forward(
-            z.unsqueeze(1), action.unsqueeze(1), state, None if speed is None else speed[:, None]
-        )
+            z.unsqueeze(1), action.unsqueeze(1), state, None if speed is None else speed[:, None],
+            None if yaw is None else yaw[:, None],
+        )  # fmt: skip
         return MDNOutput(*(t.squeeze(1) for t in out)), new_state
 
     def nll(self, out: MDNOutput, target: Tensor) -> Tensor:
@@ -366,29 +350,41 @@ class MDNRNN(nn.Module):
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)
         speed_in = batch.get("speed_in") if self.config.speed_input else None
+        yaw_in = batch.get("yaw_in") if self.config.yaw_input else None
+        head = slice(None, start + 1)
         out, state = self(
-            z[:, : start + 1], action[:, : start + 1], None, None if speed_in is None else speed_in[:, : start + 1]
-        )
+            z[:, head], action[:, head], None, None if speed_in is None else speed_in[:, head],
+            None if yaw_in is None else yaw_in[:, head],
+        )  # fmt: skip
         last = MDNOutput(*(t[:, -1] for t in out))
-        # with speed_input the dream runs on its own speed: s_{t+1} = s_t + the head's change (clamped at 0)
-        s_t = (
+        # with speed_input the dream runs on its own car state: c_{t+1} = c_t + the head's change (clamped)
+        car = (
             None
             if speed_in is None
-            else self._next_speed(state[0][0], speed_in[:, start], action[:, start], z[:, start])
+            else self.next_car(
+                state[0][0],
+                speed_in[:, start],
+                action[:, start],
+                z[:, start],
+                None if yaw_in is None else yaw_in[:, start],
+            )
         )
-        preds, hs, ins, zs = [], [], [], []
+        preds, hs, ins, yaws, zs = [], [], [], [], []
         for t in range(start + 1, start + steps + 1):
             noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
             z_t = sample_mdn_with_noise(
                 last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint
             )  # index: no grad
-            last, state = self.step(z_t, action[:, t], state, s_t)
+            s_t, yaw_t = (None, None) if car is None else car
+            last, state = self.step(z_t, action[:, t], state, s_t, yaw_t)
             preds.append(last)
             hs.append(state[0][0])
             if s_t is not None:
                 ins.append(s_t)
                 zs.append(z_t)
-                s_t = self._next_speed(state[0][0], s_t, action[:, t], z_t)
+                if yaw_t is not None:
+                    yaws.append(yaw_t)
+                car = self.next_car(state[0][0], s_t, action[:, t], z_t, yaw_t)
         dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
         sl = slice(start + 1, start + steps + 1)
         part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
@@ -397,13 +393,25 @@ class MDNRNN(nn.Module):
         metrics = {
             "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
         }  # fmt: skip
-        speed_mse = self._speed_mse(
+        car_mse = self._car_mse(
             torch.stack(hs, dim=1), batch, sl, mask[:, sl], torch.stack(ins, 1) if ins else None,
-            torch.stack(zs, 1) if zs else None,
+            torch.stack(zs, 1) if zs else None, torch.stack(yaws, 1) if yaws else None,
         )  # fmt: skip
-        if speed_mse is not None:
-            loss = loss + self.config.speed_weight * speed_mse
-            metrics["open_loop_speed_mse"] = speed_mse.item()
+        return self._with_car_loss(loss, metrics, car_mse, "open_loop_")
+
+    def _with_car_loss(
+        self, loss: Tensor, metrics: dict[str, float], car_mse: tuple[Tensor, Tensor | None] | None, prefix: str
+    ) -> tuple[Tensor, dict[str, float]]:
+        """``loss`` + speed_weight * (speed MSE + yaw MSE) of :meth:`_car_mse`, and the metrics ``speed_mse`` and
+        ``yaw_mse`` (named with ``prefix``)."""
+        if car_mse is None:
+            return loss, metrics
+        speed_mse, yaw_mse = car_mse
+        loss = loss + self.config.speed_weight * speed_mse
+        metrics[prefix + "speed_mse"] = speed_mse.item()
+        if yaw_mse is not None:
+            loss = loss + self.config.speed_weight * yaw_mse
+            metrics[prefix + "yaw_mse"] = yaw_mse.item()
         return loss, metrics
 
     def loss(self, batch: dict[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
@@ -415,18 +423,20 @@ class MDNRNN(nn.Module):
                 optional ``mask`` (B, T) in {0, 1} marking real (not padded) steps, optional ``z_target``
                 (B, T, z_dim): the z_1..z_T to fit when they differ from the inputs' (e.g. mu while the inputs
                 are sampled); default ``z[:, 1:]``; ``speed`` (B, T) (speeds at frames 1..T, world units per
-                second), needed with a speed head; ``speed_in`` (B, T) (frames 0..T-1), needed with ``speed_input``.
+                second), needed with a speed head; ``speed_in`` (B, T) (frames 0..T-1), needed with ``speed_input``;
+                ``yaw`` and ``yaw_in`` (B, T): the yaw rates (rad/s) of the same frames, needed with ``yaw_input``.
 
         Returns:
             ``(loss, metrics)``: loss = NLL per latent dimension + reward_weight * reward MSE
-            + done_weight * done BCE (+ speed_weight * speed MSE with a speed head); metrics ``nll`` (nats per
-            dimension), ``reward_mse``, ``done_bce`` (and ``speed_mse``, in SPEED_SCALE units).
+            + done_weight * done BCE (+ speed_weight * (speed MSE + yaw MSE) with a speed head); metrics ``nll``
+            (nats per dimension), ``reward_mse``, ``done_bce`` (and ``speed_mse``, ``yaw_mse``, in SPEED_SCALE and
+            YAW_SCALE units).
 
         Raises:
-            ValueError: a speed head and no ``speed`` in the batch.
+            ValueError: a speed head and no ``speed`` (with ``yaw_input``, no ``yaw``) in the batch.
         """
         z, action = batch["z"], batch["action"]
-        h = self.hidden_sequence(z[:, :-1], action, None, batch.get("speed_in"))
+        h = self.hidden_sequence(z[:, :-1], action, None, batch.get("speed_in"), batch.get("yaw_in"))
         out = self.heads(h, z[:, :-1])
         target = batch["z_target"] if "z_target" in batch else z[:, 1:]
         mask = batch.get("mask")
@@ -435,8 +445,4 @@ class MDNRNN(nn.Module):
         nll, reward_mse, done_bce = self._step_losses(out, batch, target, mask)
         loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
         metrics = {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}
-        speed_mse = self._speed_mse(h, batch, slice(None), mask)
-        if speed_mse is not None:
-            loss = loss + self.config.speed_weight * speed_mse
-            metrics["speed_mse"] = speed_mse.item()
-        return loss, metrics
+        return self._with_car_loss(loss, metrics, self._car_mse(h, batch, slice(None), mask), "")

@@ -35,7 +35,7 @@ class EnsembleDisagreement:
         states: each member's LSTM state at the dreams' start, ``(h, c)`` each float32 (1, N, hidden_dim).
 
     Raises:
-        ValueError: fewer than 2 members, members of other sizes, or some reading the speed and some not.
+        ValueError: fewer than 2 members, members of other sizes, or some reading the speed (yaw rate) and some not.
     """
 
     def __init__(self, members: Sequence[MDNRNN], states: Sequence[LSTMState]) -> None:
@@ -44,35 +44,43 @@ class EnsembleDisagreement:
         first = members[0].config
         for m in members[1:]:
             c = m.config
-            if (c.z_dim, c.hidden_dim) != (first.z_dim, first.hidden_dim) or c.speed_input != first.speed_input:
-                raise ValueError("ensemble members differ in z_dim, hidden_dim or whether they read the speed")
+            if (c.z_dim, c.hidden_dim, c.speed_input, c.yaw_input) != (
+                first.z_dim, first.hidden_dim, first.speed_input, first.yaw_input
+            ):  # fmt: skip
+                raise ValueError("ensemble members differ in z_dim, hidden_dim or whether they read the speed or yaw")
         if len(states) != len(members):
             raise ValueError(f"{len(members)} members but {len(states)} start states")
         self.members = [m.eval() for m in members]
         self.states: list[LSTMState] = [(h.clone(), c.clone()) for h, c in states]
-        self.speed_input = first.speed_input
+        self.speed_input, self.yaw_input = first.speed_input, first.yaw_input
 
     @torch.no_grad()
-    def step(self, z: Tensor, action: Tensor, speed: Tensor | None = None, live: Tensor | None = None) -> Tensor:
+    def step(
+        self, z: Tensor, action: Tensor, speed: Tensor | None = None, live: Tensor | None = None,
+        yaw: Tensor | None = None,
+    ) -> Tensor:  # fmt: skip
         """Advance every member on ``(z_t, a_t, s_t)`` and return the spread of their predicted z_{t+1} means.
 
         Args:
             z: float32 (N, z_dim), the dream's z_t. action: float32 (N, 3), clipped to CarRacing's action box here.
             speed: float32 (N,) the dream's s_t (world units per second), needed when the members read the speed.
             live: bool (N,): rows still dreaming (others keep their state and get 0); default all.
+            yaw: float32 (N,) the dream's yaw rate (rad/s), needed when the members read it.
 
         Returns:
             float32 (N,), the disagreement (see the class doc).
 
         Raises:
-            ValueError: the members read the speed and ``speed`` is None.
+            ValueError: the members read the speed (yaw rate) and ``speed`` (``yaw``) is None.
         """
-        if self.speed_input and speed is None:
-            raise ValueError("these members read the car's speed: pass the dream's speed")
+        if (self.speed_input and speed is None) or (self.yaw_input and yaw is None):
+            raise ValueError("these members read the car's speed and yaw rate: pass the dream's")
         a = action.float().clamp(min=_LOW, max=_HIGH)
         means = []
         for i, member in enumerate(self.members):
-            out, (h, c) = member.step(z, a, self.states[i], speed if self.speed_input else None)
+            out, (h, c) = member.step(
+                z, a, self.states[i], speed if self.speed_input else None, yaw if self.yaw_input else None
+            )
             if live is not None:
                 keep = live.view(1, -1, 1)
                 h, c = torch.where(keep, h, self.states[i][0]), torch.where(keep, c, self.states[i][1])

@@ -27,7 +27,7 @@ from core.data.collect import collect
 from core.data.datasets import n_validation
 from core.data.episodes import episode_path, read_episode
 from core.data.seeds import TRAINING
-from core.envs.car_racing import hud_speed
+from core.envs.car_racing import hud_speed, hud_yaw_rate
 from core.envs.world_model import WorldModel
 from core.errors import StageCancelled
 from core.evaluate import resolve_world_model_paths
@@ -109,7 +109,9 @@ def student_observations(
         return z
     memory = world_model.require_memory()
     speed = torch.from_numpy(hud_speed(np.asarray(frames)))[None] if memory.config.speed_input else None
-    h_after = memory.hidden_sequence(z[None], torch.from_numpy(np.asarray(actions, np.float32))[None], None, speed)[0]
+    yaw = torch.from_numpy(hud_yaw_rate(np.asarray(frames)))[None] if memory.config.yaw_input else None
+    a = torch.from_numpy(np.asarray(actions, np.float32))[None]
+    h_after = memory.hidden_sequence(z[None], a, None, speed, yaw)[0]
     h = torch.cat([torch.zeros(1, h_after.shape[-1]), h_after[:-1]])
     return torch.cat([z, h], dim=-1)
 

@@ -103,6 +103,8 @@ class DreamStarts:
         episodes, steps: int64 (S,) where each start comes from.
         speed: float32 (S,) the car's speed at each start (the HUD's, world units per second) for an M that reads
             the speed (``MDNRNNConfig.speed_input``), else None.
+        yaw: float32 (S,) the car's yaw rate at each start (the HUD's, rad/s) for an M that reads it
+            (``MDNRNNConfig.yaw_input``), else None.
     """
 
     z: Tensor
@@ -111,6 +113,7 @@ class DreamStarts:
     episodes: np.ndarray
     steps: np.ndarray
     speed: Tensor | None = None
+    yaw: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.z)
@@ -151,11 +154,17 @@ class DreamStarts:
         reads_speed = memory.config.speed_input
         if reads_speed and latents.speeds is None:
             raise CheckpointError("this MDN-RNN reads the car's speed and the latent file has none (encode again)")
+        reads_yaw = memory.config.yaw_input
+        if reads_yaw and latents.yaw_rates is None:
+            raise CheckpointError(
+                "this MDN-RNN reads the car's yaw rate and the latent file has none (scripts/add_yaw_rates.py)"
+            )
         count, horizon = len(episodes), int(t.max())
         z0 = np.empty((count, latents.z_dim), np.float32)
         prefix_z = np.zeros((count, horizon, latents.z_dim), np.float32)
         prefix_a = np.zeros((count, horizon, 3), np.float32)
         prefix_s = np.zeros((count, horizon + 1), np.float32)
+        prefix_yaw = np.zeros((count, horizon + 1), np.float32)
         for i, (e, ti) in enumerate(zip(episodes, t, strict=True)):
             ep = latents.episode(int(e))
             z0[i] = ep["mu"][ti]
@@ -163,13 +172,17 @@ class DreamStarts:
             prefix_a[i, :ti] = ep["action"][:ti]
             if reads_speed:
                 prefix_s[i, : ti + 1] = ep["speed"][: ti + 1]
+            if reads_yaw:
+                prefix_yaw[i, : ti + 1] = ep["yaw_rate"][: ti + 1]
         speed = torch.from_numpy(prefix_s) if reads_speed else None
+        yaw = torch.from_numpy(prefix_yaw) if reads_yaw else None
         h, c = memory.state_after(
             torch.from_numpy(prefix_z), torch.from_numpy(prefix_a), torch.from_numpy(t.astype(np.int64)),
-            None if speed is None else speed[:, :horizon],
+            None if speed is None else speed[:, :horizon], None if yaw is None else yaw[:, :horizon],
         )  # fmt: skip
-        start_speed = None if speed is None else speed[torch.arange(count), torch.from_numpy(t.astype(np.int64))]
-        return cls(torch.from_numpy(z0), h[0], c[0], episodes, t, start_speed)
+        at = (torch.arange(count), torch.from_numpy(t.astype(np.int64)))
+        start_speed = None if speed is None else speed[at]
+        return cls(torch.from_numpy(z0), h[0], c[0], episodes, t, start_speed, None if yaw is None else yaw[at])
 
 
 # -- fitness evaluators ------------------------------------------------------------------------------------------
@@ -293,6 +306,7 @@ class DreamEvaluator:
                 obs[rows] = dream.reset(
                     seeds[picked], z=self.starts.z[idx], state=state, reader_state=reader_state,
                     speed=None if member_starts.speed is None else member_starts.speed[idx],
+                    yaw=None if member_starts.yaw is None else member_starts.yaw[idx],
                 )  # fmt: skip
             groups.append((rows, dream, self._disagreement(picked, start_idx)))
         z_dim = self.memory.config.z_dim
@@ -308,7 +322,11 @@ class DreamEvaluator:
             for rows, dream, critic in groups:
                 if critic is not None:  # MOPO's penalised reward (Yu et al., 2020, eq. 7), on z_t, a_t before the step
                     spread = critic.step(
-                        dream.z, actions[rows], dream.speed if dream.speed_input else None, ~dream.done
+                        dream.z,
+                        actions[rows],
+                        dream.speed if dream.speed_input else None,
+                        ~dream.done,
+                        dream.yaw if dream.yaw_input else None,
                     )
                     total[rows] -= self.penalty * spread.double()
                     spread_sum, live_steps = spread_sum + float(spread.sum()), live_steps + int((~dream.done).sum())

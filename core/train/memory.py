@@ -23,7 +23,7 @@ from core.data.datasets import LatentEpisodes, SequenceSampler, n_validation, pa
 from core.envs.dream import BatchedDream, window_seeds
 from core.errors import CheckpointError, ConfigError
 from core.models.mdn import mixture_mean
-from core.models.mdnrnn import MDNRNN, SPEED_SCALE, MDNRNNConfig
+from core.models.mdnrnn import MDNRNN, SPEED_SCALE, YAW_SCALE, MDNRNNConfig
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -48,20 +48,20 @@ def evaluate_memory(
     Returns ``memory/val/nll`` (nats per latent dimension), ``memory/val/mse_mean`` (MSE of the mixture
     mean of z_{t+1}), ``memory/val/mse_copy`` (MSE of predicting z_{t+1} = z_t, the baseline),
     ``memory/val/reward_mse`` and ``memory/val/done_acc`` (and ``memory/val/speed_mse``, in SPEED_SCALE units, for
-    an M with a speed head); with ``active`` (bool (z_dim,), see
+    an M with a speed head; ``memory/val/yaw_mse``, in YAW_SCALE units, for one with ``yaw_input``); with ``active`` (bool (z_dim,), see
     :func:`active_dims`) also ``memory/val/mse_mean_active`` and ``memory/val/mse_copy_active`` over those
     dimensions only. (An M trained on sampled z cannot track mu in the unused dimensions, where the posterior
     noise, sigma ~ 0.95, hides changes of ~0.05 per step; the decoder ignores those dimensions.)
     """
     model.eval()
-    nll = mse_mean = mse_copy = reward_mse = done_hits = speed_mse = 0.0
+    nll = mse_mean = mse_copy = reward_mse = done_hits = speed_mse = yaw_mse = 0.0
     mse_mean_active = mse_copy_active = 0.0
     sel = torch.from_numpy(np.asarray(active, bool)) if active is not None and np.any(active) else None
     n = 0
     for ep in episodes:
         z, a = ep["z"], ep["action"]
-        speed_in = ep.get("speed_in")
-        h = model.hidden_sequence(z[:, :-1], a, None, speed_in)  # one LSTM pass for the heads and the speed
+        speed_in, yaw_in = ep.get("speed_in"), ep.get("yaw_in")
+        h = model.hidden_sequence(z[:, :-1], a, None, speed_in, yaw_in)  # one LSTM pass for the heads and the car
         out = model.heads(h, z[:, :-1])
         target = z[:, 1:]
         steps = target.shape[1]
@@ -74,9 +74,11 @@ def evaluate_memory(
             mse_mean_active += err_mean[..., sel].mean(-1).sum().item()
             mse_copy_active += err_copy[..., sel].mean(-1).sum().item()
         reward_mse += (out.reward - ep["reward"]).pow(2).sum().item()
-        speed = model.speed(h, speed_in, a, z[:, :-1]) if "speed" in ep else None
-        if speed is not None:
-            speed_mse += (speed - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
+        car = model.next_car(h, speed_in, a, z[:, :-1], yaw_in) if "speed" in ep else None
+        if car is not None:
+            speed_mse += (car[0] - ep["speed"]).div(SPEED_SCALE).pow(2).sum().item()
+            if car[1] is not None:
+                yaw_mse += (car[1] - ep["yaw"]).div(YAW_SCALE).pow(2).sum().item()
         done_hits += ((out.done_logit > 0).float() == ep["done"]).float().sum().item()
         n += steps
     n = max(n, 1)
@@ -89,6 +91,8 @@ def evaluate_memory(
     }
     if model.speed_head is not None:
         metrics["memory/val/speed_mse"] = speed_mse / n
+    if model.config.yaw_input:
+        metrics["memory/val/yaw_mse"] = yaw_mse / n
     if sel is not None:
         metrics["memory/val/mse_mean_active"] = mse_mean_active / n
         metrics["memory/val/mse_copy_active"] = mse_copy_active / n
@@ -143,14 +147,18 @@ def dream_latent_error(
             continue
         k = len(starts)
         speed = ep["speed_in"][0] if "speed_in" in ep else None  # frames 0..T-1
+        yaw = ep["yaw_in"][0] if "yaw_in" in ep and model.config.yaw_input else None
         h, c = model.state_after(
             z[:-1].expand(k, -1, -1), actions.expand(k, -1, -1), torch.tensor(starts),
-            None if speed is None else speed.expand(k, -1),
+            None if speed is None else speed.expand(k, -1), None if yaw is None else yaw.expand(k, -1),
         )  # fmt: skip
         idx = torch.tensor(starts).repeat_interleave(DREAM_CHECK_SAMPLES)
         dream = BatchedDream(model, len(idx), tau=DREAM_CHECK_TAU, max_steps=steps)
         state = (h.repeat_interleave(DREAM_CHECK_SAMPLES, 1), c.repeat_interleave(DREAM_CHECK_SAMPLES, 1))
-        dream.reset(window_seeds(seed, e, len(idx)), z=z[idx], state=state, speed=None if speed is None else speed[idx])
+        dream.reset(
+            window_seeds(seed, e, len(idx)), z=z[idx], state=state, speed=None if speed is None else speed[idx],
+            yaw=None if yaw is None else yaw[idx],
+        )  # fmt: skip
         for t in range(1, steps + 1):
             dream.step(actions[idx + t - 1])
             real = z[idx + t]
@@ -188,6 +196,8 @@ def train_memory(
     latents = LatentEpisodes.load(config.latents)
     if config.speed_weight > 0 and latents.speeds is None:
         raise ConfigError(f"--speed-weight needs speeds in {config.latents}; encode the episodes again to write them")
+    if config.yaw_input and latents.yaw_rates is None:
+        raise ConfigError(f"--yaw-input needs yaw rates in {config.latents}; encode again or scripts/add_yaw_rates.py")
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(latents.n_episodes)
     n_val = n_validation(latents.n_episodes, config.val_fraction)
@@ -223,6 +233,7 @@ def train_memory(
                 speed_weight=config.speed_weight,
                 speed_input=config.speed_input,
                 speed_model=config.speed_model,
+                yaw_input=config.yaw_input,
             )
         )
         if config.head_prior:
