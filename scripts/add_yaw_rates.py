@@ -22,19 +22,23 @@ import numpy as np
 from core.data.datasets import LatentEpisodes
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import hud_yaw_rate
+from core.errors import DreamExplorerError
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--latents", type=Path, required=True)
     p.add_argument("--data-dirs", type=Path, nargs="+", required=True)
     p.add_argument("--out", type=Path, required=True)
-    args = p.parse_args()
-    latents = LatentEpisodes.load(args.latents)
-    by_seed: dict[int, list[Path]] = {}
-    for d in args.data_dirs:
-        for f in list_episodes(d):
-            by_seed.setdefault(read_episode(f, frames=False).seed, []).append(f)
+    args = p.parse_args(argv)
+    try:
+        latents = LatentEpisodes.load(args.latents)
+        by_seed: dict[int, list[Path]] = {}
+        for d in args.data_dirs:
+            for f in list_episodes(d):
+                by_seed.setdefault(read_episode(f, frames=False).seed, []).append(f)
+    except DreamExplorerError as exc:
+        sys.exit(f"error: {exc}")
     yaw = []
     for i in range(latents.n_episodes):
         ep = latents.episode(i)
