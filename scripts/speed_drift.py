@@ -4,7 +4,9 @@ For an M that reads the car's speed (``train-memory --speed-input``): from step 
 non-random episodes of a latent file, the M reads the real prefix, then its speed is stepped for ``--steps`` steps
 with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
 the dream at each ``--tau`` (the dream's own z). Printed: the mean recorded speed and each mean stepped speed at
-a few horizons, in world units per second.
+a few horizons, in world units per second. For an M that also reads the yaw rate (``--yaw-input``): the RMS error
+of the heading the stepped yaw rate turns through (its sum over the steps times CarRacing's 1/50 s), in radians,
+against the recorded yaw rate's, and the RMS of the recorded heading change itself (a car that never turns).
 
     .venv/bin/python scripts/speed_drift.py --memory M --latents runs/s25/lat_agent_speed.npz
 """
@@ -22,7 +24,10 @@ from core.checkpoint import load_model
 from core.data.datasets import LatentEpisodes
 from core.envs.dream import BatchedDream
 from core.errors import DreamExplorerError
-from core.models.speed import SPEED_SCALE, MarkovSpeed, car_state
+from core.models.speed import SPEED_SCALE, YAW_SCALE, MarkovSpeed, car_state
+
+DT = 1.0 / 50
+"""CarRacing's step, seconds (its FPS is 50)."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,8 +72,14 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(m.speed_head, MarkovSpeed):  # stepped alone, as the dream steps it (it reads no h)
             window = slice(args.start, end)
             car0 = car_state(s[:, args.start], None if yaw is None else yaw[:, args.start])
-            rolled = m.speed_head.rollout(z[:, window], a[:, window], car0)[..., 0] * SPEED_SCALE
+            rolled_car = m.speed_head.rollout(z[:, window], a[:, window], car0)
+            rolled = rolled_car[..., 0] * SPEED_SCALE
             print("speed model along the real z: " + ", ".join(f"{rolled[:, k - 1].mean():.1f} @{k}" for k in at))
+            if yaw is not None:
+                real_heading = (yaw[:, args.start + 1 : end + 1] * DT).cumsum(1)
+                print("heading change of the recorded yaw rate, RMS rad: " + _rms(real_heading, at))
+                stepped = (rolled_car[..., 1] * YAW_SCALE * DT).cumsum(1)
+                print("heading error, yaw model along the real z, RMS rad: " + _rms(stepped - real_heading, at))
         _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start], _upto(yaw, args.start))
         for tau in args.tau:
             dream = BatchedDream(m, len(eps), tau=tau, max_steps=args.steps)
@@ -76,12 +87,23 @@ def main(argv: list[str] | None = None) -> int:
                 list(range(len(eps))), z=z[:, args.start], state=state, speed=s[:, args.start],
                 yaw=None if yaw is None else yaw[:, args.start],
             )  # fmt: skip
-            out = []
+            out, yaws = [], []
             for t in range(args.start, end):
                 dream.step(a[:, t])
                 out.append(dream.speed.clone())
+                yaws.append(dream.yaw.clone())
             print(f"dream at tau {tau}: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
+            if yaw is not None:
+                heading_error = (torch.stack(yaws, 1) * DT).cumsum(1) - (yaw[:, args.start + 1 : end + 1] * DT).cumsum(
+                    1
+                )
+                print(f"  heading error in the dream at tau {tau}, RMS rad: " + _rms(heading_error, at))
     return 0
+
+
+def _rms(x: torch.Tensor, at: list[int]) -> str:
+    """RMS over the episodes of ``x`` (B, T) at each horizon of ``at``."""
+    return ", ".join(f"{x[:, k - 1].pow(2).mean().sqrt():.2f} @{k}" for k in at)
 
 
 def _upto(x: torch.Tensor | None, t: int) -> torch.Tensor | None:
