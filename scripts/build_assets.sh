@@ -1008,3 +1008,57 @@ for C in c_dream_r4_roll_s2 c_dream_r4_roll_s2_c2; do
     $PY scripts/controller_behaviour.py --vision $V --memory $S/m_r4_roll_s2.safetensors --controller $S/$C.safetensors \
         --latents runs/s25/lat_agent_speed.npz --tracks 1910000 1910016 1910007 --block 100 --steps 400 --dreams 32
 done
+
+# 26. Session 29: the yaw rate as a car state of M (README "The wheel turns an explicit yaw rate in the dream ...").
+# Section 25's round-4 latents and the agent's dream starts with yaw rates filled in from their episodes; two Markov
+# Ms that read the yaw rate; their steering response, open-loop checks and heading drift; dream-only controllers in
+# them (20 generations, 100-step dreams and 40-step ones, 200 generations, an ensemble of both Ms); an iterate round
+# that collects with one of them. Nothing ships from it.
+S=runs/s29
+mkdir -p $S
+V=runs/s21/v_tw0.15.safetensors
+R=runs/s28
+$PY scripts/add_yaw_rates.py --latents $R/iterate/round_1/latents.npz --data-dirs data/s17_agent data/s17_random \
+    data/s24_stops data/s26_steer15 data/s26_pedal data/s27_iter data/s27_iter2 data/s27_iter3 $R/iterate/round_1/episodes \
+    --out $S/lat_r4_yaw.npz
+$PY scripts/add_yaw_rates.py --latents runs/s25/lat_agent_speed.npz --data-dirs data/s17_agent --out $S/lat_agent_yaw.npz
+DREAM_YAW=$(echo "$DREAM" | sed "s|runs/s25/lat_agent_speed.npz|$S/lat_agent_yaw.npz|")
+for SEED in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_r4_yaw.npz --out $S/m_yaw_s$SEED.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_yaw_s$SEED.safetensors --horizons 10 \
+        --start-every 100 --no-parked --max-episodes 10 --tau 0.5  # the steering response
+    open_loop $S/m_yaw_s$SEED.safetensors
+    $PY scripts/speed_drift.py --memory $S/m_yaw_s$SEED.safetensors --latents $S/lat_agent_yaw.npz --tau 0.5
+    $D train-controller $DREAM_YAW --generations 20 --memory $S/m_yaw_s$SEED.safetensors --out $S/c_dream_yaw_s$SEED.safetensors
+    $PY scripts/controller_behaviour.py --vision $V --memory $S/m_yaw_s$SEED.safetensors \
+        --controller $S/c_dream_yaw_s$SEED.safetensors --latents $S/lat_agent_yaw.npz --tracks 1910000 1910007 --steps 300
+done
+OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_r4_yaw.npz --out $S/m_yaw_rw5_s1.safetensors --epochs 22 \
+    --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input \
+    --speed-model markov --speed-rollout-weight 5 --yaw-input
+$PY scripts/speed_drift.py --memory $S/m_yaw_rw5_s1.safetensors --latents $S/lat_agent_yaw.npz --tau 0.5
+$D train-controller $(echo "$DREAM_YAW" | sed "s/--max-steps 100/--max-steps 40/") --generations 20 \
+    --memory $S/m_yaw_s2.safetensors --out $S/c_dream_yaw_s2_h40.safetensors
+$D train-controller $(echo "$DREAM_YAW" | sed "s/--real-check-every 10/--real-check-every 20/") --generations 200 \
+    --check-patience 20 --memory $S/m_yaw_s2.safetensors --out $S/c_dream_yaw_s2_g200.safetensors  # stopped after generation 60's check
+$D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_yaw_s2.safetensors \
+    --controller $S/c_dream_yaw_s2.safetensors --horizons 10 30 100 --start-every 100 --no-steer --no-parked \
+    --max-episodes 5 --tau 1.0  # closed loop: the controller drives the dream
+$D train-controller $DREAM_YAW --generations 20 --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors \
+    --out $S/c_dream_yaw_ens.safetensors
+OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 24 --collect-seed 679400 \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $S/c_dream_yaw_s2.safetensors \
+    --check-data-dirs data/check_agent10 --check-max-episodes 5 --memory-draws 2 --no-warm-start-memory \
+    --controller-from-start --dream-starts $S/lat_agent_yaw.npz \
+    --train-controller.vision $V --train-controller.memory $S/m_yaw_s2.safetensors \
+    --train-controller.latents $S/lat_r4_yaw.npz --train-controller.population 48 --train-controller.rollouts 16 \
+    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+    --train-controller.recheck-top 1 --train-controller.recheck-episodes 8 --train-controller.check-patience 6 \
+    --train-controller.generations 20 --train-controller.threads 1 --train-controller.workers 1 \
+    --train-controller.seed 1 \
+    --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
