@@ -29,6 +29,7 @@ from core.api import (
     RealTracker,
     WorldModel,
     car_speed,
+    car_yaw_rate,
     default_paths,
     make_real_env,
 )
@@ -142,10 +143,9 @@ class Session(ModelSlots, DreamSide, InsideViews):
         self.real_frame = np.zeros((96, 96, 3), np.uint8)
         self.real_version = 0
         self._real_x: Tensor | None = None
-        self._tracker: RealTracker | None = None
-        """z_t and M's (h_t, c_t) of the real episode (None without V)."""
+        self._tracker: RealTracker | None = None  # z_t and M's (h_t, c_t) of the real episode (None without V)
         self._real_mask = None
-        self.speed = 0.0
+        self.speed = self.yaw_rate = 0.0  # reality's car: world units/s, rad/s (counter-clockwise positive)
         self.dream_speed = None  # the first dream's speed from M's speed head (world units/s), None without one
         # -- dream --
         self.dream: BatchedDream | None = None
@@ -310,7 +310,7 @@ class Session(ModelSlots, DreamSide, InsideViews):
                 self._tracker.advance(action)
         with self.clock.section("env"):
             frame, reward, terminated, truncated, _ = self.env.step(action)
-            self.speed = car_speed(self.env)
+            self.speed, self.yaw_rate = car_speed(self.env), car_yaw_rate(self.env)
         self.real_frame = frame
         self._encode_real()
         self.real_tally.add(float(reward))

@@ -158,3 +158,34 @@ def test_add_yaw_rates_fills_an_old_latent_file_from_its_episodes_frames(
     with pytest.raises(SystemExit, match="is in none of"):
         module.main(["--latents", str(old), "--data-dirs", str(one), "--out", str(tmp_path / "x.npz")])
     assert not (tmp_path / "x.npz").exists()
+
+
+def test_the_app_feeds_m_reality_s_yaw_rate_and_shows_both(data: Path, tmp_path: Path) -> None:
+    """In split mode with an M that reads the yaw rate, the app's tracker feeds M the HUD's yaw rate of each real
+    frame, a dream from the real frame starts at it, and the figures show reality's yaw rate (the hull's)."""
+    from core.checkpoint import save_checkpoint
+    from core.envs.car_racing import car_yaw_rate, hud_yaw_rate
+    from explorer.input import DriveKeys
+    from explorer.session import Session, SessionConfig
+
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="split", seed=3))
+    try:
+        assert s.world_model is not None
+        torch.manual_seed(0)
+        m = MDNRNN(dataclasses.replace(_yaw_config(), z_dim=s.world_model.z_dim, hidden_dim=32))
+        with torch.no_grad():
+            m.head.bias[-1] = -20.0  # never done: the dream runs on
+        assert s.load_checkpoint(save_checkpoint(tmp_path / "m.safetensors", m, kind="mdnrnn", config=m.config))
+        for _ in range(40):
+            s.tick(DriveKeys(gas=True, left=True))
+        assert s.yaw_rate == car_yaw_rate(s.env) and s.yaw_rate > 0.3  # steering left turns counter-clockwise
+        tracker = s._tracker
+        assert tracker is not None and tracker.yaw is not None
+        assert float(tracker.yaw[0]) == pytest.approx(float(hud_yaw_rate(s.real_frame)))
+        s.start_dream("real")
+        assert s.dream is not None and s.dream.yaw_input
+        assert float(s.dream.yaw[0]) == pytest.approx(float(hud_yaw_rate(s.real_frame)))
+        s.tick(DriveKeys(gas=True, left=True))
+        assert np.isfinite(s.dream.yaw.numpy()).all()
+    finally:
+        s.close()

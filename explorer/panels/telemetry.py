@@ -28,27 +28,28 @@ def _line(label: str, values: np.ndarray, color: imgui.ImVec4, axis: int | None 
 
 
 def gui_figures(app: PanelHost) -> None:
-    """A small table: step, reward, return (and speed) of each side."""
+    """A small table: step, reward, return, speed and yaw rate of each side (the dream's where its M steps them)."""
     s = app.session
     flags = imgui.TableFlags_.sizing_fixed_fit | imgui.TableFlags_.no_host_extend_x
-    if not imgui.begin_table("figures", 5, flags):
+    if not imgui.begin_table("figures", 6, flags):
         return
-    for name in ("", "step", "reward", "return", "speed"):
+    for name in ("", "step", "reward", "return", "speed", "yaw rate"):
         imgui.table_setup_column(name)
     imgui.table_headers_row()
     rows = []
     if s.mode != "dream":
         r = s.real_tally
-        rows.append(("reality", BLUE, r.step, r.reward, r.ret, f"{s.speed:.1f}"))
+        rows.append(("reality", BLUE, r.step, r.reward, r.ret, f"{s.speed:.1f}", f"{s.yaw_rate:+.2f}"))
     if s.mode != "real" and s.dream is not None:
         d = s.dream_tally
         dream_speed = "-" if s.dream_speed is None else f"{s.dream_speed:.1f}"
-        rows.append(("dream", PURPLE, d.step, d.reward, d.ret, dream_speed))
-    for name, color, step, reward, ret, speed in rows:
+        dream_yaw = f"{float(s.dream.yaw[0]):+.2f}" if s.dream.yaw_input else "-"
+        rows.append(("dream", PURPLE, d.step, d.reward, d.ret, dream_speed, dream_yaw))
+    for name, color, step, reward, ret, speed, yaw in rows:
         imgui.table_next_row()
         imgui.table_next_column()
         imgui.text_colored(color, name)
-        for text in (f"{step}", f"{reward:+.2f}", f"{ret:.1f}", speed):
+        for text in (f"{step}", f"{reward:+.2f}", f"{ret:.1f}", speed, yaw):
             imgui.table_next_column()
             imgui.text(text)
     imgui.end_table()
