@@ -1012,7 +1012,8 @@ done
 # 26. Session 29: the yaw rate as a car state of M (README "The wheel turns an explicit yaw rate in the dream ...").
 # Section 25's round-4 latents and the agent's dream starts with yaw rates filled in from their episodes; two Markov
 # Ms that read the yaw rate; their steering response, open-loop checks and heading drift; dream-only controllers in
-# them (20 generations, 100-step dreams and 40-step ones, 200 generations, an ensemble of both Ms); an iterate round
+# them (20 generations, 100-step dreams and 40-step ones, tau 0.5, 200 generations, an ensemble of both Ms, with and
+# without the disagreement penalty); an iterate round
 # that collects with one of them. Nothing ships from it.
 S=runs/s29
 mkdir -p $S
@@ -1062,3 +1063,13 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 24 --col
     --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+$D train-controller $(echo "$DREAM_YAW" | sed "s/--tau 1.0/--tau 0.5/") --generations 20 --memory $S/m_yaw_s2.safetensors \
+    --out $S/c_dream_yaw_tau05.safetensors
+# both yaw Ms as an ensemble, penalised by their disagreement (two controller seeds); the first on the development tracks
+for CSEED in 1 2; do
+    $D train-controller $(echo "$DREAM_YAW" | sed "s/--seed 1/--seed $CSEED/") --generations 20 \
+        --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors --disagreement-penalty 100 \
+        --out $S/c_dream_yaw_pen_c$CSEED.safetensors
+done
+$D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_dream_yaw_pen_c1.safetensors --episodes 20 \
+    --seed 1910000 --workers 1
