@@ -1066,10 +1066,14 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 24 --col
 $D train-controller $(echo "$DREAM_YAW" | sed "s/--tau 1.0/--tau 0.5/") --generations 20 --memory $S/m_yaw_s2.safetensors \
     --out $S/c_dream_yaw_tau05.safetensors
 # both yaw Ms as an ensemble, penalised by their disagreement (two controller seeds); the first on the development tracks
-for CSEED in 1 2; do
+for CSEED in 1 2 3; do
     $D train-controller $(echo "$DREAM_YAW" | sed "s/--seed 1/--seed $CSEED/") --generations 20 \
         --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors --disagreement-penalty 100 \
         --out $S/c_dream_yaw_pen_c$CSEED.safetensors
 done
 $D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_dream_yaw_pen_c1.safetensors --episodes 20 \
     --seed 1910000 --workers 1
+$D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_dream_yaw_pen_c3.safetensors --episodes 20 \
+    --seed 1910000 --workers 2
+$D train-controller $DREAM_YAW --generations 20 --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors \
+    --disagreement-penalty 30 --out $S/c_dream_yaw_pen30.safetensors
