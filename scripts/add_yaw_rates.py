@@ -33,29 +33,23 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         latents = LatentEpisodes.load(args.latents)
-        by_seed: dict[int, list[Path]] = {}
+        by_seed: dict[int, list[tuple[Path, np.ndarray]]] = {}  # seed -> (file, its actions), read once
         for d in args.data_dirs:
             for f in list_episodes(d):
-                by_seed.setdefault(read_episode(f, frames=False).seed, []).append(f)
+                meta = read_episode(f, frames=False)
+                by_seed.setdefault(meta.seed, []).append((f, meta.actions))
     except DreamExplorerError as exc:
         sys.exit(f"error: {exc}")
     yaw = []
     for i in range(latents.n_episodes):
         ep = latents.episode(i)
         seed = int(latents.seeds[i])
-        match = None
-        for f in by_seed.get(seed, []):
-            cand = read_episode(f, frames=False)
-            if cand.actions.shape == ep["action"].shape and np.array_equal(cand.actions, ep["action"]):
-                match = f
-                break
+        match = next((f for f, actions in by_seed.get(seed, []) if np.array_equal(actions, ep["action"])), None)
         if match is None:
             sys.exit(f"episode {i} (seed {seed}, {len(ep['action'])} steps) is in none of {args.data_dirs}")
         yaw.append(hud_yaw_rate(read_episode(match).frames))
     filled = dataclasses.replace(latents, yaw_rates=np.concatenate(yaw).astype(np.float32))
-    print(
-        f"{filled.n_episodes} episodes, yaw rates of {len(yaw) and sum(map(len, yaw))} frames -> {filled.save(args.out)}"
-    )
+    print(f"{filled.n_episodes} episodes, yaw rates of {sum(map(len, yaw))} frames -> {filled.save(args.out)}")
 
 
 if __name__ == "__main__":

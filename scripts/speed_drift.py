@@ -68,6 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{len(eps)} episodes from step {args.start}; recorded speed "
         + ", ".join(f"{real[:, k - 1].mean():.1f} @{k}" for k in at)
     )
+    real_heading = None if yaw is None else _heading(yaw[:, args.start + 1 : end + 1])
+    if real_heading is not None:
+        print("heading change of the recorded yaw rate, RMS rad: " + _rms(real_heading, at))
     with torch.no_grad():
         if isinstance(m.speed_head, MarkovSpeed):  # stepped alone, as the dream steps it (it reads no h)
             window = slice(args.start, end)
@@ -75,10 +78,8 @@ def main(argv: list[str] | None = None) -> int:
             rolled_car = m.speed_head.rollout(z[:, window], a[:, window], car0)
             rolled = rolled_car[..., 0] * SPEED_SCALE
             print("speed model along the real z: " + ", ".join(f"{rolled[:, k - 1].mean():.1f} @{k}" for k in at))
-            if yaw is not None:
-                real_heading = (yaw[:, args.start + 1 : end + 1] * DT).cumsum(1)
-                print("heading change of the recorded yaw rate, RMS rad: " + _rms(real_heading, at))
-                stepped = (rolled_car[..., 1] * YAW_SCALE * DT).cumsum(1)
+            if real_heading is not None:
+                stepped = _heading(rolled_car[..., 1] * YAW_SCALE)
                 print("heading error, yaw model along the real z, RMS rad: " + _rms(stepped - real_heading, at))
         _, state = m(z[:, : args.start], a[:, : args.start], None, s[:, : args.start], _upto(yaw, args.start))
         for tau in args.tau:
@@ -93,12 +94,15 @@ def main(argv: list[str] | None = None) -> int:
                 out.append(dream.speed.clone())
                 yaws.append(dream.yaw.clone())
             print(f"dream at tau {tau}: " + ", ".join(f"{out[k - 1].mean():.1f} @{k}" for k in at))
-            if yaw is not None:
-                heading_error = (torch.stack(yaws, 1) * DT).cumsum(1) - (yaw[:, args.start + 1 : end + 1] * DT).cumsum(
-                    1
-                )
+            if real_heading is not None:
+                heading_error = _heading(torch.stack(yaws, 1)) - real_heading
                 print(f"  heading error in the dream at tau {tau}, RMS rad: " + _rms(heading_error, at))
     return 0
+
+
+def _heading(yaw_rates: torch.Tensor) -> torch.Tensor:
+    """The heading turned through (B, T), radians, of yaw rates (B, T) in rad/s held for one step each."""
+    return (yaw_rates * DT).cumsum(1)
 
 
 def _rms(x: torch.Tensor, at: list[int]) -> str:

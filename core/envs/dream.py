@@ -22,7 +22,7 @@ from torch import Tensor
 from core.envs.car_racing import hud_speed, hud_yaw_rate
 from core.envs.world_model import WorldModel
 from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, normal_to_uniform
-from core.models.mdnrnn import MDNRNN, SPEED_SCALE, YAW_SCALE, LSTMState
+from core.models.mdnrnn import MDNRNN, LSTMState
 
 NOISE_CHUNK = 128
 """Steps of sampling noise drawn at once per rollout stream (one generator call per rollout per chunk)."""
@@ -57,10 +57,11 @@ def _fused_lstm(memory: MDNRNN, bf16: bool) -> tuple[Tensor, Tensor]:
     return (w.to(torch.bfloat16), b.to(torch.bfloat16)) if bf16 else (w, b)
 
 
-def _lstm_step(w: Tensor, b: Tensor, z: Tensor, a: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+def _lstm_step(w: Tensor, b: Tensor, x: Tensor, h: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
     """One LSTM cell step (Hochreiter & Schmidhuber, 1997; gate order i, f, g, o as in torch.nn.LSTM) on the input
-    ``[z, a]`` with the fused weights of :func:`_fused_lstm`: the new ``(h, c)``, each float32 (N, hidden)."""
-    x = torch.cat([z, a, h], dim=1)
+    ``x`` (N, input_size; :meth:`MDNRNN.lstm_input`) with the fused weights of :func:`_fused_lstm`: the new
+    ``(h, c)``, each float32 (N, hidden)."""
+    x = torch.cat([x, h], dim=1)
     gates = torch.sigmoid(torch.addmm(b, x.to(w.dtype), w)).float()
     i, f, g, o = gates.chunk(4, dim=1)
     c = f * c + i * (2.0 * g - 1.0)
@@ -230,12 +231,8 @@ class BatchedDream:
         """
         a = torch.as_tensor(action, dtype=torch.float32).reshape(self.n, 3)
         act = a.clamp(min=_ACTION_LOW_T, max=_ACTION_HIGH_T)
-        a = act
-        if self.speed_input:
-            a = torch.cat([a, self.speed.unsqueeze(1) / SPEED_SCALE], dim=1)
-        if self.yaw_input:
-            a = torch.cat([a, self.yaw.unsqueeze(1) / YAW_SCALE], dim=1)
-        h, c = _lstm_step(self._w, self._b, self.z, a, self.h, self.c)
+        x = self.memory.lstm_input(self.z, act, self.speed, self.yaw)  # [z, a] (+ the car state M reads)
+        h, c = _lstm_step(self._w, self._b, x, self.h, self.c)
         live = ~self.done
         keep = live.unsqueeze(1)
         if self.speed_input:
@@ -244,8 +241,8 @@ class BatchedDream:
             self.speed = torch.where(live, car[0], self.speed)
             if car[1] is not None:
                 self.yaw = torch.where(live, car[1], self.yaw)
-        if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and s_t)
-            reader_h, reader_c = _lstm_step(self._reader_w, self._reader_b, self.z, a, self.reader_h, self.reader_c)
+        if self.reader is not None:  # the reader's LSTM on the same z_t, a_t (and car state)
+            reader_h, reader_c = _lstm_step(self._reader_w, self._reader_b, x, self.reader_h, self.reader_c)
             self.reader_h = torch.where(keep, reader_h, self.reader_h)
             self.reader_c = torch.where(keep, reader_c, self.reader_c)
         z_next, reward_pred, done_logit = self._sample(h)

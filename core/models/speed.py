@@ -45,6 +45,12 @@ def masked_mse(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
     return ((predicted - target).pow(2) * mask).sum() / mask.sum().clamp(min=1.0)
 
 
+def part_mses(predicted: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+    """:func:`masked_mse` of each part of car states ``predicted`` and ``target`` (..., n_state) over the steps of
+    ``mask`` (...): float32 (n_state,), in the state's units (:func:`car_state`)."""
+    return torch.stack([masked_mse(predicted[..., i], target[..., i], mask) for i in range(predicted.shape[-1])])
+
+
 def car_state(speed: Tensor, yaw: Tensor | None) -> Tensor:
     """The car state c_t the Markov model steps: float32 (..., 1) ``[s / SPEED_SCALE]``, or (..., 2)
     ``[s / SPEED_SCALE, yaw / YAW_SCALE]`` with a yaw rate; ``speed`` and ``yaw`` (...) in world units."""
@@ -107,8 +113,7 @@ class MarkovSpeed(nn.Module):
         """Masked MSE of :meth:`rollout` against the real states ``target`` (B, T, n_state), summed over the
         state's parts; ``mask`` (B, T) marks real steps (None: all)."""
         rolled = self.rollout(z, action, car0)
-        mask = torch.ones_like(rolled[..., 0]) if mask is None else mask
-        return torch.stack([masked_mse(rolled[..., i], target[..., i], mask) for i in range(self.n_state)]).sum()
+        return part_mses(rolled, target, torch.ones_like(rolled[..., 0]) if mask is None else mask).sum()
 
 
 def speed_head(
