@@ -32,6 +32,7 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
         start_controller=start, out_dir=tmp_path / "iterate", rounds=1, episodes=2, collect_seed=1000,
         excursion_prob=0.05, check_data_dirs=(real_episodes,), check_horizons=(5,), collect_max_steps=40,
         memory_draws=2, controller_from_start=True, dream_starts=world.latents, check_tau=0.5, check_samples=1,
+        ensemble_draws=True, ensemble_penalty=1.0,
     )  # fmt: skip
     with pytest.raises(ConfigError, match="no latent file"):
         iterate(dataclasses.replace(config, dream_starts=tmp_path / "none.npz"))
@@ -64,8 +65,13 @@ def test_iterate_runs_a_round(world: SimpleNamespace, real_episodes: Path, tmp_p
     checked = draws[0]["metrics"]  # one dream per window (check_samples)
     assert checked[f"check/{real_episodes.name}/dreams"] == checked[f"check/{real_episodes.name}/windows"] > 0
     # C trained from zero (controller_from_start, no init_controller), not from the start controller
-    trained = load_model(result.checkpoint, "controller").checkpoint_extra["train_config"]  # type: ignore[attr-defined]
+    extra = load_model(result.checkpoint, "controller").checkpoint_extra  # type: ignore[attr-defined]
+    trained = extra["train_config"]
     assert trained["init_controller"] == "None" and trained["latents"] == str(world.latents)  # dream_starts
+    # ... in the ensemble of both draws: the kept one (whose h it reads) and the other, with the penalty
+    other = next(d["memory"] for d in draws if d["seed"] != best["seed"])
+    assert trained["memory"] == str(round_dir / "memory.safetensors") and extra["dream_ensemble"] == [other]
+    assert float(trained["disagreement_penalty"]) == 1.0
     assert iterate(config).checkpoint == result.checkpoint  # a rerun skips the finished round
 
 
@@ -73,6 +79,10 @@ def test_iterate_refuses_draws_of_m_it_cannot_rank(world: SimpleNamespace, tmp_p
     base = dream_config(world, tmp_path / "c.safetensors")
     with pytest.raises(ConfigError, match="memory_draws > 1 keeps the draw with the best dream checks"):
         IterateConfig(train_controller=base, memory_draws=2)
+    with pytest.raises(ConfigError, match="ensemble_draws trains C in the ensemble of the round's M draws"):
+        IterateConfig(train_controller=base, ensemble_draws=True)
+    with pytest.raises(ConfigError, match="ensemble_penalty must be >= 0 and needs ensemble_draws"):
+        IterateConfig(train_controller=base, ensemble_penalty=1.0)
     with pytest.raises(ConfigError, match="memory_draws must be >= 1"):
         IterateConfig(train_controller=base, memory_draws=0)
     with pytest.raises(ConfigError, match="check_tau must be >= 0 and check_samples >= 1"):

@@ -3,10 +3,11 @@
 A world model trained on random rollouts only knows the parts of the track a random policy reaches. Each
 round therefore (1) collects new real rollouts with the current controller plus exploration noise, (2) encodes
 them with V, (3) retrains M on the old and the new latents (optionally several draws, keeping the one whose dreams
-track the held-out episodes' road best), (4) trains C again in the new dream, starting from the previous controller
-(or from the start). Round r writes everything to ``out_dir/round_r/`` and marks itself done with a
-``round.json``; a rerun skips finished rounds (and collection skips episodes already on disk). Without a
-starting controller, round 0 trains one in the dream of the starting world model.
+track the held-out episodes' road best), (4) trains C again in the new dream (or in the ensemble of the round's
+draws), starting from the previous controller (or from the start). Round r writes everything to
+``out_dir/round_r/`` and marks itself done with a ``round.json``; a rerun skips finished rounds (and collection
+skips episodes already on disk). Without a starting controller, round 0 trains one in the dream of the starting
+world model.
 """
 
 from __future__ import annotations
@@ -93,6 +94,12 @@ class IterateConfig:
     horizon, ties to the lower latent MSE there. Ms of one recipe can differ more by seed than by recipe (the
     share of dreams keeping the road at 200 steps 32% against 93% for two seeds on the same data). > 1 needs
     check_data_dirs."""
+    ensemble_draws: bool = False
+    """Train each round's C in the ensemble of all the round's M draws (needs memory_draws > 1): the kept draw is its
+    memory (the controller reads that M's h, in the dream and in reality) and the other draws its dream_ensemble."""
+    ensemble_penalty: float = 0.0
+    """With ensemble_draws: lambda of the disagreement penalty taken off the dream's reward (train_controller's
+    disagreement_penalty; MOPO, Yu et al., 2020). 0: off."""
     dream_starts: Path | None = None
     """Latent file whose real frames start the controller's dreams in every round (e.g. an agent's on-road episodes,
     with speeds for an M that reads them); default: the round's merged latents, every state of the data, random
@@ -115,6 +122,14 @@ class IterateConfig:
         check(
             self.memory_draws == 1 or bool(self.check_data_dirs),
             "memory_draws > 1 keeps the draw with the best dream checks: give check_data_dirs",
+        )
+        check(
+            not self.ensemble_draws or self.memory_draws > 1,
+            "ensemble_draws trains C in the ensemble of the round's M draws: give memory_draws > 1",
+        )
+        check(
+            self.ensemble_penalty == 0 or (self.ensemble_penalty > 0 and self.ensemble_draws),
+            f"ensemble_penalty must be >= 0 and needs ensemble_draws, got {self.ensemble_penalty}",
         )
         check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         check(
@@ -354,8 +369,12 @@ def iterate(
         # -- 5. retrain C in the new dream, from the current controller (or from the start) --
         controller_out = round_dir / "controller.safetensors"
         init = base.init_controller if config.controller_from_start else controller
+        kept_seed = trained[0].get("iterate/memory_seed")
+        others = tuple(Path(d["memory"]) for d in trained[1] if d["seed"] != kept_seed) if config.ensemble_draws else ()
         controller_config = dataclasses.replace(
             base,
+            dream_ensemble=others or base.dream_ensemble,
+            disagreement_penalty=config.ensemble_penalty if others else base.disagreement_penalty,
             memory=memory_out,
             latents=config.dream_starts or merged_path,
             out=controller_out,
