@@ -94,3 +94,32 @@ def test_the_penalty_needs_an_ensemble_in_the_stage_config(tmp_path: Path) -> No
         ControllerTrainConfig(disagreement_penalty=1.0)
     with pytest.raises(ConfigError, match="disagreement_penalty"):
         ControllerTrainConfig(dream_ensemble=(tmp_path / "m.safetensors",), disagreement_penalty=-1.0)
+
+
+def test_a_dream_halts_where_the_members_part(latents: Path) -> None:
+    """MOReL's HALT: members 0.4 apart disagree by 0.2 at every step, so a threshold below it ends every dream at
+    its first step with exactly -kappa; one above it changes nothing."""
+    m0 = _memory(0)
+    starts = DreamStarts.from_latents(LatentEpisodes.load(latents), m0, 16, 0, 30, seed=0)
+    plan = generation_plan(0, 0, rollouts=4, n_starts=len(starts))
+    members = [(_shifted(m0, 0.4), starts)]
+
+    def returns(**halt: float) -> tuple[np.ndarray, dict[str, float]]:
+        evaluator = DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, members=members, **halt)
+        out = evaluator.rollout_returns(_candidates(), plan)
+        assert out is not None
+        return out, evaluator.metrics
+
+    plain, _ = returns()
+    halted, metrics = returns(halt_disagreement=0.1, halt_penalty=50.0)
+    np.testing.assert_allclose(halted, -50.0)
+    assert metrics["controller/dream_halted"] == 1.0 and metrics["controller/dream_disagreement"] == pytest.approx(0.2)
+    kept, metrics = returns(halt_disagreement=0.3, halt_penalty=50.0)
+    np.testing.assert_allclose(kept, plain, rtol=1e-5, atol=1e-4)
+    assert metrics["controller/dream_halted"] == 0.0
+    with pytest.raises(ValueError, match="a halt needs ensemble members"):
+        DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, halt_disagreement=0.1)
+    with pytest.raises(ConfigError, match="halt_disagreement"):
+        ControllerTrainConfig(halt_disagreement=0.1)
+    with pytest.raises(ConfigError, match="halt_penalty"):
+        ControllerTrainConfig(halt_penalty=-1.0)

@@ -145,7 +145,8 @@ def _dream_evaluator(
     if config.latents is None or not Path(config.latents).is_file():
         return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16,
                               members=[(m, None) for m in members],
-                              disagreement_penalty=config.disagreement_penalty)  # fmt: skip
+                              disagreement_penalty=config.disagreement_penalty,
+                              halt_disagreement=config.halt_disagreement, halt_penalty=config.halt_penalty)  # fmt: skip
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and not same_model_file(latents.vision_sha256, config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
@@ -158,6 +159,8 @@ def _dream_evaluator(
         memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16,
         members=[(m, starts.for_memory(latents, m)) for m in members],
         disagreement_penalty=config.disagreement_penalty,
+        halt_disagreement=config.halt_disagreement,
+        halt_penalty=config.halt_penalty,
     )  # fmt: skip
 
 

@@ -33,6 +33,13 @@ class ControllerTrainConfig:
     """With --dream-ensemble: take lambda times the members' disagreement about the next z (the standard deviation of
     their predicted means, RMS over z; core.train.disagreement) off the dream's reward at every step, so a
     controller is not paid where the models part, i.e. where the data never went (MOPO, Yu et al., 2020). 0: off."""
+    halt_disagreement: float = 0.0
+    """With --dream-ensemble: a dream ends at the first step where the members' disagreement (as for
+    --disagreement-penalty) exceeds this, and --halt-penalty is taken off its return (MOReL's HALT state, Kidambi et
+    al., 2020): a controller gains nothing by driving where the models part. 0: off."""
+    halt_penalty: float = 100.0
+    """Return taken off a dream that halts (--halt-disagreement), in reward units (CarRacing's own leaving the
+    playfield costs 100)."""
     latents: Path | None = Path("runs/latents.npz")
     """Latent file (from `encode`) whose real frames start the dreams, with M's state after the real prefix
     (None or a missing file: z ~ N(0, I), h = 0)."""
@@ -161,6 +168,11 @@ class ControllerTrainConfig:
             self.disagreement_penalty == 0 or (self.disagreement_penalty > 0 and bool(self.dream_ensemble)),
             f"disagreement_penalty must be >= 0 and needs --dream-ensemble, got {self.disagreement_penalty}",
         )
+        check(
+            self.halt_disagreement == 0 or (self.halt_disagreement > 0 and bool(self.dream_ensemble)),
+            f"halt_disagreement must be >= 0 and needs --dream-ensemble, got {self.halt_disagreement}",
+        )
+        check(self.halt_penalty >= 0, f"halt_penalty must be >= 0, got {self.halt_penalty}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")
         check(self.workers >= 1, f"workers must be >= 1, got {self.workers}")

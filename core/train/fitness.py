@@ -244,16 +244,22 @@ class DreamEvaluator:
             u_t the members' disagreement about z_{t+1} (:class:`core.train.disagreement.EnsembleDisagreement`;
             MOPO, Yu et al., 2020, eq. 7); the returns are then those of the penalised reward, and
             ``metrics["controller/dream_disagreement"]`` is u's mean over live steps.
+        halt_disagreement: > 0 (needs members): a dream halts at the first step where u_t exceeds it and
+            ``halt_penalty`` is taken off its return once (MOReL's pessimistic MDP: its unknown-state detector
+            sends the rollout to an absorbing HALT state of reward -kappa; Kidambi et al., 2020, sec. 4);
+            ``metrics["controller/dream_halted"]`` is the share of rollouts halted. 0: off.
+        halt_penalty: kappa >= 0, in reward units (CarRacing's own leaving the playfield costs 100).
 
     Raises:
         ValueError: a member of other sizes than ``memory``, members' starts that do not match ``starts``, or a
-            negative penalty (or a positive one without members).
+            negative penalty or halt threshold (or a positive one without members).
     """
 
     def __init__(
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
         starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
         members: Sequence[tuple[MDNRNN, DreamStarts | None]] = (), disagreement_penalty: float = 0.0,
+        halt_disagreement: float = 0.0, halt_penalty: float = 100.0,
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
         self.bf16 = bf16
@@ -275,7 +281,10 @@ class DreamEvaluator:
         self.members: list[tuple[MDNRNN, DreamStarts | None]] = [(memory, starts)] + [(m.eval(), s) for m, s in members]
         if disagreement_penalty < 0 or (disagreement_penalty > 0 and len(self.members) < 2):
             raise ValueError("disagreement_penalty must be >= 0, and > 0 needs ensemble members")
+        if halt_disagreement < 0 or halt_penalty < 0 or (halt_disagreement > 0 and len(self.members) < 2):
+            raise ValueError("halt_disagreement and halt_penalty must be >= 0, and a halt needs ensemble members")
         self.penalty = disagreement_penalty
+        self.halt, self.halt_penalty = halt_disagreement, halt_penalty
         self.metrics: dict[str, float] = {}
 
     @torch.no_grad()
@@ -312,6 +321,7 @@ class DreamEvaluator:
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)
         diverged = torch.zeros(p * r, dtype=torch.bool)
+        halted = torch.zeros(p * r, dtype=torch.bool)
         spread_sum, live_steps = 0.0, 0
         for _ in range(self.max_steps):
             if should_stop is not None and should_stop.is_set():
@@ -321,15 +331,21 @@ class DreamEvaluator:
             all_done = True
             for rows, dream, critic in groups:
                 if critic is not None:  # MOPO's penalised reward (Yu et al., 2020, eq. 7), on z_t, a_t before the step
+                    live = ~dream.done
                     spread = critic.step(
                         dream.z,
                         actions[rows],
                         dream.speed if dream.speed_input else None,
-                        ~dream.done,
+                        live,
                         dream.yaw if dream.yaw_input else None,
                     )
                     total[rows] -= self.penalty * spread.double()
-                    spread_sum, live_steps = spread_sum + float(spread.sum()), live_steps + int((~dream.done).sum())
+                    spread_sum, live_steps = spread_sum + float(spread.sum()), live_steps + int(live.sum())
+                    if self.halt > 0:  # MOReL's HALT: the rollout ends here, kappa off its return once
+                        halt = live & (spread > self.halt)
+                        total[rows] -= self.halt_penalty * halt.double()
+                        halted[rows] |= halt
+                        dream.done |= halt
                 obs[rows], reward, _, _ = dream.step(actions[rows])
                 total[rows] += reward.double()
                 diverged[rows] |= dream.z.norm(dim=1) > self.z_norm_limit
@@ -337,13 +353,16 @@ class DreamEvaluator:
             if all_done:
                 break
         self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
-        if self.penalty > 0:
+        if self.penalty > 0 or self.halt > 0:
             self.metrics["controller/dream_disagreement"] = spread_sum / max(live_steps, 1)
+        if self.halt > 0:
+            self.metrics["controller/dream_halted"] = float(halted.float().mean())
         return total.view(p, r).numpy()
 
     def _disagreement(self, picked: np.ndarray, start_idx: Tensor) -> EnsembleDisagreement | None:
-        """With a penalty: every member's LSTM state at the starts of rows ``picked`` (zeros without starts)."""
-        if self.penalty <= 0:
+        """With a penalty or a halt: every member's LSTM state at the starts of rows ``picked`` (zeros without
+        starts)."""
+        if self.penalty <= 0 and self.halt <= 0:
             return None
         states = []
         idx = start_idx[picked]
