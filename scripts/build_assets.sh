@@ -1077,3 +1077,43 @@ $D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_dream
     --seed 1910000 --workers 2
 $D train-controller $DREAM_YAW --generations 20 --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors \
     --disagreement-penalty 30 --out $S/c_dream_yaw_pen30.safetensors
+
+# 27. Session 30: more yaw Ms in the penalised ensemble (README "Three yaw Ms in the penalised ensemble ...").
+# A third (and fourth and fifth) yaw M of section 26's recipe; dream-only controllers in the ensemble of three (three
+# controller seeds, and 100 generations) and of five, with the disagreement penalty; MOReL's halt instead of the
+# penalty; an iterate round whose C dreams in the ensemble of the round's two M draws. Nothing ships from it.
+R=runs/s29
+S=runs/s30
+mkdir -p $S
+for SEED in 3 4 5; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $R/lat_r4_yaw.npz --out $S/m_yaw_s$SEED.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+done
+ENS3="--memory $R/m_yaw_s2.safetensors --dream-ensemble $R/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors"
+for CSEED in 1 2 3; do
+    $D train-controller $(echo "$DREAM_YAW" | sed "s/--seed 1/--seed $CSEED/") --generations 20 $ENS3 \
+        --disagreement-penalty 100 --out $S/c_ens3_pen_c$CSEED.safetensors
+done
+$D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_c1.safetensors --episodes 20 \
+    --seed 1910000 --workers 1
+$D train-controller $(echo "$DREAM_YAW" | sed "s/--recheck-top 1/--recheck-top 2/; s/--check-patience 6/--check-patience 5/") \
+    --generations 100 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_g100.safetensors
+$D train-controller $DREAM_YAW --generations 20 $ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors \
+    --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors
+$D train-controller $DREAM_YAW --generations 20 --memory $R/m_yaw_s2.safetensors --dream-ensemble $R/m_yaw_s1.safetensors \
+    --halt-disagreement 0.1 --halt-penalty 100 --out $S/c_halt0.1.safetensors  # stopped after generation 20's check
+OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 48 --collect-seed 679500 \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $R/c_dream_yaw_pen_c1.safetensors \
+    --check-data-dirs data/check_agent10 --check-max-episodes 5 --memory-draws 2 --no-warm-start-memory \
+    --controller-from-start --dream-starts $R/lat_agent_yaw.npz --ensemble-draws --ensemble-penalty 100 \
+    --train-controller.vision $V --train-controller.memory $R/m_yaw_s2.safetensors \
+    --train-controller.latents $R/lat_r4_yaw.npz --train-controller.population 48 --train-controller.rollouts 16 \
+    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+    --train-controller.recheck-top 1 --train-controller.recheck-episodes 8 --train-controller.check-patience 6 \
+    --train-controller.generations 20 --train-controller.threads 1 --train-controller.workers 1 \
+    --train-controller.seed 1 \
+    --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
