@@ -1091,14 +1091,13 @@ for SEED in 3 4 5; do
         --speed-model markov --speed-rollout-weight 1 --yaw-input
 done
 ENS3="--memory $R/m_yaw_s2.safetensors --dream-ensemble $R/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors"
-for CSEED in 1 2 3; do
-    $D train-controller $(echo "$DREAM_YAW" | sed "s/--seed 1/--seed $CSEED/") --generations 20 $ENS3 \
-        --disagreement-penalty 100 --out $S/c_ens3_pen_c$CSEED.safetensors
-done
+$D train-controller $DREAM_YAW --generations 20 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_c1.safetensors
+LONG=$(echo "$DREAM_YAW" | sed "s/--recheck-top 1/--recheck-top 2/; s/--check-patience 6/--check-patience 5/")
+$D train-controller $(echo "$LONG" | sed "s/--seed 1/--seed 2/") --generations 60 $ENS3 --disagreement-penalty 100 \
+    --out $S/c_ens3_pen_g60_c2.safetensors
 $D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_c1.safetensors --episodes 20 \
     --seed 1910000 --workers 1
-$D train-controller $(echo "$DREAM_YAW" | sed "s/--recheck-top 1/--recheck-top 2/; s/--check-patience 6/--check-patience 5/") \
-    --generations 100 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_g100.safetensors
+$D train-controller $LONG --generations 100 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_g100.safetensors
 $D train-controller $DREAM_YAW --generations 20 $ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors \
     --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors
 $D train-controller $DREAM_YAW --generations 20 --memory $R/m_yaw_s2.safetensors --dream-ensemble $R/m_yaw_s1.safetensors \
