@@ -1098,8 +1098,10 @@ $D train-controller $(echo "$LONG" | sed "s/--seed 1/--seed 2/") --generations 6
 $D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_c1.safetensors --episodes 20 \
     --seed 1910000 --workers 1
 $D train-controller $LONG --generations 100 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_g100.safetensors
-$D train-controller $DREAM_YAW --generations 20 $ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors \
-    --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors
+ENS5="$ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors"
+$D train-controller $DREAM_YAW --generations 20 $ENS5 --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors
+for f in $S/c_ens5_pen.*; do cp $f ${f/c_ens5_pen/c_ens5_pen_g20}; done  # kept as it was after 20 generations
+$D train-controller $LONG --generations 60 $ENS5 --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors --resume
 $D train-controller $DREAM_YAW --generations 20 --memory $R/m_yaw_s2.safetensors --dream-ensemble $R/m_yaw_s1.safetensors \
     --halt-disagreement 0.1 --halt-penalty 100 --out $S/c_halt0.1.safetensors  # stopped after generation 20's check
 OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 48 --collect-seed 679500 \
