@@ -87,6 +87,12 @@ def test_the_penalty_takes_lambda_times_the_disagreement_off_every_step(latents:
     np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-4)
     with pytest.raises(ValueError, match="needs ensemble members"):
         DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, disagreement_penalty=1.0)
+    # a free allowance u0 takes lambda * (0.2 - u0) per step: 2 * 0.15 * 30 = 9 with u0 0.05; nothing with u0 0.25
+    for free, cost in ((0.05, 9.0), (0.25, 0.0)):
+        allowed = DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, members=members,
+                                 disagreement_penalty=2.0, disagreement_free=free).rollout_returns(_candidates(), plan)  # fmt: skip
+        assert allowed is not None
+        np.testing.assert_allclose(base - allowed, cost, atol=1e-3)
 
 
 def test_the_penalty_needs_an_ensemble_in_the_stage_config(tmp_path: Path) -> None:
@@ -121,5 +127,7 @@ def test_a_dream_halts_where_the_members_part(latents: Path) -> None:
         DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, halt_disagreement=0.1)
     with pytest.raises(ConfigError, match="halt_disagreement"):
         ControllerTrainConfig(halt_disagreement=0.1)
+    with pytest.raises(ConfigError, match="disagreement_free"):
+        ControllerTrainConfig(disagreement_free=-0.1)
     with pytest.raises(ConfigError, match="halt_penalty"):
         ControllerTrainConfig(halt_penalty=-1.0)

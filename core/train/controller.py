@@ -142,11 +142,11 @@ def _dream_evaluator(
     if config.latents is not None and not Path(config.latents).is_file():
         message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
         report(Progress("controller", 0, config.generations, message=message))
+    critic = {"disagreement_penalty": config.disagreement_penalty, "disagreement_free": config.disagreement_free,
+              "halt_disagreement": config.halt_disagreement, "halt_penalty": config.halt_penalty}  # fmt: skip
     if config.latents is None or not Path(config.latents).is_file():
-        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, bf16=config.dream_bf16,
-                              members=[(m, None) for m in members],
-                              disagreement_penalty=config.disagreement_penalty,
-                              halt_disagreement=config.halt_disagreement, halt_penalty=config.halt_penalty)  # fmt: skip
+        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, None, None,
+                              bf16=config.dream_bf16, members=[(m, None) for m in members], **critic)  # fmt: skip
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and not same_model_file(latents.vision_sha256, config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
@@ -157,10 +157,7 @@ def _dream_evaluator(
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     return DreamEvaluator(
         memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16,
-        members=[(m, starts.for_memory(latents, m)) for m in members],
-        disagreement_penalty=config.disagreement_penalty,
-        halt_disagreement=config.halt_disagreement,
-        halt_penalty=config.halt_penalty,
+        members=[(m, starts.for_memory(latents, m)) for m in members], **critic,
     )  # fmt: skip
 
 

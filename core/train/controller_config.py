@@ -33,6 +33,10 @@ class ControllerTrainConfig:
     """With --dream-ensemble: take lambda times the members' disagreement about the next z (the standard deviation of
     their predicted means, RMS over z; core.train.disagreement) off the dream's reward at every step, so a
     controller is not paid where the models part, i.e. where the data never went (MOPO, Yu et al., 2020). 0: off."""
+    disagreement_free: float = 0.0
+    """With --disagreement-penalty: the disagreement left free, so the penalty is lambda * max(0, u - this): the
+    data's usual disagreement costs nothing, and a car standing still, where the members agree most, is not paid
+    for stopping (e.g. 0.04, about the 90th percentile along the training episodes; 0: MOPO's penalty)."""
     halt_disagreement: float = 0.0
     """With --dream-ensemble: a dream ends at the first step where the members' disagreement (as for
     --disagreement-penalty) exceeds this, and --halt-penalty is taken off its return (MOReL's HALT state, Kidambi et
@@ -172,6 +176,7 @@ class ControllerTrainConfig:
             self.halt_disagreement == 0 or (self.halt_disagreement > 0 and bool(self.dream_ensemble)),
             f"halt_disagreement must be >= 0 and needs --dream-ensemble, got {self.halt_disagreement}",
         )
+        check(self.disagreement_free >= 0, f"disagreement_free must be >= 0, got {self.disagreement_free}")
         check(self.halt_penalty >= 0, f"halt_penalty must be >= 0, got {self.halt_penalty}")
         check(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
         check(self.threads >= 1, f"threads must be >= 1, got {self.threads}")

@@ -244,6 +244,9 @@ class DreamEvaluator:
             u_t the members' disagreement about z_{t+1} (:class:`core.train.disagreement.EnsembleDisagreement`;
             MOPO, Yu et al., 2020, eq. 7); the returns are then those of the penalised reward, and
             ``metrics["controller/dream_disagreement"]`` is u's mean over live steps.
+        disagreement_free: u0 >= 0, the disagreement the penalty leaves free: it takes ``lambda * max(0, u_t - u0)``,
+            so states as predictable as the data's usual ones cost nothing and standing still (where the members
+            agree most) is not paid for by the penalty. 0: MOPO's penalty as published.
         halt_disagreement: > 0 (needs members): a dream halts at the first step where u_t exceeds it and
             ``halt_penalty`` is taken off its return once (MOReL's pessimistic MDP: its unknown-state detector
             sends the rollout to an absorbing HALT state of reward -kappa; Kidambi et al., 2020, sec. 4);
@@ -259,7 +262,7 @@ class DreamEvaluator:
         self, memory: MDNRNN, controller_config: ControllerConfig, tau: float, max_steps: int,
         starts: DreamStarts | None = None, z_norm_limit: float | None = None, bf16: bool = False,
         members: Sequence[tuple[MDNRNN, DreamStarts | None]] = (), disagreement_penalty: float = 0.0,
-        halt_disagreement: float = 0.0, halt_penalty: float = 100.0,
+        disagreement_free: float = 0.0, halt_disagreement: float = 0.0, halt_penalty: float = 100.0,
     ) -> None:  # fmt: skip
         self.memory = memory.eval()
         self.bf16 = bf16
@@ -283,7 +286,9 @@ class DreamEvaluator:
             raise ValueError("disagreement_penalty must be >= 0, and > 0 needs ensemble members")
         if halt_disagreement < 0 or halt_penalty < 0 or (halt_disagreement > 0 and len(self.members) < 2):
             raise ValueError("halt_disagreement and halt_penalty must be >= 0, and a halt needs ensemble members")
-        self.penalty = disagreement_penalty
+        if disagreement_free < 0:
+            raise ValueError(f"disagreement_free must be >= 0, got {disagreement_free}")
+        self.penalty, self.free = disagreement_penalty, disagreement_free
         self.halt, self.halt_penalty = halt_disagreement, halt_penalty
         self.metrics: dict[str, float] = {}
 
@@ -339,7 +344,7 @@ class DreamEvaluator:
                         live,
                         dream.yaw if dream.yaw_input else None,
                     )
-                    total[rows] -= self.penalty * spread.double()
+                    total[rows] -= self.penalty * (spread - self.free).clamp(min=0.0).double()
                     spread_sum, live_steps = spread_sum + float(spread.sum()), live_steps + int(live.sum())
                     if self.halt > 0:  # MOReL's HALT: the rollout ends here, kappa off its return once
                         halt = live & (spread > self.halt)
