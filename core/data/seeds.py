@@ -83,7 +83,8 @@ scored session 20's DDS+VAE controller trained only in an ensemble of dreams (a 
 shipped); 1,900,050..149 decided session 21's DDS+VAE world model (V fine-tuned with the slowness term, its M and a
 controller distilled onto them and fine-tuned by real-env CMA-ES, against the shipped one); 1,910,000..019 scored
 session 27's DDS+VAE controllers trained only in the dreams of its iterate rounds, session 28's from its CLI
-iterate round and session 29's from an ensemble of two yaw-reading Ms (development figures: nothing shipped)."""
+iterate round, session 29's from an ensemble of two yaw-reading Ms and session 30's from ensembles of three
+(development figures: nothing shipped)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
