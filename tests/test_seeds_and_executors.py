@@ -28,6 +28,8 @@ from core.train.fitness import (
 )
 from core.train.iterate import IterateConfig
 
+ASSET_RESULTS = Path(__file__).resolve().parent.parent / "assets" / "results"
+
 
 def test_evaluation_seeds_never_overlap_training_seeds() -> None:
     for seed in (0, 1, 12345):
@@ -55,7 +57,10 @@ def test_evaluation_stays_within_the_development_or_a_final_range() -> None:
         with pytest.raises(ConfigError, match="development evaluation tracks 1,000,000..1,999,999"):
             EvaluateConfig(seed=seed, episodes=episodes)
     assert {7_000_000, 7_000_100, 7_000_200, 7_000_300, 7_000_400, 7_000_500} <= set(FINAL_BLOCKS_USED)
-    assert next_final_block() == 7_001_000
+    # every final block whose per-track results ship in assets/results is recorded as used, and the next one is fresh
+    shipped = {int(m) for m in re.findall(r"_final_(\d+)\.json", " ".join(p.name for p in ASSET_RESULTS.iterdir()))}
+    assert len(shipped) >= 9 and shipped <= set(FINAL_BLOCKS_USED), sorted(shipped - set(FINAL_BLOCKS_USED))
+    assert next_final_block() not in FINAL_BLOCKS_USED and next_final_block() > max(shipped)
     assert 999_999 in MODEL_SELECTION and 1_000_000 not in MODEL_SELECTION and 899_999 in TRAINING
 
 
