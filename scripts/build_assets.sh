@@ -1098,6 +1098,16 @@ $D train-controller $(echo "$LONG" | sed "s/--seed 1/--seed 2/") --generations 6
 $D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_c1.safetensors --episodes 20 \
     --seed 1910000 --workers 1
 $D train-controller $LONG --generations 100 $ENS3 --disagreement-penalty 100 --out $S/c_ens3_pen_g100.safetensors
+# (generation 60's kept controller was copied to $S/c_ens3_g100_at60.safetensors while the run went on; the same
+# weights stayed kept to the end)
+$D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_g100_at60.safetensors --episodes 20 \
+    --seed 1910000 --workers 1
+$PY scripts/controller_behaviour.py --vision $V --memory $R/m_yaw_s2.safetensors \
+    --controller $S/c_ens3_g100_at60.safetensors --latents $R/lat_agent_yaw.npz --tracks 1910007 1910018 --steps 300
+$D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_g100.safetensors --episodes 100 \
+    --seed 7001200 --workers 2  # the final block, once
+$D train-controller $DREAM_YAW --generations 20 $ENS3 --disagreement-penalty 100 --disagreement-free 0.04 \
+    --out $S/c_ens3_free.safetensors
 ENS5="$ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors"
 $D train-controller $DREAM_YAW --generations 20 $ENS5 --disagreement-penalty 100 --out $S/c_ens5_pen.safetensors
 for f in $S/c_ens5_pen.*; do cp $f ${f/c_ens5_pen/c_ens5_pen_g20}; done  # kept as it was after 20 generations
