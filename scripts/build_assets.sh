@@ -1106,6 +1106,12 @@ $PY scripts/controller_behaviour.py --vision $V --memory $R/m_yaw_s2.safetensors
     --controller $S/c_ens3_g100_at60.safetensors --latents $R/lat_agent_yaw.npz --tracks 1910007 1910018 --steps 300
 $D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_ens3_pen_g100.safetensors --episodes 100 \
     --seed 7001200 --workers 2  # the final block, once
+$PY scripts/zero_controller.py --like $R/c_dream_yaw_pen_c1.safetensors --out $S/c_zero.safetensors
+$D evaluate --vision $V --memory $R/m_yaw_s2.safetensors --controller $S/c_zero.safetensors --episodes 10 --seed 1910000
+$PY scripts/disagreement_along_data.py --latents $R/lat_r4_yaw.npz --memory $R/m_yaw_s2.safetensors \
+    $R/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors
+$PY scripts/disagreement_along_data.py --latents $R/lat_agent_yaw.npz --memory $R/m_yaw_s2.safetensors \
+    $R/m_yaw_s1.safetensors
 $D train-controller $DREAM_YAW --generations 20 $ENS3 --disagreement-penalty 100 --disagreement-free 0.04 \
     --out $S/c_ens3_free.safetensors
 ENS5="$ENS3 $S/m_yaw_s4.safetensors $S/m_yaw_s5.safetensors"
