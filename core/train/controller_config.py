@@ -35,8 +35,8 @@ class ControllerTrainConfig:
     controller is not paid where the models part, i.e. where the data never went (MOPO, Yu et al., 2020). 0: off."""
     disagreement_free: float = 0.0
     """With --disagreement-penalty: the disagreement left free, so the penalty is lambda * max(0, u - this): the
-    data's usual disagreement costs nothing, and a car standing still, where the members agree most, is not paid
-    for stopping (e.g. 0.04, about the 90th percentile along the training episodes; 0: MOPO's penalty)."""
+    data's usual disagreement costs nothing and the penalty ranks only the unusual states (its percentiles along
+    real episodes: scripts/disagreement_along_data.py; 0: MOPO's penalty)."""
     halt_disagreement: float = 0.0
     """With --dream-ensemble: a dream ends at the first step where the members' disagreement (as for
     --disagreement-penalty) exceeds this, and --halt-penalty is taken off its return (MOReL's HALT state, Kidambi et

@@ -245,8 +245,8 @@ class DreamEvaluator:
             MOPO, Yu et al., 2020, eq. 7); the returns are then those of the penalised reward, and
             ``metrics["controller/dream_disagreement"]`` is u's mean over live steps.
         disagreement_free: u0 >= 0, the disagreement the penalty leaves free: it takes ``lambda * max(0, u_t - u0)``,
-            so states as predictable as the data's usual ones cost nothing and standing still (where the members
-            agree most) is not paid for by the penalty. 0: MOPO's penalty as published.
+            so states as predictable as the data's usual ones cost nothing and the penalty ranks only the unusual
+            ones. 0: MOPO's penalty as published.
         halt_disagreement: > 0 (needs members): a dream halts at the first step where u_t exceeds it and
             ``halt_penalty`` is taken off its return once (MOReL's pessimistic MDP: its unknown-state detector
             sends the rollout to an absorbing HALT state of reward -kappa; Kidambi et al., 2020, sec. 4);
