@@ -255,15 +255,16 @@ def draw_score(config: IterateConfig, checks: dict[str, float]) -> tuple[float, 
 def _train_round_memory(
     config: IterateConfig, vision: Path, memory: Path, latents: Path, out: Path,
     on_progress: ProgressFn, stop: threading.Event,
-) -> tuple[dict[str, float], list[dict]] | None:  # fmt: skip
+) -> tuple[dict[str, float], list[dict], tuple[Path, ...]] | None:  # fmt: skip
     """Train the round's M as ``out`` (``config.memory_draws`` of them beside it, keeping the best by
-    :func:`draw_score`); returns the kept M's check metrics and one record per draw, or None when cancelled."""
+    :func:`draw_score`); returns the kept M's check metrics, one record per draw and the draws not kept, or None
+    when cancelled."""
     round_dir = out.parent
     if config.memory_draws == 1:
         result = train_memory(_memory_config(config, memory, latents, out), on_progress=on_progress, should_stop=stop)
         if result.cancelled:
             return None
-        return (round_check(config, vision, out, stop) if config.check_data_dirs else {}), []
+        return (round_check(config, vision, out, stop) if config.check_data_dirs else {}), [], ()
     draws: list[dict] = []
     for k in range(config.memory_draws):
         path, seed = round_dir / f"memory_draw{k}.safetensors", config.train_memory.seed + k
@@ -278,7 +279,8 @@ def _train_round_memory(
         if source.is_file():
             with atomic_path(target) as tmp:
                 shutil.copyfile(source, tmp)
-    return {**draws[best]["metrics"], "iterate/memory_seed": float(draws[best]["seed"])}, draws
+    others = tuple(Path(d["memory"]) for i, d in enumerate(draws) if i != best)
+    return {**draws[best]["metrics"], "iterate/memory_seed": float(draws[best]["seed"])}, draws, others
 
 
 def iterate(
@@ -369,8 +371,7 @@ def iterate(
         # -- 5. retrain C in the new dream, from the current controller (or from the start) --
         controller_out = round_dir / "controller.safetensors"
         init = base.init_controller if config.controller_from_start else controller
-        kept_seed = trained[0].get("iterate/memory_seed")
-        others = tuple(Path(d["memory"]) for d in trained[1] if d["seed"] != kept_seed) if config.ensemble_draws else ()
+        others = trained[2] if config.ensemble_draws else ()
         controller_config = dataclasses.replace(
             base,
             dream_ensemble=others or base.dream_ensemble,
