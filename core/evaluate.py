@@ -6,6 +6,7 @@ import dataclasses
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -15,7 +16,7 @@ import numpy as np
 from core.config import check_finite
 from core.data.seeds import DEVELOPMENT, check_evaluation_seeds
 from core.errors import CheckpointError, ConfigError
-from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor
+from core.parallel import EXECUTOR_KINDS, ExecutorKind, make_executor, task_abandoned
 from core.policies_wm import WorldModelFiles
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 
@@ -27,6 +28,13 @@ EVAL_SEED_START = DEVELOPMENT.start
 collection and model-selection seeds stay below it."""
 STEP_REWARD = -0.1
 """CarRacing's reward for a step that visits no new tile."""
+ABANDON_CHECK_STEPS = 10
+"""Steps between two looks of :func:`rollout_return` at its ``abandoned`` callable (a cross-process flag)."""
+
+
+def never() -> bool:
+    """An ``abandoned`` callable for episodes that always run to their end."""
+    return False
 
 
 @dataclass(frozen=True)
@@ -149,19 +157,25 @@ def write_results(config: EvaluateConfig, result: EvaluationResult, path: Path) 
     return path
 
 
-def rollout_return(env, controller, seed: int, max_steps: int, early_stop_patience: int = 0) -> tuple[float, int]:
+def rollout_return(
+    env, controller, seed: int, max_steps: int, early_stop_patience: int = 0, abandoned: Callable[[], bool] = never
+) -> tuple[float, int]:
     """One real episode of ``controller`` through a :class:`WorldModelObservation` env: its return and the
     real-env steps it took (at most ``max_steps``; fewer when the episode ends or stops early).
 
     With ``early_stop_patience`` > 0 a hopeless episode (that many steps in a row without a positive reward:
     off the track or stuck) stops early and every remaining step counts ``STEP_REWARD``, as if it had run to
-    ``max_steps`` without reaching another tile. Evaluation never stops early.
+    ``max_steps`` without reaching another tile. Evaluation never stops early. ``abandoned`` is asked every
+    :data:`ABANDON_CHECK_STEPS` steps; once it says True the episode ends there (its cut return is for a caller
+    that drops it: a stopped run's worker, :func:`core.parallel.task_abandoned`).
     """
     obs, _ = env.reset(seed=seed)
     total = 0.0
     since_positive = 0
     steps = 0
     for t in range(max_steps):
+        if t % ABANDON_CHECK_STEPS == 0 and t and abandoned():
+            break
         obs, reward, terminated, truncated, _ = env.step(controller.act(obs))
         total += reward
         steps = t + 1
@@ -225,7 +239,7 @@ def real_rollout_task(spec: RealRolloutSpec, rollout: RealRollout) -> tuple[floa
     else:
         controller = Controller(ControllerConfig(wm.z_dim, wm.hidden_dim if spec.include_h else 0))
         controller.set_flat(np.asarray(rollout.params, np.float64))
-    return rollout_return(env, controller, rollout.seed, spec.max_steps, rollout.early_stop_patience)
+    return rollout_return(env, controller, rollout.seed, spec.max_steps, rollout.early_stop_patience, task_abandoned)
 
 
 def resolve_world_model_paths(controller: Path, vision: Path | None, memory: Path | None) -> tuple[Path, Path | None]:

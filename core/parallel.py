@@ -150,6 +150,15 @@ class Executor(ABC, Generic[S]):
 
 # -- local process pool -----------------------------------------------------------------------------------
 _shared: Any = None
+_abandon: Any = None
+"""In a local worker: its executor's flag, set by :meth:`LocalExecutor.terminate` (see :func:`task_abandoned`)."""
+
+
+def task_abandoned() -> bool:
+    """Inside a task: whether its executor was terminated, so that a task whose result will be dropped (a real
+    check of a stopped ``train-controller``) may end early instead of holding its process. False outside a local
+    worker (in-process runs, Ray tasks)."""
+    return _abandon is not None and _abandon.is_set()
 
 
 PARENT_POLL_SECONDS = 1.0
@@ -182,8 +191,9 @@ def die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
-def _init_local_worker(shared: Any, parent_pid: int, started: Any) -> None:
-    global _shared
+def _init_local_worker(shared: Any, parent_pid: int, started: Any, abandon: Any) -> None:
+    global _shared, _abandon
+    _abandon = abandon
     with started.get_lock():
         started.value += 1
     die_with_parent(parent_pid)
@@ -214,11 +224,12 @@ class LocalExecutor(Executor[S]):
         self.workers = workers
         context = get_context("spawn")
         self._started = context.Value("i", 0)  # workers whose initializer ran (they got past importing __main__)
+        self._abandon = context.Event()  # set by terminate(): tasks that check task_abandoned() end early
         self._pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=context,
             initializer=_init_local_worker,
-            initargs=(shared, os.getpid(), self._started),
+            initargs=(shared, os.getpid(), self._started, self._abandon),
         )
 
     def _submit(self, fn: TaskFn, item: Any) -> Future[Any]:
@@ -259,10 +270,12 @@ class LocalExecutor(Executor[S]):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def terminate(self) -> None:
-        """Drop the queued tasks and return at once; the tasks already running finish in their workers, which
-        then exit (or die with this process, see :func:`die_with_parent`). Killing the workers mid-task instead
+        """Drop the queued tasks and return at once; the tasks already running finish in their workers (those
+        that check :func:`task_abandoned` end early), which then exit (or die with this process, see
+        :func:`die_with_parent`). The interpreter's exit waits for them. Killing the workers mid-task instead
         crashed this process now and then (a segmentation fault in about 1 of 3 test runs), so they are not
         killed."""
+        self._abandon.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 

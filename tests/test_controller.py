@@ -226,6 +226,9 @@ def test_early_stop_counts_the_remaining_steps() -> None:
     assert env.steps == steps == 10  # the steps spent, not the steps counted
     ret, steps = rollout_return(StuckEnv(), policy, 0, 100)
     assert (ret, steps) == (pytest.approx(-10.0), 100)
+    asked: list[int] = []  # an abandoned episode (a stopped run's worker) ends at the next look, 10 steps apart
+    ret, steps = rollout_return(StuckEnv(), policy, 0, 100, abandoned=lambda: asked.append(1) or len(asked) >= 3)
+    assert (ret, steps, len(asked)) == (pytest.approx(-3.0), 30, 3)
 
 
 def test_evaluate_prints_json_with_the_v_only_baseline(

@@ -159,3 +159,38 @@ def test_dream_checks_refuse_what_needs_reality(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         dream_config(world, tmp_path / "c.safetensors", real_check_every=1, check_in="dream", **kw)
+
+
+def test_a_stop_during_a_real_check_abandons_its_episodes(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop (Ctrl-C, SIGTERM, the app's Cancel) while a real check runs must not wait for its episodes: the check
+    asks the executor to abandon running tasks, and the stage terminates the executor instead of joining it."""
+    import threading
+
+    import core.train.controller as stage
+    from core.train.fitness import real_returns
+
+    calls: list[str] = []
+    kwargs_seen: list[dict] = []
+
+    class Executor:
+        def map_unordered(self, fn: object, items: list, **kwargs: object):
+            kwargs_seen.append(kwargs)
+            kwargs["should_stop"].set()  # type: ignore[attr-defined]  # the stop arrives while the episodes run
+            return iter(())
+
+        def close(self) -> None:
+            calls.append("close")
+
+        def terminate(self) -> None:
+            calls.append("terminate")
+
+    stop = threading.Event()
+    monkeypatch.setattr(stage, "make_executor", lambda *a, **k: Executor())
+    config = dream_config(world, tmp_path / "c.safetensors", generations=4, real_check_every=1, real_check_episodes=2)
+    result = train_controller(config, should_stop=stop)
+    assert result.cancelled and result.checkpoint is not None  # generation 1 kept, its check dropped
+    assert kwargs_seen == [{"should_stop": stop, "abandon_on_stop": True}]
+    assert calls == ["terminate"]
+    assert real_returns(Executor(), np.zeros(3), [1, 2], threading.Event()) is None  # type: ignore[arg-type]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -79,6 +81,42 @@ def _square_or_die(shared: int, item: int) -> int:
     if item < 0:
         os._exit(3)
     return shared + item * item
+
+
+def _run_until_abandoned(shared: object, item: tuple[str, float]) -> str:
+    """Marks that it runs (a file), then waits up to ``item[1]`` seconds for its executor's terminate."""
+    from core.parallel import task_abandoned
+
+    Path(item[0]).touch()
+    end = time.monotonic() + item[1]
+    while time.monotonic() < end:
+        if task_abandoned():
+            return "abandoned"
+        time.sleep(0.05)
+    return "ran to its end"
+
+
+def test_terminate_lets_a_running_task_end_early(tmp_path: Path) -> None:
+    """A stopped run's terminate() reaches the task running in a worker (task_abandoned), so the worker process
+    exits within seconds instead of after the task's 120 s (the interpreter's exit waits for it)."""
+    marker = tmp_path / "running"
+    stop = threading.Event()
+
+    def stop_once_running() -> None:
+        while not marker.exists():
+            time.sleep(0.05)
+        stop.set()
+
+    threading.Thread(target=stop_once_running, daemon=True).start()
+    executor = make_executor("local", 1, None)
+    results = list(executor.map_unordered(_run_until_abandoned, [(str(marker), 120.0)], should_stop=stop,
+                                          abandon_on_stop=True))  # fmt: skip
+    assert results == [] and marker.exists()
+    workers = list(executor._pool._processes.values())  # type: ignore[attr-defined]
+    executor.terminate()
+    for process in workers:
+        process.join(timeout=30)
+        assert not process.is_alive()
 
 
 def test_local_executor_results_errors_and_crashes() -> None:

@@ -224,7 +224,9 @@ def train_controller(
         config: the stage config.
         evaluator: fitness evaluator to use instead of the one ``config.evaluator`` names.
         on_progress: progress callback (one report per generation, plus messages).
-        should_stop: stops after the current rollouts; the last finished generation can be resumed.
+        should_stop: stops after the current dream rollouts; real-env episodes still running (CMA-ES with the real
+            evaluator, a real check or recheck) are abandoned in their workers. The last finished generation can
+            be resumed.
 
     Returns:
         StageResult with the kept checkpoint, its metrics, and the per-generation history of this call.
@@ -435,7 +437,9 @@ def train_controller(
         raise type(exc)(msg) from None
     finally:
         torch.set_num_threads(threads)
-        if executor is not None:
+        if executor is not None and stop.is_set():
+            executor.terminate()  # a stop abandons the real episodes still running (their returns are dropped)
+        elif executor is not None:
             executor.close()
     cancelled = generation < config.generations and not patience_out
     final = dict(metrics, **{"controller/real_env_steps": float(real_env_steps)})

@@ -401,7 +401,8 @@ class RealEvaluator:
         tasks = [RealRollout(int(s), cand, self.early_stop_patience) for cand in candidates for s in plan.track_seeds]
         returns = np.full(p * r, np.nan)
         done = steps = 0
-        for i, (ret, n) in self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop):
+        results = self.executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop, abandon_on_stop=True)
+        for i, (ret, n) in results:
             returns[i] = ret
             done += 1
             steps += n
@@ -416,9 +417,9 @@ def real_returns(
     should_stop: threading.Event | None,
 ) -> tuple[list[float], int] | None:
     """Returns of one controller (flat params) on real tracks ``seeds``, no early stop, and the real-env steps
-    they took; None when stopped."""
+    they took; None when stopped (episodes still running are abandoned: the caller terminates the executor)."""
     tasks = [RealRollout(s, params) for s in seeds]
-    out = dict(executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop))
+    out = dict(executor.map_unordered(real_rollout_task, tasks, should_stop=should_stop, abandon_on_stop=True))
     if len(out) < len(seeds):
         return None
     return [out[i][0] for i in range(len(seeds))], sum(out[i][1] for i in range(len(seeds)))
