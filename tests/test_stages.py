@@ -322,3 +322,28 @@ def test_memory_lr_anneals_to_lr_min_also_after_a_resume(pipeline: dict[str, Pat
     assert resumed.metrics["memory/lr"] == pytest.approx(1e-4, rel=1e-6)
     constant = train_memory(MemoryTrainConfig(**{**base, "lr_min": None}, out=tmp_path / "c.safetensors", epochs=2))  # type: ignore[arg-type]
     assert constant.metrics["memory/lr"] == 1e-3
+
+
+@pytest.mark.parametrize("kind", ["conv_vae", "dds_vae"])
+def test_encode_on_onnx_runtime_matches_pytorch(
+    kind: str, pipeline: dict[str, Path], data: Path, real_episodes: Path, tmp_path: Path
+) -> None:
+    """The encode stage runs V on ONNX Runtime by default: the latent file equals PyTorch's but for float rounding
+    (real CarRacing frames; the pipeline's trained ConvVAE, an untrained DDS+VAE with its mask)."""
+    from core.config import EncodeConfig
+    from core.train.encode import train_encode
+
+    vision = pipeline["vision"] if kind == "conv_vae" else data / "assets" / "ddsvae_vision.safetensors"
+    files, notes = {}, []
+    for runtime in ("onnxruntime", "pytorch"):
+        out = tmp_path / f"{runtime}.npz"
+        config = EncodeConfig(data_dir=real_episodes, vision=vision, out=out, runtime=runtime, batch_size=40)
+        train_encode(config, on_progress=lambda p: notes.append(p.message))
+        files[runtime] = LatentEpisodes.load(out)
+    assert not any("V runs on PyTorch" in n for n in notes)  # ONNX Runtime ran (no fallback note)
+    ort, torch_ = files["onnxruntime"], files["pytorch"]
+    assert ort.mu.shape == torch_.mu.shape == (3 * 61, 32) and ort.vision_kind == kind
+    np.testing.assert_allclose(ort.mu, torch_.mu, atol=1e-4)
+    np.testing.assert_allclose(ort.logvar, torch_.logvar, atol=1e-4)
+    np.testing.assert_array_equal(ort.speeds, torch_.speeds)
+    np.testing.assert_array_equal(ort.actions, torch_.actions)

@@ -17,6 +17,7 @@ from core.envs.world_model import load_vision
 from core.errors import StageCancelled
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
+from core.vision_runtime import MAX_BATCH, VisionRuntime
 
 
 def train_encode(
@@ -30,7 +31,8 @@ def train_encode(
     The latent file holds, per episode, ``mu``/``logvar`` float32 (T+1, z_dim) and the actions, rewards and
     terminated flags, the driving policy's label and the car's speed and yaw rate at each frame (read from the
     HUD), plus the vision kind and the SHA-256 of its checkpoint (see :class:`LatentEpisodes`).
-    ``config.extra_data_dirs`` are encoded after ``config.data_dir``.
+    ``config.extra_data_dirs`` are encoded after ``config.data_dir``. V runs on ``config.runtime`` (ONNX Runtime: its
+    outputs are checked against PyTorch's at start, :data:`core.vision_runtime.TOLERANCE`).
 
     Raises:
         EpisodeError: no or corrupt episodes. CheckpointError: bad vision checkpoint.
@@ -45,6 +47,11 @@ def train_encode(
         files = files[: config.max_episodes]
     vision = load_vision(config.vision)
     size = int(vision.input_size)
+    runtime = VisionRuntime(vision, config.runtime, threads=torch.get_num_threads())
+    runtime.wide = True  # nothing else computes in this process: a call may use every torch thread
+    batch = min(config.batch_size, MAX_BATCH) if runtime.backend == "onnxruntime" else config.batch_size
+    if runtime.note:
+        on_progress(Progress("encode", 0, len(files), message=runtime.note))
     mus, logvars, actions, rewards, terminated, seeds, policies, speeds, starts = [], [], [], [], [], [], [], [], [0]
     yaw_rates: list[np.ndarray] = []
     for i, path in enumerate(files):
@@ -53,9 +60,9 @@ def train_encode(
         ep = read_episode(path)
         chw = preprocess_frames(ep.frames, size)
         mu_parts, lv_parts = [], []
-        with torch.no_grad():
-            for j in range(0, len(chw), config.batch_size):
-                mu, logvar = vision.encode(to_tensor(chw[j : j + config.batch_size]))
+        with torch.inference_mode():
+            for j in range(0, len(chw), batch):
+                mu, logvar, _ = runtime.encode(to_tensor(chw[j : j + batch]))
                 mu_parts.append(mu.numpy())
                 lv_parts.append(logvar.numpy())
         mus.append(np.concatenate(mu_parts))
