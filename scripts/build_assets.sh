@@ -1134,3 +1134,84 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 48 --col
     --train-memory.epochs 22 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+
+# 28. Session 31 (README "Section 27's recipe on data collected afresh ..."): a new machine (runs/ and data/ do not
+# survive one), so section 27's recipe on data collected afresh in one go: the shipped ConvVAE agent with
+# correlated steering pushes, excursions, gas holds, stops and pedal pulses (120 episodes), the same agent with light
+# noise (60; the dreams start from its states), random-policy episodes (30); the shipped DDS+VAE V; three yaw Ms
+# (30 epochs: about section 26's steps on fewer episodes); a controller from zero in their penalised ensemble.
+S=runs/s31
+mkdir -p $S
+V=assets/ddsvae_vision.safetensors
+A="--policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors"
+$D collect $A --noise-std 0 --excursion-prob 0 --seed 960000 --episodes 5 --out-dir data/check_agent10 --workers 2
+$D collect --seed 960100 --episodes 5 --out-dir data/check_random10 --workers 2
+$D collect $A --noise-std 0.15 --noise-corr-steps 10 --excursion-prob 0.005 --gas-hold-prob 0.005 --stop-prob 0.002 \
+    --pedal-pulse-prob 0.01 --seed 693000 --episodes 120 --out-dir data/s31_push --workers 2
+$D collect $A --noise-std 0.1 --excursion-prob 0.005 --seed 693100 --episodes 60 --out-dir data/s31_agent --workers 2
+$D collect --seed 693200 --episodes 30 --out-dir data/s31_random --workers 2
+OMP_NUM_THREADS=2 $D encode --data-dir data/s31_agent --vision $V --out $S/lat_agent.npz --batch-size 64
+OMP_NUM_THREADS=2 $D encode --data-dir data/s31_push --extra-data-dirs data/s31_random --vision $V --out $S/lat_rest.npz \
+    --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('$S/lat_agent.npz'), L.load('$S/lat_rest.npz')).save('$S/lat_all.npz')"
+for SEED in 1 2 3; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_all.npz --out $S/m_yaw_s$SEED.safetensors --epochs 30 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+done
+DREAM31="--vision $V --latents $S/lat_agent.npz --population 48 --rollouts 16 --max-steps 100 \
+    --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 2 \
+    --recheck-episodes 8 --check-patience 5 --threads 1 --workers 1"
+ENS31="--memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors"
+$D train-controller $DREAM31 --seed 1 --generations 60 $ENS31 --disagreement-penalty 100 --out $S/c_ens3_pen.safetensors  # stopped
+OPEN_LOOP="--horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5"
+for M in runs/s31/m_yaw_s2 assets/ddsvae_memory; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors $OPEN_LOOP
+done
+# the pushes cost the dream its road: Ms (seed 2) on the agent and random-policy episodes alone (90), and with the
+# first 40 pushed episodes (130); the lighter data's three seeds as the ensemble, penalties 100, 0 and 20
+$PY -c "
+import numpy as np
+from core.data.datasets import LatentEpisodes as L
+d = L.load('$S/lat_all.npz')
+i = np.arange(d.n_episodes)  # 60 agent, 120 pushed, 30 random-policy episodes, in that order
+d.subset(list((i < 60) | (i >= 180))).save('$S/lat_ar.npz')
+d.subset(list((i < 100) | (i >= 180))).save('$S/lat_ar_p40.npz')"
+for X in ar ar_p40; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_$X.npz --out $S/m_${X/ar_p40/arp}_s2.safetensors --epochs 30 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 2 --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+done
+for SEED in 1 3; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_ar.npz --out $S/m_ar_s$SEED.safetensors --epochs 30 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+done
+for M in m_ar_s2 m_arp_s2; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors $OPEN_LOOP
+done
+$D divergence --data-dir data/check_random10 --vision $V --memory $S/m_ar_s2.safetensors $OPEN_LOOP
+ENS_AR="--memory $S/m_ar_s2.safetensors --dream-ensemble $S/m_ar_s1.safetensors $S/m_ar_s3.safetensors"
+for L in 100 0 20; do  # (100 with --seed 1 and 2, stopped after generation 20's check; 0 after 40's)
+    $D train-controller $DREAM31 --seed 1 --generations 60 $ENS_AR --disagreement-penalty $L --out $S/c_ar_pen$L.safetensors
+done
+# one iterate round from the penalty-20 run's generation-10 controller: 40 episodes of it with steering noise, three
+# M draws on all 130 episodes, C from zero in their penalised ensemble (penalty 20)
+cp $S/c_ar_pen20.safetensors $S/c_ar_pen20_g10.safetensors  # (copied while the run went on, after generation 10's check)
+OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --collect-seed 693300 \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $S/c_ar_pen20_g10.safetensors \
+    --check-data-dirs data/check_agent10 --check-max-episodes 5 --check-tau 0.5 --memory-draws 3 --no-warm-start-memory \
+    --controller-from-start --dream-starts $S/lat_agent.npz --ensemble-draws --ensemble-penalty 20 \
+    --train-controller.vision $V --train-controller.memory $S/m_ar_s2.safetensors \
+    --train-controller.latents $S/lat_ar.npz --train-controller.population 48 --train-controller.rollouts 16 \
+    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+    --train-controller.recheck-top 2 --train-controller.recheck-episodes 8 --train-controller.check-patience 5 \
+    --train-controller.generations 40 --train-controller.threads 1 --train-controller.workers 2 \
+    --train-controller.seed 1 \
+    --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
