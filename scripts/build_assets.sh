@@ -1135,7 +1135,7 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 48 --col
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
 
-# 28. Session 31 (README "Section 27's recipe on data collected afresh ..."): a new machine (runs/ and data/ do not
+# 28. Session 31 (README "Session 30's recipe on data collected afresh ..."): a new machine (runs/ and data/ do not
 # survive one), so section 27's recipe on data collected afresh in one go: the shipped ConvVAE agent with
 # correlated steering pushes, excursions, gas holds, stops and pedal pulses (120 episodes), the same agent with light
 # noise (60; the dreams start from its states), random-policy episodes (30); the shipped DDS+VAE V; three yaw Ms
@@ -1194,6 +1194,8 @@ for M in m_ar_s2 m_arp_s2; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors $OPEN_LOOP
 done
 $D divergence --data-dir data/check_random10 --vision $V --memory $S/m_ar_s2.safetensors $OPEN_LOOP
+$PY scripts/disagreement_along_data.py --latents $S/lat_agent.npz --memory $S/m_ar_s2.safetensors $S/m_ar_s1.safetensors \
+    $S/m_ar_s3.safetensors
 ENS_AR="--memory $S/m_ar_s2.safetensors --dream-ensemble $S/m_ar_s1.safetensors $S/m_ar_s3.safetensors"
 for L in 100 0 20; do  # (100 with --seed 1 and 2, stopped after generation 20's check; 0 after 40's)
     $D train-controller $DREAM31 --seed 1 --generations 60 $ENS_AR --disagreement-penalty $L --out $S/c_ar_pen$L.safetensors
