@@ -1200,6 +1200,8 @@ ENS_AR="--memory $S/m_ar_s2.safetensors --dream-ensemble $S/m_ar_s1.safetensors 
 for L in 100 0 20; do  # (100 with --seed 1 and 2, stopped after generation 20's check; 0 after 40's)
     $D train-controller $DREAM31 --seed 1 --generations 60 $ENS_AR --disagreement-penalty $L --out $S/c_ar_pen$L.safetensors
 done
+$D train-controller $DREAM31 --seed 1 --generations 40 $ENS_AR --disagreement-penalty 100 --disagreement-free 0.03 \
+    --out $S/c_ar_pen100_free03.safetensors  # stopped after generation 20's check
 # one iterate round from the penalty-20 run's generation-10 controller: 40 episodes of it with steering noise, three
 # M draws on all 130 episodes, C from zero in their penalised ensemble (penalty 20)
 cp $S/c_ar_pen20.safetensors $S/c_ar_pen20_g10.safetensors  # (copied while the run went on, after generation 10's check)
