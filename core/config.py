@@ -18,6 +18,7 @@ from core.models.speed import SpeedModel
 VisionKind = Literal["conv_vae", "dds_vae"]
 EvalGates = Literal["deterministic", "frozen-noise"]
 CollectPolicy = Literal["random", "controller"]
+VisionBackend = Literal["onnxruntime", "pytorch"]
 
 
 def check(condition: bool, message: str) -> None:
@@ -275,7 +276,7 @@ class EncodeConfig:
     """Frames per forward pass."""
     max_episodes: int = 0
     """Encode at most this many episodes, in file order (0 = all)."""
-    runtime: Literal["onnxruntime", "pytorch"] = "onnxruntime"
+    runtime: VisionBackend = "onnxruntime"
     """What runs V: ONNX Runtime (the graph exported once and checked against PyTorch, see core.vision_runtime;
     batches of at most 64 frames; PyTorch where it cannot run) or PyTorch."""
 
@@ -283,7 +284,7 @@ class EncodeConfig:
         check_finite(self)
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         check(self.max_episodes >= 0, f"max_episodes must be >= 0, got {self.max_episodes}")
-        check(self.runtime in ("onnxruntime", "pytorch"), f"runtime must be onnxruntime or pytorch, got {self.runtime}")
+        check(self.runtime in get_args(VisionBackend), f"runtime must be onnxruntime or pytorch, got {self.runtime}")
 
 
 @dataclass(frozen=True)

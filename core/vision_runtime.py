@@ -20,19 +20,20 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, get_args
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from core.config import VisionBackend
 from core.models import DDSVAE, VisionModel, set_memory_format
 from core.models.dds_vae import DDSMaskOutput
 
 log = logging.getLogger(__name__)
 
-Backend = Literal["onnxruntime", "pytorch"]
-BACKENDS: tuple[Backend, ...] = ("onnxruntime", "pytorch")
+Backend = VisionBackend
+BACKENDS: tuple[Backend, ...] = get_args(VisionBackend)
 FORMAT = 1
 """Part of the cache key: bump when the exported graphs change."""
 TOLERANCE = 1e-3
