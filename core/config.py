@@ -6,13 +6,13 @@ Invalid values raise :class:`core.errors.ConfigError` at construction, with a on
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
 from core.data.seeds import MODEL_SELECTION
 from core.errors import ConfigError
+from core.memory_budget import check_fits_in_memory, memory_train_bytes
 from core.models.speed import SpeedModel
 
 VisionKind = Literal["conv_vae", "dds_vae"]
@@ -49,44 +49,6 @@ def check_finite(config: object) -> None:
 
 SHIPPED_Z_DIM, SHIPPED_HIDDEN_DIM = 32, 256
 """Latent and LSTM sizes of the shipped world models, which memory estimates made before a model is loaded assume."""
-
-
-def machine_memory_bytes() -> int | None:
-    """This machine's physical RAM in bytes (``psutil`` when installed, else ``os.sysconf``), or None if unknown."""
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().total)
-    except ImportError:
-        pass
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):  # a platform without these names
-        return None
-
-
-def check_fits_in_memory(what: str, needed_bytes: float) -> None:
-    """Refuse a config whose estimated memory, ``needed_bytes``, exceeds the machine's RAM.
-
-    Raises:
-        ConfigError: one line naming ``what`` (the flags and how the estimate is made), the estimate and the RAM.
-    """
-    ram = machine_memory_bytes()
-    if ram is not None and needed_bytes > ram:
-        raise ConfigError(
-            f"{what} needs about {needed_bytes / 2**30:,.1f} GiB, more than this machine's {ram / 2**30:,.1f} GiB "
-            "of RAM; lower it"
-        )
-
-
-def memory_train_bytes(
-    seq_len: int, batch_size: int, hidden_dim: int, n_gaussians: int, z_dim: int = SHIPPED_Z_DIM
-) -> int:
-    """Estimated bytes of the activations one MDN-RNN optimiser step keeps for backpropagation: per sequence
-    step about ``2 (8 hidden_dim + 6 n_gaussians z_dim + z_dim + 8)`` float32 values (LSTM gates and states,
-    mixture parameters and the loss's per-component terms, and their gradients)."""
-    per_step = 2 * (8 * hidden_dim + 6 * n_gaussians * z_dim + z_dim + 8)
-    return 4 * per_step * seq_len * batch_size
 
 
 @dataclass(frozen=True)
@@ -409,9 +371,9 @@ class MemoryTrainConfig:
         check(1 <= self.n_gaussians <= 64, f"n_gaussians must be in 1..64, got {self.n_gaussians}")
         check_fits_in_memory(
             f"seq_len {self.seq_len} x batch_size {self.batch_size} (the activations backpropagation keeps, "
-            f"~{memory_train_bytes(1, 1, self.hidden_dim, self.n_gaussians) / 1024:.0f} KiB per sequence step with "
-            f"hidden_dim {self.hidden_dim})",
-            memory_train_bytes(self.seq_len, self.batch_size, self.hidden_dim, self.n_gaussians),
+            f"~{memory_train_bytes(1, 1, self.hidden_dim, self.n_gaussians, SHIPPED_Z_DIM) / 1024:.0f} KiB per "
+            f"sequence step with hidden_dim {self.hidden_dim})",
+            memory_train_bytes(self.seq_len, self.batch_size, self.hidden_dim, self.n_gaussians, SHIPPED_Z_DIM),
         )
         check(
             0 <= self.clean_input_fraction <= 1,

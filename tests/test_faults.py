@@ -308,14 +308,15 @@ def test_configs_that_cannot_fit_in_memory_are_refused_in_one_line(
 
 
 def test_the_memory_bound_is_the_machines_ram(monkeypatch: pytest.MonkeyPatch) -> None:
-    import core.config
-    from core.config import MemoryTrainConfig, machine_memory_bytes
+    import core.memory_budget
+    from core.config import MemoryTrainConfig
     from core.errors import ConfigError
+    from core.memory_budget import machine_memory_bytes
     from core.train.controller import ControllerTrainConfig
 
     assert machine_memory_bytes() is not None and machine_memory_bytes() > 2**28
     MemoryTrainConfig(), ControllerTrainConfig()  # the defaults fit (about 75 MiB and 22 MiB)
-    monkeypatch.setattr(core.config, "machine_memory_bytes", lambda: 64 * 2**20)
+    monkeypatch.setattr(core.memory_budget, "machine_memory_bytes", lambda: 64 * 2**20)
     with pytest.raises(ConfigError, match="more than this machine's 0.1 GiB"):
         MemoryTrainConfig()
     ControllerTrainConfig()

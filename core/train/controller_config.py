@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check, check_finite, check_fits_in_memory
+from core.config import SHIPPED_HIDDEN_DIM, SHIPPED_Z_DIM, check, check_finite
 from core.data.seeds import MODEL_SELECTION
+from core.memory_budget import check_fits_in_memory
 from core.parallel import EXECUTOR_KINDS, ExecutorKind
 from core.train.fitness import dream_rollout_bytes
 
