@@ -224,9 +224,8 @@ def train_controller(
         config: the stage config.
         evaluator: fitness evaluator to use instead of the one ``config.evaluator`` names.
         on_progress: progress callback (one report per generation, plus messages).
-        should_stop: stops after the current dream rollouts; real-env episodes still running (CMA-ES with the real
-            evaluator, a real check or recheck) are abandoned in their workers. The last finished generation can
-            be resumed.
+        should_stop: stops after the current dream rollouts, abandoning real episodes still running (real CMA-ES, a
+            check or recheck); the last finished generation can be resumed.
 
     Returns:
         StageResult with the kept checkpoint, its metrics, and the per-generation history of this call.
