@@ -4,6 +4,7 @@ from the GUI, and screenshots checked on regions (not golden images)."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -64,9 +65,12 @@ def region(image: np.ndarray, rect: tuple[float, float, float, float], inset: in
     return image[y0 + inset : y1 - inset, x0 + inset : x1 - inset]
 
 
-def wait_until(ctx: Ctx, condition: Callable[[], bool], frames: int = 3000) -> bool:
-    """Yield frames until ``condition()`` holds (or ``frames`` pass)."""
-    for _ in range(frames):
+def wait_until(ctx: Ctx, condition: Callable[[], bool], seconds: float = 120.0) -> bool:
+    """Yield frames until ``condition()`` holds (or ``seconds`` of wall time pass). Wall time, not a frame count:
+    uncapped frames pass in a few milliseconds, and on a loaded machine a stage's spawned process alone can take
+    longer than thousands of them to start."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
         if condition():
             return True
         ctx.yield_()
