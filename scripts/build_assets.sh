@@ -1219,3 +1219,59 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --col
     --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+
+# 29. Session 32 (README "Steering pushes by the DDS+VAE agent ..."): section 28's 90 agent and random-policy
+# episodes plus 120 new ones in session 26's kinds (the shipped DDS+VAE agent with correlated pushes of std 0.15; the
+# same agent with pedal pulses; the ConvVAE agent with stops), three yaw Ms on the 210, a controller from zero in
+# their penalised ensemble (penalty 100 and 50; the 100 run continued to 100 generations), one iterate round.
+S=runs/s32
+mkdir -p $S
+V=assets/ddsvae_vision.safetensors
+AD="--policy controller --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors"
+AC="--policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors"
+E="--noise-corr-steps 10 --excursion-prob 0.005 --gas-hold-prob 0.005 --stop-prob 0.002"
+$D collect $AD --noise-std 0.15 $E --seed 694000 --episodes 40 --out-dir data/s32_steer15 --workers 2
+$D collect $AD --noise-std 0.1 --excursion-prob 0.003 --gas-hold-prob 0.003 --stop-prob 0.002 --pedal-pulse-prob 0.01 \
+    --seed 694100 --episodes 40 --out-dir data/s32_pedal --workers 2
+$D collect $AC --noise-std 0.1 --excursion-prob 0.005 --gas-hold-prob 0.005 --stop-prob 0.004 --seed 694200 \
+    --episodes 40 --out-dir data/s32_stops --workers 2
+OMP_NUM_THREADS=2 $D encode --data-dir data/s32_steer15 --extra-data-dirs data/s32_pedal data/s32_stops --vision $V \
+    --out $S/lat_new.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('runs/s31/lat_ar.npz'), L.load('$S/lat_new.npz')).save('$S/lat_mix.npz')"
+for SEED in 1 2 3; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_mix.npz --out $S/m_yaw_s$SEED.safetensors --epochs 30 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
+        --speed-model markov --speed-rollout-weight 1 --yaw-input
+done
+for SET in check_agent10 check_random10; do
+    $D divergence --data-dir data/$SET --vision $V --memory $S/m_yaw_s2.safetensors $OPEN_LOOP
+done
+$PY scripts/disagreement_along_data.py --latents runs/s31/lat_agent.npz --memory $S/m_yaw_s2.safetensors \
+    $S/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors
+ENS32="--memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors $S/m_yaw_s3.safetensors"
+for L in 100 50; do  # (50 stopped after generation 40's check)
+    $D train-controller $DREAM31 --seed 1 --generations 60 $ENS32 --disagreement-penalty $L --out $S/c_pen$L.safetensors
+done
+cp $S/c_pen100.safetensors $S/c_pen100_g60.safetensors
+$D train-controller $DREAM31 --seed 1 --generations 100 $ENS32 --disagreement-penalty 100 --out $S/c_pen100.safetensors \
+    --resume
+# one iterate round from the penalty-100 run's generation-20 controller (the kept one from generation 20's check to
+# generation 60's, copied while the run went on)
+cp $S/c_pen100.safetensors $S/c_pen100_g20.safetensors
+OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --collect-seed 694300 \
+    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $S/c_pen100_g20.safetensors \
+    --check-data-dirs data/check_agent10 --check-max-episodes 5 --check-tau 0.5 --memory-draws 3 --no-warm-start-memory \
+    --controller-from-start --dream-starts runs/s31/lat_agent.npz --ensemble-draws --ensemble-penalty 100 \
+    --train-controller.vision $V --train-controller.memory $S/m_yaw_s2.safetensors \
+    --train-controller.latents $S/lat_mix.npz --train-controller.population 48 --train-controller.rollouts 16 \
+    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+    --train-controller.recheck-top 2 --train-controller.recheck-episodes 8 --train-controller.check-patience 5 \
+    --train-controller.generations 60 --train-controller.threads 1 --train-controller.workers 2 \
+    --train-controller.seed 1 \
+    --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
