@@ -27,6 +27,7 @@ its state at each window start s; from there the batched dream continues open lo
   replayed up to the start); the return of each beside the recorded actions'. Reality pays less for coasting
   than for the driver's gas; a dream that pays coasting as well or better teaches a controller to leave the gas;
   with an M that has a speed head, also the speed at the end (M's head in the dream, the HUD in reality);
+  with ``coast_brake`` the brake is held at that value too (how fast each world stops the car);
 - speed (an M with a speed head, see ``MDNRNNConfig.speed_weight``): the speed M's head reads from the dream's
   h at each horizon against the HUD's in the real frame (:func:`core.envs.car_racing.hud_speed`);
 - the share of dreamed latents whose norm exceeds the largest real latent norm (off the data manifold);
@@ -101,6 +102,8 @@ class DivergenceConfig:
     coast: bool = False
     """Also measure coasting (see the module doc; costs real env steps: a replay of the track up to every window
     start)."""
+    coast_brake: float = 0.0
+    """Brake held while coasting, in [0, 1] (0: the gas released alone)."""
     nudge: bool = False
     """Also measure nudged reality (see the module doc): the open-loop ceiling of road tracking (costs real env
     steps: a replay of the track up to every window start)."""
@@ -116,6 +119,8 @@ class DivergenceConfig:
             raise ConfigError(f"horizons must be >= 1, got {self.horizons}")
         if self.warmup < 0 or self.start_every < 1 or self.samples < 1 or not 0 <= self.tau < float("inf"):
             raise ConfigError("warmup must be >= 0, start_every and samples >= 1, tau finite and >= 0")
+        if not 0.0 <= self.coast_brake <= 1.0:
+            raise ConfigError(f"coast_brake must be in [0, 1], got {self.coast_brake}")
 
 
 @torch.no_grad()
@@ -246,7 +251,7 @@ def dream_divergence(
             )
         if config.coast:  # from every window: the recorded steering with no gas, dream vs reality (paired streams)
             m, coasting = config.samples, actions[idx.unsqueeze(1) + torch.arange(horizon)].clone()
-            coasting[..., 1] = 0.0
+            coasting[..., 1], coasting[..., 2] = 0.0, config.coast_brake
             coast = BatchedDream(memory, n, tau=config.tau, max_steps=horizon)
             coast.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
             coast_reward = torch.stack([coast.step(coasting[:, t])[1].double() for t in range(horizon)]).sum(0)

@@ -3,6 +3,7 @@ track (nudged, coasting)."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from core.checkpoint import load_model
 from core.data.episodes import list_episodes, read_episode
 from core.divergence import DivergenceConfig, dream_divergence, format_table
 from core.envs.car_racing import preprocess_frames
-from core.errors import EpisodeError
+from core.errors import ConfigError, EpisodeError
 from core.metrics.road import road_share
 
 pytestmark = pytest.mark.slow
@@ -182,3 +183,20 @@ def test_coasting_pairs_the_dream_with_reality_replayed_without_gas(
     assert m["divergence/speed_real@10"] == pytest.approx(np.mean(recorded_speeds), abs=1e-4)
     assert np.isfinite(m["divergence/speed_dream@10"]) and np.isfinite(m["divergence/coast_speed_dream@10"])
     assert "speed after 10 steps of coasting" in format_table(m, cfg.horizons)
+
+
+def test_coasting_with_the_brake_held_stops_reality_sooner(
+    pipeline: dict[str, Path], real_episodes: Path, speed_memory: Path
+) -> None:
+    """``coast_brake`` holds the brake while coasting: reality's car ends slower than coasting alone; out of [0, 1]
+    is a config error."""
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=speed_memory, horizons=(10,),
+        warmup=5, start_every=20, samples=2, parked=False, steer=False, coast=True,
+    )  # fmt: skip
+    free = dream_divergence(cfg).metrics
+    braked = dream_divergence(dataclasses.replace(cfg, coast_brake=1.0)).metrics
+    assert braked["divergence/coast_speed_real@10"] < 0.8 * free["divergence/coast_speed_real@10"]
+    assert np.isfinite(braked["divergence/coast_speed_dream@10"])
+    with pytest.raises(ConfigError, match="coast_brake must be in"):
+        dataclasses.replace(cfg, coast_brake=1.5)

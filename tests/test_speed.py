@@ -196,6 +196,12 @@ def test_pedal_response_from_rest_reads_reality_and_each_dream(
     assert out[str(pipeline["memory"])][0.0]["speed"] is None  # no speed head
     assert len(out[str(head)][1.0]["speed"]) == 2 and np.isfinite(out[str(head)][1.0]["return"])
     assert (tmp_path / "p.json").is_file()
+    braked = _script("pedal_response").main([
+        "--data-dir", str(real_episodes), "--vision", str(pipeline["vision"]), "--memories", str(head),
+        "--episodes", "2", "--gas", "1", "--brake", "1", "--steps", "10", "--read-at", "5", "10", "--dreams", "2",
+    ])  # fmt: skip
+    assert braked["reality"][1.0]["speed"][1] < 0.5 * out["reality"][1.0]["speed"][1]  # the brake holds the car
+    assert np.isfinite(braked[str(head)][1.0]["return"])
 
 
 def test_the_speed_read_out_is_never_negative() -> None:
