@@ -1275,3 +1275,43 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --col
     --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+# the iterate round's C continued to 130 generations; a controller from zero whose dreams also start from the 40 stop
+# episodes; the development tracks (generation 100's copy and generation 130's, the pick by the rechecks)
+R=$S/iterate/round_1
+cp $R/controller.safetensors $S/c_iter_g30.safetensors
+$D train-controller $DREAM31 --seed 1 --generations 130 --check-patience 0 --disagreement-penalty 100 \
+    --memory $R/memory.safetensors --dream-ensemble $R/memory_draw0.safetensors $R/memory_draw1.safetensors \
+    --out $R/controller.safetensors --resume
+$PY -c "
+import numpy as np
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+n = L.load('$S/lat_new.npz')  # 40 pushed, 40 pedal-pulse, 40 stop episodes, in that order
+merge_latents(L.load('runs/s31/lat_agent.npz'), n.subset(list(np.arange(n.n_episodes) >= 80))).save('$S/lat_starts_stops.npz')"
+STOPS=$(echo "$DREAM31" | sed "s|runs/s31/lat_agent.npz|$S/lat_starts_stops.npz|")
+$D train-controller $STOPS --seed 1 --generations 130 --check-patience 0 $ENS32 --disagreement-penalty 100 \
+    --out $S/c_pen100_stops.safetensors
+cp $S/c_pen100.safetensors $S/c_pen100_g130.safetensors  # (generation 130's, kept from its check to the end)
+for C in c_pen100_g100 c_pen100_g130 c_pen100_stops; do
+    $D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/$C.safetensors --episodes 20 \
+        --seed 1910000 --workers 2 --results $S/$C.eval_1910000x20.json
+done
+$D evaluate --vision $V --memory $R/memory.safetensors --controller $S/c_iter_g30.safetensors --episodes 20 \
+    --seed 1910000 --workers 2 --results $S/c_iter_g30.eval_1910000x20.json
+# how they fail, and the brake in each world: from rest, and from the agent's states with the brake held
+$PY scripts/controller_behaviour.py --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_pen100_g130.safetensors \
+    --latents runs/s31/lat_agent.npz --tracks 1910008 1910014 --steps 1000 --block 200
+$PY scripts/pedal_response.py --data-dir data/check_agent10 --vision $V --memories $S/m_yaw_s{2,1,3}.safetensors \
+    --gas 0 0.5 1 --brake 0.9 --steps 100 --read-at 20 50 100 --tau 1.0
+for B in 0.3 0.8; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_yaw_s2.safetensors --horizons 10 30 \
+        --start-every 100 --no-parked --no-steer --coast --coast-brake $B --max-episodes 5 --tau 1.0
+done
+# the shipped Ms' dreams at tau 0
+for KIND in ddsvae convvae; do
+    $D divergence --data-dir data/check_agent10 --vision assets/${KIND}_vision.safetensors \
+        --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer \
+        --max-episodes 5 --tau 0
+done
+$D divergence --data-dir data/check_random10 --vision $V --memory assets/ddsvae_memory.safetensors \
+    --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0
