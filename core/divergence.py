@@ -319,6 +319,8 @@ def dream_divergence(
     norms = torch.cat(dream_norms)
     metrics["divergence/off_manifold_share"] = float((norms > max_norm).float().mean())
     metrics["divergence/windows"] = float(windows)
+    if config.coast:
+        metrics["divergence/coast_brake"] = config.coast_brake
     metrics["divergence/dreams"] = float(windows * config.samples)
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
 
@@ -424,7 +426,8 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
     if f"divergence/coast_reward_dream@{h}" in metrics:
         c = {name: metrics[f"divergence/coast_{name}@{h}"] for name in ("reward_real", "reward_dream", "recorded_real",
                                                                          "recorded_dream")}  # fmt: skip
-        rows.append(f"coasting (recorded steering, no gas, {h} steps): reward real {c['reward_real']:.2f}, dream "
+        pedals = f"no gas, brake {metrics.get('divergence/coast_brake', 0.0):.2f}"
+        rows.append(f"coasting (recorded steering, {pedals}, {h} steps): reward real {c['reward_real']:.2f}, dream "
                     f"{c['reward_dream']:.2f}; the same windows' recorded actions: real {c['recorded_real']:.2f}, "
                     f"dream {c['recorded_dream']:.2f}")  # fmt: skip
     if f"divergence/speed_dream@{h}" in metrics:

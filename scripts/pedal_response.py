@@ -104,9 +104,10 @@ def main(argv: list[str] | None = None) -> dict:
     read_at = tuple(k for k in args.read_at if k <= args.steps)
     eps = [read_episode(f) for f in list_episodes(args.data_dir)[: args.episodes]]
     out: dict = {"reality": {}}
-    print(
-        f"from rest, steering 0, gas held (brake {args.brake:.2f}); return over {args.steps} steps, speed at steps {list(read_at)}"
-    )
+    if not 0.0 <= args.brake <= 1.0:
+        p.error(f"--brake must be in [0, 1], got {args.brake}")
+    print(f"from rest, steering 0, gas held, brake {args.brake:.2f}; return over {args.steps} steps, speed at steps "
+          f"{list(read_at)}")  # fmt: skip
     for gas in args.gas:
         ret, real_speed = reality([int(ep.seed) for ep in eps], gas, args.steps, read_at, args.brake)
         out["reality"][gas] = {"return": ret, "speed": real_speed}

@@ -198,5 +198,6 @@ def test_coasting_with_the_brake_held_stops_reality_sooner(
     braked = dream_divergence(dataclasses.replace(cfg, coast_brake=1.0)).metrics
     assert braked["divergence/coast_speed_real@10"] < 0.8 * free["divergence/coast_speed_real@10"]
     assert np.isfinite(braked["divergence/coast_speed_dream@10"])
+    assert "no gas, brake 1.00" in format_table(braked, cfg.horizons)
     with pytest.raises(ConfigError, match="coast_brake must be in"):
         dataclasses.replace(cfg, coast_brake=1.5)

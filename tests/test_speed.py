@@ -202,6 +202,9 @@ def test_pedal_response_from_rest_reads_reality_and_each_dream(
     ])  # fmt: skip
     assert braked["reality"][1.0]["speed"][1] < 0.5 * out["reality"][1.0]["speed"][1]  # the brake holds the car
     assert np.isfinite(braked[str(head)][1.0]["return"])
+    with pytest.raises(SystemExit):  # argparse's one-line error
+        _script("pedal_response").main(["--data-dir", str(real_episodes), "--vision", str(pipeline["vision"]),
+                                        "--memories", str(head), "--brake", "1.5"])  # fmt: skip
 
 
 def test_the_speed_read_out_is_never_negative() -> None:
