@@ -1307,6 +1307,9 @@ for B in 0.3 0.8; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_yaw_s2.safetensors --horizons 10 30 \
         --start-every 100 --no-parked --no-steer --coast --coast-brake $B --max-episodes 5 --tau 1.0
 done
+# the penalty-100 run continued to 220 generations (generation 130's stays kept)
+$D train-controller $(echo "$DREAM31" | sed "s|--check-patience 5|--check-patience 0|") --seed 1 --generations 220 \
+    $ENS32 --disagreement-penalty 100 --out $S/c_pen100.safetensors --resume
 # the shipped Ms' dreams at tau 0
 for KIND in ddsvae convvae; do
     $D divergence --data-dir data/check_agent10 --vision assets/${KIND}_vision.safetensors \
