@@ -103,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = p.parse_args(argv)
     read_at = tuple(k for k in args.read_at if k <= args.steps)
     eps = [read_episode(f) for f in list_episodes(args.data_dir)[: args.episodes]]
+    frames = [ep.frames[0] for ep in eps]  # the reset frames every dream starts from
     out: dict = {"reality": {}}
     if not 0.0 <= args.brake <= 1.0:
         p.error(f"--brake must be in [0, 1], got {args.brake}")
@@ -116,7 +117,6 @@ def main(argv: list[str] | None = None) -> dict:
         wm = WorldModel.load(args.vision, path, None)
         out[str(path)] = {}
         for gas in args.gas:
-            frames = [ep.frames[0] for ep in eps]
             ret, speed = dream(wm, frames, gas, args.steps, read_at, args.dreams, args.tau, args.brake)
             out[str(path)][gas] = {"return": ret, "speed": speed}
             shown = "-" if speed is None else " / ".join(f"{v:.1f}" for v in speed)
