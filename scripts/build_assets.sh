@@ -1205,22 +1205,27 @@ $D train-controller $DREAM31 --seed 1 --generations 40 $ENS_AR --disagreement-pe
 # one iterate round from the penalty-20 run's generation-10 controller: 40 episodes of it with steering noise, three
 # M draws on all 130 episodes, C from zero in their penalised ensemble (penalty 20)
 cp $S/c_ar_pen20.safetensors $S/c_ar_pen20_g10.safetensors  # (copied while the run went on, after generation 10's check)
-OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --collect-seed 693300 \
-    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $S/c_ar_pen20_g10.safetensors \
-    --check-data-dirs data/check_agent10 --check-max-episodes 5 --check-tau 0.5 --memory-draws 3 --no-warm-start-memory \
-    --controller-from-start --dream-starts $S/lat_agent.npz --ensemble-draws --ensemble-penalty 20 \
-    --train-controller.vision $V --train-controller.memory $S/m_ar_s2.safetensors \
-    --train-controller.latents $S/lat_ar.npz --train-controller.population 48 --train-controller.rollouts 16 \
-    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
-    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
-    --train-controller.recheck-top 2 --train-controller.recheck-episodes 8 --train-controller.check-patience 5 \
-    --train-controller.generations 40 --train-controller.threads 1 --train-controller.workers 2 \
-    --train-controller.seed 1 \
-    --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
-    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
-    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+iterate_yaw() {  # iterate_yaw START SEED PENALTY M LATENTS GENERATIONS: one round into $S/iterate, 40 episodes of
+    # START with steering noise, three yaw M draws on LATENTS plus them, C from zero in the draws' ensemble (penalty
+    # PENALTY, reading M's h at first) from the light-noise agent states of section 28
+    OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --collect-seed $2 \
+        --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $1 \
+        --check-data-dirs data/check_agent10 --check-max-episodes 5 --check-tau 0.5 --memory-draws 3 \
+        --no-warm-start-memory --controller-from-start --dream-starts runs/s31/lat_agent.npz --ensemble-draws \
+        --ensemble-penalty $3 --train-controller.vision $V --train-controller.memory $4 \
+        --train-controller.latents $5 --train-controller.population 48 --train-controller.rollouts 16 \
+        --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
+        --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
+        --train-controller.recheck-top 2 --train-controller.recheck-episodes 8 --train-controller.check-patience 5 \
+        --train-controller.generations $6 --train-controller.threads 1 --train-controller.workers 2 \
+        --train-controller.seed 1 \
+        --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
+        --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
+        --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+}
+iterate_yaw $S/c_ar_pen20_g10.safetensors 693300 20 $S/m_ar_s2.safetensors $S/lat_ar.npz 40
 
-# 29. Session 32 (README "Steering pushes by the DDS+VAE agent ..."): section 28's 90 agent and random-policy
+# 29. Session 32 (README "Session 26's kinds of data collected again ..."): section 28's 90 agent and random-policy
 # episodes plus 120 new ones in session 26's kinds (the shipped DDS+VAE agent with correlated pushes of std 0.15; the
 # same agent with pedal pulses; the ConvVAE agent with stops), three yaw Ms on the 210, a controller from zero in
 # their penalised ensemble (penalty 100 and 50; the 100 run continued to 100 generations), one iterate round.
@@ -1261,20 +1266,7 @@ $D train-controller $DREAM31 --seed 1 --generations 100 $ENS32 --disagreement-pe
 # one iterate round from the penalty-100 run's generation-20 controller (the kept one from generation 20's check to
 # generation 60's, copied while the run went on)
 cp $S/c_pen100.safetensors $S/c_pen100_g20.safetensors
-OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 40 --collect-seed 694300 \
-    --noise-std 0.1 --noise-corr-steps 10 --excursion-prob 0.003 --start-controller $S/c_pen100_g20.safetensors \
-    --check-data-dirs data/check_agent10 --check-max-episodes 5 --check-tau 0.5 --memory-draws 3 --no-warm-start-memory \
-    --controller-from-start --dream-starts runs/s31/lat_agent.npz --ensemble-draws --ensemble-penalty 100 \
-    --train-controller.vision $V --train-controller.memory $S/m_yaw_s2.safetensors \
-    --train-controller.latents $S/lat_mix.npz --train-controller.population 48 --train-controller.rollouts 16 \
-    --train-controller.max-steps 100 --train-controller.start-step-min 0 --train-controller.start-step-max 900 \
-    --train-controller.tau 1.0 --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 \
-    --train-controller.recheck-top 2 --train-controller.recheck-episodes 8 --train-controller.check-patience 5 \
-    --train-controller.generations 60 --train-controller.threads 1 --train-controller.workers 2 \
-    --train-controller.seed 1 \
-    --train-memory.epochs 30 --train-memory.lr-min 1e-4 --train-memory.mix controller:0.75,random:0.25 \
-    --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
-    --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
+iterate_yaw $S/c_pen100_g20.safetensors 694300 100 $S/m_yaw_s2.safetensors $S/lat_mix.npz 60  # section 28's
 # the iterate round's C continued to 130 generations; a controller from zero whose dreams also start from the 40 stop
 # episodes; the development tracks (generation 100's copy and generation 130's, the pick by the rechecks)
 R=$S/iterate/round_1
