@@ -1157,10 +1157,13 @@ $PY -c "
 from core.data.datasets import LatentEpisodes as L
 from core.train.iterate import merge_latents
 merge_latents(L.load('$S/lat_agent.npz'), L.load('$S/lat_rest.npz')).save('$S/lat_all.npz')"
+yaw_m() {  # yaw_m LATENTS OUT SEED: section 26's yaw M recipe with 30 epochs (sections 28 and 29)
+    OMP_NUM_THREADS=1 $D train-memory --latents $1 --out $2 --epochs 30 --lr-min 1e-4 \
+        --mix controller:0.75,random:0.25 --joint --seed $3 --speed-weight 10 --speed-input --speed-model markov \
+        --speed-rollout-weight 1 --yaw-input
+}
 for SEED in 1 2 3; do
-    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_all.npz --out $S/m_yaw_s$SEED.safetensors --epochs 30 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
-        --speed-model markov --speed-rollout-weight 1 --yaw-input
+    yaw_m $S/lat_all.npz $S/m_yaw_s$SEED.safetensors $SEED
 done
 DREAM31="--vision $V --latents $S/lat_agent.npz --population 48 --rollouts 16 --max-steps 100 \
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 2 \
@@ -1181,14 +1184,10 @@ i = np.arange(d.n_episodes)  # 60 agent, 120 pushed, 30 random-policy episodes, 
 d.subset(list((i < 60) | (i >= 180))).save('$S/lat_ar.npz')
 d.subset(list((i < 100) | (i >= 180))).save('$S/lat_ar_p40.npz')"
 for X in ar ar_p40; do
-    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_$X.npz --out $S/m_${X/ar_p40/arp}_s2.safetensors --epochs 30 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed 2 --speed-weight 10 --speed-input \
-        --speed-model markov --speed-rollout-weight 1 --yaw-input
+    yaw_m $S/lat_$X.npz $S/m_${X/ar_p40/arp}_s2.safetensors 2
 done
 for SEED in 1 3; do
-    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_ar.npz --out $S/m_ar_s$SEED.safetensors --epochs 30 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
-        --speed-model markov --speed-rollout-weight 1 --yaw-input
+    yaw_m $S/lat_ar.npz $S/m_ar_s$SEED.safetensors $SEED
 done
 for M in m_ar_s2 m_arp_s2; do
     $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors $OPEN_LOOP
@@ -1247,9 +1246,7 @@ from core.data.datasets import LatentEpisodes as L
 from core.train.iterate import merge_latents
 merge_latents(L.load('runs/s31/lat_ar.npz'), L.load('$S/lat_new.npz')).save('$S/lat_mix.npz')"
 for SEED in 1 2 3; do
-    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_mix.npz --out $S/m_yaw_s$SEED.safetensors --epochs 30 \
-        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input \
-        --speed-model markov --speed-rollout-weight 1 --yaw-input
+    yaw_m $S/lat_mix.npz $S/m_yaw_s$SEED.safetensors $SEED
 done
 for SET in check_agent10 check_random10; do
     $D divergence --data-dir data/$SET --vision $V --memory $S/m_yaw_s2.safetensors $OPEN_LOOP
