@@ -80,6 +80,8 @@ def test_the_penalty_takes_lambda_times_the_disagreement_off_every_step(latents:
     assert base is not None and pen is not None
     np.testing.assert_allclose(base - pen, 12.0, atol=1e-3)
     assert penalised.metrics["controller/dream_disagreement"] == pytest.approx(0.2, abs=1e-5)
+    assert penalised.metrics["controller/dream_return"] == pytest.approx(float(base.mean()), abs=1e-4)  # no penalty
+    assert "controller/dream_return" not in plain.metrics  # without a penalty the fitness is the return
     same = DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts, members=[(m0, starts)], disagreement_penalty=2.0)
     alone = DreamEvaluator(m0, ControllerConfig(Z, H), 1.0, 30, starts).rollout_returns(_candidates(), plan)
     together = same.rollout_returns(_candidates(), plan)
@@ -120,6 +122,7 @@ def test_a_dream_halts_where_the_members_part(latents: Path) -> None:
     halted, metrics = returns(halt_disagreement=0.1, halt_penalty=50.0)
     np.testing.assert_allclose(halted, -50.0)
     assert metrics["controller/dream_halted"] == 1.0 and metrics["controller/dream_disagreement"] == pytest.approx(0.2)
+    assert metrics["controller/dream_return"] == 0.0  # halted before the first step's reward
     kept, metrics = returns(halt_disagreement=0.3, halt_penalty=50.0)
     np.testing.assert_allclose(kept, plain, rtol=1e-5, atol=1e-4)
     assert metrics["controller/dream_halted"] == 0.0

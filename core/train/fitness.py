@@ -243,7 +243,10 @@ class DreamEvaluator:
         disagreement_penalty: lambda >= 0; > 0 (needs members) takes ``lambda * u_t`` off every live step's reward,
             u_t the members' disagreement about z_{t+1} (:class:`core.train.disagreement.EnsembleDisagreement`;
             MOPO, Yu et al., 2020, eq. 7); the returns are then those of the penalised reward, and
-            ``metrics["controller/dream_disagreement"]`` is u's mean over live steps.
+            ``metrics["controller/dream_disagreement"]`` is u's mean over live steps and
+            ``metrics["controller/dream_return"]`` the mean return of M's reward alone over all the call's rollouts
+            (what the dreams pay before the penalty: at lambda 100 a mean u of 0.05 takes 500 off 100 steps,
+            so the fitness alone hides what the controllers earn).
         disagreement_free: u0 >= 0, the disagreement the penalty leaves free: it takes ``lambda * max(0, u_t - u0)``,
             so states as predictable as the data's usual ones cost nothing and the penalty ranks only the unusual
             ones. 0: MOPO's penalty as published.
@@ -325,6 +328,7 @@ class DreamEvaluator:
             groups.append((rows, dream, self._disagreement(picked, start_idx)))
         z_dim = self.memory.config.z_dim
         total = torch.zeros(p * r, dtype=torch.float64)
+        earned = torch.zeros(p * r, dtype=torch.float64)  # M's reward alone, before any penalty
         diverged = torch.zeros(p * r, dtype=torch.bool)
         halted = torch.zeros(p * r, dtype=torch.bool)
         spread_sum, live_steps = 0.0, 0
@@ -353,6 +357,7 @@ class DreamEvaluator:
                         dream.done |= halt
                 obs[rows], reward, _, _ = dream.step(actions[rows])
                 total[rows] += reward.double()
+                earned[rows] += reward.double()
                 diverged[rows] |= dream.z.norm(dim=1) > self.z_norm_limit
                 all_done = all_done and bool(dream.done.all())
             if all_done:
@@ -360,6 +365,7 @@ class DreamEvaluator:
         self.metrics = {"controller/dream_diverged": float(diverged.float().mean())}
         if self.penalty > 0 or self.halt > 0:
             self.metrics["controller/dream_disagreement"] = spread_sum / max(live_steps, 1)
+            self.metrics["controller/dream_return"] = float(earned.mean())
         if self.halt > 0:
             self.metrics["controller/dream_halted"] = float(halted.float().mean())
         return total.view(p, r).numpy()
