@@ -87,3 +87,30 @@ def test_iterate_refuses_draws_of_m_it_cannot_rank(world: SimpleNamespace, tmp_p
         IterateConfig(train_controller=base, memory_draws=0)
     with pytest.raises(ConfigError, match="check_tau must be >= 0 and check_samples >= 1"):
         IterateConfig(train_controller=base, check_samples=0)
+
+
+@pytest.mark.slow
+def test_iterate_can_keep_m_and_add_the_controllers_states_to_the_dream_starts(
+    world: SimpleNamespace, tmp_path: Path
+) -> None:
+    start = controller_checkpoint(world, tmp_path / "start.safetensors", H)
+    base = dream_config(world, tmp_path / "unused.safetensors", generations=1, population=4, rollouts=1, max_steps=25)
+    config = IterateConfig(train_controller=base, start_controller=start, out_dir=tmp_path / "iterate", rounds=2,
+                           episodes=2, collect_seed=2000, collect_max_steps=30, keep_memory=True)  # fmt: skip
+    memory_bytes = Path(base.memory).read_bytes()
+    result = iterate(config)
+    assert not result.cancelled
+    for r, previous in ((1, start), (2, tmp_path / "iterate" / "round_1" / "controller.safetensors")):
+        round_dir = tmp_path / "iterate" / f"round_{r}"
+        assert not (round_dir / "memory.safetensors").exists()  # no M trained
+        starts = LatentEpisodes.load(round_dir / "latents.npz")  # the start file's 3 episodes, then 2 per round
+        assert starts.n_episodes == 3 + 2 * r and starts.seeds[3:].tolist() == list(range(2000, 2000 + 2 * r))
+        extra = load_model(round_dir / "controller.safetensors", "controller").checkpoint_extra  # type: ignore[attr-defined]
+        trained = extra["train_config"]
+        assert trained["memory"] == str(base.memory) and trained["latents"] == str(round_dir / "latents.npz")
+        assert trained["init_controller"] == str(previous)  # C goes on from the previous round's
+        record = json.loads((round_dir / "round.json").read_text())
+        assert record["memory"] == str(base.memory) and record["memory_draws"] == []
+    assert Path(base.memory).read_bytes() == memory_bytes
+    with pytest.raises(ConfigError, match="keep_memory trains no M"):
+        IterateConfig(train_controller=base, keep_memory=True, memory_draws=2, check_data_dirs=(tmp_path,))

@@ -7,7 +7,8 @@ track the held-out episodes' road best), (4) trains C again in the new dream (or
 draws), starting from the previous controller (or from the start). Round r writes everything to
 ``out_dir/round_r/`` and marks itself done with a ``round.json``; a rerun skips finished rounds (and collection
 skips episodes already on disk). Without a starting controller, round 0 trains one in the dream of the starting
-world model.
+world model. With ``keep_memory`` step (3) is skipped: M stays, and the new episodes' states join the dreams'
+starts, so C learns from the states its own policy reaches in reality (DAgger, Ross et al., 2011).
 """
 
 from __future__ import annotations
@@ -108,6 +109,12 @@ class IterateConfig:
     """Train each round's C from train_controller.init_controller (None: CMA-ES from zero) in the new dream
     instead of continuing the previous round's controller, so a controller that learnt the last M's errors does
     not carry them into the next round."""
+    keep_memory: bool = False
+    """Keep the starting M in every round (train_controller's memory, dream_ensemble and disagreement_penalty)
+    instead of retraining it: a round adds the states its noisy controller reached in reality to the dreams' starts
+    (round 1 adds them to dream_starts, or to train_controller.latents) and C goes on from the previous controller
+    there, so it trains on the states its own policy visits (DAgger, Ross et al., 2011): a stand on the grass, the
+    verge after a bend taken too fast. No memory_draws, ensemble_draws or per-round M checks."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -130,6 +137,10 @@ class IterateConfig:
         check(
             self.ensemble_penalty == 0 or (self.ensemble_penalty > 0 and self.ensemble_draws),
             f"ensemble_penalty must be >= 0 and needs ensemble_draws, got {self.ensemble_penalty}",
+        )
+        check(
+            not self.keep_memory or (self.memory_draws == 1 and not self.ensemble_draws),
+            "keep_memory trains no M: it takes no memory_draws or ensemble_draws",
         )
         check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         check(
@@ -307,7 +318,8 @@ def iterate(
     base = config.train_controller
     vision, memory = base.vision, base.memory
     assert base.latents is not None  # IterateConfig refuses a run without them
-    latents = Path(base.latents)
+    # M's training data; with keep_memory, the dreams' starts
+    latents = Path(config.dream_starts if config.keep_memory and config.dream_starts else base.latents)
     out_dir = Path(config.out_dir)
     metrics: dict[str, float] = {}
     history: list[tuple[int, dict[str, float]]] = []
@@ -361,10 +373,12 @@ def iterate(
                      on_progress=on_progress, should_stop=stop)  # fmt: skip
         merged = merge_latents(LatentEpisodes.load(latents), LatentEpisodes.load(new_latents))
         merged_path = merged.save(round_dir / "latents.npz")
-        # -- 4. retrain M on old + new --
-        memory_out = round_dir / "memory.safetensors"
-        report(r - 1, f"round {r}: training {config.memory_draws} M(s), dream fidelity on the held-out sets")
-        trained = _train_round_memory(config, Path(vision), memory, merged_path, memory_out, on_progress, stop)
+        # -- 4. retrain M on old + new (keep_memory: keep M, the merged file starts the dreams) --
+        memory_out = memory if config.keep_memory else round_dir / "memory.safetensors"
+        trained: tuple[dict[str, float], list[dict], tuple[Path, ...]] | None = ({}, [], ())
+        if not config.keep_memory:
+            report(r - 1, f"round {r}: training {config.memory_draws} M(s), dream fidelity on the held-out sets")
+            trained = _train_round_memory(config, Path(vision), memory, merged_path, memory_out, on_progress, stop)
         if trained is None:
             break
         metrics.update(trained[0])
@@ -377,7 +391,7 @@ def iterate(
             dream_ensemble=others or base.dream_ensemble,
             disagreement_penalty=config.ensemble_penalty if others else base.disagreement_penalty,
             memory=memory_out,
-            latents=config.dream_starts or merged_path,
+            latents=merged_path if config.keep_memory else config.dream_starts or merged_path,
             out=controller_out,
             init_controller=init,
             resume=False,
