@@ -1307,3 +1307,37 @@ for KIND in ddsvae convvae; do
 done
 $D divergence --data-dir data/check_random10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0
+
+# 30. Session 33 (README "The dream-only driver trained on its own states: 829.7 on a final block"): section 29's
+# generation-130 controller drives 40 episodes with light steering noise; their real states join the dreams' starts
+# and CMA-ES goes on from that controller in the same penalised ensemble (DAgger, Ross et al., 2011). Needs section
+# 29's files (runs/s32) and section 28's dream starts (runs/s31/lat_agent.npz).
+S=runs/s33
+mkdir -p $S
+V=assets/ddsvae_vision.safetensors
+C130=runs/s32/c_pen100_g130.safetensors
+$D collect --policy controller --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $C130 --noise-std 0.1 \
+    --excursion-prob 0.003 --seed 694400 --episodes 40 --out-dir data/s33_c130 --workers 1
+OMP_NUM_THREADS=1 $D encode --data-dir data/s33_c130 --vision $V --out $S/lat_c130.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('runs/s31/lat_agent.npz'), L.load('$S/lat_c130.npz')).save('$S/lat_dagger.npz')"
+DAGGER=$(echo "$DREAM31" | sed "s|runs/s31/lat_agent.npz|$S/lat_dagger.npz|; s|--rollouts 16|--rollouts 32|; \
+    s|--check-patience 5|--check-patience 8|")
+$D train-controller $DAGGER --seed 1 --generations 60 $ENS32 --disagreement-penalty 100 --init-controller $C130 \
+    --sigma0 0.05 --out $S/c_dagger.safetensors
+$D evaluate --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/c_dagger.safetensors --episodes 20 \
+    --seed 1910000 --workers 1
+$D evaluate --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/c_dagger.safetensors --episodes 100 \
+    --seed 7001300 --workers 2  # the final block, run once
+# why generation 130's stood: dreams branching off its own episodes on the two tracks where it stands
+$PY scripts/controller_behaviour.py --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $C130 \
+    --latents runs/s31/lat_agent.npz --tracks 1910008 1910014 --steps 400 --block 400 --branch-steps 100 175 200 250 300 \
+    --dreams 32
+# also run: section 29's recipe with controller seed 2 (stopped after generation 50's check), and with 64 dreams per
+# candidate instead of 16 (stopped after generation 70's)
+$D train-controller $(echo "$DREAM31" | sed "s|--check-patience 5|--check-patience 8|") --seed 2 --generations 160 \
+    $ENS32 --disagreement-penalty 100 --out $S/c_seed2.safetensors
+$D train-controller $(echo "$DREAM31" | sed "s|--rollouts 16|--rollouts 64|; s|--check-patience 5|--check-patience 8|") \
+    --seed 1 --generations 120 $ENS32 --disagreement-penalty 100 --out $S/c_r64.safetensors
