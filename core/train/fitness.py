@@ -134,7 +134,7 @@ class DreamStarts:
         lengths = np.diff(latents.starts) - 1  # steps per episode; frames are steps + 1
         hi = np.minimum(step_max, lengths[episodes])
         t = rng.integers(np.minimum(step_min, hi), hi + 1)
-        return cls._at(latents, memory, episodes, t)
+        return cls.at(latents, memory, episodes, t)
 
     def for_memory(self, latents: LatentEpisodes, memory: MDNRNN) -> DreamStarts:
         """The same starts (the same episodes of ``latents``, which must be the file they were drawn from, and
@@ -143,12 +143,17 @@ class DreamStarts:
         Raises:
             CheckpointError: the latents' size differs from M's z_dim.
         """
-        return self._at(latents, memory, self.episodes, self.steps)
+        return self.at(latents, memory, self.episodes, self.steps)
 
     @classmethod
     @torch.no_grad()
-    def _at(cls, latents: LatentEpisodes, memory: MDNRNN, episodes: np.ndarray, t: np.ndarray) -> DreamStarts:
-        """Starts at step ``t[i]`` of episode ``episodes[i]``, with M run over each real prefix."""
+    def at(cls, latents: LatentEpisodes, memory: MDNRNN, episodes: np.ndarray, t: np.ndarray) -> DreamStarts:
+        """Starts at step ``t[i]`` of episode ``episodes[i]`` (int64 (S,) each; t within the episode), with M run
+        over each real prefix.
+
+        Raises:
+            CheckpointError: the latents' size differs from M's z_dim, or M reads a car state they lack.
+        """
         if latents.z_dim != memory.config.z_dim:
             raise CheckpointError(f"latent file has z_dim {latents.z_dim}, the memory model {memory.config.z_dim}")
         reads_speed = memory.config.speed_input
