@@ -1341,3 +1341,9 @@ $D train-controller $(echo "$DREAM31" | sed "s|--check-patience 5|--check-patien
     $ENS32 --disagreement-penalty 100 --out $S/c_seed2.safetensors
 $D train-controller $(echo "$DREAM31" | sed "s|--rollouts 16|--rollouts 64|; s|--check-patience 5|--check-patience 8|") \
     --seed 1 --generations 120 $ENS32 --disagreement-penalty 100 --out $S/c_r64.safetensors
+# the dream's returns of snapshots and controllers, paired (all starts, and from the 40 episodes' states at rest)
+ENS_ARGS="--memory runs/s32/m_yaw_s2.safetensors --dream-ensemble runs/s32/m_yaw_s1.safetensors runs/s32/m_yaw_s3.safetensors"
+$PY scripts/dream_returns.py $ENS_ARGS --latents runs/s31/lat_agent.npz --controllers $C130 \
+    runs/s32/c_pen100_g60.safetensors runs/s32/c_pen100_g100.safetensors --dreams 512 --penalty 0 100
+$PY scripts/dream_returns.py $ENS_ARGS --latents $S/lat_c130.npz --controllers $C130 $S/c_dagger.safetensors \
+    --release-brake --at-rest --start-step-min 150 --dreams 624 --plan-seed 5 --penalty 0 100
