@@ -1347,3 +1347,23 @@ $PY scripts/dream_returns.py $ENS_ARGS --latents runs/s31/lat_agent.npz --contro
     runs/s32/c_pen100_g60.safetensors runs/s32/c_pen100_g100.safetensors --dreams 512 --penalty 0 100
 $PY scripts/dream_returns.py $ENS_ARGS --latents $S/lat_c130.npz --controllers $C130 $S/c_dagger.safetensors \
     --release-brake --at-rest --start-step-min 150 --dreams 624 --plan-seed 5 --penalty 0 100
+# the control: the same continuation from generation 130's without the new states (dreams from the agent starts only)
+$D train-controller $(echo "$DAGGER" | sed "s|$S/lat_dagger.npz|runs/s31/lat_agent.npz|") --seed 1 --generations 60 \
+    $ENS32 --disagreement-penalty 100 --init-controller $C130 --sigma0 0.05 --out $S/c_control.safetensors
+$D evaluate --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/c_control.safetensors --episodes 20 \
+    --seed 1910000 --workers 1
+# the DAgger round from the CLI: round 1 reuses the 40 episodes above (collection skips episodes on disk) and gives
+# the same controller as c_dagger; round 2 collects 40 more with it
+mkdir -p $S/iterate_keep/round_1 && cp -r data/s33_c130 $S/iterate_keep/round_1/episodes
+TC="--train-controller.vision $V --train-controller.memory runs/s32/m_yaw_s2.safetensors \
+    --train-controller.dream-ensemble runs/s32/m_yaw_s1.safetensors runs/s32/m_yaw_s3.safetensors \
+    --train-controller.disagreement-penalty 100 --train-controller.latents runs/s31/lat_agent.npz \
+    --train-controller.population 48 --train-controller.rollouts 32 --train-controller.max-steps 100 \
+    --train-controller.start-step-min 0 --train-controller.start-step-max 900 --train-controller.tau 1.0 \
+    --train-controller.real-check-every 10 --train-controller.real-check-episodes 8 --train-controller.recheck-top 2 \
+    --train-controller.recheck-episodes 8 --train-controller.check-patience 8 --train-controller.threads 1 \
+    --train-controller.workers 2 --train-controller.seed 1 --train-controller.generations 60 --train-controller.sigma0 0.05"
+$D iterate $TC --start-controller $C130 --keep-memory --out-dir $S/iterate_keep --rounds 2 --episodes 40 --noise-std 0.1 \
+    --excursion-prob 0.003 --collect-seed 694400
+$D evaluate --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/iterate_keep/round_2/controller.safetensors \
+    --episodes 20 --seed 1910000 --workers 2
