@@ -1308,7 +1308,7 @@ done
 $D divergence --data-dir data/check_random10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0
 
-# 30. Session 33 (README "The dream-only driver trained on its own states: 829.7 on a final block"): section 29's
+# 30. Session 33 (README "A dream-only DDS+VAE driver at 829.7 on a final block ..."): section 29's
 # generation-130 controller drives 40 episodes with light steering noise; their real states join the dreams' starts
 # and CMA-ES goes on from that controller in the same penalised ensemble (DAgger, Ross et al., 2011). Needs section
 # 29's files (runs/s32) and section 28's dream starts (runs/s31/lat_agent.npz).
