@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from core.checkpoint import load_model
 from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes
+from core.data.episodes import list_episodes, read_episode
 from core.errors import ConfigError
 from core.train.iterate import IterateConfig, iterate
 from tests.controller_world import H, controller_checkpoint, dream_config
@@ -112,5 +115,12 @@ def test_iterate_can_keep_m_and_add_the_controllers_states_to_the_dream_starts(
         record = json.loads((round_dir / "round.json").read_text())
         assert record["memory"] == str(base.memory) and record["memory_draws"] == []
     assert Path(base.memory).read_bytes() == memory_bytes
+    # a round whose episodes are already on disk (an interrupted run, or episodes put there) reports their return
+    episodes = tmp_path / "iterate" / "round_1" / "episodes"
+    returns = [float(read_episode(f, frames=False).rewards.sum()) for f in list_episodes(episodes)]
+    again = tmp_path / "again"
+    shutil.copytree(episodes, again / "round_1" / "episodes")
+    rerun = iterate(dataclasses.replace(config, out_dir=again, rounds=1))
+    assert rerun.metrics["iterate/collect_return"] == pytest.approx(np.mean(returns), rel=1e-5)
     with pytest.raises(ConfigError, match="keep_memory trains no M"):
         IterateConfig(train_controller=base, keep_memory=True, memory_draws=2, check_data_dirs=(tmp_path,))

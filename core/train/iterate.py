@@ -27,6 +27,7 @@ from core.checkpoint import atomic_path, check_output_dir, load_resume_state, re
 from core.config import CollectConfig, EncodeConfig, MemoryTrainConfig, check, check_finite
 from core.data.collect import collect
 from core.data.datasets import LatentEpisodes
+from core.data.episodes import episode_path, read_episode
 from core.data.seeds import TRAINING
 from core.envs.car_racing import EPISODE_STEPS
 from core.errors import ConfigError, EpisodeError
@@ -362,11 +363,12 @@ def iterate(
             out_dir=round_dir / "episodes", episodes=config.episodes, seed=seed, max_steps=config.collect_max_steps,
             workers=base.workers, executor=base.executor, ray_address=base.ray_address,
         )  # fmt: skip
-        episodes = collect(collect_config, factory, on_progress=on_progress, should_stop=stop)
+        collect(collect_config, factory, on_progress=on_progress, should_stop=stop)
         if stop.is_set():
             break
-        if episodes:
-            metrics["iterate/collect_return"] = float(np.mean([e.episode_return for e in episodes]))
+        # the round's whole collection, episodes kept on disk from an interrupted run (or put there) included
+        paths = [episode_path(collect_config.out_dir, seed + i) for i in range(config.episodes)]
+        metrics["iterate/collect_return"] = float(np.mean([read_episode(f, frames=False).rewards.sum() for f in paths]))
         # -- 2. encode the new episodes, 3. merge with the old latents --
         new_latents = round_dir / "latents_new.npz"
         train_encode(EncodeConfig(data_dir=round_dir / "episodes", vision=vision, out=new_latents),
