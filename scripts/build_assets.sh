@@ -1308,10 +1308,11 @@ done
 $D divergence --data-dir data/check_random10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0
 
-# 30. Session 33 (README "A dream-only DDS+VAE driver at 829.7 on a final block ..."): section 29's
-# generation-130 controller drives 40 episodes with light steering noise; their real states join the dreams' starts
-# and CMA-ES goes on from that controller in the same penalised ensemble (DAgger, Ross et al., 2011). Needs section
-# 29's files (runs/s32) and section 28's dream starts (runs/s31/lat_agent.npz).
+# 30. Session 33 (README "Dream-only DDS+VAE drivers at 829.7 and 842.7 on final blocks, from a narrower search"):
+# section 29's generation-130 controller drives 40 episodes with light steering noise; their real states join the
+# dreams' starts and CMA-ES goes on from that controller in the same penalised ensemble (DAgger, Ross et al., 2011);
+# a control without the new states; two such rounds through iterate --keep-memory. Needs section 29's files
+# (runs/s32) and section 28's dream starts (runs/s31/lat_agent.npz).
 S=runs/s33
 mkdir -p $S
 V=assets/ddsvae_vision.safetensors
@@ -1365,5 +1366,6 @@ TC="--train-controller.vision $V --train-controller.memory runs/s32/m_yaw_s2.saf
     --train-controller.workers 2 --train-controller.seed 1 --train-controller.generations 60 --train-controller.sigma0 0.05"
 $D iterate $TC --start-controller $C130 --keep-memory --out-dir $S/iterate_keep --rounds 2 --episodes 40 --noise-std 0.1 \
     --excursion-prob 0.003 --collect-seed 694400
-$D evaluate --vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/iterate_keep/round_2/controller.safetensors \
-    --episodes 20 --seed 1910000 --workers 2
+R2="--vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/iterate_keep/round_2/controller.safetensors"
+$D evaluate $R2 --episodes 20 --seed 1910000 --workers 2
+$D evaluate $R2 --episodes 100 --seed 7001400 --workers 2  # a final block, run once

@@ -100,6 +100,7 @@ FINAL_BLOCKS_USED = {
     7_001_100: "DDS+VAE world model shipped in session 25: an M that reads the car's speed (816.0 +- 216.5)",
     7_001_200: "session 30: the DDS+VAE controller trained only in an ensemble of three yaw Ms' dreams, not shipped (634.0 +- 346.4)",
     7_001_300: "session 33: section 29's dream-only DDS+VAE controller trained on in the dream from its own real states (DAgger), not shipped (829.7 +- 138.0)",
+    7_001_400: "session 33: the same driver after a second iterate --keep-memory round, not shipped (842.7 +- 124.0)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
