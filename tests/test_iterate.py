@@ -124,3 +124,5 @@ def test_iterate_can_keep_m_and_add_the_controllers_states_to_the_dream_starts(
     assert rerun.metrics["iterate/collect_return"] == pytest.approx(np.mean(returns), rel=1e-5)
     with pytest.raises(ConfigError, match="keep_memory trains no M"):
         IterateConfig(train_controller=base, keep_memory=True, memory_draws=2, check_data_dirs=(tmp_path,))
+    with pytest.raises(ConfigError, match="keep_memory trains no M"):  # nothing new to check in a kept M
+        IterateConfig(train_controller=base, keep_memory=True, check_data_dirs=(tmp_path,))

@@ -115,7 +115,7 @@ class IterateConfig:
     instead of retraining it: a round adds the states its noisy controller reached in reality to the dreams' starts
     (round 1 adds them to dream_starts, or to train_controller.latents) and C goes on from the previous controller
     there, so it trains on the states its own policy visits (DAgger, Ross et al., 2011): a stand on the grass, the
-    verge after a bend taken too fast. No memory_draws, ensemble_draws or per-round M checks."""
+    verge after a bend taken too fast. Takes no memory_draws, ensemble_draws or check_data_dirs (M does not change)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -140,8 +140,8 @@ class IterateConfig:
             f"ensemble_penalty must be >= 0 and needs ensemble_draws, got {self.ensemble_penalty}",
         )
         check(
-            not self.keep_memory or (self.memory_draws == 1 and not self.ensemble_draws),
-            "keep_memory trains no M: it takes no memory_draws or ensemble_draws",
+            not self.keep_memory or (self.memory_draws == 1 and not self.ensemble_draws and not self.check_data_dirs),
+            "keep_memory trains no M: it takes no memory_draws, ensemble_draws or check_data_dirs",
         )
         check(self.collect_max_steps >= 1, f"collect_max_steps must be >= 1, got {self.collect_max_steps}")
         check(
