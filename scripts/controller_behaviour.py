@@ -182,10 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         wm = WorldModel.load(args.vision, args.memory, args.controller, warn=False)
         assert wm.controller is not None
         include_h = wm.controller.config.hidden_dim > 0
-        if args.no_brake:  # brake = clip(tanh(raw), 0, 1): a raw output of -5 is brake 0 everywhere
-            with torch.no_grad():
-                wm.controller.fc.weight[2].zero_()
-                wm.controller.fc.bias[2] = -5.0
+        if args.no_brake:
+            wm.controller = wm.controller.without_brake()
         for track in args.tracks:
             real = in_reality(wm, include_h, track, args.steps, args.block)
             branches(wm, track, real, args.branch_steps, args.dreams, args.dream_steps, args.tau)

@@ -55,26 +55,19 @@ def rest_states(latents: LatentEpisodes, step_min: int, every: int = 50, before:
     return np.array(episodes, np.int64), np.array(steps, np.int64)
 
 
-def without_brake(controller: Controller) -> Controller:
-    """A copy of ``controller`` whose brake is 0 everywhere (brake = clip(tanh(raw), 0, 1), raw held at -5)."""
-    copy = Controller(controller.config)
-    copy.load_state_dict(controller.state_dict())
-    with torch.no_grad():
-        copy.fc.weight[2].zero_()
-        copy.fc.bias[2] = -5.0
-    return copy
-
-
 @torch.no_grad()
-def dream_returns(args: argparse.Namespace) -> dict[float, np.ndarray]:
-    """Returns float64 (controllers, dreams) per penalty of ``args.penalty``, the controllers in the printed order."""
+def dream_returns(args: argparse.Namespace) -> tuple[list[str], dict[float, np.ndarray]]:
+    """The controllers' names (with ``--release-brake`` each followed by its brake-free copy) and their returns,
+    float64 (controllers, dreams), per penalty of ``args.penalty``."""
     memories = [load_model(p, "mdnrnn") for p in [args.memory, *args.dream_ensemble]]
     assert all(isinstance(m, MDNRNN) for m in memories)
     controllers: list[Controller] = []
+    names: list[str] = []
     for path in args.controllers:
         c = load_model(path, "controller")
         assert isinstance(c, Controller)
-        controllers += [c, without_brake(c)] if args.release_brake else [c]
+        controllers += [c, c.without_brake()] if args.release_brake else [c]
+        names += [str(path), f"{path} (brake 0)"] if args.release_brake else [str(path)]
     latents = LatentEpisodes.load(args.latents)
     if args.at_rest:
         episodes, steps = rest_states(latents, args.start_step_min)
@@ -82,9 +75,8 @@ def dream_returns(args: argparse.Namespace) -> dict[float, np.ndarray]:
             raise DreamExplorerError(f"no state at rest in {args.latents} from step {args.start_step_min}")
         starts = DreamStarts.at(latents, memories[0], episodes, steps)
     else:
-        seed = args.starts_seed
         starts = DreamStarts.from_latents(latents, memories[0], START_POOL, args.start_step_min, args.start_step_max,
-                                          seed)  # fmt: skip
+                                          args.starts_seed)  # fmt: skip
     print(f"{len(starts)} real starting states; {args.dreams} dreams of {args.max_steps} steps, tau {args.tau}")
     members = [(m, starts.for_memory(latents, m)) for m in memories[1:]]
     plan = dream_check_plan(args.plan_seed, args.dreams, len(starts))
@@ -96,7 +88,7 @@ def dream_returns(args: argparse.Namespace) -> dict[float, np.ndarray]:
         returns = evaluator.rollout_returns(candidates, plan)
         assert returns is not None
         out[penalty] = returns
-    return out
+    return names, out
 
 
 def main(argv: list[str] | None = None) -> dict[float, np.ndarray] | int:
@@ -122,19 +114,15 @@ def main(argv: list[str] | None = None) -> dict[float, np.ndarray] | int:
         p.error("--penalty needs --dream-ensemble (the disagreement of two or more Ms)")
     torch.set_num_threads(1)
     try:
-        out = dream_returns(args)
+        names, out = dream_returns(args)
     except (DreamExplorerError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    names = [f"{c}{' (brake 0)' if args.release_brake and i % 2 else ''}"
-             for c in args.controllers for i in range(2 if args.release_brake else 1)]  # fmt: skip
     for penalty, returns in out.items():
         print(f"penalty {penalty:g}:")
-        for name, r in zip(names, returns, strict=True):
+        for i, (name, r) in enumerate(zip(names, returns, strict=True)):
             d = r - returns[0]
-            paired = (
-                f"{d.mean():+.1f} (standard error {d.std(ddof=1) / np.sqrt(len(d)):.1f})" if name != names[0] else "-"
-            )
+            paired = f"{d.mean():+.1f} (standard error {d.std(ddof=1) / np.sqrt(len(d)):.1f})" if i else "-"
             print(f"  {name}: {r.mean():.2f}  paired vs the first: {paired}")
     return out
 

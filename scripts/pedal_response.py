@@ -101,12 +101,12 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--tau", type=float, default=0.5)
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
+    if not 0.0 <= args.brake <= 1.0:
+        p.error(f"--brake must be in [0, 1], got {args.brake}")
     read_at = tuple(k for k in args.read_at if k <= args.steps)
     eps = [read_episode(f) for f in list_episodes(args.data_dir)[: args.episodes]]
     frames = [ep.frames[0] for ep in eps]  # the reset frames every dream starts from
     out: dict = {"reality": {}}
-    if not 0.0 <= args.brake <= 1.0:
-        p.error(f"--brake must be in [0, 1], got {args.brake}")
     print(f"from rest, steering 0, gas held, brake {args.brake:.2f}; return over {args.steps} steps, speed at steps "
           f"{list(read_at)}")  # fmt: skip
     for gas in args.gas:

@@ -31,9 +31,12 @@ def test_the_same_controller_pairs_to_zero_and_equal_members_cost_nothing(world:
     np.testing.assert_allclose(both[5.0], both[0.0], atol=1e-5)
     released = script.main([*base, "--controllers", str(c), "--release-brake"])
     assert released[0.0].shape == (2, 6)
-    brake = script.without_brake(_controller(c))
+    original = _controller(c)
+    brake = original.without_brake()
     with torch.no_grad():
-        assert float(brake(torch.randn(4, brake.config.input_dim))[:, 2].abs().max()) == 0.0
+        obs = torch.randn(4, brake.config.input_dim)
+        assert float(brake(obs)[:, 2].abs().max()) == 0.0 and float(original(obs)[:, 2].max()) > 0.0
+        assert torch.equal(brake(obs)[:, :2], original(obs)[:, :2])  # steering and gas as they were
     assert script.main([*base, "--controllers", str(c), "--at-rest"]) == 2  # these latents carry no speeds
     with pytest.raises(SystemExit):  # argparse's one-line error
         script.main([*base, "--controllers", str(c), "--penalty", "1"])  # a penalty needs an ensemble

@@ -61,6 +61,16 @@ class Controller(nn.Module):
         with torch.no_grad():
             return self(torch.as_tensor(obs, dtype=torch.float32)).numpy()
 
+    def without_brake(self) -> Controller:
+        """A copy whose brake is 0 for every input (its brake row's weights 0 and bias -5: ``clip(tanh(-5), 0, 1)``
+        is 0); steering and gas unchanged. For diagnostics: what the controller does without its brake."""
+        copy = Controller(self.config)
+        copy.load_state_dict(self.state_dict())
+        with torch.no_grad():
+            copy.fc.weight[2].zero_()
+            copy.fc.bias[2] = -5.0
+        return copy.train(self.training)
+
     def get_flat(self) -> np.ndarray:
         """All parameters as one float64 vector (weights row-major, then bias), as CMA-ES sees them."""
         return torch.cat([self.fc.weight.flatten(), self.fc.bias]).detach().double().numpy()
