@@ -347,6 +347,44 @@ def test_distilled_controller_reproduces_its_teacher(world: SimpleNamespace, tmp
         DistillConfig(seed=899_999, episodes=2)
 
 
+def test_dagger_rounds_label_the_students_own_states_with_the_teachers_actions(
+    world: SimpleNamespace, tmp_path: Path
+) -> None:
+    """A V-only student cannot copy a teacher that reads h, so it drives its own states; DAgger records them on the
+    tracks after the teacher's and labels them with what the teacher would do there, not what the student did."""
+    from core.data.episodes import episode_path, read_episode
+    from core.train.distill import DistillConfig, distill_controller, teacher_actions
+
+    torch.manual_seed(4)
+    teacher_c = Controller(ControllerConfig(Z, H))
+    with torch.no_grad():
+        teacher_c.fc.weight.normal_(0.0, 1.0)
+    teacher_path = save_checkpoint(tmp_path / "teacher.safetensors", teacher_c, kind="controller",
+                                   config=teacher_c.config, extra={"vision": str(world.vision), "memory": str(world.memory)})  # fmt: skip
+    episodes = tmp_path / "episodes"
+    config = DistillConfig(teacher=teacher_path, vision=world.vision, memory=world.memory, out=tmp_path / "c.safetensors",
+                           episodes_dir=episodes, episodes=2, seed=11, max_steps=20, workers=1, threads=1, steps=300,
+                           v_only=True, dagger_rounds=2, dagger_episodes=2)  # fmt: skip
+    result = distill_controller(config)
+    assert sorted(p.name for p in episodes.glob("*.npz")) == [episode_path(episodes, s).name for s in range(11, 17)]
+    teacher = WorldModel.load(world.vision, world.memory, teacher_path)
+    own = read_episode(episode_path(episodes, 11))
+    assert own.policy == "teacher"
+    labels = teacher_actions(teacher, own.frames[:-1], own.actions)
+    assert torch.allclose(labels, torch.from_numpy(own.actions), atol=1e-4)  # on its own episode: what it did
+    student_episode = read_episode(episode_path(episodes, 15))
+    assert student_episode.policy == "student_2"
+    labels = teacher_actions(teacher, student_episode.frames[:-1], student_episode.actions)
+    assert (labels - torch.from_numpy(student_episode.actions)).abs().max() > 0.05  # the student drove otherwise
+    m = result.metrics
+    assert {"distill/student_return_round_1", "distill/student_return_round_2"} <= m.keys()
+    assert math.isfinite(m["distill/student_return_round_2"]) and math.isfinite(m["distill/val_mse"])
+    with pytest.raises(ConfigError, match="dagger_episodes"):
+        DistillConfig(dagger_rounds=1, dagger_episodes=0)
+    with pytest.raises(ConfigError, match=r"899990\.\.900001"):  # the student's tracks count too
+        DistillConfig(seed=899_990, episodes=2, dagger_rounds=2, dagger_episodes=5)
+
+
 def test_a_dream_only_controller_never_steps_the_real_env(
     world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

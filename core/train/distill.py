@@ -2,9 +2,13 @@
 
 A trained teacher (V, M, C) drives real CarRacing-v3 tracks; the student's V and M read the same frames and
 actions, and a linear controller on the student's ``[z, h]`` is fitted to the teacher's actions by least squares
-through the action squashing (behaviour cloning; policy distillation, Rusu et al., 2016). The result is a
-starting point for real-env CMA-ES (``train-controller --evaluator real --init-controller``), which then
-optimises the student's own return. It answers a question CMA-ES from zeros answers slowly on 2 cores: does
+through the action squashing (behaviour cloning; policy distillation, Rusu et al., 2016). Cloning alone trains
+on the teacher's states only, and a student's small errors lead it to states the teacher never visited (a
+hairpin taken a little wide, a stand on the grass). With ``dagger_rounds`` the student then drives, the teacher
+labels every state the student reached with the action it would take there, and the fit is redone on all
+states so far (DAgger, Ross, Gordon & Bagnell, 2011, Algorithm 3.1 with beta_i = 0 after the first round). The
+result drives as it is or starts real-env CMA-ES (``train-controller --evaluator real --init-controller``),
+which then optimises the student's own return. It answers a question CMA-ES from zeros answers slowly on 2 cores: does
 this V carry what a linear driver needs?
 
 Teacher tracks come from [0, 900,000), apart from the real checks' and the evaluation's seeds.
@@ -13,6 +17,7 @@ Teacher tracks come from [0, 900,000), apart from the real checks' and the evalu
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -61,6 +66,10 @@ class DistillConfig:
     """First teacher track seed; the range must stay below 900,000 (real checks and evaluation use the rest)."""
     max_steps: int = 1000
     """Steps per teacher episode at most."""
+    dagger_rounds: int = 0
+    """Rounds in which the student drives and the teacher labels its states (0: behaviour cloning alone)."""
+    dagger_episodes: int = 12
+    """Student episodes per DAgger round; their tracks follow the teacher's (seed + episodes onwards)."""
     v_only: bool = False
     """Fit a V-only controller (z alone, 99 parameters)."""
     steps: int = 1500
@@ -77,9 +86,12 @@ class DistillConfig:
     def __post_init__(self) -> None:
         check_finite(self)
         check(self.episodes >= 1, f"episodes must be >= 1, got {self.episodes}")
+        check(self.dagger_rounds >= 0, f"dagger_rounds must be >= 0, got {self.dagger_rounds}")
+        check(self.dagger_episodes >= 1, f"dagger_episodes must be >= 1, got {self.dagger_episodes}")
+        last = self.seed + self.episodes + self.dagger_rounds * self.dagger_episodes - 1
         check(
-            0 <= self.seed and self.seed + self.episodes <= TRAINING.stop,
-            f"teacher track seeds must lie in [0, {TRAINING.stop:,}), got {self.seed}..{self.seed + self.episodes - 1}",
+            0 <= self.seed and last < TRAINING.stop,
+            f"teacher and student track seeds must lie in [0, {TRAINING.stop:,}), got {self.seed}..{last}",
         )
         check(self.max_steps >= 1, f"max_steps must be >= 1, got {self.max_steps}")
         check(self.steps >= 1, f"steps must be >= 1, got {self.steps}")
@@ -132,21 +144,36 @@ def fit_controller(controller: Controller, obs: torch.Tensor, actions: torch.Ten
     return float(loss.detach())
 
 
+def teacher_actions(teacher: WorldModel, frames: np.ndarray, actions: np.ndarray) -> torch.Tensor:
+    """The teacher's own action at each step of a recorded episode (driven by anyone): float32 (T, 3).
+
+    ``teacher`` holds the teacher's V, M and C; it reads the frames and the actions actually taken, as it would
+    have had it been driving up to each step, so on its own episodes this gives back what it did.
+    """
+    controller = teacher.controller
+    assert controller is not None, "teacher world model without a controller"
+    obs = student_observations(teacher, frames, actions, controller.config.hidden_dim == 0)
+    with torch.no_grad():
+        return controller(obs)
+
+
 def distill_controller(
     config: DistillConfig,
     *,
     on_progress: ProgressFn = no_progress,
     should_stop: threading.Event | None = None,
 ) -> StageResult:
-    """Record the teacher on real tracks, then fit the student's controller to its actions; write ``config.out``.
+    """Record the teacher on real tracks, fit the student's controller to its actions, then (``dagger_rounds``)
+    let the student drive, label its states with the teacher's actions and fit again on all; write ``config.out``.
 
     Metrics: ``distill/teacher_return`` (mean over the teacher episodes), ``distill/train_mse``,
     ``distill/val_mse`` and ``distill/val_mse_{steer,gas,brake}`` (held-out teacher episodes; 0 episodes held out:
-    NaN), ``distill/val_r2_steer`` (1 - steering MSE / steering variance).
+    NaN), ``distill/val_r2_steer`` (1 - steering MSE / steering variance); with DAgger rounds also
+    ``distill/student_return_round_{k}`` (mean over round k's student episodes, driven by the fit before it).
 
     Raises:
         CheckpointError: a missing or corrupt teacher or student checkpoint. ConfigError: bad settings.
-        WorkerCrashed / TaskFailed: a teacher episode failed (finished ones stay on disk).
+        WorkerCrashed / TaskFailed: a teacher or student episode failed (finished ones stay on disk).
         StageCancelled: the stop flag was set (nothing is written).
         OutputError: ``config.out`` or ``config.episodes_dir`` cannot be written (checked before any work).
     """
@@ -159,36 +186,66 @@ def distill_controller(
     )
     student = WorldModel.load(config.vision, None if config.v_only else config.memory)
     teacher_files = WorldModelFiles.read(teacher_vision, teacher_memory, config.teacher)
-    collect(
-        CollectConfig(out_dir=config.episodes_dir, episodes=config.episodes, seed=config.seed,
-                      max_steps=config.max_steps, workers=config.workers),
-        ControllerPolicyFactory(teacher_files, noise_std=0.0, name="teacher"),
-        on_progress=on_progress, should_stop=stop,
-    )  # fmt: skip
-    if stop.is_set():
-        raise StageCancelled("distill-controller stopped; nothing written")
+    extra = {
+        "vision": str(config.vision), "memory": "" if config.v_only else str(config.memory),
+        "teacher": str(config.teacher), "evaluator": "distill",
+        "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
+    }  # fmt: skip
+
+    def record(first_seed: int, n: int, factory: ControllerPolicyFactory) -> list[Path]:
+        collect(
+            CollectConfig(out_dir=config.episodes_dir, episodes=n, seed=first_seed, max_steps=config.max_steps,
+                          workers=config.workers),
+            factory, on_progress=on_progress, should_stop=stop,
+        )  # fmt: skip
+        if stop.is_set():
+            raise StageCancelled("distill-controller stopped; nothing written")
+        return [episode_path(config.episodes_dir, first_seed + i) for i in range(n)]
+
+    teacher_paths = record(
+        config.seed, config.episodes, ControllerPolicyFactory(teacher_files, noise_std=0.0, name="teacher")
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
     try:
         obs, targets, returns = [], [], []
-        for i in range(config.episodes):
-            episode = read_episode(episode_path(config.episodes_dir, config.seed + i))
+        for i, path in enumerate(teacher_paths):
+            episode = read_episode(path)
             obs.append(student_observations(student, episode.frames[:-1], episode.actions, config.v_only))
             targets.append(torch.from_numpy(episode.actions.astype(np.float32)))
             returns.append(episode.episode_return)
-            on_progress(
-                Progress("distill", i + 1, config.episodes, message=f"encoded teacher episode {config.seed + i}")
-            )
+            on_progress(Progress("distill", i + 1, config.episodes, message=f"encoded teacher episode {path.stem}"))
         n_val = n_validation(config.episodes, config.val_fraction)
         n_train = config.episodes - n_val
+        train_obs, train_targets = obs[:n_train], targets[:n_train]
         controller = Controller(ControllerConfig(student.z_dim, 0 if config.v_only else student.hidden_dim))
         with torch.no_grad():
             controller.fc.weight.zero_()
             controller.fc.bias.zero_()
-        train_mse = fit_controller(
-            controller, torch.cat(obs[:n_train]), torch.cat(targets[:n_train]), config.steps, config.lr
-        )
-        metrics = {"distill/teacher_return": float(np.mean(returns)), "distill/train_mse": train_mse}
+        train_mse = fit_controller(controller, torch.cat(train_obs), torch.cat(train_targets), config.steps, config.lr)
+        metrics = {"distill/teacher_return": float(np.mean(returns))}
+        teacher = WorldModel.load(teacher_vision, teacher_memory, config.teacher) if config.dagger_rounds else None
+        for k in range(1, config.dagger_rounds + 1):
+            assert teacher is not None
+            with tempfile.TemporaryDirectory(prefix="dream-explorer-dagger-") as tmp:
+                current = save_checkpoint(Path(tmp) / "student.safetensors", controller, kind="controller",
+                                          config=controller.config, extra=extra)  # fmt: skip
+                files = WorldModelFiles.read(config.vision, None if config.v_only else config.memory, current)
+            first = config.seed + config.episodes + (k - 1) * config.dagger_episodes
+            student_returns = []
+            for path in record(first, config.dagger_episodes, ControllerPolicyFactory(files, 0.0, f"student_{k}")):
+                episode = read_episode(path)
+                obs_k = student_observations(student, episode.frames[:-1], episode.actions, config.v_only)
+                train_obs.append(obs_k)
+                train_targets.append(teacher_actions(teacher, episode.frames[:-1], episode.actions))
+                student_returns.append(episode.episode_return)
+            metrics[f"distill/student_return_round_{k}"] = float(np.mean(student_returns))
+            on_progress(Progress("distill", k, config.dagger_rounds,
+                                 message=f"DAgger round {k}: student return {np.mean(student_returns):.1f}"))  # fmt: skip
+            train_mse = fit_controller(
+                controller, torch.cat(train_obs), torch.cat(train_targets), config.steps, config.lr
+            )
+        metrics["distill/train_mse"] = train_mse
         if n_val:
             val_obs, val_targets = torch.cat(obs[n_train:]), torch.cat(targets[n_train:])
             with torch.no_grad():
@@ -201,11 +258,6 @@ def distill_controller(
             metrics["distill/val_mse"] = float("nan")
     finally:
         torch.set_num_threads(threads)
-    extra = {
-        "vision": str(config.vision), "memory": "" if config.v_only else str(config.memory),
-        "teacher": str(config.teacher), "evaluator": "distill",
-        "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
-    }  # fmt: skip
     path = save_checkpoint(
         config.out, controller, kind="controller", config=controller.config, metrics=metrics, extra=extra
     )
