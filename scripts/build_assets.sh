@@ -1369,3 +1369,45 @@ $D iterate $TC --start-controller $C130 --keep-memory --out-dir $S/iterate_keep 
 R2="--vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/iterate_keep/round_2/controller.safetensors"
 $D evaluate $R2 --episodes 20 --seed 1910000 --workers 2
 $D evaluate $R2 --episodes 100 --seed 7001400 --workers 2  # a final block, run once
+
+# 31. Session 34 (README "Scored in its own dreams, the yaw M keeps the road and drops the wheel ..."): section 29's
+# yaw M with the open-loop loss over 30, 20 and 10 steps (and over 30 on random-policy windows only, or at weight 0.3);
+# open and closed loop against the shipped M; session 33's round-2 driver taught to the shipped M by behaviour cloning
+# and by DAgger. Needs section 29's and 30's files (runs/s32, runs/s33).
+S=runs/s34
+mkdir -p $S
+V=assets/ddsvae_vision.safetensors
+yaw_ol() {  # yaw_ol OUT EXTRA...: section 29's yaw M (seed 2) with the open-loop loss
+    local out=$1; shift
+    OMP_NUM_THREADS=1 $D train-memory --latents runs/s32/lat_mix.npz --out $out --epochs 30 --lr-min 1e-4 \
+        --mix controller:0.75,random:0.25 --joint --seed 2 --speed-weight 10 --speed-input --speed-model markov \
+        --speed-rollout-weight 1 --yaw-input "$@"
+}
+yaw_ol $S/m_yaw_ol30.safetensors --open-loop-steps 30
+yaw_ol $S/m_yaw_ol_rand.safetensors --open-loop-steps 30 --open-loop-policies random
+yaw_ol $S/m_yaw_ol_w03.safetensors --open-loop-steps 30 --open-loop-weight 0.3
+yaw_ol $S/m_yaw_ol20.safetensors --open-loop-steps 20
+yaw_ol $S/m_yaw_ol10.safetensors --open-loop-steps 10
+STEER="--horizons 10 --start-every 100 --no-parked --max-episodes 5 --tau 0.5"
+for M in $S/m_yaw_ol30 $S/m_yaw_ol_rand $S/m_yaw_ol_w03 $S/m_yaw_ol20 $S/m_yaw_ol10 runs/s32/m_yaw_s2 assets/ddsvae_memory; do
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors $OPEN_LOOP
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $M.safetensors $STEER
+done
+$D divergence --data-dir data/check_random10 --vision $V --memory $S/m_yaw_ol30.safetensors $OPEN_LOOP
+# closed loop: each M's own driver in its dream
+$D divergence --data-dir data/check_agent10 --vision $V --memory runs/s32/m_yaw_s2.safetensors \
+    --controller runs/s33/iterate_keep/round_2/controller.safetensors $OPEN_LOOP
+$D divergence --data-dir data/check_agent10 --vision $V --memory assets/ddsvae_memory.safetensors \
+    --controller assets/ddsvae_controller.safetensors $OPEN_LOOP
+# the round-2 driver taught to the shipped M: 24 teacher episodes, then behaviour cloning alone or 2 / 4 DAgger rounds
+# of 12 student episodes (the rounds reuse the episodes on disk, so the 4-round run repeats the 2-round one first)
+TEACH="--teacher runs/s33/iterate_keep/round_2/controller.safetensors --teacher-vision $V \
+    --teacher-memory runs/s32/m_yaw_s2.safetensors --vision $V --memory assets/ddsvae_memory.safetensors \
+    --episodes-dir data/s34_teacher --episodes 24 --seed 720000 --workers 2 --threads 1"
+$D distill-controller $TEACH --out $S/c_distilled.safetensors
+$D distill-controller $TEACH --out $S/c_dagger2.safetensors --dagger-rounds 2 --dagger-episodes 12
+$D distill-controller $TEACH --out $S/c_dagger4.safetensors --dagger-rounds 4 --dagger-episodes 12
+for C in $S/c_distilled $S/c_dagger2 $S/c_dagger4 assets/ddsvae_controller; do
+    $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $C.safetensors --episodes 20 \
+        --seed 1910000 --workers 2 --results $S/$(basename $C).eval_1910000x20.json
+done

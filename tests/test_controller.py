@@ -339,6 +339,16 @@ def test_distilled_controller_reproduces_its_teacher(world: SimpleNamespace, tmp
     student = load_model(result.checkpoint, "controller")
     assert isinstance(student, Controller) and student.config == teacher.config
     assert student.checkpoint_extra["memory"] == str(world.memory)  # type: ignore[attr-defined]
+    # --no-brake: the same fit, written with its brake held at 0 (steering and gas untouched)
+    no_brake = load_model(
+        distill_controller(dataclasses.replace(config, out=tmp_path / "nb.safetensors", brake=False)).checkpoint,
+        "controller",
+    )
+    assert isinstance(no_brake, Controller)
+    assert torch.allclose(no_brake.fc.weight[:2], student.fc.weight[:2], atol=1e-6)
+    obs = torch.randn(256, Z + H) * 3
+    with torch.no_grad():
+        assert no_brake(obs)[:, 2].max() == 0 and student(obs)[:, 2].max() > 0
     # V-only: the same teacher through z alone cannot be matched exactly (h carries part of its actions)
     v_only = distill_controller(dataclasses.replace(config, out=tmp_path / "v.safetensors", v_only=True))
     assert load_model(v_only.checkpoint, "controller").config.hidden_dim == 0  # type: ignore[attr-defined]

@@ -70,6 +70,10 @@ class DistillConfig:
     """Rounds in which the student drives and the teacher labels its states (0: behaviour cloning alone)."""
     dagger_episodes: int = 12
     """Student episodes per DAgger round; their tracks follow the teacher's (seed + episodes onwards)."""
+    brake: bool = True
+    """Keep the fitted brake. --no-brake writes the student with its brake held at 0 (``Controller.without_brake``),
+    for a teacher that does not brake: a fitted brake row can switch on in states the teacher never met and hold the
+    car at a stand. The DAgger students keep theirs, so the rounds still visit such stands."""
     v_only: bool = False
     """Fit a V-only controller (z alone, 99 parameters)."""
     steps: int = 1500
@@ -246,6 +250,8 @@ def distill_controller(
                 controller, torch.cat(train_obs), torch.cat(train_targets), config.steps, config.lr
             )
         metrics["distill/train_mse"] = train_mse
+        if not config.brake:
+            controller = controller.without_brake()
         if n_val:
             val_obs, val_targets = torch.cat(obs[n_train:]), torch.cat(targets[n_train:])
             with torch.no_grad():
