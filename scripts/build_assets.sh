@@ -1407,7 +1407,24 @@ TEACH="--teacher runs/s33/iterate_keep/round_2/controller.safetensors --teacher-
 $D distill-controller $TEACH --out $S/c_distilled.safetensors
 $D distill-controller $TEACH --out $S/c_dagger2.safetensors --dagger-rounds 2 --dagger-episodes 12
 $D distill-controller $TEACH --out $S/c_dagger4.safetensors --dagger-rounds 4 --dagger-episodes 12
+$D distill-controller $TEACH --out $S/c_dagger4_nb.safetensors --dagger-rounds 4 --dagger-episodes 12 --no-brake
 for C in $S/c_distilled $S/c_dagger2 $S/c_dagger4 assets/ddsvae_controller; do
     $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $C.safetensors --episodes 20 \
         --seed 1910000 --workers 2 --results $S/$(basename $C).eval_1910000x20.json
 done
+# fresh development tracks for the ship decision (rule: ship if the paired difference against the shipped is >= 0)
+for C in $S/c_dagger4 assets/ddsvae_controller $S/c_dagger4_nb; do
+    $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $C.safetensors --episodes 50 \
+        --seed 1920000 --workers 2 --results $S/$(basename $C).eval_1920000x50.json
+done
+# where the taught controller stands, with and without its brake
+for NB in "" --no-brake; do
+    $PY scripts/controller_behaviour.py --vision $V --memory assets/ddsvae_memory.safetensors \
+        --controller $S/c_dagger4.safetensors --latents runs/s31/lat_agent.npz --tracks 1920008 --steps 1000 \
+        --block 100 --dreams 4 --dream-steps 10 $NB
+done
+# not shipped (-24.4 against the shipped on 1,920,000..049); started for the next session: real-env CMA-ES from it
+$D train-controller --evaluator real --vision $V --memory assets/ddsvae_memory.safetensors --out $S/c_ft.safetensors \
+    --init-controller $S/c_dagger4_nb.safetensors --population 16 --rollouts 1 --generations 12 --sigma0 0.03 \
+    --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
+    --recheck-episodes 16 --workers 2 --threads 1 --seed 34
