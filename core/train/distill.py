@@ -72,7 +72,7 @@ class DistillConfig:
     """Student episodes per DAgger round; their tracks follow the teacher's (seed + episodes onwards)."""
     brake: bool = True
     """Keep the fitted brake. --no-brake writes the student with its brake held at 0 (``Controller.without_brake``),
-    for a teacher that does not brake: a fitted brake row can switch on in states the teacher never met and hold the
+    for a teacher that brakes little: a fitted brake row can switch on where the teacher would not brake and hold the
     car at a stand. The DAgger students keep theirs, so the rounds still visit such stands."""
     v_only: bool = False
     """Fit a V-only controller (z alone, 99 parameters)."""
