@@ -25,7 +25,7 @@ from core.config import MemoryTrainConfig
 from core.data.datasets import LatentEpisodes, file_sha256
 from core.envs.dream import DreamEnv
 from core.envs.world_model import WorldModel
-from core.errors import ConfigError
+from core.errors import ConfigError, StageCancelled
 from core.evaluate import EVAL_SEED_START, EvaluateConfig, rollout_return
 from core.models.controller import Controller, ControllerConfig
 from core.models.mdnrnn import MDNRNN
@@ -389,6 +389,17 @@ def test_dagger_rounds_label_the_students_own_states_with_the_teachers_actions(
     m = result.metrics
     assert {"distill/student_return_round_1", "distill/student_return_round_2"} <= m.keys()
     assert math.isfinite(m["distill/student_return_round_2"]) and math.isfinite(m["distill/val_mse"])
+    # stopped while encoding (after the first teacher episode): nothing written
+    stop = threading.Event()
+
+    def stop_after_first(p: Progress) -> None:
+        if p.message.startswith("encoded teacher episode"):
+            stop.set()
+
+    halted = dataclasses.replace(config, out=tmp_path / "halted.safetensors", dagger_rounds=0)
+    with pytest.raises(StageCancelled, match="nothing written"):
+        distill_controller(halted, on_progress=stop_after_first, should_stop=stop)
+    assert not halted.out.exists()
     with pytest.raises(ConfigError, match="dagger_episodes"):
         DistillConfig(dagger_rounds=1, dagger_episodes=0)
     with pytest.raises(ConfigError, match=r"899990\.\.900001"):  # the student's tracks count too

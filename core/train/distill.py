@@ -196,14 +196,17 @@ def distill_controller(
         "train_config": {k: str(v) for k, v in dataclasses.asdict(config).items()},
     }  # fmt: skip
 
+    def check_stop() -> None:
+        if stop.is_set():
+            raise StageCancelled("distill-controller stopped; nothing written")
+
     def record(first_seed: int, n: int, factory: ControllerPolicyFactory) -> list[Path]:
         collect(
             CollectConfig(out_dir=config.episodes_dir, episodes=n, seed=first_seed, max_steps=config.max_steps,
                           workers=config.workers),
             factory, on_progress=on_progress, should_stop=stop,
         )  # fmt: skip
-        if stop.is_set():
-            raise StageCancelled("distill-controller stopped; nothing written")
+        check_stop()
         return [episode_path(config.episodes_dir, first_seed + i) for i in range(n)]
 
     teacher_paths = record(
@@ -214,6 +217,7 @@ def distill_controller(
     try:
         obs, targets, returns = [], [], []
         for i, path in enumerate(teacher_paths):
+            check_stop()
             episode = read_episode(path)
             obs.append(student_observations(student, episode.frames[:-1], episode.actions, config.v_only))
             targets.append(torch.from_numpy(episode.actions.astype(np.float32)))
@@ -238,6 +242,7 @@ def distill_controller(
             first = config.seed + config.episodes + (k - 1) * config.dagger_episodes
             student_returns = []
             for path in record(first, config.dagger_episodes, ControllerPolicyFactory(files, 0.0, f"student_{k}")):
+                check_stop()
                 episode = read_episode(path)
                 obs_k = student_observations(student, episode.frames[:-1], episode.actions, config.v_only)
                 train_obs.append(obs_k)
