@@ -1423,8 +1423,10 @@ for NB in "" --no-brake; do
         --controller $S/c_dagger4.safetensors --latents runs/s31/lat_agent.npz --tracks 1920008 --steps 1000 \
         --block 100 --dreams 4 --dream-steps 10 $NB
 done
-# not shipped (-24.4 against the shipped on 1,920,000..049); real-env CMA-ES from it (stopped after generation 4)
+# not shipped (-24.4 against the shipped on 1,920,000..049); real-env CMA-ES from it (stopped at generation 4, resumed)
 $D train-controller --evaluator real --vision $V --memory assets/ddsvae_memory.safetensors --out $S/c_ft.safetensors \
     --init-controller $S/c_dagger4_nb.safetensors --population 16 --rollouts 1 --generations 12 --sigma0 0.03 \
     --early-stop-patience 60 --real-check-every 4 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
     --recheck-episodes 16 --workers 2 --threads 1 --seed 34
+$D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $S/c_ft.safetensors --episodes 50 \
+    --seed 1920000 --workers 2 --results $S/c_ft.eval_1920000x50.json  # 870.3, paired +24.4: the next ship candidate

@@ -87,7 +87,7 @@ session 27's DDS+VAE controllers trained only in the dreams of its iterate round
 iterate round, session 29's from an ensemble of two yaw-reading Ms and session 30's from ensembles of three
 (development figures: nothing shipped), then sessions 32 and 33 chose their dream-only controllers on them and session
 34 its controllers taught to the shipped M; 1,920,000..049 then compared session 34's taught controller (with and
-without its brake) with the shipped one, and kept the shipped one."""
+without its brake, and after real-env CMA-ES) with the shipped one."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
