@@ -63,7 +63,9 @@ class Controller(nn.Module):
 
     def without_brake(self) -> Controller:
         """A copy whose brake is 0 for every input (its brake row's weights 0 and bias -5: ``clip(tanh(-5), 0, 1)``
-        is 0); steering and gas unchanged. For diagnostics: what the controller does without its brake."""
+        is 0); steering and gas unchanged. What the controller does without its brake (diagnostics), or a
+        student written without the brake it learned from a teacher that brakes little (``distill-controller
+        --no-brake``)."""
         copy = Controller(self.config)
         copy.load_state_dict(self.state_dict())
         with torch.no_grad():

@@ -105,8 +105,14 @@ class DistillConfig:
 
 
 @torch.no_grad()
+def encode_frames(world_model: WorldModel, frames: np.ndarray) -> torch.Tensor:
+    """V's posterior means of uint8 frames (T, 96, 96, 3), in batches of 100: float32 (T, z_dim)."""
+    return torch.cat([world_model.encode(frames[i : i + 100])[0] for i in range(0, len(frames), 100)])
+
+
+@torch.no_grad()
 def student_observations(
-    world_model: WorldModel, frames: np.ndarray, actions: np.ndarray, v_only: bool
+    world_model: WorldModel, frames: np.ndarray, actions: np.ndarray, v_only: bool, z: torch.Tensor | None = None
 ) -> torch.Tensor:
     """What the student's controller sees at each step of a recorded episode.
 
@@ -115,12 +121,14 @@ def student_observations(
         frames: uint8 (T, 96, 96, 3), the frames the actions were taken on.
         actions: float32 (T, 3), the actions taken.
         v_only: z alone.
+        z: the frames already encoded by this V (:func:`encode_frames`), or None to encode them here.
 
     Returns:
         float32 (T, z_dim) or (T, z_dim + hidden_dim): ``[z_t, h_t]`` with z_t the posterior mean and h_t M's
         state after z_0..z_{t-1} and a_0..a_{t-1} (h_0 = 0), as the controller sees them when driving.
     """
-    z = torch.cat([world_model.encode(frames[i : i + 100])[0] for i in range(0, len(frames), 100)])
+    if z is None:
+        z = encode_frames(world_model, frames)
     if v_only:
         return z
     memory = world_model.require_memory()
@@ -148,15 +156,18 @@ def fit_controller(controller: Controller, obs: torch.Tensor, actions: torch.Ten
     return float(loss.detach())
 
 
-def teacher_actions(teacher: WorldModel, frames: np.ndarray, actions: np.ndarray) -> torch.Tensor:
+def teacher_actions(
+    teacher: WorldModel, frames: np.ndarray, actions: np.ndarray, z: torch.Tensor | None = None
+) -> torch.Tensor:
     """The teacher's own action at each step of a recorded episode (driven by anyone): float32 (T, 3).
 
     ``teacher`` holds the teacher's V, M and C; it reads the frames and the actions actually taken, as it would
-    have had it been driving up to each step, so on its own episodes this gives back what it did.
+    have had it been driving up to each step, so on its own episodes this gives back what it did. ``z``: the
+    frames already encoded by the teacher's V (e.g. when the student shares it), or None to encode them here.
     """
     controller = teacher.controller
     assert controller is not None, "teacher world model without a controller"
-    obs = student_observations(teacher, frames, actions, controller.config.hidden_dim == 0)
+    obs = student_observations(teacher, frames, actions, controller.config.hidden_dim == 0, z)
     with torch.no_grad():
         return controller(obs)
 
@@ -240,13 +251,15 @@ def distill_controller(
                                           config=controller.config, extra=extra)  # fmt: skip
                 files = WorldModelFiles.read(config.vision, None if config.v_only else config.memory, current)
             first = config.seed + config.episodes + (k - 1) * config.dagger_episodes
+            shared_vision = files.vision == teacher_files.vision  # then the student's z is the teacher's too
             student_returns = []
             for path in record(first, config.dagger_episodes, ControllerPolicyFactory(files, 0.0, f"student_{k}")):
                 check_stop()
                 episode = read_episode(path)
-                obs_k = student_observations(student, episode.frames[:-1], episode.actions, config.v_only)
-                train_obs.append(obs_k)
-                train_targets.append(teacher_actions(teacher, episode.frames[:-1], episode.actions))
+                frames, actions = episode.frames[:-1], episode.actions
+                z = encode_frames(student, frames)
+                train_obs.append(student_observations(student, frames, actions, config.v_only, z))
+                train_targets.append(teacher_actions(teacher, frames, actions, z if shared_vision else None))
                 student_returns.append(episode.episode_return)
             metrics[f"distill/student_return_round_{k}"] = float(np.mean(student_returns))
             on_progress(Progress("distill", k, config.dagger_rounds,
