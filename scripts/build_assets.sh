@@ -1430,3 +1430,17 @@ $D train-controller --evaluator real --vision $V --memory assets/ddsvae_memory.s
     --recheck-episodes 16 --workers 2 --threads 1 --seed 34
 $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $S/c_ft.safetensors --episodes 50 \
     --seed 1920000 --workers 2 --results $S/c_ft.eval_1920000x50.json  # 870.3, paired +24.4: the next ship candidate
+
+# 32. Session 35 (README "The taught driver ships ..."): section 31's last controller ships with the shipped V and M.
+# Rule set before the final block: ship if its mean is >= 816.0 (the agent before it). It scored 876.9 +- 51.6. V and M
+# keep their bytes: only the controller is copied (its exported copy's weights equal section 31's file).
+S=runs/s35
+mkdir -p $S
+$PY -c "from pathlib import Path; from core.assets import export_assets; export_assets(Path('assets/ddsvae_vision.safetensors'), Path('assets/ddsvae_memory.safetensors'), Path('runs/s34/c_ft.safetensors'), 'dds_vae', assets_dir=Path('$S/ship_dds'), half=False)"
+$D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/ddsvae_memory.safetensors \
+    --controller $S/ship_dds/ddsvae_controller.safetensors --episodes 100 --seed 7001500 --workers 2 --results $S/ship_dds.eval_7001500x100.json
+cp $S/ship_dds/ddsvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
+cp $S/ship_dds.eval_7001500x100.json assets/results/ddsvae_final_7001500.json
+# closed loop: the new controller in the shipped M's dream
+$D divergence --data-dir data/check_agent10 --vision $V --memory assets/ddsvae_memory.safetensors \
+    --controller assets/ddsvae_controller.safetensors $OPEN_LOOP

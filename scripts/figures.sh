@@ -36,6 +36,11 @@ figure "shipped ConvVAE agent (session 18's controller), 10 development tracks 1
     $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
         --controller assets/convvae_controller.safetensors --episodes 10 --seed 1700000 --results $OUT/convvae_1700000x10.json
 
+figure "shipped DDS+VAE agent (session 35's controller), 10 development tracks 1,920,000..1,920,009" \
+    "882.75 +- 33.01, min 808.8, max 914.1: the first 10 tracks of the card's 50-track run on these weights (870.3 +- 69.7 on 1,920,000..049)" \
+    $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
+        --controller assets/ddsvae_controller.safetensors --episodes 10 --seed 1920000 --results $OUT/ddsvae_1920000x10.json
+
 figure "DDS+VAE dream vs reality (session 22's V, session 25's M), 5 episodes of tracks 500,000..500,004 (pixel MSE at 96x96 after 1 / 10 / 30 / 100 steps)" \
     "pixel dream 0.00268 / 0.01261 / 0.01851 / 0.01936; pixel copy (standing still) 0.00208 / 0.01395 / 0.02457 / 0.02222; pixel V 0.00134; reward dream -6.87 vs real -8.58 at 100; off-manifold 0.01% (card; session 24's M: 0.00261 / 0.01287 / 0.01848 / 0.01865, reward -7.54, off-manifold 1.08%)" \
     $D divergence --data-dir data/heldout --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --no-parked --no-steer
@@ -43,8 +48,8 @@ figure "DDS+VAE dream vs reality (session 22's V, session 25's M), 5 episodes of
 cat <<'EOF'
 
 == Long figures, not run by default (`bash scripts/figures.sh --long` runs them; each needs what its line says)
-- DDS+VAE agent (session 25's world model), 100 development tracks 1,900,050..149 (stated 817.9 +- 199.4, card; about 17 min):
-  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050
+- DDS+VAE agent (session 35's controller), 50 development tracks 1,920,000..049 (stated 870.3 +- 69.7, card; about 9 min):
+  dream-explorer evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1920000
 - ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..099 (stated 855.9 +- 112.5, card; about 15 min):
   dream-explorer evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000
 - Dream fidelity of the ConvVAE world model (session 13) on model-selection agent and random-policy episodes
@@ -55,13 +60,13 @@ cat <<'EOF'
   step beside the swap"; stated e.g. DDS+VAE split 32.1 -> 36.9 FPS; needs a quiet machine and xvfb-run; about 9 min):
   .venv/bin/python scripts/bench_explorer.py --frames 300 --repeats 2 --variants no-pipeline pipeline
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe
-  (scripts/build_assets.sh sections 5, 6, 10, 15, 16, 19, 21 and 22) and their per-track results sit in assets/results/.
+  (scripts/build_assets.sh sections 5, 6, 10, 15, 16, 19, 21, 22 and 32) and their per-track results sit in assets/results/.
 EOF
 
 if [ "${1:-}" = "--long" ]; then
-    figure "DDS+VAE agent (session 25's world model), 100 development tracks 1,900,050..1,900,149" "817.9 +- 199.4 (card)" \
+    figure "DDS+VAE agent (session 35's controller), 50 development tracks 1,920,000..1,920,049" "870.3 +- 69.7 (card)" \
         $D evaluate --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
-            --controller assets/ddsvae_controller.safetensors --episodes 100 --seed 1900050 --results $OUT/ddsvae_1900050x100.json
+            --controller assets/ddsvae_controller.safetensors --episodes 50 --seed 1920000 --results $OUT/ddsvae_1920000x50.json
     figure "ConvVAE agent (session 18's controller), 100 development tracks 1,700,000..1,700,099" "855.9 +- 112.5 (card)" \
         $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
             --controller assets/convvae_controller.safetensors --episodes 100 --seed 1700000 --results $OUT/convvae_1700000x100.json
