@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from core.assets import default_paths
-from core.checkpoint import atomic_path, check_output_file
+from core.checkpoint import check_output_file
 from core.config import EvalGates, check, check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import preprocess_frames, to_tensor, to_uint8_hwc
@@ -23,6 +23,7 @@ from core.envs.world_model import load_vision
 from core.errors import ConfigError, DreamExplorerError
 from core.models import DDSVAE, ConvVAE, VisionModel
 from core.progress import Progress, ProgressFn, no_progress
+from core.video import write_png_grid
 
 
 @dataclass(frozen=True)
@@ -184,28 +185,8 @@ def compare_vision(
 def _write_grid(
     config: CompareVisionConfig, x96: Tensor, recons: dict[str, Tensor], mask: Tensor, gated: Tensor
 ) -> None:
-    side = 192
-
-    def tile(img: np.ndarray) -> np.ndarray:
-        return cv2.resize(img, (side, side), interpolation=cv2.INTER_NEAREST)
-
-    rows = []
-    originals = to_uint8_hwc(x96[: config.grid_rows])
-    conv = to_uint8_hwc(recons["conv_vae"][: config.grid_rows])
-    dds = to_uint8_hwc(recons["dds_vae"][: config.grid_rows])
-    mask_img = to_uint8_hwc(mask.amax(dim=1, keepdim=True).expand(-1, 3, -1, -1))
-    gated_img = to_uint8_hwc(gated)
-    for i in range(len(originals)):
-        rows.append(
-            np.concatenate([tile(originals[i]), tile(conv[i]), tile(mask_img[i]), tile(gated_img[i]), tile(dds[i])], 1)
-        )
-    grid = np.concatenate(rows, 0)
-    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    for j, label in enumerate(("original", "ConvVAE", "DDS mask", "gated input", "DDS+VAE")):
-        cv2.putText(header, label, (j * side + 6, 20), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (0, 0, 0), 1, cv2.LINE_AA)
-    grid = np.concatenate([header, grid], 0)
-    with atomic_path(config.grid) as tmp:
-        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
-        if not ok:
-            raise DreamExplorerError(f"cannot encode the PNG grid for {config.grid}")
-        tmp.write_bytes(buf.tobytes())
+    n = config.grid_rows
+    mask_img = mask.amax(dim=1, keepdim=True).expand(-1, 3, -1, -1)
+    columns = [to_uint8_hwc(t[:n]) for t in (x96, recons["conv_vae"], mask_img, gated, recons["dds_vae"])]
+    rows = [[c[i] for c in columns] for i in range(len(columns[0]))]
+    write_png_grid(config.grid, rows, ["original", "ConvVAE", "DDS mask", "gated input", "DDS+VAE"])

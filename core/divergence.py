@@ -55,12 +55,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+import cv2
 import numpy as np
 import torch
+from torch import Tensor
 
+from core.checkpoint import check_output_file
 from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
-from core.envs.car_racing import hud_speed, hud_yaw_rate
+from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
@@ -69,6 +72,7 @@ from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import StageResult
 from core.train.memory import active_dims
+from core.video import write_png_grid
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,12 @@ class DivergenceConfig:
     from every window start (see the module doc); unset: open loop only."""
     json: bool = False
     """Print one JSON object instead of the table."""
+    strip: Path | None = None
+    """PNG to write beside the figures: for the first ``strip_windows`` windows, reality's frame at the window
+    start and after each horizon, above the first dream's decoded frame at the same steps (its start: V's
+    reconstruction of reality's), each labelled with its road share; unset: no image."""
+    strip_windows: int = 8
+    """Windows in the ``strip`` image (rows of reality and dream)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -119,6 +129,8 @@ class DivergenceConfig:
             raise ConfigError(f"horizons must be >= 1, got {self.horizons}")
         if self.warmup < 0 or self.start_every < 1 or self.samples < 1 or not 0 <= self.tau < float("inf"):
             raise ConfigError("warmup must be >= 0, start_every and samples >= 1, tau finite and >= 0")
+        if self.strip_windows < 1:
+            raise ConfigError(f"strip_windows must be >= 1, got {self.strip_windows}")
         if not 0.0 <= self.coast_brake <= 1.0:
             raise ConfigError(f"coast_brake must be in [0, 1], got {self.coast_brake}")
 
@@ -138,6 +150,8 @@ def dream_divergence(
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
+    if config.strip is not None:
+        check_output_file(config.strip, "strip image")
     wm = WorldModel.load(config.vision, config.memory, config.controller)
     memory = wm.require_memory()
     horizon = max(config.horizons)
@@ -153,6 +167,7 @@ def dream_divergence(
 
     max_norm = 0.0
     windows = 0
+    strip: list[tuple[str, list[Tensor], list[Tensor]]] = []  # per window: label, real frames, dream frames
     dream_norms: list[torch.Tensor] = []
     for e, path in enumerate(files):
         if stop.is_set():
@@ -194,6 +209,10 @@ def dream_divergence(
         dream.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
+        shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
+        for j, s0 in enumerate(shown):
+            strip.append((f"{path.stem}\nstep {s0}", [x[s0]], [copy_frames[j * config.samples]]))
+        first = len(strip) - len(shown)
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
@@ -203,6 +222,9 @@ def dream_divergence(
                 real_z, frames = mu[idx + k], x[idx + k]
                 dream_frames, vision_frames = wm.decode(dream.z), wm.decode(real_z)
                 real_road, dream_road = road_share(frames), road_share(dream_frames)
+                for j in range(len(shown)):
+                    strip[first + j][1].append(frames[j * config.samples])
+                    strip[first + j][2].append(dream_frames[j * config.samples])
                 add(f"road_share_real@{k}", float(real_road.sum()), n)
                 add(f"road_share_dream@{k}", float(dream_road.sum()), n)
                 add(f"road_share_vision@{k}", float(road_share(vision_frames).sum()), n)
@@ -315,6 +337,8 @@ def dream_divergence(
         raise EpisodeError(
             f"no episode in {config.data_dir} is longer than warmup {config.warmup} + horizon {horizon} steps"
         )
+    if config.strip is not None:
+        _write_strip(config.strip, strip, config.horizons)
     metrics = {f"divergence/{k}": sums[k] / counts[k] for k in sums}
     norms = torch.cat(dream_norms)
     metrics["divergence/off_manifold_share"] = float((norms > max_norm).float().mean())
@@ -323,6 +347,21 @@ def dream_divergence(
         metrics["divergence/coast_brake"] = config.coast_brake
     metrics["divergence/dreams"] = float(windows * config.samples)
     return StageResult(None, metrics, stop.is_set(), time.perf_counter() - t0)
+
+
+def _write_strip(path: Path, windows: list[tuple[str, list[Tensor], list[Tensor]]], horizons: tuple[int, ...]) -> None:
+    """The ``strip`` PNG: per window a row of reality's frames and a row of the dream's, each frame float32
+    (3, S, S) in [0, 1], labelled with its road share (:func:`core.metrics.road.road_share`)."""
+    rows, labels = [], []
+    for label, real, dream in windows:
+        for name, frames in (("real", real), ("dream", dream)):
+            stacked = torch.stack(frames)
+            tiles = [np.ascontiguousarray(t) for t in to_uint8_hwc(stacked)]
+            for tile, share in zip(tiles, road_share(stacked).tolist(), strict=True):
+                cv2.putText(tile, f"{share:.2f}", (2, 10), cv2.FONT_HERSHEY_SIMPLEX, 0.3, (255, 255, 255), 1)
+            rows.append(tiles)
+            labels.append(f"{label}\n{name}" if name == "real" else name)
+    write_png_grid(path, rows, ["start", *(f"+{k} steps" for k in horizons)], labels)
 
 
 class _Car(TypedDict):
@@ -377,74 +416,3 @@ NUDGE = 0.2
 """Steering offset of the nudged-reality baseline (CarRacing's steer is in [-1, 1])."""
 NUDGE_STEPS = 2
 """Steps the nudge lasts."""
-
-
-def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
-    """The per-horizon figures as a plain-text table."""
-    names = ("latent_mse_dream", "latent_mse_copy", "latent_mse_dream_active", "latent_mse_copy_active",
-             "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision")  # fmt: skip
-    titles = ("latent dream", "latent copy", "active dream", "active copy", "pixel dream", "pixel copy", "pixel V")
-    rows = [f"{'horizon':>8} " + " ".join(f"{t:>12}" for t in titles)]
-    for k in horizons:
-        values = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in names]
-        rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values))
-    h = max(horizons)
-    rows.append("")
-    rows.append(f"{'horizon':>8} {'road real':>10} {'road dream':>10} {'road V':>10} {'kept >=1/2':>10} "
-                f"{'tracked':>10} {'reward real':>12} {'reward dream':>12} {'abs error':>10}")  # fmt: skip
-    for k in horizons:
-
-        def g(name: str, k: int = k) -> float:
-            return metrics.get(f"divergence/{name}@{k}", float("nan"))
-
-        rows.append(
-            f"{k:>8} {g('road_share_real'):>10.3f} {g('road_share_dream'):>10.3f} {g('road_share_vision'):>10.3f} "
-            f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
-            f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
-        )
-    if f"divergence/nudged_road_tracked@{h}" in metrics:
-        rows.append("")
-        rows.append(f"nudged reality (steering {NUDGE:+.1f} / {-NUDGE:+.1f} for {NUDGE_STEPS} steps, then the recorded "
-                    "actions), road tracked: " + ", ".join(
-                        f"{metrics[f'divergence/nudged_road_tracked@{k}']:.0%} @{k}" for k in horizons))  # fmt: skip
-    if f"divergence/closed_road_kept@{h}" in metrics:
-        rows.append("")
-        rows.append(f"closed loop (the controller drives the dream): {'horizon':>8} {'road dream':>10} "
-                    f"{'kept >=1/2':>10} {'reward dream':>12}")  # fmt: skip
-        for k in horizons:
-            rows.append(
-                f"{'':>46} {k:>8} {metrics[f'divergence/closed_road_share_dream@{k}']:>10.3f} "
-                f"{metrics[f'divergence/closed_road_kept@{k}']:>10.0%} "
-                f"{metrics[f'divergence/closed_reward_sum_dream@{k}']:>12.2f}"
-            )
-    for name, what in (("parked", "full brake from mid-episode"), ("parked_start", "no input from the reset frame")):
-        if f"divergence/{name}_reward_real@{h}" in metrics:
-            rows.append(
-                f"{name} ({what}, {h} steps): reward real {metrics[f'divergence/{name}_reward_real@{h}']:.2f}, "
-                f"dream {metrics[f'divergence/{name}_reward_dream@{h}']:.2f}"
-            )
-    if f"divergence/coast_reward_dream@{h}" in metrics:
-        c = {name: metrics[f"divergence/coast_{name}@{h}"] for name in ("reward_real", "reward_dream", "recorded_real",
-                                                                         "recorded_dream")}  # fmt: skip
-        pedals = f"no gas, brake {metrics.get('divergence/coast_brake', 0.0):.2f}"
-        rows.append(f"coasting (recorded steering, {pedals}, {h} steps): reward real {c['reward_real']:.2f}, dream "
-                    f"{c['reward_dream']:.2f}; the same windows' recorded actions: real {c['recorded_real']:.2f}, "
-                    f"dream {c['recorded_dream']:.2f}")  # fmt: skip
-    if f"divergence/speed_dream@{h}" in metrics:
-        rows.append("speed (world units/s, HUD's against M's head) real / dream: " + ", ".join(
-            f"{metrics[f'divergence/speed_real@{k}']:.1f} / {metrics[f'divergence/speed_dream@{k}']:.1f} @{k}"
-            for k in horizons))  # fmt: skip
-    if f"divergence/coast_speed_dream@{h}" in metrics:
-        rows.append(f"speed after {h} steps of coasting: real {metrics[f'divergence/coast_speed_real@{h}']:.1f}, "
-                    f"dream {metrics[f'divergence/coast_speed_dream@{h}']:.1f}")  # fmt: skip
-    if "divergence/steer_response_dream" in metrics:
-        rows.append(
-            f"steering response (road offset after {STEER_STEPS} steps steering right minus left, pixels; "
-            f"reality's is negative): real {metrics.get('divergence/steer_response_real', float('nan')):.2f}, "
-            f"dream {metrics['divergence/steer_response_dream']:.2f}"
-        )
-    rows.append(
-        f"off-manifold dreamed latents (norm above every real one): {metrics['divergence/off_manifold_share']:.2%}; "
-        f"{int(metrics['divergence/windows'])} windows x {int(metrics['divergence/dreams'] / metrics['divergence/windows'])} dreams"
-    )
-    return "\n".join(rows)

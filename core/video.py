@@ -42,6 +42,43 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 50) -> Pa
     return target
 
 
+def write_png_grid(
+    path: str | Path,
+    rows: list[list[np.ndarray]],
+    column_labels: list[str],
+    row_labels: list[str] | None = None,
+    side: int = 192,
+) -> Path:
+    """Write a grid of RGB uint8 tiles (H, W, 3) to a PNG atomically, each tile resized to ``side`` x ``side``
+    pixels (nearest neighbour), with a header naming the columns and, when given, a left margin naming each row.
+
+    Raises:
+        DreamExplorerError: no rows, rows of unequal length, or OpenCV cannot encode the image.
+    """
+    if not rows or any(len(r) != len(rows[0]) for r in rows):
+        raise DreamExplorerError("a PNG grid needs at least one row, all of the same length")
+    grid = np.concatenate([np.concatenate([_upscale(t, side) for t in r], 1) for r in rows], 0)
+    font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.55
+    if row_labels is not None:
+        margin = np.full((grid.shape[0], 150, 3), 255, np.uint8)
+        for i, label in enumerate(row_labels):
+            for j, line in enumerate(label.split("\n")):
+                cv2.putText(margin, line, (6, i * side + 24 + 22 * j), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+        grid = np.concatenate([margin, grid], 1)
+    header = np.full((28, grid.shape[1], 3), 255, np.uint8)
+    x0 = 150 if row_labels is not None else 0
+    for j, label in enumerate(column_labels):
+        cv2.putText(header, label, (x0 + j * side + 6, 20), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
+    grid = np.concatenate([header, grid], 0)
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        ok, buf = cv2.imencode(".png", cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise DreamExplorerError(f"cannot encode the PNG grid for {target}")
+        tmp.write_bytes(buf.tobytes())
+    return target
+
+
 def _upscale(frame: np.ndarray, side: int) -> np.ndarray:
     return cv2.resize(frame, (side, side), interpolation=cv2.INTER_NEAREST)
 

@@ -152,7 +152,7 @@ def report_compare_vision(config: Any, figures: Any) -> None:
 
 
 def report_divergence(config: Any, result: Any) -> None:
-    from core.divergence import format_table
+    from core.divergence_table import format_table
 
     if config.json:
         print(json.dumps(dict(result.metrics, partial=_stopped.is_set())))

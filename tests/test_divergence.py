@@ -12,7 +12,8 @@ import torch
 
 from core.checkpoint import load_model
 from core.data.episodes import list_episodes, read_episode
-from core.divergence import DivergenceConfig, dream_divergence, format_table
+from core.divergence import DivergenceConfig, dream_divergence
+from core.divergence_table import format_table
 from core.envs.car_racing import preprocess_frames
 from core.errors import ConfigError, EpisodeError
 from core.metrics.road import road_share
@@ -201,3 +202,41 @@ def test_coasting_with_the_brake_held_stops_reality_sooner(
     assert "no gas, brake 1.00" in format_table(braked, cfg.horizons)
     with pytest.raises(ConfigError, match="coast_brake must be in"):
         dataclasses.replace(cfg, coast_brake=1.5)
+
+
+def test_strip_shows_reality_above_the_dream_at_each_horizon(
+    pipeline: dict[str, Path], real_episodes: Path, tmp_path: Path
+) -> None:
+    import cv2
+
+    out = tmp_path / "strip.png"
+    cfg = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(1, 10),
+        warmup=5, start_every=20, samples=2, tau=0.0, parked=False, steer=False, strip=out, strip_windows=4,
+    )  # fmt: skip
+    with_strip = dream_divergence(cfg).metrics
+    assert with_strip == dream_divergence(dataclasses.replace(cfg, strip=None)).metrics  # figures unchanged
+    img = cv2.cvtColor(cv2.imread(str(out)), cv2.COLOR_BGR2RGB)
+    side, margin, header = 192, 150, 28
+    # 4 windows (3 in the first episode, 1 in the second) x (reality, dream); columns: start and each horizon
+    assert img.shape == (header + 4 * 2 * side, margin + 3 * side, 3)
+    # the first episode's second window (start 25): reality's frame 25 + 10 at 64x64, upscaled 3x, in row 2 column 2
+    frames = read_episode(sorted(real_episodes.glob("ep_*.npz"))[0]).frames
+    real = preprocess_frames(frames[35:36], 64)[0].transpose(1, 2, 0)  # uint8 (64, 64, 3)
+    tile = img[header + 2 * side : header + 3 * side, margin + 2 * side : margin + 3 * side]
+    below_label = slice(40, side)  # the road share is written in the top rows of the 64x64 tile (3x here)
+    assert (
+        np.abs(tile[below_label, :].astype(int) - np.kron(real, np.ones((3, 3, 1), np.uint8))[below_label]).max() <= 1
+    )
+    # the dream's start is V's reconstruction of reality's start (frame 5), not the frame itself
+    from core.envs.car_racing import to_uint8_hwc
+    from core.envs.world_model import WorldModel
+
+    wm = WorldModel.load(pipeline["vision"], pipeline["memory"])
+    recon = to_uint8_hwc(wm.decode(wm.encode(frames[5:6])[0]))[0]
+    dream_start = img[header + side : header + 2 * side, margin : margin + side].astype(int)
+    real_start = img[header : header + side, margin : margin + side].astype(int)
+    assert np.abs(dream_start - np.kron(recon, np.ones((3, 3, 1), np.uint8)))[below_label].max() <= 1
+    assert np.abs(dream_start - real_start)[below_label].mean() > 1
+    with pytest.raises(ConfigError, match="strip_windows"):
+        DivergenceConfig(strip_windows=0)
