@@ -1444,3 +1444,31 @@ cp $S/ship_dds.eval_7001500x100.json assets/results/ddsvae_final_7001500.json
 # closed loop: the new controller in the shipped M's dream
 $D divergence --data-dir data/check_agent10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --controller assets/ddsvae_controller.safetensors $OPEN_LOOP
+
+# 33. Session 35 (README "... random-policy episodes ..."): 200 more random-policy episodes beside section 29's data
+# (30 random-policy of 210), section 29's yaw M (seed 2) on the whole with 75% / 25% and 50% / 50% of windows from
+# agent / random-policy episodes, then the 50% / 50% one with 30-step open-loop training (on random-policy windows
+# only, and on all); open loop on both check sets, and the strip of dream against reality.
+S=runs/s35
+$D collect --out-dir data/s35_random --episodes 200 --seed 740000 --workers 2
+OMP_NUM_THREADS=2 $D encode --data-dir data/s35_random --vision $V --out $S/lat_rand200.npz --batch-size 64
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+merge_latents(L.load('runs/s32/lat_mix.npz'), L.load('$S/lat_rand200.npz')).save('$S/lat_mix_r230.npz')"
+yaw_r230() {  # yaw_r230 OUT MIX EXTRA...: section 29's yaw M recipe (seed 2) on the 410 episodes
+    local out=$1 mix=$2; shift 2
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_mix_r230.npz --out $out --epochs 30 --lr-min 1e-4 --mix $mix \
+        --joint --seed 2 --speed-weight 10 --speed-input --speed-model markov --speed-rollout-weight 1 --yaw-input "$@"
+}
+yaw_r230 $S/m_yaw_r230_75.safetensors controller:0.75,random:0.25
+yaw_r230 $S/m_yaw_r230_50.safetensors controller:0.5,random:0.5
+yaw_r230 $S/m_yaw_r230_ol30r.safetensors controller:0.5,random:0.5 --open-loop-steps 30 --open-loop-policies random
+yaw_r230 $S/m_yaw_r230_ol30.safetensors controller:0.5,random:0.5 --open-loop-steps 30
+for M in m_yaw_r230_75 m_yaw_r230_50 m_yaw_r230_ol30r m_yaw_r230_ol30; do
+    $D divergence --data-dir data/check_random10 --vision $V --memory $S/$M.safetensors $OPEN_LOOP
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors $STEER
+    $D divergence --data-dir data/check_agent10 --vision $V --memory $S/$M.safetensors $OPEN_LOOP
+done
+$D divergence --data-dir data/check_random10 --vision $V --memory $S/m_yaw_r230_50.safetensors --horizons 10 20 30 60 100 \
+    --start-every 100 --no-parked --no-steer --max-episodes 1 --tau 0.5 --strip $S/strip_r230_50.png

@@ -240,3 +240,10 @@ def test_strip_shows_reality_above_the_dream_at_each_horizon(
     assert np.abs(dream_start - real_start)[below_label].mean() > 1
     with pytest.raises(ConfigError, match="strip_windows"):
         DivergenceConfig(strip_windows=0)
+    # an image that cannot be written is refused before any dream runs (the checkpoints are not even read)
+    from core.errors import OutputError
+
+    (tmp_path / "a_file").write_text("")
+    bad = dataclasses.replace(cfg, strip=tmp_path / "a_file" / "strip.png", memory=tmp_path / "missing.safetensors")
+    with pytest.raises(OutputError, match="strip image"):
+        dream_divergence(bad)
