@@ -15,6 +15,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import hud_speed, hud_yaw_rate, make_real_env
 from core.errors import ConfigError
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+from core.models.speed import SPEED_MAX, MarkovSpeed
 from core.train.memory import train_memory
 from tests.conftest import fit_mdnrnn, random_latents
 
@@ -207,7 +208,7 @@ def test_pedal_response_from_rest_reads_reality_and_each_dream(
                                         "--memories", str(head), "--brake", "1.5"])  # fmt: skip
 
 
-def test_the_speed_read_out_is_never_negative() -> None:
+def test_the_speed_read_out_is_never_negative_nor_above_the_cars_top_speed() -> None:
     m = MDNRNN(MDNRNNConfig(z_dim=2, hidden_dim=4, speed_weight=1.0))
     assert m.speed_head is not None
     with torch.no_grad():
@@ -217,6 +218,12 @@ def test_the_speed_read_out_is_never_negative() -> None:
     batch = _pedal_batch(0, batch=2, steps=10)
     _, parts = m.loss(batch)  # the fit sees the raw output: -0.3 against speeds of 0..0.8 (units of 100)
     assert parts["speed_mse"] == pytest.approx(float(((batch["speed"] / 100 + 0.3) ** 2).mean()), rel=1e-5)
+    with torch.no_grad():
+        m.speed_head.bias.fill_(2.5)  # 250 units/s: faster than Box2D lets the car go
+    assert torch.equal(m.speed(torch.zeros(3, 4)), torch.full((3,), SPEED_MAX))
+    markov = MarkovSpeed(z_dim=2, action_dim=3, yaw=True)  # the Markov model's state is held in the same range
+    state = markov.clamp(torch.tensor([[3.0, 9.0], [-1.0, -9.0]]))
+    assert torch.equal(state, torch.tensor([[SPEED_MAX / 100, 3.0], [0.0, -3.0]]))
 
 
 def test_an_m_that_reads_the_speed_dreams_it_on_its_own(one_torch_thread: None) -> None:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_with_noise
 from core.models.mdnrnn_config import MDNRNNConfig
 from core.models.speed import (
+    SPEED_MAX,
     SPEED_SCALE,
     YAW_SCALE,
     MarkovSpeed,
@@ -157,7 +158,7 @@ class MDNRNN(nn.Module):
             yaw: float32 (...) that step's yaw rate (rad/s), needed with ``yaw_input``.
 
         Returns:
-            ``(speed, yaw)``: speed float32 (...) world units per second, >= 0 (the head's output clamped; training
+            ``(speed, yaw)``: speed float32 (...) world units per second in [0, SPEED_MAX] (the head's output clamped; training
             fits it unclamped; see ``MDNRNNConfig.speed_weight``); yaw float32 (...) rad/s within +-YAW_MAX, or None
             for an M without ``yaw_input``.
 
@@ -170,14 +171,15 @@ class MDNRNN(nn.Module):
         car = self._car_raw(h, speed, action, z, yaw)
         if isinstance(self.speed_head, MarkovSpeed):
             car = self.speed_head.clamp(car)
-        speed_next = (car[..., 0] * SPEED_SCALE).clamp(min=0.0)
+        speed_next = (car[..., 0] * SPEED_SCALE).clamp(0.0, SPEED_MAX)
         return speed_next, (car[..., 1] * YAW_SCALE if self.config.yaw_input else None)
 
     def speed(
         self, h: Tensor, speed: Tensor | None = None, action: Tensor | None = None, z: Tensor | None = None,
         yaw: Tensor | None = None,
     ) -> Tensor | None:  # fmt: skip
-        """The speed of :meth:`next_car`, float32 (...) world units per second, >= 0; None without a speed head."""
+        """The speed of :meth:`next_car`, float32 (...) world units per second in [0, SPEED_MAX]; None without a speed
+        head."""
         car = self.next_car(h, speed, action, z, yaw)
         return None if car is None else car[0]
 

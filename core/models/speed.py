@@ -10,6 +10,10 @@ from torch import Tensor, nn
 
 SPEED_SCALE = 100.0
 """The speed head predicts speed / SPEED_SCALE (world units per second; CarRacing's agents drive at 40-80)."""
+SPEED_MAX = 100.0
+"""The dream's speed is clamped to [0, SPEED_MAX] world units per second: CarRacing's car cannot go faster (Box2D
+moves a body at most 2 world units a step, b2_maxTranslation, at 50 steps a second; full gas from the start reaches
+100.0 and stays there on 4 of 5 tracks), so a dream of a held pedal cannot run away."""
 YAW_SCALE = 5.0
 """The LSTM reads, and the Markov model steps, yaw rate / YAW_SCALE (rad/s; driving a bend takes 0.5-2, a spin on
 the grass up to the HUD's limit of about 11)."""
@@ -75,9 +79,9 @@ class MarkovSpeed(nn.Module):
             nn.Linear(action_dim + n + MARKOV_Z_DIMS, width), nn.Tanh(), nn.Linear(width, width), nn.Tanh(),
             nn.Linear(width, n),
         )  # fmt: skip
-        # the state's range: speed >= 0, |yaw rate| <= YAW_MAX (not saved: a function of the sizes)
+        # the state's range: 0 <= speed <= SPEED_MAX, |yaw rate| <= YAW_MAX (not saved: a function of the sizes)
         self.register_buffer("low", torch.tensor([0.0, -YAW_MAX / YAW_SCALE][:n]), persistent=False)
-        self.register_buffer("high", torch.tensor([float("inf"), YAW_MAX / YAW_SCALE][:n]), persistent=False)
+        self.register_buffer("high", torch.tensor([SPEED_MAX / SPEED_SCALE, YAW_MAX / YAW_SCALE][:n]), persistent=False)
 
     def forward(self, z: Tensor, action: Tensor, car: Tensor) -> Tensor:
         """z (..., z_dim), action (..., action_dim), car (..., n_state) -> the change of c (..., n_state)."""
@@ -88,7 +92,7 @@ class MarkovSpeed(nn.Module):
         return self.mlp(torch.cat([action, car, read], dim=-1))
 
     def clamp(self, car: Tensor) -> Tensor:
-        """``car`` (..., n_state) clamped to the state's range (speed >= 0, |yaw rate| <= YAW_MAX)."""
+        """``car`` (..., n_state) clamped to the state's range (0 <= speed <= SPEED_MAX, |yaw rate| <= YAW_MAX)."""
         return torch.maximum(torch.minimum(car, self.high), self.low)
 
     def rollout(self, z: Tensor, action: Tensor, car0: Tensor) -> Tensor:
