@@ -1472,3 +1472,15 @@ for M in m_yaw_r230_75 m_yaw_r230_50 m_yaw_r230_ol30r m_yaw_r230_ol30; do
 done
 $D divergence --data-dir data/check_random10 --vision $V --memory $S/m_yaw_r230_50.safetensors --horizons 10 20 30 60 100 \
     --start-every 100 --no-parked --no-steer --max-episodes 1 --tau 0.5 --strip $S/strip_r230_50.png
+# the shipped agent taught to the 75% / 25% M (DAgger, 2 rounds, brake held at 0), closed loop in its dream, and
+# 20 development tracks beside the shipped agent
+$D distill-controller --teacher assets/ddsvae_controller.safetensors --teacher-vision $V \
+    --teacher-memory assets/ddsvae_memory.safetensors --vision $V --memory $S/m_yaw_r230_75.safetensors \
+    --episodes-dir data/s35_teacher --episodes 24 --seed 750000 --workers 2 --threads 1 \
+    --dagger-rounds 2 --dagger-episodes 12 --no-brake --out $S/c_r230_75.safetensors
+$D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_yaw_r230_75.safetensors \
+    --controller $S/c_r230_75.safetensors $OPEN_LOOP
+$D evaluate --vision $V --memory $S/m_yaw_r230_75.safetensors --controller $S/c_r230_75.safetensors --episodes 20 \
+    --seed 1930000 --workers 2 --results $S/c_r230_75.eval_1930000x20.json
+$D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors \
+    --episodes 20 --seed 1930000 --workers 2 --results $S/ddsvae_controller.eval_1930000x20.json
