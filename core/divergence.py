@@ -211,7 +211,7 @@ def dream_divergence(
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
         for j, s0 in enumerate(shown):
-            strip.append((f"{path.stem}\nstep {s0}", [x[s0]], [copy_frames[j * config.samples]]))
+            strip.append((f"{path.stem}\nstep {s0}", [x[s0].clone()], [copy_frames[j * config.samples].clone()]))
         first = len(strip) - len(shown)
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
@@ -222,9 +222,9 @@ def dream_divergence(
                 real_z, frames = mu[idx + k], x[idx + k]
                 dream_frames, vision_frames = wm.decode(dream.z), wm.decode(real_z)
                 real_road, dream_road = road_share(frames), road_share(dream_frames)
-                for j in range(len(shown)):
-                    strip[first + j][1].append(frames[j * config.samples])
-                    strip[first + j][2].append(dream_frames[j * config.samples])
+                for j in range(len(shown)):  # copies: a view would keep the whole episode's frames alive
+                    strip[first + j][1].append(frames[j * config.samples].clone())
+                    strip[first + j][2].append(dream_frames[j * config.samples].clone())
                 add(f"road_share_real@{k}", float(real_road.sum()), n)
                 add(f"road_share_dream@{k}", float(dream_road.sum()), n)
                 add(f"road_share_vision@{k}", float(road_share(vision_frames).sum()), n)
