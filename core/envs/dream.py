@@ -73,8 +73,9 @@ class BatchedDream:
 
     State per rollout: ``z`` (N, z_dim), LSTM ``(h, c)`` (1, N, hidden_dim), step count, done flag, and for an M
     that reads the speed (``MDNRNNConfig.speed_input``) the dream's own speed ``speed`` (N,), world units per
-    second: s_{t+1} = max(0, s_t + the speed head's change), fed to the LSTM with z and the action; for one that
-    also reads the yaw rate (``MDNRNNConfig.yaw_input``) its own yaw rate ``yaw`` (N,), rad/s, stepped with it.
+    second: s_{t+1} = s_t + the speed head's change, clamped to [0, SPEED_MAX] (the car's top speed), fed to the
+    LSTM with z and the action; for one that also reads the yaw rate (``MDNRNNConfig.yaw_input``) its own yaw rate
+    ``yaw`` (N,), rad/s, stepped with it.
     After a rollout is done its reward is 0 and its state stops changing.
 
     Args:

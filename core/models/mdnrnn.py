@@ -158,9 +158,9 @@ class MDNRNN(nn.Module):
             yaw: float32 (...) that step's yaw rate (rad/s), needed with ``yaw_input``.
 
         Returns:
-            ``(speed, yaw)``: speed float32 (...) world units per second in [0, SPEED_MAX] (the head's output clamped; training
-            fits it unclamped; see ``MDNRNNConfig.speed_weight``); yaw float32 (...) rad/s within +-YAW_MAX, or None
-            for an M without ``yaw_input``.
+            ``(speed, yaw)``: speed float32 (...) world units per second in [0, SPEED_MAX] (the head's output
+            clamped; training fits it unclamped; see ``MDNRNNConfig.speed_weight``); yaw float32 (...) rad/s within
+            +-YAW_MAX, or None for an M without ``yaw_input``.
 
         Raises:
             ValueError: ``speed_input`` and no ``speed``; ``yaw_input`` and no ``yaw``; a Markov speed model and no
