@@ -321,7 +321,7 @@ class MemoryTrainConfig:
     (figures: README). The shipped ConvVAE M predates this option (--no-head-prior rebuilds it)."""
     open_loop_steps: int = 0
     """Also train on dreams: in each window M reads the real z up to a random step, then feeds itself its own
-    samples for this many steps and is scored on the real z, reward and done (see MDNRNN.open_loop_loss).
+    samples for this many steps and is scored on the real z, reward and done (see core.models.open_loop.open_loop_loss).
     0: teacher forcing only (Ha's recipe). Must be < --seq-len."""
     open_loop_weight: float = 1.0
     """Weight of the open-loop loss beside the teacher-forced one."""

@@ -11,6 +11,7 @@ from core.config import MemoryTrainConfig
 from core.errors import ConfigError
 from core.models.mdn import LOG_SIGMA_MIN
 from core.models.mdnrnn import MDNRNN, MDNRNNConfig
+from core.models.open_loop import open_loop_loss
 
 
 def _ar_batch(seed: int, batch: int = 16, steps: int = 30) -> dict[str, torch.Tensor]:
@@ -42,11 +43,11 @@ def test_open_loop_loss_scores_the_steps_after_the_real_prefix() -> None:
         "done": torch.zeros(2, steps_total),
     }
     start, steps = 3, 5
-    _, parts = m.open_loop_loss(batch, start, steps)
+    _, parts = open_loop_loss(m, batch, start, steps)
     expected = reward[:, start + 1 : start + steps + 1].pow(2).mean().item()
     assert parts["open_loop_reward_mse"] == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="does not fit"):
-        m.open_loop_loss(batch, 8, 5)
+        open_loop_loss(m, batch, 8, 5)
 
 
 @pytest.fixture
@@ -70,7 +71,7 @@ def test_training_on_dreams_makes_long_dreams_hold_reality(one_thread: None) -> 
             b = _ar_batch(i, batch=16, steps=24)
             loss = m.loss(b)[0]
             if open_loop:
-                loss = loss + m.open_loop_loss(b, 2, 15, torch.Generator().manual_seed(i))[0]
+                loss = loss + open_loop_loss(m, b, 2, 15, torch.Generator().manual_seed(i))[0]
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -82,7 +83,7 @@ def test_training_on_dreams_makes_long_dreams_hold_reality(one_thread: None) -> 
         with torch.no_grad():
             return (
                 sum(
-                    m.open_loop_loss(held_out, 2, 25, torch.Generator().manual_seed(s))[1]["open_loop_nll"]
+                    open_loop_loss(m, held_out, 2, 25, torch.Generator().manual_seed(s))[1]["open_loop_nll"]
                     for s in range(3)
                 )
                 / 3

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll, sample_mdn_with_noise
+from core.models.mdn import LOG_SIGMA_MAX, LOG_SIGMA_MIN, mdn_nll
 from core.models.mdnrnn_config import MDNRNNConfig
 from core.models.speed import (
     SPEED_MAX,
@@ -183,7 +183,7 @@ class MDNRNN(nn.Module):
         car = self.next_car(h, speed, action, z, yaw)
         return None if car is None else car[0]
 
-    def _car_mse(
+    def car_mse(
         self, h: Tensor, batch: dict[str, Tensor], sl: slice, mask: Tensor, speed_in: Tensor | None = None,
         z_in: Tensor | None = None, yaw_in: Tensor | None = None,
     ) -> tuple[Tensor, Tensor | None] | None:  # fmt: skip
@@ -315,7 +315,7 @@ class MDNRNN(nn.Module):
         """
         return mdn_nll(out.log_pi, out.mu, out.log_sigma, target, self.config.joint).mean(-1)
 
-    def _step_losses(
+    def step_losses(
         self, out: MDNOutput, batch: dict[str, Tensor], target: Tensor, mask: Tensor
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Masked means of the NLL (per dimension), reward MSE and done BCE of predictions ``out`` (B, T, ...)."""
@@ -327,87 +327,10 @@ class MDNRNN(nn.Module):
         ).sum() / n
         return nll, reward_mse, done_bce
 
-    def open_loop_loss(
-        self, batch: dict[str, Tensor], start: int, steps: int, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Loss of a dream: M reads the real z_0..z_start, then feeds itself its own samples for ``steps`` steps
-        (with the real actions) and is scored on the real z, reward and done along the way.
-
-        The dream is what M is used for (split mode, dream training of C), and a model trained only with the
-        real z as input (teacher forcing) has never seen its own errors, so they compound (Bengio et al., 2015,
-        "Scheduled Sampling"; Hafner et al., 2019, "PlaNet", sec. 4, latent overshooting, for the multi-step
-        objective). Samples are drawn as in :func:`sample_mdn_with_noise` at tau = 1 and reparameterised
-        (``mu_k + sigma_k * eps``, the component index carries no gradient), so the loss at step k reaches the
-        predictions of steps < k through the fed-back z (back-propagation through the dream).
-
-        Args:
-            batch: as :meth:`loss`; needs T >= start + steps.
-            start: real inputs read before the dream (z_0..z_start), >= 0.
-            steps: dream steps scored, >= 1; the targets are z_{start+2}..z_{start+steps+1}, the first dreamed
-                input is M's sample of z_{start+1}.
-            generator: torch RNG of the dream's noise.
-
-        Returns:
-            ``(loss, metrics)`` like :meth:`loss`, metrics named ``open_loop_nll``, ``open_loop_reward_mse``,
-            ``open_loop_done_bce``.
-
-        Raises:
-            ValueError: the window is shorter than ``start + steps + 1`` steps, or ``steps`` < 1.
-        """
-        z, action = batch["z"], batch["action"]
-        horizon = action.shape[1]
-        if steps < 1 or start < 0 or start + steps + 1 > horizon:
-            raise ValueError(f"open-loop dream of {steps} steps from step {start} does not fit a {horizon}-step window")
-        target = batch["z_target"] if "z_target" in batch else z[:, 1:]
-        mask = batch.get("mask")
-        if mask is None:
-            mask = torch.ones(target.shape[:2], device=z.device)
-        speed_in = batch.get("speed_in") if self.config.speed_input else None
-        yaw_in = batch.get("yaw_in") if self.config.yaw_input else None
-        head = slice(None, start + 1)
-        out, state = self(
-            z[:, head], action[:, head], None, None if speed_in is None else speed_in[:, head],
-            None if yaw_in is None else yaw_in[:, head],
-        )  # fmt: skip
-        last = MDNOutput(*(t[:, -1] for t in out))
-        car = None  # with speed_input the dream runs on its own car state: c_{t+1} = c_t + the head's change (clamped)
-        if speed_in is not None:
-            yaw_start = None if yaw_in is None else yaw_in[:, start]
-            car = self.next_car(state[0][0], speed_in[:, start], action[:, start], z[:, start], yaw_start)
-        preds, hs, ins, yaws, zs = [], [], [], [], []
-        for t in range(start + 1, start + steps + 1):
-            noise = torch.randn((*last.mu.shape[:-1], 2), generator=generator, dtype=z.dtype, device=z.device)
-            z_t = sample_mdn_with_noise(
-                last.log_pi, last.mu, last.log_sigma, 1.0, noise, self.config.joint
-            )  # index: no grad
-            s_t, yaw_t = (None, None) if car is None else car
-            last, state = self.step(z_t, action[:, t], state, s_t, yaw_t)
-            preds.append(last)
-            hs.append(state[0][0])
-            if s_t is not None:
-                ins.append(s_t)
-                zs.append(z_t)
-                if yaw_t is not None:
-                    yaws.append(yaw_t)
-                car = self.next_car(state[0][0], s_t, action[:, t], z_t, yaw_t)
-        dream = MDNOutput(*(torch.stack(field, dim=1) for field in zip(*preds, strict=True)))
-        sl = slice(start + 1, start + steps + 1)
-        part = {"reward": batch["reward"][:, sl], "done": batch["done"][:, sl]}
-        nll, reward_mse, done_bce = self._step_losses(dream, part, target[:, sl], mask[:, sl])
-        loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
-        metrics = {
-            "open_loop_nll": nll.item(), "open_loop_reward_mse": reward_mse.item(), "open_loop_done_bce": done_bce.item()
-        }  # fmt: skip
-        car_mse = self._car_mse(
-            torch.stack(hs, dim=1), batch, sl, mask[:, sl], torch.stack(ins, 1) if ins else None,
-            torch.stack(zs, 1) if zs else None, torch.stack(yaws, 1) if yaws else None,
-        )  # fmt: skip
-        return self._with_car_loss(loss, metrics, car_mse, "open_loop_")
-
-    def _with_car_loss(
+    def with_car_loss(
         self, loss: Tensor, metrics: dict[str, float], car_mse: tuple[Tensor, Tensor | None] | None, prefix: str
     ) -> tuple[Tensor, dict[str, float]]:
-        """``loss`` + speed_weight * (speed MSE + yaw MSE) of :meth:`_car_mse`, and the metrics ``speed_mse`` and
+        """``loss`` + speed_weight * (speed MSE + yaw MSE) of :meth:`car_mse`, and the metrics ``speed_mse`` and
         ``yaw_mse`` (named with ``prefix``)."""
         if car_mse is None:
             return loss, metrics
@@ -445,7 +368,7 @@ class MDNRNN(nn.Module):
         mask = batch.get("mask")
         if mask is None:
             mask = torch.ones(target.shape[:2], device=z.device)
-        nll, reward_mse, done_bce = self._step_losses(out, batch, target, mask)
+        nll, reward_mse, done_bce = self.step_losses(out, batch, target, mask)
         loss = nll + self.config.reward_weight * reward_mse + self.config.done_weight * done_bce
         metrics = {"nll": nll.item(), "reward_mse": reward_mse.item(), "done_bce": done_bce.item()}
-        return self._with_car_loss(loss, metrics, self._car_mse(h, batch, slice(None), mask), "")
+        return self.with_car_loss(loss, metrics, self.car_mse(h, batch, slice(None), mask), "")

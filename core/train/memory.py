@@ -24,6 +24,7 @@ from core.envs.dream import BatchedDream, window_seeds
 from core.errors import CheckpointError, ConfigError
 from core.models.mdn import mixture_mean
 from core.models.mdnrnn import MDNRNN, SPEED_SCALE, YAW_SCALE, MDNRNNConfig
+from core.models.open_loop import open_loop_loss
 from core.progress import ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -184,7 +185,7 @@ def train_memory(
     Each epoch draws enough random windows of ``seq_len`` steps to cover the training steps once, with
     z ~ N(mu, exp(logvar)) sampled afresh; Adam with global gradient-norm clipping. With
     ``config.open_loop_steps`` each batch also scores one dream of that many steps from a random step of the
-    window (:meth:`MDNRNN.open_loop_loss`).
+    window (:func:`core.models.open_loop.open_loop_loss`).
 
     Raises:
         EpisodeError: missing or corrupt latent file. CheckpointError: bad resume state, or an --init-from M
@@ -284,7 +285,7 @@ def train_memory(
             if not chosen.any():
                 return loss, parts
             batch = {**batch, "mask": batch["mask"] * torch.from_numpy(chosen.astype(np.float32)).unsqueeze(1)}
-        dream_loss, dream_parts = model.open_loop_loss(batch, start, config.open_loop_steps, dream_noise)
+        dream_loss, dream_parts = open_loop_loss(model, batch, start, config.open_loop_steps, dream_noise)
         return loss + config.open_loop_weight * dream_loss, {**parts, **dream_parts}
 
     def batches(epoch: int):
