@@ -42,6 +42,10 @@ def write_video(path: str | Path, frames: list[np.ndarray], fps: int = 50) -> Pa
     return target
 
 
+ROW_LABEL_WIDTH = 150
+"""Pixels of the left margin that names the rows of :func:`write_png_grid`."""
+
+
 def write_png_grid(
     path: str | Path,
     rows: list[list[np.ndarray]],
@@ -60,13 +64,13 @@ def write_png_grid(
     grid = np.concatenate([np.concatenate([_upscale(t, side) for t in r], 1) for r in rows], 0)
     font, scale = cv2.FONT_HERSHEY_SIMPLEX, 0.55
     if row_labels is not None:
-        margin = np.full((grid.shape[0], 150, 3), 255, np.uint8)
+        margin = np.full((grid.shape[0], ROW_LABEL_WIDTH, 3), 255, np.uint8)
         for i, label in enumerate(row_labels):
             for j, line in enumerate(label.split("\n")):
                 cv2.putText(margin, line, (6, i * side + 24 + 22 * j), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
         grid = np.concatenate([margin, grid], 1)
     header = np.full((28, grid.shape[1], 3), 255, np.uint8)
-    x0 = 150 if row_labels is not None else 0
+    x0 = ROW_LABEL_WIDTH if row_labels is not None else 0
     for j, label in enumerate(column_labels):
         cv2.putText(header, label, (x0 + j * side + 6, 20), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
     grid = np.concatenate([header, grid], 0)
