@@ -65,6 +65,7 @@ from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
+from core.envs.dream_map import DreamMap, dream_with_map
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.replay import real_drive, real_frames_after
@@ -122,6 +123,9 @@ class DivergenceConfig:
     reconstruction of reality's), each labelled with its road share; unset: no image."""
     strip_windows: int = 8
     """Windows in the ``strip`` image (rows of reality and dream)."""
+    dream_map: bool = False
+    """Open-loop dreams keep a map of what they have shown (:mod:`core.envs.dream_map`; needs an M that reads the
+    speed and the yaw rate); their frames are the composites."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -147,6 +151,7 @@ def dream_divergence(
     Raises:
         EpisodeError: no episode long enough for warmup + the longest horizon.
         CheckpointError: bad checkpoints or no memory model.
+        ConfigError: ``dream_map`` with an M that does not read the yaw rate.
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
@@ -154,6 +159,8 @@ def dream_divergence(
         check_output_file(config.strip, "strip image")
     wm = WorldModel.load(config.vision, config.memory, config.controller)
     memory = wm.require_memory()
+    if config.dream_map and not memory.config.yaw_input:
+        raise ConfigError("dream_map needs an M that reads the yaw rate (train-memory --yaw-input)")
     horizon = max(config.horizons)
     files = list_episodes(config.data_dir)
     if config.max_episodes:
@@ -209,6 +216,9 @@ def dream_divergence(
         dream.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
+        dmap = DreamMap(n, x.shape[-1]) if config.dream_map else None
+        if dmap is not None:
+            dmap.reset(copy_frames)
         shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
         for j, s0 in enumerate(shown):
             strip.append((f"{path.stem}\nstep {s0}", [x[s0].clone()], [copy_frames[j * config.samples].clone()]))
@@ -216,11 +226,13 @@ def dream_divergence(
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
+            shown_frames = dream_with_map(wm.vision, dream, dmap) if dmap is not None else None
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
             if k in config.horizons:
                 real_z, frames = mu[idx + k], x[idx + k]
-                dream_frames, vision_frames = wm.decode(dream.z), wm.decode(real_z)
+                dream_frames = wm.decode(dream.z) if shown_frames is None else shown_frames
+                vision_frames = wm.decode(real_z)
                 real_road, dream_road = road_share(frames), road_share(dream_frames)
                 for j in range(len(shown)):  # copies: a view would keep the whole episode's frames alive
                     strip[first + j][1].append(frames[j * config.samples].clone())

@@ -1,0 +1,221 @@
+"""The dream's map: a world-fixed canvas of everything a dream has shown, so road that leaves the view comes back.
+
+CarRacing's frame is the car's own view of a static world: the camera follows the car, turned with it, at a fixed
+zoom. A V + M dream has no place to keep what leaves that view; a car that spins on the grass never sees again the
+road it left (README, session 35). The map keeps it. Each dream carries its car's pose, integrated from its own
+speed and yaw rate (M's car state, world units per second and rad/s), and a canvas in world coordinates. After every
+dream step the canvas, seen from the new pose, is laid over M's decoded frame wherever it holds something; M's frame
+shows only what the dream has never seen (and the car itself). The composite is written back where the canvas was
+empty, and V encodes it into the z that M reads next. It is a memory in the spirit of GameGAN's (Kim et al., 2020,
+"Learning to Simulate Dynamic Environments with GameGAN", section 3.2), with the geometry of the view written down
+instead of learned.
+
+Geometry (gymnasium's ``car_racing.py``, CarRacing-v3): the window is 1000 x 800 px at ``ZOOM * SCALE`` = 16.2 px
+per world unit, the car at x = 500, y = 600 from the top, its heading up; the env scales the window to 96 x 96, and
+:func:`core.envs.car_racing.preprocess_frames` crops the 12 HUD rows (window rows 700..800) and resizes the rest to
+S x S. So a frame of side S shows 1000 / 16.2 = 61.7 world units across and 700 / 16.2 = 43.2 units from top to
+bottom, the car 6.2 units above the bottom edge.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from core.envs.dream import BatchedDream
+
+FPS = 50.0
+"""CarRacing's steps per second: a step moves the car by speed / 50 world units and turns it by yaw rate / 50 rad."""
+PX_PER_UNIT_WINDOW = 16.2
+"""Window pixels per world unit (CarRacing's ``ZOOM * SCALE`` = 2.7 * 6.0 once the opening zoom is over)."""
+VIEW_UNITS = (1000.0 / PX_PER_UNIT_WINDOW, 700.0 / PX_PER_UNIT_WINDOW)
+"""World units across and down a preprocessed frame (the 1000-px window width; 700 px of height above the HUD)."""
+CAR_ROW = 600.0 / 700.0
+"""The car's row as a fraction of the preprocessed frame's height (window row 600 of the 700 kept)."""
+CAR_BOX = ((0.44, 0.56), (0.77, 0.94))
+"""The car's sprite as fractions of the frame: columns, rows (measured on real 96 x 96 frames: rows 77..87,
+columns 46..49, widened by a margin). It moves with the view, so it is never written to the map."""
+CANVAS_UNITS = 240.0
+"""Side of each dream's canvas in world units; it scrolls with the car, keeping 60 units behind any edge."""
+EDGE_MARGIN = 0.2
+"""Share of the frame's width (left, right) and height (top) along whose edges a dream's frame is not written to
+the map: new ground enters the view there, drawn by M, and M redraws it at every step until the car's motion brings
+it inside; written at once, every step's sliver of M's edge would be frozen, and a turning car would leave a fan of
+them."""
+GUESSES = 6.0
+"""Weight of the running mean of M's guesses at a place not yet kept: older guesses fade once there are more."""
+PX_PER_UNIT = 2.5
+"""Canvas resolution: finer than the view's finest axis (16.2 * 96 / 700 = 2.2 px per unit at S = 96)."""
+
+
+class DreamMap:
+    """World-fixed canvases of N dreams, and each dream's car pose.
+
+    Args:
+        n: number of dreams.
+        size: side S of the frames (V's resolution: 64 for the ConvVAE, 96 for the DDS+VAE).
+
+    The pose is relative to the dream's start: position (N, 2) in world units, heading (N,) in rad, counter-clockwise
+    positive (Box2D's sign, the sign of :func:`core.envs.car_racing.car_yaw_rate`); the car starts at (0, 0) facing +y.
+
+    Raises:
+        ValueError: ``n < 1`` or ``size < 8``.
+    """
+
+    def __init__(self, n: int, size: int) -> None:
+        if n < 1 or size < 8:
+            raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}")
+        self.n, self.size = n, size
+        self.side = int(round(CANVAS_UNITS * PX_PER_UNIT))
+        self.canvas = torch.zeros(n, 8, self.side, self.side)  # kept RGB in [0, 1], kept flag, guesses RGB sum, count
+        self.origin = torch.zeros(n, 2)  # world position of the canvas centre
+        self.position = torch.zeros(n, 2)
+        self.heading = torch.zeros(n)
+        w, h = VIEW_UNITS
+        u = (torch.arange(size) + 0.5) / size  # pixel centres as fractions
+        dx = (u - 0.5) * w  # world units right of the car
+        dy = (CAR_ROW - u) * h  # world units ahead of the car
+        self._view_dy, self._view_dx = torch.meshgrid(dy, dx, indexing="ij")  # (S, S) each
+        car = torch.zeros(size, size, dtype=torch.bool)
+        (c0, c1), (r0, r1) = CAR_BOX
+        car[int(r0 * size) : math.ceil(r1 * size), int(c0 * size) : math.ceil(c1 * size)] = True
+        self._car = car
+        reach = math.hypot(w / 2, CAR_ROW * h) + 2.0  # farthest a view pixel is from the car, world units
+        self.patch = int(math.ceil(2 * reach * PX_PER_UNIT))
+
+    def reset(self, frames: Tensor) -> None:
+        """Start every dream at pose 0 with an empty canvas, and write ``frames`` (N, 3, S, S) in [0, 1] to it."""
+        self.canvas.zero_()
+        self.origin.zero_()
+        self.position.zero_()
+        self.heading.zero_()
+        self.write(frames)
+
+    def advance(self, speed: Tensor, yaw: Tensor) -> None:
+        """Move each car one step: heading += yaw / FPS, then position += speed / FPS along the heading.
+
+        Args:
+            speed: float32 (N,), world units per second, >= 0 (the car cannot reverse).
+            yaw: float32 (N,), rad/s, counter-clockwise positive.
+        """
+        self.heading = self.heading + yaw / FPS
+        forward = torch.stack([-torch.sin(self.heading), torch.cos(self.heading)], dim=1)
+        self.position = self.position + (speed / FPS).unsqueeze(1) * forward
+        self._scroll()
+
+    def _view_world(self) -> Tensor:
+        """World coordinates of every view pixel's centre: (N, S, S, 2)."""
+        cos, sin = torch.cos(self.heading)[:, None, None], torch.sin(self.heading)[:, None, None]
+        dx, dy = self._view_dx, self._view_dy
+        x = self.position[:, 0, None, None] + dx * cos - dy * sin
+        y = self.position[:, 1, None, None] + dx * sin + dy * cos
+        return torch.stack([x, y], dim=-1)
+
+    def render(self) -> tuple[Tensor, Tensor]:
+        """The canvas seen from each car's pose: ``(frames, known)``, float32 (N, 3, S, S) in [0, 1] and bool
+        (N, S, S). ``known`` is True where the map holds what the dream has shown there (never on the car's sprite);
+        there ``frames`` shows it, elsewhere the running mean of M's guesses where there is one, else 0."""
+        world = self._view_world() - self.origin[:, None, None, :]
+        grid = world * (PX_PER_UNIT * 2.0 / self.side)  # canvas pixels to grid_sample's [-1, 1]
+        sampled = F.grid_sample(self.canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        known = (sampled[:, 3] > 0.999) & ~self._car
+        guessed = (sampled[:, 7] > 0.0) & ~known & ~self._car
+        mean = sampled[:, 4:7] / sampled[:, 7:8].clamp(min=1e-6)  # undo the bilinear weight of empty neighbours
+        frames = torch.where(known.unsqueeze(1), sampled[:, :3], torch.where(guessed.unsqueeze(1), mean, 0.0))
+        return frames, known | guessed
+
+    def write(self, frames: Tensor, whole: bool = True) -> None:
+        """Write ``frames`` (N, 3, S, S) in [0, 1], seen from each car's pose, to the map.
+
+        ``whole`` (reality's frames): every pixel of the view where the map is still empty is kept for good. Else (a
+        dream's, M's decoded frames): each empty place in view gets the frame as one more guess in a running mean
+        (of at most :data:`GUESSES` guesses), and a place that has entered the view's inside (all but the
+        :data:`EDGE_MARGIN` bands) keeps its mean for good. What the map keeps is never resampled, so it does not blur.
+        """
+        lo, hi = (0.0, 1.0) if whole else (EDGE_MARGIN, 1.0 - EDGE_MARGIN)
+        p, half = self.patch, self.side / 2.0
+        w, h = VIEW_UNITS
+        (cu0, cu1), (cv0, cv1) = CAR_BOX
+        for i in range(self.n):
+            # the patch of canvas pixels around the car (inside the canvas, see _scroll), in world units from the car
+            centre = (self.position[i] - self.origin[i]) * PX_PER_UNIT + half
+            c0, r0 = int(centre[0]) - p // 2, int(centre[1]) - p // 2
+            wx = (torch.arange(c0, c0 + p) + 0.5 - half) / PX_PER_UNIT + self.origin[i, 0] - self.position[i, 0]
+            wy = (torch.arange(r0, r0 + p) + 0.5 - half) / PX_PER_UNIT + self.origin[i, 1] - self.position[i, 1]
+            gy, gx = torch.meshgrid(wy, wx, indexing="ij")  # (p, p)
+            cos, sin = math.cos(float(self.heading[i])), math.sin(float(self.heading[i]))
+            u = (gx * cos + gy * sin) / w + 0.5  # view fractions: across, down
+            v = CAR_ROW - (-gx * sin + gy * cos) / h
+            in_view = (u > 0) & (u < 1) & (v > 0) & (v < 1) & ~((u >= cu0) & (u <= cu1) & (v >= cv0) & (v <= cv1))
+            inner = in_view & (u > lo) & (u < hi) & (v > 1.0 - hi)
+            grid = torch.stack([u * 2 - 1, v * 2 - 1], dim=-1)[None]
+            seen = F.grid_sample(frames[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[
+                0
+            ]
+            region = self.canvas[i, :, r0 : r0 + p, c0 : c0 + p]  # a view into the canvas
+            empty = region[3] < 0.5
+            if whole:
+                keep = inner & empty
+                region[:3] = torch.where(keep, seen, region[:3])
+            else:
+                guess = in_view & empty
+                count = region[7]
+                total = torch.where(guess, region[4:7] + seen, region[4:7])
+                region[7] = torch.where(guess, count + 1.0, count)
+                scale = torch.where(region[7] > GUESSES, GUESSES / region[7].clamp(min=1.0), torch.ones_like(count))
+                region[4:7], region[7] = total * scale, region[7] * scale  # at most GUESSES guesses weigh
+                keep = inner & empty
+                region[:3] = torch.where(keep, region[4:7] / region[7].clamp(min=1e-6), region[:3])
+            region[3] = torch.where(keep, torch.ones_like(region[3]), region[3])
+
+    def composite(self, frames: Tensor) -> Tensor:
+        """Add M's decoded ``frames`` (N, 3, S, S) in [0, 1] to the map as guesses (:meth:`write`), then return what
+        the map shows from each pose, with M's frame wherever it holds nothing: (N, 3, S, S), the frame the dream
+        shows and V encodes."""
+        self.write(frames, whole=False)
+        shown, held = self.render()
+        return torch.where(held.unsqueeze(1), shown, frames)
+
+    def _scroll(self) -> None:
+        """Recentre a canvas on its car by whole pixels once the car is within a patch of its edge; what scrolls
+        off is forgotten."""
+        limit = (self.side - self.patch) / 2.0 / PX_PER_UNIT - 1.0
+        offset = self.position - self.origin
+        for i in torch.nonzero((offset.abs() > limit).any(dim=1)).flatten().tolist():
+            shift = torch.round(offset[i] * PX_PER_UNIT).long()  # canvas pixels: columns, rows
+            sc, sr = int(shift[0]), int(shift[1])
+            moved = torch.zeros_like(self.canvas[i])
+            s = self.side
+            src_r, dst_r = slice(max(sr, 0), s + min(sr, 0)), slice(max(-sr, 0), s + min(-sr, 0))
+            src_c, dst_c = slice(max(sc, 0), s + min(sc, 0)), slice(max(-sc, 0), s + min(-sc, 0))
+            moved[:, dst_r, dst_c] = self.canvas[i, :, src_r, src_c]
+            self.canvas[i] = moved
+            self.origin[i] = self.origin[i] + shift.float() / PX_PER_UNIT
+
+
+def dream_with_map(vision: Any, dream: BatchedDream, dream_map: DreamMap) -> Tensor:
+    """After ``dream.step``: move each map's car by the dream's own speed and yaw rate, lay the map over V's decoding
+    of the dreamed z, and put V's encoding of the composite (its mean) back as the dream's z, the z M reads next.
+
+    Args:
+        vision: V (``encode`` float (N, 3, S, S) in [0, 1] -> (mu, logvar); ``decode`` z -> frames).
+        dream: N dreams of an M that reads the speed and the yaw rate, just stepped.
+        dream_map: the N dreams' map.
+
+    Returns:
+        The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
+
+    Raises:
+        ValueError: the dream's M does not read the yaw rate (its car would never turn on the map).
+    """
+    if not dream.yaw_input:
+        raise ValueError("the dream's map needs an M that reads the yaw rate (train-memory --yaw-input)")
+    dream_map.advance(dream.speed, dream.yaw)
+    frames = dream_map.composite(vision.decode(dream.z))
+    live = ~dream.done
+    dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
+    return frames

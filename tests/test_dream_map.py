@@ -1,0 +1,132 @@
+"""The dream's map (core.envs.dream_map): its geometry against the real CarRacing view, and how it composes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from core.envs.car_racing import car_speed, car_yaw_rate, make_real_env, preprocess_frames, to_tensor
+from core.envs.dream import BatchedDream
+from core.envs.dream_map import CAR_BOX, DreamMap, dream_with_map
+from core.models import MDNRNN, MDNRNNConfig
+
+
+def _drive(steps: int, steer: float, seed: int = 3) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Real frames at 96x96 (T + 1, 3, 96, 96) after the opening zoom, and the car's speed and yaw rate after each
+    step (T,), driving with gas 0.5 and ``steer``."""
+    env = make_real_env()
+    obs, _ = env.reset(seed=seed)
+    for _ in range(60):  # past CarRacing's opening zoom (its first second)
+        obs, *_ = env.step(np.array([0.0, 0.3, 0.0], np.float32))
+    frames, speed, yaw = [obs], [], []
+    for _ in range(steps):
+        obs, *_ = env.step(np.array([steer, 0.5, 0.0], np.float32))
+        frames.append(obs)
+        speed.append(car_speed(env))
+        yaw.append(car_yaw_rate(env))
+    env.close()
+    return (
+        to_tensor(preprocess_frames(np.stack(frames), 96)),
+        np.asarray(speed, np.float32),
+        np.asarray(yaw, np.float32),
+    )
+
+
+@pytest.mark.parametrize("steer", [0.0, -0.6])
+def test_the_map_redraws_reality_from_the_car_s_own_motion(steer: float) -> None:
+    """The first real frame, carried by the car's true speed and yaw rate, lands where reality shows the same
+    ground 25 steps later: far closer than the frame itself (standing still) on the ground both show."""
+    frames, speed, yaw = _drive(25, steer)
+    world = DreamMap(1, 96)
+    world.reset(frames[:1])
+    for t in range(25):
+        world.advance(torch.tensor(speed[t : t + 1]), torch.tensor(yaw[t : t + 1]))
+    shown, known = world.render()
+    real = frames[25]
+    assert 0.3 < float(known.float().mean()) < 0.98  # the car moved: part of the view is new
+    err = (shown[0] - real).pow(2).mean(0)[known[0]].mean()
+    still = (frames[0] - real).pow(2).mean(0)[known[0]].mean()
+    assert float(err) < 0.25 * float(still), (float(err), float(still))
+    assert float(err) < 0.003
+
+
+def test_a_car_that_stands_keeps_its_picture_and_shows_the_model_only_under_the_car() -> None:
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8), size=64, mode="bilinear", align_corners=False)
+    first, other = smooth.unbind(0)  # pictures as smooth as CarRacing's (the map resamples them once)
+    world = DreamMap(1, 64)
+    world.reset(first[None])
+    world.advance(torch.zeros(1), torch.zeros(1))
+    out = world.composite(other[None])[0]
+    car = torch.zeros(64, 64, dtype=torch.bool)
+    (c0, c1), (r0, r1) = CAR_BOX
+    car[int(r0 * 64) : int(np.ceil(r1 * 64)), int(c0 * 64) : int(np.ceil(c1 * 64))] = True
+    assert torch.equal(out[:, car], other[:, car])  # the car is always M's
+    ground = torch.zeros(64, 64, dtype=torch.bool)  # the ground, 2 px clear of the car and the frame's edge
+    ground[2:-2, 2:-2] = True
+    ground &= ~torch.nn.functional.max_pool2d(car[None, None].float(), 5, 1, 2)[0, 0].bool()
+    assert float((out[:, ground] - first[:, ground]).abs().max()) < 0.03  # the ground is the map's
+    assert float((out[:, ground] - other[:, ground]).abs().mean()) > 0.2
+
+
+def test_ground_the_dream_has_not_seen_comes_from_the_model_and_is_kept_once_inside() -> None:
+    """Driving straight ahead, new ground enters at the top: first M's guess, later the map's, unchanged."""
+    ground, guess = torch.zeros(1, 3, 64, 64), torch.full((1, 3, 64, 64), 0.5)
+    world = DreamMap(1, 64)
+    world.reset(ground)
+    for _ in range(10):  # 10 units ahead: the top sixth of the view is new
+        world.advance(torch.tensor([50.0]), torch.zeros(1))
+        out = world.composite(guess)
+    assert float(out[0, :, :5].mean()) == pytest.approx(0.5, abs=1e-4)  # M's guesses at the top
+    assert float(out[0, :, 40:50, :20].abs().max()) < 1e-4  # the ground seen at the start, moved down
+    for _ in range(15):  # M now guesses otherwise; what entered the inside meanwhile stays as it was kept
+        world.advance(torch.tensor([50.0]), torch.zeros(1))
+        out = world.composite(ground)
+    assert float(out[0, :, 20:37].mean()) > 0.15  # kept while M guessed 0.5
+    assert float(out[0, :, :5].abs().max()) < 1e-4  # new ground: M's guesses since
+
+
+def test_dream_with_map_grounds_z_on_the_picture_it_shows(tiny_world_model: dict) -> None:
+    from core.envs.world_model import WorldModel
+
+    wm = WorldModel.load(tiny_world_model["vision"])
+    memory = MDNRNN(MDNRNNConfig(speed_input=True, yaw_input=True, speed_weight=1.0, speed_model="markov"))
+    dream = BatchedDream(memory, 2, tau=0.5)
+    z0 = torch.randn(2, memory.config.z_dim)
+    dream.reset([1, 2], z=z0, speed=20.0, yaw=0.5)
+    world = DreamMap(2, wm.size)
+    world.reset(wm.decode(z0))
+    dream.step(torch.tensor([[0.0, 1.0, 0.0]] * 2))
+    shown = dream_with_map(wm.vision, dream, world)
+    assert torch.allclose(dream.z, wm.vision.encode(shown)[0])
+    assert float(world.heading[0]) != 0.0 and float(world.position[0].norm()) > 0.0
+    with pytest.raises(ValueError, match="yaw rate"):
+        dream_with_map(wm.vision, BatchedDream(MDNRNN(MDNRNNConfig()), 2), world)
+
+
+def test_divergence_with_the_map_shows_the_composites(pipeline: dict, real_episodes: Path, tmp_path: Path) -> None:
+    """``divergence --dream-map``: an M that reads the yaw rate is required; with one, the dream shows the map, whose
+    start picture moves with the car: one step on it is nearer reality than the start picture left standing (an
+    untrained residual M's own dream barely moves from it)."""
+    from core.checkpoint import save_checkpoint
+    from core.divergence import DivergenceConfig, dream_divergence
+    from core.errors import ConfigError
+
+    base = DivergenceConfig(
+        data_dir=real_episodes, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(1, 10), warmup=5,
+        start_every=20, samples=2, tau=0.0, parked=False, steer=False, dream_map=True,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="yaw rate"):
+        dream_divergence(base)
+    torch.manual_seed(0)
+    yaw_m = MDNRNN(MDNRNNConfig(speed_input=True, yaw_input=True, speed_weight=1.0, speed_model="markov"))
+    path = save_checkpoint(tmp_path / "m_yaw.safetensors", yaw_m, kind="mdnrnn", config=yaw_m.config)
+    plain = dream_divergence(dataclasses.replace(base, memory=path, dream_map=False)).metrics
+    mapped = dream_divergence(dataclasses.replace(base, memory=path)).metrics
+    assert mapped["divergence/windows"] == plain["divergence/windows"] == 9
+    assert mapped == dream_divergence(dataclasses.replace(base, memory=path)).metrics  # tau 0: deterministic
+    assert mapped["divergence/pixel_mse_dream@1"] < mapped["divergence/pixel_mse_copy@1"]
+    assert plain["divergence/pixel_mse_dream@1"] >= plain["divergence/pixel_mse_copy@1"] - 1e-5
