@@ -53,7 +53,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
 
 import cv2
 import numpy as np
@@ -65,7 +65,7 @@ from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
 from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
-from core.envs.dream_map import DreamMap, dream_with_map
+from core.envs.dream_map import DreamMap, dream_with_map, map_reality
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.replay import real_drive, real_frames_after
@@ -126,6 +126,12 @@ class DivergenceConfig:
     dream_map: bool = False
     """Open-loop dreams keep a map of what they have shown (:mod:`core.envs.dream_map`; needs an M that reads the
     speed and the yaw rate); their frames are the composites."""
+    map_history: int = 0
+    """With ``dream_map``: reality's frames (V's reconstructions) of this many steps before each window start are on
+    the map first, carried by the HUD's speed and yaw rate (after ``warmup``)."""
+    map_pose: Literal["dream", "reality"] = "dream"
+    """With ``dream_map``: whose speed and yaw rate move the map's car: the dream's own, or reality's HUD readings (a
+    diagnostic: the map with the car's true motion)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -218,7 +224,13 @@ def dream_divergence(
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         dmap = DreamMap(n, x.shape[-1]) if config.dream_map else None
         if dmap is not None:
-            dmap.reset(copy_frames)
+            assert real_speed is not None and real_yaw is not None  # an M that reads the yaw rate reads both
+            if config.map_history:
+                recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
+                map_reality(dmap, recon, real_speed, real_yaw, idx, config.map_history, config.warmup)
+            else:
+                dmap.reset(copy_frames)
+            true_car = config.map_pose == "reality"
         shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
         for j, s0 in enumerate(shown):
             strip.append((f"{path.stem}\nstep {s0}", [x[s0].clone()], [copy_frames[j * config.samples].clone()]))
@@ -226,7 +238,10 @@ def dream_divergence(
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
-            shown_frames = dream_with_map(wm.vision, dream, dmap) if dmap is not None else None
+            shown_frames = None
+            if dmap is not None:
+                car = (real_speed[idx + k], real_yaw[idx + k]) if true_car else (None, None)  # type: ignore[index]
+                shown_frames = dream_with_map(wm.vision, dream, dmap, *car)
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
             if k in config.horizons:

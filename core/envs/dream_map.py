@@ -131,7 +131,7 @@ class DreamMap:
     def write(self, frames: Tensor, whole: bool = True) -> None:
         """Write ``frames`` (N, 3, S, S) in [0, 1], seen from each car's pose, to the map.
 
-        ``whole`` (reality's frames): every pixel of the view where the map is still empty is kept for good. Else (a
+        ``whole`` (reality's frames): every pixel of the view is kept, over what the map held there. Else (a
         dream's, M's decoded frames): each empty place in view gets the frame as one more guess in a running mean
         (of at most :data:`GUESSES` guesses), and a place that has entered the view's inside (all but the
         :data:`EDGE_MARGIN` bands) keeps its mean for good. What the map keeps is never resampled, so it does not blur.
@@ -158,9 +158,10 @@ class DreamMap:
             ]
             region = self.canvas[i, :, r0 : r0 + p, c0 : c0 + p]  # a view into the canvas
             empty = region[3] < 0.5
-            if whole:
-                keep = inner & empty
+            if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
+                keep = inner
                 region[:3] = torch.where(keep, seen, region[:3])
+                region[4:8] = torch.where(keep, 0.0, region[4:8])
             else:
                 guess = in_view & empty
                 count = region[7]
@@ -197,7 +198,9 @@ class DreamMap:
             self.origin[i] = self.origin[i] + shift.float() / PX_PER_UNIT
 
 
-def dream_with_map(vision: Any, dream: BatchedDream, dream_map: DreamMap) -> Tensor:
+def dream_with_map(
+    vision: Any, dream: BatchedDream, dream_map: DreamMap, speed: Tensor | None = None, yaw: Tensor | None = None
+) -> Tensor:
     """After ``dream.step``: move each map's car by the dream's own speed and yaw rate, lay the map over V's decoding
     of the dreamed z, and put V's encoding of the composite (its mean) back as the dream's z, the z M reads next.
 
@@ -205,6 +208,8 @@ def dream_with_map(vision: Any, dream: BatchedDream, dream_map: DreamMap) -> Ten
         vision: V (``encode`` float (N, 3, S, S) in [0, 1] -> (mu, logvar); ``decode`` z -> frames).
         dream: N dreams of an M that reads the speed and the yaw rate, just stepped.
         dream_map: the N dreams' map.
+        speed, yaw: float32 (N,), world units per second and rad/s: move the map's cars by these instead (reality's
+            HUD readings, to measure the map with the car's true motion).
 
     Returns:
         The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
@@ -214,8 +219,32 @@ def dream_with_map(vision: Any, dream: BatchedDream, dream_map: DreamMap) -> Ten
     """
     if not dream.yaw_input:
         raise ValueError("the dream's map needs an M that reads the yaw rate (train-memory --yaw-input)")
-    dream_map.advance(dream.speed, dream.yaw)
+    dream_map.advance(dream.speed if speed is None else speed, dream.yaw if yaw is None else yaw)
     frames = dream_map.composite(vision.decode(dream.z))
     live = ~dream.done
     dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
     return frames
+
+
+def map_reality(
+    dream_map: DreamMap, frames: Tensor, speed: Tensor, yaw: Tensor, starts: Tensor, history: int, first: int = 0
+) -> None:
+    """Start each map with reality's past: the frames of the ``history`` steps before its dream's start (from
+    ``first`` on), carried by reality's speed and yaw rate, each written over the last, so the map ends at the start
+    frame's pose with the start frame on top.
+
+    Args:
+        dream_map: N maps (reset here).
+        frames: float32 (T, 3, S, S) in [0, 1], one episode's frames as the model sees them (V's reconstructions).
+        speed, yaw: float32 (T,), the episode's HUD readings (world units per second, rad/s).
+        starts: int64 (N,), each dream's start step (< T).
+        history: steps of the past to write (0: the start frame alone).
+        first: no frame before this step is written (the opening zoom of an episode has another scale).
+    """
+    begin = (starts - history).clamp(min=first).clamp(max=starts)
+    dream_map.reset(frames[begin])
+    for j in range(1, history + 1):
+        t = (begin + j).clamp(max=starts)
+        moving = begin + j <= starts
+        dream_map.advance(torch.where(moving, speed[t], 0.0), torch.where(moving, yaw[t], 0.0))
+        dream_map.write(frames[t], whole=True)
