@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import numpy as np
@@ -130,3 +131,21 @@ def test_divergence_with_the_map_shows_the_composites(pipeline: dict, real_episo
     assert mapped == dream_divergence(dataclasses.replace(base, memory=path)).metrics  # tau 0: deterministic
     assert mapped["divergence/pixel_mse_dream@1"] < mapped["divergence/pixel_mse_copy@1"]
     assert plain["divergence/pixel_mse_dream@1"] >= plain["divergence/pixel_mse_copy@1"] - 1e-5
+
+
+def test_ground_comes_back_after_the_canvas_scrolls() -> None:
+    """Out 100 units (the canvas scrolls), turned about and back: the start ground is where it was, as a map that
+    never moved shows it from the same pose."""
+    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=64, mode="bilinear", align_corners=False)
+    trip, still = DreamMap(1, 64), DreamMap(1, 64)
+    trip.reset(smooth)
+    still.reset(smooth)
+    trip.advance(torch.tensor([100.0 * 50]), torch.zeros(1))  # 100 units ahead in one step
+    assert float(trip.origin[0].norm()) > 50.0  # it scrolled
+    trip.advance(torch.zeros(1), torch.tensor([math.pi * 50]))  # turned about
+    trip.advance(torch.tensor([100.0 * 50]), torch.zeros(1))  # and back to the start
+    still.advance(torch.zeros(1), torch.tensor([math.pi * 50]))
+    (seen, known), (expected, expected_known) = trip.render(), still.render()
+    assert torch.allclose(trip.position, still.position, atol=1e-3)
+    assert float(known.float().mean()) > 0.1 and torch.equal(known, expected_known)
+    assert torch.allclose(seen, expected, atol=1e-4)

@@ -3,12 +3,18 @@
 CarRacing's frame is the car's own view of a static world: the camera follows the car, turned with it, at a fixed
 zoom. A V + M dream has no place to keep what leaves that view; a car that spins on the grass never sees again the
 road it left (README, session 35). The map keeps it. Each dream carries its car's pose, integrated from its own
-speed and yaw rate (M's car state, world units per second and rad/s), and a canvas in world coordinates. After every
-dream step the canvas, seen from the new pose, is laid over M's decoded frame wherever it holds something; M's frame
-shows only what the dream has never seen (and the car itself). The composite is written back where the canvas was
-empty, and V encodes it into the z that M reads next. It is a memory in the spirit of GameGAN's (Kim et al., 2020,
-"Learning to Simulate Dynamic Environments with GameGAN", section 3.2), with the geometry of the view written down
-instead of learned.
+speed and yaw rate (M's car state, world units per second and rad/s), and a canvas in world coordinates:
+
+- reality's frames (the dream's start, and optionally reality's past) are written to it as they are;
+- after every dream step, M's decoded frame adds one guess at every place in view the map does not hold yet (a
+  running mean, so M's redrawing of the same ground from step to step is averaged, not frozen mid-change); a place
+  that has come inside the view (past the :data:`EDGE_MARGIN` bands where new ground enters) keeps its mean for good;
+- the dream shows the map from the new pose, with M's own frame only where the map has nothing (and on the car),
+  and V encodes that composite into the z M reads next.
+
+It is a memory in the spirit of GameGAN's (Kim et al., 2020, "Learning to Simulate Dynamic Environments with
+GameGAN", section 3.2), with the geometry of the view written down instead of learned. Memory: 8 float32 channels of
+600 x 600 per dream, 11.5 MB.
 
 Geometry (gymnasium's ``car_racing.py``, CarRacing-v3): the window is 1000 x 800 px at ``ZOOM * SCALE`` = 16.2 px
 per world unit, the car at x = 500, y = 600 from the top, its heading up; the env scales the window to 96 x 96, and
@@ -40,7 +46,8 @@ CAR_BOX = ((0.44, 0.56), (0.77, 0.94))
 """The car's sprite as fractions of the frame: columns, rows (measured on real 96 x 96 frames: rows 77..87,
 columns 46..49, widened by a margin). It moves with the view, so it is never written to the map."""
 CANVAS_UNITS = 240.0
-"""Side of each dream's canvas in world units; it scrolls with the car, keeping 60 units behind any edge."""
+"""Side of each dream's canvas in world units; it scrolls once the car comes within 51 units of an edge (a view
+reaches 50 units from the car), forgetting what falls off the far side."""
 EDGE_MARGIN = 0.2
 """Share of the frame's width (left, right) and height (top) along whose edges a dream's frame is not written to
 the map: new ground enters the view there, drawn by M, and M redraws it at every step until the car's motion brings
@@ -182,8 +189,8 @@ class DreamMap:
         return torch.where(held.unsqueeze(1), shown, frames)
 
     def _scroll(self) -> None:
-        """Recentre a canvas on its car by whole pixels once the car is within a patch of its edge; what scrolls
-        off is forgotten."""
+        """Recentre a canvas on its car by whole canvas pixels (so what it holds is not resampled) once the car is
+        within a view's reach of its edge; what scrolls off is forgotten."""
         limit = (self.side - self.patch) / 2.0 / PX_PER_UNIT - 1.0
         offset = self.position - self.origin
         for i in torch.nonzero((offset.abs() > limit).any(dim=1)).flatten().tolist():
