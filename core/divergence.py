@@ -130,8 +130,8 @@ class DivergenceConfig:
     """With ``dream_map``: reality's frames (V's reconstructions) of this many steps before each window start are on
     the map first, carried by the HUD's speed and yaw rate (after ``warmup``)."""
     map_pose: Literal["dream", "reality"] = "dream"
-    """With ``dream_map``: whose speed and yaw rate move the map's car: the dream's own, or reality's HUD readings (a
-    diagnostic: the map with the car's true motion)."""
+    """With ``dream_map``: whose speed and yaw rate move the map's car: the dream's own (an M that reads the yaw
+    rate), or reality's HUD readings (any M; a diagnostic: the map with the car's true motion)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -157,7 +157,7 @@ def dream_divergence(
     Raises:
         EpisodeError: no episode long enough for warmup + the longest horizon.
         CheckpointError: bad checkpoints or no memory model.
-        ConfigError: ``dream_map`` with an M that does not read the yaw rate.
+        ConfigError: ``dream_map`` on the dream's own motion with an M that does not read the yaw rate.
     """
     t0 = time.perf_counter()
     stop = should_stop or never_stop()
@@ -165,8 +165,8 @@ def dream_divergence(
         check_output_file(config.strip, "strip image")
     wm = WorldModel.load(config.vision, config.memory, config.controller)
     memory = wm.require_memory()
-    if config.dream_map and not memory.config.yaw_input:
-        raise ConfigError("dream_map needs an M that reads the yaw rate (train-memory --yaw-input)")
+    if config.dream_map and config.map_pose == "dream" and not memory.config.yaw_input:
+        raise ConfigError("dream_map needs an M that reads the yaw rate (train-memory --yaw-input) or map_pose reality")
     horizon = max(config.horizons)
     files = list_episodes(config.data_dir)
     if config.max_episodes:
@@ -224,10 +224,10 @@ def dream_divergence(
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         dmap = DreamMap(n, x.shape[-1]) if config.dream_map else None
         if dmap is not None:
-            assert real_speed is not None and real_yaw is not None  # an M that reads the yaw rate reads both
+            hud = torch.from_numpy(hud_speed(ep.frames)), torch.from_numpy(hud_yaw_rate(ep.frames))
             if config.map_history:
                 recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
-                map_reality(dmap, recon, real_speed, real_yaw, idx, config.map_history, config.warmup)
+                map_reality(dmap, recon, *hud, idx, config.map_history, config.warmup)
             else:
                 dmap.reset(copy_frames)
             true_car = config.map_pose == "reality"
@@ -240,7 +240,7 @@ def dream_divergence(
             _, r, _, _ = dream.step(actions[idx + k - 1])
             shown_frames = None
             if dmap is not None:
-                car = (real_speed[idx + k], real_yaw[idx + k]) if true_car else (None, None)  # type: ignore[index]
+                car = (hud[0][idx + k], hud[1][idx + k]) if true_car else (None, None)
                 shown_frames = dream_with_map(wm.vision, dream, dmap, *car)
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))

@@ -122,6 +122,9 @@ def test_divergence_with_the_map_shows_the_composites(pipeline: dict, real_episo
     )  # fmt: skip
     with pytest.raises(ConfigError, match="yaw rate"):
         dream_divergence(base)
+    # moved by reality's own speed and yaw rate, the map needs no yaw rate from M, and lands nearer reality
+    true_motion = dream_divergence(dataclasses.replace(base, map_pose="reality", map_history=20)).metrics
+    assert true_motion["divergence/pixel_mse_dream@10"] < true_motion["divergence/pixel_mse_copy@10"]
     torch.manual_seed(0)
     yaw_m = MDNRNN(MDNRNNConfig(speed_input=True, yaw_input=True, speed_weight=1.0, speed_model="markov"))
     path = save_checkpoint(tmp_path / "m_yaw.safetensors", yaw_m, kind="mdnrnn", config=yaw_m.config)

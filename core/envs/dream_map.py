@@ -216,17 +216,20 @@ def dream_with_map(
         dream: N dreams of an M that reads the speed and the yaw rate, just stepped.
         dream_map: the N dreams' map.
         speed, yaw: float32 (N,), world units per second and rad/s: move the map's cars by these instead (reality's
-            HUD readings, to measure the map with the car's true motion).
+            HUD readings, to measure the map with the car's true motion; then M need not read them).
 
     Returns:
         The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
 
     Raises:
-        ValueError: the dream's M does not read the yaw rate (its car would never turn on the map).
+        ValueError: no ``speed`` and ``yaw`` given, and the dream's M does not read the yaw rate (its car would
+            never turn on the map).
     """
-    if not dream.yaw_input:
-        raise ValueError("the dream's map needs an M that reads the yaw rate (train-memory --yaw-input)")
-    dream_map.advance(dream.speed if speed is None else speed, dream.yaw if yaw is None else yaw)
+    if speed is None or yaw is None:
+        if not dream.yaw_input:
+            raise ValueError("the dream's map needs an M that reads the yaw rate (train-memory --yaw-input)")
+        speed, yaw = dream.speed, dream.yaw
+    dream_map.advance(speed, yaw)
     frames = dream_map.composite(vision.decode(dream.z))
     live = ~dream.done
     dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
