@@ -1,7 +1,7 @@
 """How far an M's speed drifts from the recorded speed over many steps, fed the recorded actions.
 
 For an M that reads the car's speed (``train-memory --speed-input``): from step ``--start`` of ``--episodes``
-non-random episodes of a latent file, the M reads the real prefix, then its speed is stepped for ``--steps`` steps
+non-random episodes of a latent file (random-policy ones with ``--policy random``), the M reads the real prefix, then its speed is stepped for ``--steps`` steps
 with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
 the dream at each ``--tau`` (the dream's own z). Printed: the mean recorded speed and each mean stepped speed at
 a few horizons, in world units per second. For an M that also reads the yaw rate (``--yaw-input``): the RMS error
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--tau", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--policy", choices=["agent", "random"], default="agent", help="non-random or random-policy episodes")
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
@@ -52,9 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     end = args.start + args.steps
     policies = lat.policies if lat.policies is not None else np.full(lat.n_episodes, "unknown")
-    ok = [i for i in range(lat.n_episodes) if policies[i] != "random" and lat.episode(i)["action"].shape[0] >= end]
+    wanted = (policies == "random") == (args.policy == "random")
+    ok = [i for i in range(lat.n_episodes) if wanted[i] and lat.episode(i)["action"].shape[0] >= end]
     if not ok:
-        print(f"error: no non-random episode of {args.latents} has {end} steps", file=sys.stderr)
+        print(f"error: no {args.policy} episode of {args.latents} has {end} steps", file=sys.stderr)
         return 2
     pick = np.random.default_rng(args.seed).choice(ok, min(args.episodes, len(ok)), replace=False)
     eps = [lat.episode(int(i)) for i in pick]
