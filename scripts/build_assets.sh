@@ -1484,3 +1484,46 @@ $D evaluate --vision $V --memory $S/m_yaw_r230_75.safetensors --controller $S/c_
     --seed 1930000 --workers 2 --results $S/c_r230_75.eval_1930000x20.json
 $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors \
     --episodes 20 --seed 1930000 --workers 2 --results $S/ddsvae_controller.eval_1930000x20.json
+
+# 34. Session 36 (README "A map for the dream ..."): the dream's map open loop with section 33's 75% / 25% yaw M on
+# both check sets (the dream's own motion; reality's past 300 steps; reality's motion), the same with the shipped M
+# and reality's motion, the yaw model's heading error on the random-policy check episodes; and the shipped DDS+VAE
+# M's recipe (speed input) on the ConvVAE's latents of section 29's 210 episodes.
+S=runs/s36
+mkdir -p $S
+M=runs/s35/m_yaw_r230_75.safetensors
+for SET in check_random10 check_agent10; do
+    $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP
+    $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map
+    $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map --map-history 300 --map-pose reality
+    $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP --dream-map \
+        --map-history 300 --map-pose reality
+done
+$D divergence --data-dir data/check_random10 --vision $V --memory $M $OPEN_LOOP --dream-map --map-history 300
+$D divergence --data-dir data/check_random10 --vision $V --memory $M $OPEN_LOOP --dream-map --map-pose reality
+$D encode --data-dir data/check_random10 --vision $V --out $S/lat_check_random.npz
+for START in 100 300 500; do
+    $PY scripts/speed_drift.py --memory $M --latents $S/lat_check_random.npz --policy random --start $START --steps 200 \
+        --tau 0.5
+done
+VC=assets/convvae_vision.safetensors
+for SET in s31_agent s31_random s32_steer15 s32_pedal s32_stops; do
+    OMP_NUM_THREADS=2 $D encode --data-dir data/$SET --vision $VC --out $S/lat_c_$SET.npz --batch-size 128
+done
+$PY -c "
+from core.data.datasets import LatentEpisodes as L
+from core.train.iterate import merge_latents
+parts = [L.load('$S/lat_c_%s.npz' % d) for d in ['s31_agent', 's31_random', 's32_steer15', 's32_pedal', 's32_stops']]
+merged = parts[0]
+for p in parts[1:]:
+    merged = merge_latents(merged, p)
+merged.save('$S/lat_c210.npz')"
+for E in 22 9; do
+    OMP_NUM_THREADS=2 $D train-memory --latents $S/lat_c210.npz --out $S/m_c_sin_e$E.safetensors --epochs $E --lr-min 1e-4 \
+        --mix controller:0.75,random:0.25 --joint --seed 1 --speed-weight 10 --speed-input
+done
+for M in $S/m_c_sin_e22 $S/m_c_sin_e9 assets/convvae_memory; do
+    $D divergence --data-dir data/check_agent10 --vision $VC --memory $M.safetensors --horizons 10 30 100 200 \
+        --start-every 100 --max-episodes 5 --tau 0.5
+    $D divergence --data-dir data/check_random10 --vision $VC --memory $M.safetensors $OPEN_LOOP
+done
