@@ -143,6 +143,10 @@ class DivergenceConfig:
             raise ConfigError(f"strip_windows must be >= 1, got {self.strip_windows}")
         if not 0.0 <= self.coast_brake <= 1.0:
             raise ConfigError(f"coast_brake must be in [0, 1], got {self.coast_brake}")
+        if self.map_history < 0:
+            raise ConfigError(f"map_history must be >= 0, got {self.map_history}")
+        if not self.dream_map and (self.map_history or self.map_pose != "dream"):
+            raise ConfigError("map_history and map_pose need dream_map")
 
 
 @torch.no_grad()

@@ -122,6 +122,10 @@ def test_divergence_with_the_map_shows_the_composites(pipeline: dict, real_episo
     )  # fmt: skip
     with pytest.raises(ConfigError, match="yaw rate"):
         dream_divergence(base)
+    with pytest.raises(ConfigError, match="map_history"):
+        dataclasses.replace(base, map_history=-1)
+    with pytest.raises(ConfigError, match="need dream_map"):
+        dataclasses.replace(base, dream_map=False, map_pose="reality")
     # moved by reality's own speed and yaw rate, the map needs no yaw rate from M, and lands nearer reality
     true_motion = dream_divergence(dataclasses.replace(base, map_pose="reality", map_history=20)).metrics
     assert true_motion["divergence/pixel_mse_dream@10"] < true_motion["divergence/pixel_mse_copy@10"]
