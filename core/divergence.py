@@ -44,6 +44,8 @@ its state at each window start s; from there the batched dream continues open lo
   follow reality's bends); closed loop, a driver who sees the dream's road can follow it, which is what a person
   driving in the dream and a controller trained there do.
 
+With ``dream_map`` open-loop dreams keep a map of the ground shown (:mod:`core.envs.dream_map`); the figures read it.
+
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
 """
 
@@ -124,8 +126,8 @@ class DivergenceConfig:
     strip_windows: int = 8
     """Windows in the ``strip`` image (rows of reality and dream)."""
     dream_map: bool = False
-    """Open-loop dreams keep a map of what they have shown (:mod:`core.envs.dream_map`; needs an M that reads the
-    speed and the yaw rate); their frames are the composites."""
+    """Open-loop dreams keep a map of what they have shown (:mod:`core.envs.dream_map`); their frames are the
+    composites. With ``map_pose`` "dream" it needs an M that reads the yaw rate."""
     map_history: int = 0
     """With ``dream_map``: reality's frames (V's reconstructions) of this many steps before each window start are on
     the map first, carried by the HUD's speed and yaw rate (after ``warmup``)."""
@@ -234,7 +236,6 @@ def dream_divergence(
                 map_reality(dmap, recon, *hud, idx, config.map_history, config.warmup)
             else:
                 dmap.reset(copy_frames)
-            true_car = config.map_pose == "reality"
         shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
         for j, s0 in enumerate(shown):
             strip.append((f"{path.stem}\nstep {s0}", [x[s0].clone()], [copy_frames[j * config.samples].clone()]))
@@ -244,7 +245,7 @@ def dream_divergence(
             _, r, _, _ = dream.step(actions[idx + k - 1])
             shown_frames = None
             if dmap is not None:
-                car = (hud[0][idx + k], hud[1][idx + k]) if true_car else (None, None)
+                car = (hud[0][idx + k], hud[1][idx + k]) if config.map_pose == "reality" else (None, None)
                 shown_frames = dream_with_map(wm.vision, dream, dmap, *car)
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
