@@ -160,9 +160,8 @@ class DreamMap:
             in_view = (u > 0) & (u < 1) & (v > 0) & (v < 1) & ~((u >= cu0) & (u <= cu1) & (v >= cv0) & (v <= cv1))
             inner = in_view & (u > lo) & (u < hi) & (v > 1.0 - hi)
             grid = torch.stack([u * 2 - 1, v * 2 - 1], dim=-1)[None]
-            seen = F.grid_sample(frames[i : i + 1], grid, mode="bilinear", padding_mode="border", align_corners=False)[
-                0
-            ]
+            frame = frames[i : i + 1]
+            seen = F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
             region = self.canvas[i, :, r0 : r0 + p, c0 : c0 + p]  # a view into the canvas
             empty = region[3] < 0.5
             if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
