@@ -1495,12 +1495,12 @@ M=runs/s35/m_yaw_r230_75.safetensors
 for SET in check_random10 check_agent10; do
     $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP
     $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map
+    $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map --map-history 300
+    $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map --map-pose reality
     $D divergence --data-dir data/$SET --vision $V --memory $M $OPEN_LOOP --dream-map --map-history 300 --map-pose reality
     $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP --dream-map \
         --map-history 300 --map-pose reality
 done
-$D divergence --data-dir data/check_random10 --vision $V --memory $M $OPEN_LOOP --dream-map --map-history 300
-$D divergence --data-dir data/check_random10 --vision $V --memory $M $OPEN_LOOP --dream-map --map-pose reality
 $D encode --data-dir data/check_random10 --vision $V --out $S/lat_check_random.npz
 for START in 100 300 500; do
     $PY scripts/speed_drift.py --memory $M --latents $S/lat_check_random.npz --policy random --start $START --steps 200 \
