@@ -207,8 +207,9 @@ def dream_divergence(
         max_norm = max(max_norm, float(mu.norm(dim=1).max()))
         actions = torch.from_numpy(np.asarray(ep.actions, np.float32))
         rewards = torch.from_numpy(np.asarray(ep.rewards, np.float64))
-        real_speed = torch.from_numpy(hud_speed(ep.frames)) if memory.speed_head is not None else None
-        real_yaw = torch.from_numpy(hud_yaw_rate(ep.frames)) if memory.config.yaw_input else None
+        hud = torch.from_numpy(hud_speed(ep.frames)), torch.from_numpy(hud_yaw_rate(ep.frames))  # M's and the map's
+        real_speed = hud[0] if memory.speed_head is not None else None
+        real_yaw = hud[1] if memory.config.yaw_input else None
         # M over reality, keeping its state (h, c) before each window start
         state = memory.initial_state(1)
         states: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -230,7 +231,6 @@ def dream_divergence(
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
         dmap = DreamMap(n, x.shape[-1]) if config.dream_map else None
         if dmap is not None:
-            hud = torch.from_numpy(hud_speed(ep.frames)), torch.from_numpy(hud_yaw_rate(ep.frames))
             if config.map_history:
                 recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
                 map_reality(dmap, recon, *hud, idx, config.map_history, config.warmup)

@@ -123,9 +123,9 @@ class DreamMap:
         return torch.stack([x, y], dim=-1)
 
     def render(self) -> tuple[Tensor, Tensor]:
-        """The canvas seen from each car's pose: ``(frames, known)``, float32 (N, 3, S, S) in [0, 1] and bool
-        (N, S, S). ``known`` is True where the map holds what the dream has shown there (never on the car's sprite);
-        there ``frames`` shows it, elsewhere the running mean of M's guesses where there is one, else 0."""
+        """The canvas seen from each car's pose: ``(frames, held)``, float32 (N, 3, S, S) in [0, 1] and bool (N, S, S).
+        ``held`` is True where the map holds something (never on the car's sprite): ``frames`` shows what it kept
+        there, else the running mean of M's guesses; elsewhere ``frames`` is 0."""
         world = self._view_world() - self.origin[:, None, None, :]
         grid = world * (PX_PER_UNIT * 2.0 / self.side)  # canvas pixels to grid_sample's [-1, 1]
         sampled = F.grid_sample(self.canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -163,12 +163,12 @@ class DreamMap:
             frame = frames[i : i + 1]
             seen = F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
             region = self.canvas[i, :, r0 : r0 + p, c0 : c0 + p]  # a view into the canvas
-            empty = region[3] < 0.5
             if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
                 keep = inner
                 region[:3] = torch.where(keep, seen, region[:3])
                 region[4:8] = torch.where(keep, 0.0, region[4:8])
             else:
+                empty = region[3] < 0.5
                 guess = in_view & empty
                 count = region[7]
                 total = torch.where(guess, region[4:7] + seen, region[4:7])
