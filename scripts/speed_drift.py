@@ -1,8 +1,8 @@
 """How far an M's speed drifts from the recorded speed over many steps, fed the recorded actions.
 
 For an M that reads the car's speed (``train-memory --speed-input``): from step ``--start`` of ``--episodes``
-non-random episodes of a latent file (random-policy ones with ``--policy random``), the M reads the real prefix, then its speed is stepped for ``--steps`` steps
-with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
+non-random episodes of a latent file (random-policy ones with ``--policy random``), the M reads the real prefix,
+then its speed is stepped for ``--steps`` steps with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
 the dream at each ``--tau`` (the dream's own z). Printed: the mean recorded speed and each mean stepped speed at
 a few horizons, in world units per second. For an M that also reads the yaw rate (``--yaw-input``): the RMS error
 of the heading the stepped yaw rate turns through (its sum over the steps times CarRacing's 1/50 s), in radians,

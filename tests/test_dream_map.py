@@ -37,6 +37,11 @@ def _drive(steps: int, steer: float, seed: int = 3) -> tuple[torch.Tensor, np.nd
     )
 
 
+def _smooth(n: int, side: int) -> torch.Tensor:
+    """n random pictures (n, 3, side, side) in [0, 1], as smooth as CarRacing's (the map resamples them)."""
+    return torch.nn.functional.interpolate(torch.rand(n, 3, 8, 8), size=side, mode="bilinear", align_corners=False)
+
+
 @pytest.mark.parametrize("steer", [0.0, -0.6])
 def test_the_map_redraws_reality_from_the_car_s_own_motion(steer: float) -> None:
     """The first real frame, carried by the car's true speed and yaw rate, lands where reality shows the same
@@ -56,8 +61,7 @@ def test_the_map_redraws_reality_from_the_car_s_own_motion(steer: float) -> None
 
 
 def test_a_car_that_stands_keeps_its_picture_and_shows_the_model_only_under_the_car() -> None:
-    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 8, 8), size=64, mode="bilinear", align_corners=False)
-    first, other = smooth.unbind(0)  # pictures as smooth as CarRacing's (the map resamples them once)
+    first, other = _smooth(2, 64).unbind(0)
     world = DreamMap(1, 64)
     world.reset(first[None])
     world.advance(torch.zeros(1), torch.zeros(1))
@@ -143,7 +147,7 @@ def test_divergence_with_the_map_shows_the_composites(pipeline: dict, real_episo
 def test_ground_comes_back_after_the_canvas_scrolls() -> None:
     """Out 100 units (the canvas scrolls), turned about and back: the start ground is where it was, as a map that
     never moved shows it from the same pose."""
-    smooth = torch.nn.functional.interpolate(torch.rand(1, 3, 8, 8), size=64, mode="bilinear", align_corners=False)
+    smooth = _smooth(1, 64)
     trip, still = DreamMap(1, 64), DreamMap(1, 64)
     trip.reset(smooth)
     still.reset(smooth)
