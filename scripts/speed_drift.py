@@ -2,11 +2,12 @@
 
 For an M that reads the car's speed (``train-memory --speed-input``): from step ``--start`` of ``--episodes``
 non-random episodes of a latent file (random-policy ones with ``--policy random``), the M reads the real prefix,
-then its speed is stepped for ``--steps`` steps with the recorded actions, (1) by its speed model alone along the real z (a Markov speed model only) and (2) in
-the dream at each ``--tau`` (the dream's own z). Printed: the mean recorded speed and each mean stepped speed at
-a few horizons, in world units per second. For an M that also reads the yaw rate (``--yaw-input``): the RMS error
-of the heading the stepped yaw rate turns through (its sum over the steps times CarRacing's 1/50 s), in radians,
-against the recorded yaw rate's, and the RMS of the recorded heading change itself (a car that never turns).
+then its speed is stepped for ``--steps`` steps with the recorded actions, (1) by its speed model alone along the
+real z (a Markov speed model only) and (2) in the dream at each ``--tau`` (the dream's own z). Printed: the mean
+recorded speed and each mean stepped speed at a few horizons, in world units per second. For an M that also reads
+the yaw rate (``--yaw-input``): the RMS error of the heading the stepped yaw rate turns through (its sum over the
+steps times CarRacing's 1/50 s), in radians, against the recorded yaw rate's, and the RMS of the recorded heading
+change itself (a car that never turns).
 
     .venv/bin/python scripts/speed_drift.py --memory M --latents runs/s25/lat_agent_speed.npz
 """
@@ -39,7 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--tau", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--policy", choices=["agent", "random"], default="agent", help="non-random or random-policy episodes")
+    p.add_argument(
+        "--policy", choices=["agent", "random"], default="agent", help="non-random or random-policy episodes"
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(1)
     try:
