@@ -65,9 +65,9 @@ from torch import Tensor
 from core.checkpoint import check_output_file
 from core.config import check_finite
 from core.data.episodes import list_episodes, read_episode
+from core.divergence_map import EpisodeMaps
 from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
-from core.envs.dream_map import DreamMap, dream_with_map, map_reality
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.replay import real_drive, real_frames_after
@@ -131,9 +131,11 @@ class DivergenceConfig:
     map_history: int = 0
     """With ``dream_map``: reality's frames (V's reconstructions) of this many steps before each window start are on
     the map first, carried by the HUD's speed and yaw rate (after ``warmup``)."""
-    map_pose: Literal["dream", "reality"] = "dream"
-    """With ``dream_map``: whose speed and yaw rate move the map's car: the dream's own (an M that reads the yaw
-    rate), or reality's HUD readings (any M; a diagnostic: the map with the car's true motion)."""
+    map_pose: Literal["dream", "reality", "car"] = "dream"
+    """With ``dream_map``: what moves the map's car: the dream's own speed and yaw rate (an M that reads the yaw
+    rate), reality's HUD readings (any M; a diagnostic: the map with the car's true motion), or CarRacing's car
+    physics started from the real car's state and driven on the map's ground (:mod:`core.envs.dream_car`; any M;
+    replays each episode's track to get the car's state)."""
 
     def __post_init__(self) -> None:
         check_finite(self)
@@ -229,13 +231,7 @@ def dream_divergence(
         dream.reset(seeds, z=mu[idx], state=(h0, c0), **_car_at(real_speed, real_yaw, idx))
         dream_reward = torch.zeros(n, dtype=torch.float64)
         copy_frames = wm.decode(mu[idx])  # the standing-still baseline, the same at every horizon
-        dmap = DreamMap(n, x.shape[-1]) if config.dream_map else None
-        if dmap is not None:
-            if config.map_history:
-                recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
-                map_reality(dmap, recon, *hud, idx, config.map_history, config.warmup)
-            else:
-                dmap.reset(copy_frames)
+        maps = EpisodeMaps(wm, config, ep, mu, hud, idx, copy_frames) if config.dream_map else None
         shown = starts[: max(0, config.strip_windows - len(strip))] if config.strip is not None else []
         for j, s0 in enumerate(shown):
             strip.append((f"{path.stem}\nstep {s0}", [x[s0].clone()], [copy_frames[j * config.samples].clone()]))
@@ -243,10 +239,7 @@ def dream_divergence(
         real_cum = torch.cat([torch.zeros(1, dtype=torch.float64), rewards.cumsum(0)])
         for k in range(1, horizon + 1):
             _, r, _, _ = dream.step(actions[idx + k - 1])
-            shown_frames = None
-            if dmap is not None:
-                car = (hud[0][idx + k], hud[1][idx + k]) if config.map_pose == "reality" else (None, None)
-                shown_frames = dream_with_map(wm.vision, dream, dmap, *car)
+            shown_frames = None if maps is None else maps.step(dream, actions[idx + k - 1], k)
             dream_reward += r.double()
             dream_norms.append(dream.z.norm(dim=1))
             if k in config.horizons:
@@ -278,6 +271,8 @@ def dream_divergence(
                 add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((vision_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
+        if maps is not None:
+            maps.close()
         if config.nudge:
             for s0 in starts:
                 for sign in (-1.0, 1.0):

@@ -94,13 +94,32 @@ class DreamMap:
         reach = math.hypot(w / 2, CAR_ROW * h) + 2.0  # farthest a view pixel is from the car, world units
         self.patch = int(math.ceil(2 * reach * PX_PER_UNIT))
 
-    def reset(self, frames: Tensor) -> None:
-        """Start every dream at pose 0 with an empty canvas, and write ``frames`` (N, 3, S, S) in [0, 1] to it."""
+    def reset(self, frames: Tensor, position: Tensor | None = None, heading: Tensor | None = None) -> None:
+        """Start every dream with an empty canvas centred on its car, at pose 0 or at ``position`` float (N, 2),
+        world units, and ``heading`` (N,), rad (a :class:`core.envs.dream_car.DreamCars` pose), and write
+        ``frames`` (N, 3, S, S) in [0, 1] to it."""
         self.canvas.zero_()
-        self.origin.zero_()
-        self.position.zero_()
-        self.heading.zero_()
+        self.position = torch.zeros(self.n, 2) if position is None else position.float().clone()
+        self.heading = torch.zeros(self.n) if heading is None else heading.float().clone()
+        self.origin = self.position.clone()
         self.write(frames)
+
+    def place(self, position: Tensor, heading: Tensor) -> None:
+        """Put each car at ``position`` float (N, 2), world units, facing ``heading`` (N,), rad: a pose that comes
+        from elsewhere (a :class:`core.envs.dream_car.DreamCars`, or reality) instead of :meth:`advance`."""
+        self.position, self.heading = position.float().clone(), heading.float().clone()
+        self._scroll()
+
+    def ground(self, points: Tensor) -> tuple[Tensor, Tensor]:
+        """What the map holds at ``points`` float (N, K, 2), world units: ``(colours, held)``, float32 (N, K, 3) in
+        [0, 1] (what it kept, else the mean of M's guesses) and bool (N, K), False where it holds nothing."""
+        grid = ((points - self.origin[:, None, :]) * (PX_PER_UNIT * 2.0 / self.side)).unsqueeze(1)  # (N, 1, K, 2)
+        sampled = F.grid_sample(self.canvas, grid, mode="nearest", padding_mode="zeros", align_corners=False)[:, :, 0]
+        kept = sampled[:, 3] > 0.5
+        held = kept | (sampled[:, 7] > 0.0)
+        mean = sampled[:, 4:7] / sampled[:, 7:8].clamp(min=1e-6)
+        colours = torch.where(kept.unsqueeze(1), sampled[:, :3], mean)
+        return colours.transpose(1, 2), held
 
     def advance(self, speed: Tensor, yaw: Tensor) -> None:
         """Move each car one step: heading += yaw / FPS, then position += speed / FPS along the heading.
@@ -236,7 +255,14 @@ def dream_with_map(
 
 
 def map_reality(
-    dream_map: DreamMap, frames: Tensor, speed: Tensor, yaw: Tensor, starts: Tensor, history: int, first: int = 0
+    dream_map: DreamMap,
+    frames: Tensor,
+    speed: Tensor,
+    yaw: Tensor,
+    starts: Tensor,
+    history: int,
+    first: int = 0,
+    poses: tuple[Tensor, Tensor] | None = None,
 ) -> None:
     """Start each map with reality's past: the frames of the ``history`` steps before its dream's start (from
     ``first`` on), carried by reality's speed and yaw rate, each written over the last, so the map ends at the start
@@ -249,11 +275,16 @@ def map_reality(
         starts: int64 (N,), each dream's start step (< T).
         history: steps of the past to write (0: the start frame alone).
         first: no frame before this step is written (the opening zoom of an episode has another scale).
+        poses: the real car's pose at every step, float32 (T, 2) world units and (T,) rad (Box2D's frame, see
+            :class:`core.envs.dream_car.DreamCars`): the frames are placed there instead (speed and yaw unused).
     """
     begin = (starts - history).clamp(min=first).clamp(max=starts)
-    dream_map.reset(frames[begin])
+    dream_map.reset(frames[begin], *((poses[0][begin], poses[1][begin]) if poses is not None else (None, None)))
     for j in range(1, history + 1):
         t = (begin + j).clamp(max=starts)
-        moving = begin + j <= starts
-        dream_map.advance(torch.where(moving, speed[t], 0.0), torch.where(moving, yaw[t], 0.0))
+        if poses is not None:
+            dream_map.place(poses[0][t], poses[1][t])
+        else:
+            moving = begin + j <= starts
+            dream_map.advance(torch.where(moving, speed[t], 0.0), torch.where(moving, yaw[t], 0.0))
         dream_map.write(frames[t], whole=True)

@@ -68,3 +68,29 @@ def real_drive(ep, start: int, actions: np.ndarray) -> tuple[float, np.ndarray] 
             if term:
                 break
         return None if obs is None else (total, obs)
+
+
+def car_states(ep, steps: set[int]) -> dict[int, Any] | None:
+    """The real car's full state (:class:`core.envs.dream_car.CarState`) at each step in ``steps`` of ``ep``'s
+    replay (step t: after t recorded actions, when frame t is shown), or None when the replay does not reproduce
+    the recorded rewards up to the last of them (see :func:`replayed`) or the episode ends first."""
+    from core.envs.dream_car import car_state
+
+    last = max(steps)
+    states = {}
+    with replayed(ep, 0) as env:
+        if env is None:
+            return None
+        total = 0.0
+        for t in range(last + 1):
+            if t in steps:
+                states[t] = car_state(env)
+            if t == last:
+                break
+            _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
+            total += float(r)
+            if ended:
+                return None
+        if abs(total - float(np.sum(ep.rewards[:last]))) > 1e-3 * max(1.0, abs(total)):
+            return None
+    return states

@@ -1,0 +1,71 @@
+"""The dream's map inside ``dream-explorer divergence`` (``--dream-map``): its set-up for one episode's windows and
+its step, with the car moved by the dream's own car state, by reality's HUD, or by CarRacing's car physics
+(:mod:`core.envs.dream_car`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from core.envs.dream_car import DreamCars, dream_with_car
+from core.envs.dream_map import DreamMap, dream_with_map, map_reality
+from core.errors import EpisodeError
+from core.metrics.replay import car_states
+
+
+class EpisodeMaps:
+    """The maps of one episode's N open-loop dreams (``DivergenceConfig.dream_map``).
+
+    Args:
+        wm: the world model (its V decodes reality's latents for the map's past).
+        config: the divergence config (``map_history``, ``map_pose``, ``warmup``).
+        ep: the episode (its seed and actions, replayed for ``map_pose`` "car").
+        mu: float32 (T + 1, Z), V's encoding of every frame.
+        hud: float32 (T + 1,) each, the HUD's speed and yaw rate.
+        idx: int64 (N,), each dream's start step.
+        start_frames: float32 (N, 3, S, S), V's reconstruction of each start frame.
+
+    Raises:
+        EpisodeError: ``map_pose`` "car" and the replay of the episode does not reproduce its recorded rewards.
+    """
+
+    def __init__(self, wm: Any, config: Any, ep: Any, mu: Tensor, hud: tuple[Tensor, Tensor], idx: Tensor,
+                 start_frames: Tensor) -> None:  # fmt: skip
+        self.vision, self.pose, self.hud, self.idx = wm.vision, config.map_pose, hud, idx
+        self.map = DreamMap(len(idx), start_frames.shape[-1])
+        self.cars: DreamCars | None = None
+        poses = None
+        if self.pose == "car":
+            first = max(0, int(idx.min()) - config.map_history)
+            states = car_states(ep, set(range(first, int(idx.max()) + 1)))
+            if states is None:
+                raise EpisodeError(f"episode seed {int(ep.seed)}: replaying its actions does not reproduce its rewards")
+            self.cars = DreamCars([states[int(s)] for s in idx])
+            steps = len(mu)
+            position, heading = torch.zeros(steps, 2), torch.zeros(steps)
+            for t, state in states.items():
+                position[t] = torch.tensor(state.bodies[0][:2])
+                heading[t] = state.bodies[0][2]
+            poses = (position, heading)
+        if config.map_history:
+            recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
+            map_reality(self.map, recon, *hud, idx, config.map_history, config.warmup, poses)
+        elif poses is not None:
+            self.map.reset(start_frames, poses[0][idx], poses[1][idx])
+        else:
+            self.map.reset(start_frames)
+
+    def step(self, dream: Any, actions: Tensor, k: int) -> Tensor:
+        """After ``dream.step(actions)``, the k-th step from the starts: move the cars, compose, ground z; returns
+        the frames the dreams show, float32 (N, 3, S, S) in [0, 1]."""
+        if self.cars is not None:
+            return dream_with_car(self.vision, dream, self.map, self.cars, actions)
+        car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
+        return dream_with_map(self.vision, dream, self.map, *car)
+
+    def close(self) -> None:
+        """Free the cars' Box2D worlds."""
+        if self.cars is not None:
+            self.cars.close()

@@ -1,0 +1,188 @@
+"""The dream's car: CarRacing's own car physics, driven on the ground the dream shows.
+
+A dream must move its car as reality would, or its map (:mod:`core.envs.dream_map`) lays the ground it remembers
+in the wrong place: a learned car model's heading is off by about 2 rad after 100 steps of a spinning car (README,
+session 36). The car's motion is no mystery, though: CarRacing steps gymnasium's top-down car
+(``gymnasium.envs.box2d.car_dynamics.Car``, after Chris Campbell's top-down car tutorial) in a Box2D world whose
+only tie to the track is each wheel's friction limit, full on a road tile and 0.6 of it on grass. The road's
+tiles are sensors; nothing else touches the car.
+
+So each dream here carries that same car in a Box2D world of its own, started from the real car's full state
+(hull and wheels: pose, velocities, wheel spin, pedals and steering; :func:`car_state`), stepped exactly as
+``CarRacing.step`` steps it, with each wheel's friction read from the dream's own map: a wheel is on the road
+where the map's ground under it is road-grey (:func:`core.metrics.road.road_mask`), and keeps its last reading
+where the map holds nothing. Copied into an empty world and given reality's friction, the car follows the real
+one to the last bit (``tests/test_dream_car.py``); what remains is the dream's ground.
+
+This is a hybrid world model: the physics of the car is the env's, the world it drives through is dreamed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+FPS = 50.0
+"""CarRacing's steps per second (its ``FPS``): each step advances the car by 1 / 50 s."""
+VELOCITY_ITERATIONS, POSITION_ITERATIONS = 6 * 30, 2 * 30
+"""Box2D solver iterations per step, as ``CarRacing.step`` sets them."""
+
+
+@dataclass(frozen=True)
+class CarState:
+    """The full state of one CarRacing car, enough to restart its physics anywhere.
+
+    ``bodies``: hull then the four wheels (front left, front right, rear left, rear right), each (x, y, angle, vx,
+    vy, angular velocity) in Box2D world units, rad, units/s and rad/s; ``wheels``: per wheel (omega, phase, gas,
+    brake, steer), the car_dynamics wheel's own fields (spin in rad/s, its angle, pedals in [0, 1], steering target
+    in [-1, 1]); ``on_road``: per wheel, whether it touches a road tile.
+    """
+
+    bodies: tuple[tuple[float, ...], ...]
+    wheels: tuple[tuple[float, ...], ...]
+    on_road: tuple[bool, ...]
+
+
+def car_state(env: Any) -> CarState:
+    """The full state of a real CarRacing env's car (after a reset).
+
+    Raises:
+        ValueError: the env has no car yet (not reset).
+    """
+    car = getattr(getattr(env, "unwrapped", env), "car", None)
+    if car is None:
+        raise ValueError("the env has no car: reset it first")
+    bodies = tuple(
+        (*map(float, b.position), float(b.angle), *map(float, b.linearVelocity), float(b.angularVelocity))
+        for b in [car.hull, *car.wheels]
+    )
+    wheels = tuple((float(w.omega), float(w.phase), float(w.gas), float(w.brake), float(w.steer)) for w in car.wheels)
+    return CarState(bodies, wheels, tuple(bool(w.tiles) for w in car.wheels))
+
+
+class _Road:
+    """Stands for a road tile in a wheel's ``tiles``: car_dynamics reads only its ``road_friction``."""
+
+    road_friction = 1.0
+
+
+_ROAD = _Road()
+
+
+class DreamCars:
+    """N CarRacing cars, one per dream, each in a Box2D world of its own.
+
+    Args:
+        states: one :class:`CarState` per dream (the real car's where the dream starts).
+
+    Poses are Box2D world coordinates: position (N, 2) in world units, heading (N,) in rad (the hull's angle,
+    counter-clockwise positive; heading 0 faces +y), the frame :class:`core.envs.dream_map.DreamMap` uses when it
+    is reset at the cars' poses.
+
+    Raises:
+        ValueError: no states.
+    """
+
+    def __init__(self, states: list[CarState]) -> None:
+        if not states:
+            raise ValueError("DreamCars needs at least one car state")
+        import Box2D
+        from gymnasium.envs.box2d.car_dynamics import Car
+
+        self.n = len(states)
+        self._worlds, self._cars = [], []
+        for state in states:
+            world = Box2D.b2World((0, 0))
+            x, y, angle = state.bodies[0][:3]
+            car = Car(world, angle, x, y)
+            for body, (bx, by, ba, vx, vy, av) in zip([car.hull, *car.wheels], state.bodies, strict=True):
+                body.transform = ((bx, by), ba)
+                body.linearVelocity = (vx, vy)
+                body.angularVelocity = av
+            for wheel, (omega, phase, gas, brake, steer) in zip(car.wheels, state.wheels, strict=True):
+                wheel.omega, wheel.phase, wheel.gas, wheel.brake, wheel.steer = omega, phase, gas, brake, steer
+            self._worlds.append(world)
+            self._cars.append(car)
+        self.on_road = torch.tensor([s.on_road for s in states], dtype=torch.bool)
+        """Each wheel's last ground reading, bool (N, 4): True on the road (full friction), False on grass."""
+
+    def step(self, actions: Tensor, live: Tensor | None = None) -> None:
+        """Step every live car by one CarRacing step with ``actions`` float (N, 3) (steer in [-1, 1], gas and brake
+        in [0, 1]) on the ground of :attr:`on_road`, as ``CarRacing.step`` does: steer, gas, brake, the car's step,
+        then the world's. ``live`` bool (N,): cars to step (default all)."""
+        acts = actions.detach().cpu().double().numpy()
+        for i, (world, car) in enumerate(zip(self._worlds, self._cars, strict=True)):
+            if live is not None and not bool(live[i]):
+                continue
+            for wheel, road in zip(car.wheels, self.on_road[i].tolist(), strict=True):
+                wheel.tiles = {_ROAD} if road else set()
+            steer, gas, brake = (float(a) for a in acts[i])
+            car.steer(-steer)  # CarRacing steers the car by -action[0]
+            car.gas(gas)
+            car.brake(brake)
+            car.step(1.0 / FPS)
+            world.Step(1.0 / FPS, VELOCITY_ITERATIONS, POSITION_ITERATIONS)
+
+    def pose(self) -> tuple[Tensor, Tensor]:
+        """``(position, heading)``: float32 (N, 2) world units and (N,) rad of every hull."""
+        position = torch.tensor([tuple(c.hull.position) for c in self._cars], dtype=torch.float32)
+        return position, torch.tensor([c.hull.angle for c in self._cars], dtype=torch.float32)
+
+    def wheels(self) -> Tensor:
+        """World positions of every wheel: float32 (N, 4, 2), world units."""
+        return torch.tensor([[tuple(w.position) for w in c.wheels] for c in self._cars], dtype=torch.float32)
+
+    def speed(self) -> Tensor:
+        """Every hull's speed, float32 (N,), world units per second (:func:`core.envs.car_racing.car_speed`'s)."""
+        return torch.tensor([math.hypot(*c.hull.linearVelocity) for c in self._cars], dtype=torch.float32)
+
+    def yaw(self) -> Tensor:
+        """Every hull's yaw rate, float32 (N,), rad/s, counter-clockwise positive."""
+        return torch.tensor([c.hull.angularVelocity for c in self._cars], dtype=torch.float32)
+
+    def read_ground(self, road: Tensor, held: Tensor) -> None:
+        """Update :attr:`on_road` from the ground under the wheels: ``road`` and ``held`` bool (N, 4), whether the
+        ground there is road and whether there is any; a wheel over no ground keeps its last reading."""
+        self.on_road = torch.where(held, road, self.on_road)
+
+    def close(self) -> None:
+        """Free the Box2D worlds."""
+        for car in self._cars:
+            car.destroy()
+        self._cars, self._worlds = [], []
+
+
+def dream_with_car(vision: Any, dream: Any, dream_map: Any, cars: DreamCars, actions: Tensor) -> Tensor:
+    """After ``dream.step(actions)``: step each dream's car with the same actions on the ground its map holds,
+    place the map's car there, lay the map over V's decoding of the dreamed z and put V's encoding of the composite
+    back as z (as :func:`core.envs.dream_map.dream_with_map` does), read the ground now under the wheels, and give
+    M the car's speed and yaw rate where it reads them.
+
+    Args:
+        vision: V (``encode`` float (N, 3, S, S) in [0, 1] -> (mu, logvar); ``decode`` z -> frames).
+        dream: the N dreams (a :class:`core.envs.dream.BatchedDream`), just stepped with ``actions``.
+        dream_map: their :class:`core.envs.dream_map.DreamMap`, reset at the cars' poses.
+        cars: their cars.
+        actions: float (N, 3), the actions the dreams were just stepped with.
+
+    Returns:
+        The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
+    """
+    from core.metrics.road import road_mask
+
+    live = ~dream.done
+    cars.step(actions, live)
+    dream_map.place(*cars.pose())
+    frames = dream_map.composite(vision.decode(dream.z))
+    dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
+    colours, held = dream_map.ground(cars.wheels())
+    cars.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
+    if dream.speed_input:
+        dream.speed = torch.where(live, cars.speed(), dream.speed)
+    if dream.yaw_input:
+        dream.yaw = torch.where(live, cars.yaw(), dream.yaw)
+    return frames
