@@ -113,6 +113,7 @@ class App:
                     last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str) and "\0" not in v)
                 ),  # fmt: skip
                 parallel_split=config.parallel_split,
+                ground_dream=config.ground_dream,
                 vision_runtime=config.vision_runtime,
                 vision_bf16=config.vision_bf16,
                 vision_threads=config.vision_threads,

@@ -211,6 +211,9 @@ class AppConfig:
     vision_threads: int | None = None
     """V's threads in dream and real mode while no stage runs (unset: 2 for a DDS+VAE, 1 for a ConvVAE, whose small
     calls do not gain; 1 keeps V on the frame's thread)."""
+    ground_dream: bool = True
+    """A dream that starts from reality drives its car on CarRacing's own car physics over a map of the ground it
+    has shown (the Controls panel switches it); --no-ground-dream: M's dream alone."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""

@@ -38,6 +38,7 @@ from explorer.input import DriveKeys, HumanInput
 from explorer.profiler import FrameClock
 from explorer.recording import Recorder
 from explorer.session_dream import DreamSide
+from explorer.session_ground import GroundSide
 from explorer.session_inside import InsideViews
 from explorer.session_models import ModelSlots
 from explorer.session_state import (  # noqa: F401  (re-exported: the panels and tests import them from here)
@@ -77,7 +78,7 @@ from explorer.session_state import (  # noqa: F401  (re-exported: the panels and
 log = logging.getLogger("explorer")
 
 
-class Session(ModelSlots, DreamSide, InsideViews):
+class Session(ModelSlots, DreamSide, GroundSide, InsideViews):
     """Models, the real env, the dream, the driver, telemetry and recording.
 
     Args:
@@ -150,6 +151,8 @@ class Session(ModelSlots, DreamSide, InsideViews):
         # -- dream --
         self.dream: BatchedDream | None = None
         self.dream_version = 0
+        self.ground_dream = cfg.ground_dream
+        self._ground = None  # the grounded dream's maps and cars (explorer.session_ground)
         self.dataset_frame: np.ndarray | None = None
         self.dream_origin = "real"
         """Where the current dream started: a DreamSource, or "edit" (an edited latent)."""
@@ -419,17 +422,6 @@ class Session(ModelSlots, DreamSide, InsideViews):
                     dream_reward, dream_done = dream.result()
         self._dream_stepped(dream_reward)
         return (*real, dream_done)
-
-    def _record_divergence(self) -> None:
-        """Reality vs dream, same actions: RMS latent distance and pixel MSE of decode(z_dream) vs V's input."""
-        assert self.dream is not None and self._real_z is not None and self._real_x is not None
-        latent = float((self.dream.z[0] - self._real_z[0]).pow(2).mean().sqrt())
-        frame = self.dream_frame()
-        assert frame is not None
-        x = self._real_x[0].permute(1, 2, 0).numpy()
-        pixel = float(np.mean((frame.astype(np.float32) / 255.0 - x) ** 2))
-        self.history["div_latent"].append(latent)
-        self.history["div_pixel"].append(pixel)
 
     # ------------------------------------------------------------------------------------------------
     # recording

@@ -83,6 +83,7 @@ class DreamSide(SessionParts):
         seeds = self.rng.integers(0, 2**31, size=self.futures).tolist()
         with self._inference("memory"):
             self.dream.reset(seeds, z=z0, state=state, speed=speed, yaw=yaw)
+        self._ground_start("edit" if z is not None else source)
         self.dream_tally = Tally(episode=self.dream_tally.episode + 1)
         self.dream_origin = "edit" if z is not None else source
         self.history["dream_return"].clear()
@@ -130,6 +131,7 @@ class DreamSide(SessionParts):
         with self._inference("memory"):
             _, reward, _, _ = self.dream.step(actions)
         self.dream_version += 1
+        self._ground_step(actions)
         if decode:
             self.dream_frames(recon=False)
         return float(reward[0]), bool(self.dream.done[0])
@@ -267,3 +269,14 @@ class DreamSide(SessionParts):
         if not restarted:
             self.history["road_real"].append(float(real[0]))
             self.history["road_dream"].append(float(dream[0]))
+
+    def _record_divergence(self) -> None:
+        """Reality vs dream, same actions: RMS latent distance and pixel MSE of decode(z_dream) vs V's input."""
+        assert self.dream is not None and self._real_z is not None and self._real_x is not None
+        latent = float((self.dream.z[0] - self._real_z[0]).pow(2).mean().sqrt())
+        frame = self.dream_frame()
+        assert frame is not None
+        x = self._real_x[0].permute(1, 2, 0).numpy()
+        pixel = float(np.mean((frame.astype(np.float32) / 255.0 - x) ** 2))
+        self.history["div_latent"].append(latent)
+        self.history["div_pixel"].append(pixel)

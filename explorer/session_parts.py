@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.api import BatchedDream, RandomExplorationPolicy, RealTracker, WorldModel
+from core.api import BatchedDream, DreamCars, DreamMap, RandomExplorationPolicy, RealTracker, WorldModel
 from core.models import MDNRNN, Controller, VisionModel
 from core.models.dds_vae import DDSMaskOutput
 from core.vision_runtime import VisionRuntime
@@ -93,6 +93,8 @@ class SessionParts:
     dataset_frame: np.ndarray | None
     dream_origin: str
     _road: RoadShares | None
+    ground_dream: bool
+    _ground: tuple[DreamMap, DreamCars] | None
     # -- the views inside --
     z_edit: np.ndarray | None
     edit_version: int
@@ -108,6 +110,8 @@ class SessionParts:
         def _inference(self, stage: str, vision: bool = False) -> AbstractContextManager[None]: ...
         def _track_reset(self) -> None: ...
         def _encode_real(self) -> None: ...
+        def _ground_start(self, source: str) -> None: ...
+        def _ground_step(self, actions: Tensor) -> None: ...
         def start_dream(self, source: DreamSource | None = None, z: np.ndarray | None = None) -> None: ...
         def _recon_due(self, now: float) -> bool: ...
         def _make_reconstruction(self, out: Tensor, now: float) -> Reconstruction: ...

@@ -115,6 +115,9 @@ class SessionConfig:
     vision_threads: int | None = None
     """V's threads where it is the only model work of the frame and ``second_core_free`` (None: VISION_THREADS for
     a vision model of WIDE_VISION_KINDS, else 1; 1 keeps V on the frame's thread)."""
+    ground_dream: bool = True
+    """A dream that starts from reality moves its car on CarRacing's car physics over a map of the ground it has
+    shown (:mod:`explorer.session_ground`); False: M's dream alone."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
     encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""

@@ -77,21 +77,29 @@ def test_a_car_that_stands_keeps_its_picture_and_shows_the_model_only_under_the_
     assert float((out[:, ground] - other[:, ground]).abs().mean()) > 0.2
 
 
-def test_ground_the_dream_has_not_seen_comes_from_the_model_and_is_kept_once_inside() -> None:
-    """Driving straight ahead, new ground enters at the top: first M's guess, later the map's, unchanged."""
-    ground, guess = torch.zeros(1, 3, 64, 64), torch.full((1, 3, 64, 64), 0.5)
+def test_m_s_ground_is_live_in_view_and_comes_back_as_it_was_once_it_has_left() -> None:
+    """New ground in view is M's current frame (M may still redraw it: a road that bends where the driver steers);
+    once it has left the view, the map keeps M's last drawing of it and shows that when it comes back."""
+    reality = torch.zeros(1, 3, 64, 64)
     world = DreamMap(1, 64)
-    world.reset(ground)
-    for _ in range(10):  # 10 units ahead: the top sixth of the view is new
-        world.advance(torch.tensor([50.0]), torch.zeros(1))
-        out = world.composite(guess)
-    assert float(out[0, :, :5].mean()) == pytest.approx(0.5, abs=1e-4)  # M's guesses at the top
-    assert float(out[0, :, 40:50, :20].abs().max()) < 1e-4  # the ground seen at the start, moved down
-    for _ in range(15):  # M now guesses otherwise; what entered the inside meanwhile stays as it was kept
-        world.advance(torch.tensor([50.0]), torch.zeros(1))
-        out = world.composite(ground)
-    assert float(out[0, :, 20:37].mean()) > 0.15  # kept while M guessed 0.5
-    assert float(out[0, :, :5].abs().max()) < 1e-4  # new ground: M's guesses since
+    world.reset(reality)
+    for guess in (0.5, 0.2):  # ahead, the top of the view is new: M's frame of this step, whatever it draws
+        world.advance(torch.tensor([250.0]), torch.zeros(1))  # 5 units ahead: the top 7 rows are new
+        out = world.composite(torch.full((1, 3, 64, 64), guess))
+        assert float(out[0, :, :5].mean()) == pytest.approx(guess, abs=1e-4)
+    assert float(out[0, :, 30:40].abs().max()) < 1e-4  # reality's ground, moved down
+    half_turn = torch.tensor([math.pi * 50])
+    world.advance(torch.zeros(1), half_turn)  # facing back: ground never seen, M's
+    for _ in range(3):
+        world.advance(torch.zeros(1), torch.zeros(1))
+        out = world.composite(torch.full((1, 3, 64, 64), 0.5))
+    assert float(out[0, :, 5:30].mean()) == pytest.approx(0.5, abs=1e-4)
+    world.advance(torch.zeros(1), half_turn)  # facing ahead again: reality's ground; M's has left the view
+    out = world.composite(torch.full((1, 3, 64, 64), 0.9))
+    assert float(out[0, :, 30:40].abs().max()) < 1e-4
+    world.advance(torch.zeros(1), half_turn)  # and back: M's earlier drawing, not what it draws now
+    out = world.composite(torch.full((1, 3, 64, 64), 0.9))
+    assert float(out[0, :, 15:30, 15:50].mean()) == pytest.approx(0.5, abs=0.02)
 
 
 def test_dream_with_map_grounds_z_on_the_picture_it_shows(tiny_world_model: dict) -> None:

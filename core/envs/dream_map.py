@@ -2,19 +2,21 @@
 
 CarRacing's frame is the car's own view of a static world: the camera follows the car, turned with it, at a fixed
 zoom. A V + M dream has no place to keep what leaves that view; a car that spins on the grass never sees again the
-road it left (README, session 35). The map keeps it. Each dream carries its car's pose, integrated from its own
-speed and yaw rate (M's car state, world units per second and rad/s), and a canvas in world coordinates:
+road it left (README, session 35). The map keeps it. Each dream carries its car's pose (stepped from its own speed
+and yaw rate, world units per second and rad/s, with :meth:`DreamMap.advance`, or set from CarRacing's car physics,
+:mod:`core.envs.dream_car`, with :meth:`DreamMap.place`) and a canvas in world coordinates:
 
 - reality's frames (the dream's start, and optionally reality's past) are written to it as they are;
-- after every dream step, M's decoded frame adds one guess at every place in view the map does not hold yet (a
-  running mean, so M's redrawing of the same ground from step to step is averaged, not frozen mid-change); a place
-  that has come inside the view (past the :data:`EDGE_MARGIN` bands where new ground enters) keeps its mean for good;
-- the dream shows the map from the new pose, with M's own frame only where the map has nothing (and on the car),
-  and V encodes that composite into the z M reads next.
+- ground M draws stays M's while it is in view: M redraws it at every step (a road ahead bends where the driver
+  steers, and a dream whose road was frozen the moment it appeared would leave the driver on the grass); the map
+  keeps the running mean of M's last drawings of each place inside the view (past the :data:`EDGE_MARGIN` bands
+  where new ground enters), and keeps it for good once the place leaves the view;
+- the dream shows the map from the new pose, with M's own frame where the map keeps nothing (and on the car), and
+  V encodes that composite into the z M reads next.
 
 It is a memory in the spirit of GameGAN's (Kim et al., 2020, "Learning to Simulate Dynamic Environments with
-GameGAN", section 3.2), with the geometry of the view written down instead of learned. Memory: 8 float32 channels of
-600 x 600 per dream, 11.5 MB.
+GameGAN", section 3.2), with the geometry of the view written down instead of learned. Memory: 9 float32 channels of
+600 x 600 per dream, 13 MB.
 
 Geometry (gymnasium's ``car_racing.py``, CarRacing-v3): the window is 1000 x 800 px at ``ZOOM * SCALE`` = 16.2 px
 per world unit, the car at x = 500, y = 600 from the top, its heading up; the env scales the window to 96 x 96, and
@@ -49,12 +51,11 @@ CANVAS_UNITS = 240.0
 """Side of each dream's canvas in world units; it scrolls once the car comes within 51 units of an edge (a view
 reaches 50 units from the car), forgetting what falls off the far side."""
 EDGE_MARGIN = 0.2
-"""Share of the frame's width (left, right) and height (top) along whose edges a dream's frame is not written to
-the map: new ground enters the view there, drawn by M, and M redraws it at every step until the car's motion brings
-it inside; written at once, every step's sliver of M's edge would be frozen, and a turning car would leave a fan of
-them."""
+"""Share of the frame's width (left, right) and height (top) along whose edges M's frame adds no guess to the map:
+new ground enters the view there, and M's first drawings of it are its least sure; a place seen only there is not
+kept when it leaves."""
 GUESSES = 6.0
-"""Weight of the running mean of M's guesses at a place not yet kept: older guesses fade once there are more."""
+"""Weight of the running mean of M's drawings of a place: the last few count, older ones fade."""
 PX_PER_UNIT = 2.5
 """Canvas resolution: finer than the view's finest axis (16.2 * 96 / 700 = 2.2 px per unit at S = 96)."""
 
@@ -78,7 +79,8 @@ class DreamMap:
             raise ValueError(f"need n >= 1 and size >= 8, got n={n}, size={size}")
         self.n, self.size = n, size
         self.side = int(round(CANVAS_UNITS * PX_PER_UNIT))
-        self.canvas = torch.zeros(n, 8, self.side, self.side)  # kept RGB in [0, 1], kept flag, guesses RGB sum, count
+        # kept RGB in [0, 1], kept flag; M's drawings: RGB sum, count; in view at the last write
+        self.canvas = torch.zeros(n, 9, self.side, self.side)
         self.origin = torch.zeros(n, 2)  # world position of the canvas centre
         self.position = torch.zeros(n, 2)
         self.heading = torch.zeros(n)
@@ -143,24 +145,23 @@ class DreamMap:
 
     def render(self) -> tuple[Tensor, Tensor]:
         """The canvas seen from each car's pose: ``(frames, held)``, float32 (N, 3, S, S) in [0, 1] and bool (N, S, S).
-        ``held`` is True where the map holds something (never on the car's sprite): ``frames`` shows what it kept
-        there, else the running mean of M's guesses; elsewhere ``frames`` is 0."""
+        ``held`` is True where the map keeps ground (reality's, or M's that has left the view; never on the car's
+        sprite), and ``frames`` shows it there; elsewhere ``frames`` is 0."""
         world = self._view_world() - self.origin[:, None, None, :]
         grid = world * (PX_PER_UNIT * 2.0 / self.side)  # canvas pixels to grid_sample's [-1, 1]
-        sampled = F.grid_sample(self.canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        known = (sampled[:, 3] > 0.999) & ~self._car
-        guessed = (sampled[:, 7] > 0.0) & ~known & ~self._car
-        mean = sampled[:, 4:7] / sampled[:, 7:8].clamp(min=1e-6)  # undo the bilinear weight of empty neighbours
-        frames = torch.where(known.unsqueeze(1), sampled[:, :3], torch.where(guessed.unsqueeze(1), mean, 0.0))
-        return frames, known | guessed
+        sampled = F.grid_sample(self.canvas[:, :4], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        held = (sampled[:, 3] > 0.999) & ~self._car  # all four neighbours kept: no blend with empty canvas
+        return torch.where(held.unsqueeze(1), sampled[:, :3], 0.0), held
 
     def write(self, frames: Tensor, whole: bool = True) -> None:
         """Write ``frames`` (N, 3, S, S) in [0, 1], seen from each car's pose, to the map.
 
         ``whole`` (reality's frames): every pixel of the view is kept, over what the map held there. Else (a
-        dream's, M's decoded frames): each empty place in view gets the frame as one more guess in a running mean
-        (of at most :data:`GUESSES` guesses), and a place that has entered the view's inside (all but the
-        :data:`EDGE_MARGIN` bands) keeps its mean for good. What the map keeps is never resampled, so it does not blur.
+        dream's, M's decoded frames): each empty place inside the view (all but the :data:`EDGE_MARGIN` bands) gets
+        the frame as one more guess in a running mean (of at most :data:`GUESSES` guesses), and a place that has just
+        left the view keeps that mean for good. So ground in view stays M's to redraw (a road that bends where the
+        driver steers), and ground that comes back into view is what M drew before. What the map keeps is never
+        resampled, so it does not blur.
         """
         lo, hi = (0.0, 1.0) if whole else (EDGE_MARGIN, 1.0 - EDGE_MARGIN)
         p, half = self.patch, self.side / 2.0
@@ -188,14 +189,14 @@ class DreamMap:
                 region[4:8] = torch.where(keep, 0.0, region[4:8])
             else:
                 empty = region[3] < 0.5
-                guess = in_view & empty
-                count = region[7]
+                guess = inner & empty
                 total = torch.where(guess, region[4:7] + seen, region[4:7])
-                region[7] = torch.where(guess, count + 1.0, count)
-                scale = torch.where(region[7] > GUESSES, GUESSES / region[7].clamp(min=1.0), torch.ones_like(count))
-                region[4:7], region[7] = total * scale, region[7] * scale  # at most GUESSES guesses weigh
-                keep = inner & empty
+                count = torch.where(guess, region[7] + 1.0, region[7])
+                scale = torch.where(count > GUESSES, GUESSES / count.clamp(min=1.0), torch.ones_like(count))
+                region[4:7], region[7] = total * scale, count * scale  # at most GUESSES guesses weigh
+                keep = (region[8] > 0.5) & ~in_view & empty & (region[7] > 0.0)  # M's ground that just left the view
                 region[:3] = torch.where(keep, region[4:7] / region[7].clamp(min=1e-6), region[:3])
+                region[8] = (in_view & empty).float()
             region[3] = torch.where(keep, torch.ones_like(region[3]), region[3])
 
     def composite(self, frames: Tensor) -> Tensor:

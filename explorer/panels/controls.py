@@ -91,6 +91,12 @@ def gui_dream_settings(app: PanelHost) -> None:
     if changed:
         s.futures = futures
     imgui.set_item_tooltip("Dreams batched from the same state (see the Futures panel)")
+    changed, ground = imgui.checkbox("grounded: car physics + map###ground", s.ground_dream)
+    if changed:
+        s.set_ground_dream(ground)
+    imgui.set_item_tooltip("A dream from reality drives CarRacing's own car physics, started from the real car,\n"
+                           "over a map of the ground the dream has shown (road that leaves the view comes back).\n"
+                           "Off: M's dream alone, which loses track of where its car is.")  # fmt: skip
     caption("start a dream from")
     for source, label in SOURCE_LABELS.items():
         selected = s.dream_source == source
