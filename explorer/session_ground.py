@@ -40,7 +40,7 @@ class GroundSide(SessionParts):
     def _ground_start(self, source: str) -> None:
         """After the dream's reset: ground it when ``ground_dream`` is on and it starts from the real frame."""
         self._ground_close()
-        if not self.ground_dream or source != "real" or self.dream is None or self.world_model is None:
+        if not self.ground_dream or source != "real" or self.dream is None or self.vision_runtime is None:
             return
         try:
             state = car_state(self.env)
@@ -49,7 +49,7 @@ class GroundSide(SessionParts):
             return
         cars = DreamCars([state] * self.dream.n)
         with self._inference("decode", vision=True):
-            start = self.world_model.decode(self.dream.z)
+            start = self.vision_runtime.decode(self.dream.z)
         world = DreamMap(self.dream.n, start.shape[-1])
         world.reset(start, *cars.pose())
         self._ground = (world, cars)
@@ -57,11 +57,11 @@ class GroundSide(SessionParts):
     def _ground_step(self, actions: Tensor) -> None:
         """After ``dream.step(actions)`` of a grounded dream: move the cars, compose the frames the dreams show and
         cache them for this dream version (the views show the composites, not V's decode of z)."""
-        if self._ground is None or self.dream is None or self.world_model is None:
+        if self._ground is None or self.dream is None or self.vision_runtime is None:
             return
         world, cars = self._ground
-        with self._inference("decode", vision=True):
-            shown = dream_with_car(self.world_model.vision, self.dream, world, cars, actions)
+        with self._inference("decode", vision=True):  # V's decode of the N dreams and its encode of the composites
+            shown = dream_with_car(self.vision_runtime, self.dream, world, cars, actions)
         frames: np.ndarray = to_uint8_hwc(shown)
         self._cache["dream"] = (self.dream_version, frames)
         self._cache["dream_x"] = (self.dream_version, shown[:1])
