@@ -80,7 +80,8 @@ class DreamMap:
         self.n, self.size = n, size
         self.side = int(round(CANVAS_UNITS * PX_PER_UNIT))
         # kept RGB in [0, 1], kept flag; M's drawings: RGB sum, count; in view at the last write
-        self.canvas = torch.zeros(n, 9, self.side, self.side)
+        self.pixels = torch.zeros(n, self.side, self.side, 9)
+        self.canvas = self.pixels.permute(0, 3, 1, 2)  # the same memory as (N, 9, side, side), channels last
         self.origin = torch.zeros(n, 2)  # world position of the canvas centre
         self.position = torch.zeros(n, 2)
         self.heading = torch.zeros(n)
@@ -164,40 +165,48 @@ class DreamMap:
         resampled, so it does not blur.
         """
         lo, hi = (0.0, 1.0) if whole else (EDGE_MARGIN, 1.0 - EDGE_MARGIN)
-        p, half = self.patch, self.side / 2.0
+        p, half, arange = self.patch, self.side / 2.0, torch.arange(self.patch)
         w, h = VIEW_UNITS
+        # each car's patch of canvas pixels (inside the canvas, see _scroll): its corner, and every pixel's world
+        # offset from the car
+        corner = ((self.position - self.origin) * PX_PER_UNIT + half).floor().long() - p // 2  # (N, 2): column, row
+        offset = (corner.unsqueeze(2) + arange + 0.5 - half) / PX_PER_UNIT + (self.origin - self.position).unsqueeze(2)
+        gx, gy = offset[:, 0, None, :], offset[:, 1, :, None]  # (N, 1, p), (N, p, 1)
+        cos, sin = torch.cos(self.heading)[:, None, None], torch.sin(self.heading)[:, None, None]
+        u = (gx * cos + gy * sin) / w + 0.5  # view fractions: across, down; (N, p, p)
+        v = CAR_ROW - (-gx * sin + gy * cos) / h
         (cu0, cu1), (cv0, cv1) = CAR_BOX
-        for i in range(self.n):
-            # the patch of canvas pixels around the car (inside the canvas, see _scroll), in world units from the car
-            centre = (self.position[i] - self.origin[i]) * PX_PER_UNIT + half
-            c0, r0 = int(centre[0]) - p // 2, int(centre[1]) - p // 2
-            wx = (torch.arange(c0, c0 + p) + 0.5 - half) / PX_PER_UNIT + self.origin[i, 0] - self.position[i, 0]
-            wy = (torch.arange(r0, r0 + p) + 0.5 - half) / PX_PER_UNIT + self.origin[i, 1] - self.position[i, 1]
-            gy, gx = torch.meshgrid(wy, wx, indexing="ij")  # (p, p)
-            cos, sin = math.cos(float(self.heading[i])), math.sin(float(self.heading[i]))
-            u = (gx * cos + gy * sin) / w + 0.5  # view fractions: across, down
-            v = CAR_ROW - (-gx * sin + gy * cos) / h
-            in_view = (u > 0) & (u < 1) & (v > 0) & (v < 1) & ~((u >= cu0) & (u <= cu1) & (v >= cv0) & (v <= cv1))
-            inner = in_view & (u > lo) & (u < hi) & (v > 1.0 - hi)
-            grid = torch.stack([u * 2 - 1, v * 2 - 1], dim=-1)[None]
-            frame = frames[i : i + 1]
-            seen = F.grid_sample(frame, grid, mode="bilinear", padding_mode="border", align_corners=False)[0]
-            region = self.canvas[i, :, r0 : r0 + p, c0 : c0 + p]  # a view into the canvas
-            if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
-                keep = inner
-                region[:3] = torch.where(keep, seen, region[:3])
-                region[4:8] = torch.where(keep, 0.0, region[4:8])
-            else:
-                empty = region[3] < 0.5
-                guess = inner & empty
-                total = torch.where(guess, region[4:7] + seen, region[4:7])
-                count = torch.where(guess, region[7] + 1.0, region[7])
-                scale = torch.where(count > GUESSES, GUESSES / count.clamp(min=1.0), torch.ones_like(count))
-                region[4:7], region[7] = total * scale, count * scale  # at most GUESSES guesses weigh
-                keep = (region[8] > 0.5) & ~in_view & empty & (region[7] > 0.0)  # M's ground that just left the view
-                region[:3] = torch.where(keep, region[4:7] / region[7].clamp(min=1e-6), region[:3])
-                region[8] = (in_view & empty).float()
-            region[3] = torch.where(keep, torch.ones_like(region[3]), region[3])
+        in_view = (u > 0) & (u < 1) & (v > 0) & (v < 1) & ~((u >= cu0) & (u <= cu1) & (v >= cv0) & (v <= cv1))
+        rows, cols = corner[:, 1, None] + arange, corner[:, 0, None] + arange  # (N, p)
+        flat = self.pixels.view(-1, 9)  # one row per canvas pixel
+        at = (torch.arange(self.n)[:, None, None] * self.side + rows[:, :, None]) * self.side + cols[
+            :, None, :
+        ]  # (N, p, p): rows of flat
+        live = self.pixels.view(-1).take(at * 9 + 8) > 0.5  # in view at the last write
+        # work only on the places in view or in view before: gathered as (K, 9)
+        sel = (in_view | live).view(-1).nonzero().squeeze(1)  # (K,) into the N patches, flattened
+        index = at.view(-1).index_select(0, sel)
+        cell = flat.index_select(0, index)
+        uk, vk = u.reshape(-1).index_select(0, sel), v.reshape(-1).index_select(0, sel)
+        seen_now = in_view.view(-1).index_select(0, sel)
+        inner = seen_now & (uk > lo) & (uk < hi) & (vk > 1.0 - hi)
+        seen = _bilinear(frames, sel // (p * p), uk, vk)  # (K, 3)
+        if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
+            keep = inner
+            cell[:, :3] = torch.where(keep[:, None], seen, cell[:, :3])
+            cell[:, 4:9] = torch.where(keep[:, None], 0.0, cell[:, 4:9])
+        else:
+            empty = cell[:, 3] < 0.5
+            guess = inner & empty
+            total = torch.where(guess[:, None], cell[:, 4:7] + seen, cell[:, 4:7])
+            count = torch.where(guess, cell[:, 7] + 1.0, cell[:, 7])
+            scale = torch.where(count > GUESSES, GUESSES / count.clamp(min=1.0), torch.ones_like(count))
+            cell[:, 4:7], cell[:, 7] = total * scale[:, None], count * scale  # at most GUESSES guesses weigh
+            keep = (cell[:, 8] > 0.5) & ~seen_now & empty & (cell[:, 7] > 0.0)  # M's ground that just left the view
+            cell[:, :3] = torch.where(keep[:, None], cell[:, 4:7] / cell[:, 7:8].clamp(min=1e-6), cell[:, :3])
+            cell[:, 8] = (seen_now & empty).float()
+        cell[:, 3] = torch.where(keep, 1.0, cell[:, 3])
+        flat.index_copy_(0, index, cell)
 
     def composite(self, frames: Tensor) -> Tensor:
         """Add M's decoded ``frames`` (N, 3, S, S) in [0, 1] to the map as guesses (:meth:`write`), then return what
@@ -215,12 +224,12 @@ class DreamMap:
         for i in torch.nonzero((offset.abs() > limit).any(dim=1)).flatten().tolist():
             shift = torch.round(offset[i] * PX_PER_UNIT).long()  # canvas pixels: columns, rows
             sc, sr = int(shift[0]), int(shift[1])
-            moved = torch.zeros_like(self.canvas[i])
+            moved = torch.zeros_like(self.pixels[i])
             s = self.side
             src_r, dst_r = slice(max(sr, 0), s + min(sr, 0)), slice(max(-sr, 0), s + min(-sr, 0))
             src_c, dst_c = slice(max(sc, 0), s + min(sc, 0)), slice(max(-sc, 0), s + min(-sc, 0))
-            moved[:, dst_r, dst_c] = self.canvas[i, :, src_r, src_c]
-            self.canvas[i] = moved
+            moved[dst_r, dst_c] = self.pixels[i, src_r, src_c]
+            self.pixels[i] = moved
             self.origin[i] = self.origin[i] + shift.float() / PX_PER_UNIT
 
 
@@ -289,3 +298,24 @@ def map_reality(
             moving = begin + j <= starts
             dream_map.advance(torch.where(moving, speed[t], 0.0), torch.where(moving, yaw[t], 0.0))
         dream_map.write(frames[t], whole=True)
+
+
+def _bilinear(frames: Tensor, dream: Tensor, u: Tensor, v: Tensor) -> Tensor:
+    """``frames`` float (N, 3, S, S) sampled at view fractions ``u`` (across) and ``v`` (down), float (K,), of the
+    frames ``dream`` int64 (K,): float (K, 3), bilinear between pixel centres and clamped to the border (as
+    ``grid_sample(align_corners=False, padding_mode="border")``)."""
+    size = frames.shape[-1]
+    pixels = frames.permute(0, 2, 3, 1).reshape(-1, 3)  # one row per pixel
+    base = dream * size * size
+    x = (u * size - 0.5).clamp(0, size - 1)
+    y = (v * size - 0.5).clamp(0, size - 1)
+    x0, y0 = x.floor().long(), y.floor().long()
+    x1, y1 = (x0 + 1).clamp(max=size - 1), (y0 + 1).clamp(max=size - 1)
+    fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
+
+    def at(y: Tensor, x: Tensor) -> Tensor:
+        return pixels.index_select(0, base + y * size + x)
+
+    top = at(y0, x0) * (1 - fx) + at(y0, x1) * fx
+    bottom = at(y1, x0) * (1 - fx) + at(y1, x1) * fx
+    return top * (1 - fy) + bottom * fy
