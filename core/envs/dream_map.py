@@ -83,6 +83,7 @@ class DreamMap:
         self.pixels = torch.zeros(n, self.side, self.side, 9)
         self.canvas = self.pixels.permute(0, 3, 1, 2)  # the same memory as (N, 9, side, side), channels last
         self.origin = torch.zeros(n, 2)  # world position of the canvas centre
+        self._last_pose: tuple[Tensor, Tensor] | None = None  # the pose at the last write
         self.position = torch.zeros(n, 2)
         self.heading = torch.zeros(n)
         w, h = VIEW_UNITS
@@ -105,6 +106,7 @@ class DreamMap:
         self.position = torch.zeros(self.n, 2) if position is None else position.float().clone()
         self.heading = torch.zeros(self.n) if heading is None else heading.float().clone()
         self.origin = self.position.clone()
+        self._last_pose = None
         self.write(frames)
 
     def place(self, position: Tensor, heading: Tensor) -> None:
@@ -165,23 +167,28 @@ class DreamMap:
         resampled, so it does not blur.
         """
         lo, hi = (0.0, 1.0) if whole else (EDGE_MARGIN, 1.0 - EDGE_MARGIN)
-        p, half, arange = self.patch, self.side / 2.0, torch.arange(self.patch)
-        w, h = VIEW_UNITS
-        # each car's patch of canvas pixels (inside the canvas, see _scroll): its corner, and every pixel's world
-        # offset from the car
-        corner = ((self.position - self.origin) * PX_PER_UNIT + half).floor().long() - p // 2  # (N, 2): column, row
-        offset = (corner.unsqueeze(2) + arange + 0.5 - half) / PX_PER_UNIT + (self.origin - self.position).unsqueeze(2)
-        gx, gy = offset[:, 0, None, :], offset[:, 1, :, None]  # (N, 1, p), (N, p, 1)
+        half, w, h = self.side / 2.0, *VIEW_UNITS
+        # each car's box of canvas pixels around its view and its view at the last write (whose places may have just
+        # left it), all boxes of one size: its corner, and every pixel's world offset from the car
+        boxes = [self._view_box(self.position, self.heading)]
+        if self._last_pose is not None:
+            boxes.append(self._view_box(*self._last_pose))
+        low = torch.stack([b[:, 0] for b in boxes]).amin(0).floor().long() - 1  # (N, 2): column, row
+        high = torch.stack([b[:, 1] for b in boxes]).amax(0).ceil().long() + 1
+        bw, bh = (int(x) for x in (high - low).amax(0))
+        corner = torch.minimum(low.clamp(min=0), torch.tensor([self.side - bw, self.side - bh]))
+        arange_c, arange_r = torch.arange(bw), torch.arange(bh)
+        gx = (corner[:, 0, None] + arange_c + 0.5 - half) / PX_PER_UNIT + (self.origin - self.position)[:, 0, None]
+        gy = (corner[:, 1, None] + arange_r + 0.5 - half) / PX_PER_UNIT + (self.origin - self.position)[:, 1, None]
+        gx, gy = gx[:, None, :], gy[:, :, None]  # (N, 1, bw), (N, bh, 1)
         cos, sin = torch.cos(self.heading)[:, None, None], torch.sin(self.heading)[:, None, None]
-        u = (gx * cos + gy * sin) / w + 0.5  # view fractions: across, down; (N, p, p)
+        u = (gx * cos + gy * sin) / w + 0.5  # view fractions: across, down; (N, bh, bw)
         v = CAR_ROW - (-gx * sin + gy * cos) / h
         (cu0, cu1), (cv0, cv1) = CAR_BOX
         in_view = (u > 0) & (u < 1) & (v > 0) & (v < 1) & ~((u >= cu0) & (u <= cu1) & (v >= cv0) & (v <= cv1))
-        rows, cols = corner[:, 1, None] + arange, corner[:, 0, None] + arange  # (N, p)
+        rows, cols = corner[:, 1, None] + arange_r, corner[:, 0, None] + arange_c  # (N, bh), (N, bw)
         flat = self.pixels.view(-1, 9)  # one row per canvas pixel
-        at = (torch.arange(self.n)[:, None, None] * self.side + rows[:, :, None]) * self.side + cols[
-            :, None, :
-        ]  # (N, p, p): rows of flat
+        at = (torch.arange(self.n)[:, None, None] * self.side + rows[:, :, None]) * self.side + cols[:, None, :]
         live = self.pixels.view(-1).take(at * 9 + 8) > 0.5  # in view at the last write
         # work only on the places in view or in view before: gathered as (K, 9)
         sel = (in_view | live).view(-1).nonzero().squeeze(1)  # (K,) into the N patches, flattened
@@ -190,7 +197,7 @@ class DreamMap:
         uk, vk = u.reshape(-1).index_select(0, sel), v.reshape(-1).index_select(0, sel)
         seen_now = in_view.view(-1).index_select(0, sel)
         inner = seen_now & (uk > lo) & (uk < hi) & (vk > 1.0 - hi)
-        seen = _bilinear(frames, sel // (p * p), uk, vk)  # (K, 3)
+        seen = _bilinear(frames, sel // (bh * bw), uk, vk)  # (K, 3)
         if whole:  # reality: the latest view is the truest (a pose read from the HUD drifts)
             keep = inner
             cell[:, :3] = torch.where(keep[:, None], seen, cell[:, :3])
@@ -207,6 +214,19 @@ class DreamMap:
             cell[:, 8] = (seen_now & empty).float()
         cell[:, 3] = torch.where(keep, 1.0, cell[:, 3])
         flat.index_copy_(0, index, cell)
+        self._last_pose = (self.position.clone(), self.heading.clone())
+
+    def _view_box(self, position: Tensor, heading: Tensor) -> Tensor:
+        """The canvas pixels (columns, rows) bounding each view from ``position`` (N, 2) and ``heading`` (N,):
+        float (N, 2, 2), [min, max] x [column, row]."""
+        w, h = VIEW_UNITS
+        dx = torch.tensor([-w / 2, w / 2, -w / 2, w / 2])
+        dy = torch.tensor([CAR_ROW * h, CAR_ROW * h, (CAR_ROW - 1) * h, (CAR_ROW - 1) * h])
+        cos, sin = torch.cos(heading)[:, None], torch.sin(heading)[:, None]
+        x = position[:, 0, None] + dx * cos - dy * sin - self.origin[:, 0, None]
+        y = position[:, 1, None] + dx * sin + dy * cos - self.origin[:, 1, None]
+        corners = torch.stack([x, y], dim=-1) * PX_PER_UNIT + self.side / 2.0  # (N, 4, 2)
+        return torch.stack([corners.amin(1), corners.amax(1)], dim=1)
 
     def composite(self, frames: Tensor) -> Tensor:
         """Add M's decoded ``frames`` (N, 3, S, S) in [0, 1] to the map as guesses (:meth:`write`), then return what
