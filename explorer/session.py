@@ -152,7 +152,8 @@ class Session(ModelSlots, DreamSide, GroundSide, InsideViews):
         self.dream: BatchedDream | None = None
         self.dream_version = 0
         self.ground_dream = cfg.ground_dream
-        self._ground = None  # the grounded dream's maps and cars (explorer.session_ground)
+        self._ground = None  # the grounded dream's maps and cars, and reality's map (explorer.session_ground)
+        self._reality_map, self._reality_episode = None, 0
         self.dataset_frame: np.ndarray | None = None
         self.dream_origin = "real"
         """Where the current dream started: a DreamSource, or "edit" (an edited latent)."""
@@ -291,6 +292,7 @@ class Session(ModelSlots, DreamSide, GroundSide, InsideViews):
             mu, _, self._real_mask = self.vision_runtime.encode(x)
         self._real_x = x
         self._tracker.observe_frame(mu, self.real_frame)
+        self._ground_observe()
 
     @property
     def _real_z(self) -> Tensor | None:

@@ -1,8 +1,9 @@
 """The session's grounded dream: the dream's map and CarRacing's car physics around the batched dream (a part of
 :class:`explorer.session.Session`).
 
-A dream that starts from reality's frame starts its N cars from the real car's full state
-(:class:`core.api.DreamCars`) and its N maps from that frame as V reconstructs it (:class:`core.api.DreamMap`).
+While the real env runs, reality's frames are written to a map of their own at the real car's pose. A dream that
+starts from reality's frame starts its N cars from the real car's full state (:class:`core.api.DreamCars`) and its N
+maps as copies of reality's (:class:`core.api.DreamMap`; V's reconstruction of the start frame where there is none).
 Each dream step then moves the cars with the dream's actions on the ground the maps hold, shows the map from the
 car's new pose with M's frame where the map holds nothing, and feeds V's encoding of that picture back to M
 (:func:`core.api.dream_with_car`). A dream from a random z, a dataset frame or an edited z has no real car to
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 
 import numpy as np
+import torch
 from torch import Tensor
 
 from core.api import DreamCars, DreamMap, car_state, dream_with_car, to_uint8_hwc
@@ -34,8 +36,31 @@ class GroundSide(SessionParts):
     def set_ground_dream(self, on: bool) -> None:
         """Ground new dreams that start from reality (on) or not; the current dream restarts."""
         self.ground_dream = bool(on)
+        if not self.ground_dream:
+            self._reality_map = None
         if self.dream is not None:
             self.start_dream()
+
+    def _ground_observe(self) -> None:
+        """After V encoded a new real frame: write it to reality's map at the real car's pose (past CarRacing's opening
+        zoom, whose frames have another scale), a new map for a new episode. Dreams grounded from reality start from a
+        copy of it, so ground reality has shown comes back in the dream."""
+        if not self.ground_dream or self._real_x is None:
+            self._reality_map = None
+            return
+        car = getattr(self.env.unwrapped, "car", None)
+        if car is None or float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0:
+            return
+        position = torch.tensor([tuple(car.hull.position)], dtype=torch.float32)
+        heading = torch.tensor([car.hull.angle], dtype=torch.float32)
+        x = self._real_x.float()
+        episode = self.real_tally.episode
+        if self._reality_map is None or self._reality_episode != episode or x.shape[-1] != self._reality_map.size:
+            self._reality_map, self._reality_episode = DreamMap(1, x.shape[-1]), episode
+            self._reality_map.reset(x, position, heading)
+        else:
+            self._reality_map.place(position, heading)
+            self._reality_map.write(x, whole=True)
 
     def _ground_start(self, source: str) -> None:
         """After the dream's reset: ground it when ``ground_dream`` is on and it starts from the real frame."""
@@ -48,10 +73,14 @@ class GroundSide(SessionParts):
             log.warning("grounded dream: %s", exc)
             return
         cars = DreamCars([state] * self.dream.n)
-        with self._inference("decode", vision=True):
-            start = self.vision_runtime.decode(self.dream.z)
-        world = DreamMap(self.dream.n, start.shape[-1])
-        world.reset(start, *cars.pose())
+        reality = self._reality_map
+        if reality is not None and self._reality_episode == self.real_tally.episode:
+            world = reality.repeat(self.dream.n)  # reality's ground so far, the current frame on top
+        else:
+            with self._inference("decode", vision=True):
+                start = self.vision_runtime.decode(self.dream.z)
+            world = DreamMap(self.dream.n, start.shape[-1])
+            world.reset(start, *cars.pose())
         self._ground = (world, cars)
 
     def _ground_step(self, actions: Tensor) -> None:

@@ -14,6 +14,7 @@ import torch
 from core.api import (
     CheckpointError,
     ConfigError,
+    DreamMap,
     read_episode,
     road_share,
     to_uint8_hwc,
@@ -417,8 +418,9 @@ def test_the_dream_stepped_beside_reality_gives_the_same_states_and_frames(data:
 
 def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> None:
     s = Session(
-        SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1)
-    )
+        SessionConfig(vision_runtime="pytorch", assets=data / "assets", vision_kind="dds_vae", mode="split", futures=1,
+                      ground_dream=False)  # the dream's frame is V's decode of z
+    )  # fmt: skip
     try:
         assert s.vision_onednn and s.vision.unet1.down[0][1][0].weight.is_contiguous(  # type: ignore[union-attr]
             memory_format=torch.channels_last
@@ -446,7 +448,8 @@ def test_dds_vae_on_onednn_channels_last_matches_the_native_path(data: Path) -> 
 
 def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) -> None:
     """Split mode grounds the dream (the default): its cars start from the real car and, fed the same actions, stay
-    near it; the view shows the map's composite, not V's decode of z; switched off, the dream is M's alone."""
+    near it; the view shows the map's composite; a new dream's map holds the ground reality has shown; switched off,
+    the dream is M's alone."""
     s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="split", futures=2, seed=7))
     try:
         assert s.grounded
@@ -461,7 +464,13 @@ def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) 
         assert float(held[0].float().mean()) > 0.1
         frame = torch.from_numpy(s.dream_frame()).permute(2, 0, 1).float() / 255.0  # type: ignore[union-attr]
         assert float((frame - shown[0]).abs().amax(0)[held[0]].max()) <= 1.0 / 255.0 + 1e-6
+        # a new dream starts from reality's map: the ground of the last 40 steps, more than one view holds
+        s.start_dream("real")
+        one_view = DreamMap(1, s._ground[0].size)
+        one_view.reset(s._real_x)  # type: ignore[arg-type]
+        kept = float(s._ground[0].pixels[0, :, :, 3].sum())
+        assert kept > 1.3 * float(one_view.pixels[0, :, :, 3].sum())
         s.set_ground_dream(False)
-        assert not s.grounded and s.dream_tally.step == 0
+        assert not s.grounded and s.dream_tally.step == 0 and s._reality_map is None
     finally:
         s.close()

@@ -109,6 +109,21 @@ class DreamMap:
         self._last_pose = None
         self.write(frames)
 
+    def repeat(self, n: int) -> DreamMap:
+        """A new map of ``n`` dreams, each a copy of this one-dream map (canvas and pose): the dreams that start
+        where it stands.
+
+        Raises:
+            ValueError: this map holds more than one dream.
+        """
+        if self.n != 1:
+            raise ValueError(f"only a one-dream map can be repeated, this one has {self.n}")
+        other = DreamMap(n, self.size)
+        other.pixels.copy_(self.pixels.expand(n, -1, -1, -1))
+        other.origin, other.position = self.origin.repeat(n, 1), self.position.repeat(n, 1)
+        other.heading = self.heading.repeat(n)
+        return other
+
     def place(self, position: Tensor, heading: Tensor) -> None:
         """Put each car at ``position`` float (N, 2), world units, facing ``heading`` (N,), rad: a pose that comes
         from elsewhere (a :class:`core.envs.dream_car.DreamCars`, or reality) instead of :meth:`advance`."""
