@@ -158,9 +158,9 @@ class DreamCars:
 
 def dream_with_car(vision: Any, dream: Any, dream_map: Any, cars: DreamCars, actions: Tensor) -> Tensor:
     """After ``dream.step(actions)``: step each dream's car with the same actions on the ground its map holds,
-    place the map's car there, lay the map over V's decoding of the dreamed z and put V's encoding of the composite
-    back as z (as :func:`core.envs.dream_map.dream_with_map` does), read the ground now under the wheels, and give
-    M the car's speed and yaw rate where it reads them.
+    place the map's car there, lay the map over V's decoding of the dreamed z, put V's encoding of the composite back
+    as z where the map changed the picture (:func:`core.envs.dream_map.ground_z`), read the ground now under the
+    wheels, and give M the car's speed and yaw rate where it reads them.
 
     Args:
         vision: V (``encode`` float (N, 3, S, S) in [0, 1] -> (mu, logvar); ``decode`` z -> frames).
@@ -172,13 +172,15 @@ def dream_with_car(vision: Any, dream: Any, dream_map: Any, cars: DreamCars, act
     Returns:
         The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
     """
+    from core.envs.dream_map import ground_z
     from core.metrics.road import road_mask
 
     live = ~dream.done
     cars.step(actions, live)
     dream_map.place(*cars.pose())
-    frames = dream_map.composite(vision.decode(dream.z))
-    dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
+    decoded = vision.decode(dream.z)
+    frames = dream_map.composite(decoded)
+    ground_z(vision, dream, frames, decoded)
     colours, held = dream_map.ground(cars.wheels())
     cars.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
     if dream.speed_input:

@@ -272,7 +272,8 @@ def dream_with_map(
     vision: Any, dream: BatchedDream, dream_map: DreamMap, speed: Tensor | None = None, yaw: Tensor | None = None
 ) -> Tensor:
     """After ``dream.step``: move each map's car by the dream's own speed and yaw rate, lay the map over V's decoding
-    of the dreamed z, and put V's encoding of the composite (its mean) back as the dream's z, the z M reads next.
+    of the dreamed z, and put V's encoding of the composite (its mean) back as the dream's z, the z M reads next
+    (:func:`ground_z`).
 
     Args:
         vision: V (``encode`` float (N, 3, S, S) in [0, 1] -> (mu, logvar); ``decode`` z -> frames).
@@ -293,10 +294,22 @@ def dream_with_map(
             raise ValueError("the dream's map needs an M that reads the yaw rate (train-memory --yaw-input)")
         speed, yaw = dream.speed, dream.yaw
     dream_map.advance(speed, yaw)
-    frames = dream_map.composite(vision.decode(dream.z))
-    live = ~dream.done
-    dream.z = torch.where(live.unsqueeze(1), vision.encode(frames)[0], dream.z)
+    decoded = vision.decode(dream.z)
+    frames = dream_map.composite(decoded)
+    ground_z(vision, dream, frames, decoded)
     return frames
+
+
+def ground_z(vision: Any, dream: BatchedDream, frames: Tensor, decoded: Tensor) -> None:
+    """Put V's encoding (its mean) of the ``frames`` float (N, 3, S, S) the dreams show back as their z, for the
+    live dreams whose shown frame differs from V's ``decoded`` z (N, 3, S, S): where the map adds nothing, z stays
+    M's own (and V's encode is spared)."""
+    redo = (frames != decoded).flatten(1).any(1) & ~dream.done
+    if bool(redo.any()):
+        index = redo.nonzero().squeeze(1)
+        z = dream.z.clone()
+        z[index] = vision.encode(frames[index])[0]
+        dream.z = z
 
 
 def map_reality(
