@@ -124,6 +124,42 @@ def bench_dream(n: int, steps: int, bf16: bool = False) -> float:
     return n * steps / (time.perf_counter() - t0)
 
 
+def bench_grounded(n: int, steps: int, size: int = 96) -> float:
+    """Milliseconds per step of N grounded dreams' map and car work (:func:`core.envs.dream_car.dream_with_car`
+    without V: CarRacing's car physics, the map's write, render and ground reading), frames of side ``size``; the car
+    starts from a real car 60 steps into track 3 and steers a constant arc."""
+    from core.envs.car_racing import make_real_env
+    from core.envs.dream_car import DreamCars, car_state
+    from core.envs.dream_map import DreamMap
+    from core.metrics.road import road_mask
+
+    env = make_real_env()
+    env.reset(seed=3)
+    for _ in range(60):
+        env.step(np.array([0.0, 0.5, 0.0], np.float32))
+    cars = DreamCars([car_state(env)] * n)
+    env.close()
+    world = DreamMap(n, size)
+    frames = torch.rand(n, 3, size, size)
+    world.reset(frames, *cars.pose())
+    action = torch.tensor([[0.4, 0.5, 0.0]]).expand(n, 3)
+
+    def step() -> None:
+        cars.step(action)
+        world.place(*cars.pose())
+        world.composite(frames)
+        colours, held = world.ground(cars.wheels())
+        cars.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
+
+    for _ in range(5):
+        step()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    cars.close()
+    return (time.perf_counter() - t0) / steps * 1000
+
+
 def bench_decode(repeats: int) -> float:
     """ConvVAE decode latency at batch 1, in milliseconds (median)."""
     from core.models import ConvVAE
@@ -162,6 +198,7 @@ class BenchConfig:
 UNITS = {
     "env_steps_per_s": "steps/s", "env_parallel_speedup": "x", "vae_train_img_per_s": "img/s (batch 128)",
     "mdnrnn_train_steps_per_s": "seq steps/s (32 x 100)", "dream_steps_per_s": "steps/s", "vae_decode_ms": "ms",
+    "grounded_step_ms": "ms per step of N dreams (map and car, no V; 96 x 96)",
 }  # fmt: skip
 """Unit of each figure, by the start of its key."""
 
@@ -186,6 +223,7 @@ def bench(
           for n, s in ((1, 300), (64, 200), (1024, 100))],
         ("dream_steps_per_s_n1024_bf16", lambda: bench_dream(1024, 100 // (3 if q else 1), bf16=True)),
         ("vae_decode_ms_batch1", lambda: bench_decode(50 if q else 200)),
+        *[(f"grounded_step_ms_n{n}", lambda n=n: bench_grounded(n, 20 if q else 100)) for n in (1, 4)],
     ]  # fmt: skip
     figures: dict[str, float] = {}
     for i, (key, measure) in enumerate(measures):

@@ -353,7 +353,7 @@ def _bilinear(frames: Tensor, dream: Tensor, u: Tensor, v: Tensor) -> Tensor:
     frames ``dream`` int64 (K,): float (K, 3), bilinear between pixel centres and clamped to the border (as
     ``grid_sample(align_corners=False, padding_mode="border")``)."""
     size = frames.shape[-1]
-    pixels = frames.permute(0, 2, 3, 1).reshape(-1, 3)  # one row per pixel
+    pixels = frames.permute(0, 2, 3, 1).reshape(-1, 3).contiguous()  # one row per pixel
     base = dream * size * size
     x = (u * size - 0.5).clamp(0, size - 1)
     y = (v * size - 0.5).clamp(0, size - 1)
