@@ -7,7 +7,8 @@ maps as copies of reality's (:class:`core.api.DreamMap`; V's reconstruction of t
 Each dream step then moves the cars with the dream's actions on the ground the maps hold, shows the map from the
 car's new pose with M's frame where the map holds nothing, and feeds V's encoding of that picture back to M
 (:func:`core.api.dream_with_car`). A dream from a random z, a dataset frame or an edited z has no real car to
-start from and runs ungrounded, as before.
+start from, and one from a frame of CarRacing's opening zoom (its first second, at another scale) no map that fits:
+they run ungrounded, as before.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class GroundSide(SessionParts):
         """After the dream's reset: ground it when ``ground_dream`` is on and it starts from the real frame."""
         self._ground_close()
         if not self.ground_dream or source != "real" or self.dream is None or self.vision_runtime is None:
+            return
+        if float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0:  # CarRacing's opening zoom: another scale
             return
         try:
             state = car_state(self.env)

@@ -147,10 +147,14 @@ def gui_view(app: PanelHost) -> None:
         if real:
             imgui.same_line()
         imgui.begin_group()
-        caption(f"DREAM   tau {tau_text(s.tau)}   from {SOURCE_WORDS[s.dream_origin]}   (G: a new dream)", PURPLE)
+        ground = "car physics + map" if s.grounded else "M alone"
+        caption(f"DREAM   tau {tau_text(s.tau)}   from {SOURCE_WORDS[s.dream_origin]}, {ground}   (G: a new dream)",
+                PURPLE)  # fmt: skip
         imgui.set_item_tooltip(
             "What the world model imagines from where it started, fed the same actions; it drifts "
-            "from reality as its samples differ. G starts a new dream from the selected source."
+            "from reality as its samples differ. G starts a new dream from the selected source.\n"
+            "car physics + map: the dream's car moves on CarRacing's own physics over a map of the ground shown "
+            "(Controls: grounded); M alone: M's dream, whose car has no place on the ground."
         )
         frame = s.dream_frame()
         assert frame is not None
