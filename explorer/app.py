@@ -107,7 +107,7 @@ class App:
                 tau=last(config.tau, "tau", DEFAULT_TAU, number),
                 seed=int(last(config.seed, "seed", 0, count)),
                 horizon=int(last(config.horizon, "horizon", 300, count)),
-                futures=int(last(config.futures, "futures", 4, count)),
+                futures=int(last(config.futures, "futures", 1, count)),
                 dream_source=last(None, "dream_source", "real", lambda v: v in DREAM_SOURCES),
                 data_dir=Path(
                     last(config.data_dir, "data_dir", "data/episodes", lambda v: isinstance(v, str) and "\0" not in v)

@@ -183,7 +183,8 @@ class AppConfig:
     horizon: int | None = None
     """Dream steps before the dream restarts; split mode re-syncs with reality (unset: last, else 300)."""
     futures: int | None = None
-    """Dreams batched from one state, shown in the Futures grid, 1 to 16 (unset: last, else 4)."""
+    """Dreams batched from one state, shown in the Futures grid, 1 to 16 (unset: last, else 1: each grounded dream
+    costs V's decode and encode and its map at every step)."""
     data_dir: Path | None = None
     """Dataset directory: dream start frames, recorded episodes (unset: last, else data/episodes)."""
     frames: int = 0

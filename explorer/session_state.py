@@ -100,7 +100,7 @@ class SessionConfig:
     """Track seed of the real env (and seed of the dream's random streams)."""
     horizon: int = 300
     """Dream steps before the dream restarts (in split mode: re-synchronises with reality)."""
-    futures: int = 4
+    futures: int = 1
     """Dreams batched from the same state (the futures grid)."""
     dream_source: DreamSource = "real"
     """Where a new dream starts: the current real frame, a random z, or a frame of the dataset."""

@@ -66,7 +66,7 @@ def test_malformed_settings_fall_back_to_defaults_with_a_note(data: Path, tmp_pa
     app = build_app(["--assets", str(data / "assets"), "--settings", str(tmp_path)])
     try:
         s = app.session
-        assert (s.tau, s.horizon, s.futures, s.seed, s.mode, app.real_time) == (0.5, 300, 4, 0, "split", True)
+        assert (s.tau, s.horizon, s.futures, s.seed, s.mode, app.real_time) == (0.5, 300, 1, 0, "split", True)
         vision = app.drafts["vision"]
         assert app.video_path == "runs/drive.mp4" and vision["lr"] is None and vision["val_fraction"] == 0.1
         assert vision["epochs"] == 1 and app.drafts["memory"]["epochs"] == 2  # the GUI's defaults
