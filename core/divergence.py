@@ -45,6 +45,7 @@ its state at each window start s; from there the batched dream continues open lo
   driving in the dream and a controller trained there do.
 
 With ``dream_map`` open-loop dreams keep a map of the ground shown (:mod:`core.envs.dream_map`); the figures read it.
+With ``map_pose`` "car" each dream's car is CarRacing's own car physics over that map (:mod:`core.envs.dream_car`).
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
 """

@@ -1527,3 +1527,31 @@ for M in $S/m_c_sin_e22 $S/m_c_sin_e9 assets/convvae_memory; do
         --start-every 100 --max-episodes 5 --tau 0.5
     $D divergence --data-dir data/check_random10 --vision $VC --memory $M.safetensors $OPEN_LOOP
 done
+
+# 35. Session 37 (README "A grounded dream ..."): the shipped files' dreams grounded on CarRacing's car physics over
+# the dream's map, open loop on the check episodes (M alone, grounded, grounded with reality's past 300 steps); the
+# app's split-mode tracking on 5 development tracks; the app's frame rate with and without grounding.
+V=assets/ddsvae_vision.safetensors
+VC=assets/convvae_vision.safetensors
+for SET in check_random10 check_agent10; do
+    $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP
+    $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP \
+        --dream-map --map-pose car
+    $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP \
+        --dream-map --map-pose car --map-history 300
+    $D divergence --data-dir data/$SET --vision $VC --memory assets/convvae_memory.safetensors $OPEN_LOOP
+    $D divergence --data-dir data/$SET --vision $VC --memory assets/convvae_memory.safetensors $OPEN_LOOP \
+        --dream-map --map-pose car --map-history 300
+done
+for DRIVER in autopilot random; do
+    $PY scripts/split_tracking.py --vision-kind dds_vae --driver $DRIVER --steps 400 \
+        --seeds 1920010 1920011 1920012 1920013 1920014
+done
+for KIND in dds_vae conv_vae; do
+    for FUTURES in 1 4; do
+        for GROUND in --ground-dream --no-ground-dream; do
+            xvfb-run -a -s "-screen 0 1280x800x24" $D --fresh --vision-kind $KIND --mode split --driver autopilot \
+                --seed 1920003 --frames 400 --profile --futures $FUTURES $GROUND
+        done
+    done
+done

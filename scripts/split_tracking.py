@@ -1,0 +1,60 @@
+"""How often the app's split-mode dream tracks reality's road, M alone against grounded (car physics + map).
+
+For each track, the app's session (:class:`explorer.session.Session`, the shipped world model of ``--vision-kind``)
+runs split mode for ``--steps`` steps with one future, tau ``--tau`` and a horizon longer than the run (one dream per
+track; the autopilot's dream restarts once, after CarRacing's opening zoom), first with the dream ungrounded, then
+grounded. Printed per driver and dream: the share of dream steps whose road share tracks reality's
+(:func:`core.metrics.road.tracks_road`, as the View's "tracks road"), over all steps and over dream steps past 100,
+and per track.
+
+Usage:
+    .venv/bin/python scripts/split_tracking.py --vision-kind dds_vae --driver autopilot --steps 400 \
+        --seeds 1920010 1920011 1920012 1920013 1920014
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from explorer.session import Session, SessionConfig
+
+
+def tracked(kind: str, driver: str, seed: int, steps: int, tau: float, ground: bool) -> list[tuple[int, bool]]:
+    """(dream step, tracks reality's road) after every split-mode step of one track."""
+    session = Session(SessionConfig(vision_kind=kind, mode="split", driver=driver, seed=seed, futures=1,  # type: ignore[arg-type]
+                                    horizon=steps + 1, ground_dream=ground, tau=tau))  # fmt: skip
+    out = []
+    try:
+        for _ in range(steps):
+            session.step()
+            road = session.road
+            if session.dream_tally.step > 0 and road is not None and road.tracks is not None:
+                out.append((session.dream_tally.step, road.tracks))
+    finally:
+        session.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--vision-kind", default="dds_vae", choices=["conv_vae", "dds_vae"])
+    parser.add_argument("--driver", default="autopilot", choices=["autopilot", "random"])
+    parser.add_argument("--steps", type=int, default=400)
+    parser.add_argument("--tau", type=float, default=0.5)
+    parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    args = parser.parse_args()
+    for ground in (False, True):
+        shares, late = [], []
+        for seed in args.seeds:
+            steps = tracked(args.vision_kind, args.driver, seed, args.steps, args.tau, ground)
+            shares.append(float(np.mean([t for _, t in steps])))
+            late.append(float(np.mean([t for k, t in steps if k > 100] or [np.nan])))
+        name = "grounded" if ground else "M alone"
+        print(f"{args.vision_kind} {args.driver} {name:8s}: tracked {np.mean(shares):.2f} of dream steps, "
+              f"{np.nanmean(late):.2f} past 100; per track " + " ".join(f"{x:.2f}" for x in shares))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
