@@ -23,8 +23,9 @@ from explorer.session import Session, SessionConfig
 
 def tracked(kind: str, driver: str, seed: int, steps: int, tau: float, ground: bool) -> list[tuple[int, bool]]:
     """(dream step, tracks reality's road) after every split-mode step of one track."""
-    session = Session(SessionConfig(vision_kind=kind, mode="split", driver=driver, seed=seed, futures=1,  # type: ignore[arg-type]
-                                    horizon=steps + 1, ground_dream=ground, tau=tau))  # fmt: skip
+    config = SessionConfig(vision_kind=kind, mode="split", driver=driver, seed=seed, futures=1,  # type: ignore[arg-type]
+                           horizon=steps + 1, ground_dream=ground, tau=tau)  # fmt: skip
+    session = Session(config)
     out = []
     try:
         for _ in range(steps):
@@ -46,11 +47,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     args = parser.parse_args()
     for ground in (False, True):
-        shares, late = [], []
+        shares: list[float] = []
+        late: list[float] = []
         for seed in args.seeds:
             steps = tracked(args.vision_kind, args.driver, seed, args.steps, args.tau, ground)
             shares.append(float(np.mean([t for _, t in steps])))
-            late.append(float(np.mean([t for k, t in steps if k > 100] or [np.nan])))
+            past = [float(t) for k, t in steps if k > 100]
+            late.append(float(np.mean(past)) if past else float("nan"))
         name = "grounded" if ground else "M alone"
         print(f"{args.vision_kind} {args.driver} {name:8s}: tracked {np.mean(shares):.2f} of dream steps, "
               f"{np.nanmean(late):.2f} past 100; per track " + " ".join(f"{x:.2f}" for x in shares))  # fmt: skip
