@@ -147,9 +147,11 @@ class DreamSide(SessionParts):
         self._measure_road()
 
     def _read_dream_speed(self) -> None:
-        """The first dream's speed as M predicts it (``BatchedDream.predicted_speed``), into :attr:`dream_speed` and
-        its history."""
-        if self.dream is None or self.dream.memory.speed_head is None:
+        """The first dream's speed (its car's in a grounded dream, else M's, ``BatchedDream.predicted_speed``), into
+        :attr:`dream_speed` and its history."""
+        if self._ground is not None:
+            speed = self._ground[1].speed()
+        elif self.dream is None or self.dream.memory.speed_head is None:
             speed = None
         else:
             with self._inference("memory"):

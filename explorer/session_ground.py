@@ -34,6 +34,16 @@ class GroundSide(SessionParts):
         """Whether the current dream moves on CarRacing's car physics over its map."""
         return self._ground is not None
 
+    @property
+    def dream_yaw_rate(self) -> float | None:
+        """The first dream's yaw rate, rad/s counter-clockwise positive: its car's in a grounded dream, M's where it
+        steps one, else None."""
+        if self._ground is not None:
+            return float(self._ground[1].yaw()[0])
+        if self.dream is not None and self.dream.yaw_input:
+            return float(self.dream.yaw[0])
+        return None
+
     def set_ground_dream(self, on: bool) -> None:
         """Ground new dreams that start from reality (on) or not; the current dream restarts."""
         self.ground_dream = bool(on)

@@ -460,6 +460,8 @@ def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) 
         hull = s.env.unwrapped.car.hull  # type: ignore[attr-defined]
         assert float((position[0] - torch.tensor(tuple(hull.position))).norm()) < 1.0
         assert abs(float(heading[0]) - hull.angle) < 0.1 and float(hull.linearVelocity.length) > 5.0
+        assert s.dream_speed == pytest.approx(float(s._ground[1].speed()[0]))  # the telemetry shows the car's
+        assert s.dream_yaw_rate == pytest.approx(float(s._ground[1].yaw()[0]))
         shown, held = s._ground[0].render()  # the map from the car's pose: the view shows it where it keeps ground
         assert float(held[0].float().mean()) > 0.1
         frame = torch.from_numpy(s.dream_frame()).permute(2, 0, 1).float() / 255.0  # type: ignore[union-attr]

@@ -28,7 +28,8 @@ def _line(label: str, values: np.ndarray, color: imgui.ImVec4, axis: int | None 
 
 
 def gui_figures(app: PanelHost) -> None:
-    """A small table: step, reward, return, speed and yaw rate of each side (the dream's where its M steps them)."""
+    """A small table: step, reward, return, speed and yaw rate of each side (the dream's from its car in a grounded
+    dream, else where its M steps them)."""
     s = app.session
     flags = imgui.TableFlags_.sizing_fixed_fit | imgui.TableFlags_.no_host_extend_x
     if not imgui.begin_table("figures", 6, flags):
@@ -43,7 +44,7 @@ def gui_figures(app: PanelHost) -> None:
     if s.mode != "real" and s.dream is not None:
         d = s.dream_tally
         dream_speed = "-" if s.dream_speed is None else f"{s.dream_speed:.1f}"
-        dream_yaw = f"{float(s.dream.yaw[0]):+.2f}" if s.dream.yaw_input else "-"
+        dream_yaw = "-" if s.dream_yaw_rate is None else f"{s.dream_yaw_rate:+.2f}"
         rows.append(("dream", PURPLE, d.step, d.reward, d.ret, dream_speed, dream_yaw))
     for name, color, step, reward, ret, speed, yaw in rows:
         imgui.table_next_row()
