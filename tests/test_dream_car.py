@@ -123,3 +123,24 @@ def test_dream_with_car_gives_m_the_car_s_speed_and_grounds_z(tiny_world_model: 
     assert torch.equal(dream.speed, cars.speed()) and float(dream.speed[0]) > 1.0
     assert torch.equal(world.position, cars.pose()[0])
     cars.close()
+
+
+def test_divergence_with_the_car_refuses_an_episode_whose_replay_differs(
+    pipeline: dict, real_episodes: Path, tmp_path: Path
+) -> None:
+    """An episode whose recorded rewards its replay does not reproduce (another env version, an edited file) has no
+    real car state to start from: one clear error, not a dream from a wrong car."""
+    from core.data.episodes import list_episodes, read_episode, write_episode
+    from core.divergence import DivergenceConfig, dream_divergence
+    from core.errors import EpisodeError
+
+    ep = read_episode(list_episodes(real_episodes)[0])
+    rewards = np.array(ep.rewards, copy=True)
+    rewards[0] += 1.0
+    write_episode(tmp_path / "ep_0000000001.npz", dataclasses.replace(ep, rewards=rewards))
+    config = DivergenceConfig(
+        data_dir=tmp_path, vision=pipeline["vision"], memory=pipeline["memory"], horizons=(1, 10), warmup=5,
+        start_every=20, samples=1, tau=0.0, parked=False, steer=False, dream_map=True, map_pose="car",
+    )  # fmt: skip
+    with pytest.raises(EpisodeError, match="does not reproduce"):
+        dream_divergence(config)

@@ -67,8 +67,9 @@ class DreamMap:
         n: number of dreams.
         size: side S of the frames (V's resolution: 64 for the ConvVAE, 96 for the DDS+VAE).
 
-    The pose is relative to the dream's start: position (N, 2) in world units, heading (N,) in rad, counter-clockwise
-    positive (Box2D's sign, the sign of :func:`core.envs.car_racing.car_yaw_rate`); the car starts at (0, 0) facing +y.
+    The pose: position (N, 2) in world units, heading (N,) in rad, counter-clockwise positive (Box2D's sign, the sign
+    of :func:`core.envs.car_racing.car_yaw_rate`), heading 0 facing +y. :meth:`reset` starts the car at (0, 0) facing
+    +y (a pose relative to the dream's start), or at a given pose (Box2D's world frame, as the real car's).
 
     Raises:
         ValueError: ``n < 1`` or ``size < 8``.
