@@ -7,10 +7,10 @@ MDN-RNN state after ``(z_{t-1}, a_{t-1})``), N dreams batched in a :class:`core.
 tests and the unit tests drive it the same way. Everything shown is computed lazily and cached per step, so a
 hidden panel costs nothing.
 
-The class is written in four rooms: this module (settings, the real env and its tracking, the step, recording),
-:mod:`explorer.session_models` (the model slots), :mod:`explorer.session_dream` (the dream) and
-:mod:`explorer.session_inside` (the views inside the models); :mod:`explorer.session_state` holds the value types
-and constants the panels read.
+The class is written in five rooms: this module (settings, the real env and its tracking, the step, recording),
+:mod:`explorer.session_models` (the model slots), :mod:`explorer.session_dream` (the dream),
+:mod:`explorer.session_ground` (the grounded dream: its map and car physics) and :mod:`explorer.session_inside` (the
+views inside the models); :mod:`explorer.session_state` holds the value types and constants the panels read.
 """
 
 from __future__ import annotations
