@@ -1548,6 +1548,10 @@ for DRIVER in autopilot random; do
         --seeds 1920010 1920011 1920012 1920013 1920014
 done
 for KIND in dds_vae conv_vae; do
+    $PY scripts/split_tracking.py --vision-kind $KIND --mode dream --steps 300 \
+        --seeds 1920010 1920011 1920012 1920013 1920014
+done
+for KIND in dds_vae conv_vae; do
     for FUTURES in 1 4; do
         for GROUND in --ground-dream --no-ground-dream; do
             xvfb-run -a -s "-screen 0 1280x800x24" $D --fresh --vision-kind $KIND --mode split --driver autopilot \

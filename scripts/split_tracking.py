@@ -1,4 +1,5 @@
-"""How often the app's split-mode dream tracks reality's road, M alone against grounded (car physics + map).
+"""How often the app's split-mode dream tracks reality's road, M alone against grounded (car physics + map); with
+``--mode dream``, how often the dream keeps a road while the autopilot drives the dream itself.
 
 For each track, the app's session (:class:`explorer.session.Session`, the shipped world model of ``--vision-kind``)
 runs split mode for ``--steps`` steps with one future, tau ``--tau`` and a horizon longer than the run (one dream per
@@ -38,6 +39,29 @@ def tracked(kind: str, driver: str, seed: int, steps: int, tau: float, ground: b
     return out
 
 
+def kept_in_dream(kind: str, seed: int, steps: int, tau: float, ground: bool) -> tuple[list[bool], float]:
+    """Dream mode, the autopilot driving the dream itself from the first settled real frame: after every step
+    whether the dream keeps a road (its road share at least half of its start frame's), and the dream's return."""
+    config = SessionConfig(vision_kind=kind, mode="dream", driver="human", seed=seed, futures=1,
+                           horizon=steps + 1, ground_dream=ground, tau=tau)  # fmt: skip
+    session = Session(config)  # a human starts past the opening zoom; the autopilot then takes the wheel
+    out = []
+    try:
+        session.set_driver("autopilot")
+        session.start_dream("real")
+        road = session.road
+        assert road is not None
+        start = road.dream
+        for _ in range(steps):
+            session.step()
+            road = session.road
+            if road is not None:
+                out.append(road.dream >= 0.5 * start)
+        return out, session.dream_tally.ret
+    finally:
+        session.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vision-kind", default="dds_vae", choices=["conv_vae", "dds_vae"])
@@ -45,7 +69,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400)
     parser.add_argument("--tau", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
+    parser.add_argument("--mode", default="split", choices=["split", "dream"])
     args = parser.parse_args()
+    if args.mode == "dream":
+        for ground in (False, True):
+            runs = [kept_in_dream(args.vision_kind, seed, args.steps, args.tau, ground) for seed in args.seeds]
+            name = "grounded" if ground else "M alone"
+            print(f"{args.vision_kind} dream mode, autopilot, {name:8s}: keeps a road {np.mean([np.mean(k) for k, _ in runs]):.2f} "
+                  f"of steps; per track " + " ".join(f"{np.mean(k):.2f}" for k, _ in runs)
+                  + "; dream return " + " ".join(f"{r:.1f}" for _, r in runs))  # fmt: skip
+        return
     for ground in (False, True):
         shares: list[float] = []
         late: list[float] = []
