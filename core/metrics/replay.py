@@ -9,7 +9,7 @@ Used by :mod:`core.divergence`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -17,9 +17,10 @@ import numpy as np
 
 
 @contextmanager
-def replayed(ep, start: int) -> Iterator[Any]:
+def replayed(ep, start: int, before_step: Callable[[int, Any], None] | None = None) -> Iterator[Any]:
     """The real env on ``ep``'s track after its recorded actions up to ``start``, or None when the replay does
-    not reproduce the recorded rewards (another env version) or the episode ends first."""
+    not reproduce the recorded rewards (another env version) or the episode ends first. ``before_step(t, env)`` is
+    called before each recorded action t < ``start`` is applied."""
     from core.envs.car_racing import make_real_env
 
     env = make_real_env()
@@ -27,6 +28,8 @@ def replayed(ep, start: int) -> Iterator[Any]:
         env.reset(seed=int(ep.seed))
         total, ended = 0.0, False
         for t in range(start):
+            if before_step is not None:
+                before_step(t, env)
             _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
             total += float(r)
             if ended:
@@ -76,21 +79,15 @@ def car_states(ep, steps: set[int]) -> dict[int, Any] | None:
     the recorded rewards up to the last of them (see :func:`replayed`) or the episode ends first."""
     from core.envs.dream_car import car_state
 
-    last = max(steps)
     states = {}
-    with replayed(ep, 0) as env:
+
+    def keep(t: int, env: Any) -> None:
+        if t in steps:
+            states[t] = car_state(env)
+
+    last = max(steps)
+    with replayed(ep, last, keep) as env:
         if env is None:
             return None
-        total = 0.0
-        for t in range(last + 1):
-            if t in steps:
-                states[t] = car_state(env)
-            if t == last:
-                break
-            _, r, ended, _, _ = env.step(np.asarray(ep.actions[t], np.float32))
-            total += float(r)
-            if ended:
-                return None
-        if abs(total - float(np.sum(ep.rewards[:last]))) > 1e-3 * max(1.0, abs(total)):
-            return None
+        keep(last, env)
     return states
