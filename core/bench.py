@@ -131,7 +131,6 @@ def bench_grounded(n: int, steps: int, size: int = 96) -> float:
     from core.envs.car_racing import make_real_env
     from core.envs.dream_car import DreamCars, car_state
     from core.envs.dream_map import DreamMap
-    from core.metrics.road import road_mask
 
     env = make_real_env()
     env.reset(seed=3)
@@ -148,8 +147,7 @@ def bench_grounded(n: int, steps: int, size: int = 96) -> float:
         cars.step(action)
         world.place(*cars.pose())
         world.composite(frames)
-        colours, held = world.ground(cars.wheels())
-        cars.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
+        cars.read_map(world)
 
     for _ in range(5):
         step()

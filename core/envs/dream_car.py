@@ -26,6 +26,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from core.envs.dream_map import DreamMap, ground_z
+from core.metrics.road import road_mask
+
 FPS = 50.0
 """CarRacing's steps per second (its ``FPS``): each step advances the car by 1 / 50 s."""
 VELOCITY_ITERATIONS, POSITION_ITERATIONS = 6 * 30, 2 * 30
@@ -149,6 +152,12 @@ class DreamCars:
         ground there is road and whether there is any; a wheel over no ground keeps its last reading."""
         self.on_road = torch.where(held, road, self.on_road)
 
+    def read_map(self, dream_map: DreamMap) -> None:
+        """:meth:`read_ground` from what ``dream_map`` holds under each wheel: road where it is road-grey
+        (:func:`core.metrics.road.road_mask`)."""
+        colours, held = dream_map.ground(self.wheels())  # (N, 4, 3), (N, 4)
+        self.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
+
     def close(self) -> None:
         """Free the Box2D worlds."""
         for car in self._cars:
@@ -156,7 +165,7 @@ class DreamCars:
         self._cars, self._worlds = [], []
 
 
-def dream_with_car(vision: Any, dream: Any, dream_map: Any, cars: DreamCars, actions: Tensor) -> Tensor:
+def dream_with_car(vision: Any, dream: Any, dream_map: DreamMap, cars: DreamCars, actions: Tensor) -> Tensor:
     """After ``dream.step(actions)``: step each dream's car with the same actions on the ground its map holds,
     place the map's car there, lay the map over V's decoding of the dreamed z, put V's encoding of the composite back
     as z where the map changed the picture (:func:`core.envs.dream_map.ground_z`), read the ground now under the
@@ -172,17 +181,13 @@ def dream_with_car(vision: Any, dream: Any, dream_map: Any, cars: DreamCars, act
     Returns:
         The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
     """
-    from core.envs.dream_map import ground_z
-    from core.metrics.road import road_mask
-
     live = ~dream.done
     cars.step(actions, live)
     dream_map.place(*cars.pose())
     decoded = vision.decode(dream.z)
     frames = dream_map.composite(decoded)
     ground_z(vision, dream, frames, decoded)
-    colours, held = dream_map.ground(cars.wheels())
-    cars.read_ground(road_mask(colours.transpose(1, 2).unsqueeze(-1))[..., 0], held)
+    cars.read_map(dream_map)
     if dream.speed_input:
         dream.speed = torch.where(live, cars.speed(), dream.speed)
     if dream.yaw_input:
