@@ -44,6 +44,12 @@ class GroundSide(SessionParts):
             return float(self.dream.yaw[0])
         return None
 
+    @property
+    def _real_zooming(self) -> bool:
+        """The real env is in CarRacing's opening zoom (its first second, ``t`` < 1 s): its frames have another
+        scale than the map's geometry."""
+        return float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0
+
     def set_ground_dream(self, on: bool) -> None:
         """Ground new dreams that start from reality (on) or not; the current dream restarts."""
         self.ground_dream = bool(on)
@@ -60,7 +66,7 @@ class GroundSide(SessionParts):
             self._reality_map = None
             return
         car = getattr(self.env.unwrapped, "car", None)
-        if car is None or float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0:
+        if car is None or self._real_zooming:
             return
         position = torch.tensor([tuple(car.hull.position)], dtype=torch.float32)
         heading = torch.tensor([car.hull.angle], dtype=torch.float32)
@@ -78,7 +84,7 @@ class GroundSide(SessionParts):
         self._ground_close()
         if not self.ground_dream or source != "real" or self.dream is None or self.vision_runtime is None:
             return
-        if float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0:  # CarRacing's opening zoom: another scale
+        if self._real_zooming:
             return
         try:
             state = car_state(self.env)
