@@ -1,0 +1,47 @@
+"""The app's grounded dream (explorer.session_ground): CarRacing's car physics over the dream's map, in split mode."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.api import DreamMap
+from explorer.input import DriveKeys
+from explorer.session import Session, SessionConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) -> None:
+    """Split mode grounds the dream (the default): its cars start from the real car and, fed the same actions, stay
+    near it; the view shows the map's composite; a new dream's map holds the ground reality has shown; switched off,
+    the dream is M's alone."""
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="split", futures=2, seed=7))
+    try:
+        assert s.grounded
+        for t in range(40):
+            s.tick(DriveKeys(gas=True, left=10 <= t < 25))
+        assert s._ground is not None
+        position, heading = s._ground[1].pose()
+        hull = s.env.unwrapped.car.hull  # type: ignore[attr-defined]
+        assert float((position[0] - torch.tensor(tuple(hull.position))).norm()) < 1.0
+        assert abs(float(heading[0]) - hull.angle) < 0.1 and float(hull.linearVelocity.length) > 5.0
+        assert s.dream_speed == pytest.approx(float(s._ground[1].speed()[0]))  # the telemetry shows the car's
+        assert s.dream_yaw_rate == pytest.approx(float(s._ground[1].yaw()[0]))
+        shown, held = s._ground[0].render()  # the map from the car's pose: the view shows it where it keeps ground
+        assert float(held[0].float().mean()) > 0.1
+        frame = torch.from_numpy(s.dream_frame()).permute(2, 0, 1).float() / 255.0
+        assert float((frame - shown[0]).abs().amax(0)[held[0]].max()) <= 1.0 / 255.0 + 1e-6
+        # a new dream starts from reality's map: the ground of the last 40 steps, more than one view holds
+        s.start_dream("real")
+        one_view = DreamMap(1, s._ground[0].size)
+        assert s._real_x is not None
+        one_view.reset(s._real_x)
+        kept = float(s._ground[0].pixels[0, :, :, 3].sum())
+        assert kept > 1.3 * float(one_view.pixels[0, :, :, 3].sum())
+        s.set_ground_dream(False)
+        assert not s.grounded and s.dream_tally.step == 0 and s._reality_map is None
+    finally:
+        s.close()
