@@ -106,7 +106,10 @@ def test_dream_with_map_grounds_z_on_the_picture_it_shows(tiny_world_model: dict
     from core.envs.world_model import WorldModel
 
     wm = WorldModel.load(tiny_world_model["vision"])
+    torch.manual_seed(0)  # an untrained M: a seed whose car moves and turns (checked below), whatever ran before
     memory = MDNRNN(MDNRNNConfig(speed_input=True, yaw_input=True, speed_weight=1.0, speed_model="markov"))
+    with torch.no_grad():
+        memory.head.bias[-1] = -20.0  # never done: an untrained done head could end a dream, which keeps its z
     dream = BatchedDream(memory, 2, tau=0.5)
     z0 = torch.randn(2, memory.config.z_dim)
     dream.reset([1, 2], z=z0, speed=20.0, yaw=0.5)
@@ -114,6 +117,7 @@ def test_dream_with_map_grounds_z_on_the_picture_it_shows(tiny_world_model: dict
     world.reset(wm.decode(z0))
     dream.step(torch.tensor([[0.0, 1.0, 0.0]] * 2))
     shown = dream_with_map(wm.vision, dream, world)
+    assert not bool(dream.done.any())  # an ended dream keeps its z
     assert torch.allclose(dream.z, wm.vision.encode(shown)[0])
     assert float(world.heading[0]) != 0.0 and float(world.position[0].norm()) > 0.0
     with pytest.raises(ValueError, match="yaw rate"):
