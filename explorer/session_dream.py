@@ -63,6 +63,7 @@ class DreamSide(SessionParts):
         if z is not None:
             z0 = torch.as_tensor(np.asarray(z, np.float32)).view(1, -1)
         elif source == "real":
+            self._settle_real()
             assert self._real_z is not None
             z0, state = self._real_z, self._real_state
             speed, yaw = float(hud_speed(self.real_frame)), float(hud_yaw_rate(self.real_frame))

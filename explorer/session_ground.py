@@ -50,6 +50,18 @@ class GroundSide(SessionParts):
         scale than the map's geometry."""
         return float(getattr(self.env.unwrapped, "t", 0.0)) < 1.0
 
+    def _settle_real(self) -> None:
+        """Dream mode, a dream about to start from reality's frame while CarRacing is still zooming in: step reality
+        through the rest of the zoom with no action (counted, as reality's episode goes on), so the dream starts from
+        a frame at the scale V and M learned, and grounded. From a zooming frame M dreams a black void."""
+        if self.mode != "dream":
+            return
+        while self._real_zooming:
+            _, terminated, truncated = self._step_real(np.zeros(3, np.float32))
+            if terminated or truncated:
+                break
+        self._zoom_resync = False
+
     def set_ground_dream(self, on: bool) -> None:
         """Ground new dreams that start from reality (on) or not; the current dream restarts."""
         self.ground_dream = bool(on)

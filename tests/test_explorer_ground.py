@@ -9,7 +9,7 @@ import torch
 
 from core.api import DreamMap
 from explorer.input import DriveKeys
-from explorer.session import Session, SessionConfig
+from explorer.session import ZOOM_STEPS, Session, SessionConfig
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -43,5 +43,23 @@ def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) 
         assert kept > 1.3 * float(one_view.pixels[0, :, :, 3].sum())
         s.set_ground_dream(False)
         assert not s.grounded and s.dream_tally.step == 0 and s._reality_map is None
+    finally:
+        s.close()
+
+
+def test_dream_mode_with_the_autopilot_starts_its_dream_past_the_opening_zoom(data: Path) -> None:
+    """The autopilot's real episode starts in CarRacing's opening zoom (frames at another scale, from which M dreams
+    a void); a dream-mode dream from reality's frame first steps reality through the zoom with no action, and is
+    grounded."""
+    cfg = SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="dream", driver="autopilot", seed=3)
+    s = Session(cfg)
+    try:
+        assert s.driver == "autopilot" and s.can_autopilot
+        assert not s._real_zooming and 0 < s.real_tally.step <= ZOOM_STEPS  # reality settled before the dream
+        assert s.grounded and s.dream_origin == "real"
+        s.reset_real()  # a new real episode starts zoomed in again (the autopilot drives from its first frame)
+        assert s._real_zooming and s.real_tally.step == 0
+        s.start_dream("real")
+        assert not s._real_zooming and 0 < s.real_tally.step <= ZOOM_STEPS and s.grounded
     finally:
         s.close()
