@@ -12,7 +12,7 @@ import torch
 
 from core.envs.car_racing import car_speed, car_yaw_rate, make_real_env, preprocess_frames, to_tensor
 from core.envs.dream import BatchedDream
-from core.envs.dream_map import CAR_BOX, DreamMap, dream_with_map
+from core.envs.dream_map import CAR_SPRITE, DreamMap, dream_with_map
 from core.models import MDNRNN, MDNRNNConfig
 
 
@@ -61,20 +61,27 @@ def test_the_map_redraws_reality_from_the_car_s_own_motion(steer: float) -> None
 
 
 def test_a_car_that_stands_keeps_its_picture_and_shows_the_model_only_under_the_car() -> None:
-    first, other = _smooth(2, 64).unbind(0)
+    """The map's ground is shown everywhere it is kept except on the car's sprite, where M's frame (its car) shows,
+    with a feathered edge: M's frame fades into the map's ground over a few pixels, not at a hard seam."""
+    first, other = torch.full((3, 64, 64), 0.2), _smooth(1, 64)[0]  # reality's ground: one colour
     world = DreamMap(1, 64)
-    world.reset(first[None])
-    world.advance(torch.zeros(1), torch.zeros(1))
+    world.reset(first[None], torch.tensor([[0.0, -8.0]]), torch.zeros(1))  # from 8 units back: the car's place too
+    world.place(torch.zeros(1, 2), torch.zeros(1))
+    world.write(first[None], whole=True)
     out = world.composite(other[None])[0]
-    car = torch.zeros(64, 64, dtype=torch.bool)
-    (c0, c1), (r0, r1) = CAR_BOX
-    car[int(r0 * 64) : int(np.ceil(r1 * 64)), int(c0 * 64) : int(np.ceil(c1 * 64))] = True
-    assert torch.equal(out[:, car], other[:, car])  # the car is always M's
-    ground = torch.zeros(64, 64, dtype=torch.bool)  # the ground, 2 px clear of the car and the frame's edge
-    ground[2:-2, 2:-2] = True
-    ground &= ~torch.nn.functional.max_pool2d(car[None, None].float(), 5, 1, 2)[0, 0].bool()
+    sprite = torch.zeros(64, 64, dtype=torch.bool)
+    (c0, c1), (r0, r1) = CAR_SPRITE
+    sprite[int(r0 * 64) : int(np.ceil(r1 * 64)), int(c0 * 64) : int(np.ceil(c1 * 64))] = True
+    assert torch.equal(out[:, sprite], other[:, sprite])  # the car is always M's
+    near = torch.nn.functional.max_pool2d(sprite[None, None].float(), 7, 1, 3)[0, 0].bool()
+    ground = torch.zeros(64, 64, dtype=torch.bool)  # the ground, 3 px clear of the sprite and the frame's edge
+    ground[3:-3, 3:-3] = True
+    ground &= ~near
     assert float((out[:, ground] - first[:, ground]).abs().max()) < 0.03  # the ground is the map's
     assert float((out[:, ground] - other[:, ground]).abs().mean()) > 0.2
+    edge = near & ~sprite  # the blend: between M's frame and the map's ground
+    share = ((out - other) * (first - other)).sum(0)[edge] / (first - other).pow(2).sum(0)[edge].clamp(min=1e-6)
+    assert 0.3 < float(share.min()) and float(share.max()) <= 1.0 + 1e-4 and float(share.mean()) < 0.95
 
 
 def test_m_s_ground_is_live_in_view_and_comes_back_as_it_was_once_it_has_left() -> None:

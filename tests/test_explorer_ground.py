@@ -33,7 +33,9 @@ def test_a_grounded_dream_moves_the_real_car_s_physics_over_its_map(data: Path) 
         shown, held = s._ground[0].render()  # the map from the car's pose: the view shows it where it keeps ground
         assert float(held[0].float().mean()) > 0.1
         frame = torch.from_numpy(s.dream_frame()).permute(2, 0, 1).float() / 255.0
-        assert float((frame - shown[0]).abs().amax(0)[held[0]].max()) <= 1.0 / 255.0 + 1e-6
+        whole = s._ground[0].weight(held)[0, 0] == 1.0  # the map's alone (its feathered edge is a blend)
+        assert float(whole.float().mean()) > 0.05
+        assert float((frame - shown[0]).abs().amax(0)[whole].max()) <= 1.0 / 255.0 + 1e-6
         # a new dream starts from reality's map: the ground of the last 40 steps, more than one view holds
         s.start_dream("real")
         one_view = DreamMap(1, s._ground[0].size)

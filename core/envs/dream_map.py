@@ -11,8 +11,9 @@ and yaw rate, world units per second and rad/s, with :meth:`DreamMap.advance`, o
   steers, and a dream whose road was frozen the moment it appeared would leave the driver on the grass); the map
   keeps the running mean of M's last drawings of each place inside the view (past the :data:`EDGE_MARGIN` bands
   where new ground enters), and keeps it for good once the place leaves the view;
-- the dream shows the map from the new pose, with M's own frame where the map keeps nothing (and on the car), and
-  V encodes that composite into the z M reads next.
+- the dream shows the map from the new pose, with M's own frame where the map keeps nothing and on the car's
+  sprite, the two blended across a few pixels at their edges (no hard seam), and V encodes that composite into the
+  z M reads next.
 
 It is a memory in the spirit of GameGAN's (Kim et al., 2020, "Learning to Simulate Dynamic Environments with
 GameGAN", section 3.2), with the geometry of the view written down instead of learned. Memory: 9 float32 channels of
@@ -45,8 +46,14 @@ VIEW_UNITS = (1000.0 / PX_PER_UNIT_WINDOW, 700.0 / PX_PER_UNIT_WINDOW)
 CAR_ROW = 600.0 / 700.0
 """The car's row as a fraction of the preprocessed frame's height (window row 600 of the 700 kept)."""
 CAR_BOX = ((0.44, 0.56), (0.77, 0.94))
-"""The car's sprite as fractions of the frame: columns, rows (measured on real 96 x 96 frames: rows 77..87,
-columns 46..49, widened by a margin). It moves with the view, so it is never written to the map."""
+"""A box around the car's sprite as fractions of the frame: columns, rows (the sprite measured on real 96 x 96 frames:
+rows 76..87, columns 46..49, widened by a margin). It moves with the view, so it is never written to the map."""
+CAR_SPRITE = ((0.47, 0.53), (0.79, 0.925))
+"""The car's sprite with about 1 px of margin (columns, rows): where the dream shows M's frame (its car) even
+where the map keeps ground."""
+FEATHER_PX = 2.5 / 96.0
+"""Width of the blend between the map's ground and M's frame, as a fraction of the frame's side (2-3 px): the map's
+share falls from 1 to about one half across it, so its edge is no hard seam."""
 CANVAS_UNITS = 240.0
 """Side of each dream's canvas in world units; it scrolls once the car comes within 51 units of an edge (a view
 reaches 50 units from the car), forgetting what falls off the far side."""
@@ -92,10 +99,8 @@ class DreamMap:
         dx = (u - 0.5) * w  # world units right of the car
         dy = (CAR_ROW - u) * h  # world units ahead of the car
         self._view_dy, self._view_dx = torch.meshgrid(dy, dx, indexing="ij")  # (S, S) each
-        car = torch.zeros(size, size, dtype=torch.bool)
-        (c0, c1), (r0, r1) = CAR_BOX
-        car[int(r0 * size) : math.ceil(r1 * size), int(c0 * size) : math.ceil(c1 * size)] = True
-        self._car = car
+        self._car = _box(CAR_SPRITE, size)
+        self._feather = 2 * math.ceil(FEATHER_PX * size) + 1  # the blend's window, px (odd): 7 at S = 96, 5 at 64
         reach = math.hypot(w / 2, CAR_ROW * h) + 2.0  # farthest a view pixel is from the car, world units
         self.patch = int(math.ceil(2 * reach * PX_PER_UNIT))
 
@@ -165,7 +170,7 @@ class DreamMap:
     def render(self) -> tuple[Tensor, Tensor]:
         """The canvas seen from each car's pose: ``(frames, held)``, float32 (N, 3, S, S) in [0, 1] and bool (N, S, S).
         ``held`` is True where the map keeps ground (reality's, or M's that has left the view; never on the car's
-        sprite), and ``frames`` shows it there; elsewhere ``frames`` is 0."""
+        sprite, :data:`CAR_SPRITE`), and ``frames`` shows it there; elsewhere ``frames`` is 0."""
         world = self._view_world() - self.origin[:, None, None, :]
         grid = world * (PX_PER_UNIT * 2.0 / self.side)  # canvas pixels to grid_sample's [-1, 1]
         sampled = F.grid_sample(self.canvas[:, :4], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
@@ -250,7 +255,16 @@ class DreamMap:
         shows and V encodes."""
         self.write(frames, whole=False)
         shown, held = self.render()
-        return torch.where(held.unsqueeze(1), shown, frames)
+        weight = self.weight(held)
+        return frames + weight * (shown - frames)
+
+    def weight(self, held: Tensor) -> Tensor:
+        """The map's share of each shown pixel, float32 (N, 1, S, S) in [0, 1], from :meth:`render`'s ``held`` (N, S,
+        S): 1 inside the ground the map keeps, falling to about one half at its edge over :data:`FEATHER_PX`, and 0
+        where it keeps none (a feathered edge: no hard seam between reality's crisp ground and M's frame)."""
+        k = self._feather
+        hollow = F.avg_pool2d((~held).float().unsqueeze(1), k, stride=1, padding=k // 2, count_include_pad=False)
+        return held.unsqueeze(1) * (1.0 - hollow)
 
     def _scroll(self) -> None:
         """Recentre a canvas on its car by whole canvas pixels (so what it holds is not resampled) once the car is
@@ -267,6 +281,14 @@ class DreamMap:
             moved[dst_r, dst_c] = self.pixels[i, src_r, src_c]
             self.pixels[i] = moved
             self.origin[i] = self.origin[i] + shift.float() / PX_PER_UNIT
+
+
+def _box(box: tuple[tuple[float, float], tuple[float, float]], size: int) -> Tensor:
+    """The pixels of a box (columns, rows as fractions of the frame) in a frame of side ``size``: bool (S, S)."""
+    (c0, c1), (r0, r1) = box
+    mask = torch.zeros(size, size, dtype=torch.bool)
+    mask[int(r0 * size) : math.ceil(r1 * size), int(c0 * size) : math.ceil(c1 * size)] = True
+    return mask
 
 
 def dream_with_map(
