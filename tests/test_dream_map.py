@@ -12,7 +12,7 @@ import torch
 
 from core.envs.car_racing import car_speed, car_yaw_rate, make_real_env, preprocess_frames, to_tensor
 from core.envs.dream import BatchedDream
-from core.envs.dream_map import CAR_SPRITE, DreamMap, dream_with_map
+from core.envs.dream_map import CAR_SPRITE, DreamMap, dream_with_map, ground_z
 from core.models import MDNRNN, MDNRNNConfig
 
 
@@ -179,3 +179,29 @@ def test_ground_comes_back_after_the_canvas_scrolls() -> None:
     assert torch.allclose(trip.position, still.position, atol=1e-3)
     assert float(known.float().mean()) > 0.1 and torch.equal(known, expected_known)
     assert torch.allclose(seen, expected, atol=1e-4)
+
+
+def test_v_re_encodes_a_dream_s_frame_only_where_the_map_changed_it_more_than_a_sliver() -> None:
+    """ground_z: a frame the map changed over half its area becomes the dream's z (V's encoding of it); one changed
+    only in its bottom row (M's last drawing of ground leaving the view) keeps M's z, as does an ended dream."""
+
+    class Vision:
+        def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            mu = x.flatten(1)[:, :4] * 10.0
+            return mu, torch.zeros_like(mu)
+
+    memory = MDNRNN(MDNRNNConfig(z_dim=4))
+    dream = BatchedDream(memory, 3, tau=0.5)
+    dream.reset([1, 2, 3], z=torch.zeros(1, 4))
+    dream.done = torch.tensor([False, False, True])
+    decoded = torch.full((3, 3, 64, 64), 0.5)
+    frames = decoded.clone()
+    frames[0, :, :32] = 0.2  # half the picture: reality's ground
+    frames[1, :, 63] = 0.54  # a sliver
+    frames[2, :, :32] = 0.2  # ended
+    ground_z(Vision(), dream, frames, decoded)
+    assert torch.allclose(dream.z[0], torch.full((4,), 2.0))
+    assert torch.equal(dream.z[1:], torch.zeros(2, 4))
+    frames[1, :, 40:] = 0.54  # a third of the picture, a little apart: encoded
+    ground_z(Vision(), dream, frames, decoded)
+    assert torch.allclose(dream.z[1], torch.full((4,), 5.0))
