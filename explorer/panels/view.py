@@ -110,7 +110,12 @@ def gui_hud(app: PanelHost, width: float) -> None:
         d = s.dream_tally
         parts.append(f"dream: return {d.ret:7.1f}  reward {d.reward:+5.2f}  step {d.step:4d}/{s.horizon}"
                      + ("" if s.dream_speed is None else f"  speed {s.dream_speed:5.1f}"))  # fmt: skip
-    imgui.text("    ".join(parts))
+    line = "    ".join(parts)
+    if len(parts) > 1 and imgui.calc_text_size(line).x > imgui.get_content_region_avail().x:
+        for part in parts:  # too wide for one line (split mode in a narrow panel): reality's, then the dream's
+            imgui.text(part)
+    else:
+        imgui.text(line)
 
 
 def banner(text: str, rect: Rect) -> None:
