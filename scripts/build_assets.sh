@@ -1559,3 +1559,51 @@ for KIND in dds_vae conv_vae; do
         done
     done
 done
+
+# 36. Session 38 (README "The grounded dream's picture and cost ..."): section 35's grounded open-loop figures again
+# after the composite's change (M's frame on the car's sprite alone, a feathered edge); the same at tau 0 on the agent
+# episodes; the app's split- and dream-mode checks on the 5 development tracks, and split mode on 10 more
+# (1,920,015..024). V's re-encode of the dream's frame at every step against fewer (commits 2c55ab3: only where the
+# map changed the frame by more than 1e-3 on average, and 6e80203: that and every 4th step) was measured with those
+# commits checked out (`git worktree add /tmp/w 6e80203`; scripts run with PYTHONPATH=/tmp/w, the CLI with `python -m
+# explorer.cli` from /tmp/w), and the app's frame rate against session 37's code (b1147c8) the same way. And the
+# shipped DDS+VAE M's recipe on the ConvVAE's latents of 130 of section 29's episodes (seeds 1 and 2; not used
+# further).
+S=runs/s38
+mkdir -p $S
+V=assets/ddsvae_vision.safetensors
+VC=assets/convvae_vision.safetensors
+for SET in check_random10 check_agent10; do
+    $D divergence --data-dir data/$SET --vision $V --memory assets/ddsvae_memory.safetensors $OPEN_LOOP \
+        --dream-map --map-pose car --map-history 300
+    $D divergence --data-dir data/$SET --vision $VC --memory assets/convvae_memory.safetensors $OPEN_LOOP \
+        --dream-map --map-pose car --map-history 300
+done
+for VM in "$V assets/ddsvae_memory.safetensors" "$VC assets/convvae_memory.safetensors"; do
+    set -- $VM
+    $D divergence --data-dir data/check_agent10 --vision $1 --memory $2 --horizons 10 30 100 200 --start-every 100 \
+        --no-parked --no-steer --max-episodes 5 --tau 0 --dream-map --map-pose car --map-history 300
+done
+for DRIVER in autopilot random; do
+    $PY scripts/split_tracking.py --vision-kind dds_vae --driver $DRIVER --steps 400 \
+        --seeds 1920010 1920011 1920012 1920013 1920014
+done
+for KIND in dds_vae conv_vae; do
+    $PY scripts/split_tracking.py --vision-kind $KIND --mode dream --steps 300 \
+        --seeds 1920010 1920011 1920012 1920013 1920014
+done
+$PY scripts/split_tracking.py --vision-kind dds_vae --driver autopilot --steps 400 \
+    --seeds 1920015 1920016 1920017 1920018 1920019 1920020 1920021 1920022 1920023 1920024
+for FUTURES in 1 4; do
+    xvfb-run -a -s "-screen 0 1280x800x24" $D --fresh --vision-kind dds_vae --mode split --driver autopilot \
+        --seed 1920003 --frames 400 --profile --futures $FUTURES
+done
+$D encode --data-dir data/s31_agent --extra-data-dirs data/s31_random data/s32_stops --vision $VC --out $S/lat_c.npz \
+    --batch-size 64
+for SEED in 1 2; do
+    OMP_NUM_THREADS=1 $D train-memory --latents $S/lat_c.npz --out $S/mc_sin_s$SEED.safetensors --epochs 22 \
+        --lr-min 1e-4 --mix controller:0.75,random:0.25 --joint --seed $SEED --speed-weight 10 --speed-input
+    for SET in check_agent10 check_random10; do
+        $D divergence --data-dir data/$SET --vision $VC --memory $S/mc_sin_s$SEED.safetensors $OPEN_LOOP
+    done
+done

@@ -63,15 +63,6 @@ new ground enters the view there, and M's first drawings of it are its least sur
 kept when it leaves."""
 GUESSES = 6.0
 """Weight of the running mean of M's drawings of a place: the last few count, older ones fade."""
-GROUND_Z_MIN = 1e-3
-"""Mean absolute difference (values in [0, 1]) between the shown frame and V's decoding of the dreamed z above which
-V re-encodes the shown frame as the dream's z. Below it the map adds only a sliver: driving straight on, the rows at
-the view's edge that M drew a step before (about 2% of the pixels, 0.04 apart at most); reality's ground, or M's
-coming back into view, differs far more."""
-GROUND_Z_EVERY = 4
-"""Steps between two re-encodes of every grounded dream's frame, changed or not: with none between the map's large
-changes, M's own z drifts as M alone's does (3.8% of the DDS+VAE's dreamed latents beyond every real one on agent
-episodes, 5.3% for M alone, none with a re-encode at every step)."""
 PX_PER_UNIT = 2.5
 """Canvas resolution: finer than the view's finest axis (16.2 * 96 / 700 = 2.2 px per unit at S = 96)."""
 
@@ -334,14 +325,16 @@ def dream_with_map(
 
 def ground_z(vision: Any, dream: BatchedDream, frames: Tensor, decoded: Tensor) -> None:
     """Put V's encoding (its mean) of the ``frames`` float (N, 3, S, S) the dreams show back as their z, for the
-    live dreams whose shown frame differs from V's ``decoded`` z (N, 3, S, S) by more than :data:`GROUND_Z_MIN`, and
-    for all live dreams every :data:`GROUND_Z_EVERY` steps (V's encoding of V's decoding keeps z among the latents V
-    makes). Where the map adds nothing, or a sliver (ground at the view's edge), z stays M's own in between, and V's
-    encode is spared."""
-    redo = (frames - decoded).abs().flatten(1).mean(1) > GROUND_Z_MIN
-    if dream.steps % GROUND_Z_EVERY == 0:  # every dream, changed or not
-        redo = torch.ones_like(redo)
-    redo &= ~dream.done
+    live dreams whose shown frame differs from V's ``decoded`` z (N, 3, S, S) at all: where the map adds nothing, z
+    stays M's own (and V's encode is spared).
+
+    Even a sliver of difference (ground at the view's edge, about 2% of the pixels driving straight on) is re-encoded:
+    V's encoding of what V decoded keeps z among the latents V makes. Re-encoding only where the map changed the
+    frame by more than 1e-3 on average let M's z drift (3.8% of the DDS+VAE's dreamed latents beyond every real one
+    on agent episodes, none at every step), and the app's split-mode dream then lost reality's road on more tracks
+    (README, session 38).
+    """
+    redo = (frames != decoded).flatten(1).any(1) & ~dream.done
     if bool(redo.any()):
         index = redo.nonzero().squeeze(1)
         z = dream.z.clone()
