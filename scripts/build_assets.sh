@@ -1543,14 +1543,17 @@ for SET in check_random10 check_agent10; do
     $D divergence --data-dir data/$SET --vision $VC --memory assets/convvae_memory.safetensors $OPEN_LOOP \
         --dream-map --map-pose car --map-history 300
 done
-for DRIVER in autopilot random; do
-    $PY scripts/split_tracking.py --vision-kind dds_vae --driver $DRIVER --steps 400 \
-        --seeds 1920010 1920011 1920012 1920013 1920014
-done
-for KIND in dds_vae conv_vae; do
-    $PY scripts/split_tracking.py --vision-kind $KIND --mode dream --steps 300 \
-        --seeds 1920010 1920011 1920012 1920013 1920014
-done
+app_checks() {  # the app's split-mode tracking (DDS+VAE) and dream-mode road keeping on 5 development tracks
+    for DRIVER in autopilot random; do
+        $PY scripts/split_tracking.py --vision-kind dds_vae --driver $DRIVER --steps 400 \
+            --seeds 1920010 1920011 1920012 1920013 1920014
+    done
+    for KIND in dds_vae conv_vae; do
+        $PY scripts/split_tracking.py --vision-kind $KIND --mode dream --steps 300 \
+            --seeds 1920010 1920011 1920012 1920013 1920014
+    done
+}
+app_checks
 for KIND in dds_vae conv_vae; do
     for FUTURES in 1 4; do
         for GROUND in --ground-dream --no-ground-dream; do
@@ -1584,14 +1587,7 @@ for VM in "$V assets/ddsvae_memory.safetensors" "$VC assets/convvae_memory.safet
     $D divergence --data-dir data/check_agent10 --vision $1 --memory $2 --horizons 10 30 100 200 --start-every 100 \
         --no-parked --no-steer --max-episodes 5 --tau 0 --dream-map --map-pose car --map-history 300
 done
-for DRIVER in autopilot random; do
-    $PY scripts/split_tracking.py --vision-kind dds_vae --driver $DRIVER --steps 400 \
-        --seeds 1920010 1920011 1920012 1920013 1920014
-done
-for KIND in dds_vae conv_vae; do
-    $PY scripts/split_tracking.py --vision-kind $KIND --mode dream --steps 300 \
-        --seeds 1920010 1920011 1920012 1920013 1920014
-done
+app_checks  # section 35's function
 $PY scripts/split_tracking.py --vision-kind dds_vae --driver autopilot --steps 400 \
     --seeds 1920015 1920016 1920017 1920018 1920019 1920020 1920021 1920022 1920023 1920024
 for FUTURES in 1 4; do
