@@ -330,9 +330,8 @@ def ground_z(vision: Any, dream: BatchedDream, frames: Tensor, decoded: Tensor) 
 
     Even a sliver of difference (ground at the view's edge, about 2% of the pixels driving straight on) is re-encoded:
     V's encoding of what V decoded keeps z among the latents V makes. Re-encoding only where the map changed the
-    frame by more than 1e-3 on average let M's z drift (3.8% of the DDS+VAE's dreamed latents beyond every real one
-    on agent episodes, none at every step), and the app's split-mode dream then lost reality's road on more tracks
-    (README, session 38).
+    frame by more than 1e-3 on average let M's z drift: 3.8% of the DDS+VAE's dreamed latents beyond every real one
+    on agent episodes, none at every step (README, session 38).
     """
     redo = (frames != decoded).flatten(1).any(1) & ~dream.done
     if bool(redo.any()):
