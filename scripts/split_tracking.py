@@ -70,16 +70,19 @@ def main() -> None:
     parser.add_argument("--tau", type=float, default=0.5)
     parser.add_argument("--seeds", type=int, nargs="+", required=True)
     parser.add_argument("--mode", default="split", choices=["split", "dream"])
+    parser.add_argument("--dreams", default="both", choices=["both", "grounded"],
+                        help="both: M alone, then grounded; grounded: only the grounded dream")  # fmt: skip
     args = parser.parse_args()
+    grounds = (False, True) if args.dreams == "both" else (True,)
     if args.mode == "dream":
-        for ground in (False, True):
+        for ground in grounds:
             runs = [kept_in_dream(args.vision_kind, seed, args.steps, args.tau, ground) for seed in args.seeds]
             name = "grounded" if ground else "M alone"
             print(f"{args.vision_kind} dream mode, autopilot, {name:8s}: keeps a road {np.mean([np.mean(k) for k, _ in runs]):.2f} "
                   f"of steps; per track " + " ".join(f"{np.mean(k):.2f}" for k, _ in runs)
                   + "; dream return " + " ".join(f"{r:.1f}" for _, r in runs))  # fmt: skip
         return
-    for ground in (False, True):
+    for ground in grounds:
         shares: list[float] = []
         late: list[float] = []
         for seed in args.seeds:
