@@ -1590,6 +1590,10 @@ done
 app_checks  # section 35's function
 $PY scripts/split_tracking.py --vision-kind dds_vae --driver autopilot --steps 400 \
     --seeds 1920015 1920016 1920017 1920018 1920019 1920020 1920021 1920022 1920023 1920024
+# the re-encode rules on 20 more tracks, grounded dreams only: this code, and with PYTHONPATH=/tmp/w (6e80203)
+for MODE in "--mode dream --steps 300" "--driver autopilot --steps 400"; do
+    $PY scripts/split_tracking.py --vision-kind dds_vae $MODE --dreams grounded --seeds $(seq -s ' ' 1920025 1920044)
+done
 for FUTURES in 1 4; do
     xvfb-run -a -s "-screen 0 1280x800x24" $D --fresh --vision-kind dds_vae --mode split --driver autopilot \
         --seed 1920003 --frames 400 --profile --futures $FUTURES
