@@ -137,6 +137,10 @@ class RingBuffer:
     def clear(self) -> None:
         self._n = 0
 
+    def __len__(self) -> int:
+        """How many values :meth:`values` returns."""
+        return min(self._n, len(self._data))
+
     def values(self) -> np.ndarray:
         """Values in order, oldest first, float32 (min(n, size),)."""
         size = len(self._data)

@@ -301,8 +301,8 @@ def test_history_is_a_fixed_ring() -> None:
     ring = RingBuffer(4)
     for v in range(10):
         ring.append(v)
-    assert ring.values().tolist() == [6, 7, 8, 9] and ring.last == 9
-    assert len(RingBuffer().values()) == 0 and HISTORY >= 100
+    assert ring.values().tolist() == [6, 7, 8, 9] and ring.last == 9 and len(ring) == 4
+    assert len(RingBuffer().values()) == len(RingBuffer()) == 0 and HISTORY >= 100
 
 
 # -- jobs ---------------------------------------------------------------------------------------------

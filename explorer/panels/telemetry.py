@@ -27,6 +27,17 @@ def _line(label: str, values: np.ndarray, color: imgui.ImVec4, axis: int | None 
     implot.plot_line(label, xs, ys, spec)
 
 
+def _step_ticks(n: int, width: float) -> None:
+    """In a plot narrower than 240 px, at most 3 ticks on the step axis of a series of ``n`` points, at round steps
+    (implot's own ticks, every 40 steps or so, run into each other there)."""
+    if width >= 240.0 or n < 2:
+        return
+    span = n - 1
+    step = 10.0 ** np.floor(np.log10(span / 2.0))
+    step *= next(m for m in (1, 2, 5, 10) if span / (step * m) <= 2.0)
+    implot.setup_axis_ticks(implot.ImAxis_.x1, [float(v) for v in np.arange(0.0, span + 0.5, step)])
+
+
 def gui_figures(app: PanelHost) -> None:
     """A small table: step, reward, return, speed and yaw rate of each side (the dream's from its car in a grounded
     dream, else where its M steps them)."""
@@ -97,6 +108,7 @@ def gui_telemetry(app: PanelHost) -> None:
     size = ((avail.x - imgui.get_style().item_spacing.x * (n_plots - 1)) / n_plots, max(60.0, avail.y))
     if implot.begin_plot("##return", size, PLOT_FLAGS):
         implot.setup_axes("step", "return", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        _step_ticks(max(len(h["real_return"]), len(h["dream_return"])), size[0])
         implot.setup_legend(implot.Location_.north, LEGEND)
         if s.mode != "dream":
             _line("reality", h["real_return"].values(), BLUE)
@@ -109,6 +121,7 @@ def gui_telemetry(app: PanelHost) -> None:
             implot.setup_axes("step", "latent RMS", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
             implot.setup_axis(implot.ImAxis_.y2, "pixel MSE", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite)
             implot.setup_axis_format(implot.ImAxis_.y2, "%.3g")
+            _step_ticks(len(h["div_latent"]), size[0])
             implot.setup_legend(implot.Location_.north, LEGEND)
             _line("latent RMS", h["div_latent"].values(), ORANGE, implot.ImAxis_.y1)
             _line("pixel MSE", h["div_pixel"].values(), GREY, implot.ImAxis_.y2)
@@ -121,6 +134,7 @@ def gui_telemetry(app: PanelHost) -> None:
         if implot.begin_plot("##road", size, PLOT_FLAGS):
             implot.setup_axes("step", "road share", implot.AxisFlags_.auto_fit, implot.AxisFlags_.none)
             implot.setup_axis_limits(implot.ImAxis_.y1, 0.0, 0.5, implot.Cond_.once)
+            _step_ticks(max(len(h["road_real"]), len(h["road_dream"])), size[0])
             implot.setup_legend(implot.Location_.north, LEGEND)
             _line("reality", h["road_real"].values(), BLUE)
             _line("dream", h["road_dream"].values(), PURPLE)
@@ -129,14 +143,25 @@ def gui_telemetry(app: PanelHost) -> None:
             "Share of road-grey pixels in V's input (reality) and in the decoded dream, fed the same actions."
         )
         imgui.same_line()
+    spread = s.mode != "real" and s.dream is not None and s.futures > 1
     if implot.begin_plot("##speed", size, PLOT_FLAGS):
-        implot.setup_axes("step", "speed" if s.mode != "dream" else "spread", implot.AxisFlags_.auto_fit,
-                          implot.AxisFlags_.auto_fit)  # fmt: skip
+        implot.setup_axes("step", "speed", implot.AxisFlags_.auto_fit, implot.AxisFlags_.auto_fit)
+        if spread:  # the futures' spread on an axis of its own (about 0.1-1, where speeds reach 100)
+            implot.setup_axis(implot.ImAxis_.y2, "spread", implot.AxisFlags_.auto_fit | implot.AxisFlags_.opposite)
+        _step_ticks(max(len(h["speed"]), len(h["dream_speed"]), len(h["spread"])), size[0])
         implot.setup_legend(implot.Location_.north, LEGEND)
         if s.mode != "dream":
             _line("speed", h["speed"].values(), BLUE)
-        if s.mode == "split" and s.dream_speed is not None:
+        if s.mode != "real" and s.dream_speed is not None:
             _line("dream speed", h["dream_speed"].values(), PURPLE)
-        if s.mode != "real" and s.futures > 1:
-            _line("futures spread", h["spread"].values(), PURPLE)
+        if spread:
+            _line("futures spread", h["spread"].values(), ORANGE, implot.ImAxis_.y2)
         implot.end_plot()
+    imgui.set_item_tooltip(
+        "World units per second: reality's car, and the dream's (its car's when grounded, else M's speed head)."
+        + (
+            " Right axis: the spread of the dream's futures (the std of z over them, averaged over its dimensions)."
+            if spread
+            else ""
+        )
+    )
