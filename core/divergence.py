@@ -8,7 +8,8 @@ its state at each window start s; from there the batched dream continues open lo
   baseline mu_s (a world that stands still), over all dimensions and over the active ones (mean KL above
   ``core.train.memory.ACTIVE_KL_NATS`` on the episode; the others are noise V's decoder ignores);
 - pixel MSE (values in [0, 1], at V's resolution) between decode(dreamed z_{s+k}) and the real frame, against
-  decode(mu_s) (copy) and decode(mu_{s+k}) (V's own reconstruction floor);
+  decode(mu_s) (copy), decode(mu_{s+k}) (V's own reconstruction floor) and one fixed frame, the mean real frame
+  of the other episodes (:mod:`core.metrics.mean_frame`: a blur that a dream must beat to show where the road is);
 - road share (:mod:`core.metrics.road`: the fraction of road-grey pixels) of decode(dreamed z_{s+k}) against the
   real frame's (and V's own reconstruction's), the share of dreams that keep at least half of reality's road,
   and the share that *track* it (within +-50%, or 0.02 absolute where reality is off the road);
@@ -71,6 +72,7 @@ from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
+from core.metrics.mean_frame import MeanFrameBaseline
 from core.metrics.replay import real_drive, real_frames_after
 from core.metrics.road import road_offset, road_share, tracks_road
 from core.progress import Progress, ProgressFn, never_stop, no_progress
@@ -191,6 +193,7 @@ def dream_divergence(
     windows = 0
     strip: list[tuple[str, list[Tensor], list[Tensor]]] = []  # per window: label, real frames, dream frames
     dream_norms: list[torch.Tensor] = []
+    mean_frame = MeanFrameBaseline()
     for e, path in enumerate(files):
         if stop.is_set():
             break
@@ -201,6 +204,7 @@ def dream_divergence(
             continue
         on_progress(Progress("divergence", e, len(files), message=f"{path.name}: {len(starts)} windows"))
         x = wm.preprocess(ep.frames)  # (T+1, 3, S, S) float in [0, 1]
+        mean_frame.episode(x)
         posterior = [wm.vision.encode(x[i : i + 256]) for i in range(0, len(x), 256)]
         mu = torch.cat([p[0] for p in posterior])
         logvar = torch.cat([p[1] for p in posterior])
@@ -272,6 +276,7 @@ def dream_divergence(
                 add(f"pixel_mse_dream@{k}", float((dream_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_copy@{k}", float((copy_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
                 add(f"pixel_mse_vision@{k}", float((vision_frames - frames).pow(2).flatten(1).mean(1).sum()), n)
+                mean_frame.add(k, frames)
         if maps is not None:
             maps.close()
         if config.nudge:
@@ -288,17 +293,8 @@ def dream_divergence(
                         add(f"nudged_road_share@{k}", float(nudged_road[j]), 1)
                         add(f"nudged_road_tracked@{k}", float(tracks_road(nudged_road[j : j + 1], real_road)[0]), 1)
         if wm.controller is not None:
-            _closed_loop(
-                wm,
-                memory,
-                config,
-                mu[idx],
-                (h0, c0),
-                seeds,
-                x[idx.unsqueeze(1) + torch.tensor(config.horizons)],
-                add,
-                _car_at(real_speed, real_yaw, idx),
-            )
+            ahead = x[idx.unsqueeze(1) + torch.tensor(config.horizons)]  # reality's frames at every horizon
+            _closed_loop(wm, memory, config, mu[idx], (h0, c0), seeds, ahead, add, _car_at(real_speed, real_yaw, idx))
         if config.coast:  # from every window: the recorded steering with no gas, dream vs reality (paired streams)
             m, coasting = config.samples, actions[idx.unsqueeze(1) + torch.arange(horizon)].clone()
             coasting[..., 1], coasting[..., 2] = 0.0, config.coast_brake
@@ -367,6 +363,8 @@ def dream_divergence(
         )
     if config.strip is not None:
         _write_strip(config.strip, strip, config.horizons)
+    for k, (value, n) in mean_frame.sums().items():
+        add(f"pixel_mse_mean@{k}", value, n)
     metrics = {f"divergence/{k}": sums[k] / counts[k] for k in sums}
     norms = torch.cat(dream_norms)
     metrics["divergence/off_manifold_share"] = float((norms > max_norm).float().mean())

@@ -9,8 +9,9 @@ from core.divergence import NUDGE, NUDGE_STEPS, STEER_STEPS
 def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
     """The per-horizon figures as a plain-text table."""
     names = ("latent_mse_dream", "latent_mse_copy", "latent_mse_dream_active", "latent_mse_copy_active",
-             "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision")  # fmt: skip
-    titles = ("latent dream", "latent copy", "active dream", "active copy", "pixel dream", "pixel copy", "pixel V")
+             "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision", "pixel_mse_mean")  # fmt: skip
+    titles = ("latent dream", "latent copy", "active dream", "active copy", "pixel dream", "pixel copy", "pixel V",
+              "pixel mean")  # fmt: skip
     rows = [f"{'horizon':>8} " + " ".join(f"{t:>12}" for t in titles)]
     for k in horizons:
         values = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in names]

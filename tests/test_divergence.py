@@ -47,6 +47,12 @@ def test_dream_divergence_on_real_episodes(pipeline: dict[str, Path], real_episo
         x = torch.from_numpy(preprocess_frames(read_episode(path).frames, 64)).float() / 255.0
         real_road += [float(road_share(x[s + 10 : s + 11])[0]) for s in (5, 25, 45)]
     assert first["divergence/road_share_real@10"] == pytest.approx(np.mean(real_road), abs=1e-6)
+    # the mean-frame baseline: each window's real frame against the mean frame of the other episodes
+    xs = [torch.from_numpy(preprocess_frames(read_episode(p).frames, 64)).float() / 255.0
+          for p in sorted(real_episodes.glob("ep_*.npz"))]  # fmt: skip
+    others = [torch.cat([x for j, x in enumerate(xs) if j != e]).mean(0) for e in range(len(xs))]
+    mean_mse = [float((others[e] - x[s + 10]).pow(2).mean()) for e, x in enumerate(xs) for s in (5, 25, 45)]
+    assert first["divergence/pixel_mse_mean@10"] == pytest.approx(np.mean(mean_mse), rel=1e-5)
     assert 0.0 <= first["divergence/road_tracked@10"] <= 1.0 and 0.0 <= first["divergence/road_kept@10"] <= 1.0
     real_reward = []
     for path in sorted(real_episodes.glob("ep_*.npz")):
