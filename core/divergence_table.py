@@ -12,10 +12,11 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
              "pixel_mse_dream", "pixel_mse_copy", "pixel_mse_vision", "pixel_mse_mean")  # fmt: skip
     titles = ("latent dream", "latent copy", "active dream", "active copy", "pixel dream", "pixel copy", "pixel V",
               "pixel mean")  # fmt: skip
-    rows = [f"{'horizon':>8} " + " ".join(f"{t:>12}" for t in titles)]
+    rows = [f"{'horizon':>8} " + " ".join(f"{t:>12}" for t in (*titles, "dream/copy", "dream/mean"))]
     for k in horizons:
         values = [metrics.get(f"divergence/{name}@{k}", float("nan")) for name in names]
-        rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values))
+        ratios = [values[4] / v if v > 0 else float("nan") for v in (values[5], values[7])]  # pixel dream / baseline
+        rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values) + "".join(f" {r:>12.2f}" for r in ratios))
     h = max(horizons)
     rows.append("")
     rows.append(f"{'horizon':>8} {'road real':>10} {'road dream':>10} {'road V':>10} {'kept >=1/2':>10} "

@@ -111,7 +111,7 @@ class ControllerPolicy:
     averages out within a few steps and hardly moves the car; correlated noise holds a push for about
     ``noise_corr_steps`` steps, so the car really leaves the controller's line and the recorded steering says
     something the road ahead does not: what the action does. A world model trained on a driver's actions alone
-    can learn that steering tells where the road goes (the README's session-8 finding).
+    can learn that steering tells where the road goes (the session-8 finding of docs/history.md).
 
     Excursions give the data what a good driver never shows: with probability ``excursion_prob`` per step the
     policy takes over from C for U{5..30} steps with one random held action (steer U(-1, 1), gas U(0, 1),
@@ -123,22 +123,22 @@ class ControllerPolicy:
     excursion) the gas is held at one value drawn from U(0, 1), brake 0, for U{20..80} steps while C keeps
     steering, so the car stays on the road at a speed C did not choose. A driver's gas follows the road, so an M
     trained on its data alone can learn the road's pace from the road rather than from the pedal; every such M
-    measured in session 23 paid a dream that coasts at least as well as one that drives (README). Held gas shows
-    what gas does.
+    measured in session 23 paid a dream that coasts at least as well as one that drives (docs/history.md). Held gas
+    shows what gas does.
 
     Stops show what no gas does: with probability ``stop_prob`` per step (outside an excursion or a gas hold) the
     policy brakes fully (from a moving car) until the HUD reads it at rest (:func:`core.envs.car_racing.hud_speed` below
     STOP_SPEED), then gives no input for U{20..100} steps, then C drives off again from rest. With ``stop_prob``
     > 0, half the episodes (drawn per episode) also begin parked for U{20..100} steps with no input. A driver never
     stands, so an M trained on its data alone has never seen a car that stays where it is: every M measured in
-    session 24 dreamed the car at rest rolling off at about 20 units/s without gas, and paid for it (README).
+    session 24 dreamed the car at rest rolling off at about 20 units/s without gas, and paid for it (docs/history.md).
 
     Pedal pulses show what the brake does at speed: with probability ``pedal_pulse_prob`` per step (outside the
     other overrides) the pedals are drawn afresh every step for U{20..60} steps while C steers: gas U(0, 1), and
     with probability 0.5 brake U(0.1, 1) (else 0), so brakes, gas and both at once alternate at speed. A driver
     brakes little and a stop brakes fully to rest, so an M trained on that data alone priced part brakes at speed
     wrongly: session 26's dream-trained controllers alternated gas and brake, which sped up their dream's car and
-    stopped reality's (README).
+    stopped reality's (docs/history.md).
 
     Args:
         world_model: V, M and C (C required).

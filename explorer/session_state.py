@@ -39,7 +39,7 @@ TAU_RANGE = (0.0, 2.0)
 likely component's mean, no noise (the MDN's mode, as ``--tau 0`` on the command line)."""
 DEFAULT_TAU = 0.5
 """The app's dream temperature until the user moves the slider: below Ha's 1.0 the dream fed reality's actions
-keeps reality's road for longer while its futures still differ (measured per tau in the README, session 15).
+keeps reality's road for longer while its futures still differ (measured per tau in docs/history.md, session 15).
 The command-line stages keep 1.0, the temperature the MDN was trained to sample at."""
 MAX_FUTURES = 16
 """Most dreams batched from one state."""
@@ -61,7 +61,7 @@ WIDE_VISION_KINDS = ("dds_vae",)
 beside the frame (dream and real mode, no stage running; :class:`core.vision_runtime.ThreadChoice` keeps one thread
 wherever that is faster of late, e.g. while another process takes the cores). Batch 1, median of 60 calls, 1 -> 2
 threads: the DDS+VAE encodes in 7.5 -> 4.9 ms; the ConvVAE's calls (0.3 and 1.0 ms) do not gain. The app's frame
-rate with it: README, session 22."""
+rate with it: docs/history.md, session 22."""
 VISION_THREADS = min(2, os.cpu_count() or 1)
 """V's intra-op threads for a vision model of WIDE_VISION_KINDS (this machine's cores)."""
 NO_KEYS = DriveKeys()

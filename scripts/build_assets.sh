@@ -147,7 +147,7 @@ for M in $S/m_p4.safetensors $S/m_j4.safetensors; do
     $D divergence --data-dir data/check_random10 --vision assets/convvae_vision.safetensors --memory $M --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer
 done
 
-# 8. session 11, measured and NOT shipped (see the README, session 11): session 7's kind of data again (the agent
+# 8. session 11, measured and NOT shipped (see docs/history.md, session 11): session 7's kind of data again (the agent
 # shipped before session 7, steering noise and excursions; random episodes), plus section 7's data A, encoded with
 # the shipped V; Ms trained from scratch with Ha's per-dimension mixture and with one joint mixture (--joint);
 # then a controller trained only in the dream of the best M, compared with the shipped one on development tracks
@@ -179,7 +179,7 @@ $D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 650000 -
 $D evaluate --vision assets/convvae_vision.safetensors --memory $S/iterate/round_1/memory.safetensors \
     --controller $S/iterate/round_1/controller.safetensors --episodes 10 --seed 1200000
 
-# 9. session 12, measured and NOT shipped (see the README, session 12): a controller trained only in the dream of
+# 9. session 12, measured and NOT shipped (see docs/history.md, session 12): a controller trained only in the dream of
 # section 8's round-1 M, with short dreams (200 steps) that start from real states anywhere in the episodes
 # (steps 0..900) instead of 1,000-step dreams from the first 100 steps. About 1 h on 2 cores.
 R=runs/s11/iterate/round_1
@@ -200,7 +200,7 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --start-step-min 0 --start-step-max 100 --tau 1.0 --real-check-every 0 --threads 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_s100.safetensors --episodes 10 --seed 1200000
 # one round of Ha's iterative procedure from the 150-generation controller, with the same dream settings (the
-# README's 116.1 was measured before the fix that keeps collected episodes whole: it collected 200-step episodes,
+# docs/history.md's 116.1 was measured before the fix that keeps collected episodes whole: it collected 200-step episodes,
 # as --collect-max-steps 200 does now)
 $D iterate --out-dir $S/iterate --rounds 1 --episodes 60 --collect-seed 660000 --noise-std 0.1 --excursion-prob 0.005 \
     --start-controller $S/c_h200_g150.safetensors --check-data-dirs data/check_agent10 --check-max-episodes 2 \
@@ -222,7 +222,7 @@ $D train-controller --vision assets/convvae_vision.safetensors --memory $R/memor
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 4 --threads 2 --workers 2 --seed 0
 $D evaluate --vision assets/convvae_vision.safetensors --memory $R/memory.safetensors --controller $S/c_h200_rc2.safetensors --episodes 10 --seed 1200000
 
-# 10. session 13, SHIPPED as the ConvVAE world model (see the README, session 13, and the card): one iterate round
+# 10. session 13, SHIPPED as the ConvVAE world model (see docs/history.md, session 13, and the card): one iterate round
 # with whole collected episodes from section 9's real-check controller (c_h200_rc2); the round's M ships, with
 # section 5's shipped agent behaviour-cloned onto it and fine-tuned with real CMA-ES. Development tracks
 # 1,200,000..009, the ship decision on fresh development tracks 1,400,000..049, then the final block 7,000,300..399
@@ -258,7 +258,7 @@ $D evaluate --vision $S/ship/convvae_vision.safetensors --memory $S/ship/convvae
 cp $S/ship/convvae_memory.safetensors $S/ship/convvae_controller.safetensors assets/
 $PY -c "from core.assets import write_manifest; write_manifest()"
 
-# 11. session 14, measured and NOT shipped (see the README, session 14): a controller trained only in the dream of the
+# 11. session 14, measured and NOT shipped (see docs/history.md, session 14): a controller trained only in the dream of the
 # shipped M (section 10's) from zero, with session 12's dream settings and a real check every 10 generations, and
 # real-env CMA-ES alone from zero on the same V and M: their learning curves in real-env steps
 # (controller/real_env_steps in each run's metrics log; scripts/learning_curve.py prints them). Dream starts: 30
@@ -289,7 +289,7 @@ $D evaluate --vision $V --memory $M --controller $S/lc_dream.safetensors --episo
 $D evaluate --vision $V --memory $M --controller $S/lc_real.safetensors --episodes 100 --seed 1500000 --results $S/lc_real.eval_1500000x100.json
 $D evaluate --vision $V --memory $M --controller assets/convvae_controller.safetensors --episodes 100 --seed 1500000 --results $S/shipped.eval_1500000x100.json
 
-# 12. session 15, measured and NOT shipped (see the README, session 15): the dream's temperature open loop on check
+# 12. session 15, measured and NOT shipped (see docs/history.md, session 15): the dream's temperature open loop on check
 # sets collected again with the shipped agent, and session 11's dream-only run again with 16 dreams per candidate and
 # 8-track real checks, at tau 1.15 and 1.0 side by side (one core each; about 70 min), then 100 dev tracks each and
 # the chosen one once on the final block 7,000,400.
@@ -316,7 +316,7 @@ for T in 115 100; do
 done
 $D evaluate --vision $V --memory $M --controller $S/dream_t100.safetensors --episodes 100 --seed 7000400
 
-# 13. session 16, measured and NOT shipped (see the README, session 16): section 12's tau-1.0 dream run again with
+# 13. session 16, measured and NOT shipped (see docs/history.md, session 16): section 12's tau-1.0 dream run again with
 # other ways to choose the kept snapshot (checks do not change the CMA-ES run, so seed 1 follows section 12's):
 # real checks of the CMA-ES mean with rechecks of the 3 best (about 58 min each), and checks in 192 fixed dreams
 # (no real-env step; about 12 min each), seeds 1 and 2, two runs at a time; then 100 dev tracks each
@@ -341,7 +341,7 @@ done
 $PY scripts/rank_snapshots.py $S/dream_mean_s1.resume.pt $S/dream_mean_s2.resume.pt --memory $M \
     --latents runs/s14/latents.npz --tau 1.0 0.5
 
-# 14. session 17, measured (see the README, session 17): section 12's dream-only run again, dreaming in an ensemble
+# 14. session 17, measured (see docs/history.md, session 17): section 12's dream-only run again, dreaming in an ensemble
 # of three MDN-RNNs (the shipped M and two copies of it fine-tuned 20 epochs on two halves of new data: 100
 # episodes of the shipped agent with steering noise and excursions, 40 random-policy episodes); the controller
 # reads the shipped M's h throughout. Seeds 1 and 2 side by side (one core each, about 65 min), then 100 dev tracks
@@ -377,7 +377,7 @@ for SEED in 0 1; do
         --latents runs/s14/latents.npz --tau 1.0 --seed $SEED $ENS
 done
 
-# 15. session 18, SHIPPED as the ConvVAE controller (see the README, session 18, and the card): section 14's
+# 15. session 18, SHIPPED as the ConvVAE controller (see docs/history.md, session 18, and the card): section 14's
 # dream-only controller (seed 1) fine-tuned by real-env CMA-ES (population 16 x 1 episode, sigma0 0.03, checks of
 # the CMA-ES mean on 8 model-selection tracks every 4 generations, the 3 best rechecked on 16 more; about 50 min on
 # 2 cores), chosen on fresh development tracks 1,700,000..099 against the shipped controller and its own start, then
@@ -451,7 +451,7 @@ $D evaluate --vision $S/ship_dds/ddsvae_vision.safetensors --memory $S/ship_dds/
 cp $S/ship_dds/ddsvae_controller.safetensors assets/ && $PY -c "from core.assets import write_manifest; write_manifest()"
 cp $S/ship_dds.eval_7000800x100.json assets/results/ddsvae_final_7000800.json
 
-# 17. session 20, measured (see the README, session 20). (a) Why the DDS+VAE dream loses the road sooner than the
+# 17. session 20, measured (see docs/history.md, session 20). (a) Why the DDS+VAE dream loses the road sooner than the
 # ConvVAE's: MDN-RNNs trained from scratch on the same 140 episodes (section 14's data; DDS+VAE latents from section
 # 15, ConvVAE latents from section 14's halves), joint and per-dimension, open loop at the app's tau 0.5 on 5
 # model-selection agent episodes and 5 random-policy ones. (b) Section 14's ensemble-dream recipe for the DDS+VAE: the
@@ -521,7 +521,7 @@ for VX in $DV $V; do
     $PY scripts/latent_speed.py --episodes-dir data/check_agent10 --vision $VX --max-episodes 3
 done
 
-# 18. Session 21: a slowness term on the DDS+VAE's z in phase 2 (README "A DDS+VAE latent that moves with the
+# 18. Session 21: a slowness term on the DDS+VAE's z in phase 2 (docs/history.md "A DDS+VAE latent that moves with the
 # scene"). The shipped V's mini-VAE fine-tuned 150 steps on session 17's 140 episodes (everything else frozen),
 # with temporal weights 0 (the control), 0.05, 0.15 and 0.4 on pairs of frames 3 steps apart; each V encodes the
 # same 50 episodes (36 agent, 14 random-policy), an M is trained on them from scratch, and its dream is measured
@@ -688,7 +688,7 @@ for SEED in 1 2 4; do
         --horizons 10 30 100 200 --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
 done
 
-# 21. Session 24: the pedal in the dream (README "The pedal in the dream ..."). The 50 episodes of section 18 encoded
+# 21. Session 24: the pedal in the dream (docs/history.md "The pedal in the dream ..."). The 50 episodes of section 18 encoded
 # again (encode now writes each frame's HUD speed; mu and logvar are the same), Ms with a speed head, the dream's
 # response from rest, stop episodes; then a second real-env CMA-ES draw on session 23's picked M, past the gate the
 # final block, and a controller trained only in the stops M's dream.
@@ -748,7 +748,7 @@ $D train-controller --vision $V --memory $S/m_stops_w0.safetensors --latents run
     --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 --real-check-episodes 8 --recheck-top 1 \
     --recheck-episodes 8 --check-patience 6 --threads 1 --workers 1 --seed 1
 
-# 22. Session 25: an M that reads the car's speed (README "An M that reads the car's speed ..."). Trained on section
+# 22. Session 25: an M that reads the car's speed (docs/history.md "An M that reads the car's speed ..."). Trained on section
 # 21's stop data exactly as the stops M, with --speed-input and head weights 1 / 10 / 30 (and 10 scored in 30-step
 # dreams); seeds 2 and 3 of weight 10; the same checks as section 21; controllers trained only in its dream (one M,
 # then an ensemble of the three seeds); an agent on it by section 20's recipe.
@@ -816,7 +816,7 @@ for M in $S/m_sin_w10 runs/s23/m_seed1 runs/s24/m_stops_w0; do
         --no-parked --max-episodes 5 --tau 0.5
 done
 
-# 23. Session 26: data where the shipped DDS+VAE agent drives with correlated steering pushes (README "Steering pushes
+# 23. Session 26: data where the shipped DDS+VAE agent drives with correlated steering pushes (docs/history.md "Steering pushes
 # in the data ..."): two sets (OU steering noise 0.3 and 0.15), each added to section 21's stop data, an M on each
 # by section 22's recipe, checked as there; controllers trained only in their dreams (one M, an ensemble of three,
 # the ensemble with the disagreement penalty, and z-only controllers). Nothing ships from it.
@@ -871,7 +871,7 @@ $D train-controller $ALL $PEDAL --out $S/c_dream_pedal_all.safetensors
 $D train-controller $ALL $PEDAL --v-only --out $S/c_dream_pedal_all_z.safetensors
 $D divergence --data-dir data/check_agent10 --vision $V --memory $S/m_pedal.safetensors --horizons 10 30 100 200 \
     --start-every 100 --no-steer --coast --max-episodes 5 --tau 0.5
-# 24. Session 27: a Markov speed model (README "A speed model that prices each step of the pedal ..."). The speed
+# 24. Session 27: a Markov speed model (docs/history.md "A speed model that prices each step of the pedal ..."). The speed
 # head reads only the present (a_t, s_t and two read-outs of z_t) instead of h; Ms on section 23's pedal data, a
 # dream-only controller, then iterate rounds by hand: episodes of the last dream-only controller with steering noise
 # added to the data, an M again (two draws from round 2 on) and a dream-only controller again. Nothing ships from it.
@@ -934,7 +934,7 @@ for SEED in 1 2; do
     markov_m $S/lat_iter3_mix.npz $S/m_iter3_mkz_s$SEED.safetensors $SEED 1
     open_loop $S/m_iter3_mkz_s$SEED.safetensors
 done
-# 25. Session 28: iterate runs section 24's recipe itself (README "Iterate rounds as section 24 ran them by hand ...").
+# 25. Session 28: iterate runs section 24's recipe itself (docs/history.md "Iterate rounds as section 24 ran them by hand ...").
 # The round-1 seed-2 controller read without its brake, dreams started from every state of the data, the Markov M
 # also scored in its own dreams, and one iterate round from the CLI: two M draws kept by their open-loop checks, C
 # from zero in the kept M's dream from the agent's states. Nothing ships from it.
@@ -1009,7 +1009,7 @@ for C in c_dream_r4_roll_s2 c_dream_r4_roll_s2_c2; do
         --latents runs/s25/lat_agent_speed.npz --tracks 1910000 1910016 1910007 --block 100 --steps 400 --dreams 32
 done
 
-# 26. Session 29: the yaw rate as a car state of M (README "The wheel turns an explicit yaw rate in the dream ...").
+# 26. Session 29: the yaw rate as a car state of M (docs/history.md "The wheel turns an explicit yaw rate in the dream ...").
 # Section 25's round-4 latents and the agent's dream starts with yaw rates filled in from their episodes; two Markov
 # Ms that read the yaw rate; their steering response, open-loop checks and heading drift; dream-only controllers in
 # them (20 generations, 100-step dreams and 40-step ones, tau 0.5, 200 generations, an ensemble of both Ms, with and
@@ -1078,7 +1078,7 @@ $D evaluate --vision $V --memory $S/m_yaw_s2.safetensors --controller $S/c_dream
 $D train-controller $DREAM_YAW --generations 20 --memory $S/m_yaw_s2.safetensors --dream-ensemble $S/m_yaw_s1.safetensors \
     --disagreement-penalty 30 --out $S/c_dream_yaw_pen30.safetensors
 
-# 27. Session 30: more yaw Ms in the penalised ensemble (README "Three yaw Ms in the penalised ensemble ...").
+# 27. Session 30: more yaw Ms in the penalised ensemble (docs/history.md "Three yaw Ms in the penalised ensemble ...").
 # A third (and fourth and fifth) yaw M of section 26's recipe; dream-only controllers in the ensemble of three (three
 # controller seeds, and 100 generations) and of five, with the disagreement penalty; MOReL's halt instead of the
 # penalty; an iterate round whose C dreams in the ensemble of the round's two M draws. Nothing ships from it.
@@ -1135,7 +1135,7 @@ OMP_NUM_THREADS=1 $D iterate --out-dir $S/iterate --rounds 1 --episodes 48 --col
     --train-memory.joint --train-memory.seed 1 --train-memory.speed-weight 10 --train-memory.speed-input \
     --train-memory.speed-model markov --train-memory.speed-rollout-weight 1 --train-memory.yaw-input
 
-# 28. Session 31 (README "Session 30's recipe on data collected afresh ..."): a new machine (runs/ and data/ do not
+# 28. Session 31 (docs/history.md "Session 30's recipe on data collected afresh ..."): a new machine (runs/ and data/ do not
 # survive one), so section 27's recipe on data collected afresh in one go: the shipped ConvVAE agent with
 # correlated steering pushes, excursions, gas holds, stops and pedal pulses (120 episodes), the same agent with light
 # noise (60; the dreams start from its states), random-policy episodes (30); the shipped DDS+VAE V; three yaw Ms
@@ -1224,7 +1224,7 @@ iterate_yaw() {  # iterate_yaw START SEED PENALTY M LATENTS GENERATIONS: one rou
 }
 iterate_yaw $S/c_ar_pen20_g10.safetensors 693300 20 $S/m_ar_s2.safetensors $S/lat_ar.npz 40
 
-# 29. Session 32 (README "Session 26's kinds of data collected again ..."): section 28's 90 agent and random-policy
+# 29. Session 32 (docs/history.md "Session 26's kinds of data collected again ..."): section 28's 90 agent and random-policy
 # episodes plus 120 new ones in session 26's kinds (the shipped DDS+VAE agent with correlated pushes of std 0.15; the
 # same agent with pedal pulses; the ConvVAE agent with stops), three yaw Ms on the 210, a controller from zero in
 # their penalised ensemble (penalty 100 and 50; the 100 run continued to 100 generations), one iterate round.
@@ -1308,7 +1308,7 @@ done
 $D divergence --data-dir data/check_random10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0
 
-# 30. Session 33 (README "Dream-only DDS+VAE drivers at 829.7 and 842.7 on final blocks, from a narrower search"):
+# 30. Session 33 (docs/history.md "Dream-only DDS+VAE drivers at 829.7 and 842.7 on final blocks, from a narrower search"):
 # section 29's generation-130 controller drives 40 episodes with light steering noise; their real states join the
 # dreams' starts and CMA-ES goes on from that controller in the same penalised ensemble (DAgger, Ross et al., 2011);
 # a control without the new states; two such rounds through iterate --keep-memory. Needs section 29's files
@@ -1370,7 +1370,7 @@ R2="--vision $V --memory runs/s32/m_yaw_s2.safetensors --controller $S/iterate_k
 $D evaluate $R2 --episodes 20 --seed 1910000 --workers 2
 $D evaluate $R2 --episodes 100 --seed 7001400 --workers 2  # a final block, run once
 
-# 31. Session 34 (README "Scored in its own dreams, the yaw M keeps the road and drops the wheel ..."): section 29's
+# 31. Session 34 (docs/history.md "Scored in its own dreams, the yaw M keeps the road and drops the wheel ..."): section 29's
 # yaw M with the open-loop loss over 30, 20 and 10 steps (and over 30 on random-policy windows only, or at weight 0.3);
 # open and closed loop against the shipped M; session 33's round-2 driver taught to the shipped M by behaviour cloning
 # and by DAgger. Needs section 29's and 30's files (runs/s32, runs/s33).
@@ -1431,7 +1431,7 @@ $D train-controller --evaluator real --vision $V --memory assets/ddsvae_memory.s
 $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller $S/c_ft.safetensors --episodes 50 \
     --seed 1920000 --workers 2 --results $S/c_ft.eval_1920000x50.json  # 870.3, paired +24.4: the next ship candidate
 
-# 32. Session 35 (README "The taught driver ships ..."): section 31's last controller ships with the shipped V and M.
+# 32. Session 35 (docs/history.md "The taught driver ships ..."): section 31's last controller ships with the shipped V and M.
 # Rule set before the final block: ship if its mean is >= 816.0 (the agent before it). It scored 876.9 +- 51.6. V and M
 # keep their bytes: only the controller is copied (its exported copy's weights equal section 31's file).
 S=runs/s35
@@ -1445,7 +1445,7 @@ cp $S/ship_dds.eval_7001500x100.json assets/results/ddsvae_final_7001500.json
 $D divergence --data-dir data/check_agent10 --vision $V --memory assets/ddsvae_memory.safetensors \
     --controller assets/ddsvae_controller.safetensors $OPEN_LOOP
 
-# 33. Session 35 (README "... random-policy episodes ..."): 200 more random-policy episodes beside section 29's data
+# 33. Session 35 (docs/history.md "... random-policy episodes ..."): 200 more random-policy episodes beside section 29's data
 # (30 random-policy of 210), section 29's yaw M (seed 2) on the whole with 75% / 25% and 50% / 50% of windows from
 # agent / random-policy episodes, then the 50% / 50% one with 30-step open-loop training (on random-policy windows
 # only, and on all); open loop on both check sets, and the strip of dream against reality.
@@ -1485,7 +1485,7 @@ $D evaluate --vision $V --memory $S/m_yaw_r230_75.safetensors --controller $S/c_
 $D evaluate --vision $V --memory assets/ddsvae_memory.safetensors --controller assets/ddsvae_controller.safetensors \
     --episodes 20 --seed 1930000 --workers 2 --results $S/ddsvae_controller.eval_1930000x20.json
 
-# 34. Session 36 (README "A map for the dream ..."): the dream's map open loop with section 33's 75% / 25% yaw M on
+# 34. Session 36 (docs/history.md "A map for the dream ..."): the dream's map open loop with section 33's 75% / 25% yaw M on
 # both check sets (the dream's own motion; reality's past 300 steps; reality's motion), the same with the shipped M
 # and reality's motion, the yaw model's heading error on the random-policy check episodes; and the shipped DDS+VAE
 # M's recipe (speed input) on the ConvVAE's latents of section 29's 210 episodes.
@@ -1528,7 +1528,7 @@ for M in $S/m_c_sin_e22 $S/m_c_sin_e9 assets/convvae_memory; do
     $D divergence --data-dir data/check_random10 --vision $VC --memory $M.safetensors $OPEN_LOOP
 done
 
-# 35. Session 37 (README "A grounded dream ..."): the shipped files' dreams grounded on CarRacing's car physics over
+# 35. Session 37 (docs/history.md "A grounded dream ..."): the shipped files' dreams grounded on CarRacing's car physics over
 # the dream's map, open loop on the check episodes (M alone, grounded, grounded with reality's past 300 steps); the
 # app's split-mode tracking on 5 development tracks; the app's frame rate with and without grounding.
 V=assets/ddsvae_vision.safetensors
@@ -1563,7 +1563,7 @@ for KIND in dds_vae conv_vae; do
     done
 done
 
-# 36. Session 38 (README "The grounded dream's picture and cost ..."): section 35's grounded open-loop figures again
+# 36. Session 38 (docs/history.md "The grounded dream's picture and cost ..."): section 35's grounded open-loop figures again
 # after the composite's change (M's frame on the car's sprite alone, a feathered edge); the same at tau 0 on the agent
 # episodes; the app's split- and dream-mode checks on the 5 development tracks, and split mode on 10 more
 # (1,920,015..024). V's re-encode of the dream's frame at every step against fewer (commits 2c55ab3: only where the

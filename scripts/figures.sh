@@ -60,7 +60,7 @@ cat <<'EOF'
   min on one core; data/check_random10 from scripts/build_assets.sh section 7):
   dream-explorer divergence --data-dir data/check_random10 --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer --max-episodes 5 --tau 0.5 --dream-map --map-pose car --map-history 300
   (stated: tracked 95% / 82% / 82% / 78%; pixel MSE 0.22 / 0.32 of standing still's at 30 / 100 steps; card)
-- The explorer's frame rate, both world models, every mode, with and without the pipelined step (README "The next
+- The explorer's frame rate, both world models, every mode, with and without the pipelined step (docs/history.md "The next
   step beside the swap"; stated e.g. DDS+VAE split 32.1 -> 36.9 FPS; needs a quiet machine and xvfb-run; about 9 min):
   .venv/bin/python scripts/bench_explorer.py --frames 300 --repeats 2 --variants no-pipeline pipeline
 - Final-range figures (7,000,000+): never re-run; they are run once per shipped model by its recipe

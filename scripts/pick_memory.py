@@ -1,6 +1,6 @@
 """Pick one MDN-RNN among several draws (seeds, epochs, data) by how its dream holds the road open loop.
 
-An M's draw moves the dream's road tracking by 10-30 points at 100 steps (README, sessions 21-22), and the
+An M's draw moves the dream's road tracking by 10-30 points at 100 steps (docs/history.md, sessions 21-22), and the
 teacher-forced validation loss does not tell the draws apart. This runs ``dream-explorer divergence`` for each M
 on each check set (open loop, fed reality's actions; no parked or steering measurements), prints one row per M and
 names the one with the highest score: the mean over the check sets of the share of dreams whose road share stays
@@ -8,9 +8,9 @@ within +-50% of reality's at ``--score-horizons`` (issue 13's measure). Pixel er
 horizons is printed beside it as a share of standing still's (the copy baseline), not scored. With ``--coast`` each
 row also gives, per check set, the dream's return for coasting (the recorded steering, no gas) over its return for
 the recorded actions, and reality's (``divergence --coast``; costs a replay of the track per window): a dream whose
-ratio is at or above 1 pays a driver for leaving the gas (README, session 23). Not scored either.
+ratio is at or above 1 pays a driver for leaving the gas (docs/history.md, session 23). Not scored either.
 
-Usage (figures in the README, session 23):
+Usage (figures in docs/history.md, session 23):
 
     .venv/bin/python scripts/pick_memory.py --vision runs/s21/v_tw0.15.safetensors \\
         --memories runs/s21/m_tw0.15.safetensors runs/s23/m_seed1.safetensors \\

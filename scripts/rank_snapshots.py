@@ -6,7 +6,7 @@ starts for every snapshot: :func:`core.train.fitness.dream_check_plan`, as ``--c
 the rank (Spearman) and linear (Pearson) correlation between the dream returns and the real checks, over all
 snapshots and over those from ``--late`` generations on, then the snapshots the dream ranks highest.
 
-Usage (figures in the README, session 16):
+Usage (figures in docs/history.md, session 16):
 
     .venv/bin/python scripts/rank_snapshots.py runs/s16/dream_mean_s1.resume.pt runs/s16/dream_mean_s2.resume.pt \\
         --memory assets/convvae_memory.safetensors --latents runs/s14/latents.npz --tau 1.0 0.5

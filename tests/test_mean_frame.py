@@ -50,3 +50,14 @@ def test_bad_calls_say_what_is_wrong() -> None:
     baseline.episode(torch.zeros(3, 3, 4, 4))
     with pytest.raises(ValueError, match="differ"):
         baseline.add(1, torch.zeros(1, 3, 8, 8))
+
+
+def test_the_report_gives_the_dream_over_both_baselines() -> None:
+    from core.divergence_table import format_table
+
+    metrics = {"divergence/pixel_mse_dream@30": 0.006, "divergence/pixel_mse_copy@30": 0.010,
+               "divergence/pixel_mse_vision@30": 0.002, "divergence/pixel_mse_mean@30": 0.0075,
+               "divergence/off_manifold_share": 0.0, "divergence/windows": 2.0, "divergence/dreams": 8.0}  # fmt: skip
+    header, row = format_table(metrics, (30,)).splitlines()[:2]
+    assert header.split()[-2:] == ["dream/copy", "dream/mean"]
+    assert row.split()[-2:] == ["0.60", "0.80"]

@@ -10,7 +10,9 @@ only as held out as the tracks behind it, so every stage draws from one named ra
   issue 17 for `compare-vision` on frames that no decision has used: `collect --episodes 5 --seed 980000
   --out-dir data/fresh_980000`; scored once on the shipped files, then development frames like any other.
   960,000..960,009 (the shipped ConvVAE agent, no noise) and 960,100..960,109 (random policy) are session 10's
-  dream-fidelity check sets, on which its Ms were chosen; session 11 chose its Ms on them too.)
+  dream-fidelity check sets, on which its Ms were chosen; session 11 chose its Ms on them too, and every session
+  since. 970,000..970,009 (the shipped DDS+VAE agent, no noise) and 970,100..970,109 (random policy) hold session
+  39's held-out dream-fidelity episodes, measured once on the shipped files.)
 - ``DEVELOPMENT`` [1,000,000, 2,000,000): `evaluate` while a model is being built. Tracks that informed a
   decision are development tracks from then on; a figure measured on them is a development figure.
 - ``FINAL`` [7,000,000, ...): one fresh block of 100 tracks per shipped model, run once on the shipped files,

@@ -85,7 +85,7 @@ class BatchedDream:
         max_steps: a rollout is truncated after this many steps.
         bf16: run the two matrix products of a step (LSTM gates, MDN heads) in bfloat16 with float32 state,
             sampling and residual sum: about 2.3x faster products on this CPU; a rollout then differs from the
-            float32 one by rounding (same distribution; measured in the README), so the default is float32.
+            float32 one by rounding (same distribution; measured in the README, "Figures"), so the default is float32.
         reader: another MDN-RNN of the same sizes whose LSTM runs along on the dream's own z and actions; the
             observations then carry its h instead of the dreaming M's. An ensemble's member dreams while the
             controller reads the h of the M it drives with in reality (:class:`core.train.fitness.DreamEvaluator`).

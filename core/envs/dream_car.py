@@ -1,8 +1,8 @@
 """The dream's car: CarRacing's own car physics, driven on the ground the dream shows.
 
 A dream must move its car as reality would, or its map (:mod:`core.envs.dream_map`) lays the ground it remembers
-in the wrong place: a learned car model's heading is off by about 2 rad after 100 steps of a spinning car (README,
-session 36). The car's motion is no mystery, though: CarRacing steps gymnasium's top-down car
+in the wrong place: a learned car model's heading is off by about 2 rad after 100 steps of a spinning car
+(docs/history.md, session 36). The car's motion is no mystery, though: CarRacing steps gymnasium's top-down car
 (``gymnasium.envs.box2d.car_dynamics.Car``, after Chris Campbell's top-down car tutorial) in a Box2D world whose
 only tie to the track is each wheel's friction limit, full on a road tile and 0.6 of it on grass. The road's
 tiles are sensors; nothing else touches the car.

@@ -2,7 +2,7 @@
 
 CarRacing's frame is the car's own view of a static world: the camera follows the car, turned with it, at a fixed
 zoom. A V + M dream has no place to keep what leaves that view; a car that spins on the grass never sees again the
-road it left (README, session 35). The map keeps it. Each dream carries its car's pose (stepped from its own speed
+road it left (docs/history.md, session 35). The map keeps it. Each dream carries its car's pose (stepped from its own speed
 and yaw rate, world units per second and rad/s, with :meth:`DreamMap.advance`, or set from CarRacing's car physics,
 :mod:`core.envs.dream_car`, with :meth:`DreamMap.place`) and a canvas in world coordinates:
 
@@ -331,7 +331,7 @@ def ground_z(vision: Any, dream: BatchedDream, frames: Tensor, decoded: Tensor) 
     Even a sliver of difference (ground at the view's edge, about 2% of the pixels driving straight on) is re-encoded:
     V's encoding of what V decoded keeps z among the latents V makes. Re-encoding only where the map changed the
     frame by more than 1e-3 on average let M's z drift: 3.8% of the DDS+VAE's dreamed latents beyond every real one
-    on agent episodes, none at every step (README, session 38).
+    on agent episodes, none at every step (docs/history.md, session 38).
     """
     redo = (frames != decoded).flatten(1).any(1) & ~dream.done
     if bool(redo.any()):

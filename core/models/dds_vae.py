@@ -77,7 +77,7 @@ class DDSVAEConfig:
     temporal_weight: float = 0.0
     """Phase 2, not in the seed work: weight of :func:`core.models.vae.slowness` of mu between frames some steps
     apart in one episode (0: the seed's loss). A z that moves with the scene rather than with each frame's
-    selection is easier for M to predict (README, session 21)."""
+    selection is easier for M to predict (docs/history.md, session 21)."""
     eval_gates: str = "deterministic"
     """How the DDS gates in evaluation: ``"deterministic"`` (the seed work: ``sigmoid(u / T)``, i.e. the noise
     at its median U = 1/2) or ``"frozen-noise"`` (one fixed draw of the training noise ``logit(U)``, from

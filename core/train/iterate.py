@@ -79,7 +79,7 @@ class IterateConfig:
     check_max_episodes: int = 10
     """Episodes per check directory in the per-round divergence check (0 = all)."""
     check_tau: float = 1.0
-    """MDN temperature of the per-round divergence check's dreams (the README's open-loop tables use 0.5)."""
+    """MDN temperature of the per-round divergence check's dreams (the open-loop tables of docs/history.md use 0.5)."""
     check_samples: int = 2
     """Dreams per window in the per-round divergence check."""
     collect_seed: int = 500_000
