@@ -1607,3 +1607,21 @@ for SEED in 1 2; do
         $D divergence --data-dir data/$SET --vision $VC --memory $S/mc_sin_s$SEED.safetensors $OPEN_LOOP
     done
 done
+
+# 37. Session 39 (docs/history.md "The dream measured on held-out episodes ..."): 20 fresh episodes (model-selection
+# tracks 970,000..009 driven by the shipped DDS+VAE agent without noise, 970,100..109 of the random policy), the
+# shipped files' dreams measured on them once, grounded and M alone (the README's "Where the models stand"). Nothing
+# is trained. The reality-map cadence tried in the app was measured against the code before it and reverted.
+$D collect --policy controller --vision assets/ddsvae_vision.safetensors --memory assets/ddsvae_memory.safetensors \
+    --controller assets/ddsvae_controller.safetensors --noise-std 0 --excursion-prob 0 --episodes 10 --seed 970000 \
+    --workers 2 --out-dir data/final_agent_970000
+$D collect --episodes 10 --seed 970100 --workers 2 --out-dir data/final_random_970100
+for KIND in ddsvae convvae; do
+    for SET in final_agent_970000 final_random_970100; do
+        for GROUND in "" "--dream-map --map-pose car --map-history 300"; do
+            $D divergence --data-dir data/$SET --vision assets/${KIND}_vision.safetensors \
+                --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked \
+                --no-steer --tau 0.5 $GROUND
+        done
+    done
+done
