@@ -13,7 +13,8 @@ its state at each window start s; from there the batched dream continues open lo
 - road share (:mod:`core.metrics.road`: the fraction of road-grey pixels) of decode(dreamed z_{s+k}) against the
   real frame's (and V's own reconstruction's), the share of dreams that keep at least half of reality's road,
   and the share that *track* it (within +-50%, or 0.02 absolute where reality is off the road);
-- the dream's summed reward over the first k steps against the recorded real reward;
+- the dream's summed reward over the first k steps against the recorded real reward (grounded: also CarRacing's
+  rule for the car on the map, :class:`core.envs.dream_car.TileReward`);
 - parked: from one start per episode, both reality (the track replayed with the recorded actions up to the
   start) and the dream brake fully for the longest horizon; and parked from the start: from the reset frame,
   with the car at rest, no input at all. CarRacing pays -0.1 a step once the car stands, so a dream that pays
@@ -268,6 +269,9 @@ def dream_divergence(
                 add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
                 add(f"reward_sum_real@{k}", float(real_k.sum()), n)
                 add(f"reward_sum_abs_error@{k}", float((dream_reward - real_k).abs().sum()), n)
+                if maps is not None and maps.ground_return is not None:  # CarRacing's rule for the car on the map
+                    add(f"reward_sum_ground@{k}", float(maps.ground_return.sum()), n)
+                    add(f"reward_sum_ground_abs_error@{k}", float((maps.ground_return - real_k).abs().sum()), n)
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]

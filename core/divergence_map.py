@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from core.envs.dream_car import DreamCars, dream_with_car
+from core.envs.car_racing import make_real_env
+from core.envs.dream_car import DreamCars, TileReward, dream_with_car
 from core.envs.dream_map import DreamMap, dream_with_map, map_reality
 from core.errors import EpisodeError
 from core.metrics.replay import car_states
@@ -36,6 +37,10 @@ class EpisodeMaps:
         self.vision, self.pose, self.hud, self.idx = wm.vision, config.map_pose, hud, idx
         self.map = DreamMap(len(idx), start_frames.shape[-1])
         self.cars: DreamCars | None = None
+        self.tiles: TileReward | None = None
+        self.ground_return: Tensor | None = None
+        """With the car: each dream's return so far by CarRacing's reward rule on its map (:class:`TileReward`),
+        float64 (N,)."""
         poses = None
         if self.pose == "car":
             first = max(0, int(idx.min()) - config.map_history)
@@ -43,6 +48,9 @@ class EpisodeMaps:
             if states is None:
                 raise EpisodeError(f"episode seed {int(ep.seed)}: replaying its actions does not reproduce its rewards")
             self.cars = DreamCars([states[int(s)] for s in idx])
+            self.tiles = TileReward(len(idx), _track_tiles(int(ep.seed)))
+            self.tiles.start(self.cars.pose()[0])
+            self.ground_return = torch.zeros(len(idx), dtype=torch.float64)
             steps = len(mu)
             position, heading = torch.zeros(steps, 2), torch.zeros(steps)
             for t, state in states.items():
@@ -60,8 +68,11 @@ class EpisodeMaps:
     def step(self, dream: Any, actions: Tensor, k: int) -> Tensor:
         """After ``dream.step(actions)``, the k-th step from the starts: move the cars, compose, ground z; returns
         the frames the dreams show, float32 (N, 3, S, S) in [0, 1]."""
-        if self.cars is not None:
-            return dream_with_car(self.vision, dream, self.map, self.cars, actions)
+        if self.cars is not None and self.tiles is not None and self.ground_return is not None:
+            frames = dream_with_car(self.vision, dream, self.map, self.cars, actions)
+            live = ~dream.done
+            self.ground_return += self.tiles.step(self.cars.pose()[0], self.cars.on_road.any(1), live).double()
+            return frames
         car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
         return dream_with_map(self.vision, dream, self.map, *car)
 
@@ -69,3 +80,13 @@ class EpisodeMaps:
         """Free the cars' Box2D worlds."""
         if self.cars is not None:
             self.cars.close()
+
+
+def _track_tiles(seed: int) -> int:
+    """The number of tiles of CarRacing's track ``seed``."""
+    env = make_real_env()
+    try:
+        env.reset(seed=seed)
+        return len(env.unwrapped.track)  # type: ignore[attr-defined]
+    finally:
+        env.close()

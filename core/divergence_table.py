@@ -19,8 +19,10 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
         rows.append(f"{k:>8} " + " ".join(f"{v:>12.5f}" for v in values) + "".join(f" {r:>12.2f}" for r in ratios))
     h = max(horizons)
     rows.append("")
+    rule = f"divergence/reward_sum_ground@{h}" in metrics  # a grounded dream: CarRacing's reward rule too
     rows.append(f"{'horizon':>8} {'road real':>10} {'road dream':>10} {'road V':>10} {'kept >=1/2':>10} "
-                f"{'tracked':>10} {'reward real':>12} {'reward dream':>12} {'abs error':>10}")  # fmt: skip
+                f"{'tracked':>10} {'reward real':>12} {'reward dream':>12} {'abs error':>10}"
+                + (f" {'reward rule':>12} {'abs error':>10}" if rule else ""))  # fmt: skip
     for k in horizons:
 
         def g(name: str, k: int = k) -> float:
@@ -30,6 +32,7 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
             f"{k:>8} {g('road_share_real'):>10.3f} {g('road_share_dream'):>10.3f} {g('road_share_vision'):>10.3f} "
             f"{g('road_kept'):>10.0%} {g('road_tracked'):>10.0%} {g('reward_sum_real'):>12.2f} "
             f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
+            + (f" {g('reward_sum_ground'):>12.2f} {g('reward_sum_ground_abs_error'):>10.2f}" if rule else "")
         )
     if f"divergence/nudged_road_tracked@{h}" in metrics:
         rows.append("")

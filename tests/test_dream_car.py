@@ -95,6 +95,12 @@ def test_divergence_moves_the_map_with_the_car_s_physics(pipeline: dict, real_ep
     assert car["divergence/windows"] == 9
     assert car["divergence/pixel_mse_dream@10"] < car["divergence/pixel_mse_copy@10"]
     assert car == dream_divergence(base).metrics
+    # CarRacing's reward rule for the car on the map: at least the step cost, 10 x -0.1, over 10 steps
+    assert -1.0 - 1e-9 <= car["divergence/reward_sum_ground@10"] < 30.0
+    assert car["divergence/reward_sum_ground@1"] >= -0.1 - 1e-9
+    from core.divergence_table import format_table
+
+    assert "reward rule" in format_table(car, base.horizons)
     with_past = dream_divergence(dataclasses.replace(base, map_history=10)).metrics
     assert with_past["divergence/pixel_mse_dream@10"] < with_past["divergence/pixel_mse_copy@10"]
 

@@ -20,6 +20,7 @@ This is a hybrid world model: the physics of the car is the env's, the world it 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,6 +164,76 @@ class DreamCars:
         for car in self._cars:
             car.destroy()
         self._cars, self._worlds = [], []
+
+
+TILE_LENGTH = 3.51
+"""World units of track per CarRacing tile (the track's points are ``TRACK_DETAIL_STEP`` = 3.5 units apart along
+it; measured 3.510-3.513 on four tracks)."""
+ROAD_HALF_WIDTH = 40.0 / 6.0
+"""Half the road's width, world units (CarRacing's ``TRACK_WIDTH / SCALE``)."""
+STEP_COST = 0.1
+"""What CarRacing charges for every step."""
+
+
+class TileReward:
+    """CarRacing's reward rule for the dreams' cars on the ground their maps show: -0.1 a step, and 1000 / N for the
+    road a car covers first, as if it touched new tiles.
+
+    CarRacing pays 1000 / N the first time a wheel touches each of the track's N tiles (strips
+    :data:`TILE_LENGTH` long, the road's full width across; gymnasium's ``FrictionDetector``) and charges 0.1 a step.
+    A dream has no tiles, only the ground its map shows. So a car is paid 1000 / (N * TILE_LENGTH) per world unit it
+    moves while a wheel is on the map's road (:attr:`DreamCars.on_road`) and it is on ground it has not covered yet;
+    covered is within :data:`ROAD_HALF_WIDTH` of a point of its path at least twice that much path behind, so a car
+    that turns back along the road, or drives back on its other side, earns nothing there, as a full-width tile pays
+    once. A parked car pays -0.1 a step, and one on the grass too.
+
+    Args:
+        n: number of dreams.
+        tiles: N, the number of tiles of the track being dreamed (reality's, where the dream starts from it).
+        cell: side of the cells that record covered ground, world units.
+
+    Raises:
+        ValueError: ``n < 1``, ``tiles < 1`` or ``cell <= 0``.
+    """
+
+    def __init__(self, n: int, tiles: int, cell: float = 1.0) -> None:
+        if n < 1 or tiles < 1 or cell <= 0:
+            raise ValueError(f"need n >= 1, tiles >= 1 and cell > 0, got n={n}, tiles={tiles}, cell={cell}")
+        self.per_unit = 1000.0 / (tiles * TILE_LENGTH)
+        self.cell = cell
+        self._covered: list[set[tuple[int, int]]] = [set() for _ in range(n)]
+        self._trail: list[deque[tuple[float, float, float]]] = [deque() for _ in range(n)]  # (odometer, x, y) on road
+        self._odometer = [0.0] * n
+        self._last: list[tuple[float, float] | None] = [None] * n
+        r = int(math.ceil(ROAD_HALF_WIDTH / cell))
+        self._disc = [(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1)
+                      if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip
+
+    def start(self, position: Tensor) -> None:
+        """Every car's position float (N, 2), world units, at the dreams' start."""
+        self._last = [(float(x), float(y)) for x, y in position.tolist()]
+
+    def step(self, position: Tensor, on_road: Tensor, live: Tensor | None = None) -> Tensor:
+        """The step's reward of each car, float32 (N,), from its new ``position`` float (N, 2), world units, and
+        ``on_road`` bool (N,) (a wheel on the map's road); cars not ``live`` bool (N,) get 0."""
+        rewards = torch.zeros(len(self._covered))
+        for i, ((x, y), road) in enumerate(zip(position.tolist(), on_road.tolist(), strict=True)):
+            if live is not None and not bool(live[i]):
+                continue
+            last = self._last[i]
+            moved = 0.0 if last is None else math.hypot(x - last[0], y - last[1])
+            self._last[i] = (x, y)
+            self._odometer[i] += moved
+            trail, covered = self._trail[i], self._covered[i]
+            while trail and self._odometer[i] - trail[0][0] >= 2.0 * ROAD_HALF_WIDTH:
+                _, tx, ty = trail.popleft()
+                cx, cy = round(tx / self.cell), round(ty / self.cell)
+                covered.update((cx + a, cy + b) for a, b in self._disc)
+            new = (round(x / self.cell), round(y / self.cell)) not in covered
+            rewards[i] = (moved * self.per_unit if road and new else 0.0) - STEP_COST
+            if road:
+                trail.append((self._odometer[i], x, y))
+        return rewards
 
 
 def dream_with_car(vision: Any, dream: Any, dream_map: DreamMap, cars: DreamCars, actions: Tensor) -> Tensor:

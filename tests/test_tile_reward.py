@@ -1,0 +1,71 @@
+"""CarRacing's reward rule for a grounded dream's car (core.envs.dream_car.TileReward): paid for new road by the
+distance covered on it, charged 0.1 a step, and checked against CarRacing's own reward."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core.envs.car_racing import make_real_env
+from core.envs.dream_car import ROAD_HALF_WIDTH, STEP_COST, TILE_LENGTH, TileReward
+
+
+def _drive(reward: TileReward, path: list[tuple[float, float]], road: bool = True) -> list[float]:
+    return [float(reward.step(torch.tensor([p]), torch.tensor([road]))[0]) for p in path]
+
+
+def test_new_road_pays_by_distance_and_covered_road_pays_nothing() -> None:
+    reward = TileReward(1, tiles=300)
+    reward.start(torch.tensor([[0.0, 0.0]]))
+    ahead = _drive(reward, [(0.0, float(t)) for t in range(1, 101)])  # 100 units up the road, 1 a step
+    assert reward.per_unit == pytest.approx(1000.0 / (300 * TILE_LENGTH))
+    assert sum(ahead) == pytest.approx(100 * reward.per_unit - 100 * STEP_COST)
+    back = _drive(reward, [(0.0, float(t)) for t in range(99, 49, -1)])  # turned round along the same line
+    assert sum(r > 0 for r in back) <= int(ROAD_HALF_WIDTH)  # only the stretch not yet past the lag
+    side = _drive(reward, [(4.0, float(t)) for t in range(50, 10, -1)])  # on the road's other side
+    assert all(r == pytest.approx(-STEP_COST) for r in side)
+
+
+def test_parked_or_on_the_grass_pays_the_step_cost_alone() -> None:
+    reward = TileReward(2, tiles=250)
+    reward.start(torch.zeros(2, 2))
+    for t in range(1, 30):
+        r = reward.step(torch.tensor([[0.0, 0.0], [0.0, 2.0 * t]]), torch.tensor([True, False]))
+        assert r.tolist() == pytest.approx([-STEP_COST, -STEP_COST])  # parked on the road; moving on the grass
+    assert reward.step(torch.tensor([[0.0, 5.0], [0.0, 100.0]]), torch.tensor([True, True]),
+                       live=torch.tensor([True, False])).tolist()[1] == 0.0  # fmt: skip
+
+
+def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
+    """The real car driven up a track (gas, gentle steering toward the road's centre line), its wheels' own road
+    contact as the ground: the rule's sum is within 5% of CarRacing's reward over the same steps."""
+    env = make_real_env()
+    try:
+        env.reset(seed=11)
+        for _ in range(50):  # the opening zoom
+            env.step(np.zeros(3, np.float32))
+        car, track = env.unwrapped.car, env.unwrapped.track
+        reward = TileReward(1, tiles=len(track))
+        reward.start(torch.tensor([tuple(car.hull.position)]))
+        real = rule = 0.0
+        for _ in range(250):
+            x, y = car.hull.position
+            nearest = int(np.argmin([(x - t[2]) ** 2 + (y - t[3]) ** 2 for t in track]))
+            tx, ty = track[(nearest + 6) % len(track)][2:4]  # a point 20 units on
+            aim = np.arctan2(-(tx - x), ty - y) - car.hull.angle  # heading 0 faces +y
+            steer = float(np.clip(-2.0 * np.arctan2(np.sin(aim), np.cos(aim)), -1, 1))
+            _, r, terminated, truncated, _ = env.step(np.array([steer, 0.3, 0.0], np.float32))
+            real += float(r)
+            on_road = any(bool(w.tiles) for w in car.wheels)
+            rule += float(reward.step(torch.tensor([tuple(car.hull.position)]), torch.tensor([on_road]))[0])
+            assert not (terminated or truncated)
+        assert real > 100.0  # it drove on the road
+        assert rule == pytest.approx(real, rel=0.05)
+    finally:
+        env.close()
+
+
+def test_bad_settings_say_so() -> None:
+    with pytest.raises(ValueError, match="tiles >= 1"):
+        TileReward(1, tiles=0)
