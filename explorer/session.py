@@ -153,6 +153,7 @@ class Session(ModelSlots, DreamSide, GroundSide, InsideViews):
         self.dream_version = 0
         self.ground_dream = cfg.ground_dream
         self._ground = None  # the grounded dream's maps and cars, and reality's map (explorer.session_ground)
+        self._ground_reward = None  # its reward rule
         self._reality_map, self._reality_episode = None, 0
         self.dataset_frame: np.ndarray | None = None
         self.dream_origin = "real"

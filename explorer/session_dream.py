@@ -132,10 +132,10 @@ class DreamSide(SessionParts):
         with self._inference("memory"):
             _, reward, _, _ = self.dream.step(actions)
         self.dream_version += 1
-        self._ground_step(actions)
+        ruled = self._ground_step(actions)  # a grounded dream is paid by CarRacing's rule, not M's reward head
         if decode:
             self.dream_frames(recon=False)
-        return float(reward[0]), bool(self.dream.done[0])
+        return float(reward[0]) if ruled is None else ruled, bool(self.dream.done[0])
 
     def _dream_stepped(self, reward: float) -> None:
         """After a dream step: the return, the spread of the futures, the road shares."""

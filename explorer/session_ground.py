@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.api import DreamCars, DreamMap, car_state, dream_with_car, to_uint8_hwc
+from core.api import DreamCars, DreamMap, TileReward, car_state, dream_with_car, to_uint8_hwc
 from explorer.session_parts import SessionParts
 
 log = logging.getLogger("explorer")
@@ -104,6 +104,10 @@ class GroundSide(SessionParts):
             log.warning("grounded dream: %s", exc)
             return
         cars = DreamCars([state] * self.dream.n)
+        track = getattr(self.env.unwrapped, "track", None)
+        if track:  # the dream is paid by CarRacing's rule for the road its car covers on the map
+            self._ground_reward = TileReward(self.dream.n, len(track))
+            self._ground_reward.start(cars.pose()[0])
         reality = self._reality_map
         if reality is not None and self._reality_episode == self.real_tally.episode:
             world = reality.repeat(self.dream.n)  # reality's ground so far, the current frame on top
@@ -114,19 +118,26 @@ class GroundSide(SessionParts):
             world.reset(start, *cars.pose())
         self._ground = (world, cars)
 
-    def _ground_step(self, actions: Tensor) -> None:
+    def _ground_step(self, actions: Tensor) -> float | None:
         """After ``dream.step(actions)`` of a grounded dream: move the cars, compose the frames the dreams show and
-        cache them for this dream version (the views show the composites, not V's decode of z)."""
+        cache them for this dream version (the views show the composites, not V's decode of z). Returns the first
+        dream's reward by CarRacing's rule for its car on the map (:class:`core.api.TileReward`), None when the dream
+        is not grounded (M's reward head pays it)."""
         if self._ground is None or self.dream is None or self.vision_runtime is None:
-            return
+            return None
         world, cars = self._ground
+        live = ~self.dream.done
         with self._inference("decode", vision=True):  # V's decode of the N dreams and its encode of the composites
             shown = dream_with_car(self.vision_runtime, self.dream, world, cars, actions)
         frames: np.ndarray = to_uint8_hwc(shown)
         self._cache["dream"] = (self.dream_version, frames)
         self._cache["dream_x"] = (self.dream_version, shown[:1])
+        if self._ground_reward is None:
+            return None
+        return float(self._ground_reward.step(cars.pose()[0], cars.on_road.any(1), live)[0])
 
     def _ground_close(self) -> None:
         if self._ground is not None:
             self._ground[1].close()
             self._ground = None
+        self._ground_reward = None

@@ -117,7 +117,8 @@ class SessionConfig:
     a vision model of WIDE_VISION_KINDS, else 1; 1 keeps V on the frame's thread)."""
     ground_dream: bool = True
     """A dream that starts from reality moves its car on CarRacing's car physics over a map of the ground it has
-    shown (:mod:`explorer.session_ground`); False: M's dream alone."""
+    shown, paid by CarRacing's reward rule for the road its car covers (:mod:`explorer.session_ground`); False: M's
+    dream alone, paid by M's reward head."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN and V's decode) on a second thread while reality steps the env and V
     encodes its frame (both take the same action, so neither waits for the other); False: one after the other."""

@@ -65,3 +65,26 @@ def test_dream_mode_with_the_autopilot_starts_its_dream_past_the_opening_zoom(da
         assert not s._real_zooming and 0 < s.real_tally.step <= ZOOM_STEPS and s.grounded
     finally:
         s.close()
+
+
+def test_a_grounded_dream_is_paid_by_carracing_s_rule_like_reality(data: Path) -> None:
+    """The grounded dream's reward is CarRacing's rule for its car on the map, not M's reward head (untrained here):
+    parked it pays exactly -0.1 a step; with the gas held up the track's opening straight, about what reality pays
+    for the same steps."""
+    s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="split", futures=1, seed=7))
+    try:
+        for _ in range(ZOOM_STEPS + 2):
+            s.tick(DriveKeys())
+        s.start_dream("real")
+        assert s.grounded
+        for _ in range(20):
+            s.tick(DriveKeys())
+        assert s.dream_tally.ret == pytest.approx(-0.1 * 20, abs=1e-6)  # float32 rewards
+        s.start_dream("real")
+        real_before = s.real_tally.ret
+        for _ in range(60):
+            s.tick(DriveKeys(gas=True))
+        real = s.real_tally.ret - real_before
+        assert real > 10.0 and s.dream_tally.ret == pytest.approx(real, rel=0.15)
+    finally:
+        s.close()

@@ -158,8 +158,9 @@ def gui_view(app: PanelHost) -> None:
         imgui.set_item_tooltip(
             "What the world model imagines from where it started, fed the same actions; it drifts "
             "from reality as its samples differ. G starts a new dream from the selected source.\n"
-            "car physics + map: the dream's car moves on CarRacing's own physics over a map of the ground shown "
-            "(Controls: grounded); M alone: M's dream, whose car has no place on the ground."
+            "car physics + map: the dream's car moves on CarRacing's own physics over a map of the ground shown, "
+            "and is paid by CarRacing's own rule for the road it covers (Controls: grounded); M alone: M's dream, "
+            "whose car has no place on the ground, paid by M's reward head."
         )
         frame = s.dream_frame()
         assert frame is not None
