@@ -25,7 +25,7 @@ from core.envs.car_racing import (
     to_uint8_hwc,
 )  # fmt: skip
 from core.envs.dream import BatchedDream, DreamEnv
-from core.envs.dream_car import DreamCars, TileReward, car_state, dream_with_car
+from core.envs.dream_car import DreamCars, TileReward, car_state, dream_with_car, visited_road
 from core.envs.dream_map import DreamMap
 from core.envs.world_model import RealTracker, WorldModel, WorldModelObservation, load_vision
 from core.errors import CheckpointError, ConfigError, DreamExplorerError, EpisodeError, StageCancelled
@@ -51,7 +51,7 @@ __all__ = [
     "CollectConfig", "DreamVideoConfig", "EncodeConfig", "MemoryTrainConfig", "VisionTrainConfig", "EvaluateConfig",
     "collect", "train_vision", "train_encode", "train_memory", "evaluate", "record_dream", "write_video",
     "Episode", "list_episodes", "read_episode", "write_episode", "RandomExplorationPolicy", "RandomPolicyFactory",
-    "FRAME_SHAPE", "HUD_ROWS", "car_speed", "car_yaw_rate", "hud_speed", "hud_yaw_rate", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "DreamCars", "DreamMap", "TileReward", "car_state", "dream_with_car", "WorldModel",
+    "FRAME_SHAPE", "HUD_ROWS", "car_speed", "car_yaw_rate", "hud_speed", "hud_yaw_rate", "make_real_env", "preprocess_frames", "to_uint8_hwc", "BatchedDream", "DreamEnv", "DreamCars", "DreamMap", "TileReward", "car_state", "dream_with_car", "visited_road", "WorldModel",
     "WorldModelObservation", "RealTracker", "load_vision", "CheckpointError", "ConfigError", "DreamExplorerError", "EpisodeError",
     "StageCancelled", "EvaluationResult", "mixture_mean", "sample_mdn", "Progress", "ProgressFn", "StageResult",
     "ControllerTrainConfig", "train_controller", "DistillConfig", "distill_controller", "IterateConfig", "iterate", "make_executor", "WorkerCrashed",

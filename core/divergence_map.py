@@ -44,12 +44,13 @@ class EpisodeMaps:
         poses = None
         if self.pose == "car":
             first = max(0, int(idx.min()) - config.map_history)
-            states = car_states(ep, set(range(first, int(idx.max()) + 1)))
+            visited: dict[int, Tensor] = {}
+            states = car_states(ep, set(range(first, int(idx.max()) + 1)), visited)
             if states is None:
                 raise EpisodeError(f"episode seed {int(ep.seed)}: replaying its actions does not reproduce its rewards")
             self.cars = DreamCars([states[int(s)] for s in idx])
             self.tiles = TileReward(len(idx), _track_tiles(int(ep.seed)))
-            self.tiles.start(self.cars.pose()[0])
+            self.tiles.start(*self.cars.pose(), [visited[int(s)] for s in idx])
             self.ground_return = torch.zeros(len(idx), dtype=torch.float64)
             steps = len(mu)
             position, heading = torch.zeros(steps, 2), torch.zeros(steps)
@@ -71,7 +72,7 @@ class EpisodeMaps:
         if self.cars is not None and self.tiles is not None and self.ground_return is not None:
             frames = dream_with_car(self.vision, dream, self.map, self.cars, actions)
             live = ~dream.done
-            self.ground_return += self.tiles.step(self.cars.pose()[0], self.cars.on_road.any(1), live).double()
+            self.ground_return += self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), live).double()
             return frames
         car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
         return dream_with_map(self.vision, dream, self.map, *car)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.api import DreamCars, DreamMap, TileReward, car_state, dream_with_car, to_uint8_hwc
+from core.api import DreamCars, DreamMap, TileReward, car_state, dream_with_car, to_uint8_hwc, visited_road
 from explorer.session_parts import SessionParts
 
 log = logging.getLogger("explorer")
@@ -107,7 +107,7 @@ class GroundSide(SessionParts):
         track = getattr(self.env.unwrapped, "track", None)
         if track:  # the dream is paid by CarRacing's rule for the road its car covers on the map
             self._ground_reward = TileReward(self.dream.n, len(track))
-            self._ground_reward.start(cars.pose()[0])
+            self._ground_reward.start(*cars.pose(), [visited_road(self.env)] * self.dream.n)
         reality = self._reality_map
         if reality is not None and self._reality_episode == self.real_tally.episode:
             world = reality.repeat(self.dream.n)  # reality's ground so far, the current frame on top
@@ -134,7 +134,7 @@ class GroundSide(SessionParts):
         self._cache["dream_x"] = (self.dream_version, shown[:1])
         if self._ground_reward is None:
             return None
-        return float(self._ground_reward.step(cars.pose()[0], cars.on_road.any(1), live)[0])
+        return float(self._ground_reward.step(*cars.pose(), cars.on_road.any(1), live)[0])
 
     def _ground_close(self) -> None:
         if self._ground is not None:

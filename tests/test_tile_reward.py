@@ -8,32 +8,34 @@ import pytest
 import torch
 
 from core.envs.car_racing import make_real_env
-from core.envs.dream_car import ROAD_HALF_WIDTH, STEP_COST, TILE_LENGTH, TileReward
+from core.envs.dream_car import ROAD_HALF_WIDTH, STEP_COST, TILE_LENGTH, TileReward, visited_road
 
 
-def _drive(reward: TileReward, path: list[tuple[float, float]], road: bool = True) -> list[float]:
-    return [float(reward.step(torch.tensor([p]), torch.tensor([road]))[0]) for p in path]
+def _drive(reward: TileReward, path: list[tuple[float, float]], heading: float = 0.0) -> list[float]:
+    """A car's rewards along ``path`` facing ``heading`` (0: +y), a wheel on the road throughout."""
+    h = torch.tensor([heading])
+    return [float(reward.step(torch.tensor([p]), h, torch.tensor([True]))[0]) for p in path]
 
 
 def test_new_road_pays_by_distance_and_covered_road_pays_nothing() -> None:
     reward = TileReward(1, tiles=300)
-    reward.start(torch.tensor([[0.0, 0.0]]))
+    reward.start(torch.tensor([[0.0, 0.0]]), torch.zeros(1))
     ahead = _drive(reward, [(0.0, float(t)) for t in range(1, 101)])  # 100 units up the road, 1 a step
     assert reward.per_unit == pytest.approx(1000.0 / (300 * TILE_LENGTH))
     assert sum(ahead) == pytest.approx(100 * reward.per_unit - 100 * STEP_COST)
-    back = _drive(reward, [(0.0, float(t)) for t in range(99, 49, -1)])  # turned round along the same line
+    back = _drive(reward, [(0.0, float(t)) for t in range(99, 49, -1)], heading=3.14159)  # turned round
     assert sum(r > 0 for r in back) <= int(ROAD_HALF_WIDTH)  # only the stretch not yet past the lag
-    side = _drive(reward, [(4.0, float(t)) for t in range(50, 10, -1)])  # on the road's other side
+    side = _drive(reward, [(4.0, float(t)) for t in range(50, 10, -1)], heading=3.14159)  # on its other side
     assert all(r == pytest.approx(-STEP_COST) for r in side)
 
 
 def test_parked_or_on_the_grass_pays_the_step_cost_alone() -> None:
     reward = TileReward(2, tiles=250)
-    reward.start(torch.zeros(2, 2))
+    reward.start(torch.zeros(2, 2), torch.zeros(2))
     for t in range(1, 30):
-        r = reward.step(torch.tensor([[0.0, 0.0], [0.0, 2.0 * t]]), torch.tensor([True, False]))
+        r = reward.step(torch.tensor([[0.0, 0.0], [0.0, 2.0 * t]]), torch.zeros(2), torch.tensor([True, False]))
         assert r.tolist() == pytest.approx([-STEP_COST, -STEP_COST])  # parked on the road; moving on the grass
-    assert reward.step(torch.tensor([[0.0, 5.0], [0.0, 100.0]]), torch.tensor([True, True]),
+    assert reward.step(torch.tensor([[0.0, 5.0], [0.0, 100.0]]), torch.zeros(2), torch.tensor([True, True]),
                        live=torch.tensor([True, False])).tolist()[1] == 0.0  # fmt: skip
 
 
@@ -47,7 +49,7 @@ def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
             env.step(np.zeros(3, np.float32))
         car, track = env.unwrapped.car, env.unwrapped.track
         reward = TileReward(1, tiles=len(track))
-        reward.start(torch.tensor([tuple(car.hull.position)]))
+        reward.start(torch.tensor([tuple(car.hull.position)]), torch.tensor([car.hull.angle]), [visited_road(env)])
         real = rule = 0.0
         for _ in range(250):
             x, y = car.hull.position
@@ -58,10 +60,26 @@ def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
             _, r, terminated, truncated, _ = env.step(np.array([steer, 0.3, 0.0], np.float32))
             real += float(r)
             on_road = any(bool(w.tiles) for w in car.wheels)
-            rule += float(reward.step(torch.tensor([tuple(car.hull.position)]), torch.tensor([on_road]))[0])
+            pose = torch.tensor([tuple(car.hull.position)]), torch.tensor([car.hull.angle])
+            rule += float(reward.step(*pose, torch.tensor([on_road]))[0])
             assert not (terminated or truncated)
         assert real > 100.0  # it drove on the road
         assert rule == pytest.approx(real, rel=0.05)
+        # the tiles touched are the road it drove: covered from the start, driving it again pays nothing
+        assert env.unwrapped.tile_visited_count > 50
+        centres = torch.tensor([t[2:4] for t, tile in zip(track, env.unwrapped.road, strict=True) if tile.road_visited])
+        step = centres[1:] - centres[:-1]
+        headings = torch.atan2(-step[:, 0], step[:, 1])  # 0 faces +y, counter-clockwise positive
+        side = torch.stack([torch.cos(headings), torch.sin(headings)], dim=1) * 4.0  # 4 units right of the line
+        for offset in (0.0, 1.0):  # along the centre line, then beside it: still on the tiles touched
+            again = TileReward(1, tiles=len(track))
+            again.start(centres[:1], headings[:1], [visited_road(env)])
+            path = (centres[1:] + offset * side)[:-3]  # not up to the last tile touched: the car reads ahead
+            paid = [
+                float(again.step(p[None], h[None], torch.tensor([True]))[0])
+                for p, h in zip(path, headings[:-3], strict=True)
+            ]
+            assert paid == pytest.approx([-STEP_COST] * len(path))
     finally:
         env.close()
 
@@ -69,3 +87,9 @@ def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
 def test_bad_settings_say_so() -> None:
     with pytest.raises(ValueError, match="tiles >= 1"):
         TileReward(1, tiles=0)
+    env = make_real_env()
+    try:
+        with pytest.raises(ValueError, match="reset it first"):
+            visited_road(env)
+    finally:
+        env.close()

@@ -68,6 +68,33 @@ def car_state(env: Any) -> CarState:
     return CarState(bodies, wheels, tuple(bool(w.tiles) for w in car.wheels))
 
 
+def visited_road(env: Any, spacing: float = 0.5) -> Tensor:
+    """Points filling the road tiles a real CarRacing env's car has touched so far (its ``road_visited`` tiles;
+    tile i is the quad between track points i - 1 and i, the road's width across, as ``CarRacing._create_track``
+    lays it), ``spacing`` world units apart: float32 (K, 2), world units, K >= 0. What :meth:`TileReward.start`
+    takes as covered.
+
+    Raises:
+        ValueError: the env has no track yet (not reset).
+    """
+    env = getattr(env, "unwrapped", env)
+    track, road = getattr(env, "track", None), getattr(env, "road", None)
+    if not track or road is None:
+        raise ValueError("the env has no track: reset it first")
+    done = [i for i, tile in enumerate(road) if tile.road_visited]
+    if not done:
+        return torch.zeros(0, 2)
+    ends = torch.tensor([[track[i][1:4], track[i - 1][1:4]] for i in done], dtype=torch.float64)  # (K, 2, [beta, x, y])
+    across = torch.stack([torch.cos(ends[..., 0]), torch.sin(ends[..., 0])], dim=-1)  # (K, 2 ends, 2)
+    length = float((ends[:, 0, 1:] - ends[:, 1, 1:]).norm(dim=1).max())
+    u = torch.linspace(0.0, 1.0, max(2, math.ceil(length / spacing) + 1), dtype=torch.float64)
+    v = torch.linspace(-ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, math.ceil(2 * ROAD_HALF_WIDTH / spacing) + 1,
+                       dtype=torch.float64)  # fmt: skip
+    u, v = u[:, None, None, None], v[None, :, None, None]
+    first, second = ends[:, 0, 1:] + v * across[:, 0], ends[:, 1, 1:] + v * across[:, 1]  # (1, V, K, 2) each
+    return (first + u * (second - first)).reshape(-1, 2).float()
+
+
 class _Road:
     """Stands for a road tile in a wheel's ``tiles``: car_dynamics reads only its ``road_friction``."""
 
@@ -173,6 +200,10 @@ ROAD_HALF_WIDTH = 40.0 / 6.0
 """Half the road's width, world units (CarRacing's ``TRACK_WIDTH / SCALE``)."""
 STEP_COST = 0.1
 """What CarRacing charges for every step."""
+LEAD = 80 * 0.02 + TILE_LENGTH / 2.0
+"""How far ahead of the hull's centre :class:`TileReward` reads the road, world units: CarRacing pays as soon as a
+front wheel (80 * SIZE = 1.6 units ahead, gymnasium's ``car_dynamics``) touches a new tile, a whole tile at once,
+which is on average half a tile ahead of a wheel paid by distance."""
 
 
 class TileReward:
@@ -185,8 +216,8 @@ class TileReward:
     moves while a wheel is on the map's road (:attr:`DreamCars.on_road`) and it is on ground it has not covered yet;
     covered is within :data:`ROAD_HALF_WIDTH` of a point of its path at least twice that much path behind, so a car
     that turns back along the road, or drives back on its other side, earns nothing there, as a full-width tile pays
-    once. A parked car pays -0.1 a step, and one on the grass too. Each dream starts with nothing covered, so road
-    that reality's car covered before the dream began pays again; a driver rarely turns back to it.
+    once. A parked car pays -0.1 a step, and one on the grass too. A dream starts with the tiles reality's car has
+    touched covered (:meth:`start`), so road it covered before the dream began does not pay again.
     ``tests/test_tile_reward.py`` checks the rule against CarRacing's own reward on a real drive.
 
     Args:
@@ -211,15 +242,25 @@ class TileReward:
         self._disc = [(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1)
                       if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip
 
-    def start(self, position: Tensor) -> None:
-        """Every car's position float (N, 2), world units, at the dreams' start."""
-        self._last = [(float(x), float(y)) for x, y in position.tolist()]
+    def start(self, position: Tensor, heading: Tensor, covered: list[Tensor] | None = None) -> None:
+        """Every car's pose at the dreams' start (``position`` float (N, 2), world units; ``heading`` (N,), rad, 0
+        facing +y, counter-clockwise positive), and per car the road already covered: float (K, 2) points, each
+        covering its cell (those filling the tiles reality has touched, :func:`visited_road`)."""
+        self._last = [(float(x), float(y)) for x, y in _lead(position, heading).tolist()]
+        for i, points in enumerate(covered or []):
+            cells = torch.round(points.double() / self.cell).long().unique(dim=0)
+            self._covered[i].update(map(tuple, cells.tolist()))
 
-    def step(self, position: Tensor, on_road: Tensor, live: Tensor | None = None) -> Tensor:
-        """The step's reward of each car, float32 (N,), from its new ``position`` float (N, 2), world units, and
-        ``on_road`` bool (N,) (a wheel on the map's road); cars not ``live`` bool (N,) get 0."""
+    def _cover(self, i: int, x: float, y: float) -> None:
+        cx, cy = round(x / self.cell), round(y / self.cell)
+        self._covered[i].update((cx + a, cy + b) for a, b in self._disc)
+
+    def step(self, position: Tensor, heading: Tensor, on_road: Tensor, live: Tensor | None = None) -> Tensor:
+        """The step's reward of each car, float32 (N,), from its new pose (as :meth:`start`'s) and ``on_road`` bool
+        (N,) (a wheel on the map's road); cars not ``live`` bool (N,) get 0. The distance and the ground covered are
+        those of a point :data:`LEAD` ahead of the hull's centre."""
         rewards = torch.zeros(len(self._covered))
-        for i, ((x, y), road) in enumerate(zip(position.tolist(), on_road.tolist(), strict=True)):
+        for i, ((x, y), road) in enumerate(zip(_lead(position, heading).tolist(), on_road.tolist(), strict=True)):
             if live is not None and not bool(live[i]):
                 continue
             last = self._last[i]
@@ -229,13 +270,18 @@ class TileReward:
             trail, covered = self._trail[i], self._covered[i]
             while trail and self._odometer[i] - trail[0][0] >= 2.0 * ROAD_HALF_WIDTH:
                 _, tx, ty = trail.popleft()
-                cx, cy = round(tx / self.cell), round(ty / self.cell)
-                covered.update((cx + a, cy + b) for a, b in self._disc)
+                self._cover(i, tx, ty)
             new = (round(x / self.cell), round(y / self.cell)) not in covered
             rewards[i] = (moved * self.per_unit if road and new else 0.0) - STEP_COST
             if road:
                 trail.append((self._odometer[i], x, y))
         return rewards
+
+
+def _lead(position: Tensor, heading: Tensor) -> Tensor:
+    """The points :data:`LEAD` ahead of ``position`` (N, 2) along ``heading`` (N,): float64 (N, 2)."""
+    h = heading.double()
+    return position.double() + LEAD * torch.stack([-torch.sin(h), torch.cos(h)], dim=1)
 
 
 def dream_with_car(vision: Any, dream: Any, dream_map: DreamMap, cars: DreamCars, actions: Tensor) -> Tensor:
