@@ -69,8 +69,8 @@ def test_dream_mode_with_the_autopilot_starts_its_dream_past_the_opening_zoom(da
 
 def test_a_grounded_dream_is_paid_by_carracing_s_rule_like_reality(data: Path) -> None:
     """The grounded dream's reward is CarRacing's rule for its car on the map, not M's reward head (untrained here):
-    parked it pays exactly -0.1 a step; with the gas held up the track's opening straight, within 10% of what reality pays
-    for the same steps."""
+    parked it pays exactly -0.1 a step; with the gas held up the track's opening straight, within 10% of what
+    reality pays for the same steps."""
     s = Session(SessionConfig(vision_runtime="pytorch", assets=data / "assets", mode="split", futures=1, seed=7))
     try:
         for _ in range(ZOOM_STEPS + 2):

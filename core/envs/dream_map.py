@@ -2,9 +2,9 @@
 
 CarRacing's frame is the car's own view of a static world: the camera follows the car, turned with it, at a fixed
 zoom. A V + M dream has no place to keep what leaves that view; a car that spins on the grass never sees again the
-road it left (docs/history.md, session 35). The map keeps it. Each dream carries its car's pose (stepped from its own speed
-and yaw rate, world units per second and rad/s, with :meth:`DreamMap.advance`, or set from CarRacing's car physics,
-:mod:`core.envs.dream_car`, with :meth:`DreamMap.place`) and a canvas in world coordinates:
+road it left (docs/history.md, session 35). The map keeps it. Each dream carries its car's pose (stepped from its
+own speed and yaw rate, world units per second and rad/s, with :meth:`DreamMap.advance`, or set from CarRacing's car
+physics, :mod:`core.envs.dream_car`, with :meth:`DreamMap.place`) and a canvas in world coordinates:
 
 - reality's frames (the dream's start, and optionally reality's past) are written to it as they are;
 - ground M draws stays M's while it is in view: M redraws it at every step (a road ahead bends where the driver
