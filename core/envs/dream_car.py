@@ -234,26 +234,33 @@ class TileReward:
             raise ValueError(f"need n >= 1, tiles >= 1 and cell > 0, got n={n}, tiles={tiles}, cell={cell}")
         self.per_unit = 1000.0 / (tiles * TILE_LENGTH)
         self.cell = cell
-        self._covered: list[set[tuple[int, int]]] = [set() for _ in range(n)]
+        self._covered: list[set[int]] = [set() for _ in range(n)]  # cells, as :meth:`_key`s
         self._trail: list[deque[tuple[float, float, float]]] = [deque() for _ in range(n)]  # (odometer, x, y) on road
         self._odometer = [0.0] * n
         self._last: list[tuple[float, float] | None] = [None] * n
         r = int(math.ceil(ROAD_HALF_WIDTH / cell))
-        self._disc = [(i, j) for i in range(-r, r + 1) for j in range(-r, r + 1)
-                      if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip
+        self._disc = [i * _ROW + j for i in range(-r, r + 1) for j in range(-r, r + 1)
+                      if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip  # key offsets
 
     def start(self, position: Tensor, heading: Tensor, covered: list[Tensor] | None = None) -> None:
         """Every car's pose at the dreams' start (``position`` float (N, 2), world units; ``heading`` (N,), rad, 0
         facing +y, counter-clockwise positive), and per car the road already covered: float (K, 2) points, each
         covering its cell (those filling the tiles reality has touched, :func:`visited_road`)."""
         self._last = [(float(x), float(y)) for x, y in _lead(position, heading).tolist()]
+        keys: dict[int, set[int]] = {}  # the same points for every car (the app's futures): one set, copied
         for i, points in enumerate(covered or []):
-            cells = torch.round(points.double() / self.cell).long().unique(dim=0)
-            self._covered[i].update(map(tuple, cells.tolist()))
+            if id(points) not in keys:
+                cells = torch.round(points.double() / self.cell).long() + _ROW // 2
+                keys[id(points)] = set((cells[:, 0] * _ROW + cells[:, 1]).unique().tolist())
+            self._covered[i].update(keys[id(points)])
+
+    def _key(self, x: float, y: float) -> int:
+        """The cell of world point (x, y) as one integer (cells within 2^20 of the origin)."""
+        return (round(x / self.cell) + _ROW // 2) * _ROW + round(y / self.cell) + _ROW // 2
 
     def _cover(self, i: int, x: float, y: float) -> None:
-        cx, cy = round(x / self.cell), round(y / self.cell)
-        self._covered[i].update((cx + a, cy + b) for a, b in self._disc)
+        key = self._key(x, y)
+        self._covered[i].update(key + d for d in self._disc)
 
     def step(self, position: Tensor, heading: Tensor, on_road: Tensor, live: Tensor | None = None) -> Tensor:
         """The step's reward of each car, float32 (N,), from its new pose (as :meth:`start`'s) and ``on_road`` bool
@@ -271,11 +278,15 @@ class TileReward:
             while trail and self._odometer[i] - trail[0][0] >= 2.0 * ROAD_HALF_WIDTH:
                 _, tx, ty = trail.popleft()
                 self._cover(i, tx, ty)
-            new = (round(x / self.cell), round(y / self.cell)) not in covered
+            new = self._key(x, y) not in covered
             rewards[i] = (moved * self.per_unit if road and new else 0.0) - STEP_COST
             if road:
                 trail.append((self._odometer[i], x, y))
         return rewards
+
+
+_ROW = 1 << 21
+"""Cells per row of :class:`TileReward`'s cell keys."""
 
 
 def _lead(position: Tensor, heading: Tensor) -> Tensor:
