@@ -139,7 +139,7 @@ class DivergenceConfig:
     """With ``dream_map``: what moves the map's car: the dream's own speed and yaw rate (an M that reads the yaw
     rate), reality's HUD readings (any M; a diagnostic: the map with the car's true motion), or CarRacing's car
     physics started from the real car's state and driven on the map's ground (:mod:`core.envs.dream_car`; any M;
-    replays each episode's track to get the car's state)."""
+    replays each episode's track to get the car's state), its return also by CarRacing's reward rule."""
 
     def __post_init__(self) -> None:
         check_finite(self)
