@@ -269,9 +269,9 @@ def dream_divergence(
                 add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
                 add(f"reward_sum_real@{k}", float(real_k.sum()), n)
                 add(f"reward_sum_abs_error@{k}", float((dream_reward - real_k).abs().sum()), n)
-                if maps is not None and maps.ground_return is not None:  # CarRacing's rule for the car on the map
-                    add(f"reward_sum_ground@{k}", float(maps.ground_return.sum()), n)
-                    add(f"reward_sum_ground_abs_error@{k}", float((maps.ground_return - real_k).abs().sum()), n)
+                if maps is not None and maps.tiles is not None:  # CarRacing's rule for the car on the map
+                    add(f"reward_sum_ground@{k}", float(maps.tiles.returns.sum()), n)
+                    add(f"reward_sum_ground_abs_error@{k}", float((maps.tiles.returns - real_k).abs().sum()), n)
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]

@@ -38,9 +38,7 @@ class EpisodeMaps:
         self.map = DreamMap(len(idx), start_frames.shape[-1])
         self.cars: DreamCars | None = None
         self.tiles: TileReward | None = None
-        self.ground_return: Tensor | None = None
-        """With the car: each dream's return so far by CarRacing's reward rule on its map (:class:`TileReward`),
-        float64 (N,)."""
+        """With the car: CarRacing's reward rule for it on its map, and each dream's return by it so far."""
         poses = None
         if self.pose == "car":
             first = max(0, int(idx.min()) - config.map_history)
@@ -51,7 +49,6 @@ class EpisodeMaps:
             self.cars = DreamCars([states[int(s)] for s in idx])
             self.tiles = TileReward(len(idx), _track_tiles(int(ep.seed)))
             self.tiles.start(*self.cars.pose(), [visited[int(s)] for s in idx])
-            self.ground_return = torch.zeros(len(idx), dtype=torch.float64)
             steps = len(mu)
             position, heading = torch.zeros(steps, 2), torch.zeros(steps)
             for t, state in states.items():
@@ -69,10 +66,9 @@ class EpisodeMaps:
     def step(self, dream: Any, actions: Tensor, k: int) -> Tensor:
         """After ``dream.step(actions)``, the k-th step from the starts: move the cars, compose, ground z; returns
         the frames the dreams show, float32 (N, 3, S, S) in [0, 1]."""
-        if self.cars is not None and self.tiles is not None and self.ground_return is not None:
+        if self.cars is not None and self.tiles is not None:
             frames = dream_with_car(self.vision, dream, self.map, self.cars, actions)
-            live = ~dream.done
-            self.ground_return += self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), live).double()
+            self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), ~dream.done)
             return frames
         car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
         return dream_with_map(self.vision, dream, self.map, *car)

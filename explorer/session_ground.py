@@ -107,7 +107,7 @@ class GroundSide(SessionParts):
         track = getattr(self.env.unwrapped, "track", None)
         if track:  # the dream is paid by CarRacing's rule for the road its car covers on the map
             self._ground_reward = TileReward(self.dream.n, len(track))
-            self._ground_reward.start(*cars.pose(), [visited_road(self.env)] * self.dream.n)
+            self._ground_reward.start(*cars.pose(), visited_road(self.env))
         reality = self._reality_map
         if reality is not None and self._reality_episode == self.real_tally.episode:
             world = reality.repeat(self.dream.n)  # reality's ground so far, the current frame on top

@@ -73,7 +73,8 @@ def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
         side = torch.stack([torch.cos(headings), torch.sin(headings)], dim=1) * 4.0  # 4 units right of the line
         for offset in (0.0, 1.0):  # along the centre line, then beside it: still on the tiles touched
             again = TileReward(1, tiles=len(track))
-            again.start(centres[:1], headings[:1], [visited_road(env)])
+            done = visited_road(env)  # for every car at once, or as a list of one per car
+            again.start(centres[:1], headings[:1], done if offset else [done])
             path = (centres[1:] + offset * side)[:-3]  # not up to the last tile touched: the car reads ahead
             paid = [
                 float(again.step(p[None], h[None], torch.tensor([True]))[0])

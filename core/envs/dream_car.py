@@ -238,21 +238,30 @@ class TileReward:
         self._trail: list[deque[tuple[float, float, float]]] = [deque() for _ in range(n)]  # (odometer, x, y) on road
         self._odometer = [0.0] * n
         self._last: list[tuple[float, float] | None] = [None] * n
+        self.returns = torch.zeros(n, dtype=torch.float64)
+        """Each car's return so far (the sum of :meth:`step`'s rewards), float64 (N,)."""
         r = int(math.ceil(ROAD_HALF_WIDTH / cell))
         self._disc = [i * _ROW + j for i in range(-r, r + 1) for j in range(-r, r + 1)
                       if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip  # key offsets
 
-    def start(self, position: Tensor, heading: Tensor, covered: list[Tensor] | None = None) -> None:
+    def start(self, position: Tensor, heading: Tensor, covered: Tensor | list[Tensor] | None = None) -> None:
         """Every car's pose at the dreams' start (``position`` float (N, 2), world units; ``heading`` (N,), rad, 0
-        facing +y, counter-clockwise positive), and per car the road already covered: float (K, 2) points, each
-        covering its cell (those filling the tiles reality has touched, :func:`visited_road`)."""
+        facing +y, counter-clockwise positive), and the road already covered: float (K, 2) points, each covering its
+        cell (those filling the tiles reality has touched, :func:`visited_road`), one tensor for every car or a list
+        of one per car."""
         self._last = [(float(x), float(y)) for x, y in _lead(position, heading).tolist()]
-        keys: dict[int, set[int]] = {}  # the same points for every car (the app's futures): one set, copied
-        for i, points in enumerate(covered or []):
-            if id(points) not in keys:
-                cells = torch.round(points.double() / self.cell).long() + _ROW // 2
-                keys[id(points)] = set((cells[:, 0] * _ROW + cells[:, 1]).unique().tolist())
-            self._covered[i].update(keys[id(points)])
+        if isinstance(covered, Tensor):  # the same points for every car (the app's futures): one set of cells
+            cells = self._cells(covered)
+            for done in self._covered:
+                done.update(cells)
+        else:
+            for done, points in zip(self._covered, covered or [], strict=False):
+                done.update(self._cells(points))
+
+    def _cells(self, points: Tensor) -> set[int]:
+        """The cells of ``points`` float (K, 2), as :meth:`_key`'s, vectorised."""
+        cells = torch.round(points.double() / self.cell).long() + _ROW // 2
+        return set((cells[:, 0] * _ROW + cells[:, 1]).unique().tolist())
 
     def _key(self, x: float, y: float) -> int:
         """The cell of world point (x, y) as one integer (cells within 2^20 of the origin)."""
@@ -282,6 +291,7 @@ class TileReward:
             rewards[i] = (moved * self.per_unit if road and new else 0.0) - STEP_COST
             if road:
                 trail.append((self._odometer[i], x, y))
+        self.returns += rewards.double()
         return rewards
 
 
