@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test lint bench figures assets clean
+.PHONY: install run test lint bench figures assets from-nothing clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ figures: install
 
 assets: install
 	bash scripts/build_assets.sh
+
+from-nothing: install
+	bash scripts/from_nothing.sh $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -5,6 +5,7 @@ returned. It sits above both packages: it imports ``core`` and opens :mod:`explo
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import threading
@@ -232,7 +233,17 @@ def _parse(config_cls: type, args: list[str], prog: str, description: str) -> An
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``dream-explorer``. Returns the process exit code (2 on bad input)."""
+    """Entry point of ``dream-explorer``. Returns the process exit code: 2 on bad input, 130 when stopped, 141 (a
+    shell's code for SIGPIPE) when the reader of stdout went away, e.g. ``dream-explorer iterate --help | head``,
+    with no traceback."""
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more reaches the closed pipe
+        return 141
+
+
+def _main(argv: list[str] | None) -> int:
     from core.stages import STAGES
 
     args = list(sys.argv[1:] if argv is None else argv)

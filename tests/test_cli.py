@@ -45,6 +45,19 @@ def test_cli_help_lists_stages() -> None:
         assert stage in r.stdout
 
 
+@pytest.mark.parametrize("args", [("iterate", "--help"), ("--help",)])
+def test_help_into_a_closed_pipe_ends_quietly(args: tuple[str, ...]) -> None:
+    """`dream-explorer iterate --help | head`: the reader is gone before the help is written; no traceback."""
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader at all: the first write fails with EPIPE
+    proc = subprocess.Popen([sys.executable, "-m", "explorer.cli", *args], stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and b"Traceback" not in err and b"BrokenPipe" not in err, err.decode()
+
+
 def test_app_without_display_says_so_in_one_line() -> None:
     import os
 
