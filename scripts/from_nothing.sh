@@ -64,8 +64,8 @@ stage() {  # stage NAME FUNCTION: run FUNCTION unless stage NAME finished before
 report() {
     close_interrupted
     if [ ! -e "$R/timing.tsv" ]; then echo "no stage has run yet ($R/timing.tsv)"; return; fi
-    awk -F'\t' '{ s += $2; printf "%-22s %7.1f min  %s\n", $1, $2 / 60, $3 } END { printf "%-22s %7.1f min\n", "total", s / 60 }' \
-        "$R/timing.tsv"
+    awk -F'\t' '{ s += $2; printf "%-22s %7.1f min  %s\n", $1, $2 / 60, $3 }
+        END { printf "%-22s %7.1f min\n", "total", s / 60 }' "$R/timing.tsv"
 }
 
 # The track seeds: training range (below 900,000), fresh for this recipe.
@@ -75,8 +75,8 @@ AGENT_SEED=811000    # 100 episodes of the first controller with exploration noi
 collect_random() { run "$D" collect --episodes 200 --seed $RANDOM_SEED --workers 2 --out-dir "$DATA/random"; }
 train_vision() {
     # Ha's ConvVAE, 2 epochs over every 2nd frame (bfloat16 autocast where the CPU has it)
-    run env OMP_NUM_THREADS=2 "$D" train-vision --model conv_vae --data-dir "$DATA/random" --out "$R/vision.safetensors" \
-        --epochs 2 --frame-stride 2 --seed 0 $(resume_if "$R/vision.safetensors")
+    run env OMP_NUM_THREADS=2 "$D" train-vision --model conv_vae --data-dir "$DATA/random" \
+        --out "$R/vision.safetensors" --epochs 2 --frame-stride 2 --seed 0 $(resume_if "$R/vision.safetensors")
 }
 encode_random() {
     run env OMP_NUM_THREADS=2 "$D" encode --data-dir "$DATA/random" --vision "$R/vision.safetensors" \
@@ -101,10 +101,13 @@ collect_agent() {
         --seed $AGENT_SEED --workers 2 --out-dir "$DATA/agent"
 }
 encode_all() {
-    # all the data, and two halves of it (50 agent + 100 random episodes each) for the ensemble's other members
+    # all the data; the driving alone (where the dreams start); two halves of all (50 agent + 100 random episodes
+    # each) for the ensemble's other members
     local h f
     run env OMP_NUM_THREADS=2 "$D" encode --data-dir "$DATA/agent" --extra-data-dirs "$DATA/random" \
         --vision "$R/vision.safetensors" --out "$R/latents.npz"
+    run env OMP_NUM_THREADS=2 "$D" encode --data-dir "$DATA/agent" --vision "$R/vision.safetensors" \
+        --out "$R/latents_agent.npz"
     for h in 1 2; do
         run mkdir -p "$DATA/half$h"
         if [ -z "${DRY_RUN:-}" ]; then
@@ -132,16 +135,17 @@ train_memory() {
 }
 dream_controller() {  # dream_controller SEED
     run "$D" train-controller --vision "$R/vision.safetensors" --memory "$R/memory.safetensors" \
-        --dream-ensemble "$R/memory_half1.safetensors" "$R/memory_half2.safetensors" --latents "$R/latents.npz" \
+        --dream-ensemble "$R/memory_half1.safetensors" "$R/memory_half2.safetensors" --latents "$R/latents_agent.npz" \
         --out "$R/controller_dream$1.safetensors" --population 48 --rollouts 16 --generations 120 \
         --max-steps 200 --start-step-min 0 --start-step-max 900 --tau 1.0 --real-check-every 10 \
         --real-check-episodes 8 --recheck-top 3 --recheck-episodes 8 --threads 1 --workers 1 --seed "$1" \
         $(resume_if "$R/controller_dream$1.safetensors")
 }
 dream_controllers() {
-    # C from zero in the ensemble's dreams only (every candidate: 16 dreams of 200 steps from real states, tau
-    # 1.0, each in one of the three Ms), two CMA-ES seeds side by side on one core each; each run's best snapshots
-    # by their real checks (8 model-selection tracks every 10 generations) are rechecked on 8 more
+    # C from zero in the ensemble's dreams only (every candidate: 16 dreams of 200 steps from the driving episodes'
+    # real states, tau 1.0, each in one of the three Ms), two CMA-ES seeds side by side on one core each; each
+    # run's best snapshots by their real checks (8 model-selection tracks every 10 generations) are rechecked on 8
+    # more
     local s pids=()
     for s in 1 2; do
         if [ -n "${DRY_RUN:-}" ]; then dream_controller $s; continue; fi
@@ -155,7 +159,8 @@ pick_dream_controller() {
     run "$PY" -c "
 import json, shutil
 from core.checkpoint import raw_metadata
-r = {s: json.loads(raw_metadata('$R/controller_dream%d.safetensors' % s)['dream_explorer'])['metrics']['controller/real_return'] for s in (1, 2)}
+meta = {s: json.loads(raw_metadata('$R/controller_dream%d.safetensors' % s)['dream_explorer']) for s in (1, 2)}
+r = {s: m['metrics']['controller/real_return'] for s, m in meta.items()}
 best = max(r, key=r.get)
 print('dream controllers, mean return on 16 model-selection tracks:', r, '-> seed', best)
 shutil.copyfile('$R/controller_dream%d.safetensors' % best, '$R/controller_dream.safetensors')"
@@ -164,7 +169,8 @@ fine_tune() {
     # real-env CMA-ES around it, small steps (it drives already); the CMA-ES mean checked on 8 tracks every 4
     # generations, the 3 best checks driven on 16 more at the end
     run "$D" train-controller --evaluator real --vision "$R/vision.safetensors" --memory "$R/memory.safetensors" \
-        --latents "$R/latents.npz" --out "$R/controller.safetensors" --init-controller "$R/controller_dream.safetensors" \
+        --latents "$R/latents.npz" --out "$R/controller.safetensors" \
+        --init-controller "$R/controller_dream.safetensors" \
         --population 16 --rollouts 1 --generations 16 --sigma0 0.03 --early-stop-patience 60 --real-check-every 4 \
         --real-check-episodes 8 --check-candidate mean --recheck-top 3 --recheck-episodes 16 --workers 2 \
         --threads 1 --seed 18 $(resume_if "$R/controller.safetensors")

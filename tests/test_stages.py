@@ -110,6 +110,13 @@ def test_vision_stop_then_resume(real_episodes: Path, tmp_path: Path) -> None:
     resumed = train_vision(VisionTrainConfig(**{**cfg.__dict__, "resume": True}))
     assert not resumed.cancelled
     assert load_resume_state(resume_path(out))["epoch"] == 2
+    # the redone epoch runs on its own schedule: every step's learning rate is the uninterrupted run's, down to the
+    # last (3 steps past a cosine's end, it climbs again)
+    whole = train_vision(VisionTrainConfig(**{**cfg.__dict__, "out": tmp_path / "whole.safetensors"}))
+    lr = {step: m["vision/lr"] for step, m in whole.history if "vision/lr" in m}
+    again = {step: m["vision/lr"] for step, m in resumed.history if "vision/lr" in m}
+    assert again.keys() == lr.keys() and len(lr) >= 2
+    assert all(value == pytest.approx(lr[step], rel=1e-9) for step, value in again.items())
 
 
 def test_vision_init_from_fine_tunes_in_short_epochs(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import threading
 import time
@@ -96,6 +97,22 @@ class EpochLoop:
             raise self._diverged(f"weights became NaN or inf ({bad})", last)
         return self.save(epochs_done, metrics)
 
+    def _schedule(self) -> tuple[list[float], dict[str, Any] | None]:
+        """The learning rates and the scheduler's state now."""
+        lrs = [float(group["lr"]) for group in self.optimizer.param_groups]
+        return lrs, copy.deepcopy(self.scheduler.state_dict()) if self.scheduler is not None else None
+
+    def _restore_schedule(self, schedule: tuple[list[float], dict[str, Any] | None]) -> None:
+        """Put the learning rates and the scheduler back where an epoch began, so that a resumed run, which redoes
+        that epoch, steps the schedule exactly as an uninterrupted run does and ends where it would (a cosine
+        schedule stepped past its end climbs again). The weights and the optimiser's moments keep what the
+        unfinished epoch taught them."""
+        lrs, state = schedule
+        for group, lr in zip(self.optimizer.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        if state is not None:
+            self.scheduler.load_state_dict(state)
+
     def run(self) -> StageResult:
         """Train from ``start_epoch`` to ``epochs``, saving after every epoch and when stopped.
 
@@ -111,6 +128,7 @@ class EpochLoop:
         loss_fn = self.loss_fn if self.loss_fn is not None else cast(LossFn, self.model.loss)
         for epoch in range(self.start_epoch, self.epochs):
             self.model.train()
+            schedule = self._schedule()  # where this epoch starts, for a stop inside it
             running: dict[str, float] = {}
             n = 0
             # -- one epoch of optimiser steps --
@@ -139,8 +157,9 @@ class EpochLoop:
                     metrics[f"{self.prefix}/lr"] = self.optimizer.param_groups[0]["lr"]
                     history.append((step, metrics))
                     self.on_progress(Progress(self.stage, step, total, metrics))
-                if self.should_stop.is_set():
-                    path = self._save(epoch, metrics, path)  # the unfinished epoch is redone on resume
+                if self.should_stop.is_set():  # the unfinished epoch is redone on resume, on its own schedule
+                    self._restore_schedule(schedule)
+                    path = self._save(epoch, metrics, path)
                     return StageResult(path, metrics, True, time.perf_counter() - t0, history)
             # -- end of epoch: validate, checkpoint --
             self.model.eval()
