@@ -69,6 +69,7 @@ class EpisodeMaps:
         if self.cars is not None and self.tiles is not None:
             frames = dream_with_car(self.vision, dream, self.map, self.cars, actions)
             self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), ~dream.done)
+            dream.done = dream.done | self.tiles.ended  # off the playfield: over, as in CarRacing
             return frames
         car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
         return dream_with_map(self.vision, dream, self.map, *car)

@@ -214,8 +214,8 @@ class AppConfig:
     calls do not gain; 1 keeps V on the frame's thread)."""
     ground_dream: bool = True
     """A dream that starts from reality drives its car on CarRacing's own car physics over a map of the ground it
-    has shown, paid by CarRacing's reward rule for the road it covers (the Controls panel switches it);
-    --no-ground-dream: M's dream alone, paid by M's reward head."""
+    has shown, paid by CarRacing's reward rule for the road it covers, and ended with its -100 off the playfield
+    (the Controls panel switches it); --no-ground-dream: M's dream alone, paid by M's reward head."""
     parallel_split: bool = True
     """Split mode steps the dream (MDN-RNN, V's decode) on a second thread beside the real env step and V's encode;
     --no-parallel-split runs them one after the other."""

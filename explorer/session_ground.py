@@ -134,7 +134,9 @@ class GroundSide(SessionParts):
         self._cache["dream_x"] = (self.dream_version, shown[:1])
         if self._ground_reward is None:
             return None
-        return float(self._ground_reward.step(*cars.pose(), cars.on_road.any(1), live)[0])
+        reward = float(self._ground_reward.step(*cars.pose(), cars.on_road.any(1), live)[0])
+        self.dream.done = self.dream.done | self._ground_reward.ended  # off the playfield: over, as in CarRacing
+        return reward
 
     def _ground_close(self) -> None:
         if self._ground is not None:

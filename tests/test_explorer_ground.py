@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from core.api import DreamMap
+from core.envs.dream_car import OFF_PLAYFIELD_REWARD, PLAYFIELD
 from explorer.input import DriveKeys
 from explorer.session import ZOOM_STEPS, Session, SessionConfig
 
@@ -86,5 +87,12 @@ def test_a_grounded_dream_is_paid_by_carracing_s_rule_like_reality(data: Path) -
             s.tick(DriveKeys(gas=True))
         real = s.real_tally.ret - real_before
         assert real > 10.0 and s.dream_tally.ret == pytest.approx(real, rel=0.1)
+        # the dream's car pushed past the playfield's edge: -100 and the dream is over, as CarRacing's episode
+        # would be; split mode starts the next one from reality
+        episode, paid = s.dream_tally.episode, []
+        s._dream_stepped = paid.append  # type: ignore[method-assign]  # the step's reward, before the restart
+        s._ground[1]._cars[0].hull.position = (PLAYFIELD + 5.0, 0.0)  # type: ignore[index]
+        s.tick(DriveKeys())
+        assert paid == [OFF_PLAYFIELD_REWARD] and s.dream_tally.episode == episode + 1 and s.grounded
     finally:
         s.close()

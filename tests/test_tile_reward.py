@@ -8,7 +8,15 @@ import pytest
 import torch
 
 from core.envs.car_racing import make_real_env
-from core.envs.dream_car import ROAD_HALF_WIDTH, STEP_COST, TILE_LENGTH, TileReward, visited_road
+from core.envs.dream_car import (
+    OFF_PLAYFIELD_REWARD,
+    PLAYFIELD,
+    ROAD_HALF_WIDTH,
+    STEP_COST,
+    TILE_LENGTH,
+    TileReward,
+    visited_road,
+)
 
 
 def _drive(reward: TileReward, path: list[tuple[float, float]], heading: float = 0.0) -> list[float]:
@@ -83,6 +91,34 @@ def test_on_a_real_track_it_pays_about_what_carracing_pays() -> None:
             assert paid == pytest.approx([-STEP_COST] * len(path))
     finally:
         env.close()
+
+
+def test_leaving_the_playfield_ends_the_episode_with_minus_100_as_carracing_does() -> None:
+    """A hull that passes the playfield's edge: CarRacing pays -100 and ends the episode; so does the rule, at the
+    same edge, and nothing more after."""
+    from gymnasium.envs.box2d.car_racing import PLAYFIELD as GYM_PLAYFIELD
+
+    assert PLAYFIELD == pytest.approx(GYM_PLAYFIELD)
+    env = make_real_env()
+    try:
+        env.reset(seed=11)
+        hull = env.unwrapped.car.hull
+        for x, ends in ((PLAYFIELD - 1.0, False), (PLAYFIELD + 1.0, True)):
+            hull.position = (x, 0.0)  # the car moved there; CarRacing reads the hull after the world's step
+            _, r, terminated, _, _ = env.step(np.zeros(3, np.float32))
+            assert terminated == ends and (r == OFF_PLAYFIELD_REWARD) == ends, (x, r, terminated)
+    finally:
+        env.close()
+    reward = TileReward(2, tiles=300)
+    reward.start(torch.tensor([[0.0, 100.0], [0.0, PLAYFIELD - 2.0]]), torch.zeros(2))
+    inside, heading, road = torch.tensor([0.0, 100.0]), torch.zeros(2), torch.tensor([True, True])
+    paid = []
+    for y in (PLAYFIELD - 1.0, PLAYFIELD + 1.0, PLAYFIELD + 2.0):  # the second car drives out at the top
+        r = reward.step(torch.stack([inside, torch.tensor([0.0, y])]), heading, road)
+        assert r[0] == pytest.approx(-STEP_COST)  # the other car goes on (parked)
+        paid.append(float(r[1]))
+    assert paid[0] > 0.0 and paid[1:] == [OFF_PLAYFIELD_REWARD, 0.0]
+    assert reward.ended.tolist() == [False, True]
 
 
 def test_bad_settings_say_so() -> None:

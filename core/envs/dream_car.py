@@ -200,6 +200,11 @@ ROAD_HALF_WIDTH = 40.0 / 6.0
 """Half the road's width, world units (CarRacing's ``TRACK_WIDTH / SCALE``)."""
 STEP_COST = 0.1
 """What CarRacing charges for every step."""
+PLAYFIELD = 2000.0 / 6.0
+"""Half the side of CarRacing's playfield, world units (gymnasium's ``PLAYFIELD`` = 2000 / ``SCALE``): a hull whose
+centre passes |x| or |y| = 333.3 ends the episode."""
+OFF_PLAYFIELD_REWARD = -100.0
+"""CarRacing's reward for the step on which the hull leaves the playfield (in place of that step's own)."""
 LEAD = 80 * 0.02 + TILE_LENGTH / 2.0
 """How far ahead of the hull's centre :class:`TileReward` reads the road, world units: CarRacing pays as soon as a
 front wheel (80 * SIZE = 1.6 units ahead, gymnasium's ``car_dynamics``) touches a new tile, a whole tile at once,
@@ -217,8 +222,10 @@ class TileReward:
     covered is within :data:`ROAD_HALF_WIDTH` of a point of its path at least twice that much path behind, so a car
     that turns back along the road, or drives back on its other side, earns nothing there, as a full-width tile pays
     once. A parked car pays -0.1 a step, and one on the grass too. A dream starts with the tiles reality's car has
-    touched covered (:meth:`start`), so road it covered before the dream began does not pay again.
-    ``tests/test_tile_reward.py`` checks the rule against CarRacing's own reward on a real drive.
+    touched covered (:meth:`start`), so road it covered before the dream began does not pay again. A car whose hull
+    leaves the playfield (:data:`PLAYFIELD`) is paid :data:`OFF_PLAYFIELD_REWARD` for that step and its episode is
+    over (:attr:`ended`), as CarRacing's is. ``tests/test_tile_reward.py`` checks the rule against CarRacing's own
+    reward on a real drive, and the playfield's edge against CarRacing's.
 
     Args:
         n: number of dreams.
@@ -240,6 +247,8 @@ class TileReward:
         self._last: list[tuple[float, float] | None] = [None] * n
         self.returns = torch.zeros(n, dtype=torch.float64)
         """Each car's return so far (the sum of :meth:`step`'s rewards), float64 (N,)."""
+        self.ended = torch.zeros(n, dtype=torch.bool)
+        """Each car whose hull has left the playfield, bool (N,): its episode is over and it earns nothing more."""
         r = int(math.ceil(ROAD_HALF_WIDTH / cell))
         self._disc = [i * _ROW + j for i in range(-r, r + 1) for j in range(-r, r + 1)
                       if math.hypot(i, j) * cell <= ROAD_HALF_WIDTH]  # fmt: skip  # key offsets
@@ -273,11 +282,17 @@ class TileReward:
 
     def step(self, position: Tensor, heading: Tensor, on_road: Tensor, live: Tensor | None = None) -> Tensor:
         """The step's reward of each car, float32 (N,), from its new pose (as :meth:`start`'s) and ``on_road`` bool
-        (N,) (a wheel on the map's road); cars not ``live`` bool (N,) get 0. The distance and the ground covered are
-        those of a point :data:`LEAD` ahead of the hull's centre."""
+        (N,) (a wheel on the map's road); cars not ``live`` bool (N,), or :attr:`ended`, get 0. The distance and the
+        ground covered are those of a point :data:`LEAD` ahead of the hull's centre; a hull now off the playfield
+        gets :data:`OFF_PLAYFIELD_REWARD` and ends."""
         rewards = torch.zeros(len(self._covered))
+        off = (position.abs() > PLAYFIELD).any(1).tolist()
         for i, ((x, y), road) in enumerate(zip(_lead(position, heading).tolist(), on_road.tolist(), strict=True)):
-            if live is not None and not bool(live[i]):
+            if (live is not None and not bool(live[i])) or bool(self.ended[i]):
+                continue
+            if off[i]:
+                rewards[i] = OFF_PLAYFIELD_REWARD
+                self.ended[i] = True
                 continue
             last = self._last[i]
             moved = 0.0 if last is None else math.hypot(x - last[0], y - last[1])
