@@ -96,7 +96,8 @@ def gui_dream_settings(app: PanelHost) -> None:
         s.set_ground_dream(ground)
     imgui.set_item_tooltip("A dream from reality drives CarRacing's own car physics, started from the real car,\n"
                            "over a map of the ground the dream has shown (road that leaves the view comes back),\n"
-                           "paid by CarRacing's own rule for the road it covers (-0.1 a step, 1000/N a tile).\n"
+                           "paid by CarRacing's own rule for the road it covers (-0.1 a step, 1000/N a tile;\n"
+                           "-100 and the dream is over off the playfield).\n"
                            "Off: M's dream alone, which loses track of where its car is.")  # fmt: skip
     caption("start a dream from")
     for source, label in SOURCE_LABELS.items():
