@@ -1625,3 +1625,12 @@ for KIND in ddsvae convvae; do
         done
     done
 done
+
+# 38. Session 40 (docs/history.md "An agent from nothing in 69 minutes ..."): one agent built from nothing by
+# scripts/from_nothing.sh (its stages' wall time in runs/from_nothing/timing.tsv), then its final block once. Its
+# first version's round of driving data and dream training (stopped: its controllers' real checks -60.9 to 93.8) is
+# in that script's git history (commit 3760510); its outputs were kept aside in runs/from_nothing/agent_round/.
+bash scripts/from_nothing.sh
+$D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
+    --controller runs/from_nothing/controller.safetensors --episodes 100 --seed 7001600 --workers 2 \
+    --results runs/s40/from_nothing.eval_7001600x100.json

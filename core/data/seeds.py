@@ -111,6 +111,7 @@ FINAL_BLOCKS_USED = {
     7_001_300: "session 33: section 29's dream-only DDS+VAE controller trained on in the dream from its own real states (DAgger), not shipped (829.7 +- 138.0)",
     7_001_400: "session 33: the same driver after a second iterate --keep-memory round, not shipped (842.7 +- 124.0)",
     7_001_500: "DDS+VAE controller shipped in session 35: the dream-trained driver taught by DAgger, then real CMA-ES (876.9 +- 51.6)",
+    7_001_600: "session 40: the ConvVAE agent of scripts/from_nothing.sh (80 generations of real-env CMA-ES), not shipped (793.1 +- 154.3)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
