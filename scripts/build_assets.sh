@@ -1634,3 +1634,10 @@ bash scripts/from_nothing.sh
 $D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
     --controller runs/from_nothing/controller.safetensors --episodes 100 --seed 7001600 --workers 2 \
     --results runs/s40/from_nothing.eval_7001600x100.json
+# the same CMA-ES run continued to 120 generations from its resume state (kept generation 80's again; no new block)
+cp runs/from_nothing/controller.safetensors runs/from_nothing/controller_g80.safetensors
+$D train-controller --evaluator real --vision runs/from_nothing/vision.safetensors \
+    --memory runs/from_nothing/memory.safetensors --latents runs/from_nothing/latents.npz \
+    --out runs/from_nothing/controller.safetensors --population 16 --rollouts 1 --generations 120 --sigma0 0.1 \
+    --early-stop-patience 50 --real-check-every 5 --real-check-episodes 4 --check-candidate mean --recheck-top 3 \
+    --recheck-episodes 16 --workers 2 --threads 1 --seed 0 --resume
