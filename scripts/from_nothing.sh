@@ -9,14 +9,14 @@
 #
 # Resumable: a finished stage is skipped; an interrupted one starts again (collection keeps the episodes it has,
 # training goes on from its .resume.pt). The wall time of every attempt goes to $R/timing.tsv, an interrupted one's
-# up to its last heartbeat (every 20 s), so the total counts the time lost to interruptions as well.
+# up to its last heartbeat (every $HEARTBEAT s, default 20), so the total counts the time lost to interruptions as
+# well.
 # The agent is then scored once on a fresh final block (not part of the build's time):
 #   dream-explorer evaluate --vision $R/vision.safetensors --memory $R/memory.safetensors \
 #       --controller $R/controller.safetensors --episodes 100 --seed <fresh final block>
 set -euo pipefail
 cd "$(dirname "$0")/.."
 D=${D:-.venv/bin/dream-explorer}
-PY=${PY:-.venv/bin/python}
 R=${R:-runs/from_nothing}
 DATA=${DATA:-data/from_nothing}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
@@ -38,7 +38,7 @@ close_interrupted() {  # an attempt with no end: count it up to its last heartbe
         name=${f#"$R"/.attempt.}; name=${name%.start}
         start=$(cat "$f"); beat=$(cat "$R/.attempt.$name.beat" 2>/dev/null || echo "$start")
         printf '%s\t%d\tinterrupted\t%s\n' "$name" $((beat - start)) "$(date -u -d "@$beat" +%FT%TZ)" >>"$R/timing.tsv"
-        rm -f "$f" "$R/.attempt.$name.beat"
+        rm -f "$f" "$R/.attempt.$name.beat" "$R/.attempt.$name.beat.tmp"
     done
 }
 
@@ -50,15 +50,21 @@ stage() {  # stage NAME FUNCTION: run FUNCTION unless stage NAME finished before
     fi
     echo "== $name"
     if [ -n "${DRY_RUN:-}" ]; then "$fn"; return; fi
-    local t0 beat_pid
+    local t0
     t0=$(date +%s)
     echo "$t0" >"$R/.attempt.$name.start"
-    (while true; do date +%s >"$R/.attempt.$name.beat"; sleep 20; done) >/dev/null 2>&1 &
-    beat_pid=$!
+    # the heartbeat ends with the script however it ends: at its exit (a failed stage too), or within one beat
+    # when it is killed outright
+    local beat=$R/.attempt.$name.beat  # written whole (a rename), so a beat killed mid-write leaves the last one
+    (while kill -0 $$ 2>/dev/null; do date +%s >"$beat.tmp" && mv "$beat.tmp" "$beat"; sleep "${HEARTBEAT:-20}"; done) \
+        >/dev/null 2>&1 &
+    beat_pid=$!  # global: the EXIT trap reads it outside this function
+    trap 'kill "$beat_pid" 2>/dev/null || true' EXIT
     "$fn"
     kill "$beat_pid" 2>/dev/null || true
+    trap - EXIT
     printf '%s\t%d\tdone\t%s\n' "$name" $(($(date +%s) - t0)) "$(date -u +%FT%TZ)" >>"$R/timing.tsv"
-    rm -f "$R/.attempt.$name.start" "$R/.attempt.$name.beat"
+    rm -f "$R/.attempt.$name.start" "$beat" "$beat.tmp"
 }
 
 report() {

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 from core.data.seeds import TRAINING
@@ -55,7 +56,7 @@ def test_every_command_parses_and_reads_only_what_the_build_made(tmp_path: Path)
 
 def test_stages_are_skipped_once_done_and_interrupted_time_counts(tmp_path: Path) -> None:
     run = tmp_path / "run"
-    fake = {"D": "true", "PY": "true"}  # every stage "succeeds" at once
+    fake = {"D": "true"}  # every stage "succeeds" at once
     first = _script(tmp_path, **fake)
     assert first.returncode == 0, first.stderr
     lines = (run / "timing.tsv").read_text().splitlines()
@@ -71,3 +72,18 @@ def test_stages_are_skipped_once_done_and_interrupted_time_counts(tmp_path: Path
     total = [line for line in report.stdout.splitlines() if line.startswith("total")]
     assert total and float(total[0].split()[1]) == round(540 / 60, 1), report.stdout
     assert not list(run.glob(".attempt.*"))
+
+
+def test_a_failed_stage_stops_its_heartbeat_and_counts_as_interrupted(tmp_path: Path) -> None:
+    """A stage whose command fails ends the build; its heartbeat ends with it (no loop left behind to go on
+    counting), and the next run counts the attempt as interrupted, up to that last heartbeat."""
+    run, cli = tmp_path / "run", tmp_path / "failing-cli"
+    cli.write_text("#!/bin/sh\nsleep 0.35\nexit 1\n")  # a stage that runs a while, then fails
+    cli.chmod(0o755)
+    failed = _script(tmp_path, D=str(cli), HEARTBEAT="0.1")
+    assert failed.returncode != 0 and not (run / "timing.tsv").exists() and "unbound" not in failed.stderr
+    start, beat = (int((run / f".attempt.collect.{f}").read_text()) for f in ("start", "beat"))
+    time.sleep(0.5)  # five beats, were it still running
+    assert int((run / ".attempt.collect.beat").read_text()) == beat
+    assert _script(tmp_path, "report").returncode == 0
+    assert (run / "timing.tsv").read_text().split("\t")[:3] == ["collect", str(beat - start), "interrupted"]
