@@ -151,7 +151,8 @@ class VisionTrainConfig:
     max_episodes: int = 0
     """Use at most this many episodes (0 = all)."""
     bf16: bool = True
-    """bfloat16 autocast + channels_last on the CPU (faster; reconstruction checked equal)."""
+    """bfloat16 autocast + channels_last on the CPU where this CPU runs it faster than float32 (measured at the start:
+    core.precision; where bfloat16 is emulated it is many times slower); --no-bf16: float32 always."""
     seed: int = 0
     """Seed of the split, init and batch order."""
     resume: bool = False

@@ -17,7 +17,7 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, get_args
@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from core.config import VisionBackend
 from core.models import DDSVAE, VisionModel, set_memory_format
 from core.models.dds_vae import DDSMaskOutput
+from core.precision import cpu_ms
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +245,8 @@ class VisionRuntime:
                     log.info("V decodes in float32: bfloat16 differs by %.3g (tolerance %g)", err, BF16_TOLERANCE)
                     return
                 one = z[:1]
-                fp32 = _cpu_ms(lambda: self._decode_float32(one))
-                half = _cpu_ms(lambda: bf16.decode(one.to(torch.bfloat16)))
+                fp32 = cpu_ms(lambda: self._decode_float32(one), BF16_TIMING_CALLS)
+                half = cpu_ms(lambda: bf16.decode(one.to(torch.bfloat16)), BF16_TIMING_CALLS)
         except Exception as exc:  # an optional speed-up: any failure keeps float32
             log.info("V decodes in float32: bfloat16 failed (%s: %s)", type(exc).__name__, exc)
             return
@@ -327,18 +328,3 @@ class ThreadChoice:
         times = self.seconds.setdefault(kind, {})
         old = times.get(threads)
         times[threads] = seconds if old is None or probe else (1 - TIME_SMOOTHING) * old + TIME_SMOOTHING * seconds
-
-
-def _cpu_ms(call: Callable[[], object]) -> float:
-    """Median time per ``call`` in ms over BF16_TIMING_CALLS calls, after one warm-up call: the CPU time of this
-    thread with one torch thread (the app's; steadier than the wall clock when other work shares the cores, and the
-    whole cost, as ONNX Runtime runs here on the calling thread too), else the wall clock (other threads' work
-    would be missed)."""
-    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
-    call()
-    times = []
-    for _ in range(BF16_TIMING_CALLS):
-        start = clock()
-        call()
-        times.append(clock() - start)
-    return 1e3 * float(np.median(times))

@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_model, load_resume_state, save_checkpoint  # noqa: E402
 from core.data.datasets import LatentEpisodes  # noqa: E402
 from core.models.controller import Controller, ControllerConfig  # noqa: E402
+from core.precision import bf16_pays  # noqa: E402
 from core.train.controller import START_POOL  # noqa: E402
 from core.train.fitness import DreamEvaluator, DreamStarts, dream_check_plan  # noqa: E402
 
@@ -88,7 +89,7 @@ def main() -> None:
           f"{args.max_steps} steps each{models}")  # fmt: skip
     for tau in args.tau:
         evaluator = DreamEvaluator(
-            memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=True, members=members
+            memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=bf16_pays("matmul"), members=members
         )
         returns = evaluator.rollout_returns(p, plan)
         assert returns is not None

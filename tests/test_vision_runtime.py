@@ -118,7 +118,7 @@ def test_the_app_session_shows_the_same_dream_on_either_runtime(data: Path) -> N
 def _timed(fp32_ms: float, bf16_ms: float):  # noqa: ANN202
     """A stand-in for the runtime's timer: the float32 decode is timed first, then the bfloat16 one."""
     times = iter([fp32_ms, bf16_ms])
-    return lambda call: (call(), next(times))[1]
+    return lambda call, calls=1: (call(), next(times))[1]
 
 
 def test_a_dds_vae_decodes_in_bfloat16_only_when_it_is_close_and_faster(
@@ -128,7 +128,7 @@ def test_a_dds_vae_decodes_in_bfloat16_only_when_it_is_close_and_faster(
     z = torch.randn(4, vision.config.z_dim, generator=torch.Generator().manual_seed(5))
     with torch.inference_mode():
         ref = to_uint8_hwc(vision.decode(z)).astype(int)
-    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    monkeypatch.setattr(vision_runtime, "cpu_ms", _timed(10.0, 8.0))
     runtime = VisionRuntime(vision, "pytorch", bf16_decode=True)
     assert runtime.decode_dtype == torch.bfloat16
     with torch.inference_mode():
@@ -136,9 +136,9 @@ def test_a_dds_vae_decodes_in_bfloat16_only_when_it_is_close_and_faster(
     assert frames.dtype == torch.float32 and frames.shape == (4, 3, 96, 96)
     assert np.abs(to_uint8_hwc(frames).astype(int) - ref).max() <= 255 * vision_runtime.BF16_TOLERANCE
     assert not torch.equal(frames, vision.decode(z).detach())  # it really ran in bfloat16
-    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 12.0))  # slower here: float32 stays
+    monkeypatch.setattr(vision_runtime, "cpu_ms", _timed(10.0, 12.0))  # slower here: float32 stays
     assert VisionRuntime(vision, "pytorch", bf16_decode=True).decode_dtype == torch.float32
-    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    monkeypatch.setattr(vision_runtime, "cpu_ms", _timed(10.0, 8.0))
     monkeypatch.setattr(vision_runtime, "BF16_TOLERANCE", 0.0)  # the check fails: float32 stays
     assert VisionRuntime(vision, "pytorch", bf16_decode=True).decode_dtype == torch.float32
     assert VisionRuntime(vision, "pytorch").decode_dtype == torch.float32  # off unless asked for
@@ -149,7 +149,7 @@ def test_a_dds_vae_decodes_in_bfloat16_only_when_it_is_close_and_faster(
 def test_the_app_session_decodes_in_bfloat16_when_asked_and_says_so(
     data: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(vision_runtime, "_cpu_ms", _timed(10.0, 8.0))
+    monkeypatch.setattr(vision_runtime, "cpu_ms", _timed(10.0, 8.0))
     s = Session(SessionConfig(assets=data / "assets", vision_kind="dds_vae", mode="split", futures=2, seed=3,
                               vision_runtime="pytorch", vision_bf16=True))  # fmt: skip
     try:

@@ -52,6 +52,7 @@ from core.models.controller import Controller, ControllerConfig
 from core.models.mdnrnn import MDNRNN
 from core.parallel import Executor, TaskFailed, WorkerCrashed, make_executor
 from core.policies_wm import WorldModelFiles
+from core.precision import probe_bf16
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.cmaes import CMAES
 from core.train.controller_config import ControllerTrainConfig
@@ -105,6 +106,8 @@ def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerCo
         return np.zeros(n_params)
     init = load_model(config.init_controller, "controller")
     assert isinstance(init, Controller)
+    if not config.init_brake:
+        init = init.without_brake()
     if init.config == controller_config:
         return init.get_flat()
     if init.config.hidden_dim == 0 and init.config.z_dim == controller_config.z_dim:
@@ -142,11 +145,15 @@ def _dream_evaluator(
     if config.latents is not None and not Path(config.latents).is_file():
         message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
         report(Progress("controller", 0, config.generations, message=message))
+    probe = probe_bf16("matmul") if config.dream_bf16 else None
+    bf16 = probe is not None and probe.pays
+    if probe is not None:
+        report(Progress("controller", 0, config.generations, message=probe.describe()))
     critic = {"disagreement_penalty": config.disagreement_penalty, "disagreement_free": config.disagreement_free,
               "halt_disagreement": config.halt_disagreement, "halt_penalty": config.halt_penalty}  # fmt: skip
     if config.latents is None or not Path(config.latents).is_file():
         return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, None, None,
-                              bf16=config.dream_bf16, members=[(m, None) for m in members], **critic)  # fmt: skip
+                              bf16=bf16, members=[(m, None) for m in members], **critic)  # fmt: skip
     latents = LatentEpisodes.load(config.latents)
     if latents.vision_sha256 and not same_model_file(latents.vision_sha256, config.vision):
         message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
@@ -156,7 +163,7 @@ def _dream_evaluator(
     )
     limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
     return DreamEvaluator(
-        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=config.dream_bf16,
+        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=bf16,
         members=[(m, starts.for_memory(latents, m)) for m in members], **critic,
     )  # fmt: skip
 

@@ -64,7 +64,8 @@ class ControllerTrainConfig:
     tau: float = 1.15
     """Dream temperature; slightly above 1 makes dream-trained agents robust in reality (Ha, sec. 4.5)."""
     dream_bf16: bool = True
-    """Dream evaluator: bfloat16 matrix products (BatchedDream's bf16), faster than float32 at an unchanged
+    """Dream evaluator: bfloat16 matrix products (BatchedDream's bf16) where this CPU runs them faster than float32
+    (measured at the start: core.precision; where bfloat16 is emulated it is many times slower), at an unchanged
     dream return (speed and precision: scripts/bench_dream_precision.py; figures in docs/deviations.md)."""
     max_steps: int = 1000
     """Steps per rollout at most (CarRacing's limit: 1000): the dreams' horizon (real checks then drive whole
@@ -104,6 +105,10 @@ class ControllerTrainConfig:
     init_controller: Path | None = None
     """Controller checkpoint whose parameters are the initial CMA-ES mean (default: zeros). A V-only one may
     start a full controller: its z weights and biases, zero weights on h, so it starts with the same actions."""
+    init_brake: bool = True
+    """With --init-controller: keep its brake. --no-init-brake starts CMA-ES from it with the brake held at 0 (the
+    brake row's weights 0, bias -5: Controller.without_brake), steering and gas as they are; a real-env fine-tune
+    of a driver that brakes to a stand on some tracks, where CMA-ES may still learn the brake back."""
     v_only: bool = False
     """Train a V-only controller: it sees z without h (Ha's baseline; 99 parameters)."""
     seed: int = 0
@@ -164,6 +169,7 @@ class ControllerTrainConfig:
             not (self.recheck_top or self.check_patience) or self.real_check_every > 0,
             "check_patience and recheck_top need real checks (real_check_every > 0)",
         )
+        check(self.init_brake or self.init_controller is not None, "--no-init-brake needs --init-controller")
         check(self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}")
         check(
             not self.dream_ensemble or self.evaluator == "dream",

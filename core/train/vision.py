@@ -25,6 +25,7 @@ from core.data.datasets import load_episode_frames, load_frames
 from core.data.episodes import list_episodes, split_episodes
 from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.models import DDSVAE, MODEL_KINDS, VisionModel, set_memory_format
+from core.precision import probe_bf16
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -193,7 +194,11 @@ def train_vision(
         with resuming(resume_path(config.out)):
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-    if config.bf16:
+    probe = probe_bf16("conv_train") if config.bf16 else None  # where bfloat16 is emulated, it is many times slower
+    bf16 = probe is not None and probe.pays
+    if probe is not None:
+        on_progress(Progress("vision", 0, 1, message=probe.describe()))
+    if bf16:
         set_memory_format(model, torch.channels_last)
 
     alpha_to = config.anneal_gate_alpha_to
@@ -208,7 +213,7 @@ def train_vision(
 
         def frames(index: Tensor) -> Tensor:
             x = train_frames[index].float().div_(255.0)
-            return x.contiguous(memory_format=torch.channels_last) if config.bf16 else x
+            return x.contiguous(memory_format=torch.channels_last) if bf16 else x
 
         for i in range(steps_per_epoch):
             if anneal and dds is not None and alpha_to is not None:
@@ -260,7 +265,7 @@ def train_vision(
     loop = EpochLoop(
         stage="vision", prefix="vision", model=model, optimizer=optimizer, scheduler=scheduler,
         epochs=config.epochs, steps_per_epoch=steps_per_epoch, batches=batches, evaluate=evaluate,
-        save=save, on_progress=on_progress, should_stop=stop, start_epoch=start_epoch, bf16=config.bf16,
+        save=save, on_progress=on_progress, should_stop=stop, start_epoch=start_epoch, bf16=bf16,
         loss_fn=(lambda pair: model.loss(*pair)) if paired else None,
     )  # fmt: skip
     return loop.run()
