@@ -157,8 +157,11 @@ def test_mdnrnn_state_after_each_prefix_is_the_stepped_state() -> None:
     assert float(h[0, 0].abs().sum()) == 0.0 and float(h[0, 1].abs().sum()) > 0.0
 
 
-@pytest.mark.parametrize(("residual", "gain"), [(False, 2.0), (True, 0.4)])
-def test_mdnrnn_loss_fits_a_predictable_sequence(residual: bool, gain: float) -> None:
+@pytest.mark.parametrize("residual", [False, True])
+def test_mdnrnn_loss_fits_a_predictable_sequence(residual: bool) -> None:
+    """150 Adam steps at lr 1e-2 take the NLL of a smooth sequence from about 1 to about -2.2 at best. At that lr the
+    loss swings from step to step by amounts that depend on the CPU's float kernels (the last step's NLL ranged
+    from -2.3 to 0.4 over seeds on an AVX2 machine), so the best NLL reached is what is checked."""
     torch.manual_seed(0)
     m = MDNRNN(MDNRNNConfig(z_dim=4, hidden_dim=32, n_gaussians=3, residual=residual))
     t = torch.arange(21).float() / 10
@@ -171,12 +174,14 @@ def test_mdnrnn_loss_fits_a_predictable_sequence(residual: bool, gain: float) ->
     }
     opt = torch.optim.Adam(m.parameters(), 1e-2)
     first = m.loss(batch)[1]["nll"]
+    best = float("inf")
     for _ in range(150):
         loss, metrics = m.loss(batch)
+        best = min(best, float(metrics["nll"]))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert metrics["nll"] < first - gain
+    assert best < first - 2.5
     assert metrics["reward_mse"] < 1e-3
 
 
