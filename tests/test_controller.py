@@ -299,34 +299,6 @@ def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: Simp
                       full.n_params)  # fmt: skip
 
 
-def test_no_init_brake_starts_from_the_controller_with_its_brake_off(world: SimpleNamespace, tmp_path: Path) -> None:
-    """--no-init-brake: the initial CMA-ES mean steers and presses the gas as --init-controller does, and never
-    brakes where --init-controller brakes hard."""
-    from core.train.controller import _initial_mean
-
-    torch.manual_seed(2)
-    braking = Controller(ControllerConfig(Z, H))
-    with torch.no_grad():
-        braking.fc.weight.normal_(0.0, 0.3)
-        braking.fc.bias.copy_(torch.tensor([0.0, 0.5, 1.0]))  # brakes on most inputs
-    path = save_checkpoint(tmp_path / "b.safetensors", braking, kind="controller", config=braking.config)
-    obs = torch.cat([torch.randn(200, Z), torch.rand(200, H) * 2 - 1], -1)
-    started = Controller(braking.config)
-    for init_brake in (True, False):
-        config = dream_config(world, tmp_path / "c.safetensors", init_controller=path, init_brake=init_brake)
-        started.set_flat(_initial_mean(config, started.config, started.n_params))
-        with torch.no_grad():
-            torch.testing.assert_close(started(obs)[:, :2], braking(obs)[:, :2])
-            brake = started(obs)[:, 2]
-        if init_brake:
-            torch.testing.assert_close(brake, braking(obs)[:, 2])
-            assert (brake > 0.3).float().mean() > 0.5
-        else:
-            assert float(brake.max()) == 0.0
-    with pytest.raises(ConfigError, match="--no-init-brake needs --init-controller"):
-        dream_config(world, tmp_path / "c.safetensors", init_brake=False)
-
-
 @pytest.mark.parametrize("head_prior", [True, False])
 def test_memory_heads_start_at_the_data_base_rates(world: SimpleNamespace, tmp_path: Path, head_prior: bool) -> None:
     """With no terminal step in the data, a first dream step (zero LSTM state) must not read as done."""

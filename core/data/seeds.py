@@ -67,6 +67,7 @@ DEVELOPMENT_USED = (
     (1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50), (1_500_000, 100),
     (1_600_000, 100), (1_700_000, 100), (1_800_000, 100), (1_900_000, 50), (1_900_050, 100), (1_910_000, 20),
     (1_920_000, 50), (1_930_000, 20), (1_930_050, 1), (1_930_100, 5), (1_940_000, 2), (1_940_010, 1),
+    (1_950_000, 30),
 )  # fmt: skip
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
@@ -93,7 +94,9 @@ without its brake, and after real-env CMA-ES) with the shipped one; 1,930,000..0
 taught to its yaw M trained on more random-policy data, beside the shipped agent (development figures: nothing
 shipped); 1,930,050 was the track of its split-mode drive by key presses, and 1,930,100..104 measured the car's top
 speed under full gas (no model); 1,940,000..001 were the tracks of session 39's looks at the app (split mode with the
-autopilot; dream mode driven by key presses)."""
+autopilot; dream mode driven by key presses), 1,940,010 the track of session 40's look at the app from a fresh
+clone; 1,950,000..029 compared session 41's ConvVAE controllers (the shipped one with and without its brake,
+and real-env CMA-ES from the brake-free one)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",

@@ -106,8 +106,6 @@ def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerCo
         return np.zeros(n_params)
     init = load_model(config.init_controller, "controller")
     assert isinstance(init, Controller)
-    if not config.init_brake:
-        init = init.without_brake()
     if init.config == controller_config:
         return init.get_flat()
     if init.config.hidden_dim == 0 and init.config.z_dim == controller_config.z_dim:

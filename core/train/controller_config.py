@@ -105,10 +105,6 @@ class ControllerTrainConfig:
     init_controller: Path | None = None
     """Controller checkpoint whose parameters are the initial CMA-ES mean (default: zeros). A V-only one may
     start a full controller: its z weights and biases, zero weights on h, so it starts with the same actions."""
-    init_brake: bool = True
-    """With --init-controller: keep its brake. --no-init-brake starts CMA-ES from it with the brake held at 0 (the
-    brake row's weights 0, bias -5: Controller.without_brake), steering and gas as they are; a real-env fine-tune
-    of a driver that brakes to a stand on some tracks, where CMA-ES may still learn the brake back."""
     v_only: bool = False
     """Train a V-only controller: it sees z without h (Ha's baseline; 99 parameters)."""
     seed: int = 0
@@ -169,7 +165,6 @@ class ControllerTrainConfig:
             not (self.recheck_top or self.check_patience) or self.real_check_every > 0,
             "check_patience and recheck_top need real checks (real_check_every > 0)",
         )
-        check(self.init_brake or self.init_controller is not None, "--no-init-brake needs --init-controller")
         check(self.early_stop_patience >= 0, f"early_stop_patience must be >= 0, got {self.early_stop_patience}")
         check(
             not self.dream_ensemble or self.evaluator == "dream",
