@@ -47,7 +47,10 @@ its state at each window start s; from there the batched dream continues open lo
   driving in the dream and a controller trained there do.
 
 With ``dream_map`` open-loop dreams keep a map of the ground shown (:mod:`core.envs.dream_map`); the figures read it.
-With ``map_pose`` "car" each dream's car is CarRacing's own car physics over that map (:mod:`core.envs.dream_car`).
+With ``map_pose`` "car" each dream's car is CarRacing's own car physics over that map (:mod:`core.envs.dream_car`),
+and at each horizon its distance from reality's car (replayed; world units) and the share of dreams whose car is
+within half the road's width (``ROAD_HALF_WIDTH``, 6.67 units) of it: the two cars agree wherever the wheels
+read reality's ground, so the figure says how soon the dream's ground sends its car off reality's line.
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
 """
@@ -71,6 +74,7 @@ from core.data.episodes import list_episodes, read_episode
 from core.divergence_map import EpisodeMaps
 from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
+from core.envs.dream_car import ROAD_HALF_WIDTH
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.mean_frame import MeanFrameBaseline
@@ -272,6 +276,13 @@ def dream_divergence(
                 if maps is not None and maps.tiles is not None:  # CarRacing's rule for the car on the map
                     add(f"reward_sum_ground@{k}", float(maps.tiles.returns.sum()), n)
                     add(f"reward_sum_ground_abs_error@{k}", float((maps.tiles.returns - real_k).abs().sum()), n)
+                distance = None if maps is None else maps.car_distance(k)
+                ok = torch.zeros(n, dtype=torch.bool) if distance is None else ~torch.isnan(distance) & dream.stepped
+                if distance is not None and bool(
+                    ok.any()
+                ):  # the dream's car against reality's, where reality's is known
+                    add(f"car_distance@{k}", float(distance[ok].sum()), int(ok.sum()))
+                    add(f"car_within_road@{k}", float((distance[ok] <= ROAD_HALF_WIDTH).sum()), int(ok.sum()))
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]

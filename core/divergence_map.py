@@ -40,10 +40,14 @@ class EpisodeMaps:
         self.tiles: TileReward | None = None
         """With the car: CarRacing's reward rule for it on its map, and each dream's return by it so far."""
         poses = None
+        self.known = torch.zeros(len(mu), dtype=torch.bool)
+        """Steps at which reality's car pose is known (replayed): the window starts' pasts and every horizon but an
+        episode's last step (a replay that reaches the end of a lap ends there)."""
         if self.pose == "car":
             first = max(0, int(idx.min()) - config.map_history)
+            last = min(len(mu) - 2, int(idx.max()) + max(config.horizons))
             visited: dict[int, Tensor] = {}
-            states = car_states(ep, set(range(first, int(idx.max()) + 1)), visited)
+            states = car_states(ep, set(range(first, last + 1)), visited, {int(s) for s in idx})
             if states is None:
                 raise EpisodeError(f"episode seed {int(ep.seed)}: replaying its actions does not reproduce its rewards")
             self.cars = DreamCars([states[int(s)] for s in idx])
@@ -54,7 +58,11 @@ class EpisodeMaps:
             for t, state in states.items():
                 position[t] = torch.tensor(state.bodies[0][:2])
                 heading[t] = state.bodies[0][2]
+                self.known[t] = True
             poses = (position, heading)
+        self.real_poses = poses
+        """Reality's car at every step, ``(position (T + 1, 2), heading (T + 1,))`` in Box2D's frame, valid where
+        :attr:`known`; None unless ``map_pose`` is "car"."""
         if config.map_history:
             recon = torch.cat([wm.decode(mu[i : i + 256]) for i in range(0, len(mu), 256)])
             map_reality(self.map, recon, *hud, idx, config.map_history, config.warmup, poses)
@@ -68,11 +76,23 @@ class EpisodeMaps:
         the frames the dreams show, float32 (N, 3, S, S) in [0, 1]."""
         if self.cars is not None and self.tiles is not None:
             frames = dream_with_car(self.vision, dream, self.map, self.cars, actions)
-            self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), ~dream.done)
+            self.tiles.step(*self.cars.pose(), self.cars.on_road.any(1), dream.stepped)
             dream.done = dream.done | self.tiles.ended  # off the playfield: over, as in CarRacing
             return frames
         car = (self.hud[0][self.idx + k], self.hud[1][self.idx + k]) if self.pose == "reality" else (None, None)
         return dream_with_map(self.vision, dream, self.map, *car)
+
+    def car_distance(self, k: int) -> Tensor | None:
+        """How far each dream's car is from reality's car k steps after the window's start (both after the same k
+        recorded actions): float32 (N,), world units, NaN where reality's pose at that step is not known; None
+        without the car (``map_pose`` other than "car"). Where the map's ground under the wheels is reality's, the
+        two cars agree to about 1e-3 units (``tests/test_dream_car.py``); they part where the dream's ground does."""
+        if self.cars is None or self.real_poses is None:
+            return None
+        t = (self.idx + k).clamp(max=len(self.known) - 1)
+        d = (self.cars.pose()[0] - self.real_poses[0][t]).norm(dim=1)
+        known = self.known[t] & (self.idx + k < len(self.known))
+        return torch.where(known, d, torch.full_like(d, float("nan")))
 
     def close(self) -> None:
         """Free the cars' Box2D worlds."""

@@ -34,6 +34,13 @@ def format_table(metrics: dict[str, float], horizons: tuple[int, ...]) -> str:
             f"{g('reward_sum_dream'):>12.2f} {g('reward_sum_abs_error'):>10.2f}"
             + (f" {g('reward_sum_ground'):>12.2f} {g('reward_sum_ground_abs_error'):>10.2f}" if rule else "")
         )
+    if any(f"divergence/car_within_road@{k}" in metrics for k in horizons):
+        nan = float("nan")
+        rows.append("")
+        rows.append("the dream's car against reality's: mean distance (world units) and dreams within half the road's "
+                    "width: " + ", ".join(f"{metrics.get(f'divergence/car_distance@{k}', nan):.1f} ("
+                                          f"{metrics.get(f'divergence/car_within_road@{k}', nan):.0%}) @{k}"
+                                          for k in horizons))  # fmt: skip
     if f"divergence/nudged_road_tracked@{h}" in metrics:
         rows.append("")
         rows.append(f"nudged reality (steering {NUDGE:+.1f} / {-NUDGE:+.1f} for {NUDGE_STEPS} steps, then the recorded "

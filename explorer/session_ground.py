@@ -126,7 +126,7 @@ class GroundSide(SessionParts):
         if self._ground is None or self.dream is None or self.vision_runtime is None:
             return None
         world, cars = self._ground
-        live = ~self.dream.done
+        live = self.dream.stepped  # a dream that ended on this step still took it
         with self._inference("decode", vision=True):  # V's decode of the N dreams and its encode of the composites
             shown = dream_with_car(self.vision_runtime, self.dream, world, cars, actions)
         frames: np.ndarray = to_uint8_hwc(shown)

@@ -98,9 +98,13 @@ def test_divergence_moves_the_map_with_the_car_s_physics(pipeline: dict, real_ep
     # CarRacing's reward rule for the car on the map: at least the step cost, 10 x -0.1, over 10 steps
     assert -1.0 - 1e-9 <= car["divergence/reward_sum_ground@10"] < 30.0
     assert car["divergence/reward_sum_ground@1"] >= -0.1 - 1e-9
+    # the dream's car against reality's replayed car: one step on reality's ground keeps them together
+    assert car["divergence/car_distance@1"] < 1e-3 and car["divergence/car_within_road@1"] == 1.0
+    assert 0.0 <= car["divergence/car_distance@10"] < 50.0 and 0.0 <= car["divergence/car_within_road@10"] <= 1.0
     from core.divergence_table import format_table
 
-    assert "reward rule" in format_table(car, base.horizons)
+    table = format_table(car, base.horizons)
+    assert "reward rule" in table and "the dream's car against reality's" in table
     with_past = dream_divergence(dataclasses.replace(base, map_history=10)).metrics
     assert with_past["divergence/pixel_mse_dream@10"] < with_past["divergence/pixel_mse_copy@10"]
 
@@ -128,6 +132,17 @@ def test_dream_with_car_gives_m_the_car_s_speed_and_grounds_z(tiny_world_model: 
     assert torch.allclose(dream.z, wm.vision.encode(shown)[0])
     assert torch.equal(dream.speed, cars.speed()) and float(dream.speed[0]) > 1.0
     assert torch.equal(world.position, cars.pose()[0])
+    # a dream's last step (truncated here) still moves its car and grounds its z: the final picture is the car's
+    last = BatchedDream(memory, 2, tau=0.5, max_steps=1)
+    last.reset([1, 2], z=z0, speed=0.0)
+    before = cars.pose()[0].clone()
+    last.step(gas)
+    assert bool(last.done.all()) and bool(last.stepped.all())
+    shown = dream_with_car(wm.vision, last, world, cars, gas)
+    assert float((cars.pose()[0] - before).norm(dim=1).min()) > 0.0
+    assert torch.allclose(last.z, wm.vision.encode(shown)[0])
+    last.step(gas)  # over: the next step advances nothing
+    assert not bool(last.stepped.any())
     cars.close()
 
 

@@ -183,7 +183,8 @@ def test_ground_comes_back_after_the_canvas_scrolls() -> None:
 
 def test_v_re_encodes_every_live_dream_whose_frame_the_map_changed_even_by_a_sliver() -> None:
     """ground_z: a frame the map changed becomes the dream's z (V's encoding of it), however little it changed (a
-    threshold let M's z drift off V's latents); an unchanged frame keeps M's z, as does an ended dream."""
+    threshold let M's z drift off V's latents); an unchanged frame keeps M's z, as does a dream that had ended
+    before the step."""
 
     class Vision:
         def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +194,7 @@ def test_v_re_encodes_every_live_dream_whose_frame_the_map_changed_even_by_a_sli
     memory = MDNRNN(MDNRNNConfig(z_dim=4))
     dream = BatchedDream(memory, 4, tau=0.5)
     dream.reset([1, 2, 3, 4], z=torch.zeros(1, 4))
-    dream.done = torch.tensor([False, False, False, True])
+    dream.stepped = torch.tensor([True, True, True, False])
     decoded = torch.full((4, 3, 64, 64), 0.5)
     frames = decoded.clone()
     frames[0, :, :32] = 0.2  # half the picture: reality's ground

@@ -144,6 +144,9 @@ class BatchedDream:
         self.reader_h = self.reader_c = torch.zeros(n, self.hidden_dim)  # the reader's LSTM state (with a reader)
         self.steps = 0
         self.done = torch.zeros(n, dtype=torch.bool)
+        self.stepped = torch.zeros(n, dtype=torch.bool)
+        """The rollouts the last :meth:`step` advanced, bool (N,): those live before it, including any it ended (a
+        car or map that follows the dream moves on that last step too)."""
         self._generators: list[torch.Generator] = []
         self._noise_chunk = torch.empty(0)
         self._chunk_pos = NOISE_CHUNK
@@ -213,6 +216,7 @@ class BatchedDream:
             self.yaw = torch.as_tensor(yaw, dtype=torch.float32).reshape(-1).expand(self.n).clone()
         self.steps = 0
         self.done = torch.zeros(self.n, dtype=torch.bool)
+        self.stepped = torch.zeros(self.n, dtype=torch.bool)
         return self.observation()
 
     def observation(self) -> Tensor:
@@ -235,6 +239,7 @@ class BatchedDream:
         x = self.memory.lstm_input(self.z, act, self.speed, self.yaw)  # [z, a] (+ the car state M reads)
         h, c = _lstm_step(self._w, self._b, x, self.h, self.c)
         live = ~self.done
+        self.stepped = live
         keep = live.unsqueeze(1)
         if self.speed_input:
             car = self.memory.next_car(h, self.speed, act, self.z, self.yaw if self.yaw_input else None)

@@ -336,7 +336,7 @@ def dream_with_car(vision: Any, dream: Any, dream_map: DreamMap, cars: DreamCars
     Returns:
         The frames the dreams show, float32 (N, 3, S, S) in [0, 1].
     """
-    live = ~dream.done
+    live = dream.stepped  # a dream that ended on this step still took it
     cars.step(actions, live)
     dream_map.place(*cars.pose())
     decoded = vision.decode(dream.z)

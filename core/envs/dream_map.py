@@ -333,7 +333,7 @@ def ground_z(vision: Any, dream: BatchedDream, frames: Tensor, decoded: Tensor) 
     frame by more than 1e-3 on average let M's z drift: 3.8% of the DDS+VAE's dreamed latents beyond every real one
     on agent episodes, none at every step (docs/history.md, session 38).
     """
-    redo = (frames != decoded).flatten(1).any(1) & ~dream.done
+    redo = (frames != decoded).flatten(1).any(1) & dream.stepped  # the dreams the last step advanced
     if bool(redo.any()):
         index = redo.nonzero().squeeze(1)
         z = dream.z.clone()

@@ -73,20 +73,23 @@ def real_drive(ep, start: int, actions: np.ndarray) -> tuple[float, np.ndarray] 
         return None if obs is None else (total, obs)
 
 
-def car_states(ep, steps: set[int], visited: dict[int, Any] | None = None) -> dict[int, Any] | None:
+def car_states(
+    ep, steps: set[int], visited: dict[int, Any] | None = None, visited_steps: set[int] | None = None
+) -> dict[int, Any] | None:
     """The real car's full state (:class:`core.envs.dream_car.CarState`) at each step in ``steps`` of ``ep``'s
     replay (step t: after t recorded actions, when frame t is shown), or None when the replay does not reproduce
     the recorded rewards up to the last of them (see :func:`replayed`) or the episode ends first. With ``visited``,
-    also fills it with the centres of the tiles touched by then at each of those steps
-    (:func:`core.envs.dream_car.visited_road`)."""
+    also fills it with the centres of the tiles touched by then (:func:`core.envs.dream_car.visited_road`) at each
+    step of ``visited_steps`` (default: ``steps``) that is also in ``steps``."""
     from core.envs.dream_car import car_state, visited_road
 
     states = {}
+    visit = steps if visited_steps is None else visited_steps
 
     def keep(t: int, env: Any) -> None:
         if t in steps:
             states[t] = car_state(env)
-            if visited is not None:
+            if visited is not None and t in visit:
                 visited[t] = visited_road(env)
 
     last = max(steps)
