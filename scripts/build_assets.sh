@@ -1641,3 +1641,24 @@ $D train-controller --evaluator real --vision runs/from_nothing/vision.safetenso
     --out runs/from_nothing/controller.safetensors --population 16 --rollouts 1 --generations 120 --sigma0 0.1 \
     --early-stop-patience 50 --real-check-every 5 --real-check-episodes 4 --check-candidate mean --recheck-top 3 \
     --recheck-episodes 16 --workers 2 --threads 1 --seed 0 --resume
+
+# 39. Session 41 (docs/history.md "bfloat16 only where the CPU has it ..."): the shipped ConvVAE controller with and
+# without its brake on development tracks (the brake-free copy written by Controller.without_brake), then both
+# grounded dreams on the check episodes with the car's distance from reality's (new in divergence).
+mkdir -p runs/s41
+$PY -c "
+from core.checkpoint import load_model, save_checkpoint
+c = load_model('assets/convvae_controller.safetensors', 'controller').without_brake()
+save_checkpoint('runs/s41/convvae_c_nobrake.safetensors', c, kind='controller', config=c.config)"
+for C in assets/convvae_controller.safetensors runs/s41/convvae_c_nobrake.safetensors; do
+    $D evaluate --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors --controller $C \
+        --episodes 30 --seed 1950000 --workers 2 --results runs/s41/$(basename $C .safetensors).eval_1950000x30.json
+done
+$D collect --policy controller --vision assets/convvae_vision.safetensors --memory assets/convvae_memory.safetensors \
+    --controller assets/convvae_controller.safetensors --noise-std 0 --excursion-prob 0 --seed 960000 --episodes 5 \
+    --out-dir data/check_agent10 --workers 2
+for KIND in ddsvae convvae; do
+    OMP_NUM_THREADS=2 $D divergence --data-dir data/check_agent10 --vision assets/${KIND}_vision.safetensors \
+        --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer \
+        --tau 0.5 --dream-map --map-pose car --map-history 300
+done
