@@ -277,12 +277,11 @@ def dream_divergence(
                     add(f"reward_sum_ground@{k}", float(maps.tiles.returns.sum()), n)
                     add(f"reward_sum_ground_abs_error@{k}", float((maps.tiles.returns - real_k).abs().sum()), n)
                 distance = None if maps is None else maps.car_distance(k)
-                ok = torch.zeros(n, dtype=torch.bool) if distance is None else ~torch.isnan(distance) & dream.stepped
-                if distance is not None and bool(
-                    ok.any()
-                ):  # the dream's car against reality's, where reality's is known
-                    add(f"car_distance@{k}", float(distance[ok].sum()), int(ok.sum()))
-                    add(f"car_within_road@{k}", float((distance[ok] <= ROAD_HALF_WIDTH).sum()), int(ok.sum()))
+                if distance is not None:  # the dream's car against reality's, where reality's is known
+                    ok = ~torch.isnan(distance) & dream.stepped
+                    if bool(ok.any()):
+                        add(f"car_distance@{k}", float(distance[ok].sum()), int(ok.sum()))
+                        add(f"car_within_road@{k}", float((distance[ok] <= ROAD_HALF_WIDTH).sum()), int(ok.sum()))
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]

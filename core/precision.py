@@ -2,11 +2,12 @@
 
 CPUs with native bfloat16 arithmetic (AVX512-BF16, AMX) run bfloat16 convolutions and matrix products up to about
 twice as fast as float32; CPUs without it (AVX2 only: most laptops and many desktops and cloud machines) emulate
-them, many times slower than float32 (`dream-explorer bench` prints both on the machine at hand). Every stage that
-may compute in bfloat16 (train-vision's autocast, the dream's matrix products in train-controller, the app's
-decode) asks here first and keeps float32 where bfloat16 is not faster. The answer is measured once per process and
-workload, on a small stand-in for that workload, in a fraction of a second where bfloat16 is native and about a
-second where it is emulated.
+them, many times slower than float32 (`dream-explorer bench` prints both on the machine at hand). The training
+stages that may compute in bfloat16 (train-vision's autocast, the dream's matrix products in train-controller) ask
+:func:`probe_bf16` first and keep float32 where bfloat16 is not faster; the app times its own V's decode both ways
+with :func:`cpu_ms` (:mod:`core.vision_runtime`). A probe is measured once per process and workload, on a small
+stand-in for that workload, in a fraction of a second where bfloat16 is native and about a second where it is
+emulated.
 """
 
 from __future__ import annotations
