@@ -1662,3 +1662,9 @@ for KIND in ddsvae convvae; do
         --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer \
         --tau 0.5 --dream-map --map-pose car --map-history 300
 done
+# the same figures once on session 39's held-out agent episodes (section 37's collect; no decision used them)
+for KIND in convvae ddsvae; do
+    OMP_NUM_THREADS=2 $D divergence --data-dir data/final_agent_970000 --vision assets/${KIND}_vision.safetensors \
+        --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer \
+        --tau 0.5 --dream-map --map-pose car --map-history 300
+done
