@@ -95,8 +95,8 @@ taught to its yaw M trained on more random-policy data, beside the shipped agent
 shipped); 1,930,050 was the track of its split-mode drive by key presses, and 1,930,100..104 measured the car's top
 speed under full gas (no model); 1,940,000..001 were the tracks of session 39's looks at the app (split mode with the
 autopilot; dream mode driven by key presses), 1,940,010 the track of session 40's look at the app from a fresh
-clone; 1,950,000..029 compared session 41's ConvVAE controllers (the shipped one with and without its brake,
-and real-env CMA-ES from the brake-free one)."""
+clone; 1,950,000..029 compared the shipped ConvVAE controller with and without its brake (session 41), and 1,950,000
+was the track of that session's looks at the app."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
