@@ -4,7 +4,7 @@ CPUs with native bfloat16 arithmetic (AVX512-BF16, AMX) run bfloat16 convolution
 twice as fast as float32; CPUs without it (AVX2 only: most laptops and many desktops and cloud machines) emulate
 them, many times slower than float32 (`dream-explorer bench` prints both on the machine at hand). The training
 stages that may compute in bfloat16 (train-vision's autocast, the dream's matrix products in train-controller) ask
-:func:`probe_bf16` first and keep float32 where bfloat16 is not faster; the app times its own V's decode both ways
+:func:`use_bf16` first and keep float32 where bfloat16 is not faster; the app times its own V's decode both ways
 with :func:`cpu_ms` (:mod:`core.vision_runtime`). A probe is measured once per process and workload, on a small
 stand-in for that workload, in a fraction of a second where bfloat16 is native and about a second where it is
 emulated.
@@ -127,6 +127,12 @@ def probe_bf16(workload: Workload) -> Bf16Probe:
     return probe
 
 
-def bf16_pays(workload: Workload) -> bool:
-    """Whether ``workload`` runs faster in bfloat16 than in float32 on this CPU (:func:`probe_bf16`)."""
-    return probe_bf16(workload).pays
+def use_bf16(wanted: bool, workload: Workload, say: Callable[[str], None]) -> bool:
+    """Whether a stage computes ``workload`` in bfloat16: only when ``wanted`` (its ``--bf16`` flag) and faster on
+    this CPU (:func:`probe_bf16`, run only when wanted); ``say`` gets the probe's one-line account for the stage's
+    log."""
+    if not wanted:
+        return False
+    probe = probe_bf16(workload)
+    say(probe.describe())
+    return probe.pays

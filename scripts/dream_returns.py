@@ -29,7 +29,7 @@ from core.checkpoint import load_model
 from core.data.datasets import LatentEpisodes
 from core.errors import DreamExplorerError
 from core.models import MDNRNN, Controller
-from core.train.controller import START_POOL
+from core.train.controller_setup import START_POOL
 from core.train.fitness import DreamEvaluator, DreamStarts, dream_check_plan
 
 REST_SPEED = 0.5

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.checkpoint import load_model, load_resume_state, save_checkpoint  # noqa: E402
 from core.data.datasets import LatentEpisodes  # noqa: E402
 from core.models.controller import Controller, ControllerConfig  # noqa: E402
-from core.precision import bf16_pays  # noqa: E402
-from core.train.controller import START_POOL  # noqa: E402
+from core.precision import use_bf16  # noqa: E402
+from core.train.controller_setup import START_POOL  # noqa: E402
 from core.train.fitness import DreamEvaluator, DreamStarts, dream_check_plan  # noqa: E402
 
 
@@ -87,9 +87,10 @@ def main() -> None:
     models = f" in an ensemble of {1 + len(members)} MDN-RNNs" if members else ""
     print(f"{len(p)} snapshots ({int(late.sum())} from generation {args.late}), {args.dreams} fixed dreams of "
           f"{args.max_steps} steps each{models}")  # fmt: skip
+    bf16 = use_bf16(True, "matmul", print)
     for tau in args.tau:
         evaluator = DreamEvaluator(
-            memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=bf16_pays("matmul"), members=members
+            memory, ControllerConfig(), tau, args.max_steps, starts, limit, bf16=bf16, members=members
         )
         returns = evaluator.rollout_returns(p, plan)
         assert returns is not None

@@ -277,7 +277,7 @@ def test_a_shipped_controllers_results_stay_out_of_the_assets_folder() -> None:
 
 
 def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: SimpleNamespace, tmp_path: Path) -> None:
-    from core.train.controller import _initial_mean
+    from core.train.controller_setup import initial_mean
 
     torch.manual_seed(1)
     v_only = Controller(ControllerConfig(Z, 0))
@@ -286,7 +286,7 @@ def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: Simp
         v_only.fc.bias.normal_(0.0, 0.5)
     path = save_checkpoint(tmp_path / "v.safetensors", v_only, kind="controller", config=v_only.config)
     full = Controller(ControllerConfig(Z, H))
-    full.set_flat(_initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=path), full.config,
+    full.set_flat(initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=path), full.config,
                                 full.n_params))  # fmt: skip
     z, h = torch.randn(50, Z), torch.randn(50, H)
     with torch.no_grad():
@@ -295,7 +295,7 @@ def test_a_v_only_controller_starts_a_full_one_with_the_same_actions(world: Simp
     wrong = Controller(ControllerConfig(Z + 1, 0))
     wrong_path = save_checkpoint(tmp_path / "w.safetensors", wrong, kind="controller", config=wrong.config)
     with pytest.raises(ConfigError, match="sizes"):
-        _initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=wrong_path), full.config,
+        initial_mean(dream_config(world, tmp_path / "c.safetensors", init_controller=wrong_path), full.config,
                       full.n_params)  # fmt: skip
 
 

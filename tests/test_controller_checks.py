@@ -16,6 +16,7 @@ from core.checkpoint import load_model, load_resume_state, resume_path
 from core.errors import ConfigError
 from core.progress import Progress
 from core.train.controller import train_controller
+from core.train.controller_setup import dream_evaluator
 from tests.controller_world import dream_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # world: the tiny V, M and latents (tests/conftest.py)
@@ -144,7 +145,7 @@ def test_dream_checks_choose_the_snapshot_without_a_real_step(
     assert kept.checkpoint_extra["generation"] == 1 + int(np.argmax(checks))  # type: ignore[attr-defined]
     # the check is the kept controller's mean return over the run's fixed check dreams, whenever it is re-run
     wm = WorldModel.load(config.vision, config.memory)
-    evaluator = stage._dream_evaluator(config, wm.require_memory(), kept.config, lambda p: None)  # type: ignore[attr-defined]
+    evaluator = dream_evaluator(config, wm.require_memory(), kept.config, lambda p: None)
     plan = dream_check_plan(config.seed, 5, len(evaluator.starts or ()))
     again = evaluator.rollout_returns(kept.get_flat()[None], plan)  # type: ignore[operator]
     assert again is not None and float(again.mean()) == pytest.approx(max(checks), rel=1e-4)

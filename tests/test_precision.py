@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import core.train.controller as controller_stage
+import core.precision as precision
 import core.train.vision as vision_stage
 from core.checkpoint import load_model
 from core.config import VisionTrainConfig
@@ -18,7 +18,7 @@ from core.models.controller import ControllerConfig
 from core.models.mdnrnn import MDNRNN
 from core.precision import Bf16Probe, probe_bf16
 from core.progress import Progress
-from core.train.controller import _dream_evaluator
+from core.train.controller_setup import dream_evaluator
 from core.train.loop import EpochLoop
 from tests.controller_world import dream_config
 
@@ -57,13 +57,13 @@ def test_train_vision_autocasts_only_where_bfloat16_pays(
     monkeypatch.setattr(vision_stage, "EpochLoop", Spy)
     cfg = dict(data_dir=real_episodes, epochs=1, batch_size=16, epoch_frames=16, seed=0)
     for pays in (False, True):
-        monkeypatch.setattr(vision_stage, "probe_bf16", _fake_probe(pays))
+        monkeypatch.setattr(precision, "probe_bf16", _fake_probe(pays))
         reports: list[Progress] = []
         out = tmp_path / f"v_{pays}.safetensors"
         vision_stage.train_vision(VisionTrainConfig(out=out, **cfg), on_progress=reports.append)  # type: ignore[arg-type]
         state = "on" if pays else "off"
         assert any(r.message.startswith(f"bfloat16 {state} for conv_train") for r in reports)
-    monkeypatch.setattr(vision_stage, "probe_bf16", lambda w: pytest.fail("--no-bf16 must not probe"))
+    monkeypatch.setattr(precision, "probe_bf16", lambda w: pytest.fail("--no-bf16 must not probe"))
     no_bf16 = VisionTrainConfig(out=tmp_path / "v.safetensors", bf16=False, **cfg)  # type: ignore[arg-type]
     vision_stage.train_vision(no_bf16)
     assert used == [False, True, False]
@@ -75,12 +75,12 @@ def test_the_dream_evaluator_uses_bfloat16_only_where_it_pays(
     memory = load_model(world.memory, "mdnrnn")
     assert isinstance(memory, MDNRNN)
     for pays in (False, True):
-        monkeypatch.setattr(controller_stage, "probe_bf16", _fake_probe(pays))
+        monkeypatch.setattr(precision, "probe_bf16", _fake_probe(pays))
         reports: list[Progress] = []
         config = dream_config(world, tmp_path / "c.safetensors")
-        evaluator = _dream_evaluator(config, memory, ControllerConfig(memory.config.z_dim, 0), reports.append)
+        evaluator = dream_evaluator(config, memory, ControllerConfig(memory.config.z_dim, 0), reports.append)
         assert evaluator.bf16 is pays
         assert any(r.message.startswith("bfloat16 ") for r in reports)
-    monkeypatch.setattr(controller_stage, "probe_bf16", lambda w: pytest.fail("--no-dream-bf16 must not probe"))
+    monkeypatch.setattr(precision, "probe_bf16", lambda w: pytest.fail("--no-dream-bf16 must not probe"))
     config = dream_config(world, tmp_path / "c.safetensors", dream_bf16=False)
-    assert _dream_evaluator(config, memory, ControllerConfig(memory.config.z_dim, 0), print).bf16 is False
+    assert dream_evaluator(config, memory, ControllerConfig(memory.config.z_dim, 0), print).bf16 is False

@@ -35,31 +35,26 @@ import torch
 
 from core.checkpoint import (
     check_output_file,
-    load_model,
     load_resume_state,
     resume_path,
     resuming,
     save_checkpoint,
     save_resume_state,
 )
-from core.data.datasets import LatentEpisodes
 from core.envs.car_racing import EPISODE_STEPS
 from core.envs.world_model import WorldModel
 from core.errors import CheckpointError, ConfigError
 from core.evaluate import RealRolloutSpec
-from core.lineage import same_model_file
 from core.models.controller import Controller, ControllerConfig
-from core.models.mdnrnn import MDNRNN
 from core.parallel import Executor, TaskFailed, WorkerCrashed, make_executor
 from core.policies_wm import WorldModelFiles
-from core.precision import probe_bf16
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.cmaes import CMAES
 from core.train.controller_config import ControllerTrainConfig
+from core.train.controller_setup import dream_evaluator, initial_mean
 from core.train.fitness import (
     REAL_STEPS,
     DreamEvaluator,
-    DreamStarts,
     FitnessEvaluator,
     RealEvaluator,
     dream_check_plan,
@@ -71,8 +66,6 @@ from core.train.loop import StageResult
 
 NON_FINITE_FITNESS = -1e6
 """Fitness given to a candidate whose return is NaN or infinite (ranked last; CMA-ES uses ranks only)."""
-START_POOL = 1024
-"""Real starting states drawn from the latent file once per run; each generation samples from them."""
 DIVERGED_WARNING = 0.1
 """Warn (once per run) when more than this share of a generation's dreams leave the range of real latents."""
 CHECK_NAMES = {"best": "generation's best", "mean": "CMA-ES mean"}
@@ -99,71 +92,6 @@ class _Kept:
     def from_state(cls, state: dict[str, Any]) -> _Kept:
         return cls(state["params"].numpy().copy(), float(state["fitness"]), float(state["real_return"]),
                    int(state["generation"]))  # fmt: skip
-
-
-def _initial_mean(config: ControllerTrainConfig, controller_config: ControllerConfig, n_params: int) -> np.ndarray:
-    if config.init_controller is None:
-        return np.zeros(n_params)
-    init = load_model(config.init_controller, "controller")
-    assert isinstance(init, Controller)
-    if init.config == controller_config:
-        return init.get_flat()
-    if init.config.hidden_dim == 0 and init.config.z_dim == controller_config.z_dim:
-        # A V-only controller starts a full one: its z weights and biases, zero weights on h (same actions).
-        full = Controller(controller_config)
-        with torch.no_grad():
-            full.fc.weight.zero_()
-            full.fc.weight[:, : init.config.z_dim] = init.fc.weight
-            full.fc.bias.copy_(init.fc.bias)
-        return full.get_flat()
-    raise ConfigError(
-        f"--init-controller {config.init_controller} has sizes {init.config}, this run needs {controller_config}"
-    )
-
-
-def _dream_evaluator(
-    config: ControllerTrainConfig, memory: MDNRNN, controller_config: ControllerConfig, report: ProgressFn
-) -> DreamEvaluator:
-    """The run's dream evaluator; with a latent file, dreams start from its real states and count as diverged
-    beyond twice the largest real ``|mu|``; with ``dream_ensemble``, its Ms dream too, each from its own state after
-    the same real prefixes.
-
-    Raises:
-        CheckpointError: an ensemble checkpoint that is missing or not an MDN-RNN. ConfigError: one whose sizes
-        differ from M's.
-    """
-    members: list[MDNRNN] = []
-    for path in config.dream_ensemble:
-        member = load_model(path, "mdnrnn")
-        assert isinstance(member, MDNRNN)
-        sizes, wanted = (member.config.z_dim, member.config.hidden_dim), (memory.config.z_dim, memory.config.hidden_dim)
-        if sizes != wanted:
-            raise ConfigError(f"--dream-ensemble {path} has z_dim, hidden_dim {sizes}; --memory has {wanted}")
-        members.append(member)
-    if config.latents is not None and not Path(config.latents).is_file():
-        message = f"no latent file at {config.latents}: dreams start from z ~ N(0, I), h = 0"
-        report(Progress("controller", 0, config.generations, message=message))
-    probe = probe_bf16("matmul") if config.dream_bf16 else None
-    bf16 = probe is not None and probe.pays
-    if probe is not None:
-        report(Progress("controller", 0, config.generations, message=probe.describe()))
-    critic = {"disagreement_penalty": config.disagreement_penalty, "disagreement_free": config.disagreement_free,
-              "halt_disagreement": config.halt_disagreement, "halt_penalty": config.halt_penalty}  # fmt: skip
-    if config.latents is None or not Path(config.latents).is_file():
-        return DreamEvaluator(memory, controller_config, config.tau, config.max_steps, None, None,
-                              bf16=bf16, members=[(m, None) for m in members], **critic)  # fmt: skip
-    latents = LatentEpisodes.load(config.latents)
-    if latents.vision_sha256 and not same_model_file(latents.vision_sha256, config.vision):
-        message = f"warning: {config.latents} was encoded by another vision model than {config.vision}"
-        report(Progress("controller", 0, config.generations, message=message))
-    starts = DreamStarts.from_latents(
-        latents, memory, START_POOL, config.start_step_min, config.start_step_max, config.seed
-    )
-    limit = 2.0 * float(np.linalg.norm(latents.mu, axis=1).max())
-    return DreamEvaluator(
-        memory, controller_config, config.tau, config.max_steps, starts, limit, bf16=bf16,
-        members=[(m, starts.for_memory(latents, m)) for m in members], **critic,
-    )  # fmt: skip
 
 
 def _recheck(
@@ -249,7 +177,7 @@ def train_controller(
     controller_config = ControllerConfig(world_model.z_dim, 0 if config.v_only else world_model.hidden_dim)
     controller = Controller(controller_config)
     n_params = controller.n_params
-    cmaes = CMAES(_initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
+    cmaes = CMAES(initial_mean(config, controller_config, n_params), config.sigma0, config.population, config.seed)
     kept: _Kept | None = None
     checked: list[_Kept] = []  # every real check's candidate, for --recheck-top
     stale_checks = 0  # real checks in a row that did not beat the kept one, for --check-patience
@@ -324,7 +252,7 @@ def train_controller(
             executor = make_executor(config.executor, config.workers, spec, config.ray_address)
         if evaluator is None:
             if config.evaluator == "dream":
-                evaluator = _dream_evaluator(config, memory, controller_config, on_progress)
+                evaluator = dream_evaluator(config, memory, controller_config, on_progress)
             else:
                 assert executor is not None
                 evaluator = RealEvaluator(executor, config.early_stop_patience)

@@ -25,7 +25,7 @@ from core.data.datasets import load_episode_frames, load_frames
 from core.data.episodes import list_episodes, split_episodes
 from core.errors import CheckpointError, ConfigError, EpisodeError
 from core.models import DDSVAE, MODEL_KINDS, VisionModel, set_memory_format
-from core.precision import probe_bf16
+from core.precision import use_bf16
 from core.progress import Progress, ProgressFn, never_stop, no_progress
 from core.train.loop import EpochLoop, StageResult, seed_everything
 
@@ -194,10 +194,8 @@ def train_vision(
         with resuming(resume_path(config.out)):
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-    probe = probe_bf16("conv_train") if config.bf16 else None  # where bfloat16 is emulated, it is many times slower
-    bf16 = probe is not None and probe.pays
-    if probe is not None:
-        on_progress(Progress("vision", 0, 1, message=probe.describe()))
+    # where bfloat16 is emulated, it is many times slower
+    bf16 = use_bf16(config.bf16, "conv_train", lambda line: on_progress(Progress("vision", 0, 1, message=line)))
     if bf16:
         set_memory_format(model, torch.channels_last)
 
