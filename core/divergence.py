@@ -13,8 +13,7 @@ its state at each window start s; from there the batched dream continues open lo
 - road share (:mod:`core.metrics.road`: the fraction of road-grey pixels) of decode(dreamed z_{s+k}) against the
   real frame's (and V's own reconstruction's), the share of dreams that keep at least half of reality's road,
   and the share that *track* it (within +-50%, or 0.02 absolute where reality is off the road);
-- the dream's summed reward over the first k steps against the recorded real reward (grounded: also CarRacing's
-  rule for the car on the map, :class:`core.envs.dream_car.TileReward`);
+- the dream's summed reward over the first k steps against the recorded real reward;
 - parked: from one start per episode, both reality (the track replayed with the recorded actions up to the
   start) and the dream brake fully for the longest horizon; and parked from the start: from the reset frame,
   with the car at rest, no input at all. CarRacing pays -0.1 a step once the car stands, so a dream that pays
@@ -48,9 +47,7 @@ its state at each window start s; from there the batched dream continues open lo
 
 With ``dream_map`` open-loop dreams keep a map of the ground shown (:mod:`core.envs.dream_map`); the figures read it.
 With ``map_pose`` "car" each dream's car is CarRacing's own car physics over that map (:mod:`core.envs.dream_car`),
-and at each horizon its distance from reality's car (replayed; world units) and the share of dreams whose car is
-within half the road's width (``ROAD_HALF_WIDTH``, 6.67 units) of it: the two cars agree wherever the wheels
-read reality's ground, so the figure says how soon the dream's ground sends its car off reality's line.
+with figures of its own (:meth:`core.divergence_map.EpisodeMaps.figures`).
 
 A dream is stochastic, so a perfect M would not reach zero: the figures compare models and temperatures.
 """
@@ -74,7 +71,6 @@ from core.data.episodes import list_episodes, read_episode
 from core.divergence_map import EpisodeMaps
 from core.envs.car_racing import hud_speed, hud_yaw_rate, to_uint8_hwc
 from core.envs.dream import BatchedDream, window_seeds
-from core.envs.dream_car import ROAD_HALF_WIDTH
 from core.envs.world_model import WorldModel
 from core.errors import ConfigError, EpisodeError
 from core.metrics.mean_frame import MeanFrameBaseline
@@ -273,15 +269,8 @@ def dream_divergence(
                 add(f"reward_sum_dream@{k}", float(dream_reward.sum()), n)
                 add(f"reward_sum_real@{k}", float(real_k.sum()), n)
                 add(f"reward_sum_abs_error@{k}", float((dream_reward - real_k).abs().sum()), n)
-                if maps is not None and maps.tiles is not None:  # CarRacing's rule for the car on the map
-                    add(f"reward_sum_ground@{k}", float(maps.tiles.returns.sum()), n)
-                    add(f"reward_sum_ground_abs_error@{k}", float((maps.tiles.returns - real_k).abs().sum()), n)
-                distance = None if maps is None else maps.car_distance(k)
-                if distance is not None:  # the dream's car against reality's, where reality's is known
-                    ok = ~torch.isnan(distance) & dream.stepped
-                    if bool(ok.any()):
-                        add(f"car_distance@{k}", float(distance[ok].sum()), int(ok.sum()))
-                        add(f"car_within_road@{k}", float((distance[ok] <= ROAD_HALF_WIDTH).sum()), int(ok.sum()))
+                for name, (value, count) in ({} if maps is None else maps.figures(k, dream, real_k)).items():
+                    add(f"{name}@{k}", value, count)  # the grounded dream's: the reward rule, its car against reality's
                 add(f"latent_mse_dream@{k}", float((dream.z - real_z).pow(2).mean(1).sum()), n)
                 add(f"latent_mse_copy@{k}", float((mu[idx] - real_z).pow(2).mean(1).sum()), n)
                 dz, cz = (dream.z - real_z)[:, active], (mu[idx] - real_z)[:, active]

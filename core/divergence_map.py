@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from core.envs.car_racing import make_real_env
-from core.envs.dream_car import DreamCars, TileReward, dream_with_car
+from core.envs.dream_car import ROAD_HALF_WIDTH, DreamCars, TileReward, dream_with_car
 from core.envs.dream_map import DreamMap, dream_with_map, map_reality
 from core.errors import EpisodeError
 from core.metrics.replay import car_states
@@ -89,10 +89,31 @@ class EpisodeMaps:
         two cars agree to about 1e-3 units (``tests/test_dream_car.py``); they part where the dream's ground does."""
         if self.cars is None or self.real_poses is None:
             return None
-        t = (self.idx + k).clamp(max=len(self.known) - 1)
+        t = (self.idx + k).clamp(max=len(self.known) - 1)  # the last step is never known: past it neither
         d = (self.cars.pose()[0] - self.real_poses[0][t]).norm(dim=1)
-        known = self.known[t] & (self.idx + k < len(self.known))
-        return torch.where(known, d, torch.full_like(d, float("nan")))
+        return torch.where(self.known[t], d, torch.full_like(d, float("nan")))
+
+    def figures(self, k: int, dream: Any, real_return: Tensor) -> dict[str, tuple[float, int]]:
+        """The grounded dream's figures k steps after the starts, as ``name: (sum, count)`` over the dreams (empty
+        unless ``map_pose`` is "car"): ``reward_sum_ground`` and ``reward_sum_ground_abs_error``, the return by
+        CarRacing's rule for the car on the map (:class:`core.envs.dream_car.TileReward`) and its distance from
+        ``real_return`` float64 (N,), reality's over the same steps; ``car_distance`` (world units) and
+        ``car_within_road`` (within half the road's width, ``ROAD_HALF_WIDTH`` = 6.67 units), the dream's car against
+        reality's (:meth:`car_distance`), over the dreams ``dream.stepped`` where reality's pose is known. The two
+        cars agree wherever the wheels read reality's ground, so these say how soon the dream's ground sends its car
+        off reality's line."""
+        if self.tiles is None:
+            return {}
+        n, returns = len(self.idx), self.tiles.returns
+        out = {"reward_sum_ground": (float(returns.sum()), n),
+               "reward_sum_ground_abs_error": (float((returns - real_return).abs().sum()), n)}  # fmt: skip
+        distance = self.car_distance(k)
+        assert distance is not None  # the car's reality was replayed with it
+        ok = ~torch.isnan(distance) & dream.stepped
+        if bool(ok.any()):
+            out["car_distance"] = (float(distance[ok].sum()), int(ok.sum()))
+            out["car_within_road"] = (float((distance[ok] <= ROAD_HALF_WIDTH).sum()), int(ok.sum()))
+        return out
 
     def close(self) -> None:
         """Free the cars' Box2D worlds."""
