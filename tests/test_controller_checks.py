@@ -6,6 +6,7 @@ The real checks are scripted (no CarRacing): the tests assert which snapshot is 
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -69,6 +70,39 @@ def test_check_patience_stops_and_recheck_keeps_the_best_over_all_tracks(
     assert result.metrics["controller/real_env_steps"] == 7 * (4 + 6)
     state = load_resume_state(resume_path(out))
     assert [c["generation"] for c in state["checked"]] == [1, 2, 3, 4] and state["stale_checks"] == 2
+
+
+def test_check_init_checks_the_start_first_and_keeps_it_unless_beaten(
+    world: SimpleNamespace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import core.train.controller as stage
+
+    start = tmp_path / "start.safetensors"
+    train_controller(dream_config(world, start, generations=1, real_check_every=0))
+    start_flat = load_model(start, "controller").get_flat()  # type: ignore[operator]
+    # the start checks 80, generations 1-3 check 50, 60, 70: none beats it, so the start is what the run keeps
+    script = ScriptedChecks([80.0, 50.0, 60.0, 70.0], {})
+    monkeypatch.setattr(stage, "real_returns", script)
+    monkeypatch.setattr(stage, "make_executor", lambda *a, **k: SimpleNamespace(close=lambda: None))
+    out = tmp_path / "c.safetensors"
+    reports: list[Progress] = []
+    config = dream_config(world, out, generations=3, real_check_every=1, real_check_episodes=1, init_controller=start,
+                          check_init=True)  # fmt: skip
+    result = train_controller(config, on_progress=reports.append)
+    assert len(script.checked) == 4 and np.allclose(script.checked[0][1], start_flat, atol=1e-6)
+    assert sum("check of the initial controller: 80.0" in p.message for p in reports) == 1
+    kept = load_model(out, "controller")
+    assert np.allclose(kept.get_flat(), start_flat, atol=1e-6)  # type: ignore[operator]
+    assert kept.checkpoint_extra["generation"] == 0  # type: ignore[attr-defined]
+    assert kept.checkpoint_metrics["controller/real_return"] == pytest.approx(80.0)  # type: ignore[attr-defined]
+    assert result.metrics["controller/real_env_steps"] == 7 * 4  # the start's check counts as real experience
+    # without --check-init the same checks keep generation 3's (70), below the start's own 80
+    script = ScriptedChecks([50.0, 60.0, 70.0], {})
+    monkeypatch.setattr(stage, "real_returns", script)
+    train_controller(dataclasses.replace(config, check_init=False, out=tmp_path / "c2.safetensors"))
+    assert load_model(tmp_path / "c2.safetensors", "controller").checkpoint_extra["generation"] == 3  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="check_init needs init_controller"):
+        dream_config(world, tmp_path / "c3.safetensors", real_check_every=1, check_init=True)
 
 
 def test_recheck_and_patience_need_real_checks(world: SimpleNamespace, tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ def test_every_command_parses_and_reads_only_what_the_build_made(tmp_path: Path)
     commands = _commands(result.stdout)
     stages = {s.name: s for s in STAGES}
     names = [c[0] for c in commands]
-    assert names == ["collect", "train-vision", "encode", "train-memory", "train-controller"], names
+    assert names == ["collect", "train-vision", "encode", "train-memory", "train-controller", "train-controller"], names
     for words in commands:
         _parse(stages[words[0]].config_cls, words[1:], f"dream-explorer {words[0]}", "")
         for word in words[1:]:  # every file it names is one of its own: no shipped file, no earlier run
@@ -47,11 +47,15 @@ def test_every_command_parses_and_reads_only_what_the_build_made(tmp_path: Path)
                 assert word.startswith((str(tmp_path / "run"), str(tmp_path / "data"))), (words[0], word)
     seeds = [int(c[c.index("--seed") + 1]) for c in commands if c[0] == "collect"]
     assert all(seed in TRAINING and seed + 200 in TRAINING for seed in seeds), seeds
-    # the controller is the one the script's header tells the user to evaluate, trained from zero in reality
-    controller = commands[-1]
+    # the first controller is trained from zero in reality; the fine-tune starts from it, checks that start first,
+    # and writes the controller the script's header tells the user to evaluate
+    controller, finetune = commands[-2:]
     assert controller[controller.index("--out") + 1] == str(tmp_path / "run" / "controller.safetensors")
     assert "--init-controller" not in controller and controller[controller.index("--evaluator") + 1] == "real"
-    assert "--controller $R/controller.safetensors" in SCRIPT.read_text()
+    assert finetune[finetune.index("--init-controller") + 1] == str(tmp_path / "run" / "controller.safetensors")
+    assert "--check-init" in finetune and finetune[finetune.index("--evaluator") + 1] == "real"
+    assert finetune[finetune.index("--out") + 1] == str(tmp_path / "run" / "controller_ft.safetensors")
+    assert "--controller $R/controller_ft.safetensors" in SCRIPT.read_text()
 
 
 def test_stages_are_skipped_once_done_and_interrupted_time_counts(tmp_path: Path) -> None:
@@ -60,9 +64,9 @@ def test_stages_are_skipped_once_done_and_interrupted_time_counts(tmp_path: Path
     first = _script(tmp_path, **fake)
     assert first.returncode == 0, first.stderr
     lines = (run / "timing.tsv").read_text().splitlines()
-    assert len(lines) == 5 and all(line.split("\t")[2] == "done" for line in lines), lines
+    assert len(lines) == 6 and all(line.split("\t")[2] == "done" for line in lines), lines
     second = _script(tmp_path, **fake)
-    assert second.stdout.count("done before, skipped") == 5 and (run / "timing.tsv").read_text().count("\n") == 5
+    assert second.stdout.count("done before, skipped") == 6 and (run / "timing.tsv").read_text().count("\n") == 6
     # an attempt killed 600 s after it started, its last heartbeat at 540 s: counted as 540 s, then reported
     (run / ".attempt.extra.start").write_text("1000\n")
     (run / ".attempt.extra.beat").write_text("1540\n")

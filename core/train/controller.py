@@ -258,9 +258,32 @@ def train_controller(
                 evaluator = RealEvaluator(executor, config.early_stop_patience)
         n_starts = len(evaluator.starts or ()) if isinstance(evaluator, DreamEvaluator) else 0
         check_plan = dream_check_plan(config.seed, config.dream_check_rollouts, n_starts)
+
+        def run_check(params: np.ndarray) -> tuple[list[float], int] | None:
+            """One check of flat ``params``: its returns and the real-env steps taken; None when stopped."""
+            if in_dream:
+                assert evaluator is not None
+                dreamt = evaluator.rollout_returns(params[None], check_plan, stop)
+                return None if dreamt is None else (dreamt[0].tolist(), 0)
+            assert executor is not None
+            return real_returns(executor, params, check_seeds, stop)
+
         warned_divergence = False
         patience_out = False
         for generation in range(start, config.generations):
+            if config.check_init and generation == 0 and not checked:  # -- the start, checked as generation 0 --
+                init_out = run_check(cmaes.mean.copy())
+                if init_out is None:
+                    break
+                real, steps = init_out
+                real_env_steps += steps
+                kept = _Kept(cmaes.mean.copy(), math.nan, float(np.mean(real)), 0)
+                checked.append(kept)
+                save_resume(0, new_kept=True)
+                on_progress(Progress("controller", 0, config.generations, message=(
+                    f"{config.check_in} check of the initial controller: {kept.real_return:.1f} +- {np.std(real):.1f} "
+                    f"on {len(real)} {'dreams' if in_dream else 'tracks'} (kept)"
+                )))  # fmt: skip
             # -- sample, evaluate, update --
             tg = time.perf_counter()
             candidates = cmaes.ask()
@@ -313,12 +336,7 @@ def train_controller(
                 check_params, check_ok = candidates[best].copy(), bool(finite[best])
                 check_fitness = float(fitness[best])
             if check_ok:
-                if in_dream:
-                    dreamt = evaluator.rollout_returns(check_params[None], check_plan, stop)
-                    check_out = None if dreamt is None else (dreamt[0].tolist(), 0)
-                else:
-                    assert executor is not None
-                    check_out = real_returns(executor, check_params, check_seeds, stop)
+                check_out = run_check(check_params)
                 if check_out is None:
                     break
                 real, steps = check_out

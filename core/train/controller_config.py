@@ -105,6 +105,10 @@ class ControllerTrainConfig:
     init_controller: Path | None = None
     """Controller checkpoint whose parameters are the initial CMA-ES mean (default: zeros). A V-only one may
     start a full controller: its z weights and biases, zero weights on h, so it starts with the same actions."""
+    check_init: bool = False
+    """With --init-controller and checks on: check the initial controller first, as generation 0, on the same
+    tracks (or dreams) as every later check, so the run keeps it unless a later check beats it and --recheck-top
+    weighs it with the rest: a fine-tune never ends with a controller its own checks rank below its start."""
     v_only: bool = False
     """Train a V-only controller: it sees z without h (Ha's baseline; 99 parameters)."""
     seed: int = 0
@@ -136,6 +140,10 @@ class ControllerTrainConfig:
             f"need 0 <= start_step_min <= start_step_max, got {self.start_step_min}, {self.start_step_max}",
         )
         check(self.real_check_every >= 0, f"real_check_every must be >= 0, got {self.real_check_every}")
+        check(
+            not self.check_init or (self.init_controller is not None and self.real_check_every > 0),
+            "check_init needs init_controller and real_check_every > 0 (there is no start, or no check, to make)",
+        )
         check(
             1 <= self.real_check_episodes <= MODEL_SELECTION.stop - MODEL_SELECTION.start,
             f"real_check_episodes must be in 1..100000, got {self.real_check_episodes}",
