@@ -1668,3 +1668,12 @@ for KIND in convvae ddsvae; do
         --memory assets/${KIND}_memory.safetensors --horizons 10 30 100 200 --start-every 100 --no-parked --no-steer \
         --tau 0.5 --dream-map --map-pose car --map-history 300
 done
+
+# 40. Session 42 (docs/history.md "An agent from nothing with a fine-tune ..."): scripts/from_nothing.sh with its new
+# finetune stage (real-env CMA-ES from the first controller, 4 tracks per candidate, the start checked first), built
+# on a CPU with native bfloat16, then its final block once.
+mkdir -p runs/s42
+bash scripts/from_nothing.sh
+$D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
+    --controller runs/from_nothing/controller_ft.safetensors --episodes 100 --seed 7001700 --workers 2 \
+    --results runs/s42/from_nothing_ft.eval_7001700x100.json

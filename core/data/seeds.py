@@ -115,6 +115,7 @@ FINAL_BLOCKS_USED = {
     7_001_400: "session 33: the same driver after a second iterate --keep-memory round, not shipped (842.7 +- 124.0)",
     7_001_500: "DDS+VAE controller shipped in session 35: the dream-trained driver taught by DAgger, then real CMA-ES (876.9 +- 51.6)",
     7_001_600: "session 40: the ConvVAE agent of scripts/from_nothing.sh (80 generations of real-env CMA-ES), not shipped (793.1 +- 154.3)",
+    7_001_700: "session 42: the ConvVAE agent of scripts/from_nothing.sh with its finetune stage, not shipped (833.9 +- 99.4)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
