@@ -67,7 +67,7 @@ DEVELOPMENT_USED = (
     (1_000_000, 100), (1_100_000, 20), (1_200_000, 10), (1_300_000, 100), (1_400_000, 50), (1_500_000, 100),
     (1_600_000, 100), (1_700_000, 100), (1_800_000, 100), (1_900_000, 50), (1_900_050, 100), (1_910_000, 20),
     (1_920_000, 50), (1_930_000, 20), (1_930_050, 1), (1_930_100, 5), (1_940_000, 2), (1_940_010, 1),
-    (1_950_000, 30),
+    (1_950_000, 30), (1_960_000, 50),
 )  # fmt: skip
 """Development blocks already used, as ``(first seed, count)``: 1,000,000..099 decided among DDS+VAE
 controllers and the fp16 storage; 1,100,000..019 followed the session-7 iterate rounds; 1,200,000..009 compared
@@ -96,7 +96,8 @@ shipped); 1,930,050 was the track of its split-mode drive by key presses, and 1,
 speed under full gas (no model); 1,940,000..001 were the tracks of session 39's looks at the app (split mode with the
 autopilot; dream mode driven by key presses), 1,940,010 the track of session 40's look at the app from a fresh
 clone; 1,950,000..029 compared the shipped ConvVAE controller with and without its brake (session 41), and 1,950,000
-was the track of that session's looks at the app."""
+was the track of that session's looks at the app; 1,960,000..049 scored session 42's from-nothing controller before
+and after its fine-tune (a development figure: the recipe was fixed and its final block run before)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
