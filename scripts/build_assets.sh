@@ -1677,3 +1677,9 @@ bash scripts/from_nothing.sh
 $D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
     --controller runs/from_nothing/controller_ft.safetensors --episodes 100 --seed 7001700 --workers 2 \
     --results runs/s42/from_nothing_ft.eval_7001700x100.json
+# the fine-tune's start against its result on development tracks (after the final block; a development figure)
+for C in controller controller_ft; do
+    $D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
+        --controller runs/from_nothing/$C.safetensors --episodes 50 --seed 1960000 --workers 2 \
+        --results runs/s42/$C.eval_1960000x50.json
+done
