@@ -109,7 +109,7 @@ finetune() {
     # more tracks each and the best of them on all its 24 is kept
     run "$D" train-controller --evaluator real --vision "$R/vision.safetensors" --memory "$R/memory.safetensors" \
         --latents "$R/latents.npz" --out "$R/controller_ft.safetensors" --init-controller "$R/controller.safetensors" \
-        --check-init --population 16 --rollouts 4 --generations "${FT_GENERATIONS:-6}" --sigma0 "${FT_SIGMA0:-0.05}" \
+        --check-init --population 16 --rollouts 4 --generations 6 --sigma0 0.05 \
         --early-stop-patience 50 --real-check-every 2 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
         --recheck-episodes 16 --workers 2 --threads 1 --seed 1 $(resume_if "$R/controller_ft.safetensors")
 }

@@ -146,7 +146,8 @@ def train_controller(
     ``controller/sigma``, save the resume state; every ``real_check_every`` generations and after the last one,
     drive the generation's best candidate (or the updated CMA-ES mean, by ``check_candidate``) on the real check
     tracks (``controller/real_return``; with ``check_in="dream"`` in the run's fixed check dreams instead,
-    ``controller/dream_check_return``, no real-env step) and keep it if it beats every earlier check;
+    ``controller/dream_check_return``, no real-env step) and keep it if it beats every earlier check (with
+    ``check_init`` the initial controller is checked first, as generation 0, and kept until a check beats it);
     ``controller/real_env_steps`` counts every real-env step the run has taken so far (real-evaluator rollouts and
     real checks, kept across ``resume``), the x axis of a learning curve in real experience. With ``check_patience``
     the run stops once that many checks in a row fall below the kept one's; with ``recheck_top`` the best checked
