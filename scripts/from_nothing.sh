@@ -2,7 +2,7 @@
 # One World Models agent for CarRacing built from nothing on this machine, with its wall time: random-policy
 # rollouts -> Ha's ConvVAE -> an MDN-RNN -> a linear controller on [z, h] trained by real-env CMA-ES from zero
 # weights, as Ha & Schmidhuber trained theirs for CarRacing -> a real-env CMA-ES fine-tune of that controller that
-# scores every candidate on 8 tracks instead of 1. No shipped file and no earlier run is read.
+# scores every candidate on 4 tracks instead of 1. No shipped file and no earlier run is read.
 #
 #   bash scripts/from_nothing.sh            # run (or resume) the build into $R (default runs/from_nothing)
 #   bash scripts/from_nothing.sh report     # the wall time of every stage so far, and the total
@@ -103,13 +103,13 @@ controller() {
         $(resume_if "$R/controller.safetensors")
 }
 finetune() {
-    # real-env CMA-ES again, from the controller above: every candidate drives the generation's 8 tracks (one track
+    # real-env CMA-ES again, from the controller above: every candidate drives the generation's 4 tracks (one track
     # per candidate left the ranking to the luck of the track), with a smaller step; the start is checked first on
     # 8 model-selection tracks and kept unless a later check of the mean beats it; the 3 best checks then drive 16
     # more tracks each and the best of them on all its 24 is kept
     run "$D" train-controller --evaluator real --vision "$R/vision.safetensors" --memory "$R/memory.safetensors" \
         --latents "$R/latents.npz" --out "$R/controller_ft.safetensors" --init-controller "$R/controller.safetensors" \
-        --check-init --population 16 --rollouts 8 --generations 6 --sigma0 0.05 \
+        --check-init --population 16 --rollouts 4 --generations 6 --sigma0 0.05 \
         --early-stop-patience 50 --real-check-every 2 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
         --recheck-episodes 16 --workers 2 --threads 1 --seed 1 $(resume_if "$R/controller_ft.safetensors")
 }

@@ -117,6 +117,7 @@ FINAL_BLOCKS_USED = {
     7_001_500: "DDS+VAE controller shipped in session 35: the dream-trained driver taught by DAgger, then real CMA-ES (876.9 +- 51.6)",
     7_001_600: "session 40: the ConvVAE agent of scripts/from_nothing.sh (80 generations of real-env CMA-ES), not shipped (793.1 +- 154.3)",
     7_001_700: "session 42: the ConvVAE agent of scripts/from_nothing.sh with its finetune stage, not shipped (833.9 +- 99.4)",
+    7_001_800: "session 43: the same recipe with 8 tracks per fine-tune candidate, not shipped (804.2 +- 148.0)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
