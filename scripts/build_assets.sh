@@ -1694,3 +1694,7 @@ bash scripts/.from_nothing_8.sh
 $D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
     --controller runs/from_nothing/controller_ft.safetensors --episodes 100 --seed 7001800 --workers 2 \
     --results runs/s43/from_nothing_ft.eval_7001800x100.json
+# the fine-tuned controller on section 40's development tracks (after the final block; a development figure)
+$D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
+    --controller runs/from_nothing/controller_ft.safetensors --episodes 50 --seed 1960000 --workers 2 \
+    --results runs/s43/controller_ft.eval_1960000x50.json

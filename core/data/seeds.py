@@ -97,7 +97,8 @@ speed under full gas (no model); 1,940,000..001 were the tracks of session 39's 
 autopilot; dream mode driven by key presses), 1,940,010 the track of session 40's look at the app from a fresh
 clone; 1,950,000..029 compared the shipped ConvVAE controller with and without its brake (session 41), and 1,950,000
 was the track of that session's looks at the app; 1,960,000..049 scored session 42's from-nothing controller before
-and after its fine-tune (a development figure: the recipe was fixed and its final block run before)."""
+and after its fine-tune (a development figure: the recipe was fixed and its final block run before), then session
+43's fine-tuned with 8 tracks per candidate (after its recipe was decided and its final block run)."""
 FINAL_BLOCKS_USED = {
     7_000_000: "ConvVAE world model shipped in session 7 (785.5 +- 157.2)",
     7_000_100: "session 8: the ConvVAE with the open-loop M, run once, then withdrawn (860.4 +- 108.3)",
