@@ -1687,14 +1687,15 @@ done
 # 41. Session 43 (docs/history.md "An agent from nothing with 8 tracks per fine-tune candidate ..."):
 # scripts/from_nothing.sh with the fine-tune's candidates on 8 tracks each (4 before), built on a CPU with native
 # bfloat16 (its first four stages and first CMA-ES gave session 42's figures again), then its final block once. The
-# script was then set back to 4 tracks (the 8-track version is commit 2b1c5a3).
+# script was then set back to 4 tracks. The script that ran is commit 2b1c5a3's; here it builds into its own run
+# directory (on its fresh machine it was runs/from_nothing): in section 40's, every stage would be "done before".
 mkdir -p runs/s43
-sed 's/--rollouts 4 --generations 6/--rollouts 8 --generations 6/' scripts/from_nothing.sh >scripts/.from_nothing_8.sh
-bash scripts/.from_nothing_8.sh
-$D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
-    --controller runs/from_nothing/controller_ft.safetensors --episodes 100 --seed 7001800 --workers 2 \
+git show 2b1c5a3:scripts/from_nothing.sh >scripts/.from_nothing_8.sh
+R=runs/from_nothing_8 DATA=data/from_nothing_8 bash scripts/.from_nothing_8.sh
+$D evaluate --vision runs/from_nothing_8/vision.safetensors --memory runs/from_nothing_8/memory.safetensors \
+    --controller runs/from_nothing_8/controller_ft.safetensors --episodes 100 --seed 7001800 --workers 2 \
     --results runs/s43/from_nothing_ft.eval_7001800x100.json
 # the fine-tuned controller on section 40's development tracks (after the final block; a development figure)
-$D evaluate --vision runs/from_nothing/vision.safetensors --memory runs/from_nothing/memory.safetensors \
-    --controller runs/from_nothing/controller_ft.safetensors --episodes 50 --seed 1960000 --workers 2 \
+$D evaluate --vision runs/from_nothing_8/vision.safetensors --memory runs/from_nothing_8/memory.safetensors \
+    --controller runs/from_nothing_8/controller_ft.safetensors --episodes 50 --seed 1960000 --workers 2 \
     --results runs/s43/controller_ft.eval_1960000x50.json
