@@ -106,11 +106,13 @@ finetune() {
     # real-env CMA-ES again, from the controller above: every candidate drives the generation's 4 tracks (one track
     # per candidate left the ranking to the luck of the track), with a smaller step; the start is checked first on
     # 8 model-selection tracks and kept unless a later check of the mean beats it; the 3 best checks then drive 16
-    # more tracks each and the best of them on all its 24 is kept
+    # more tracks each and the best of them on all its 24 is kept. No early stop here: a candidate that leaves the
+    # road drives on to the episode's end, so finding the road again scores (the first CMA-ES's 50-step cut hides
+    # every longer recovery, and the low tracks are lost off the road)
     run "$D" train-controller --evaluator real --vision "$R/vision.safetensors" --memory "$R/memory.safetensors" \
         --latents "$R/latents.npz" --out "$R/controller_ft.safetensors" --init-controller "$R/controller.safetensors" \
         --check-init --population 16 --rollouts 4 --generations 6 --sigma0 0.05 \
-        --early-stop-patience 50 --real-check-every 2 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
+        --early-stop-patience 0 --real-check-every 2 --real-check-episodes 8 --check-candidate mean --recheck-top 3 \
         --recheck-episodes 16 --workers 2 --threads 1 --seed 1 $(resume_if "$R/controller_ft.safetensors")
 }
 
