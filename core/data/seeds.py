@@ -119,6 +119,7 @@ FINAL_BLOCKS_USED = {
     7_001_600: "session 40: the ConvVAE agent of scripts/from_nothing.sh (80 generations of real-env CMA-ES), not shipped (793.1 +- 154.3)",
     7_001_700: "session 42: the ConvVAE agent of scripts/from_nothing.sh with its finetune stage, not shipped (833.9 +- 99.4)",
     7_001_800: "session 43: the same recipe with 8 tracks per fine-tune candidate, not shipped (804.2 +- 148.0)",
+    7_001_900: "session 44: scripts/from_nothing.sh's finetune with no early stop, not shipped (846.5 +- 84.2)",
 }
 """Final blocks already run, by first seed, with the model that used each up."""
 
