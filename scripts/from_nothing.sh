@@ -2,7 +2,7 @@
 # One World Models agent for CarRacing built from nothing on this machine, with its wall time: random-policy
 # rollouts -> Ha's ConvVAE -> an MDN-RNN -> a linear controller on [z, h] trained by real-env CMA-ES from zero
 # weights, as Ha & Schmidhuber trained theirs for CarRacing -> a real-env CMA-ES fine-tune of that controller that
-# scores every candidate on 4 tracks instead of 1. No shipped file and no earlier run is read.
+# scores every candidate on 4 whole episodes instead of 1 cut one. No shipped file and no earlier run is read.
 #
 #   bash scripts/from_nothing.sh            # run (or resume) the build into $R (default runs/from_nothing)
 #   bash scripts/from_nothing.sh report     # the wall time of every stage so far, and the total
@@ -57,12 +57,23 @@ stage() {  # stage NAME FUNCTION: run FUNCTION unless stage NAME finished before
     # the heartbeat ends with the script however it ends: at its exit (a failed stage too), or within one beat
     # when it is killed outright
     local beat=$R/.attempt.$name.beat  # written whole (a rename), so a beat killed mid-write leaves the last one
-    (while kill -0 $$ 2>/dev/null; do date +%s >"$beat.tmp" && mv "$beat.tmp" "$beat"; sleep "${HEARTBEAT:-20}"; done) \
-        >/dev/null 2>&1 &
+    # told to stop (TERM), the loop first finishes a write under way (bash runs the trap once its foreground command
+    # is done; the sleep is waited for in the background, so the trap cuts it short): after `wait` no beat is written
+    (
+        nap=
+        trap 'kill "$nap" 2>/dev/null; exit 0' TERM
+        while kill -0 $$ 2>/dev/null; do
+            date +%s >"$beat.tmp" && mv "$beat.tmp" "$beat"
+            sleep "${HEARTBEAT:-20}" &
+            nap=$!
+            wait "$nap"
+        done
+    ) >/dev/null 2>&1 &
     beat_pid=$!  # global: the EXIT trap reads it outside this function
     trap 'kill "$beat_pid" 2>/dev/null || true' EXIT
     "$fn"
     kill "$beat_pid" 2>/dev/null || true
+    wait "$beat_pid" 2>/dev/null || true
     trap - EXIT
     printf '%s\t%d\tdone\t%s\n' "$name" $(($(date +%s) - t0)) "$(date -u +%FT%TZ)" >>"$R/timing.tsv"
     rm -f "$R/.attempt.$name.start" "$beat" "$beat.tmp"
