@@ -1704,8 +1704,10 @@ $D evaluate --vision runs/from_nothing_8/vision.safetensors --memory runs/from_n
 # with the fine-tune's episodes run whole (--early-stop-patience 0, commit 93eb7b1), then its final block once. This
 # session ran the fine-tune on session 43's first five stages' files (section 41's runs/from_nothing_8 before its
 # fine-tune: the same commands, which repeat their figures on this CPU kind); from nothing, the script builds them.
+# As in section 41, the script that ran is its commit's, so a later change to the recipe does not change this section.
 mkdir -p runs/s44
-R=runs/from_nothing_p0 DATA=data/from_nothing_p0 bash scripts/from_nothing.sh
+git show 93eb7b1:scripts/from_nothing.sh >scripts/.from_nothing_p0.sh
+R=runs/from_nothing_p0 DATA=data/from_nothing_p0 bash scripts/.from_nothing_p0.sh
 $D evaluate --vision runs/from_nothing_p0/vision.safetensors --memory runs/from_nothing_p0/memory.safetensors \
     --controller runs/from_nothing_p0/controller_ft.safetensors --episodes 100 --seed 7001900 --workers 2 \
     --results runs/s44/controller_ft.eval_7001900x100.json
