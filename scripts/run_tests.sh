@@ -4,6 +4,9 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 export SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy
+# the tests spread over TEST_WORKERS pytest processes (pytest-xdist; default 2, this machine's cores; 0 runs them in
+# this one); the Ray tests keep to one worker (--dist loadgroup, their xdist_group mark)
+set -- -n "${TEST_WORKERS:-2}" --dist loadgroup "$@"
 
 "$PY" -m ruff check core explorer scripts tests || exit 1
 "$PY" -m mypy || exit 1  # the packages and scripts ([tool.mypy] in pyproject.toml)

@@ -16,11 +16,16 @@ if TYPE_CHECKING:
     from core.models.mdnrnn import MDNRNN
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
-# V's ONNX Runtime exports (core.vision_runtime) of the test models go to one folder per run, shared by the tests
-# and the app processes they start, and never into the user's cache
-os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dream-explorer-test-cache-")
+# V's ONNX Runtime exports (core.vision_runtime) of the test models go to one folder per run, shared by the tests,
+# the app processes they start and, in a parallel run (pytest -n), every worker; never into the user's cache
+XDIST_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+if XDIST_RUN:
+    os.environ["XDG_CACHE_HOME"] = os.path.join(tempfile.gettempdir(), f"dream-explorer-test-cache-{XDIST_RUN}")
+else:
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="dream-explorer-test-cache-")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
-torch.set_num_threads(2)
+# the suite's torch threads: 2 (the machine's cores), 1 per worker in a parallel run, where the workers share them
+torch.set_num_threads(1 if XDIST_RUN else 2)
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def region(image: np.ndarray, rect: tuple[float, float, float, float], inset: in
     return image[y0 + inset : y1 - inset, x0 + inset : x1 - inset]
 
 
-def wait_until(ctx: Ctx, condition: Callable[[], bool], seconds: float = 120.0) -> bool:
+def wait_until(ctx: Ctx, condition: Callable[[], bool], seconds: float = 240.0) -> bool:
     """Yield frames until ``condition()`` holds (or ``seconds`` of wall time pass). Wall time, not a frame count:
     uncapped frames pass in a few milliseconds, and on a loaded machine a stage's spawned process alone can take
     longer than thousands of them to start."""

@@ -121,6 +121,7 @@ LOOPBACK_HEX = ("0100007F:", "0000000000000000FFFF00000100007F:", "0000000000000
 """127.0.0.1 in /proc/net/tcp, ::ffff:127.0.0.1 and ::1 in /proc/net/tcp6."""
 
 
+@pytest.mark.xdist_group("ray")  # no other Ray instance beside it (test_ray.py) adds listeners
 def test_a_local_ray_instance_listens_on_loopback_only(tmp_path: Path) -> None:
     pytest.importorskip("ray")
     if not Path("/proc/net/tcp").is_file():

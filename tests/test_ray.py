@@ -24,6 +24,10 @@ from core.models.vae import ConvVAE, VAEConfig
 from core.parallel import TaskFailed, make_executor
 from core.train.controller import ControllerTrainConfig, train_controller
 
+# one local Ray instance at a time: run in parallel (pytest -n), this module and the loopback test in test_faults.py
+# share one worker
+pytestmark = pytest.mark.xdist_group("ray")
+
 ray = pytest.importorskip("ray")
 
 Z, H = 8, 16
