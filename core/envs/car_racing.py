@@ -22,9 +22,12 @@ EPISODE_STEPS = 1000
 def make_real_env(render_mode: str | None = None, **kwargs: Any) -> gym.Env:
     """``gymnasium.make("CarRacing-v3")`` with continuous actions [steer -1..1, gas 0..1, brake 0..1].
 
-    Observations are uint8 (96, 96, 3) RGB frames.
+    Observations are uint8 (96, 96, 3) RGB frames. The road is drawn by :mod:`core.envs.road_render` (the stock
+    env's pixels, with the off-screen polygons culled in one array pass).
     """
-    return gym.make(ENV_ID, render_mode=render_mode, continuous=True, **kwargs)
+    from core.envs.road_render import install
+
+    return install(gym.make(ENV_ID, render_mode=render_mode, continuous=True, **kwargs))
 
 
 def car_speed(env: gym.Env) -> float:
