@@ -66,7 +66,7 @@ def _near_screen(screen: np.ndarray) -> np.ndarray:
     m = stock.MAX_SHAPE_DIM
     x, y = screen[..., 0], screen[..., 1]
     inside = (x >= -m) & (x <= stock.WINDOW_W + m) & (y >= -m) & (y <= stock.WINDOW_H + m)
-    return inside.any(axis=-1)
+    return np.asarray(inside.any(axis=-1))
 
 
 def _draw(surface: Any, points: np.ndarray, color: Any) -> None:
@@ -108,5 +108,5 @@ def install(env: gym.Env) -> gym.Env:
     car_racing = env.unwrapped
     if not isinstance(car_racing, stock.CarRacing):
         raise TypeError(f"expected a CarRacing env, got {type(car_racing).__name__}")
-    car_racing._render_road = types.MethodType(render_road, car_racing)  # type: ignore[attr-defined]
+    car_racing._render_road = types.MethodType(render_road, car_racing)  # type: ignore[method-assign]
     return env
