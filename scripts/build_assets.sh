@@ -1711,3 +1711,21 @@ R=runs/from_nothing_p0 DATA=data/from_nothing_p0 bash scripts/.from_nothing_p0.s
 $D evaluate --vision runs/from_nothing_p0/vision.safetensors --memory runs/from_nothing_p0/memory.safetensors \
     --controller runs/from_nothing_p0/controller_ft.safetensors --episodes 100 --seed 7001900 --workers 2 \
     --results runs/s44/controller_ft.eval_7001900x100.json
+
+# 43. Session 45 (docs/history.md "The real env draws its road 2x faster ..."): the first five stages of
+# scripts/from_nothing.sh (commit 3501b57's) with the first CMA-ES's cut at 100 steps instead of 50, on an AMD EPYC,
+# with the culled road of core/envs/road_render.py; the fine-tune not run, no final block.
+git show 3501b57:scripts/from_nothing.sh |
+    sed -e 's/--early-stop-patience 50 --real-check-every/--early-stop-patience 100 --real-check-every/' \
+        -e 's/^stage finetune finetune$/# finetune: not in this run/' >scripts/.from_nothing_s45.sh
+R=runs/from_nothing_s45 DATA=data/from_nothing_s45 bash scripts/.from_nothing_s45.sh
+# the culled road against the stock one (README, Figures): the old code from a checkout of d764453 and the new, in turn
+git worktree add runs/s45_old d764453
+OLD="env PYTHONPATH=. ../../.venv/bin/python -m explorer.cli"  # run inside runs/s45_old
+for i in 1 2; do
+    (cd runs/s45_old && $OLD bench --quick --json)
+    $D bench --quick --json
+    rm -rf runs/s45_old_collect runs/s45_new_collect
+    (cd runs/s45_old && $OLD collect --episodes 10 --seed 810000 --workers 2 --out-dir ../s45_old_collect)
+    $D collect --episodes 10 --seed 810000 --workers 2 --out-dir runs/s45_new_collect
+done
