@@ -1,13 +1,14 @@
 """CarRacing-v3's road drawing with the off-screen polygons culled in one NumPy pass: the same pixels, faster.
 
-Gymnasium's ``CarRacing._render_road`` rotates, scales and tests each of its ~800 polygons (the playfield, 400 grass
-patches and every road tile and kerb) for being near the screen in Python, every step, and draws the ~80 that are.
-That loop is most of a real-env step's time, and real-env steps are most of a from-nothing build's (the controller
-stages). :func:`install` replaces the loop on one env instance with array arithmetic over all polygons at once. It
-computes every vertex with the same IEEE double operations in the same order as ``pygame.math.Vector2.rotate_rad``
-followed by the scale and shift (the cosine and sine are pygame's own, read off a rotated unit vector), keeps the same
-polygons, and draws them in the same order with the same ``pygame.gfxdraw`` calls, so every frame is the same bytes
-(``tests/test_road_render.py`` compares whole episodes against the stock env).
+Gymnasium's ``CarRacing._render_road`` rotates, scales and tests each of its polygons (the playfield, 400 grass
+patches and every road tile and kerb) for being near the screen in Python, every step, and draws the few that are.
+That loop is the larger part of a real-env step (the README's Figures have the before and after), and real-env steps
+are the larger part of a build from nothing. :func:`install` replaces the loop on one env instance with array
+arithmetic over all polygons at once. It computes every vertex with the same IEEE double operations in the same
+order as ``pygame.math.Vector2.rotate_rad`` followed by the scale and shift (the cosine and sine are pygame's own,
+read off a rotated unit vector), keeps the same polygons, and draws them in the same order with the same
+``pygame.gfxdraw`` calls, so every frame is the same bytes (``tests/test_road_render.py`` compares whole episodes
+against the stock env).
 """
 
 from __future__ import annotations
