@@ -1729,3 +1729,6 @@ for i in 1 2; do
     (cd runs/s45_old && $OLD collect --episodes 10 --seed 810000 --workers 2 --out-dir ../s45_old_collect)
     $D collect --episodes 10 --seed 810000 --workers 2 --out-dir runs/s45_new_collect
 done
+# then the fine-tune on the same run (the copy with its stage on)
+sed -e 's/^# finetune: not in this run$/stage finetune finetune/' scripts/.from_nothing_s45.sh >scripts/.from_nothing_s45ft.sh
+R=runs/from_nothing_s45 DATA=data/from_nothing_s45 bash scripts/.from_nothing_s45ft.sh
