@@ -152,7 +152,8 @@ def compare_vision(
         recons[name] = recon
         if name == "dds_vae":
             x96 = x  # the DDS+VAE's own input: HUD-cropped frames at 96x96
-        out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).mean())
+        # per frame, then over frames, as mse_64 below: for the ConvVAE (own input = the reference) the two are equal
+        out[f"compare/{name}/mse_own"] = float((recon - x).pow(2).flatten(1).mean(1).mean())
         out[f"compare/{name}/resolution_own"] = float(x.shape[-1])
         per_frame = (_area_resize(recon, 64) - reference).pow(2).flatten(1).mean(1)
         out[f"compare/{name}/mse_64"] = float(per_frame.mean())

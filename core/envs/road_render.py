@@ -72,7 +72,7 @@ def _near_screen(screen: np.ndarray) -> np.ndarray:
 
 def _draw(surface: Any, points: np.ndarray, color: Any) -> None:
     """One polygon as the stock env draws it: its anti-aliased outline, then its fill."""
-    poly = [(float(px), float(py)) for px, py in points.tolist()]
+    poly = [tuple(point) for point in points.tolist()]  # Python floats, as the stock loop passes
     gfxdraw.aapolygon(surface, poly, color)
     gfxdraw.filled_polygon(surface, poly, color)
 
